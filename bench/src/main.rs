@@ -1,0 +1,2 @@
+//! torpor-bench: placeholder until the suite lands.
+fn main() {}

@@ -1,0 +1,355 @@
+//! Finding where a command's reply ends.
+//!
+//! [`ReplyTracker`] is fed the reply's packets in order, each as its header
+//! and the head of its payload, and says after each one whether the reply
+//! goes on, has ended, or waits for the client (LOCAL INFILE). It never
+//! needs a row's contents: a proxy can stream rows of any size through and
+//! look only at the first bytes of each packet.
+//!
+//! The rules, as MariaDB 10.11 sends them (fixtures in the tests below
+//! were captured from it):
+//!
+//! - A result starts with OK, ERR, a LOCAL INFILE request (0xFB) or a
+//!   column count. Under MARIADB_CLIENT_CACHE_METADATA the column count is
+//!   followed, in the same packet, by a "metadata follows" byte; when it is
+//!   0 no column definitions come.
+//! - Without CLIENT_DEPRECATE_EOF an EOF packet follows the column
+//!   definitions (also when they were left out). With it, none does.
+//! - Rows end with a packet that starts with 0xFE and is shorter than
+//!   0xFFFFFF bytes (a row that starts with 0xFE holds a string of more
+//!   than 16 MiB, so its packet is always a full one), or with ERR.
+//! - A cursor: the metadata is followed by the terminator at once, with
+//!   SERVER_STATUS_CURSOR_EXISTS set; the rows come with COM_STMT_FETCH.
+//! - SERVER_MORE_RESULTS_EXISTS on an OK or on a terminator means another
+//!   result follows (multi-statements, CALL and its trailing OK).
+//! - Under MARIADB_CLIENT_PROGRESS an ERR with code 0xFFFF is a progress
+//!   report and ends nothing.
+//! - A payload of 0xFFFFFF bytes continues in the next packet, whose head
+//!   is data and must not be read as a packet type.
+
+use crate::caps::Capabilities;
+use crate::command::ReplyKind;
+use crate::frame::{PacketHeader, MAX_PAYLOAD};
+use crate::lenenc;
+use crate::packets::{
+    eof_status, ok_status, terminator_status, ServerStatus, EOF_HEADER, ERR_HEADER,
+    LOCAL_INFILE_HEADER, OK_HEADER, PROGRESS_REPORT_CODE,
+};
+use crate::ProtocolError;
+
+/// How many bytes of a packet's payload the tracker may look at; callers
+/// give it the whole payload or at least this many bytes of it.
+pub const HEAD_LEN: usize = 32;
+
+/// What the tracker says about the packet it was just given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The reply goes on.
+    More,
+    /// The reply has ended with this packet.
+    Done(Ending),
+    /// The server asked for a local file (LOAD DATA LOCAL INFILE): the
+    /// client now sends the file's packets and an empty packet, after which
+    /// the reply goes on.
+    LocalInfile,
+}
+
+/// How a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// With an OK or EOF packet; its status flags.
+    Status(ServerStatus),
+    /// With an ERR packet.
+    Error,
+    /// With a packet that carries no status (COM_STATISTICS).
+    Other,
+}
+
+/// A COM_STMT_PREPARE reply's first packet, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareOk {
+    /// The statement id the server assigned.
+    pub statement_id: u32,
+    /// Number of result columns.
+    pub columns: u16,
+    /// Number of parameters.
+    pub params: u16,
+    /// Warning count.
+    pub warnings: u16,
+}
+
+impl PrepareOk {
+    /// Decodes a prepare-OK packet.
+    pub fn parse(payload: &[u8]) -> Result<PrepareOk, ProtocolError> {
+        match payload {
+            [OK_HEADER, s0, s1, s2, s3, c0, c1, p0, p1, _, w0, w1, ..] => Ok(PrepareOk {
+                statement_id: u32::from_le_bytes([*s0, *s1, *s2, *s3]),
+                columns: u16::from_le_bytes([*c0, *c1]),
+                params: u16::from_le_bytes([*p0, *p1]),
+                warnings: u16::from_le_bytes([*w0, *w1]),
+            }),
+            // Servers older than 4.1.? left out the warning count.
+            [OK_HEADER, s0, s1, s2, s3, c0, c1, p0, p1, ..] => Ok(PrepareOk {
+                statement_id: u32::from_le_bytes([*s0, *s1, *s2, *s3]),
+                columns: u16::from_le_bytes([*c0, *c1]),
+                params: u16::from_le_bytes([*p0, *p1]),
+                warnings: 0,
+            }),
+            _ => Err(ProtocolError::malformed("prepare OK packet")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The first packet of a result: OK, ERR, LOCAL INFILE or column count.
+    ResultStart,
+    /// Column definitions still to come.
+    Columns(u64),
+    /// The EOF after the column definitions (no CLIENT_DEPRECATE_EOF).
+    ColumnsEof,
+    /// Rows, until a terminator.
+    Rows,
+    /// One packet, whatever it is.
+    Single,
+    /// COM_FIELD_LIST: column definitions until a terminator.
+    FieldList,
+    /// The first packet of a COM_STMT_PREPARE reply.
+    PrepareStart,
+    /// Parameter definitions still to come, then `columns` columns.
+    PrepareParams { params: u16, columns: u16 },
+    /// The EOF after parameter definitions.
+    PrepareParamsEof { columns: u16 },
+    /// Column definitions of a prepared statement still to come.
+    PrepareColumns(u16),
+    /// The EOF after a prepared statement's column definitions.
+    PrepareColumnsEof,
+    /// The reply has ended.
+    Finished,
+}
+
+/// Follows one command's reply packet by packet. See the module docs.
+#[derive(Debug, Clone)]
+pub struct ReplyTracker {
+    state: State,
+    caps: Capabilities,
+    /// The previous packet was a full one: this packet continues its
+    /// payload and is not looked at.
+    continuation: bool,
+    /// The prepare-OK of a COM_STMT_PREPARE reply, once seen.
+    prepare_ok: Option<PrepareOk>,
+}
+
+impl ReplyTracker {
+    /// A tracker for a reply of `kind` on a connection that negotiated
+    /// `caps`. `None` for kinds that are not plain replies (no reply,
+    /// authentication, replication).
+    pub fn new(kind: ReplyKind, caps: Capabilities) -> Option<ReplyTracker> {
+        let state = match kind {
+            ReplyKind::Results => State::ResultStart,
+            ReplyKind::Single => State::Single,
+            ReplyKind::FieldList => State::FieldList,
+            ReplyKind::Prepare => State::PrepareStart,
+            ReplyKind::Fetch => State::Rows,
+            ReplyKind::None | ReplyKind::Authentication | ReplyKind::Replication => return None,
+        };
+        Some(ReplyTracker {
+            state,
+            caps,
+            continuation: false,
+            prepare_ok: None,
+        })
+    }
+
+    /// Whether the reply has ended.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// The decoded prepare-OK, once a COM_STMT_PREPARE reply has given it.
+    pub fn prepare_ok(&self) -> Option<PrepareOk> {
+        self.prepare_ok
+    }
+
+    /// Takes the next packet of the reply: its header and its payload, or
+    /// at least the first [`HEAD_LEN`] bytes of the payload.
+    pub fn on_packet(&mut self, header: PacketHeader, head: &[u8]) -> Result<Step, ProtocolError> {
+        if self.state == State::Finished {
+            return Err(ProtocolError::Unexpected {
+                what: "packet after the end of a reply",
+            });
+        }
+        let continued = std::mem::replace(&mut self.continuation, header.is_continued());
+        if continued {
+            return Ok(Step::More);
+        }
+        let first = head.first().copied();
+        // No row, column definition or status packet starts with 0xFF, and
+        // COM_STATISTICS' text does not either: 0xFF is always ERR.
+        if first == Some(ERR_HEADER) {
+            if self.is_progress_report(head) {
+                return Ok(Step::More);
+            }
+            return Ok(self.finish(Ending::Error));
+        }
+        match self.state {
+            State::ResultStart => self.result_start(header, head),
+            State::Columns(left) => {
+                self.state = match left {
+                    1 => self.after_columns(),
+                    _ => State::Columns(left - 1),
+                };
+                Ok(Step::More)
+            }
+            State::ColumnsEof => {
+                let status = eof_status(head)?;
+                if status.has(ServerStatus::CURSOR_EXISTS) {
+                    Ok(self.end_of_result(status))
+                } else {
+                    self.state = State::Rows;
+                    Ok(Step::More)
+                }
+            }
+            State::Rows | State::FieldList => {
+                if first == Some(EOF_HEADER) && header.len < MAX_PAYLOAD {
+                    let status = terminator_status(head, self.caps)?;
+                    Ok(self.end_of_result(status))
+                } else {
+                    Ok(Step::More)
+                }
+            }
+            State::Single => {
+                let ending = match first {
+                    Some(OK_HEADER) => Ending::Status(ok_status(head)?),
+                    Some(EOF_HEADER) => Ending::Status(terminator_status(head, self.caps)?),
+                    _ => Ending::Other,
+                };
+                Ok(self.finish(ending))
+            }
+            State::PrepareStart => {
+                let ok = PrepareOk::parse(head)?;
+                self.prepare_ok = Some(ok);
+                self.state = match (ok.params, ok.columns) {
+                    (0, 0) => return Ok(self.finish(Ending::Status(ServerStatus::default()))),
+                    (0, columns) => State::PrepareColumns(columns),
+                    (params, columns) => State::PrepareParams { params, columns },
+                };
+                Ok(Step::More)
+            }
+            State::PrepareParams { params, columns } => {
+                self.state = if params > 1 {
+                    State::PrepareParams {
+                        params: params - 1,
+                        columns,
+                    }
+                } else if !self.deprecate_eof() {
+                    State::PrepareParamsEof { columns }
+                } else if columns > 0 {
+                    State::PrepareColumns(columns)
+                } else {
+                    return Ok(self.finish(Ending::Status(ServerStatus::default())));
+                };
+                Ok(Step::More)
+            }
+            State::PrepareParamsEof { columns } => {
+                let status = eof_status(head)?;
+                if columns > 0 {
+                    self.state = State::PrepareColumns(columns);
+                    Ok(Step::More)
+                } else {
+                    Ok(self.finish(Ending::Status(status)))
+                }
+            }
+            State::PrepareColumns(left) => {
+                self.state = if left > 1 {
+                    State::PrepareColumns(left - 1)
+                } else if !self.deprecate_eof() {
+                    State::PrepareColumnsEof
+                } else {
+                    return Ok(self.finish(Ending::Status(ServerStatus::default())));
+                };
+                Ok(Step::More)
+            }
+            State::PrepareColumnsEof => {
+                let status = eof_status(head)?;
+                Ok(self.finish(Ending::Status(status)))
+            }
+            State::Finished => unreachable!("checked above"),
+        }
+    }
+
+    fn deprecate_eof(&self) -> bool {
+        self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF)
+    }
+
+    fn is_progress_report(&self, head: &[u8]) -> bool {
+        self.caps.contains(Capabilities::MARIADB_CLIENT_PROGRESS)
+            && head.get(1..3) == Some(&PROGRESS_REPORT_CODE.to_le_bytes()[..])
+    }
+
+    fn finish(&mut self, ending: Ending) -> Step {
+        self.state = State::Finished;
+        Step::Done(ending)
+    }
+
+    /// After an OK or a result set's terminator: another result, or the end.
+    fn end_of_result(&mut self, status: ServerStatus) -> Step {
+        if status.has(ServerStatus::MORE_RESULTS_EXISTS) {
+            self.state = State::ResultStart;
+            Step::More
+        } else {
+            self.finish(Ending::Status(status))
+        }
+    }
+
+    fn after_columns(&self) -> State {
+        if self.deprecate_eof() {
+            State::Rows
+        } else {
+            State::ColumnsEof
+        }
+    }
+
+    fn result_start(&mut self, header: PacketHeader, head: &[u8]) -> Result<Step, ProtocolError> {
+        match head.first() {
+            None => Err(ProtocolError::malformed("empty reply packet")),
+            Some(&OK_HEADER) => {
+                let status = ok_status(head)?;
+                Ok(self.end_of_result(status))
+            }
+            Some(&LOCAL_INFILE_HEADER) => {
+                // The server's answer to the file is an OK or ERR, which may
+                // announce more results: a new result start.
+                Ok(Step::LocalInfile)
+            }
+            Some(&EOF_HEADER) if header.len < 9 => Err(ProtocolError::Unexpected {
+                what: "EOF packet at the start of a result",
+            }),
+            Some(_) => {
+                let (count, used) =
+                    lenenc::read_int(head).ok_or(ProtocolError::malformed("column count"))?;
+                if count == 0 {
+                    return Err(ProtocolError::malformed("column count"));
+                }
+                let metadata_follows = if self.caps.contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA) {
+                    match head.get(used) {
+                        Some(0) => false,
+                        Some(1) => true,
+                        _ => return Err(ProtocolError::malformed("metadata-follows flag")),
+                    }
+                } else {
+                    true
+                };
+                self.state = if metadata_follows {
+                    State::Columns(count)
+                } else {
+                    self.after_columns()
+                };
+                Ok(Step::More)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,358 @@
+//! Runs `mariadbd` directly: a datadir initialized by `mariadb-install-db`,
+//! a free loopback port, its own socket, accounts created at boot through
+//! `--init-file` (so no client program is needed), and "ready" meaning a
+//! MySQL handshake arrived, not merely that the process started.
+//!
+//! Dropping a [`MariadbProcess`] stops the server and removes a datadir it
+//! created. The child also gets `PR_SET_PDEATHSIG`, so a test binary that
+//! dies mid-run does not leave servers behind.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a private MariaDB could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A MariaDB program is not installed.
+    #[error("{program} not found (install Debian's mariadb-server package)")]
+    NotInstalled {
+        /// The program looked for.
+        program: &'static str,
+    },
+    /// A step failed with an I/O error.
+    #[error("{step}: {source}")]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `mariadb-install-db` failed.
+    #[error("mariadb-install-db failed: {0}")]
+    InstallDb(String),
+    /// The server exited or never answered a handshake.
+    #[error("mariadbd did not become ready: {0}")]
+    NotReady(String),
+}
+
+/// An account to create at boot, with all privileges.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// User name (host `%`).
+    pub user: String,
+    /// Plaintext password.
+    pub password: String,
+}
+
+/// How to start a private MariaDB.
+#[derive(Debug, Clone)]
+pub struct MariadbOptions {
+    /// Datadir to use; a temporary one (removed on drop) when `None`. An
+    /// existing initialized datadir is reused as it is.
+    pub datadir: Option<PathBuf>,
+    /// Port to listen on (loopback); a free one when `None`.
+    pub port: Option<u16>,
+    /// Accounts to create, each with all privileges on everything.
+    pub accounts: Vec<Account>,
+    /// InnoDB buffer pool size, e.g. `128M`.
+    pub buffer_pool: String,
+    /// Further `mariadbd` options, e.g. `--max-connections=2000`.
+    pub extra_args: Vec<String>,
+    /// How long to wait for the first handshake.
+    pub ready_timeout: Duration,
+}
+
+impl Default for MariadbOptions {
+    fn default() -> Self {
+        MariadbOptions {
+            datadir: None,
+            port: None,
+            accounts: Vec::new(),
+            buffer_pool: "128M".to_string(),
+            extra_args: Vec::new(),
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running private `mariadbd`.
+#[derive(Debug)]
+pub struct MariadbProcess {
+    child: Option<Child>,
+    addr: SocketAddr,
+    datadir: PathBuf,
+    socket: PathBuf,
+    /// Keeps a temporary run directory alive; removed on drop.
+    _rundir: tempfile::TempDir,
+    _tempdata: Option<tempfile::TempDir>,
+}
+
+/// Finds an installed MariaDB program by any of its names, looking in
+/// `PATH` and in the sbin folders Debian installs `mariadbd` into.
+pub fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin", "/usr/libexec"];
+    let dirs = std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from));
+    for dir in dirs {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> ProcessError {
+    move |source| ProcessError::Io { step, source }
+}
+
+/// SQL string literal with quotes and backslashes escaped.
+fn sql_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+impl MariadbProcess {
+    /// Initializes (when needed) and starts a server; returns once it
+    /// answers with a handshake.
+    pub fn start(options: MariadbOptions) -> Result<MariadbProcess, ProcessError> {
+        let mariadbd = find_program(&["mariadbd", "mysqld"])
+            .ok_or(ProcessError::NotInstalled { program: "mariadbd" })?;
+        let rundir = tempfile::Builder::new()
+            .prefix("torpor-mariadb-run-")
+            .tempdir()
+            .map_err(io("creating the run directory"))?;
+        let (datadir, tempdata) = match &options.datadir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("torpor-mariadb-data-")
+                    .tempdir()
+                    .map_err(io("creating the datadir"))?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
+        if !datadir.join("mysql").is_dir() {
+            install_db(&datadir)?;
+        }
+        let init_file = rundir.path().join("init.sql");
+        std::fs::write(&init_file, init_sql(&options.accounts)).map_err(io("writing init.sql"))?;
+        let socket = rundir.path().join("mysqld.sock");
+        // A port picked as free can be taken before mariadbd binds it; try
+        // a few times when the port was ours to choose.
+        let attempts = if options.port.is_some() { 1 } else { 5 };
+        let mut last_error = String::new();
+        for _ in 0..attempts {
+            let port = match options.port {
+                Some(port) => port,
+                None => free_port().map_err(io("finding a free port"))?,
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut command = Command::new(&mariadbd);
+            command
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", datadir.display()))
+                .arg(format!("--port={port}"))
+                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--pid-file={}", rundir.path().join("mysqld.pid").display()))
+                .arg(format!("--log-error={}", rundir.path().join("error.log").display()))
+                .arg(format!("--init-file={}", init_file.display()))
+                .arg(format!("--innodb-buffer-pool-size={}", options.buffer_pool))
+                .arg("--skip-name-resolve")
+                .arg("--max-connections=2000")
+                .arg("--max-allowed-packet=1G")
+                .arg("--local-infile=1")
+                .arg("--innodb-log-file-size=48M")
+                .arg("--innodb-flush-log-at-trx-commit=2")
+                .args(&options.extra_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if running_as_root() {
+                command.arg("--user=root");
+            }
+            // SAFETY: the closure runs in the child between fork and exec and
+            // only calls prctl, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = command.spawn().map_err(io("starting mariadbd"))?;
+            match wait_ready(&mut child, addr, options.ready_timeout) {
+                Ok(()) => {
+                    return Ok(MariadbProcess {
+                        child: Some(child),
+                        addr,
+                        datadir,
+                        socket,
+                        _rundir: rundir,
+                        _tempdata: tempdata,
+                    });
+                }
+                Err(e) => {
+                    last_error = format!("{e}; log: {}", tail(&rundir.path().join("error.log")));
+                    stop_child(&mut child);
+                }
+            }
+        }
+        Err(ProcessError::NotReady(last_error))
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's Unix socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The datadir.
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 30 s) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+}
+
+fn wait_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("mariadbd exited with {status}"));
+        }
+        if handshake_arrives(addr) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no handshake within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop_child(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for MariadbProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn install_db(datadir: &Path) -> Result<(), ProcessError> {
+    let install = find_program(&["mariadb-install-db", "mysql_install_db"])
+        .ok_or(ProcessError::NotInstalled { program: "mariadb-install-db" })?;
+    let mut command = Command::new(install);
+    command
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", datadir.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .stdin(Stdio::null());
+    if running_as_root() {
+        command.arg("--user=root");
+    }
+    let output = command.output().map_err(io("running mariadb-install-db"))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        return Err(ProcessError::InstallDb(text));
+    }
+    Ok(())
+}
+
+fn init_sql(accounts: &[Account]) -> String {
+    let mut sql = String::from("CREATE DATABASE IF NOT EXISTS test;\n");
+    for account in accounts {
+        let user = sql_quote(&account.user);
+        let password = sql_quote(&account.password);
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS {user}@'%' IDENTIFIED BY {password};\n\
+             ALTER USER {user}@'%' IDENTIFIED BY {password};\n\
+             GRANT ALL PRIVILEGES ON *.* TO {user}@'%' WITH GRANT OPTION;\n"
+        ));
+    }
+    sql
+}
+
+/// Whether a MySQL greeting (protocol version 10) arrives from `addr`.
+pub fn handshake_arrives(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && head[4] == 10
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(sql_quote("a'b\\c"), "'a''b\\\\c'");
+    }
+
+    #[test]
+    fn init_sql_creates_each_account() {
+        let sql = init_sql(&[Account {
+            user: "app".into(),
+            password: "secret".into(),
+        }]);
+        assert!(sql.contains("CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'secret'"));
+        assert!(sql.contains("GRANT ALL PRIVILEGES ON *.* TO 'app'@'%'"));
+    }
+}
