@@ -1,7 +1,140 @@
 //! Torpor: a serverless front for MariaDB.
 //!
+//! Applications connect to Torpor as they would to MariaDB. Torpor
+//! terminates the handshake itself, checks passwords against stored
+//! hashes, logs in to the backend as the same user, and forwards commands
+//! and replies message by message.
+//!
 //! Map of the modules:
 //!
+//! - [`config`]: TOML configuration and command-line flags.
+//! - [`worker`]: thread-per-core workers (monoio, io_uring or epoll), one
+//!   `SO_REUSEPORT` listener each, graceful shutdown.
+//! - [`session`]: one client connection, in phases: admit → login →
+//!   command loop → close.
+//! - [`backend`]: backend connections: probe, login, change user.
+//! - [`net`]: a TCP connection with its read buffer.
+//! - [`context`]: what all workers share (config, users, registry, limits).
+//! - [`registry`]: client-visible connection ids, for KILL.
+//! - [`users`]: accounts and their stored password hashes.
+//! - [`error`] and [`client_error`]: failures, who caused them, and what a
+//!   client is told.
+//! - [`shutdown`]: the SIGTERM/SIGINT trigger.
+//! - [`logging`]: tracing output.
 //! - [`scaler`]: the embedded scaler; today [`scaler::process`] runs
 //!   private `mariadbd` processes.
+
+pub mod backend;
+pub mod client_error;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod logging;
+pub mod net;
+pub mod registry;
 pub mod scaler;
+pub mod session;
+pub mod shutdown;
+pub mod users;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::info;
+
+pub use config::Config;
+use context::Shared;
+use shutdown::Shutdown;
+
+/// Why Torpor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Binding the listeners or starting threads failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start a worker thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    workers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Proxy {
+    /// Starts the workers and returns once they listen.
+    pub fn start(config: Config) -> Result<Proxy, StartError> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(config, Shutdown::new())?);
+        let count = shared.config.worker_count();
+        let listen = shared.config.listen;
+        let listeners = worker::bind_listeners(listen, count)
+            .map_err(|source| StartError::Listen { addr: listen, source })?;
+        let local_addr = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(listen);
+        let mut workers = Vec::with_capacity(count);
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let driver = shared.config.io_driver;
+            let handle = std::thread::Builder::new()
+                .name(format!("torpor-worker-{index}"))
+                .spawn(move || worker::run_worker(index, listener, shared, driver))
+                .map_err(StartError::Thread)?;
+            workers.push(handle);
+        }
+        info!(%local_addr, workers = count, backend = %shared.backend_addr, users = shared.users.len(), "listening");
+        Ok(Proxy {
+            shared,
+            local_addr,
+            workers,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shutdown trigger (e.g. for signal handlers).
+    pub fn shutdown_handle(&self) -> Arc<Shutdown> {
+        Arc::clone(&self.shared.shutdown)
+    }
+
+    /// Client connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connection_count()
+    }
+
+    /// Starts a graceful shutdown and waits for the workers to finish.
+    pub fn stop(self) {
+        self.shared.shutdown.trigger();
+        self.join();
+    }
+
+    /// Waits for the workers to finish (after a shutdown was triggered).
+    pub fn join(self) {
+        for worker in self.workers {
+            match worker.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("worker failed: {e}"),
+                Err(_) => tracing::error!("worker panicked"),
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What a client is told when something fails: the one place that maps
+//! Torpor's errors to MySQL error codes, SQLSTATEs and messages.
+//!
+//! Messages name the cause in the client's terms and never carry
+//! internals (addresses, OS errors, Rust types); those go to the log.
+
+use bytes::BytesMut;
+use torpor_protocol::packets::write_err;
+
+use crate::error::SessionError;
+
+/// A MySQL error as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    /// Error code.
+    pub code: u16,
+    /// SQLSTATE.
+    pub sql_state: [u8; 5],
+    /// Message.
+    pub message: String,
+}
+
+/// ER_CON_COUNT_ERROR.
+pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+/// ER_HANDSHAKE_ERROR.
+pub const BAD_HANDSHAKE: u16 = 1043;
+/// ER_ACCESS_DENIED_ERROR.
+pub const ACCESS_DENIED: u16 = 1045;
+/// ER_UNKNOWN_COM_ERROR.
+pub const UNKNOWN_COMMAND: u16 = 1047;
+/// ER_SERVER_SHUTDOWN.
+pub const SERVER_SHUTDOWN: u16 = 1053;
+/// ER_NO_SUCH_THREAD.
+pub const NO_SUCH_THREAD: u16 = 1094;
+/// ER_NET_PACKET_TOO_LARGE.
+pub const PACKET_TOO_LARGE: u16 = 1153;
+/// ER_NET_PACKETS_OUT_OF_ORDER.
+pub const PACKETS_OUT_OF_ORDER: u16 = 1156;
+/// ER_NET_READ_ERROR.
+pub const NET_READ_ERROR: u16 = 1158;
+/// ER_CONNECTION_KILLED.
+pub const CONNECTION_KILLED: u16 = 1927;
+/// CR_CONN_HOST_ERROR: the client library's "can't connect", which is what
+/// a client would have seen connecting to the backend itself.
+pub const CANNOT_CONNECT: u16 = 2003;
+/// CR_SERVER_LOST: the client library's "lost connection during query".
+pub const SERVER_LOST: u16 = 2013;
+
+impl ClientError {
+    fn new(code: u16, sql_state: &[u8; 5], message: impl Into<String>) -> ClientError {
+        ClientError {
+            code,
+            sql_state: *sql_state,
+            message: message.into(),
+        }
+    }
+
+    /// Appends this error as an ERR packet with sequence id `seq`.
+    pub fn write(&self, dst: &mut BytesMut, seq: u8) -> u8 {
+        write_err(dst, seq, self.code, &self.sql_state, &self.message)
+    }
+
+    /// "Unknown thread id: N", as MariaDB says it.
+    pub fn no_such_thread(id: u64) -> ClientError {
+        ClientError::new(NO_SUCH_THREAD, b"HY000", format!("Unknown thread id: {id}"))
+    }
+
+    /// A command byte no server knows.
+    pub fn unknown_command() -> ClientError {
+        ClientError::new(UNKNOWN_COMMAND, b"08S01", "Unknown command")
+    }
+
+    /// What to tell the client for `error`; `None` when there is nobody to
+    /// tell (the client went away) or the backend's own ERR is relayed.
+    pub fn for_session_error(error: &SessionError) -> Option<ClientError> {
+        use torpor_protocol::ProtocolError as P;
+        use SessionError::*;
+        Some(match error {
+            ClientGone | ClientIo(_) | BackendRefused(_) => return None,
+            ClientProtocol(P::TooLarge { .. }) => ClientError::new(
+                PACKET_TOO_LARGE,
+                b"08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            ),
+            ClientProtocol(P::OutOfOrder { .. }) => {
+                ClientError::new(PACKETS_OUT_OF_ORDER, b"08S01", "Got packets out of order")
+            }
+            ClientProtocol(_) => ClientError::new(
+                NET_READ_ERROR,
+                b"08S01",
+                "Got an error reading communication packets (malformed packet)",
+            ),
+            Unsupported(what) => ClientError::new(
+                UNKNOWN_COMMAND,
+                b"08S01",
+                format!("Torpor does not support {what}"),
+            ),
+            AccessDenied {
+                user,
+                host,
+                using_password,
+            } => ClientError::new(
+                ACCESS_DENIED,
+                b"28000",
+                format!(
+                    "Access denied for user '{user}'@'{host}' (using password: {})",
+                    if *using_password { "YES" } else { "NO" }
+                ),
+            ),
+            BackendUnreachable(_) => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                "Can't connect to the database behind Torpor (backend unreachable)",
+            ),
+            BackendLost(_) => ClientError::new(
+                SERVER_LOST,
+                b"HY000",
+                "Lost connection to the database behind Torpor during query",
+            ),
+            BackendProtocol(_) => ClientError::new(
+                SERVER_LOST,
+                b"HY000",
+                "Lost connection to the database behind Torpor (it sent a malformed reply)",
+            ),
+            Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
+            Shutdown => ClientError::new(SERVER_SHUTDOWN, b"08S01", "Server shutdown in progress"),
+            TooManyConnections => {
+                ClientError::new(TOO_MANY_CONNECTIONS, b"08004", "Too many connections")
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_no_internals() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "10.0.0.7:3306 refused");
+        let err = ClientError::for_session_error(&SessionError::BackendUnreachable(io)).unwrap();
+        assert_eq!(err.code, CANNOT_CONNECT);
+        assert!(!err.message.contains("10.0.0.7"));
+        let denied = SessionError::AccessDenied {
+            user: "app".into(),
+            host: "127.0.0.1".into(),
+            using_password: true,
+        };
+        let err = ClientError::for_session_error(&denied).unwrap();
+        assert_eq!((err.code, &err.sql_state), (ACCESS_DENIED, b"28000"));
+        assert_eq!(
+            err.message,
+            "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! Configuration: a TOML file (`--config`) and command-line flags that
+//! override it for the one-backend case.
+//!
+//! ```toml
+//! listen = "127.0.0.1:6033"
+//! workers = 0              # 0: one per core
+//! max_connections = 10000
+//! shutdown_grace_secs = 10
+//! log_format = "text"      # or "json"
+//!
+//! [backend]
+//! address = "127.0.0.1:3306"
+//! connect_timeout_ms = 5000
+//!
+//! [[users]]
+//! name = "app"
+//! password = "secret"      # or: password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which I/O driver the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IoDriver {
+    /// io_uring when the kernel and seccomp allow it, else epoll.
+    #[default]
+    Auto,
+    /// io_uring, or fail to start.
+    IoUring,
+    /// epoll, even where io_uring works.
+    Epoll,
+}
+
+/// The backend database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port` of the MariaDB server.
+    pub address: String,
+    /// How long connecting and logging in to it may take, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+/// One account clients may log in as.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// Plaintext password (hashed at load; never logged).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `mysql_native_password` hash: `*` and 40 hex digits, as
+    /// `SELECT PASSWORD('…')` or `mysql.user.authentication_string` show it.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address clients connect to.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Worker threads (one runtime and listener each); 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Client connections allowed at once, over all workers.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long in-flight commands may take to finish.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// I/O driver of the workers.
+    #[serde(default)]
+    pub io_driver: IoDriver,
+    /// Log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `torpor=debug`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// The backend.
+    pub backend: Option<BackendConfig>,
+    /// Accounts.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6033))
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_shutdown_grace_secs() -> u64 {
+    10
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            workers: 0,
+            max_connections: default_max_connections(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            io_driver: IoDriver::Auto,
+            log_format: LogFormat::Text,
+            log_level: default_log_level(),
+            backend: None,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: PathBuf) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path,
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path.to_path_buf())
+    }
+
+    /// Worker threads to run: the configured number, or one per core.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Checks what serde cannot: a backend is set, users are well formed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.backend.is_none() {
+            return Err(ConfigError::Invalid(
+                "no backend: give --backend HOST:PORT or a [backend] section".into(),
+            ));
+        }
+        for user in &self.users {
+            if user.password.is_some() == user.password_hash.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "user '{}': give exactly one of password and password_hash",
+                    user.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Torpor: a serverless front for MariaDB. Clients connect to Torpor as
+/// they would to MariaDB; Torpor authenticates them and forwards their
+/// commands to the backend.
+#[derive(Debug, Parser)]
+#[command(name = "torpor", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file; the flags below override its values.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to accept clients on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The MariaDB server to forward to (host:port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub backend: Option<String>,
+    /// An account clients may use, as NAME:PASSWORD; PASSWORD may also be a
+    /// native hash (`*` and 40 hex digits). Repeatable. The same account
+    /// must exist on the backend.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub users: Vec<String>,
+    /// Worker threads; 0 means one per core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Client connections allowed at once.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds in-flight commands get to finish on SIGTERM/SIGINT.
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// I/O driver: io_uring where allowed (falling back to epoll), or
+    /// forced either way.
+    #[arg(long, value_enum, value_name = "DRIVER")]
+    pub io_driver: Option<IoDriver>,
+    /// Log format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info`, `debug`, `torpor=trace` (also RUST_LOG).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl Cli {
+    /// The configuration these flags describe: the file's, overridden.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(address) = self.backend {
+            let connect_timeout_ms = config
+                .backend
+                .as_ref()
+                .map_or_else(default_connect_timeout_ms, |b| b.connect_timeout_ms);
+            config.backend = Some(BackendConfig {
+                address,
+                connect_timeout_ms,
+            });
+        }
+        for spec in &self.users {
+            let (name, secret) = spec.split_once(':').ok_or_else(|| {
+                ConfigError::Invalid(format!("--user wants NAME:PASSWORD, got '{}'", redact(spec)))
+            })?;
+            let is_hash = secret.len() == 41 && secret.starts_with('*');
+            config.users.retain(|u| u.name != name);
+            config.users.push(UserConfig {
+                name: name.to_string(),
+                password: (!is_hash).then(|| secret.to_string()),
+                password_hash: is_hash.then(|| secret.to_string()),
+            });
+        }
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        if let Some(max) = self.max_connections {
+            config.max_connections = max;
+        }
+        if let Some(grace) = self.shutdown_grace_secs {
+            config.shutdown_grace_secs = grace;
+        }
+        if let Some(driver) = self.io_driver {
+            config.io_driver = driver;
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = format;
+        }
+        if let Some(level) = self.log_level {
+            config.log_level = level;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// A `--user` value with its secret removed, for error messages.
+fn redact(spec: &str) -> String {
+    spec.split_once(':')
+        .map_or_else(|| spec.to_string(), |(name, _)| format!("{name}:…"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torpor.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nworkers = 3\n[backend]\naddress = \"db:3306\"\n\
+             [[users]]\nname = \"app\"\npassword = \"old\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "torpor",
+            "--config",
+            path.to_str().unwrap(),
+            "--backend",
+            "127.0.0.1:3307",
+            "--user",
+            "app:new",
+            "--user",
+            "ro:*14E65567ABDB5135D0CFD9A70B3032C179A49EE7",
+        ]);
+        let config = cli.into_config().unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.backend.unwrap().address, "127.0.0.1:3307");
+        assert_eq!(config.users.len(), 2);
+        assert_eq!(config.users[0].password.as_deref(), Some("new"));
+        assert!(config.users[1].password_hash.is_some());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let cli = Cli::parse_from(["torpor", "--backend", "x:1", "--user", "nopassword"]);
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("NAME:PASSWORD"), "{err}");
+        let err = Cli::parse_from(["torpor"]).into_config().unwrap_err().to_string();
+        assert!(err.contains("no backend"), "{err}");
+        let err = Config::from_toml("listen = 5", "x.toml".into()).unwrap_err().to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        let err = Config::from_toml("bogus = 1", "x.toml".into()).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,126 @@
+//! What can end or fail a client session, and whose fault it was.
+//!
+//! Every failure is classified once, here; [`crate::client_error`] turns
+//! it into what the client is told, and the session logs it once with its
+//! [`Fault`].
+
+use std::io;
+
+use torpor_protocol::ProtocolError;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client: bad bytes, wrong password, went away.
+    Client,
+    /// The backend database: unreachable, refused, died, spoke nonsense.
+    Backend,
+    /// Torpor itself: a limit, a shutdown, an internal bug.
+    Proxy,
+}
+
+/// An error the backend sent us, kept to relay it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendErr {
+    /// The ERR packet's payload.
+    pub payload: Vec<u8>,
+}
+
+/// Why a session failed or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client closed its connection (possibly mid-command).
+    #[error("client closed the connection")]
+    ClientGone,
+    /// Reading from or writing to the client failed.
+    #[error("client connection error: {0}")]
+    ClientIo(#[source] io::Error),
+    /// The client broke the protocol.
+    #[error("client protocol error: {0}")]
+    ClientProtocol(#[source] ProtocolError),
+    /// The client asked for something Torpor does not do (yet).
+    #[error("unsupported by Torpor: {0}")]
+    Unsupported(&'static str),
+    /// Wrong user name or password.
+    #[error("access denied for user '{user}'@'{host}'")]
+    AccessDenied {
+        /// The user name, as the client sent it (lossy UTF-8).
+        user: String,
+        /// The client's address, as MariaDB names it in the message.
+        host: String,
+        /// Whether the client sent a password.
+        using_password: bool,
+    },
+    /// No connection to the backend could be made.
+    #[error("backend unreachable: {0}")]
+    BackendUnreachable(#[source] io::Error),
+    /// The backend refused the login or a command with an ERR packet that
+    /// is relayed to the client as it is.
+    #[error("backend refused")]
+    BackendRefused(BackendErr),
+    /// The backend connection failed while a command was in flight.
+    #[error("lost the backend connection: {0}")]
+    BackendLost(#[source] io::Error),
+    /// The backend broke the protocol.
+    #[error("backend protocol error: {0}")]
+    BackendProtocol(#[source] ProtocolError),
+    /// The connection was killed with KILL CONNECTION.
+    #[error("connection killed")]
+    Killed,
+    /// Torpor is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+    /// The connection limit is reached.
+    #[error("too many connections")]
+    TooManyConnections,
+}
+
+impl SessionError {
+    /// Who caused it.
+    pub fn fault(&self) -> Fault {
+        use SessionError::*;
+        match self {
+            ClientGone | ClientIo(_) | ClientProtocol(_) | AccessDenied { .. } | Unsupported(_) => {
+                Fault::Client
+            }
+            BackendUnreachable(_) | BackendRefused(_) | BackendLost(_) | BackendProtocol(_) => {
+                Fault::Backend
+            }
+            Killed | Shutdown | TooManyConnections => Fault::Proxy,
+        }
+    }
+
+    /// Whether trying again later may succeed (a client may reconnect).
+    pub fn retryable(&self) -> bool {
+        use SessionError::*;
+        matches!(
+            self,
+            BackendUnreachable(_) | BackendLost(_) | Shutdown | TooManyConnections
+        )
+    }
+
+    /// Whether this is an orderly end rather than a failure worth a warning.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, SessionError::ClientGone | SessionError::Shutdown)
+    }
+
+    /// Maps an I/O error on the client socket.
+    pub fn client_io(error: io::Error) -> SessionError {
+        if is_disconnect(&error) {
+            SessionError::ClientGone
+        } else {
+            SessionError::ClientIo(error)
+        }
+    }
+}
+
+/// Whether an I/O error just means the peer went away.
+pub fn is_disconnect(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionAborted
+    )
+}

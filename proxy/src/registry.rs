@@ -1,0 +1,117 @@
+//! Client-visible connection ids and what KILL needs to find a session
+//! from any worker.
+//!
+//! Clients see Torpor's own connection ids (in the greeting and from
+//! `CONNECTION_ID()`), not the backend's thread ids: a session outlives
+//! its backend connections. Ids start at 2^24 so that they are not
+//! mistaken for backend thread ids, which `SHOW PROCESSLIST` shows and a
+//! client may KILL directly.
+//!
+//! This map is the one structure shared by workers; it is touched when a
+//! session starts or ends and by KILL, never per query.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+/// The first client-visible connection id.
+pub const FIRST_ID: u32 = 1 << 24;
+
+/// What other sessions may learn about or do to a session.
+#[derive(Debug, Default)]
+pub struct SessionEntry {
+    /// The backend thread currently serving the session; 0 when none.
+    pub backend_thread_id: AtomicU32,
+    /// Set by KILL CONNECTION: the session must end, not reconnect.
+    pub killed: AtomicBool,
+}
+
+/// All live sessions, by client-visible id.
+#[derive(Debug)]
+pub struct Registry {
+    next_id: AtomicU32,
+    sessions: DashMap<u32, Arc<SessionEntry>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            next_id: AtomicU32::new(FIRST_ID),
+            sessions: DashMap::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Registers a new session; it is removed when the guard drops.
+    pub fn register(self: &Arc<Self>) -> SessionGuard {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id < FIRST_ID {
+                // Wrapped around: start over above the backend id range.
+                self.next_id.store(FIRST_ID, Ordering::Relaxed);
+                continue;
+            }
+            let entry = Arc::new(SessionEntry::default());
+            if self.sessions.insert(id, Arc::clone(&entry)).is_none() {
+                return SessionGuard {
+                    registry: Arc::clone(self),
+                    id,
+                    entry,
+                };
+            }
+        }
+    }
+
+    /// The session with client-visible `id`, if it is live.
+    pub fn get(&self, id: u64) -> Option<Arc<SessionEntry>> {
+        let id = u32::try_from(id).ok()?;
+        self.sessions.get(&id).map(|e| Arc::clone(e.value()))
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// A session's registration; unregisters on drop.
+#[derive(Debug)]
+pub struct SessionGuard {
+    registry: Arc<Registry>,
+    /// The client-visible connection id.
+    pub id: u32,
+    /// The session's shared entry.
+    pub entry: Arc<SessionEntry>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.registry.sessions.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_released() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register();
+        let b = registry.register();
+        assert_ne!(a.id, b.id);
+        assert!(a.id >= FIRST_ID);
+        assert!(registry.get(u64::from(a.id)).is_some());
+        let id = a.id;
+        drop(a);
+        assert!(registry.get(u64::from(id)).is_none());
+        assert_eq!(registry.len(), 1);
+    }
+}

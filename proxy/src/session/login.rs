@@ -1,0 +1,187 @@
+//! The connection phase, which Torpor terminates itself: greet the client,
+//! check its password against the stored hash, and log in to the backend
+//! as the same user with the `SHA1(password)` the client proved.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use rand::Rng;
+use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
+use torpor_protocol::frame::write_payload;
+use torpor_protocol::handshake::{AuthSwitch, ClientHello, Greeting, HandshakeResponse};
+use torpor_protocol::packets::ServerStatus;
+use torpor_protocol::Capabilities;
+
+use crate::backend::{self, BackendConn, Login};
+use crate::context::Shared;
+use crate::error::{BackendErr, SessionError};
+use crate::net::Conn;
+
+/// Largest packet accepted from a client before it has logged in.
+pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
+
+/// A client that proved who it is, and its backend connection.
+pub struct Authenticated {
+    /// The user name.
+    pub user: Vec<u8>,
+    /// What the client proved about its password.
+    pub password: ProvenPassword,
+    /// Capabilities negotiated with the client.
+    pub capabilities: Capabilities,
+    /// The seed Torpor greeted the client with (COM_CHANGE_USER answers it).
+    pub seed: Vec<u8>,
+    /// The backend connection, logged in as the user.
+    pub backend: BackendConn,
+}
+
+/// A fresh authentication seed: 20 printable ASCII bytes without `\0`
+/// and `$`, as MariaDB makes them, since some clients treat it as a string.
+pub fn new_seed() -> Vec<u8> {
+    let mut rng = rand::rng();
+    (0..SCRAMBLE_LEN)
+        .map(|_| loop {
+            let b: u8 = rng.random_range(0x21..0x7f);
+            if b != b'$' {
+                break b;
+            }
+        })
+        .collect()
+}
+
+/// Where the login has got to: what the next packet's sequence id is.
+struct Exchange<'a> {
+    client: &'a mut Conn,
+    seq: u8,
+}
+
+impl Exchange<'_> {
+    async fn send(&mut self, payload: &[u8]) -> Result<(), SessionError> {
+        let mut wire = BytesMut::with_capacity(payload.len() + 4);
+        self.seq = write_payload(&mut wire, self.seq, payload);
+        self.client.write_all(wire).await.0.map_err(SessionError::client_io)
+    }
+
+    async fn receive(&mut self) -> Result<Vec<u8>, SessionError> {
+        let (seq, payload) = backend::read_packet(self.client, LOGIN_PACKET_LIMIT)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => SessionError::ClientProtocol(
+                    torpor_protocol::ProtocolError::malformed("login packet"),
+                ),
+                _ => SessionError::client_io(e),
+            })?;
+        if seq != self.seq {
+            return Err(SessionError::ClientProtocol(torpor_protocol::ProtocolError::OutOfOrder {
+                expected: self.seq,
+                got: seq,
+            }));
+        }
+        self.seq = seq.wrapping_add(1);
+        Ok(payload)
+    }
+}
+
+/// Sends the greeting, authenticates the client and logs in to the
+/// backend. On failure the error is returned with the sequence id the
+/// client expects an ERR packet at.
+pub async fn login(
+    client: &mut Conn,
+    shared: &Shared,
+    connection_id: u32,
+    peer: SocketAddr,
+) -> Result<Authenticated, (SessionError, u8)> {
+    let mut exchange = Exchange { client, seq: 0 };
+    match run(&mut exchange, shared, connection_id, peer).await {
+        Ok(authenticated) => Ok(authenticated),
+        Err(e) => Err((e, exchange.seq)),
+    }
+}
+
+async fn run(
+    exchange: &mut Exchange<'_>,
+    shared: &Shared,
+    connection_id: u32,
+    peer: SocketAddr,
+) -> Result<Authenticated, SessionError> {
+    let info = shared.backend_info().await?;
+    let offered = info.capabilities & Capabilities::FORWARDABLE;
+    let seed = new_seed();
+    let greeting = Greeting {
+        server_version: info.server_version.clone(),
+        connection_id,
+        seed: seed.clone(),
+        capabilities: offered,
+        collation: info.collation,
+        status: ServerStatus::AUTOCOMMIT,
+        auth_plugin: NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec(),
+    };
+    let mut payload = BytesMut::with_capacity(128);
+    greeting.encode(&mut payload);
+    exchange.send(&payload).await?;
+
+    let hello = exchange.receive().await?;
+    let response = match ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)? {
+        ClientHello::SslRequest { .. } => return Err(SessionError::Unsupported("TLS yet")),
+        ClientHello::Response(response) => response,
+    };
+    let capabilities = Capabilities::negotiate(response.capabilities, offered);
+    let auth_response = native_response(exchange, &response, capabilities, &seed).await?;
+    let password = shared
+        .users
+        .get(&response.user)
+        .and_then(|stored| stored.verify(&seed, &auth_response))
+        .ok_or_else(|| SessionError::AccessDenied {
+            user: String::from_utf8_lossy(&response.user).into_owned(),
+            host: peer.ip().to_string(),
+            using_password: !auth_response.is_empty(),
+        })?;
+
+    let login = Login {
+        user: &response.user,
+        password: &password,
+        capabilities,
+        collation: response.collation,
+        database: response.database.as_deref().filter(|db| !db.is_empty()),
+        attributes: &response.attributes,
+        max_packet_size: response.max_packet_size,
+    };
+    let (backend, ok) = backend::connect(shared.backend_addr, &login, shared.connect_timeout).await?;
+    // The backend's OK describes the new session (schema, tracked state):
+    // the client gets it as it is.
+    exchange.send(&ok).await?;
+    Ok(Authenticated {
+        user: response.user,
+        password,
+        capabilities,
+        seed,
+        backend,
+    })
+}
+
+/// The client's `mysql_native_password` response: the one it sent, or,
+/// when it used another plugin, its answer to an auth switch.
+async fn native_response(
+    exchange: &mut Exchange<'_>,
+    response: &HandshakeResponse,
+    capabilities: Capabilities,
+    seed: &[u8],
+) -> Result<Vec<u8>, SessionError> {
+    let plugin = response.auth_plugin.as_deref().unwrap_or_default();
+    let is_native = plugin.is_empty() || plugin == NATIVE_PASSWORD_PLUGIN.as_bytes();
+    if is_native || !capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
+        return Ok(response.auth_response.clone());
+    }
+    let switch = AuthSwitch {
+        plugin: NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec(),
+        data: seed.to_vec(),
+    };
+    let mut payload = BytesMut::new();
+    switch.encode(&mut payload);
+    exchange.send(&payload).await?;
+    exchange.receive().await
+}
+
+/// Relays a backend's ERR packet at the client's sequence id.
+pub fn relay_error(err: &BackendErr, seq: u8, dst: &mut BytesMut) {
+    write_payload(dst, seq, &err.payload);
+}

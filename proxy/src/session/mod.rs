@@ -1,0 +1,99 @@
+//! A client session, from accept to close, in phases that hand each other
+//! what they need: admit (connection limit) → login (greeting, password
+//! check, backend login) → command loop → close.
+//!
+//! - [`login`]: the connection phase.
+//! - [`commands`]: the command loop and its ledger of replies owed.
+//! - [`reply`]: finding reply boundaries in the backend's read buffer.
+//! - [`relay`]: streaming packets Torpor does not look into.
+//! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
+
+pub mod commands;
+pub mod login;
+pub mod relay;
+pub mod reply;
+pub mod rewrite;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::client_error::ClientError;
+use crate::context::Shared;
+use crate::error::{Fault, SessionError};
+use crate::net::{Conn, SMALL_BUFFER};
+
+/// A failure, with the sequence id at which the client waits for a packet
+/// (`None` when it waits for nothing and just gets the connection closed).
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: SessionError,
+    /// Where an ERR packet may go, if anywhere.
+    pub reply_seq: Option<u8>,
+}
+
+impl From<SessionError> for Failure {
+    fn from(error: SessionError) -> Self {
+        Failure {
+            error,
+            reply_seq: None,
+        }
+    }
+}
+
+/// Serves one accepted client connection to its end.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
+        return;
+    };
+    let Some(_permit) = shared.admit() else {
+        warn!(%peer, "connection refused: too many connections");
+        tell_client(&mut client, &SessionError::TooManyConnections, 0).await;
+        client.close().await;
+        return;
+    };
+    let guard = shared.registry.register();
+    let id = guard.id;
+    let authenticated = match login::login(&mut client, &shared, id, peer).await {
+        Ok(authenticated) => authenticated,
+        Err((error, seq)) => {
+            report(id, peer, &error, "login");
+            tell_client(&mut client, &error, seq).await;
+            client.close().await;
+            return;
+        }
+    };
+    debug!(id, %peer, user = %String::from_utf8_lossy(&authenticated.user), backend_thread = authenticated.backend.thread_id, "logged in");
+    let session = commands::Session::new(client, authenticated, guard, Arc::clone(&shared), peer);
+    session.run().await;
+}
+
+/// Logs a session's end once, at the level its fault deserves.
+pub fn report(id: u32, peer: SocketAddr, error: &SessionError, phase: &'static str) {
+    if error.is_quiet() {
+        debug!(id, %peer, phase, "session ended: {error}");
+        return;
+    }
+    match error.fault() {
+        Fault::Client => info!(id, %peer, phase, fault = "client", "session failed: {error}"),
+        Fault::Backend => warn!(id, %peer, phase, fault = "backend", retryable = error.retryable(), "session failed: {error}"),
+        Fault::Proxy => info!(id, %peer, phase, fault = "proxy", "session ended: {error}"),
+    }
+}
+
+/// Sends the client the ERR packet `error` calls for, if any, at `seq`.
+pub async fn tell_client(client: &mut Conn, error: &SessionError, seq: u8) {
+    let mut wire = BytesMut::new();
+    if let SessionError::BackendRefused(err) = error {
+        login::relay_error(err, seq, &mut wire);
+    } else if let Some(client_error) = ClientError::for_session_error(error) {
+        client_error.write(&mut wire, seq);
+    }
+    if !wire.is_empty() {
+        let _ = client.write_all(wire).await;
+    }
+}

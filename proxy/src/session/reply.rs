@@ -1,0 +1,167 @@
+//! Walking a backend reply through the read buffer: which bytes belong to
+//! the reply the client is owed, and when it ends.
+//!
+//! Packets up to [`WHOLE_PACKET_LIMIT`] bytes are looked at whole (OK
+//! packets with session-state data need that); larger ones (big rows) are
+//! classified by their head and then streamed through as they arrive, so a
+//! 1 GiB row never has to fit in memory.
+
+use torpor_protocol::command::Command;
+use torpor_protocol::frame::{PacketHeader, HEADER_LEN};
+use torpor_protocol::reply::{Ending, ReplyTracker, Step, HEAD_LEN};
+use torpor_protocol::ProtocolError;
+
+/// Packets up to this size are only looked at once all of them is here.
+pub const WHOLE_PACKET_LIMIT: usize = 1 << 20;
+
+/// Where a walk over the buffered bytes stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walked {
+    /// The reply goes on; at least `want` more bytes are needed to make
+    /// progress.
+    NeedMore {
+        /// Bytes to read before walking again.
+        want: usize,
+    },
+    /// The reply ended.
+    Done(Ending),
+    /// The server asked for a local file; the client sends it next.
+    LocalInfile,
+}
+
+/// One reply the backend owes, as it is walked.
+#[derive(Debug, Clone)]
+pub struct ReplyWalk {
+    tracker: ReplyTracker,
+    /// The command the reply answers.
+    pub command: Command,
+    /// Body bytes of the current packet not walked yet.
+    body_left: usize,
+    /// What the current packet said, once its body is through.
+    after_body: Option<Step>,
+    /// The sequence id the client expects next (for an ERR we write
+    /// ourselves if the backend fails mid-reply).
+    pub next_seq: u8,
+}
+
+impl ReplyWalk {
+    /// A walk for the reply to `command`, whose packets start at `next_seq`.
+    pub fn new(command: Command, tracker: ReplyTracker, next_seq: u8) -> ReplyWalk {
+        ReplyWalk {
+            tracker,
+            command,
+            body_left: 0,
+            after_body: None,
+            next_seq,
+        }
+    }
+
+    /// The tracker (e.g. for the prepare-OK it decoded).
+    pub fn tracker(&self) -> &ReplyTracker {
+        &self.tracker
+    }
+
+    /// Walks `buf` from its start. Returns how many of its bytes belong to
+    /// this reply (to be forwarded now) and where the walk stopped.
+    pub fn walk(&mut self, buf: &[u8]) -> Result<(usize, Walked), ProtocolError> {
+        let mut at = 0;
+        loop {
+            if self.body_left > 0 {
+                let take = self.body_left.min(buf.len() - at);
+                at += take;
+                self.body_left -= take;
+                if self.body_left > 0 {
+                    return Ok((at, Walked::NeedMore { want: self.body_left.min(WHOLE_PACKET_LIMIT) }));
+                }
+            }
+            match self.after_body.take() {
+                Some(Step::Done(ending)) => return Ok((at, Walked::Done(ending))),
+                Some(Step::LocalInfile) => return Ok((at, Walked::LocalInfile)),
+                Some(Step::More) | None => {}
+            }
+            let rest = &buf[at..];
+            let Some(header) = PacketHeader::parse(rest) else {
+                return Ok((at, Walked::NeedMore { want: HEADER_LEN - rest.len() }));
+            };
+            let available = rest.len() - HEADER_LEN;
+            let needed = if header.len <= WHOLE_PACKET_LIMIT {
+                header.len
+            } else {
+                HEAD_LEN
+            };
+            if available < needed {
+                return Ok((at, Walked::NeedMore { want: needed - available }));
+            }
+            let head = &rest[HEADER_LEN..HEADER_LEN + available.min(header.len)];
+            let step = self.tracker.on_packet(header, head)?;
+            self.next_seq = header.seq.wrapping_add(1);
+            at += HEADER_LEN;
+            self.body_left = header.len;
+            if step != Step::More {
+                self.after_body = Some(step);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use torpor_protocol::command::ReplyKind;
+    use torpor_protocol::frame::{write_payload, MAX_PAYLOAD};
+    use torpor_protocol::Capabilities;
+
+    fn walk_for(kind: ReplyKind) -> ReplyWalk {
+        let caps = Capabilities::CLIENT_DEPRECATE_EOF;
+        ReplyWalk::new(Command::Query, ReplyTracker::new(kind, caps).unwrap(), 1)
+    }
+
+    #[test]
+    fn stops_exactly_at_the_end_of_a_reply_and_leaves_the_next() {
+        let mut wire = BytesMut::new();
+        write_payload(&mut wire, 1, b"\x00\x00\x00\x02\x00\x00\x00");
+        let first = wire.len();
+        write_payload(&mut wire, 1, b"\x00\x00\x00\x02\x00\x00\x00");
+        let mut walk = walk_for(ReplyKind::Single);
+        let (n, walked) = walk.walk(&wire).unwrap();
+        assert_eq!(n, first);
+        assert!(matches!(walked, Walked::Done(_)));
+        assert_eq!(walk.next_seq, 2);
+    }
+
+    #[test]
+    fn byte_by_byte_arrival_gives_the_same_boundaries() {
+        let mut wire = BytesMut::new();
+        write_payload(&mut wire, 1, b"\x01");
+        write_payload(&mut wire, 2, b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00");
+        write_payload(&mut wire, 3, b"\x011");
+        write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
+        let mut walk = walk_for(ReplyKind::Results);
+        let mut buffered = Vec::new();
+        let mut forwarded = 0;
+        let mut done = false;
+        for &b in wire.iter() {
+            buffered.push(b);
+            let (n, walked) = walk.walk(&buffered).unwrap();
+            buffered.drain(..n);
+            forwarded += n;
+            if matches!(walked, Walked::Done(_)) {
+                done = true;
+            }
+        }
+        assert!(done);
+        assert_eq!(forwarded, wire.len());
+    }
+
+    #[test]
+    fn big_rows_stream_without_being_buffered_whole() {
+        let mut walk = walk_for(ReplyKind::Fetch);
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&PacketHeader { len: MAX_PAYLOAD, seq: 1 }.encode());
+        wire.extend_from_slice(&[0u8; 100]);
+        let (n, walked) = walk.walk(&wire).unwrap();
+        assert_eq!(n, wire.len(), "header and head forwarded at once");
+        assert!(matches!(walked, Walked::NeedMore { .. }));
+    }
+}

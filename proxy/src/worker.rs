@@ -1,0 +1,147 @@
+//! Workers: one thread per core, each with its own monoio runtime and its
+//! own `SO_REUSEPORT` listener, so the kernel spreads connections and a
+//! connection lives and dies on one thread with no locks on its path.
+//!
+//! The runtime is io_uring where the kernel and seccomp allow it (Docker's
+//! default profile in newer engines refuses `io_uring_setup`) and epoll
+//! otherwise; each worker logs which one it runs.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{info, warn};
+
+use crate::config::IoDriver;
+use crate::context::Shared;
+use crate::session;
+
+/// Entries in each io_uring submission queue.
+const URING_ENTRIES: u32 = 4096;
+
+/// Binds `count` listeners on the same address with SO_REUSEPORT. A port
+/// of 0 is resolved by the first bind and reused by the others.
+pub fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        listener.set_nonblocking(true)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Which driver a worker ended up with, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// io_uring.
+    IoUring,
+    /// epoll.
+    Epoll,
+}
+
+/// Runs worker `index` on the current thread until shutdown.
+pub fn run_worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    driver: IoDriver,
+) -> std::io::Result<()> {
+    let try_uring = match driver {
+        IoDriver::Epoll => false,
+        IoDriver::IoUring => true,
+        IoDriver::Auto => monoio::utils::detect_uring(),
+    };
+    if try_uring {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut runtime) => {
+                info!(worker = index, driver = "io_uring", "worker started");
+                return runtime.block_on(accept_loop(index, listener, shared));
+            }
+            Err(e) if driver == IoDriver::Auto => {
+                // e.g. RLIMIT_MEMLOCK too low for the rings.
+                warn!(worker = index, "io_uring refused ({e}); falling back to epoll");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
+    info!(worker = index, driver = "epoll", "worker started");
+    runtime.block_on(accept_loop(index, listener, shared))
+}
+
+/// Counts this worker's live sessions; the count drops when the guard does.
+struct LiveGuard(Rc<Cell<usize>>);
+
+impl LiveGuard {
+    fn new(live: &Rc<Cell<usize>>) -> LiveGuard {
+        live.set(live.get() + 1);
+        LiveGuard(Rc::clone(live))
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+async fn accept_loop(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    let listener = monoio::net::TcpListener::from_std(listener)?;
+    let live = Rc::new(Cell::new(0usize));
+    let shutdown = Arc::clone(&shared.shutdown);
+    let mut stop = std::pin::pin!(shutdown.wait());
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let guard = LiveGuard::new(&live);
+                    let shared = Arc::clone(&shared);
+                    monoio::spawn(async move {
+                        session::serve(stream, peer, shared).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a
+                    // little instead of spinning.
+                    warn!(worker = index, "accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    let grace = shared.config.shutdown_grace();
+    let deadline = Instant::now() + grace;
+    while live.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if live.get() > 0 {
+        warn!(worker = index, sessions = live.get(), "grace period over: closing sessions still busy");
+    }
+    info!(worker = index, "worker stopped");
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! A byte-level SQL lexer.
+//!
+//! It splits MariaDB SQL into tokens with their byte ranges, following the
+//! server's rules for quoting (`'…'`, `"…"`, `` `…` ``, doubled quotes and
+//! backslash escapes) and comments (`-- `, `#`, `/* … */`). It does not
+//! parse: callers look at token sequences ("`KILL QUERY 42`", "`CONNECTION_ID
+//! ( )`") and rewrite ranges of the original text.
+//!
+//! Text is handled as bytes, so statements in any ASCII-compatible
+//! character set lex; in multi-byte sets whose trailing bytes can be `\`
+//! (GBK, Big5, SJIS) a backslash inside a string may be misread, which at
+//! worst hides a function call from a rewrite.
+
+use std::ops::Range;
+
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An unquoted word: keyword, identifier, function name.
+    Word,
+    /// A number (digits, optionally with `.`, exponent, or hex `0x…`).
+    Number,
+    /// A quoted string (`'…'` or `"…"`).
+    String,
+    /// A backtick-quoted identifier.
+    QuotedIdent,
+    /// A user or system variable (`@x`, `@@x`, `@'x'`).
+    Variable,
+    /// A comment, including MariaDB's executable `/*! … */` comments.
+    Comment,
+    /// White space.
+    Space,
+    /// Any other single character (operators, parentheses, `,`, `;`).
+    Punct,
+}
+
+/// One token: its kind and where it is in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The kind.
+    pub kind: TokenKind,
+    /// Byte range in the text.
+    pub range: Range<usize>,
+}
+
+impl Token {
+    /// The token's bytes in `text`.
+    pub fn bytes<'a>(&self, text: &'a [u8]) -> &'a [u8] {
+        &text[self.range.clone()]
+    }
+
+    /// Whether this is a word equal to `word`, ignoring ASCII case.
+    pub fn is_word(&self, text: &[u8], word: &str) -> bool {
+        self.kind == TokenKind::Word && self.bytes(text).eq_ignore_ascii_case(word.as_bytes())
+    }
+
+    /// Whether this is the punctuation character `c`.
+    pub fn is_punct(&self, text: &[u8], c: u8) -> bool {
+        self.kind == TokenKind::Punct && self.bytes(text) == [c]
+    }
+
+    /// Whether the token carries meaning (not space, not a comment).
+    pub fn is_significant(&self) -> bool {
+        !matches!(self.kind, TokenKind::Space | TokenKind::Comment)
+    }
+}
+
+/// Splits `text` into tokens. Never fails: an unterminated string or
+/// comment runs to the end of the text, as the server would report it.
+pub fn tokenize(text: &[u8]) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        let (kind, end) = next_token(text, at);
+        debug_assert!(end > at);
+        tokens.push(Token {
+            kind,
+            range: at..end,
+        });
+        at = end;
+    }
+    tokens
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
+    let b = text[at];
+    let next = text.get(at + 1).copied();
+    match b {
+        b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' => {
+            let end = scan_while(text, at, |c| c.is_ascii_whitespace() || c == b'\x0b');
+            (TokenKind::Space, end)
+        }
+        b'#' => (TokenKind::Comment, line_end(text, at)),
+        // "--" starts a comment only when followed by white space or the end.
+        b'-' if next == Some(b'-')
+            && text.get(at + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+        {
+            (TokenKind::Comment, line_end(text, at))
+        }
+        b'/' if next == Some(b'*') => {
+            let end = find(text, at + 2, b"*/").map_or(text.len(), |i| i + 2);
+            (TokenKind::Comment, end)
+        }
+        b'\'' | b'"' => (TokenKind::String, quoted_end(text, at, b, true)),
+        b'`' => (TokenKind::QuotedIdent, quoted_end(text, at, b'`', false)),
+        b'@' => {
+            let mut end = at + 1;
+            if text.get(end) == Some(&b'@') {
+                end += 1;
+            }
+            match text.get(end) {
+                Some(&q @ (b'\'' | b'"' | b'`')) => (TokenKind::Variable, quoted_end(text, end, q, q != b'`')),
+                _ => (TokenKind::Variable, scan_while(text, end, |c| is_word_byte(c) || c == b'.')),
+            }
+        }
+        b'0'..=b'9' => {
+            let end = scan_while(text, at, |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_');
+            // "1e" followed by a sign is still one number: 1e-5.
+            let end = if matches!(text.get(end), Some(b'+' | b'-'))
+                && text[at..end].last().is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
+            {
+                scan_while(text, end + 1, |c| c.is_ascii_digit())
+            } else {
+                end
+            };
+            // A word that starts with digits (e.g. `1abc`) is an identifier.
+            let kind = if text[at..end].iter().all(|c| c.is_ascii_digit() || *c == b'.')
+                || text[at..end].starts_with(b"0x")
+                || text[at..end].iter().any(|c| c.eq_ignore_ascii_case(&b'e'))
+            {
+                TokenKind::Number
+            } else {
+                TokenKind::Word
+            };
+            (kind, end)
+        }
+        _ if is_word_byte(b) => (TokenKind::Word, scan_while(text, at, is_word_byte)),
+        _ => (TokenKind::Punct, at + 1),
+    }
+}
+
+fn scan_while(text: &[u8], mut at: usize, keep: impl Fn(u8) -> bool) -> usize {
+    while at < text.len() && keep(text[at]) {
+        at += 1;
+    }
+    at
+}
+
+fn line_end(text: &[u8], at: usize) -> usize {
+    text[at..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(text.len(), |i| at + i + 1)
+}
+
+fn find(text: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    text.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| from + i)
+}
+
+/// End of a quoted run that starts at `at` with `quote`; a doubled quote
+/// stands for itself, and in strings a backslash escapes the next byte.
+fn quoted_end(text: &[u8], at: usize, quote: u8, backslash: bool) -> usize {
+    let mut i = at + 1;
+    while i < text.len() {
+        let c = text[i];
+        if backslash && c == b'\\' {
+            i += 2;
+            continue;
+        }
+        if c == quote {
+            if text.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    text.len()
+}
+
+/// Significant tokens only (no space, no comments).
+pub fn significant(text: &[u8]) -> Vec<Token> {
+    tokenize(text).into_iter().filter(Token::is_significant).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kinds(text: &str) -> Vec<(TokenKind, &str)> {
+        tokenize(text.as_bytes())
+            .into_iter()
+            .map(|t| (t.kind, &text[t.range]))
+            .collect()
+    }
+
+    #[test]
+    fn strings_and_comments_hide_their_contents() {
+        use TokenKind::*;
+        assert_eq!(
+            kinds("select 'a''b\\'c', \"x\" -- connection_id()\n#c\n/* k */`q``r`"),
+            vec![
+                (Word, "select"),
+                (Space, " "),
+                (String, "'a''b\\'c'"),
+                (Punct, ","),
+                (Space, " "),
+                (String, "\"x\""),
+                (Space, " "),
+                (Comment, "-- connection_id()\n"),
+                (Comment, "#c\n"),
+                (Comment, "/* k */"),
+                (QuotedIdent, "`q``r`"),
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_variables_and_operators() {
+        use TokenKind::*;
+        assert_eq!(
+            kinds("@x:=1e-5+@@session.a-0x1F--1"),
+            vec![
+                (Variable, "@x"),
+                (Punct, ":"),
+                (Punct, "="),
+                (Number, "1e-5"),
+                (Punct, "+"),
+                (Variable, "@@session.a"),
+                (Punct, "-"),
+                (Number, "0x1F"),
+                (Punct, "-"),
+                (Punct, "-"),
+                (Number, "1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_runs_to_the_end() {
+        assert_eq!(kinds("'abc"), vec![(TokenKind::String, "'abc")]);
+        assert_eq!(kinds("/* abc"), vec![(TokenKind::Comment, "/* abc")]);
+    }
+
+    proptest! {
+        #[test]
+        fn tokens_cover_the_text_exactly(text in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let tokens = tokenize(&text);
+            let mut at = 0;
+            for token in &tokens {
+                prop_assert_eq!(token.range.start, at);
+                prop_assert!(token.range.end > token.range.start);
+                at = token.range.end;
+            }
+            prop_assert_eq!(at, text.len());
+        }
+    }
+}
