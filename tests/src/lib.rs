@@ -1,0 +1,195 @@
+//! The end-to-end test harness.
+//!
+//! - [`backend`]: one private MariaDB per test binary (`mariadb-install-db`
+//!   + `mariadbd` on a temp dir and a free port), started on first use and
+//!   stopped when the test binary exits.
+//! - [`Torpor`]: a proxy in front of it, in-process, stopped on drop.
+//! - [`torpor_binary`]: the real `torpor` binary, for tests of its command
+//!   line and signals.
+//! - [`require_program`]: real client programs (`mariadb`, `sysbench`);
+//!   a missing one fails the test with the package to install, never skips.
+//!
+//! Tests in one binary run in parallel against the same server: each uses
+//! its own schema or table names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use torpor::scaler::process::{find_program, Account, MariadbOptions, MariadbProcess};
+use torpor::{Config, Proxy};
+
+/// The application account every test logs in as.
+pub const APP_USER: &str = "app";
+/// Its password.
+pub const APP_PASSWORD: &str = "app-secret";
+/// A second account, for COM_CHANGE_USER.
+pub const OTHER_USER: &str = "other";
+/// Its password.
+pub const OTHER_PASSWORD: &str = "other-secret";
+/// An account with all privileges, used directly against the backend to
+/// look at or disturb what Torpor does (KILL, SHOW STATUS).
+pub const ADMIN_USER: &str = "admin";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+static BACKEND: Mutex<Option<Arc<MariadbProcess>>> = Mutex::new(None);
+
+extern "C" fn stop_backend_at_exit() {
+    if let Ok(mut slot) = BACKEND.lock() {
+        slot.take();
+    }
+}
+
+/// The test binary's private MariaDB, started on first use.
+pub fn backend() -> Arc<MariadbProcess> {
+    let mut slot = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(process) = slot.as_ref() {
+        return Arc::clone(process);
+    }
+    let accounts = [
+        (APP_USER, APP_PASSWORD),
+        (OTHER_USER, OTHER_PASSWORD),
+        (ADMIN_USER, ADMIN_PASSWORD),
+    ]
+    .iter()
+    .map(|(user, password)| Account {
+        user: user.to_string(),
+        password: password.to_string(),
+    })
+    .collect();
+    let process = MariadbProcess::start(MariadbOptions {
+        accounts,
+        ..MariadbOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"));
+    let process = Arc::new(process);
+    *slot = Some(Arc::clone(&process));
+    // SAFETY: registering a plain extern "C" function with atexit has no
+    // preconditions; the function only takes a lock and drops a value.
+    unsafe {
+        libc::atexit(stop_backend_at_exit);
+    }
+    process
+}
+
+/// A proxy running in this process; stopped (gracefully) on drop.
+pub struct Torpor {
+    proxy: Option<Proxy>,
+}
+
+impl Torpor {
+    /// Starts a proxy in front of `backend` with the test accounts, on a
+    /// free port, after `configure` had its say.
+    pub fn start_with(backend: SocketAddr, configure: impl FnOnce(&mut Config)) -> Torpor {
+        let mut config = test_config(backend);
+        configure(&mut config);
+        let proxy = Proxy::start(config).unwrap_or_else(|e| panic!("cannot start torpor: {e}"));
+        Torpor { proxy: Some(proxy) }
+    }
+
+    /// Starts a proxy in front of the test binary's MariaDB.
+    pub fn start() -> Torpor {
+        Torpor::start_with(backend().addr(), |_| {})
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.as_ref().map(Proxy::local_addr).expect("running")
+    }
+
+    /// Client connections the proxy has open.
+    pub fn connection_count(&self) -> usize {
+        self.proxy.as_ref().map_or(0, Proxy::connection_count)
+    }
+
+    /// Stops the proxy now and waits for it.
+    pub fn stop(mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+    }
+}
+
+impl Drop for Torpor {
+    fn drop(&mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+    }
+}
+
+/// The configuration tests start from: loopback, a free port, the test
+/// accounts, a short shutdown grace.
+pub fn test_config(backend: SocketAddr) -> Config {
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        shutdown_grace_secs: 5,
+        ..Config::default()
+    };
+    config.backend = Some(torpor::config::BackendConfig {
+        address: backend.to_string(),
+        connect_timeout_ms: 5_000,
+    });
+    config.users = [
+        (APP_USER, APP_PASSWORD),
+        (OTHER_USER, OTHER_PASSWORD),
+        (ADMIN_USER, ADMIN_PASSWORD),
+    ]
+    .iter()
+    .map(|(name, password)| torpor::config::UserConfig {
+        name: name.to_string(),
+        password: Some(password.to_string()),
+        password_hash: None,
+    })
+    .collect();
+    config
+}
+
+/// Connection options for the `mysql` crate.
+pub fn mysql_opts(addr: SocketAddr, user: &str, password: &str) -> mysql::Opts {
+    mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(addr.ip().to_string()))
+        .tcp_port(addr.port())
+        .user(Some(user))
+        .pass(Some(password))
+        .db_name(Some("test"))
+        .prefer_socket(false)
+        .into()
+}
+
+/// A `mysql` crate connection as the app user.
+pub fn connect(addr: SocketAddr) -> mysql::Conn {
+    mysql::Conn::new(mysql_opts(addr, APP_USER, APP_PASSWORD))
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
+}
+
+/// A `mysql` crate connection straight to the backend as the admin.
+pub fn admin_connect() -> mysql::Conn {
+    let addr = backend().addr();
+    mysql::Conn::new(mysql_opts(addr, ADMIN_USER, ADMIN_PASSWORD))
+        .unwrap_or_else(|e| panic!("cannot connect to the backend as admin: {e}"))
+}
+
+/// An installed program, or a test failure that names the package.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    find_program(&[name]).unwrap_or_else(|| {
+        panic!("{name} is not installed: install Debian's {package} package (.ci/run does)")
+    })
+}
+
+/// The `torpor` binary of this workspace, built if needed (same profile
+/// as the tests).
+pub fn torpor_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "torpor", "--bin", "torpor", "--manifest-path", manifest])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the torpor binary failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    target.join("debug").join("torpor")
+}
