@@ -166,9 +166,13 @@ mod tests {
     #[test]
     fn matches_mysql_common_client_side() {
         let seed = b"abcdefghijklmnopqrst";
-        let expected = mysql_common::auth::plugins::mysql_native_password::scramble_native(seed, b"secret").unwrap();
+        let expected =
+            mysql_common::auth::plugins::mysql_native_password::scramble_native(seed, b"secret")
+                .unwrap();
         let stored = StoredPassword::from_plaintext("secret");
-        let proven = stored.verify(seed, &expected).expect("right password verifies");
+        let proven = stored
+            .verify(seed, &expected)
+            .expect("right password verifies");
         assert_eq!(proven.respond(seed), expected.to_vec());
     }
 
@@ -176,7 +180,9 @@ mod tests {
     fn wrong_password_and_garbage_are_refused() {
         let seed = b"abcdefghijklmnopqrst";
         let stored = StoredPassword::from_plaintext("secret");
-        let wrong = mysql_common::auth::plugins::mysql_native_password::scramble_native(seed, b"Secret").unwrap();
+        let wrong =
+            mysql_common::auth::plugins::mysql_native_password::scramble_native(seed, b"Secret")
+                .unwrap();
         assert_eq!(stored.verify(seed, &wrong), None);
         assert_eq!(stored.verify(seed, b""), None);
         assert_eq!(stored.verify(seed, b"short"), None);

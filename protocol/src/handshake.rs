@@ -23,6 +23,9 @@ pub const PROTOCOL_VERSION: u8 = 10;
 /// Size of an SSLRequest payload: flags, max packet, collation, filler.
 pub const SSL_REQUEST_LEN: usize = 32;
 
+/// Connection attributes: (key, value) pairs in the order sent.
+pub type Attributes = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A checked reader over a payload.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -116,8 +119,16 @@ impl Greeting {
         let mut r = Reader::new(payload, "server greeting");
         match r.u8()? {
             PROTOCOL_VERSION => {}
-            ERR_HEADER => return Err(ProtocolError::Unexpected { what: "ERR packet instead of a greeting" }),
-            _ => return Err(ProtocolError::Unexpected { what: "protocol version other than 10" }),
+            ERR_HEADER => {
+                return Err(ProtocolError::Unexpected {
+                    what: "ERR packet instead of a greeting",
+                })
+            }
+            _ => {
+                return Err(ProtocolError::Unexpected {
+                    what: "protocol version other than 10",
+                })
+            }
         }
         let server_version = r.null_str()?.to_vec();
         let connection_id = r.u32()?;
@@ -226,7 +237,7 @@ pub struct HandshakeResponse {
     /// The plugin the response was made with, when CLIENT_PLUGIN_AUTH.
     pub auth_plugin: Option<Vec<u8>>,
     /// Connection attributes in the order the client sent them.
-    pub attributes: Vec<(Vec<u8>, Vec<u8>)>,
+    pub attributes: Attributes,
 }
 
 impl ClientHello {
@@ -248,32 +259,38 @@ impl ClientHello {
             return Ok(ClientHello::SslRequest { capabilities });
         }
         if !capabilities.contains(Capabilities::CLIENT_PROTOCOL_41) {
-            return Err(ProtocolError::Unexpected { what: "pre-4.1 handshake response" });
+            return Err(ProtocolError::Unexpected {
+                what: "pre-4.1 handshake response",
+            });
         }
         let user = r.null_str()?.to_vec();
-        let auth_response = if capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
-            r.lenenc_bytes()?.to_vec()
-        } else if capabilities.contains(Capabilities::CLIENT_SECURE_CONNECTION) {
-            let len = r.u8()?;
-            r.take(usize::from(len))?.to_vec()
-        } else {
-            r.null_str()?.to_vec()
-        };
-        let database = if capabilities.contains(Capabilities::CLIENT_CONNECT_WITH_DB) && !r.is_empty() {
-            Some(r.null_str()?.to_vec())
-        } else {
-            None
-        };
-        let auth_plugin = if capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
-            Some(r.null_str()?.to_vec())
-        } else {
-            None
-        };
-        let attributes = if capabilities.contains(Capabilities::CLIENT_CONNECT_ATTRS) && !r.is_empty() {
-            parse_attributes(&mut r)?
-        } else {
-            Vec::new()
-        };
+        let auth_response =
+            if capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
+                r.lenenc_bytes()?.to_vec()
+            } else if capabilities.contains(Capabilities::CLIENT_SECURE_CONNECTION) {
+                let len = r.u8()?;
+                r.take(usize::from(len))?.to_vec()
+            } else {
+                r.null_str()?.to_vec()
+            };
+        let database =
+            if capabilities.contains(Capabilities::CLIENT_CONNECT_WITH_DB) && !r.is_empty() {
+                Some(r.null_str()?.to_vec())
+            } else {
+                None
+            };
+        let auth_plugin =
+            if capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
+                Some(r.null_str()?.to_vec())
+            } else {
+                None
+            };
+        let attributes =
+            if capabilities.contains(Capabilities::CLIENT_CONNECT_ATTRS) && !r.is_empty() {
+                parse_attributes(&mut r)?
+            } else {
+                Vec::new()
+            };
         Ok(ClientHello::Response(HandshakeResponse {
             capabilities,
             max_packet_size,
@@ -287,7 +304,7 @@ impl ClientHello {
     }
 }
 
-fn parse_attributes(r: &mut Reader<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProtocolError> {
+fn parse_attributes(r: &mut Reader<'_>) -> Result<Attributes, ProtocolError> {
     let block = r.lenenc_bytes()?;
     let mut inner = Reader::new(block, "connection attributes");
     let mut attributes = Vec::new();
@@ -405,7 +422,7 @@ pub struct ChangeUser {
     /// The plugin the response was made with, when sent.
     pub auth_plugin: Option<Vec<u8>>,
     /// Connection attributes, when sent.
-    pub attributes: Vec<(Vec<u8>, Vec<u8>)>,
+    pub attributes: Attributes,
 }
 
 impl ChangeUser {

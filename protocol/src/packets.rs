@@ -164,7 +164,13 @@ fn ok_payload(header: u8, ok: Ok) -> BytesMut {
 /// Appends what ends a result set (or answers COM_SET_OPTION) for a client
 /// with `caps`: an EOF packet, or an OK packet with header 0xFE under
 /// CLIENT_DEPRECATE_EOF. Returns the next sequence id.
-pub fn write_eof(dst: &mut BytesMut, seq: u8, caps: Capabilities, status: ServerStatus, warnings: u16) -> u8 {
+pub fn write_eof(
+    dst: &mut BytesMut,
+    seq: u8,
+    caps: Capabilities,
+    status: ServerStatus,
+    warnings: u16,
+) -> u8 {
     if caps.contains(Capabilities::CLIENT_DEPRECATE_EOF) {
         let ok = Ok {
             status,
@@ -193,7 +199,10 @@ mod tests {
 
     #[test]
     fn status_fixtures() {
-        assert_eq!(ok_status(OK_AFTER_PING), Ok(ServerStatus(ServerStatus::AUTOCOMMIT)));
+        assert_eq!(
+            ok_status(OK_AFTER_PING),
+            Ok(ServerStatus(ServerStatus::AUTOCOMMIT))
+        );
         let status = eof_status(EOF_MORE_RESULTS).unwrap();
         assert!(status.has(ServerStatus::MORE_RESULTS_EXISTS));
         let status =
@@ -210,7 +219,10 @@ mod tests {
         assert_eq!(err.sql_state, Some(*b"08S01"));
         assert_eq!(err.message, b"Unknown command");
         let mut wire = BytesMut::new();
-        assert_eq!(write_err(&mut wire, 1, 1047, b"08S01", "Unknown command"), 2);
+        assert_eq!(
+            write_err(&mut wire, 1, 1047, b"08S01", "Unknown command"),
+            2
+        );
         assert_eq!(&wire[4..], ERR_UNKNOWN_COMMAND);
         assert_eq!(wire[3], 1);
     }
@@ -228,7 +240,13 @@ mod tests {
         write_eof(&mut wire, 3, Capabilities::EMPTY, ServerStatus(0x0a), 0);
         assert_eq!(&wire[4..], EOF_MORE_RESULTS);
         let mut wire = BytesMut::new();
-        write_eof(&mut wire, 3, Capabilities::CLIENT_DEPRECATE_EOF, ServerStatus(0x42), 0);
+        write_eof(
+            &mut wire,
+            3,
+            Capabilities::CLIENT_DEPRECATE_EOF,
+            ServerStatus(0x42),
+            0,
+        );
         assert_eq!(&wire[4..], OK_TERMINATOR_CURSOR);
     }
 

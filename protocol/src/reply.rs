@@ -331,7 +331,10 @@ impl ReplyTracker {
                 if count == 0 {
                     return Err(ProtocolError::malformed("column count"));
                 }
-                let metadata_follows = if self.caps.contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA) {
+                let metadata_follows = if self
+                    .caps
+                    .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)
+                {
                     match head.get(used) {
                         Some(0) => false,
                         Some(1) => true,

@@ -104,9 +104,13 @@ async fn open(addr: SocketAddr, limit: Duration) -> Result<(Conn, Greeting), Ses
         .await
         .map_err(SessionError::BackendUnreachable)?;
     let mut conn = Conn::new(stream, BACKEND_BUFFER).map_err(SessionError::BackendUnreachable)?;
-    let (_, payload) = with_timeout(limit, "greeting timed out", read_packet(&mut conn, LOGIN_PACKET_LIMIT))
-        .await
-        .map_err(SessionError::BackendUnreachable)?;
+    let (_, payload) = with_timeout(
+        limit,
+        "greeting timed out",
+        read_packet(&mut conn, LOGIN_PACKET_LIMIT),
+    )
+    .await
+    .map_err(SessionError::BackendUnreachable)?;
     if payload.first() == Some(&ERR_HEADER) {
         // e.g. "Too many connections" or "Host is blocked": relayed as is.
         return Err(SessionError::BackendRefused(BackendErr { payload }));
@@ -183,9 +187,13 @@ pub async fn finish_auth(
     let io_err = SessionError::BackendUnreachable;
     let mut switched = false;
     loop {
-        let (seq, payload) = with_timeout(limit, "login timed out", read_packet(conn, LOGIN_PACKET_LIMIT))
-            .await
-            .map_err(io_err)?;
+        let (seq, payload) = with_timeout(
+            limit,
+            "login timed out",
+            read_packet(conn, LOGIN_PACKET_LIMIT),
+        )
+        .await
+        .map_err(io_err)?;
         match payload.first() {
             Some(&OK_HEADER) => return Ok(payload),
             Some(&ERR_HEADER) => return Err(SessionError::BackendRefused(BackendErr { payload })),

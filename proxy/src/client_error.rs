@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn messages_carry_no_internals() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "10.0.0.7:3306 refused");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "10.0.0.7:3306 refused",
+        );
         let err = ClientError::for_session_error(&SessionError::BackendUnreachable(io)).unwrap();
         assert_eq!(err.code, CANNOT_CONNECT);
         assert!(!err.message.contains("10.0.0.7"));

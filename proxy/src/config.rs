@@ -69,6 +69,7 @@ pub enum IoDriver {
     #[default]
     Auto,
     /// io_uring, or fail to start.
+    #[value(name = "io_uring", alias = "io-uring")]
     IoUring,
     /// epoll, even where io_uring works.
     Epoll,
@@ -235,6 +236,14 @@ pub struct Cli {
     /// must exist on the backend.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub users: Vec<String>,
+    /// Start a private MariaDB (installing Debian's mariadb-server if it is
+    /// missing) with the --user accounts, and use it as the backend.
+    #[arg(long, conflicts_with = "backend")]
+    pub spawn_mariadb: bool,
+    /// Datadir for --spawn-mariadb, kept between runs; a temporary one
+    /// (removed on exit) when not given.
+    #[arg(long, value_name = "DIR", requires = "spawn_mariadb")]
+    pub spawn_datadir: Option<PathBuf>,
     /// Worker threads; 0 means one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -258,7 +267,10 @@ pub struct Cli {
 
 impl Cli {
     /// The configuration these flags describe: the file's, overridden.
+    /// With --spawn-mariadb the backend is filled in later, once the
+    /// server runs, so it is not required here.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        let spawn = self.spawn_mariadb;
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -278,9 +290,12 @@ impl Cli {
         }
         for spec in &self.users {
             let (name, secret) = spec.split_once(':').ok_or_else(|| {
-                ConfigError::Invalid(format!("--user wants NAME:PASSWORD, got '{}'", redact(spec)))
+                ConfigError::Invalid(format!(
+                    "--user wants NAME:PASSWORD, got '{}'",
+                    redact(spec)
+                ))
             })?;
-            let is_hash = secret.len() == 41 && secret.starts_with('*');
+            let is_hash = crate::scaler::process::is_native_hash(secret);
             config.users.retain(|u| u.name != name);
             config.users.push(UserConfig {
                 name: name.to_string(),
@@ -305,6 +320,16 @@ impl Cli {
         }
         if let Some(level) = self.log_level {
             config.log_level = level;
+        }
+        if spawn {
+            if config
+                .users
+                .iter()
+                .any(|u| u.password.is_none() && u.password_hash.is_none())
+            {
+                return Err(ConfigError::Invalid("every user needs a password".into()));
+            }
+            return Ok(config);
         }
         config.validate()?;
         Ok(config)
@@ -356,11 +381,18 @@ mod tests {
         let cli = Cli::parse_from(["torpor", "--backend", "x:1", "--user", "nopassword"]);
         let err = cli.into_config().unwrap_err().to_string();
         assert!(err.contains("NAME:PASSWORD"), "{err}");
-        let err = Cli::parse_from(["torpor"]).into_config().unwrap_err().to_string();
+        let err = Cli::parse_from(["torpor"])
+            .into_config()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no backend"), "{err}");
-        let err = Config::from_toml("listen = 5", "x.toml".into()).unwrap_err().to_string();
+        let err = Config::from_toml("listen = 5", "x.toml".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.toml"), "{err}");
-        let err = Config::from_toml("bogus = 1", "x.toml".into()).unwrap_err().to_string();
+        let err = Config::from_toml("bogus = 1", "x.toml".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
     }
 }

@@ -47,7 +47,9 @@ impl Shared {
             .to_socket_addrs()
             .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?
             .next()
-            .ok_or_else(|| ConfigError::Invalid(format!("backend '{}' has no address", backend.address)))?;
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("backend '{}' has no address", backend.address))
+            })?;
         let users = UserStore::from_config(&config.users)?;
         Ok(Shared {
             users,

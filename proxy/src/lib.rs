@@ -82,8 +82,11 @@ impl Proxy {
         let shared = Arc::new(Shared::new(config, Shutdown::new())?);
         let count = shared.config.worker_count();
         let listen = shared.config.listen;
-        let listeners = worker::bind_listeners(listen, count)
-            .map_err(|source| StartError::Listen { addr: listen, source })?;
+        let listeners =
+            worker::bind_listeners(listen, count).map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
         let local_addr = listeners
             .first()
             .and_then(|l| l.local_addr().ok())

@@ -6,8 +6,10 @@
 //! default profile in newer engines refuses `io_uring_setup`) and epoll
 //! otherwise; each worker logs which one it runs.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,10 @@ const URING_ENTRIES: u32 = 4096;
 
 /// Binds `count` listeners on the same address with SO_REUSEPORT. A port
 /// of 0 is resolved by the first bind and reused by the others.
-pub fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -75,7 +80,10 @@ pub fn run_worker(
             }
             Err(e) if driver == IoDriver::Auto => {
                 // e.g. RLIMIT_MEMLOCK too low for the rings.
-                warn!(worker = index, "io_uring refused ({e}); falling back to epoll");
+                warn!(
+                    worker = index,
+                    "io_uring refused ({e}); falling back to epoll"
+                );
             }
             Err(e) => return Err(e),
         }
@@ -87,19 +95,82 @@ pub fn run_worker(
     runtime.block_on(accept_loop(index, listener, shared))
 }
 
-/// Counts this worker's live sessions; the count drops when the guard does.
-struct LiveGuard(Rc<Cell<usize>>);
+/// What a worker knows of one of its sessions: enough to end it on
+/// shutdown if it is idle. Sessions flip `idle` around each wait for the
+/// client; that is two `Cell` writes per command, and it spares the hot
+/// path any select! or wake-up registration for shutdown.
+#[derive(Debug, Default)]
+pub struct SessionControl {
+    fd: Cell<Option<RawFd>>,
+    idle: Cell<bool>,
+}
 
-impl LiveGuard {
-    fn new(live: &Rc<Cell<usize>>) -> LiveGuard {
-        live.set(live.get() + 1);
-        LiveGuard(Rc::clone(live))
+impl SessionControl {
+    /// Records the client socket.
+    pub fn set_fd(&self, fd: RawFd) {
+        self.fd.set(Some(fd));
+    }
+
+    /// Marks the session as waiting for the client (or not).
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.set(idle);
+    }
+
+    /// Ends an idle session's wait: its pending read sees end-of-file.
+    fn interrupt_if_idle(&self) {
+        if let (true, Some(fd)) = (self.idle.get(), self.fd.get()) {
+            // SAFETY: the fd belongs to a live session of this thread (it
+            // removes itself from the table before its socket closes);
+            // shutdown(2) only changes the socket's state.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
     }
 }
 
-impl Drop for LiveGuard {
+/// The sessions of one worker.
+#[derive(Default)]
+struct Sessions {
+    next: Cell<u64>,
+    table: RefCell<HashMap<u64, Rc<SessionControl>>>,
+}
+
+/// A session's place in its worker's table; removed on drop.
+struct SessionSlot {
+    sessions: Rc<Sessions>,
+    key: u64,
+}
+
+impl Sessions {
+    fn insert(self: &Rc<Self>) -> (SessionSlot, Rc<SessionControl>) {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        let control = Rc::new(SessionControl::default());
+        self.table.borrow_mut().insert(key, Rc::clone(&control));
+        (
+            SessionSlot {
+                sessions: Rc::clone(self),
+                key,
+            },
+            control,
+        )
+    }
+
+    fn len(&self) -> usize {
+        self.table.borrow().len()
+    }
+
+    fn interrupt_idle(&self) {
+        for control in self.table.borrow().values() {
+            control.interrupt_if_idle();
+        }
+    }
+}
+
+impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.sessions.table.borrow_mut().remove(&self.key);
     }
 }
 
@@ -109,18 +180,18 @@ async fn accept_loop(
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     let listener = monoio::net::TcpListener::from_std(listener)?;
-    let live = Rc::new(Cell::new(0usize));
+    let sessions = Rc::new(Sessions::default());
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let guard = LiveGuard::new(&live);
+                    let (slot, control) = sessions.insert();
                     let shared = Arc::clone(&shared);
                     monoio::spawn(async move {
-                        session::serve(stream, peer, shared).await;
-                        drop(guard);
+                        session::serve(stream, peer, shared, control).await;
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -134,13 +205,20 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    // Idle sessions end now; busy ones finish their command, see the
+    // shutdown as they go idle, and end then.
+    sessions.interrupt_idle();
     let grace = shared.config.shutdown_grace();
     let deadline = Instant::now() + grace;
-    while live.get() > 0 && Instant::now() < deadline {
+    while sessions.len() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
-    if live.get() > 0 {
-        warn!(worker = index, sessions = live.get(), "grace period over: closing sessions still busy");
+    if sessions.len() > 0 {
+        warn!(
+            worker = index,
+            sessions = sessions.len(),
+            "grace period over: closing sessions still busy"
+        );
     }
     info!(worker = index, "worker stopped");
     Ok(())

@@ -96,9 +96,7 @@ fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
         }
         b'#' => (TokenKind::Comment, line_end(text, at)),
         // "--" starts a comment only when followed by white space or the end.
-        b'-' if next == Some(b'-')
-            && text.get(at + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
-        {
+        b'-' if next == Some(b'-') && text.get(at + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
             (TokenKind::Comment, line_end(text, at))
         }
         b'/' if next == Some(b'*') => {
@@ -113,22 +111,33 @@ fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
                 end += 1;
             }
             match text.get(end) {
-                Some(&q @ (b'\'' | b'"' | b'`')) => (TokenKind::Variable, quoted_end(text, end, q, q != b'`')),
-                _ => (TokenKind::Variable, scan_while(text, end, |c| is_word_byte(c) || c == b'.')),
+                Some(&q @ (b'\'' | b'"' | b'`')) => {
+                    (TokenKind::Variable, quoted_end(text, end, q, q != b'`'))
+                }
+                _ => (
+                    TokenKind::Variable,
+                    scan_while(text, end, |c| is_word_byte(c) || c == b'.'),
+                ),
             }
         }
         b'0'..=b'9' => {
-            let end = scan_while(text, at, |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_');
+            let end = scan_while(text, at, |c| {
+                c.is_ascii_alphanumeric() || c == b'.' || c == b'_'
+            });
             // "1e" followed by a sign is still one number: 1e-5.
             let end = if matches!(text.get(end), Some(b'+' | b'-'))
-                && text[at..end].last().is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
+                && text[at..end]
+                    .last()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
             {
                 scan_while(text, end + 1, |c| c.is_ascii_digit())
             } else {
                 end
             };
             // A word that starts with digits (e.g. `1abc`) is an identifier.
-            let kind = if text[at..end].iter().all(|c| c.is_ascii_digit() || *c == b'.')
+            let kind = if text[at..end]
+                .iter()
+                .all(|c| c.is_ascii_digit() || *c == b'.')
                 || text[at..end].starts_with(b"0x")
                 || text[at..end].iter().any(|c| c.eq_ignore_ascii_case(&b'e'))
             {
@@ -188,7 +197,10 @@ fn quoted_end(text: &[u8], at: usize, quote: u8, backslash: bool) -> usize {
 
 /// Significant tokens only (no space, no comments).
 pub fn significant(text: &[u8]) -> Vec<Token> {
-    tokenize(text).into_iter().filter(Token::is_significant).collect()
+    tokenize(text)
+        .into_iter()
+        .filter(Token::is_significant)
+        .collect()
 }
 
 #[cfg(test)]

@@ -184,7 +184,16 @@ pub fn torpor_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "torpor", "--bin", "torpor", "--manifest-path", manifest])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "torpor",
+            "--bin",
+            "torpor",
+            "--manifest-path",
+            manifest,
+        ])
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the torpor binary failed");

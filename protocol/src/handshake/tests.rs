@@ -23,8 +23,12 @@ fn greeting_fixture_round_trips() {
     assert_eq!(greeting.seed.len(), 20);
     assert_eq!(greeting.auth_plugin, b"mysql_native_password");
     assert!(!greeting.capabilities.contains(Capabilities::CLIENT_MYSQL));
-    assert!(greeting.capabilities.contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA));
-    assert!(greeting.capabilities.contains(Capabilities::CLIENT_DEPRECATE_EOF));
+    assert!(greeting
+        .capabilities
+        .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA));
+    assert!(greeting
+        .capabilities
+        .contains(Capabilities::CLIENT_DEPRECATE_EOF));
     let mut back = BytesMut::new();
     greeting.encode(&mut back);
     assert_eq!(&back[..], &wire[..]);
@@ -39,14 +43,20 @@ fn response_fixture_round_trips_and_verifies() {
     };
     assert_eq!(response.user, b"app");
     assert_eq!(response.database.as_deref(), Some(&b"test"[..]));
-    assert_eq!(response.auth_plugin.as_deref(), Some(&b"mysql_native_password"[..]));
+    assert_eq!(
+        response.auth_plugin.as_deref(),
+        Some(&b"mysql_native_password"[..])
+    );
     assert_eq!(response.collation, 33);
-    assert!(response.capabilities.contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA));
+    assert!(response
+        .capabilities
+        .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA));
     assert!(response
         .attributes
         .iter()
         .any(|(k, v)| k == b"_client_name" && v == b"libmariadb"));
-    let proven = StoredPassword::from_plaintext("secret").verify(&greeting.seed, &response.auth_response);
+    let proven =
+        StoredPassword::from_plaintext("secret").verify(&greeting.seed, &response.auth_response);
     assert!(proven.is_some(), "the captured login must verify");
     assert!(StoredPassword::from_plaintext("other")
         .verify(&greeting.seed, &response.auth_response)
@@ -64,7 +74,10 @@ fn ssl_request_is_recognised() {
     wire.put_u8(45);
     wire.put_bytes(0, 23);
     assert_eq!(wire.len(), SSL_REQUEST_LEN);
-    assert!(matches!(ClientHello::parse(&wire), Ok(ClientHello::SslRequest { .. })));
+    assert!(matches!(
+        ClientHello::parse(&wire),
+        Ok(ClientHello::SslRequest { .. })
+    ));
 }
 
 #[test]
@@ -76,7 +89,11 @@ fn auth_switch_round_trip() {
     let mut wire = BytesMut::new();
     switch.encode(&mut wire);
     assert!(is_auth_switch(&wire));
-    assert_eq!(wire.last(), Some(&0), "seed is NUL-terminated like MariaDB's");
+    assert_eq!(
+        wire.last(),
+        Some(&0),
+        "seed is NUL-terminated like MariaDB's"
+    );
     assert_eq!(AuthSwitch::parse(&wire).unwrap(), switch);
 }
 

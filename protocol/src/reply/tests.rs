@@ -6,8 +6,10 @@ const DEP: Capabilities = Capabilities::CLIENT_DEPRECATE_EOF;
 const CACHE: Capabilities = Capabilities::MARIADB_CLIENT_CACHE_METADATA;
 const CLASSIC: Capabilities = Capabilities::EMPTY;
 
-const COLUMN_A: &[u8] = b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00";
-const COLUMN_B: &[u8] = b"\x03def\x00\x00\x00\x01b\x00\x0c?\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00";
+const COLUMN_A: &[u8] =
+    b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00";
+const COLUMN_B: &[u8] =
+    b"\x03def\x00\x00\x00\x01b\x00\x0c?\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00";
 const EOF: &[u8] = b"\xfe\x00\x00\x02\x00";
 const EOF_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00";
 const EOF_CURSOR: &[u8] = b"\xfe\x00\x00\x42\x00";
@@ -16,7 +18,8 @@ const OK_END: &[u8] = b"\xfe\x00\x00\x02\x00\x00\x00";
 const OK_END_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00\x00\x00";
 const OK_END_CURSOR: &[u8] = b"\xfe\x00\x00\x42\x00\x00\x00";
 const OK: &[u8] = b"\x00\x00\x00\x02\x00\x00\x00";
-const ERR: &[u8] = b"\xff\xdb\x04#HY000Unknown prepared statement handler (999) given to mysqld_stmt_execute";
+const ERR: &[u8] =
+    b"\xff\xdb\x04#HY000Unknown prepared statement handler (999) given to mysqld_stmt_execute";
 const TEXT_ROW: &[u8] = b"\x011\xfb";
 const BINARY_ROW: &[u8] = b"\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00";
 
@@ -30,7 +33,9 @@ fn ends_at_last(kind: ReplyKind, caps: Capabilities, packets: &[&[u8]]) -> Step 
             len: payload.len(),
             seq: (i + 1) as u8,
         };
-        last = tracker.on_packet(header, payload).unwrap_or_else(|e| panic!("packet {i}: {e}"));
+        last = tracker
+            .on_packet(header, payload)
+            .unwrap_or_else(|e| panic!("packet {i}: {e}"));
         if i + 1 < packets.len() {
             assert!(matches!(last, Step::More), "packet {i} gave {last:?}");
         }
@@ -41,16 +46,36 @@ fn ends_at_last(kind: ReplyKind, caps: Capabilities, packets: &[&[u8]]) -> Step 
 
 #[test]
 fn text_select_classic_and_deprecate_eof() {
-    ends_at_last(ReplyKind::Results, CLASSIC, &[b"\x02", COLUMN_A, COLUMN_B, EOF, TEXT_ROW, EOF]);
-    ends_at_last(ReplyKind::Results, DEP, &[b"\x02", COLUMN_A, COLUMN_B, TEXT_ROW, OK_END]);
+    ends_at_last(
+        ReplyKind::Results,
+        CLASSIC,
+        &[b"\x02", COLUMN_A, COLUMN_B, EOF, TEXT_ROW, EOF],
+    );
+    ends_at_last(
+        ReplyKind::Results,
+        DEP,
+        &[b"\x02", COLUMN_A, COLUMN_B, TEXT_ROW, OK_END],
+    );
 }
 
 #[test]
 fn cached_metadata_with_and_without_definitions() {
-    ends_at_last(ReplyKind::Results, CACHE, &[b"\x02\x01", COLUMN_A, COLUMN_B, EOF, BINARY_ROW, EOF]);
+    ends_at_last(
+        ReplyKind::Results,
+        CACHE,
+        &[b"\x02\x01", COLUMN_A, COLUMN_B, EOF, BINARY_ROW, EOF],
+    );
     // Metadata left out: the classic EOF still comes.
-    ends_at_last(ReplyKind::Results, CACHE, &[b"\x02\x00", EOF, BINARY_ROW, EOF]);
-    ends_at_last(ReplyKind::Results, CACHE | DEP, &[b"\x02\x00", BINARY_ROW, OK_END]);
+    ends_at_last(
+        ReplyKind::Results,
+        CACHE,
+        &[b"\x02\x00", EOF, BINARY_ROW, EOF],
+    );
+    ends_at_last(
+        ReplyKind::Results,
+        CACHE | DEP,
+        &[b"\x02\x00", BINARY_ROW, OK_END],
+    );
     let mut tracker = ReplyTracker::new(ReplyKind::Results, CACHE).unwrap();
     let header = PacketHeader { len: 1, seq: 1 };
     assert!(tracker.on_packet(header, b"\x02").is_err(), "flag missing");
@@ -58,10 +83,22 @@ fn cached_metadata_with_and_without_definitions() {
 
 #[test]
 fn cursor_open_then_fetch() {
-    let step = ends_at_last(ReplyKind::Results, CLASSIC, &[b"\x02", COLUMN_A, COLUMN_B, EOF_CURSOR]);
+    let step = ends_at_last(
+        ReplyKind::Results,
+        CLASSIC,
+        &[b"\x02", COLUMN_A, COLUMN_B, EOF_CURSOR],
+    );
     assert_eq!(step, Step::Done(Ending::Status(ServerStatus(0x42))));
-    ends_at_last(ReplyKind::Results, DEP, &[b"\x02", COLUMN_A, COLUMN_B, OK_END_CURSOR]);
-    ends_at_last(ReplyKind::Results, CACHE | DEP, &[b"\x02\x00", OK_END_CURSOR]);
+    ends_at_last(
+        ReplyKind::Results,
+        DEP,
+        &[b"\x02", COLUMN_A, COLUMN_B, OK_END_CURSOR],
+    );
+    ends_at_last(
+        ReplyKind::Results,
+        CACHE | DEP,
+        &[b"\x02\x00", OK_END_CURSOR],
+    );
     ends_at_last(ReplyKind::Fetch, CLASSIC, &[BINARY_ROW, EOF_LAST_ROW]);
     ends_at_last(ReplyKind::Fetch, DEP, &[BINARY_ROW, BINARY_ROW, OK_END]);
     ends_at_last(ReplyKind::Fetch, DEP, &[ERR]);
@@ -73,31 +110,84 @@ fn multi_statements_and_call() {
     ends_at_last(
         ReplyKind::Results,
         CLASSIC,
-        &[b"\x01", COLUMN_A, EOF_MORE, b"\x011", EOF_MORE, b"\x01", COLUMN_A, EOF_MORE, b"\x012", EOF_MORE, OK],
+        &[
+            b"\x01", COLUMN_A, EOF_MORE, b"\x011", EOF_MORE, b"\x01", COLUMN_A, EOF_MORE, b"\x012",
+            EOF_MORE, OK,
+        ],
     );
     ends_at_last(
         ReplyKind::Results,
         DEP,
-        &[b"\x01", COLUMN_A, b"\x011", OK_END_MORE, b"\x01", COLUMN_A, b"\x012", OK_END_MORE, OK],
+        &[
+            b"\x01",
+            COLUMN_A,
+            b"\x011",
+            OK_END_MORE,
+            b"\x01",
+            COLUMN_A,
+            b"\x012",
+            OK_END_MORE,
+            OK,
+        ],
     );
     // An error in the middle ends the whole reply.
-    ends_at_last(ReplyKind::Results, DEP, &[b"\x01", COLUMN_A, b"\x011", OK_END_MORE, ERR]);
+    ends_at_last(
+        ReplyKind::Results,
+        DEP,
+        &[b"\x01", COLUMN_A, b"\x011", OK_END_MORE, ERR],
+    );
 }
 
 #[test]
 fn prepare_replies() {
     let prepare_ok = b"\x00\x01\x00\x00\x00\x02\x00\x01\x00\x00\x00\x00";
-    ends_at_last(ReplyKind::Prepare, CLASSIC, &[prepare_ok, COLUMN_A, EOF, COLUMN_A, COLUMN_B, EOF]);
-    ends_at_last(ReplyKind::Prepare, DEP, &[prepare_ok, COLUMN_A, COLUMN_A, COLUMN_B]);
-    ends_at_last(ReplyKind::Prepare, CLASSIC, &[b"\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"]);
-    ends_at_last(ReplyKind::Prepare, CLASSIC, &[b"\x00\x03\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00", COLUMN_A, COLUMN_A, EOF]);
-    ends_at_last(ReplyKind::Prepare, CLASSIC, &[b"\x00\x03\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00", COLUMN_A, EOF]);
+    ends_at_last(
+        ReplyKind::Prepare,
+        CLASSIC,
+        &[prepare_ok, COLUMN_A, EOF, COLUMN_A, COLUMN_B, EOF],
+    );
+    ends_at_last(
+        ReplyKind::Prepare,
+        DEP,
+        &[prepare_ok, COLUMN_A, COLUMN_A, COLUMN_B],
+    );
+    ends_at_last(
+        ReplyKind::Prepare,
+        CLASSIC,
+        &[b"\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"],
+    );
+    ends_at_last(
+        ReplyKind::Prepare,
+        CLASSIC,
+        &[
+            b"\x00\x03\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00",
+            COLUMN_A,
+            COLUMN_A,
+            EOF,
+        ],
+    );
+    ends_at_last(
+        ReplyKind::Prepare,
+        CLASSIC,
+        &[
+            b"\x00\x03\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+            COLUMN_A,
+            EOF,
+        ],
+    );
     ends_at_last(ReplyKind::Prepare, DEP, &[ERR]);
     let mut tracker = ReplyTracker::new(ReplyKind::Prepare, DEP).unwrap();
-    tracker.on_packet(PacketHeader { len: 12, seq: 1 }, prepare_ok).unwrap();
+    tracker
+        .on_packet(PacketHeader { len: 12, seq: 1 }, prepare_ok)
+        .unwrap();
     assert_eq!(
         tracker.prepare_ok(),
-        Some(PrepareOk { statement_id: 1, columns: 2, params: 1, warnings: 0 })
+        Some(PrepareOk {
+            statement_id: 1,
+            columns: 2,
+            params: 1,
+            warnings: 0
+        })
     );
 }
 
@@ -106,14 +196,22 @@ fn single_packet_replies() {
     ends_at_last(ReplyKind::Single, CLASSIC, &[OK]);
     ends_at_last(ReplyKind::Single, CLASSIC, &[EOF]);
     ends_at_last(ReplyKind::Single, DEP, &[OK_END]);
-    let step = ends_at_last(ReplyKind::Single, CLASSIC, &[b"Uptime: 24  Threads: 1  Questions: 19"]);
+    let step = ends_at_last(
+        ReplyKind::Single,
+        CLASSIC,
+        &[b"Uptime: 24  Threads: 1  Questions: 19"],
+    );
     assert_eq!(step, Step::Done(Ending::Other));
-    assert_eq!(ends_at_last(ReplyKind::Single, CLASSIC, &[ERR]), Step::Done(Ending::Error));
+    assert_eq!(
+        ends_at_last(ReplyKind::Single, CLASSIC, &[ERR]),
+        Step::Done(Ending::Error)
+    );
 }
 
 #[test]
 fn field_list() {
-    let column = b"\x03def\x02d1\x01t\x01t\x01a\x01a\x0c?\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00\xfb";
+    let column =
+        b"\x03def\x02d1\x01t\x01t\x01a\x01a\x0c?\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00\xfb";
     ends_at_last(ReplyKind::FieldList, CLASSIC, &[column, column, EOF]);
     ends_at_last(ReplyKind::FieldList, DEP, &[column, OK_END]);
     ends_at_last(ReplyKind::FieldList, DEP, &[ERR]);
@@ -122,9 +220,13 @@ fn field_list() {
 #[test]
 fn local_infile_waits_for_the_client() {
     let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC).unwrap();
-    let step = tracker.on_packet(PacketHeader { len: 9, seq: 1 }, b"\xfb/tmp/x.csv").unwrap();
+    let step = tracker
+        .on_packet(PacketHeader { len: 9, seq: 1 }, b"\xfb/tmp/x.csv")
+        .unwrap();
     assert_eq!(step, Step::LocalInfile);
-    let step = tracker.on_packet(PacketHeader { len: 7, seq: 4 }, OK).unwrap();
+    let step = tracker
+        .on_packet(PacketHeader { len: 7, seq: 4 }, OK)
+        .unwrap();
     assert_eq!(step, Step::Done(Ending::Status(ServerStatus(2))));
 }
 
@@ -140,19 +242,41 @@ fn progress_reports_end_nothing() {
 #[test]
 fn huge_rows_are_not_looked_into() {
     let mut tracker = ReplyTracker::new(ReplyKind::Fetch, DEP).unwrap();
-    let full = PacketHeader { len: MAX_PAYLOAD, seq: 1 };
+    let full = PacketHeader {
+        len: MAX_PAYLOAD,
+        seq: 1,
+    };
     // A 16 MiB row whose string length prefix is 0xFE: not a terminator.
-    assert_eq!(tracker.on_packet(full, b"\xfe\x00\x00\x00\x01\x00\x00\x00\x00").unwrap(), Step::More);
+    assert_eq!(
+        tracker
+            .on_packet(full, b"\xfe\x00\x00\x00\x01\x00\x00\x00\x00")
+            .unwrap(),
+        Step::More
+    );
     // Its continuation starts with bytes that look like an OK terminator.
-    assert_eq!(tracker.on_packet(PacketHeader { len: 7, seq: 2 }, OK_END).unwrap(), Step::More);
-    assert!(matches!(tracker.on_packet(PacketHeader { len: 7, seq: 3 }, OK_END).unwrap(), Step::Done(_)));
+    assert_eq!(
+        tracker
+            .on_packet(PacketHeader { len: 7, seq: 2 }, OK_END)
+            .unwrap(),
+        Step::More
+    );
+    assert!(matches!(
+        tracker
+            .on_packet(PacketHeader { len: 7, seq: 3 }, OK_END)
+            .unwrap(),
+        Step::Done(_)
+    ));
 }
 
 #[test]
 fn packets_after_the_end_are_refused() {
     let mut tracker = ReplyTracker::new(ReplyKind::Single, CLASSIC).unwrap();
-    tracker.on_packet(PacketHeader { len: 7, seq: 1 }, OK).unwrap();
-    assert!(tracker.on_packet(PacketHeader { len: 7, seq: 2 }, OK).is_err());
+    tracker
+        .on_packet(PacketHeader { len: 7, seq: 1 }, OK)
+        .unwrap();
+    assert!(tracker
+        .on_packet(PacketHeader { len: 7, seq: 2 }, OK)
+        .is_err());
 }
 
 mod properties {

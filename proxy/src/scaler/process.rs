@@ -45,8 +45,16 @@ pub enum ProcessError {
 pub struct Account {
     /// User name (host `%`).
     pub user: String,
-    /// Plaintext password.
+    /// Plaintext password, or a native hash (`*` and 40 hex digits, as
+    /// `PASSWORD()` shows it).
     pub password: String,
+}
+
+/// Whether `secret` is a native password hash rather than a password.
+pub fn is_native_hash(secret: &str) -> bool {
+    secret.len() == 41
+        && secret.starts_with('*')
+        && secret[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How to start a private MariaDB.
@@ -96,7 +104,13 @@ pub struct MariadbProcess {
 /// `PATH` and in the sbin folders Debian installs `mariadbd` into.
 pub fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin", "/usr/libexec"];
+    let extra = [
+        "/usr/sbin",
+        "/usr/local/sbin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/usr/libexec",
+    ];
     let dirs = std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from));
     for dir in dirs {
         for name in names {
@@ -132,8 +146,9 @@ impl MariadbProcess {
     /// Initializes (when needed) and starts a server; returns once it
     /// answers with a handshake.
     pub fn start(options: MariadbOptions) -> Result<MariadbProcess, ProcessError> {
-        let mariadbd = find_program(&["mariadbd", "mysqld"])
-            .ok_or(ProcessError::NotInstalled { program: "mariadbd" })?;
+        let mariadbd = find_program(&["mariadbd", "mysqld"]).ok_or(ProcessError::NotInstalled {
+            program: "mariadbd",
+        })?;
         let rundir = tempfile::Builder::new()
             .prefix("torpor-mariadb-run-")
             .tempdir()
@@ -171,8 +186,14 @@ impl MariadbProcess {
                 .arg(format!("--port={port}"))
                 .arg("--bind-address=127.0.0.1")
                 .arg(format!("--socket={}", socket.display()))
-                .arg(format!("--pid-file={}", rundir.path().join("mysqld.pid").display()))
-                .arg(format!("--log-error={}", rundir.path().join("error.log").display()))
+                .arg(format!(
+                    "--pid-file={}",
+                    rundir.path().join("mysqld.pid").display()
+                ))
+                .arg(format!(
+                    "--log-error={}",
+                    rundir.path().join("error.log").display()
+                ))
                 .arg(format!("--init-file={}", init_file.display()))
                 .arg(format!("--innodb-buffer-pool-size={}", options.buffer_pool))
                 .arg("--skip-name-resolve")
@@ -285,9 +306,61 @@ impl Drop for MariadbProcess {
     }
 }
 
+/// Makes sure MariaDB's server is installed, installing Debian's
+/// `mariadb-server` package when it is not (as root, or with `sudo -n`).
+/// Says on stderr what it does: this runs for a person at a terminal.
+pub fn ensure_installed() -> Result<(), ProcessError> {
+    if find_program(&["mariadbd", "mysqld"]).is_some() {
+        return Ok(());
+    }
+    let apt = find_program(&["apt-get"]).ok_or(ProcessError::NotInstalled {
+        program: "mariadbd",
+    })?;
+    let mut prefix: Vec<PathBuf> = Vec::new();
+    if !running_as_root() {
+        let sudo = find_program(&["sudo"]).ok_or(ProcessError::NotInstalled {
+            program: "mariadbd",
+        })?;
+        prefix.push(sudo);
+        prefix.push(PathBuf::from("-n"));
+    }
+    eprintln!("torpor: MariaDB is not installed; installing Debian's mariadb-server package");
+    for args in [
+        vec!["update", "-qq"],
+        vec!["install", "-y", "-qq", "mariadb-server"],
+    ] {
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&apt);
+                c
+            }
+            None => Command::new(&apt),
+        };
+        let status = command
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(io("running apt-get"))?;
+        if !status.success() {
+            return Err(ProcessError::NotInstalled {
+                program: "mariadbd",
+            });
+        }
+    }
+    find_program(&["mariadbd", "mysqld"])
+        .map(|_| ())
+        .ok_or(ProcessError::NotInstalled {
+            program: "mariadbd",
+        })
+}
+
 fn install_db(datadir: &Path) -> Result<(), ProcessError> {
-    let install = find_program(&["mariadb-install-db", "mysql_install_db"])
-        .ok_or(ProcessError::NotInstalled { program: "mariadb-install-db" })?;
+    let install = find_program(&["mariadb-install-db", "mysql_install_db"]).ok_or(
+        ProcessError::NotInstalled {
+            program: "mariadb-install-db",
+        },
+    )?;
     let mut command = Command::new(install);
     command
         .arg("--no-defaults")
@@ -311,10 +384,14 @@ fn init_sql(accounts: &[Account]) -> String {
     let mut sql = String::from("CREATE DATABASE IF NOT EXISTS test;\n");
     for account in accounts {
         let user = sql_quote(&account.user);
-        let password = sql_quote(&account.password);
+        let identified = if is_native_hash(&account.password) {
+            format!("IDENTIFIED BY PASSWORD {}", sql_quote(&account.password))
+        } else {
+            format!("IDENTIFIED BY {}", sql_quote(&account.password))
+        };
         sql.push_str(&format!(
-            "CREATE USER IF NOT EXISTS {user}@'%' IDENTIFIED BY {password};\n\
-             ALTER USER {user}@'%' IDENTIFIED BY {password};\n\
+            "CREATE USER IF NOT EXISTS {user}@'%' {identified};\n\
+             ALTER USER {user}@'%' {identified};\n\
              GRANT ALL PRIVILEGES ON *.* TO {user}@'%' WITH GRANT OPTION;\n"
         ));
     }
@@ -344,6 +421,17 @@ mod tests {
     #[test]
     fn quoting_escapes_quotes_and_backslashes() {
         assert_eq!(sql_quote("a'b\\c"), "'a''b\\\\c'");
+    }
+
+    #[test]
+    fn hashes_are_told_from_passwords() {
+        assert!(is_native_hash("*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"));
+        assert!(!is_native_hash("*secret"));
+        let sql = init_sql(&[Account {
+            user: "ro".into(),
+            password: "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7".into(),
+        }]);
+        assert!(sql.contains("IDENTIFIED BY PASSWORD '*14E6"));
     }
 
     #[test]

@@ -14,12 +14,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use monoio::buf::IoBuf;
 use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN};
 use torpor_protocol::command::{Command, ReplyKind};
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOAD};
@@ -30,7 +31,9 @@ use tracing::debug;
 
 use super::relay::{relay_packets, RelayError};
 use super::reply::{ReplyWalk, Walked, WHOLE_PACKET_LIMIT};
-use super::rewrite::{mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice};
+use super::rewrite::{
+    mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
+};
 use super::{login, report, tell_client, Failure};
 use crate::backend::{finish_auth, read_packet, BackendConn};
 use crate::client_error::ClientError;
@@ -38,6 +41,7 @@ use crate::context::Shared;
 use crate::error::SessionError;
 use crate::net::Conn;
 use crate::registry::SessionGuard;
+use crate::worker::SessionControl;
 
 /// Replies up to this size are copied into one outgoing buffer, so that
 /// pipelined replies leave in one write; larger ones are written straight
@@ -82,6 +86,7 @@ pub struct Session {
     guard: SessionGuard,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    control: Rc<SessionControl>,
     ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
     /// waiting on the backend.
@@ -103,6 +108,7 @@ impl Session {
         guard: SessionGuard,
         shared: Arc<Shared>,
         peer: SocketAddr,
+        control: Rc<SessionControl>,
     ) -> Session {
         guard
             .entry
@@ -118,6 +124,7 @@ impl Session {
             guard,
             shared,
             peer,
+            control,
             ledger: VecDeque::new(),
             to_client: BytesMut::with_capacity(COPY_LIMIT),
         }
@@ -139,8 +146,6 @@ impl Session {
     }
 
     async fn command_loop(&mut self) -> Result<(), Failure> {
-        let shutdown = Arc::clone(&self.shared.shutdown);
-        let mut stop = pin!(shutdown.wait());
         loop {
             if self.guard.entry.killed.load(Ordering::Acquire) {
                 return Err(Failure {
@@ -149,33 +154,48 @@ impl Session {
                 });
             }
             let Some(want) = self.bytes_missing() else {
-                match self.dispatch().await? {
-                    Batch::Dispatched => self.drain().await?,
+                let (batch, run) = self.dispatch().await?;
+                self.drain(run).await?;
+                match batch {
+                    Batch::Dispatched => {}
                     Batch::Quit => {
-                        self.drain().await?;
                         self.quit_backend().await;
                         return Ok(());
                     }
-                    Batch::ChangeUser => {
-                        self.drain().await?;
-                        self.change_user().await?;
-                    }
+                    Batch::ChangeUser => self.change_user().await?,
                 }
                 continue;
             };
-            // Idle until the client sends more; only here does a shutdown
-            // end the session, so in-flight commands always finish. The
-            // read is dropped on shutdown: the connection closes anyway.
+            self.wait_for_client(want).await?;
+        }
+    }
+
+    /// Sends the client what it is owed and waits for its next bytes: the
+    /// one place a session is idle, and so the one place a shutdown ends
+    /// it (the worker shuts the read side of idle sessions' sockets).
+    async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
+        self.client.shrink_if_idle();
+        self.control.set_idle(true);
+        if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
-            self.client.shrink_if_idle();
-            monoio::select! {
-                read = self.client.read_more(want) => match read {
-                    Ok(0) => return Err(SessionError::ClientGone.into()),
-                    Ok(_) => {}
-                    Err(e) => return Err(SessionError::client_io(e).into()),
-                },
-                _ = &mut stop => return Err(SessionError::Shutdown.into()),
-            }
+            return Err(SessionError::Shutdown.into());
+        }
+        let read = if self.to_client.is_empty() {
+            self.client.read_more(want).await
+        } else {
+            let out = std::mem::take(&mut self.to_client);
+            let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            out.clear();
+            self.to_client = out;
+            written.map_err(SessionError::client_io)?;
+            read
+        };
+        self.control.set_idle(false);
+        match read {
+            Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
+            Ok(0) => Err(SessionError::ClientGone.into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(SessionError::client_io(e).into()),
         }
     }
 
@@ -202,7 +222,10 @@ impl Session {
 
     /// Forwards every complete command buffered (up to the pipeline
     /// limit), queueing the replies they are owed.
-    async fn dispatch(&mut self) -> Result<Batch, Failure> {
+    /// Returns why it stopped and how many bytes at the front of the
+    /// client's buffer are still to be sent to the backend (sent by
+    /// [`Session::drain`] together with the read for their replies).
+    async fn dispatch(&mut self) -> Result<(Batch, usize), Failure> {
         // Commands forwarded unchanged are sent straight from the read
         // buffer: `run` bytes at its front are due to the backend.
         let mut run = 0usize;
@@ -254,11 +277,11 @@ impl Session {
                 Command::Quit => {
                     self.forward_run(run).await?;
                     self.client.consume(total);
-                    return Ok(Batch::Quit);
+                    return Ok((Batch::Quit, 0));
                 }
                 Command::ChangeUser => {
                     if run == 0 && self.ledger.is_empty() {
-                        return Ok(Batch::ChangeUser);
+                        return Ok((Batch::ChangeUser, 0));
                     }
                     break Batch::Dispatched;
                 }
@@ -266,10 +289,12 @@ impl Session {
                     self.forward_run(run).await?;
                     run = 0;
                     self.client.consume(total);
-                    self.reply_locally(&ClientError::for_session_error(&SessionError::Unsupported(
-                        "replication commands",
-                    ))
-                    .unwrap_or_else(ClientError::unknown_command));
+                    self.reply_locally(
+                        &ClientError::for_session_error(&SessionError::Unsupported(
+                            "replication commands",
+                        ))
+                        .unwrap_or_else(ClientError::unknown_command),
+                    );
                     continue;
                 }
                 _ => {}
@@ -292,8 +317,7 @@ impl Session {
             self.expect_reply(command, 1);
             run += total;
         };
-        self.forward_run(run).await?;
-        Ok(result)
+        Ok((result, run))
     }
 
     /// Sends the first `run` buffered client bytes to the backend.
@@ -301,7 +325,11 @@ impl Session {
         if run == 0 {
             return Ok(());
         }
-        let result = self.backend.conn.forward_from(&mut self.client.rbuf, run).await;
+        let result = self
+            .backend
+            .conn
+            .forward_from(&mut self.client.rbuf, run)
+            .await;
         result.map_err(|e| self.backend_lost(e))
     }
 
@@ -349,7 +377,11 @@ impl Session {
                 if command == Command::Query && might_be_kill(current) {
                     if let Some(kill) = parse_kill(current) {
                         if let Some(thread) = self.map_kill(kill.id, kill.query_only) {
-                            changed = Some(splice(current, kill.id_range, thread.to_string().as_bytes()));
+                            changed = Some(splice(
+                                current,
+                                kill.id_range,
+                                thread.to_string().as_bytes(),
+                            ));
                         }
                     }
                 }
@@ -400,7 +432,10 @@ impl Session {
                 ))
             }
         }
-        let result = relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len < MAX_PAYLOAD).await;
+        let result = relay_packets(&mut self.client, &mut self.backend.conn, |h| {
+            h.len < MAX_PAYLOAD
+        })
+        .await;
         self.relay_result(result)
     }
 
@@ -413,9 +448,11 @@ impl Session {
         }
     }
 
-    /// Walks and forwards the replies the backend owes, in ledger order,
-    /// until none is left.
-    async fn drain(&mut self) -> Result<(), Failure> {
+    /// Sends the first `unsent` client bytes to the backend, then walks and
+    /// forwards the replies the backend owes, in ledger order, until none
+    /// is left. The commands go out in the same submission as the read
+    /// that waits for their replies.
+    async fn drain(&mut self, mut unsent: usize) -> Result<(), Failure> {
         while let Some(front) = self.ledger.front_mut() {
             let walk = match front {
                 Pending::Local(bytes) => {
@@ -443,7 +480,22 @@ impl Session {
                 Walked::NeedMore { want } => {
                     // Whatever is complete goes out before we wait.
                     self.flush_client().await?;
-                    match self.backend.conn.read_more(want.max(4096)).await {
+                    let read = if unsent > 0 {
+                        let out = std::mem::take(&mut self.client.rbuf);
+                        let (written, out, read) = self
+                            .backend
+                            .conn
+                            .send_and_receive(out.slice(0..unsent), want.max(4096))
+                            .await;
+                        self.client.rbuf = out.into_inner();
+                        self.client.consume(unsent);
+                        unsent = 0;
+                        written.map_err(|e| self.backend_lost(e))?;
+                        read
+                    } else {
+                        self.backend.conn.read_more(want.max(4096)).await
+                    };
+                    match read {
                         Ok(0) => {
                             let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
                             return Err(self.backend_lost(eof));
@@ -453,14 +505,17 @@ impl Session {
                     }
                 }
                 Walked::LocalInfile => {
+                    debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
                     let result =
-                        relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len == 0).await;
+                        relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len == 0)
+                            .await;
                     self.relay_result(result)?;
                 }
             }
         }
-        self.flush_client().await
+        // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
+        self.forward_run(unsent).await
     }
 
     /// Moves the first `n` bytes of the backend's read buffer towards the

@@ -58,7 +58,11 @@ impl Exchange<'_> {
     async fn send(&mut self, payload: &[u8]) -> Result<(), SessionError> {
         let mut wire = BytesMut::with_capacity(payload.len() + 4);
         self.seq = write_payload(&mut wire, self.seq, payload);
-        self.client.write_all(wire).await.0.map_err(SessionError::client_io)
+        self.client
+            .write_all(wire)
+            .await
+            .0
+            .map_err(SessionError::client_io)
     }
 
     async fn receive(&mut self) -> Result<Vec<u8>, SessionError> {
@@ -71,10 +75,12 @@ impl Exchange<'_> {
                 _ => SessionError::client_io(e),
             })?;
         if seq != self.seq {
-            return Err(SessionError::ClientProtocol(torpor_protocol::ProtocolError::OutOfOrder {
-                expected: self.seq,
-                got: seq,
-            }));
+            return Err(SessionError::ClientProtocol(
+                torpor_protocol::ProtocolError::OutOfOrder {
+                    expected: self.seq,
+                    got: seq,
+                },
+            ));
         }
         self.seq = seq.wrapping_add(1);
         Ok(payload)
@@ -145,7 +151,8 @@ async fn run(
         attributes: &response.attributes,
         max_packet_size: response.max_packet_size,
     };
-    let (backend, ok) = backend::connect(shared.backend_addr, &login, shared.connect_timeout).await?;
+    let (backend, ok) =
+        backend::connect(shared.backend_addr, &login, shared.connect_timeout).await?;
     // The backend's OK describes the new session (schema, tracked state):
     // the client gets it as it is.
     exchange.send(&ok).await?;

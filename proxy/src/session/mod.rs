@@ -15,6 +15,7 @@ pub mod reply;
 pub mod rewrite;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -25,6 +26,7 @@ use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
 use crate::net::{Conn, SMALL_BUFFER};
+use crate::worker::SessionControl;
 
 /// A failure, with the sequence id at which the client waits for a packet
 /// (`None` when it waits for nothing and just gets the connection closed).
@@ -46,10 +48,16 @@ impl From<SessionError> for Failure {
 }
 
 /// Serves one accepted client connection to its end.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    control: Rc<SessionControl>,
+) {
     let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
         return;
     };
+    control.set_fd(client.raw_fd());
     let Some(_permit) = shared.admit() else {
         warn!(%peer, "connection refused: too many connections");
         tell_client(&mut client, &SessionError::TooManyConnections, 0).await;
@@ -68,7 +76,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
     };
     debug!(id, %peer, user = %String::from_utf8_lossy(&authenticated.user), backend_thread = authenticated.backend.thread_id, "logged in");
-    let session = commands::Session::new(client, authenticated, guard, Arc::clone(&shared), peer);
+    let session = commands::Session::new(
+        client,
+        authenticated,
+        guard,
+        Arc::clone(&shared),
+        peer,
+        control,
+    );
     session.run().await;
 }
 
@@ -80,7 +95,9 @@ pub fn report(id: u32, peer: SocketAddr, error: &SessionError, phase: &'static s
     }
     match error.fault() {
         Fault::Client => info!(id, %peer, phase, fault = "client", "session failed: {error}"),
-        Fault::Backend => warn!(id, %peer, phase, fault = "backend", retryable = error.retryable(), "session failed: {error}"),
+        Fault::Backend => {
+            warn!(id, %peer, phase, fault = "backend", retryable = error.retryable(), "session failed: {error}")
+        }
         Fault::Proxy => info!(id, %peer, phase, fault = "proxy", "session ended: {error}"),
     }
 }

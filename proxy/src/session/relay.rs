@@ -50,7 +50,9 @@ pub async fn relay_packets(
             body_left = header.len;
             last_seen = is_last(header);
         }
-        to.forward_from(&mut from.rbuf, n).await.map_err(RelayError::To)?;
+        to.forward_from(&mut from.rbuf, n)
+            .await
+            .map_err(RelayError::To)?;
         if finished {
             return Ok(());
         }

@@ -71,7 +71,12 @@ impl ReplyWalk {
                 at += take;
                 self.body_left -= take;
                 if self.body_left > 0 {
-                    return Ok((at, Walked::NeedMore { want: self.body_left.min(WHOLE_PACKET_LIMIT) }));
+                    return Ok((
+                        at,
+                        Walked::NeedMore {
+                            want: self.body_left.min(WHOLE_PACKET_LIMIT),
+                        },
+                    ));
                 }
             }
             match self.after_body.take() {
@@ -81,7 +86,12 @@ impl ReplyWalk {
             }
             let rest = &buf[at..];
             let Some(header) = PacketHeader::parse(rest) else {
-                return Ok((at, Walked::NeedMore { want: HEADER_LEN - rest.len() }));
+                return Ok((
+                    at,
+                    Walked::NeedMore {
+                        want: HEADER_LEN - rest.len(),
+                    },
+                ));
             };
             let available = rest.len() - HEADER_LEN;
             let needed = if header.len <= WHOLE_PACKET_LIMIT {
@@ -90,7 +100,12 @@ impl ReplyWalk {
                 HEAD_LEN
             };
             if available < needed {
-                return Ok((at, Walked::NeedMore { want: needed - available }));
+                return Ok((
+                    at,
+                    Walked::NeedMore {
+                        want: needed - available,
+                    },
+                ));
             }
             let head = &rest[HEADER_LEN..HEADER_LEN + available.min(header.len)];
             let step = self.tracker.on_packet(header, head)?;
@@ -134,7 +149,11 @@ mod tests {
     fn byte_by_byte_arrival_gives_the_same_boundaries() {
         let mut wire = BytesMut::new();
         write_payload(&mut wire, 1, b"\x01");
-        write_payload(&mut wire, 2, b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00");
+        write_payload(
+            &mut wire,
+            2,
+            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
+        );
         write_payload(&mut wire, 3, b"\x011");
         write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
         let mut walk = walk_for(ReplyKind::Results);
@@ -158,7 +177,13 @@ mod tests {
     fn big_rows_stream_without_being_buffered_whole() {
         let mut walk = walk_for(ReplyKind::Fetch);
         let mut wire = BytesMut::new();
-        wire.extend_from_slice(&PacketHeader { len: MAX_PAYLOAD, seq: 1 }.encode());
+        wire.extend_from_slice(
+            &PacketHeader {
+                len: MAX_PAYLOAD,
+                seq: 1,
+            }
+            .encode(),
+        );
         wire.extend_from_slice(&[0u8; 100]);
         let (n, walked) = walk.walk(&wire).unwrap();
         assert_eq!(n, wire.len(), "header and head forwarded at once");

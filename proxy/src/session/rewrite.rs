@@ -34,7 +34,10 @@ pub fn parse_kill(sql: &[u8]) -> Option<KillStatement> {
     if !it.next()?.is_word(sql, "kill") {
         return None;
     }
-    if it.peek().is_some_and(|t| t.is_word(sql, "hard") || t.is_word(sql, "soft")) {
+    if it
+        .peek()
+        .is_some_and(|t| t.is_word(sql, "hard") || t.is_word(sql, "soft"))
+    {
         it.next();
     }
     let mut query_only = false;
@@ -48,7 +51,10 @@ pub fn parse_kill(sql: &[u8]) -> Option<KillStatement> {
     if number.kind != TokenKind::Number {
         return None;
     }
-    let id = std::str::from_utf8(number.bytes(sql)).ok()?.parse::<u64>().ok()?;
+    let id = std::str::from_utf8(number.bytes(sql))
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
     match it.next() {
         None => {}
         Some(t) if t.is_punct(sql, b';') && it.next().is_none() => {}
@@ -76,9 +82,8 @@ pub fn splice(sql: &[u8], range: std::ops::Range<usize>, with: &[u8]) -> Vec<u8>
 pub fn mentions_connection_id(sql: &[u8]) -> bool {
     const WORD: &[u8] = b"connection";
     [b"_id", b"_ID", b"_Id", b"_iD"].iter().any(|needle| {
-        memchr::memmem::find_iter(sql, needle).any(|at| {
-            at >= WORD.len() && sql[at - WORD.len()..at].eq_ignore_ascii_case(WORD)
-        })
+        memchr::memmem::find_iter(sql, needle)
+            .any(|at| at >= WORD.len() && sql[at - WORD.len()..at].eq_ignore_ascii_case(WORD))
     })
 }
 
@@ -86,9 +91,13 @@ pub fn mentions_connection_id(sql: &[u8]) -> bool {
 /// its first word is `kill`, or when it starts with a comment (then the
 /// lexer decides).
 pub fn might_be_kill(sql: &[u8]) -> bool {
-    let start = sql.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(sql.len());
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
     let rest = &sql[start..];
-    rest.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"kill"))
+    rest.get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"kill"))
         || rest.starts_with(b"/*")
         || rest.starts_with(b"#")
         || rest.starts_with(b"--")
@@ -97,8 +106,23 @@ pub fn might_be_kill(sql: &[u8]) -> bool {
 /// Words after which an expression is no longer in the select list, or
 /// which end an item: an item followed by one of these has no alias.
 const ITEM_END_WORDS: &[&str] = &[
-    "from", "into", "where", "group", "having", "order", "limit", "union", "except",
-    "intersect", "window", "for", "lock", "procedure", "offset", "fetch", "returning",
+    "from",
+    "into",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "union",
+    "except",
+    "intersect",
+    "window",
+    "for",
+    "lock",
+    "procedure",
+    "offset",
+    "fetch",
+    "returning",
 ];
 
 /// Rewrites every `CONNECTION_ID()` call in `sql` to the literal `id`.
