@@ -6,7 +6,9 @@
 //!   comment rules, enough to find statements' keywords and rewrite
 //!   function calls without ever looking inside strings or comments.
 //!
-//! The state model itself (`SessionState`, its diff, capture from OK
-//! packets, the transaction journal) is the next part to land here.
+//! - [`state`]: a session's movable state as a value, the baseline it is
+//!   compared against, and the statements that move a connection from one
+//!   state to another.
 
 pub mod sql;
+pub mod state;
