@@ -22,6 +22,8 @@
 //! - [`reply`]: the reply tracker, a state machine that finds where a
 //!   command's reply ends (result sets, multi-results, LOCAL INFILE,
 //!   prepared statements, cursors) by looking at packet heads only.
+//! - [`session_track`]: OK packets in full, with the session-state
+//!   changes MariaDB reports in them.
 //! - [`lenenc`]: length-encoded integers and strings.
 //! - [`error`]: the crate's error type.
 
@@ -34,6 +36,7 @@ pub mod handshake;
 pub mod lenenc;
 pub mod packets;
 pub mod reply;
+pub mod session_track;
 
 pub use caps::Capabilities;
 pub use error::ProtocolError;
