@@ -66,6 +66,16 @@ pub enum StartError {
     /// A worker thread could not be started.
     #[error("cannot start a worker thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A worker could not build its runtime (e.g. io_uring forced but
+    /// refused).
+    #[error("worker {index} cannot start: {source}")]
+    Worker {
+        /// Which worker.
+        index: usize,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy.
@@ -92,14 +102,36 @@ impl Proxy {
             .and_then(|l| l.local_addr().ok())
             .unwrap_or(listen);
         let mut workers = Vec::with_capacity(count);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for (index, listener) in listeners.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
             let driver = shared.config.io_driver;
+            let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("torpor-worker-{index}"))
-                .spawn(move || worker::run_worker(index, listener, shared, driver))
+                .spawn(move || worker::run_worker(index, listener, shared, driver, ready))
                 .map_err(StartError::Thread)?;
             workers.push(handle);
+        }
+        drop(ready_tx);
+        // Every worker says whether its runtime came up before Torpor
+        // claims to be listening; one that cannot start fails the start.
+        let mut failure = None;
+        for _ in 0..count {
+            match ready_rx.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((index, Err(source))) => {
+                    failure.get_or_insert(StartError::Worker { index, source });
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(failure) = failure {
+            shared.shutdown.trigger();
+            for worker in workers {
+                let _ = worker.join();
+            }
+            return Err(failure);
         }
         info!(%local_addr, workers = count, backend = %shared.backend_addr, users = shared.users.len(), "listening");
         Ok(Proxy {
@@ -125,19 +157,28 @@ impl Proxy {
     }
 
     /// Starts a graceful shutdown and waits for the workers to finish.
-    pub fn stop(self) {
+    pub fn stop(self) -> bool {
         self.shared.shutdown.trigger();
-        self.join();
+        self.join()
     }
 
     /// Waits for the workers to finish (after a shutdown was triggered).
-    pub fn join(self) {
+    /// Returns false when a worker failed or panicked.
+    pub fn join(self) -> bool {
+        let mut clean = true;
         for worker in self.workers {
             match worker.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("worker failed: {e}"),
-                Err(_) => tracing::error!("worker panicked"),
+                Ok(Err(e)) => {
+                    tracing::error!("worker failed: {e}");
+                    clean = false;
+                }
+                Err(_) => {
+                    tracing::error!("worker panicked");
+                    clean = false;
+                }
             }
         }
+        clean
     }
 }

@@ -46,9 +46,13 @@ fn main() -> std::process::ExitCode {
         eprintln!("torpor: cannot install signal handlers: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    proxy.join();
+    let clean = proxy.join();
     drop(spawned);
-    std::process::ExitCode::SUCCESS
+    if clean {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }
 
 fn spawn_mariadb(

@@ -56,12 +56,17 @@ pub enum DriverKind {
     Epoll,
 }
 
-/// Runs worker `index` on the current thread until shutdown.
+/// Tells the starter whether worker `index` came up.
+pub type ReadySender = std::sync::mpsc::Sender<(usize, std::io::Result<()>)>;
+
+/// Runs worker `index` on the current thread until shutdown. Reports on
+/// `ready` once its runtime is built (or could not be).
 pub fn run_worker(
     index: usize,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     driver: IoDriver,
+    ready: ReadySender,
 ) -> std::io::Result<()> {
     let try_uring = match driver {
         IoDriver::Epoll => false,
@@ -82,22 +87,37 @@ pub fn run_worker(
                     defer_taskrun = tuned,
                     "worker started"
                 );
+                let _ = ready.send((index, Ok(())));
                 return runtime.block_on(accept_loop(index, listener, shared));
             }
             Err(e) if driver == IoDriver::Auto => {
-                // e.g. RLIMIT_MEMLOCK too low for the rings.
+                // e.g. seccomp refuses io_uring_setup, or RLIMIT_MEMLOCK is
+                // too low for the rings.
                 warn!(
                     worker = index,
                     "io_uring refused ({e}); falling back to epoll"
                 );
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let report = std::io::Error::new(e.kind(), format!("io_uring: {e}"));
+                let _ = ready.send((index, Err(report)));
+                return Err(e);
+            }
         }
     }
-    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    let mut runtime = match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
-        .build()?;
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let report = std::io::Error::new(e.kind(), format!("epoll: {e}"));
+            let _ = ready.send((index, Err(report)));
+            return Err(e);
+        }
+    };
     info!(worker = index, driver = "epoll", "worker started");
+    let _ = ready.send((index, Ok(())));
     runtime.block_on(accept_loop(index, listener, shared))
 }
 

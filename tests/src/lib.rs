@@ -1,8 +1,8 @@
 //! The end-to-end test harness.
 //!
 //! - [`backend`]: one private MariaDB per test binary (`mariadb-install-db`
-//!   + `mariadbd` on a temp dir and a free port), started on first use and
-//!   stopped when the test binary exits.
+//!   and `mariadbd` on a temp dir and a free port), started on first use
+//!   and stopped when the test binary exits.
 //! - [`Torpor`]: a proxy in front of it, in-process, stopped on drop.
 //! - [`torpor_binary`]: the real `torpor` binary, for tests of its command
 //!   line and signals.
@@ -58,11 +58,29 @@ pub fn backend() -> Arc<MariadbProcess> {
         password: password.to_string(),
     })
     .collect();
-    let process = MariadbProcess::start(MariadbOptions {
+    let options = MariadbOptions {
         accounts,
         ..MariadbOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"));
+    };
+    // mariadbd gets PR_SET_PDEATHSIG, which fires when the *thread* that
+    // spawned it ends, and every test runs on a thread of its own: started
+    // from the first test's thread, the server would be killed when that
+    // test finished, under the tests still running. So it is spawned from
+    // a thread that lives as long as the test binary.
+    let (started, result) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mariadb-parent".into())
+        .spawn(move || {
+            let _ = started.send(MariadbProcess::start(options));
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("cannot spawn the thread that starts MariaDB");
+    let process = result
+        .recv()
+        .expect("the MariaDB starter thread answers")
+        .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"));
     let process = Arc::new(process);
     *slot = Some(Arc::clone(&process));
     // SAFETY: registering a plain extern "C" function with atexit has no
@@ -202,3 +220,5 @@ pub fn torpor_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
     target.join("debug").join("torpor")
 }
+
+pub mod raw;

@@ -5,13 +5,18 @@
 //!
 //! Dropping a [`MariadbProcess`] stops the server and removes a datadir it
 //! created. The child also gets `PR_SET_PDEATHSIG`, so a test binary that
-//! dies mid-run does not leave servers behind.
+//! dies mid-run does not leave servers behind. That signal fires when the
+//! *thread* that forked the child ends, so each server is forked, and
+//! later stopped, by a keeper thread that lives exactly as long as its
+//! [`MariadbProcess`], whichever thread called [`MariadbProcess::start`].
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Why a private MariaDB could not be started.
@@ -91,7 +96,7 @@ impl Default for MariadbOptions {
 /// A running private `mariadbd`.
 #[derive(Debug)]
 pub struct MariadbProcess {
-    child: Option<Child>,
+    keeper: Option<Keeper>,
     addr: SocketAddr,
     datadir: PathBuf,
     socket: PathBuf,
@@ -217,11 +222,10 @@ impl MariadbProcess {
                     Ok(())
                 });
             }
-            let mut child = command.spawn().map_err(io("starting mariadbd"))?;
-            match wait_ready(&mut child, addr, options.ready_timeout) {
-                Ok(()) => {
+            match Keeper::spawn(command, addr, options.ready_timeout) {
+                Ok(keeper) => {
                     return Ok(MariadbProcess {
-                        child: Some(child),
+                        keeper: Some(keeper),
                         addr,
                         datadir,
                         socket,
@@ -231,7 +235,6 @@ impl MariadbProcess {
                 }
                 Err(e) => {
                     last_error = format!("{e}; log: {}", tail(&rundir.path().join("error.log")));
-                    stop_child(&mut child);
                 }
             }
         }
@@ -255,13 +258,72 @@ impl MariadbProcess {
 
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.keeper.as_ref().map(|k| k.pid)
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 30 s) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
+        if let Some(keeper) = self.keeper.take() {
+            keeper.stop();
+        }
+    }
+}
+
+/// The thread that forked a `mariadbd` and stops it when told (or when
+/// its [`MariadbProcess`] is dropped).
+#[derive(Debug)]
+struct Keeper {
+    pid: u32,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Keeper {
+    /// Forks the server from a new keeper thread and waits until it is
+    /// ready (or failed, in which case the keeper has already stopped it).
+    fn spawn(mut command: Command, addr: SocketAddr, timeout: Duration) -> Result<Keeper, String> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("mariadbd-keeper".into())
+            .spawn(move || {
+                let mut child = match command.spawn() {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("starting mariadbd: {e}")));
+                        return;
+                    }
+                };
+                if let Err(e) = wait_ready(&mut child, addr, timeout) {
+                    stop_child(&mut child);
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(child.id()));
+                // Until told to stop, or until the MariadbProcess is gone.
+                let _ = stop_rx.recv();
+                stop_child(&mut child);
+            })
+            .map_err(|e| format!("starting the keeper thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(pid)) => Ok(Keeper {
+                pid,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err("the keeper thread died".to_string()),
+        }
+    }
+
+    /// Stops the server and waits for the keeper to finish.
+    fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

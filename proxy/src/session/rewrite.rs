@@ -7,7 +7,7 @@
 //! - `CONNECTION_ID()` becomes the session's Torpor id. In a select list,
 //!   where the expression's text names the result column, it keeps that
 //!   name (`… AS \`CONNECTION_ID()\``), and it keeps the function's type
-//!   (unsigned) with a CAST.
+//!   (unsigned, 10 wide) with a CAST of a zero-padded literal.
 //!
 //! Both are found with the lexer, so words inside strings and comments are
 //! never touched. Anything not in these exact shapes is left alone.
@@ -165,7 +165,9 @@ pub fn rewrite_connection_id(sql: &[u8], id: u32) -> Option<Vec<u8>> {
             i += 3;
             continue;
         }
-        let mut replacement = format!("CAST({id} AS UNSIGNED)").into_bytes();
+        // Ten digits, zero-padded: MariaDB sizes the column from the
+        // literal, and CONNECTION_ID()'s column is 10 wide.
+        let mut replacement = format!("CAST({id:010} AS UNSIGNED)").into_bytes();
         if in_select_list {
             // The column keeps the name the client's text gave it.
             let original = &sql[range.clone()];
@@ -249,11 +251,11 @@ mod tests {
     fn connection_id_in_select_list_keeps_its_column_name() {
         assert_eq!(
             rewrite("SELECT CONNECTION_ID()").as_deref(),
-            Some("SELECT CAST(16777216 AS UNSIGNED) AS `CONNECTION_ID()`")
+            Some("SELECT CAST(0016777216 AS UNSIGNED) AS `CONNECTION_ID()`")
         );
         assert_eq!(
             rewrite("select 1, connection_id( ) from dual").as_deref(),
-            Some("select 1, CAST(16777216 AS UNSIGNED) AS `connection_id( )` from dual")
+            Some("select 1, CAST(0016777216 AS UNSIGNED) AS `connection_id( )` from dual")
         );
     }
 
@@ -261,11 +263,11 @@ mod tests {
     fn connection_id_elsewhere_is_a_plain_value() {
         assert_eq!(
             rewrite("SELECT CONNECTION_ID() AS id").as_deref(),
-            Some("SELECT CAST(16777216 AS UNSIGNED) AS id")
+            Some("SELECT CAST(0016777216 AS UNSIGNED) AS id")
         );
         assert_eq!(
             rewrite("SELECT * FROM t WHERE c IN (1, CONNECTION_ID())").as_deref(),
-            Some("SELECT * FROM t WHERE c IN (1, CAST(16777216 AS UNSIGNED))")
+            Some("SELECT * FROM t WHERE c IN (1, CAST(0016777216 AS UNSIGNED))")
         );
         assert_eq!(
             rewrite("KILL CONNECTION_ID()").as_deref(),
@@ -273,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             rewrite("SET @a = CONNECTION_ID()").as_deref(),
-            Some("SET @a = CAST(16777216 AS UNSIGNED)")
+            Some("SET @a = CAST(0016777216 AS UNSIGNED)")
         );
     }
 
