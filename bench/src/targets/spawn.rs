@@ -1,0 +1,97 @@
+//! Launching what is measured: a private MariaDB (`--spawn-mariadb`),
+//! HAProxy (`--spawn-haproxy`) and Torpor (`--spawn-torpor`) in front of
+//! the baseline. Dropping [`Spawned`] stops them, proxies first.
+
+use anyhow::Context;
+use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
+
+use super::child::ChildProcess;
+use super::{haproxy, torpor as torpor_target, Origin};
+use crate::cli::Settings;
+use crate::interrupt::Stop;
+
+/// Everything the suite started. Fields drop in order: the proxies go
+/// before the database they forward to.
+#[derive(Debug, Default)]
+pub struct Spawned {
+    /// Torpor, when spawned.
+    pub torpor: Option<ChildProcess>,
+    /// HAProxy, when spawned.
+    pub haproxy: Option<ChildProcess>,
+    /// The private MariaDB, when spawned.
+    pub mariadb: Option<MariadbProcess>,
+}
+
+impl Spawned {
+    /// Starts what the settings ask for. When a later start fails, the
+    /// earlier ones are stopped as the partly built value drops.
+    pub fn start(settings: &Settings, stop: &Stop) -> anyhow::Result<Spawned> {
+        let plan = &settings.spawn;
+        let mut spawned = Spawned::default();
+        // Build torpor before starting anything: a failed build then costs
+        // no server start, and the build's output is not interleaved.
+        let torpor_binary = plan
+            .torpor
+            .as_ref()
+            .map(torpor_target::binary)
+            .transpose()?;
+        if plan.mariadb {
+            eprintln!("starting a private MariaDB …");
+            let credentials = &settings.credentials;
+            let mariadb = MariadbProcess::start(MariadbOptions {
+                accounts: vec![Account {
+                    user: credentials.user.clone(),
+                    password: credentials.password.clone(),
+                }],
+                ready_timeout: plan.timeout,
+                ..Default::default()
+            })
+            .context("--spawn-mariadb")?;
+            spawned.mariadb = Some(mariadb);
+        }
+        let backend = spawned.backend(settings);
+        if plan.haproxy {
+            if let Some(backend) = &backend {
+                eprintln!("starting HAProxy in front of {backend} …");
+                spawned.haproxy =
+                    Some(haproxy::start(backend, plan.timeout, stop).context("--spawn-haproxy")?);
+            }
+        }
+        if let (Some(binary), Some(backend)) = (torpor_binary, &backend) {
+            eprintln!("starting Torpor in front of {backend} …");
+            spawned.torpor = Some(torpor_target::start(
+                &binary,
+                backend,
+                &settings.credentials,
+                plan.timeout,
+                stop,
+            )?);
+        }
+        Ok(spawned)
+    }
+
+    /// Why the process behind a spawned target is gone, if it is: a
+    /// process killed mid-run (by a neighbour's `pkill`, the OOM killer)
+    /// is named, not left to show as a string of refused connections.
+    pub fn exit_report(&mut self, origin: Origin) -> Option<String> {
+        match origin {
+            Origin::Given => None,
+            Origin::SpawnedHaproxy => self.haproxy.as_mut()?.exit_report(),
+            Origin::SpawnedTorpor => self.torpor.as_mut()?.exit_report(),
+            Origin::SpawnedMariadb => {
+                let pid = self.mariadb.as_ref()?.pid()?;
+                (!crate::procfs::is_running(pid))
+                    .then(|| format!("the spawned mariadbd (pid {pid}) exited during the run"))
+            }
+        }
+    }
+
+    /// What spawned proxies forward to: the spawned MariaDB, else the
+    /// first target given on the command line.
+    fn backend(&self, settings: &Settings) -> Option<String> {
+        if let Some(mariadb) = &self.mariadb {
+            return Some(mariadb.addr().to_string());
+        }
+        settings.targets.first().map(|first| first.address())
+    }
+}

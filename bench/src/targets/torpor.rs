@@ -1,0 +1,217 @@
+//! Torpor built from this workspace, started in front of the baseline:
+//! `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`.
+//!
+//! "Started" means a client gets a MySQL handshake from it; a binary that
+//! exits or never answers is reported with its own output, so a broken
+//! proxy is a clear error and not a benchmark of nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::child::{ChildProcess, NotServing};
+use crate::cli::{Credentials, TorporSource};
+use crate::interrupt::Stop;
+
+/// The `torpor` binary to run: given, or built in release mode.
+pub fn binary(source: &TorporSource) -> anyhow::Result<PathBuf> {
+    match source {
+        TorporSource::Binary(path) => {
+            if !path.is_file() {
+                bail!("--torpor-bin {}: no such file", path.display());
+            }
+            Ok(path.clone())
+        }
+        TorporSource::Build(workspace) => build(workspace),
+    }
+}
+
+/// `cargo build --release -p torpor`, then the binary under the target
+/// directory cargo reports (it honours `CARGO_TARGET_DIR`).
+fn build(workspace: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = workspace.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "no Torpor workspace at {} (pass --workspace DIR or --torpor-bin PATH)",
+            workspace.display()
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "building torpor: cargo build --release -p torpor ({})",
+        workspace.display()
+    );
+    // Cargo's own progress goes straight to our stderr: a release build
+    // with LTO takes a while and the user should see it move.
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "torpor", "--manifest-path"])
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo (is it in PATH?)")?;
+    if !status.success() {
+        bail!("cargo build --release -p torpor failed ({status})");
+    }
+    let output = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let target_dir = target_directory(&output.stdout)?;
+    let path = target_dir.join("release").join("torpor");
+    if !path.is_file() {
+        bail!("cargo built torpor but {} does not exist", path.display());
+    }
+    Ok(path)
+}
+
+/// `target_directory` from `cargo metadata` output.
+fn target_directory(metadata: &[u8]) -> anyhow::Result<PathBuf> {
+    let value: serde_json::Value =
+        serde_json::from_slice(metadata).context("cargo metadata printed no JSON")?;
+    let dir = value
+        .get("target_directory")
+        .and_then(|v| v.as_str())
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+/// Starts `binary` in front of `backend` and waits until it answers.
+pub fn start(
+    binary: &Path,
+    backend: &str,
+    credentials: &Credentials,
+    timeout: Duration,
+    stop: &Stop,
+) -> anyhow::Result<ChildProcess> {
+    let port = torpor::scaler::process::free_port().context("finding a free port for Torpor")?;
+    let dir = tempfile::Builder::new()
+        .prefix("torpor-bench-torpor-")
+        .tempdir()
+        .context("creating Torpor's folder")?;
+    let mut command = Command::new(binary);
+    command.args(arguments(port, backend, credentials));
+    let mut child = ChildProcess::spawn("torpor", command, dir, ([127, 0, 0, 1], port).into())?;
+    match child.wait_serving(timeout, stop) {
+        Ok(()) => Ok(child),
+        Err(NotServing::Exited(text)) | Err(NotServing::Silent(text)) => {
+            bail!("--spawn-torpor: {text}\n(binary: {})", binary.display())
+        }
+        Err(NotServing::Interrupted) => bail!("interrupted while starting Torpor"),
+    }
+}
+
+/// Torpor's command line.
+fn arguments(port: u16, backend: &str, credentials: &Credentials) -> Vec<String> {
+    vec![
+        "--listen".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--backend".to_string(),
+        backend.to_string(),
+        "--user".to_string(),
+        format!("{}:{}", credentials.user, credentials.password),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_matches_torpors_cli() {
+        let credentials = Credentials {
+            user: "bench".into(),
+            password: "s3cret".into(),
+            database: "test".into(),
+        };
+        assert_eq!(
+            arguments(6033, "127.0.0.1:3306", &credentials),
+            [
+                "--listen",
+                "127.0.0.1:6033",
+                "--backend",
+                "127.0.0.1:3306",
+                "--user",
+                "bench:s3cret"
+            ]
+        );
+    }
+
+    #[test]
+    fn target_directory_comes_from_cargo_metadata() {
+        let json = br#"{"packages":[],"target_directory":"/work/target-x","version":1}"#;
+        assert_eq!(
+            target_directory(json).expect("valid"),
+            PathBuf::from("/work/target-x")
+        );
+        assert!(target_directory(b"not json").is_err());
+        assert!(target_directory(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_binary_that_exits_at_once_is_a_clear_error() {
+        let credentials = Credentials {
+            user: "u".into(),
+            password: "p".into(),
+            database: "test".into(),
+        };
+        let error = start(
+            Path::new("/bin/true"),
+            "127.0.0.1:1",
+            &credentials,
+            Duration::from_secs(10),
+            &Stop::default(),
+        )
+        .expect_err("/bin/true never accepts");
+        let text = format!("{error:#}");
+        assert!(text.contains("torpor exited"), "{text}");
+        assert!(text.contains("before accepting connections"), "{text}");
+    }
+
+    #[test]
+    fn a_binary_that_never_accepts_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = dir.path().join("silent-torpor");
+        std::fs::write(&script, "#!/bin/sh\necho listening soon\nexec sleep 30\n")
+            .expect("write script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let credentials = Credentials {
+            user: "u".into(),
+            password: "p".into(),
+            database: "test".into(),
+        };
+        let error = start(
+            &script,
+            "127.0.0.1:1",
+            &credentials,
+            Duration::from_millis(500),
+            &Stop::default(),
+        )
+        .expect_err("the script never accepts");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("did not answer with a MySQL handshake"),
+            "{text}"
+        );
+        assert!(
+            text.contains("listening soon"),
+            "the child's output is shown: {text}"
+        );
+    }
+}
