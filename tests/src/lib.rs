@@ -62,24 +62,9 @@ pub fn backend() -> Arc<MariadbProcess> {
         accounts,
         ..MariadbOptions::default()
     };
-    // mariadbd gets PR_SET_PDEATHSIG, which fires when the *thread* that
-    // spawned it ends, and every test runs on a thread of its own: started
-    // from the first test's thread, the server would be killed when that
-    // test finished, under the tests still running. So it is spawned from
-    // a thread that lives as long as the test binary.
-    let (started, result) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("mariadb-parent".into())
-        .spawn(move || {
-            let _ = started.send(MariadbProcess::start(options));
-            loop {
-                std::thread::park();
-            }
-        })
-        .expect("cannot spawn the thread that starts MariaDB");
-    let process = result
-        .recv()
-        .expect("the MariaDB starter thread answers")
+    // MariadbProcess forks mariadbd from a keeper thread of its own, so
+    // the server outlives the test thread that happened to start it.
+    let process = MariadbProcess::start(options)
         .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"));
     let process = Arc::new(process);
     *slot = Some(Arc::clone(&process));
