@@ -19,8 +19,9 @@ use crate::net::Conn;
 /// Largest packet accepted during a login exchange.
 const LOGIN_PACKET_LIMIT: usize = 1 << 20;
 
-/// Read buffer capacity of a backend connection.
-pub const BACKEND_BUFFER: usize = 64 * 1024;
+/// Read buffer capacity of a backend connection while it logs in; replies
+/// are read into pooled large buffers ([`crate::buffers`]).
+const LOGIN_BUFFER: usize = 4 * 1024;
 
 /// What the backend's greeting says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +104,7 @@ async fn open(addr: SocketAddr, limit: Duration) -> Result<(Conn, Greeting), Ses
     let stream = with_timeout(limit, "connect timed out", TcpStream::connect(addr))
         .await
         .map_err(SessionError::BackendUnreachable)?;
-    let mut conn = Conn::new(stream, BACKEND_BUFFER).map_err(SessionError::BackendUnreachable)?;
+    let mut conn = Conn::new(stream, LOGIN_BUFFER).map_err(SessionError::BackendUnreachable)?;
     let (_, payload) = with_timeout(
         limit,
         "greeting timed out",

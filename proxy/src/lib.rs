@@ -14,6 +14,7 @@
 //!   command loop → close.
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a TCP connection with its read buffer.
+//! - [`buffers`]: each worker's pool of large read buffers.
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL.
 //! - [`users`]: accounts and their stored password hashes.
@@ -25,6 +26,7 @@
 //!   private `mariadbd` processes.
 
 pub mod backend;
+pub mod buffers;
 pub mod client_error;
 pub mod config;
 pub mod context;

@@ -20,13 +20,15 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
-/// Capacity a connection's read buffer starts with and shrinks back to.
-pub const SMALL_BUFFER: usize = 16 * 1024;
+/// Capacity a client connection's read buffer starts with and shrinks
+/// back to: enough for the commands of most workloads, small enough that
+/// thousands of idle connections stay cheap (io_uring holds the buffer of
+/// a pending read).
+pub const SMALL_BUFFER: usize = 4 * 1024;
 
 /// A buffer that grew past this while busy is replaced by a small one when
-/// the connection goes idle, so that thousands of idle connections stay
-/// cheap.
-const SHRINK_ABOVE: usize = 256 * 1024;
+/// the connection goes idle.
+const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// A TCP stream and the bytes read from it but not yet consumed.
 pub struct Conn {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
+use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
 use crate::session;
@@ -229,6 +230,7 @@ async fn accept_loop(
 ) -> std::io::Result<()> {
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let sessions = Rc::new(Sessions::default());
+    let buffers = Rc::new(BufferPool::default());
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
@@ -237,8 +239,9 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let (slot, control) = sessions.insert();
                     let shared = Arc::clone(&shared);
+                    let buffers = Rc::clone(&buffers);
                     monoio::spawn(async move {
-                        session::serve(stream, peer, shared, control).await;
+                        session::serve(stream, peer, shared, control, buffers).await;
                         drop(slot);
                     });
                 }

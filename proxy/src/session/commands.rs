@@ -36,6 +36,7 @@ use super::rewrite::{
 };
 use super::{login, report, tell_client, Failure};
 use crate::backend::{finish_auth, read_packet, BackendConn};
+use crate::buffers::{BufferPool, LARGE_BUFFER};
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::SessionError;
@@ -87,6 +88,7 @@ pub struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     control: Rc<SessionControl>,
+    buffers: Rc<BufferPool>,
     ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
     /// waiting on the backend.
@@ -109,6 +111,7 @@ impl Session {
         shared: Arc<Shared>,
         peer: SocketAddr,
         control: Rc<SessionControl>,
+        buffers: Rc<BufferPool>,
     ) -> Session {
         guard
             .entry
@@ -125,8 +128,9 @@ impl Session {
             shared,
             peer,
             control,
+            buffers,
             ledger: VecDeque::new(),
-            to_client: BytesMut::with_capacity(COPY_LIMIT),
+            to_client: BytesMut::new(),
         }
     }
 
@@ -191,6 +195,9 @@ impl Session {
             read
         };
         self.control.set_idle(false);
+        if self.to_client.capacity() > 4 * COPY_LIMIT {
+            self.to_client = BytesMut::new();
+        }
         match read {
             Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
             Ok(0) => Err(SessionError::ClientGone.into()),
@@ -480,6 +487,7 @@ impl Session {
                 Walked::NeedMore { want } => {
                     // Whatever is complete goes out before we wait.
                     self.flush_client().await?;
+                    self.ensure_backend_buffer();
                     let read = if unsent > 0 {
                         let out = std::mem::take(&mut self.client.rbuf);
                         let (written, out, read) = self
@@ -515,7 +523,29 @@ impl Session {
             }
         }
         // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
-        self.forward_run(unsent).await
+        self.forward_run(unsent).await?;
+        self.release_backend_buffer();
+        Ok(())
+    }
+
+    /// Gives the backend connection a large pooled read buffer for the
+    /// replies about to stream through, keeping what is buffered.
+    fn ensure_backend_buffer(&mut self) {
+        let rbuf = &mut self.backend.conn.rbuf;
+        if rbuf.capacity() < LARGE_BUFFER / 2 {
+            let mut large = self.buffers.take();
+            large.extend_from_slice(rbuf);
+            *rbuf = large;
+        }
+    }
+
+    /// Hands the backend connection's read buffer back to the pool while
+    /// no reply is owed.
+    fn release_backend_buffer(&mut self) {
+        if self.backend.conn.rbuf.is_empty() && self.backend.conn.rbuf.capacity() > 0 {
+            self.buffers
+                .give(std::mem::take(&mut self.backend.conn.rbuf));
+        }
     }
 
     /// Moves the first `n` bytes of the backend's read buffer towards the

@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
@@ -53,6 +54,7 @@ pub async fn serve(
     peer: SocketAddr,
     shared: Arc<Shared>,
     control: Rc<SessionControl>,
+    buffers: Rc<BufferPool>,
 ) {
     let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
         return;
@@ -83,6 +85,7 @@ pub async fn serve(
         Arc::clone(&shared),
         peer,
         control,
+        buffers,
     );
     session.run().await;
 }
