@@ -6,9 +6,14 @@
 //!   comment rules, enough to find statements' keywords and rewrite
 //!   function calls without ever looking inside strings or comments.
 //!
+//! - [`classify`]: what a statement does that session tracking does not
+//!   report (user variables, temporary tables, locks, PREPARE, …).
+//! - [`capture`]: applying the session-state changes of OK packets.
 //! - [`state`]: a session's movable state as a value, the baseline it is
 //!   compared against, and the statements that move a connection from one
 //!   state to another.
 
+pub mod capture;
+pub mod classify;
 pub mod sql;
 pub mod state;

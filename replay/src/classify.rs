@@ -1,0 +1,253 @@
+//! What a statement does to session state that the server does not
+//! report through session tracking: user variables, SQL-level prepared
+//! statements, temporary tables, named locks, table locks, and the
+//! functions whose answer depends on the previous statement.
+//!
+//! Recognition is by tokens ([`crate::sql`]), never inside strings or
+//! comments, and errs on the side of "may": a false "may change user
+//! variables" costs one extra capture round trip; a miss would lose state.
+
+use crate::sql::{significant, Token, TokenKind};
+
+/// Facts about one statement (or a multi-statement text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementFacts {
+    /// It may assign user variables (`SET @x`, `SELECT … INTO @x`, `@x :=`).
+    pub writes_user_variables: bool,
+    /// `PREPARE name FROM …`: the name.
+    pub prepares: Vec<String>,
+    /// `DEALLOCATE PREPARE name` / `DROP PREPARE name`: the name.
+    pub deallocates: Vec<String>,
+    /// `CREATE TEMPORARY TABLE`.
+    pub creates_temporary_table: bool,
+    /// `DROP TEMPORARY TABLE`.
+    pub drops_temporary_table: bool,
+    /// `GET_LOCK(…)` is called.
+    pub takes_named_lock: bool,
+    /// `RELEASE_ALL_LOCKS()` is called.
+    pub releases_all_named_locks: bool,
+    /// `LOCK TABLES` / `LOCK TABLE`.
+    pub locks_tables: bool,
+    /// `UNLOCK TABLES`.
+    pub unlocks_tables: bool,
+    /// `SQL_CALC_FOUND_ROWS`: a following `FOUND_ROWS()` needs this
+    /// connection.
+    pub calculates_found_rows: bool,
+    /// Calls `FOUND_ROWS()`, `ROW_COUNT()` or `LAST_INSERT_ID()` (without
+    /// an argument): answered from the previous statement on the same
+    /// connection.
+    pub asks_previous_statement: bool,
+    /// Calls a function whose result differs between runs (NOW(), RAND(),
+    /// UUID(), …): replaying the statement would not give the same result.
+    pub nondeterministic: bool,
+}
+
+/// Functions whose result is not the same when a statement is run again.
+const NONDETERMINISTIC: &[&str] = &[
+    "now",
+    "sysdate",
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "curtime",
+    "curdate",
+    "localtime",
+    "localtimestamp",
+    "unix_timestamp",
+    "utc_timestamp",
+    "utc_time",
+    "utc_date",
+    "rand",
+    "uuid",
+    "uuid_short",
+    "sys_guid",
+    "connection_id",
+    "get_lock",
+    "sleep",
+    "benchmark",
+    "nextval",
+    "lastval",
+    "setval",
+    "found_rows",
+    "row_count",
+    "last_insert_id",
+];
+
+/// Looks at a statement text.
+pub fn classify(sql: &[u8]) -> StatementFacts {
+    let tokens = significant(sql);
+    let mut facts = StatementFacts::default();
+    for (i, token) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1);
+        let prev = i.checked_sub(1).and_then(|j| tokens.get(j));
+        match token.kind {
+            TokenKind::Variable => {
+                let text = token.bytes(sql);
+                if text.starts_with(b"@@") {
+                    continue;
+                }
+                // `@x :=`, `SET @x =`, `SET … , @x =`, `INTO @x`.
+                let assigned = next.is_some_and(|n| n.is_punct(sql, b':'))
+                    || prev.is_some_and(|p| p.is_word(sql, "into") || p.is_punct(sql, b','))
+                        && statement_starts_with(sql, &tokens[..i], &["set", "select", "with"])
+                    || prev.is_some_and(|p| p.is_word(sql, "set"))
+                    || prev.is_some_and(|p| p.is_word(sql, "into"));
+                if assigned {
+                    facts.writes_user_variables = true;
+                }
+            }
+            TokenKind::Word => {
+                let is_call = next.is_some_and(|n| n.is_punct(sql, b'('));
+                if is_call {
+                    for name in NONDETERMINISTIC {
+                        if token.is_word(sql, name) {
+                            facts.nondeterministic = true;
+                        }
+                    }
+                    if token.is_word(sql, "get_lock") {
+                        facts.takes_named_lock = true;
+                    }
+                    if token.is_word(sql, "release_all_locks") {
+                        facts.releases_all_named_locks = true;
+                    }
+                    let empty_args = tokens.get(i + 2).is_some_and(|t| t.is_punct(sql, b')'));
+                    if (token.is_word(sql, "found_rows") || token.is_word(sql, "row_count"))
+                        || token.is_word(sql, "last_insert_id") && empty_args
+                    {
+                        facts.asks_previous_statement = true;
+                    }
+                } else if [
+                    "now",
+                    "current_timestamp",
+                    "current_time",
+                    "current_date",
+                    "localtime",
+                    "localtimestamp",
+                ]
+                .iter()
+                .any(|w| token.is_word(sql, w))
+                {
+                    // Keyword forms without parentheses.
+                    facts.nondeterministic = true;
+                }
+                if token.is_word(sql, "sql_calc_found_rows") {
+                    facts.calculates_found_rows = true;
+                }
+                if token.is_word(sql, "temporary") {
+                    if prev.is_some_and(|p| p.is_word(sql, "create")) {
+                        facts.creates_temporary_table = true;
+                    }
+                    if prev.is_some_and(|p| p.is_word(sql, "drop")) {
+                        facts.drops_temporary_table = true;
+                    }
+                }
+                if token.is_word(sql, "lock")
+                    && next.is_some_and(|n| n.is_word(sql, "tables") || n.is_word(sql, "table"))
+                    && starts_statement(sql, &tokens, i)
+                {
+                    facts.locks_tables = true;
+                }
+                if token.is_word(sql, "unlock")
+                    && next.is_some_and(|n| n.is_word(sql, "tables") || n.is_word(sql, "table"))
+                {
+                    facts.unlocks_tables = true;
+                }
+                if token.is_word(sql, "prepare") && starts_statement(sql, &tokens, i) {
+                    if let Some(name) = next {
+                        facts.prepares.push(ident_text(sql, name));
+                    }
+                }
+                if (token.is_word(sql, "deallocate") || token.is_word(sql, "drop"))
+                    && next.is_some_and(|n| n.is_word(sql, "prepare"))
+                    && starts_statement(sql, &tokens, i)
+                {
+                    if let Some(name) = tokens.get(i + 2) {
+                        facts.deallocates.push(ident_text(sql, name));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+/// Whether token `i` is the first of a statement (text start or after `;`).
+fn starts_statement(sql: &[u8], tokens: &[Token], i: usize) -> bool {
+    i == 0 || tokens[i - 1].is_punct(sql, b';')
+}
+
+/// Whether the statement that `before` ends in started with one of `words`.
+fn statement_starts_with(sql: &[u8], before: &[Token], words: &[&str]) -> bool {
+    let start = before
+        .iter()
+        .rposition(|t| t.is_punct(sql, b';'))
+        .map_or(0, |p| p + 1);
+    before
+        .get(start)
+        .is_some_and(|t| words.iter().any(|w| t.is_word(sql, w)))
+}
+
+/// An identifier's text, unquoted and lower-cased (prepared statement
+/// names are case-insensitive).
+fn ident_text(sql: &[u8], token: &Token) -> String {
+    let text = String::from_utf8_lossy(token.bytes(sql));
+    let text = if token.kind == TokenKind::QuotedIdent {
+        text.trim_matches('`').replace("``", "`")
+    } else {
+        text.into_owned()
+    };
+    text.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_variables() {
+        assert!(classify(b"SET @x = 1").writes_user_variables);
+        assert!(classify(b"set @a=1, @b=2").writes_user_variables);
+        assert!(classify(b"SELECT @x := 5").writes_user_variables);
+        assert!(classify(b"SELECT a INTO @x FROM t").writes_user_variables);
+        assert!(classify(b"SELECT a, b INTO @x, @y FROM t").writes_user_variables);
+        assert!(!classify(b"SELECT @x").writes_user_variables);
+        assert!(!classify(b"SELECT * FROM t WHERE a = @x").writes_user_variables);
+        assert!(!classify(b"SET @@session.sql_mode = ''").writes_user_variables);
+        assert!(!classify(b"SELECT '@x := 1'").writes_user_variables);
+    }
+
+    #[test]
+    fn prepared_statements() {
+        let facts = classify(b"PREPARE s1 FROM 'SELECT 1'");
+        assert_eq!(facts.prepares, vec!["s1".to_string()]);
+        let facts = classify(b"DEALLOCATE PREPARE `S1`; DROP PREPARE s2");
+        assert_eq!(facts.deallocates, vec!["s1".to_string(), "s2".to_string()]);
+        assert!(classify(b"SELECT prepare FROM t").prepares.is_empty());
+    }
+
+    #[test]
+    fn pinning_statements() {
+        assert!(classify(b"CREATE TEMPORARY TABLE t (a int)").creates_temporary_table);
+        assert!(classify(b"drop temporary table if exists t").drops_temporary_table);
+        assert!(classify(b"SELECT GET_LOCK('a', 1)").takes_named_lock);
+        assert!(classify(b"DO RELEASE_ALL_LOCKS()").releases_all_named_locks);
+        assert!(classify(b"LOCK TABLES t READ").locks_tables);
+        assert!(classify(b"UNLOCK TABLES").unlocks_tables);
+        assert!(!classify(b"SELECT * FROM t FOR UPDATE").locks_tables);
+        assert!(!classify(b"SELECT * FROM t LOCK IN SHARE MODE").locks_tables);
+    }
+
+    #[test]
+    fn previous_statement_and_nondeterminism() {
+        assert!(classify(b"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1").calculates_found_rows);
+        assert!(classify(b"SELECT FOUND_ROWS()").asks_previous_statement);
+        assert!(classify(b"SELECT LAST_INSERT_ID()").asks_previous_statement);
+        assert!(!classify(b"SELECT LAST_INSERT_ID(5)").asks_previous_statement);
+        assert!(classify(b"INSERT INTO t VALUES (NOW())").nondeterministic);
+        assert!(classify(b"UPDATE t SET c = RAND()").nondeterministic);
+        assert!(classify(b"INSERT INTO t VALUES (CURRENT_TIMESTAMP)").nondeterministic);
+        assert!(!classify(b"UPDATE t SET c = c + 1 WHERE id = 5").nondeterministic);
+        assert!(!classify(b"SELECT 'now()'").nondeterministic);
+    }
+}
