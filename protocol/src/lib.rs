@@ -22,6 +22,9 @@
 //! - [`reply`]: the reply tracker, a state machine that finds where a
 //!   command's reply ends (result sets, multi-results, LOCAL INFILE,
 //!   prepared statements, cursors) by looking at packet heads only.
+//! - [`stmt`]: statement ids and parameter types of binary-protocol
+//!   commands.
+//! - [`resultset`]: text rows of the result sets the proxy asks for.
 //! - [`session_track`]: OK packets in full, with the session-state
 //!   changes MariaDB reports in them.
 //! - [`lenenc`]: length-encoded integers and strings.
@@ -36,7 +39,9 @@ pub mod handshake;
 pub mod lenenc;
 pub mod packets;
 pub mod reply;
+pub mod resultset;
 pub mod session_track;
+pub mod stmt;
 
 pub use caps::Capabilities;
 pub use error::ProtocolError;

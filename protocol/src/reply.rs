@@ -65,6 +65,25 @@ pub enum Ending {
     Other,
 }
 
+/// What the packet the tracker was last given was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PacketClass {
+    /// An OK packet (header 0x00), or an OK that ends a result set
+    /// (header 0xFE under CLIENT_DEPRECATE_EOF): it may carry session
+    /// state changes.
+    Ok(ServerStatus),
+    /// A classic EOF packet.
+    Eof(ServerStatus),
+    /// An ERR packet (not a progress report).
+    Err,
+    /// A COM_STMT_PREPARE reply's first packet.
+    PrepareOk,
+    /// Anything else: column count or definition, row, continuation,
+    /// progress report, LOCAL INFILE request, COM_STATISTICS text.
+    #[default]
+    Other,
+}
+
 /// A COM_STMT_PREPARE reply's first packet, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrepareOk {
@@ -138,6 +157,8 @@ pub struct ReplyTracker {
     continuation: bool,
     /// The prepare-OK of a COM_STMT_PREPARE reply, once seen.
     prepare_ok: Option<PrepareOk>,
+    /// What the last packet was.
+    last: PacketClass,
 }
 
 impl ReplyTracker {
@@ -158,12 +179,18 @@ impl ReplyTracker {
             caps,
             continuation: false,
             prepare_ok: None,
+            last: PacketClass::Other,
         })
     }
 
     /// Whether the reply has ended.
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
+    }
+
+    /// What the packet last given to [`ReplyTracker::on_packet`] was.
+    pub fn last_packet(&self) -> PacketClass {
+        self.last
     }
 
     /// The decoded prepare-OK, once a COM_STMT_PREPARE reply has given it.
@@ -174,6 +201,38 @@ impl ReplyTracker {
     /// Takes the next packet of the reply: its header and its payload, or
     /// at least the first [`HEAD_LEN`] bytes of the payload.
     pub fn on_packet(&mut self, header: PacketHeader, head: &[u8]) -> Result<Step, ProtocolError> {
+        let before = self.state;
+        let continued = self.continuation;
+        let step = self.step(header, head)?;
+        self.last = if continued {
+            PacketClass::Other
+        } else {
+            self.classify(before, header, head)
+        };
+        Ok(step)
+    }
+
+    /// What a packet just taken in state `before` was.
+    fn classify(&self, before: State, header: PacketHeader, head: &[u8]) -> PacketClass {
+        match head.first() {
+            Some(&ERR_HEADER) if !self.is_progress_report(head) => PacketClass::Err,
+            Some(&OK_HEADER) if before == State::PrepareStart => PacketClass::PrepareOk,
+            Some(&OK_HEADER) if matches!(before, State::ResultStart | State::Single) => {
+                ok_status(head).map_or(PacketClass::Other, PacketClass::Ok)
+            }
+            Some(&EOF_HEADER) if header.len < MAX_PAYLOAD && before != State::ResultStart => {
+                let terminator = matches!(before, State::Rows | State::FieldList | State::Single);
+                if terminator && self.deprecate_eof() {
+                    ok_status(head).map_or(PacketClass::Other, PacketClass::Ok)
+                } else {
+                    eof_status(head).map_or(PacketClass::Other, PacketClass::Eof)
+                }
+            }
+            _ => PacketClass::Other,
+        }
+    }
+
+    fn step(&mut self, header: PacketHeader, head: &[u8]) -> Result<Step, ProtocolError> {
         if self.state == State::Finished {
             return Err(ProtocolError::Unexpected {
                 what: "packet after the end of a reply",

@@ -300,3 +300,38 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn packets_are_classified() {
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, DEP).unwrap();
+    let header = |len: usize| PacketHeader { len, seq: 1 };
+    tracker.on_packet(header(1), b"\x01").unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    tracker.on_packet(header(COLUMN_A.len()), COLUMN_A).unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    tracker.on_packet(header(3), TEXT_ROW).unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    tracker.on_packet(header(7), OK_END_MORE).unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Ok(ServerStatus(0x0a)));
+    tracker.on_packet(header(7), OK).unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Ok(ServerStatus(0x02)));
+
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC).unwrap();
+    for packet in [&b"\x02"[..], COLUMN_A, COLUMN_B, EOF] {
+        tracker.on_packet(header(packet.len()), packet).unwrap();
+    }
+    assert_eq!(tracker.last_packet(), PacketClass::Eof(ServerStatus(0x02)));
+
+    let mut tracker = ReplyTracker::new(ReplyKind::Prepare, DEP).unwrap();
+    tracker
+        .on_packet(
+            header(12),
+            b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        )
+        .unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::PrepareOk);
+
+    let mut tracker = ReplyTracker::new(ReplyKind::Single, CLASSIC).unwrap();
+    tracker.on_packet(header(ERR.len()), ERR).unwrap();
+    assert_eq!(tracker.last_packet(), PacketClass::Err);
+}
