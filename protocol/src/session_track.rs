@@ -111,6 +111,19 @@ impl<'a> OkPacket<'a> {
         parse_changes(self.session_state)
     }
 
+    /// Encodes the packet with `state` as its session-state block instead
+    /// of its own (an empty block: no changes, and no flag).
+    pub fn encode_with_state(&self, caps: Capabilities, state: &[u8], dst: &mut BytesMut) {
+        let mut packet = self.clone();
+        packet.session_state = state;
+        if state.is_empty() {
+            packet.status.0 &= !ServerStatus::SESSION_STATE_CHANGED;
+        } else {
+            packet.status.0 |= ServerStatus::SESSION_STATE_CHANGED;
+        }
+        packet.encode_for(caps, dst);
+    }
+
     /// Encodes the packet for a client with `caps`: without
     /// CLIENT_SESSION_TRACK the session-state block and its status flag
     /// are left out, as MariaDB does for such a client.
@@ -135,6 +148,54 @@ impl<'a> OkPacket<'a> {
         } else if !self.info.is_empty() {
             lenenc::put_bytes(dst, self.info);
         }
+    }
+}
+
+/// Encodes changes as a session-state block (the inverse of
+/// [`parse_changes`]).
+pub fn encode_changes(changes: &[SessionChange<'_>], dst: &mut BytesMut) {
+    let mut i = 0;
+    while i < changes.len() {
+        let mut data = BytesMut::new();
+        let kind = match &changes[i] {
+            SessionChange::SystemVariable { .. } => {
+                // Consecutive variables share one entry, as servers send them.
+                while let Some(SessionChange::SystemVariable { name, value }) = changes.get(i) {
+                    lenenc::put_bytes(&mut data, name);
+                    lenenc::put_bytes(&mut data, value);
+                    i += 1;
+                }
+                i -= 1;
+                0
+            }
+            SessionChange::Schema(schema) => {
+                lenenc::put_bytes(&mut data, schema);
+                1
+            }
+            SessionChange::StateChanged => {
+                data.put_slice(b"1");
+                2
+            }
+            SessionChange::Gtids(raw) => {
+                data.put_slice(raw);
+                3
+            }
+            SessionChange::TransactionCharacteristics(text) => {
+                lenenc::put_bytes(&mut data, text);
+                4
+            }
+            SessionChange::TransactionState(flags) => {
+                lenenc::put_bytes(&mut data, flags);
+                5
+            }
+            SessionChange::Unknown { kind, data: raw } => {
+                data.put_slice(raw);
+                *kind
+            }
+        };
+        dst.put_u8(kind);
+        lenenc::put_bytes(dst, &data);
+        i += 1;
     }
 }
 
@@ -249,6 +310,18 @@ mod tests {
             &wire[..],
             "re-encoding for a tracking client changes nothing"
         );
+    }
+
+    #[test]
+    fn blocks_round_trip() {
+        for fixture in [SET_SQL_MODE, USE_TEST, BEGIN, INSERT_IN_TRANSACTION] {
+            let wire = hex(fixture);
+            let ok = OkPacket::parse(&wire, TRACK).unwrap();
+            let changes = ok.changes().unwrap();
+            let mut block = BytesMut::new();
+            encode_changes(&changes, &mut block);
+            assert_eq!(&block[..], ok.session_state, "{fixture}");
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@ use torpor_protocol::handshake::{is_auth_switch, AuthSwitch, Greeting, Handshake
 use torpor_protocol::packets::{ERR_HEADER, OK_HEADER};
 use torpor_protocol::{Capabilities, ProtocolError};
 
+use std::collections::BTreeMap;
+
+use torpor_replay::state::{Baseline, VarKind};
+
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
 
@@ -44,6 +48,10 @@ pub struct BackendConn {
     pub seed: Vec<u8>,
     /// The capabilities in force on this connection.
     pub capabilities: Capabilities,
+    /// The client statements prepared on this connection, by client id.
+    pub statements: crate::session::statements::BackendStatements,
+    /// Backend statements to close (evicted) before the next command.
+    pub to_close: Vec<u32>,
 }
 
 /// Who to log in as, and how.
@@ -142,12 +150,15 @@ pub async fn connect(
     let (mut conn, greeting) = open(addr, limit).await?;
     let mut capabilities = login.capabilities & greeting.capabilities;
     // Authentication flags are ours to choose; everything that shapes the
-    // command phase is exactly what the client negotiated.
+    // command phase is what the client negotiated, plus session tracking,
+    // which Torpor needs to follow the session's state (OK packets are
+    // re-encoded for clients that did not ask for it).
     capabilities = capabilities
         | Capabilities::CLIENT_PROTOCOL_41
         | Capabilities::CLIENT_SECURE_CONNECTION
         | Capabilities::CLIENT_PLUGIN_AUTH
-        | Capabilities::CLIENT_CONNECT_ATTRS;
+        | Capabilities::CLIENT_CONNECT_ATTRS
+        | (greeting.capabilities & Capabilities::CLIENT_SESSION_TRACK);
     capabilities = capabilities & !Capabilities::CLIENT_CONNECT_WITH_DB;
     if login.database.is_some() {
         capabilities = capabilities | Capabilities::CLIENT_CONNECT_WITH_DB;
@@ -167,17 +178,217 @@ pub async fn connect(
     let io_err = SessionError::BackendUnreachable;
     send(&mut conn, 1, &payload).await.map_err(io_err)?;
     let ok = finish_auth(&mut conn, login.password, limit).await?;
-    Ok((
-        BackendConn {
-            conn,
-            thread_id: greeting.connection_id,
-            seed: greeting.seed,
-            capabilities,
-        },
-        ok,
-    ))
+    let mut backend = BackendConn {
+        conn,
+        thread_id: greeting.connection_id,
+        seed: greeting.seed,
+        capabilities,
+        statements: Default::default(),
+        to_close: Vec::new(),
+    };
+    if capabilities.contains(Capabilities::CLIENT_SESSION_TRACK) {
+        let init = with_timeout(limit, "session tracking setup timed out", async {
+            Ok(run_query(&mut backend, TRACKING_INIT).await)
+        })
+        .await
+        .map_err(SessionError::BackendUnreachable)??;
+        if let QueryResult::Error(payload) = init {
+            return Err(SessionError::BackendRefused(BackendErr { payload }));
+        }
+    }
+    Ok((backend, ok))
 }
 
+/// Turns on everything MariaDB can report about a session's state in its
+/// OK packets, for this connection.
+pub const TRACKING_INIT: &str = "SET SESSION session_track_system_variables='*', \
+     session_track_schema=ON, session_track_state_change=ON, \
+     session_track_transaction_info='CHARACTERISTICS'";
+
+/// The whole reply to a query Torpor runs itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryResult {
+    /// An OK packet (the last one, for several statements).
+    Ok(Vec<u8>),
+    /// An ERR packet.
+    Error(Vec<u8>),
+    /// A result set's rows (text protocol; `None` is NULL).
+    Rows(Vec<Vec<Option<Vec<u8>>>>),
+}
+
+/// Runs `sql` on `backend` and reads its whole reply. For Torpor's own
+/// small queries (tracking setup, variable defaults, user variables).
+pub async fn run_query(backend: &mut BackendConn, sql: &str) -> Result<QueryResult, SessionError> {
+    use torpor_protocol::command::{Command, ReplyKind};
+    use torpor_protocol::frame::PacketHeader;
+    use torpor_protocol::reply::{PacketClass, ReplyTracker, Step};
+
+    let lost = SessionError::BackendLost;
+    let protocol = SessionError::BackendProtocol;
+    let mut payload = Vec::with_capacity(sql.len() + 1);
+    payload.push(Command::Query as u8);
+    payload.extend_from_slice(sql.as_bytes());
+    send(&mut backend.conn, 0, &payload).await.map_err(lost)?;
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, backend.capabilities)
+        .ok_or(protocol(ProtocolError::Unexpected { what: "reply kind" }))?;
+    let mut rows = Vec::new();
+    let mut columns: Option<usize> = None;
+    let mut definitions_left = 0usize;
+    loop {
+        let (seq, packet) = read_packet(&mut backend.conn, QUERY_PACKET_LIMIT)
+            .await
+            .map_err(lost)?;
+        // Payloads are read whole here, so a continued one never reaches
+        // the tracker as such.
+        let header = PacketHeader {
+            len: packet.len().min(torpor_protocol::MAX_PAYLOAD - 1),
+            seq,
+        };
+        let step = tracker.on_packet(header, &packet).map_err(protocol)?;
+        match (step, tracker.last_packet()) {
+            (_, PacketClass::Err) => return Ok(QueryResult::Error(packet)),
+            (Step::Done(_), _) => {
+                return Ok(match columns {
+                    Some(_) => QueryResult::Rows(rows),
+                    None => QueryResult::Ok(packet),
+                })
+            }
+            (Step::LocalInfile, _) => {
+                return Err(protocol(ProtocolError::Unexpected {
+                    what: "LOCAL INFILE request to a query of Torpor's",
+                }))
+            }
+            (Step::More, PacketClass::Other) => match columns {
+                None => {
+                    let (count, used) = torpor_protocol::lenenc::read_int(&packet)
+                        .ok_or(protocol(ProtocolError::malformed("column count")))?;
+                    let count = usize::try_from(count)
+                        .map_err(|_| protocol(ProtocolError::malformed("column count")))?;
+                    let metadata = !backend
+                        .capabilities
+                        .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)
+                        || packet.get(used) == Some(&1);
+                    columns = Some(count);
+                    definitions_left = if metadata { count } else { 0 };
+                }
+                Some(_) if definitions_left > 0 => definitions_left -= 1,
+                Some(count) => {
+                    let values =
+                        torpor_protocol::resultset::text_row(&packet, count).map_err(protocol)?;
+                    rows.push(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect());
+                }
+            },
+            (Step::More, _) => {}
+        }
+    }
+}
+
+/// Largest packet accepted in a reply to one of Torpor's own queries.
+const QUERY_PACKET_LIMIT: usize = 16 << 20;
+
+/// Reads what a fresh session on this backend has: every session
+/// variable's value and type. Run on a connection nothing has changed yet.
+pub async fn read_baseline(backend: &mut BackendConn) -> Result<Baseline, SessionError> {
+    let sql = "SELECT LOWER(VARIABLE_NAME), SESSION_VALUE, VARIABLE_TYPE, GLOBAL_VALUE \
+               FROM information_schema.SYSTEM_VARIABLES \
+               WHERE VARIABLE_SCOPE IN ('SESSION', 'SESSION ONLY')";
+    let rows = match run_query(backend, sql).await? {
+        QueryResult::Rows(rows) => rows,
+        QueryResult::Error(payload) => {
+            return Err(SessionError::BackendRefused(BackendErr { payload }))
+        }
+        QueryResult::Ok(_) => Vec::new(),
+    };
+    let mut baseline = Baseline::default();
+    for row in rows {
+        let [Some(name), value, Some(kind), global] = row.as_slice() else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        if torpor_replay::tracking::SETTINGS.contains(&name.as_str()) {
+            // This connection runs with Torpor's tracking; a client's
+            // session starts with the server's own.
+            let global = global
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            baseline.tracking.set(&name, &global);
+        }
+        let value = value.as_deref().map_or_else(
+            || "NULL".to_string(),
+            |v| String::from_utf8_lossy(v).into_owned(),
+        );
+        let kind = VarKind::from_variable_type(&String::from_utf8_lossy(kind));
+        baseline.variables.insert(name, (value, kind));
+    }
+    Ok(baseline)
+}
+
+/// Reads a session's user variables exactly, as SQL expressions that
+/// recreate each value with its type and character set.
+pub async fn read_user_variables(
+    backend: &mut BackendConn,
+) -> Result<BTreeMap<String, String>, SessionError> {
+    let sql = "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
+               FROM information_schema.USER_VARIABLES";
+    let rows = match run_query(backend, sql).await? {
+        QueryResult::Rows(rows) => rows,
+        QueryResult::Error(payload) => {
+            return Err(SessionError::BackendRefused(BackendErr { payload }))
+        }
+        QueryResult::Ok(_) => Vec::new(),
+    };
+    let mut variables = BTreeMap::new();
+    for row in rows {
+        let [Some(name), value, kind, charset] = row.as_slice() else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(name).to_lowercase();
+        let kind = kind
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let charset = charset
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        variables.insert(
+            name,
+            user_variable_expression(value.as_deref(), &kind, &charset),
+        );
+    }
+    Ok(variables)
+}
+
+/// An SQL expression with exactly a user variable's value and type.
+pub fn user_variable_expression(value: Option<&[u8]>, kind: &str, charset: &str) -> String {
+    let Some(value) = value else {
+        return "NULL".to_string();
+    };
+    let text = String::from_utf8_lossy(value);
+    let numeric = !text.is_empty()
+        && text.bytes().all(|b| {
+            b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'e' || b == b'E' || b == b'+'
+        });
+    match kind.to_ascii_uppercase().as_str() {
+        "INT" | "DECIMAL" if numeric => text.into_owned(),
+        // A double printed back in full precision is the same double.
+        "REAL" if numeric => format!("CAST({text} AS DOUBLE)"),
+        _ => {
+            let hex: String = value.iter().map(|b| format!("{b:02X}")).collect();
+            let literal = if hex.is_empty() {
+                "''".to_string()
+            } else {
+                format!("X'{hex}'")
+            };
+            if charset.is_empty() || charset.eq_ignore_ascii_case("binary") {
+                format!("CAST({literal} AS BINARY)")
+            } else {
+                format!("CONVERT({literal} USING {charset})")
+            }
+        }
+    }
+}
 /// Reads the server's answer to an authentication response, following at
 /// most one switch to `mysql_native_password`. Returns the OK payload.
 pub async fn finish_auth(

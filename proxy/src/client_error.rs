@@ -32,6 +32,8 @@ pub const UNKNOWN_COMMAND: u16 = 1047;
 pub const SERVER_SHUTDOWN: u16 = 1053;
 /// ER_NO_SUCH_THREAD.
 pub const NO_SUCH_THREAD: u16 = 1094;
+/// ER_UNKNOWN_STMT_HANDLER.
+pub const UNKNOWN_STATEMENT: u16 = 1243;
 /// ER_NET_PACKET_TOO_LARGE.
 pub const PACKET_TOO_LARGE: u16 = 1153;
 /// ER_NET_PACKETS_OUT_OF_ORDER.
@@ -63,6 +65,25 @@ impl ClientError {
     /// "Unknown thread id: N", as MariaDB says it.
     pub fn no_such_thread(id: u64) -> ClientError {
         ClientError::new(NO_SUCH_THREAD, b"HY000", format!("Unknown thread id: {id}"))
+    }
+
+    /// "Unknown prepared statement handler (N) given to …", as MariaDB
+    /// says it.
+    pub fn unknown_statement(id: u32, command: torpor_protocol::command::Command) -> ClientError {
+        use torpor_protocol::command::Command;
+        let function = match command {
+            Command::StmtExecute => "mysqld_stmt_execute",
+            Command::StmtBulkExecute => "mysqld_stmt_bulk_execute",
+            Command::StmtFetch => "mysqld_stmt_fetch",
+            Command::StmtReset => "mysqld_stmt_reset",
+            Command::StmtSendLongData => "mysqld_stmt_send_long_data",
+            _ => "mysqld_stmt_close",
+        };
+        ClientError::new(
+            UNKNOWN_STATEMENT,
+            b"HY000",
+            format!("Unknown prepared statement handler ({id}) given to {function}"),
+        )
     }
 
     /// A command byte no server knows.

@@ -7,7 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::backend::{self, BackendInfo};
+use std::collections::HashMap;
+
+use torpor_replay::state::Baseline;
+
+use crate::backend::{self, BackendConn, BackendInfo};
 use crate::config::{Config, ConfigError};
 use crate::error::SessionError;
 use crate::registry::Registry;
@@ -33,6 +37,10 @@ pub struct Shared {
     pub shutdown: Arc<Shutdown>,
     /// Client connections open now, over all workers.
     connections: AtomicUsize,
+    /// What a fresh connection to the backend has, by the collation the
+    /// connection was opened with (a collation sets character-set
+    /// variables).
+    baselines: RwLock<HashMap<u8, Arc<Baseline>>>,
 }
 
 impl Shared {
@@ -59,6 +67,7 @@ impl Shared {
             registry: Arc::new(Registry::default()),
             shutdown,
             connections: AtomicUsize::new(0),
+            baselines: RwLock::new(HashMap::new()),
             config,
         })
     }
@@ -74,6 +83,28 @@ impl Shared {
             *slot = Some(Arc::clone(&info));
         }
         Ok(info)
+    }
+
+    /// The baseline for connections opened with `collation`: cached, or
+    /// read on `fresh`, a connection nothing has changed yet.
+    pub async fn baseline(
+        &self,
+        collation: u8,
+        fresh: &mut BackendConn,
+    ) -> Result<Arc<Baseline>, SessionError> {
+        if let Some(baseline) = self
+            .baselines
+            .read()
+            .ok()
+            .and_then(|m| m.get(&collation).cloned())
+        {
+            return Ok(baseline);
+        }
+        let baseline = Arc::new(backend::read_baseline(fresh).await?);
+        if let Ok(mut map) = self.baselines.write() {
+            map.insert(collation, Arc::clone(&baseline));
+        }
+        Ok(baseline)
     }
 
     /// Counts a new client connection; `None` when the limit is reached.

@@ -73,6 +73,42 @@ const NONDETERMINISTIC: &[&str] = &[
     "last_insert_id",
 ];
 
+/// Words whose presence makes a statement worth classifying; checked
+/// before lexing because every query goes through here.
+const INTERESTING: &[&[u8]] = &[
+    b"prepare",
+    b"temporary",
+    b"lock",
+    b"found_rows",
+    b"row_count",
+    b"last_insert_id",
+];
+
+/// Cheap check: could [`classify`] find anything that matters for state
+/// (user variables, SQL PREPARE, temporary tables, locks, functions of the
+/// previous statement)? A `false` is certain; a `true` means "lex it".
+pub fn may_change_state(sql: &[u8]) -> bool {
+    if memchr::memchr(b'@', sql).is_some() {
+        return true;
+    }
+    INTERESTING
+        .iter()
+        .any(|word| contains_ignore_case(sql, word))
+}
+
+/// Case-insensitive substring search for an ASCII lower-case `word`: a
+/// SIMD search for its first byte in both cases, then a comparison.
+fn contains_ignore_case(haystack: &[u8], word: &[u8]) -> bool {
+    let Some(&first) = word.first() else {
+        return true;
+    };
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), haystack).any(|at| {
+        haystack
+            .get(at..at + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    })
+}
+
 /// Looks at a statement text.
 pub fn classify(sql: &[u8]) -> StatementFacts {
     let tokens = significant(sql);
@@ -203,6 +239,21 @@ fn ident_text(sql: &[u8], token: &Token) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefilter_never_misses_what_classify_finds() {
+        for sql in [
+            &b"SET @x = 1"[..],
+            b"PREPARE s FROM 'x'",
+            b"create TEMPORARY table t (a int)",
+            b"SELECT get_lock('a', 1)",
+            b"UNLOCK TABLES",
+            b"SELECT FOUND_ROWS()",
+        ] {
+            assert!(may_change_state(sql), "{}", String::from_utf8_lossy(sql));
+        }
+        assert!(!may_change_state(b"SELECT c FROM sbtest1 WHERE id=42"));
+    }
 
     #[test]
     fn user_variables() {

@@ -9,6 +9,8 @@
 //! - [`classify`]: what a statement does that session tracking does not
 //!   report (user variables, temporary tables, locks, PREPARE, …).
 //! - [`capture`]: applying the session-state changes of OK packets.
+//! - [`tracking`]: what session tracking a client asked for, and so which
+//!   reported changes it is told about.
 //! - [`state`]: a session's movable state as a value, the baseline it is
 //!   compared against, and the statements that move a connection from one
 //!   state to another.
@@ -17,3 +19,4 @@ pub mod capture;
 pub mod classify;
 pub mod sql;
 pub mod state;
+pub mod tracking;

@@ -34,11 +34,14 @@ impl VarKind {
 }
 
 /// What a fresh connection to a backend has: each settable session
-/// variable's value and kind, and the schema it starts in.
+/// variable's value and kind, and the session tracking a new session gets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baseline {
     /// Lower-case variable name → (value as text, kind).
     pub variables: BTreeMap<String, (String, VarKind)>,
+    /// The `session_track_*` settings a new session starts with (the
+    /// server's global values).
+    pub tracking: crate::tracking::ClientTracking,
 }
 
 /// Session variables that are never carried from one connection to

@@ -85,6 +85,10 @@ impl Torpor {
     /// Starts a proxy in front of `backend` with the test accounts, on a
     /// free port, after `configure` had its say.
     pub fn start_with(backend: SocketAddr, configure: impl FnOnce(&mut Config)) -> Torpor {
+        // TORPOR_TEST_LOG=debug shows the proxy's log while debugging a test.
+        if let Ok(filter) = std::env::var("TORPOR_TEST_LOG") {
+            torpor::logging::init(torpor::config::LogFormat::Text, &filter);
+        }
         let mut config = test_config(backend);
         configure(&mut config);
         let proxy = Proxy::start(config).unwrap_or_else(|e| panic!("cannot start torpor: {e}"));

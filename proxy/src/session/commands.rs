@@ -3,40 +3,41 @@
 //!
 //! The loop is sequential per session: take every complete command the
 //! client has sent (several when it pipelines), forward them in one write,
-//! then walk the replies the backend owes until none is left. A ledger
-//! keeps, in order, one entry per reply the client is owed: a reply to
-//! forward from the backend, or one Torpor writes itself (an unknown
-//! command, a refused replication request). Commands that need the whole
-//! connection (COM_CHANGE_USER, COM_QUIT) wait until the ledger is empty.
+//! then walk the replies the backend owes until none is left
+//! ([`super::drain`]). A ledger keeps, in order, one entry per reply the
+//! client is owed: a reply to forward from the backend (with what Torpor
+//! must learn from it), or one Torpor writes itself. Commands that need
+//! the whole connection (COM_CHANGE_USER, COM_QUIT, a statement that must
+//! first be prepared again) wait until the ledger is empty.
 //!
-//! Forwarding never decodes rows: replies are walked packet head by packet
-//! head ([`super::reply`]) and copied or moved through in large chunks.
+//! Statement ids are the session's own ([`super::statements`]): every
+//! command that names a statement is rewritten to the backend
+//! connection's id, in place (ids have a fixed width).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use monoio::buf::IoBuf;
-use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN};
+use bytes::BytesMut;
+use torpor_protocol::auth::ProvenPassword;
 use torpor_protocol::command::{Command, ReplyKind};
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOAD};
-use torpor_protocol::handshake::{AuthSwitch, ChangeUser};
 use torpor_protocol::reply::ReplyTracker;
-use torpor_protocol::{Capabilities, ProtocolError};
-use tracing::debug;
+use torpor_protocol::{stmt, Capabilities, ProtocolError};
+use torpor_replay::classify::{classify, may_change_state, StatementFacts};
 
+use super::model::SessionModel;
 use super::relay::{relay_packets, RelayError};
-use super::reply::{ReplyWalk, Walked, WHOLE_PACKET_LIMIT};
+use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::rewrite::{
     mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
 };
-use super::{login, report, tell_client, Failure};
-use crate::backend::{finish_auth, read_packet, BackendConn};
-use crate::buffers::{BufferPool, LARGE_BUFFER};
+use super::statements::Statements;
+use super::{report, tell_client, Failure};
+use crate::backend::BackendConn;
+use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::SessionError;
@@ -44,58 +45,110 @@ use crate::net::Conn;
 use crate::registry::SessionGuard;
 use crate::worker::SessionControl;
 
-/// Replies up to this size are copied into one outgoing buffer, so that
-/// pipelined replies leave in one write; larger ones are written straight
-/// from the read buffer.
-const COPY_LIMIT: usize = 16 * 1024;
-
 /// At most this many bytes of pipelined commands are forwarded before
 /// their replies are drained. The backend reads one command at a time and
 /// blocks writing replies nobody reads; bounding what is in flight keeps
 /// both directions moving.
 const PIPELINE_LIMIT: usize = 256 * 1024;
 
-/// How long the backend may take to answer COM_CHANGE_USER.
-const CHANGE_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a streamed command's payload looked at before it is relayed:
+/// the command byte and a statement id.
+const STREAM_HEAD: usize = 5;
+
+/// What Torpor learns from a reply besides forwarding it.
+#[derive(Debug)]
+pub(super) enum Follow {
+    /// Nothing beyond status flags and tracked state.
+    Plain,
+    /// A COM_QUERY whose text may change untracked state.
+    Query {
+        /// What the text does.
+        facts: StatementFacts,
+        /// The text.
+        sql: Vec<u8>,
+    },
+    /// A COM_STMT_PREPARE: the text, to register the statement.
+    Prepare {
+        /// The statement text.
+        sql: Vec<u8>,
+    },
+    /// An execute (or bulk execute) of client statement `id`.
+    Execute {
+        /// Client statement id.
+        id: u32,
+    },
+    /// A COM_STMT_FETCH from client statement `id`'s cursor.
+    Fetch {
+        /// Client statement id.
+        id: u32,
+    },
+    /// A COM_STMT_RESET of client statement `id`.
+    StatementReset {
+        /// Client statement id.
+        id: u32,
+    },
+    /// COM_RESET_CONNECTION.
+    ResetConnection,
+}
 
 /// A reply the client is owed, in order.
-enum Pending {
-    /// The backend owes it; it is forwarded as it is.
-    Reply(ReplyWalk),
+pub(super) enum Pending {
+    /// The backend owes it; it is forwarded.
+    Reply {
+        /// Where the reply has got to.
+        walk: ReplyWalk,
+        /// What to learn from it.
+        follow: Follow,
+    },
     /// Torpor gives it itself.
     Local(BytesMut),
 }
 
 /// What stopped a batch of commands.
-enum Batch {
+pub(super) enum Batch {
     /// Everything buffered was dispatched (or the pipeline limit reached).
     Dispatched,
     /// The client said COM_QUIT.
     Quit,
     /// COM_CHANGE_USER is next and needs the connection to itself.
     ChangeUser,
+    /// The next command names statement `id`, which the backend
+    /// connection has not prepared: prepare it, then go on.
+    Prepare {
+        /// Client statement id.
+        id: u32,
+    },
 }
 
 /// A logged-in client and its backend connection.
 pub struct Session {
-    client: Conn,
-    backend: BackendConn,
-    capabilities: Capabilities,
-    user: Vec<u8>,
-    password: ProvenPassword,
-    seed: Vec<u8>,
-    guard: SessionGuard,
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    control: Rc<SessionControl>,
-    buffers: Rc<BufferPool>,
-    ledger: VecDeque<Pending>,
+    pub(super) client: Conn,
+    pub(super) backend: BackendConn,
+    pub(super) capabilities: Capabilities,
+    pub(super) user: Vec<u8>,
+    pub(super) password: ProvenPassword,
+    pub(super) seed: Vec<u8>,
+    pub(super) collation: u8,
+    pub(super) attributes: torpor_protocol::handshake::Attributes,
+    pub(super) max_packet_size: u32,
+    pub(super) guard: SessionGuard,
+    pub(super) shared: Arc<Shared>,
+    pub(super) peer: SocketAddr,
+    pub(super) control: Rc<SessionControl>,
+    pub(super) buffers: Rc<BufferPool>,
+    pub(super) ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
     /// waiting on the backend.
-    to_client: BytesMut,
+    pub(super) to_client: BytesMut,
+    /// What Torpor knows of the session's state.
+    pub(super) model: SessionModel,
+    /// The session's prepared statements.
+    pub(super) statements: Statements,
+    /// When the backend connection last finished a command.
+    pub(super) backend_idle_since: std::time::Instant,
 }
 
-fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
+pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
     Failure {
         error: SessionError::ClientProtocol(error),
         reply_seq: Some(reply_seq),
@@ -123,6 +176,9 @@ impl Session {
             user: authenticated.user,
             password: authenticated.password,
             seed: authenticated.seed,
+            collation: authenticated.collation,
+            attributes: authenticated.attributes,
+            max_packet_size: authenticated.max_packet_size,
             backend: authenticated.backend,
             guard,
             shared,
@@ -131,6 +187,9 @@ impl Session {
             buffers,
             ledger: VecDeque::new(),
             to_client: BytesMut::new(),
+            model: authenticated.model,
+            statements: Statements::default(),
+            backend_idle_since: std::time::Instant::now(),
         }
     }
 
@@ -158,8 +217,10 @@ impl Session {
                 });
             }
             let Some(want) = self.bytes_missing() else {
+                self.ensure_live_backend().await?;
                 let (batch, run) = self.dispatch().await?;
                 self.drain(run).await?;
+                self.after_batch().await?;
                 match batch {
                     Batch::Dispatched => {}
                     Batch::Quit => {
@@ -167,6 +228,7 @@ impl Session {
                         return Ok(());
                     }
                     Batch::ChangeUser => self.change_user().await?,
+                    Batch::Prepare { id } => self.prepare_again(id).await?,
                 }
                 continue;
             };
@@ -195,7 +257,7 @@ impl Session {
             read
         };
         self.control.set_idle(false);
-        if self.to_client.capacity() > 4 * COPY_LIMIT {
+        if self.to_client.capacity() > 64 * 1024 {
             self.to_client = BytesMut::new();
         }
         match read {
@@ -220,7 +282,8 @@ impl Session {
             return Some(4096.max(HEADER_LEN - buf.len()));
         };
         let streamable = header.len > WHOLE_PACKET_LIMIT || header.is_continued();
-        if buf.len() >= header.total_len() || (streamable && buf.len() > HEADER_LEN) {
+        if buf.len() >= header.total_len() || (streamable && buf.len() >= HEADER_LEN + STREAM_HEAD)
+        {
             None
         } else {
             Some(header.total_len().min(WHOLE_PACKET_LIMIT) - buf.len().min(header.total_len()))
@@ -228,14 +291,14 @@ impl Session {
     }
 
     /// Forwards every complete command buffered (up to the pipeline
-    /// limit), queueing the replies they are owed.
-    /// Returns why it stopped and how many bytes at the front of the
-    /// client's buffer are still to be sent to the backend (sent by
-    /// [`Session::drain`] together with the read for their replies).
+    /// limit), queueing the replies they are owed. Returns why it stopped
+    /// and how many bytes at the front of the client's buffer are still to
+    /// be sent to the backend (sent by [`Session::drain`] together with
+    /// the read for their replies).
     async fn dispatch(&mut self) -> Result<(Batch, usize), Failure> {
-        // Commands forwarded unchanged are sent straight from the read
-        // buffer: `run` bytes at its front are due to the backend.
-        let mut run = 0usize;
+        // Commands forwarded as they are go straight from the read buffer:
+        // `run` bytes at its front are due to the backend.
+        let mut run = self.closes_first();
         let result = loop {
             if run >= PIPELINE_LIMIT {
                 break Batch::Dispatched;
@@ -246,10 +309,9 @@ impl Session {
             };
             if header.seq != 0 {
                 self.forward_run(run).await?;
-                let expected = 0;
                 return Err(client_protocol(
                     ProtocolError::OutOfOrder {
-                        expected,
+                        expected: 0,
                         got: header.seq,
                     },
                     header.seq.wrapping_add(1),
@@ -257,15 +319,20 @@ impl Session {
             }
             let whole = buf.len() >= header.total_len();
             if header.is_continued() || (!whole && header.len > WHOLE_PACKET_LIMIT) {
-                if buf.len() <= HEADER_LEN {
+                if buf.len() < HEADER_LEN + STREAM_HEAD {
                     break Batch::Dispatched;
                 }
                 // A command too large to buffer: its packets go through as
-                // they arrive, unexamined but for the command byte.
-                let byte = buf[HEADER_LEN];
+                // they arrive, looked at only for the command byte and the
+                // statement id.
                 self.forward_run(run).await?;
                 run = 0;
-                self.stream_command(byte).await?;
+                if let Some(id) = self.stream_command().await? {
+                    if self.ledger.is_empty() {
+                        return Ok((Batch::Prepare { id }, 0));
+                    }
+                    break Batch::Dispatched;
+                }
                 continue;
             }
             if !whole {
@@ -296,39 +363,109 @@ impl Session {
                     self.forward_run(run).await?;
                     run = 0;
                     self.client.consume(total);
-                    self.reply_locally(
-                        &ClientError::for_session_error(&SessionError::Unsupported(
-                            "replication commands",
-                        ))
-                        .unwrap_or_else(ClientError::unknown_command),
-                    );
+                    let refusal = ClientError::for_session_error(&SessionError::Unsupported(
+                        "replication commands",
+                    ))
+                    .unwrap_or_else(ClientError::unknown_command);
+                    self.reply_locally(&refusal);
+                    continue;
+                }
+                Command::StmtExecute
+                | Command::StmtBulkExecute
+                | Command::StmtFetch
+                | Command::StmtReset
+                | Command::StmtClose
+                | Command::StmtSendLongData => {
+                    match self.statement_command(command, run, total)? {
+                        StatementStep::Forward => run += total,
+                        StatementStep::Consumed => {
+                            // The command went nowhere (unknown id, close
+                            // of a statement this connection never had):
+                            // drop it from the buffer behind the run.
+                            self.forward_run(run).await?;
+                            run = 0;
+                            self.client.consume(total);
+                        }
+                        StatementStep::Rewritten(payload) => {
+                            self.forward_run(run).await?;
+                            run = 0;
+                            self.client.consume(total);
+                            self.send_to_backend(&payload).await?;
+                        }
+                        StatementStep::PrepareFirst(id) => {
+                            if run == 0 && self.ledger.is_empty() {
+                                return Ok((Batch::Prepare { id }, 0));
+                            }
+                            break Batch::Dispatched;
+                        }
+                    }
                     continue;
                 }
                 _ => {}
             }
+            let follow = self.follow_for(command, payload);
             if let Some(rewritten) = self.rewrite(command, payload) {
                 self.forward_run(run).await?;
                 run = 0;
                 self.client.consume(total);
-                let mut wire = BytesMut::with_capacity(rewritten.len() + HEADER_LEN);
-                write_payload(&mut wire, 0, &rewritten);
-                self.expect_reply(command, 1);
-                self.backend
-                    .conn
-                    .write_all(wire)
-                    .await
-                    .0
-                    .map_err(|e| self.backend_lost(e))?;
+                self.expect_reply(command, follow);
+                self.send_to_backend(&rewritten).await?;
                 continue;
             }
-            self.expect_reply(command, 1);
+            self.expect_reply(command, follow);
             run += total;
         };
         Ok((result, run))
     }
 
+    /// Queues COM_STMT_CLOSE for statements the backend connection should
+    /// drop (evicted, or closed by the client while elsewhere), ahead of
+    /// the next commands. Returns the bytes now due at the front.
+    fn closes_first(&mut self) -> usize {
+        if self.backend.to_close.is_empty() {
+            return 0;
+        }
+        let mut wire = BytesMut::new();
+        for id in self.backend.to_close.drain(..) {
+            let mut payload = [0u8; 5];
+            payload[0] = Command::StmtClose as u8;
+            payload[1..].copy_from_slice(&id.to_le_bytes());
+            write_payload(&mut wire, 0, &payload);
+        }
+        // Put them in front of what the client sent: they go out in the
+        // same write as its commands.
+        let n = wire.len();
+        wire.extend_from_slice(&self.client.rbuf);
+        self.client.rbuf = wire;
+        n
+    }
+
+    /// What Torpor must learn from the reply to `command`.
+    fn follow_for(&self, command: Command, payload: &[u8]) -> Follow {
+        match command {
+            Command::Query => {
+                let sql = &payload[1..];
+                if may_change_state(sql) {
+                    let facts = classify(sql);
+                    if facts != StatementFacts::default() {
+                        return Follow::Query {
+                            facts,
+                            sql: sql.to_vec(),
+                        };
+                    }
+                }
+                Follow::Plain
+            }
+            Command::StmtPrepare => Follow::Prepare {
+                sql: payload[1..].to_vec(),
+            },
+            Command::ResetConnection => Follow::ResetConnection,
+            _ => Follow::Plain,
+        }
+    }
+
     /// Sends the first `run` buffered client bytes to the backend.
-    async fn forward_run(&mut self, run: usize) -> Result<(), Failure> {
+    pub(super) async fn forward_run(&mut self, run: usize) -> Result<(), Failure> {
         if run == 0 {
             return Ok(());
         }
@@ -340,16 +477,26 @@ impl Session {
         result.map_err(|e| self.backend_lost(e))
     }
 
+    /// Sends one command payload (sequence id 0) to the backend.
+    pub(super) async fn send_to_backend(&mut self, payload: &[u8]) -> Result<(), Failure> {
+        let mut wire = BytesMut::with_capacity(payload.len() + HEADER_LEN);
+        write_payload(&mut wire, 0, payload);
+        let result = self.backend.conn.write_all(wire).await.0;
+        result.map_err(|e| self.backend_lost(e))
+    }
+
     /// Queues the reply `command` is owed, if it is owed one.
-    fn expect_reply(&mut self, command: Command, next_seq: u8) {
+    pub(super) fn expect_reply(&mut self, command: Command, follow: Follow) {
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend.capabilities) {
-            self.ledger
-                .push_back(Pending::Reply(ReplyWalk::new(command, tracker, next_seq)));
+            self.ledger.push_back(Pending::Reply {
+                walk: ReplyWalk::new(command, tracker, 1),
+                follow,
+            });
         }
     }
 
     /// Queues an ERR reply Torpor gives itself.
-    fn reply_locally(&mut self, error: &ClientError) {
+    pub(super) fn reply_locally(&mut self, error: &ClientError) {
         let mut wire = BytesMut::new();
         error.write(&mut wire, 1);
         self.ledger.push_back(Pending::Local(wire));
@@ -357,9 +504,9 @@ impl Session {
 
     /// A failure of the backend connection while the front reply (or the
     /// command just sent) is owed.
-    fn backend_lost(&self, error: std::io::Error) -> Failure {
+    pub(super) fn backend_lost(&self, error: std::io::Error) -> Failure {
         let reply_seq = match self.ledger.front() {
-            Some(Pending::Reply(walk)) => Some(walk.next_seq),
+            Some(Pending::Reply { walk, .. }) => Some(walk.next_seq),
             _ => Some(1),
         };
         let error = if self.guard.entry.killed.load(Ordering::Acquire) {
@@ -422,18 +569,59 @@ impl Session {
         Some(target.backend_thread_id.load(Ordering::Acquire))
     }
 
-    /// Streams a command whose packets are too large to buffer.
-    async fn stream_command(&mut self, byte: u8) -> Result<(), Failure> {
-        match Command::from_byte(byte) {
-            Some(command) if command.reply_kind() != ReplyKind::Authentication => {
-                // Sequence ids: the reply follows the command's last packet;
-                // the walk learns the real one from the backend's packets.
-                self.expect_reply(command, 1);
+    /// Streams the command at the front of the client's buffer, whose
+    /// packets are too large to buffer. Returns the client statement id
+    /// to prepare first, when the command names one this backend
+    /// connection does not have.
+    async fn stream_command(&mut self) -> Result<Option<u32>, Failure> {
+        let head = &self.client.rbuf[HEADER_LEN..HEADER_LEN + STREAM_HEAD];
+        let command = Command::from_byte(head[0]);
+        match command {
+            Some(Command::Query) => self.expect_reply(Command::Query, Follow::Plain),
+            Some(Command::StmtPrepare) => {
+                // Its text is too large to keep for preparing it again
+                // elsewhere: the session stays on this connection.
+                self.model.pin_unknown();
+                self.expect_reply(Command::StmtPrepare, Follow::Prepare { sql: Vec::new() });
+            }
+            Some(
+                command @ (Command::StmtExecute
+                | Command::StmtBulkExecute
+                | Command::StmtSendLongData),
+            ) => {
+                let Some(id) = stmt::statement_id(head) else {
+                    return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
+                };
+                if self.statements.get(id).is_none() {
+                    return Err(Failure {
+                        error: SessionError::ClientProtocol(ProtocolError::Unexpected {
+                            what: "oversized command for an unknown statement",
+                        }),
+                        reply_seq: Some(1),
+                    });
+                }
+                let Some(backend_id) = self.backend.statements.lookup(id) else {
+                    return Ok(Some(id));
+                };
+                if command != Command::StmtSendLongData && !self.backend.statements.is_typed(id) {
+                    // Types are sent with the first execute on a connection;
+                    // one this large cannot have them added on the way.
+                    self.backend.statements.mark_typed(id);
+                }
+                match command {
+                    Command::StmtSendLongData => self.model.long_data_sent(id),
+                    _ => self.expect_reply(command, Follow::Execute { id }),
+                }
+                let start = HEADER_LEN;
+                stmt::set_statement_id(
+                    &mut self.client.rbuf[start..start + STREAM_HEAD],
+                    backend_id,
+                );
             }
             _ => {
                 return Err(client_protocol(
                     ProtocolError::Unexpected {
-                        what: "oversized packet that is not a command",
+                        what: "oversized packet that is not a query or statement command",
                     },
                     1,
                 ))
@@ -443,139 +631,16 @@ impl Session {
             h.len < MAX_PAYLOAD
         })
         .await;
-        self.relay_result(result)
+        self.relay_result(result).map(|()| None)
     }
 
-    fn relay_result(&self, result: Result<(), RelayError>) -> Result<(), Failure> {
+    pub(super) fn relay_result(&self, result: Result<(), RelayError>) -> Result<(), Failure> {
         match result {
             Ok(()) => Ok(()),
             Err(RelayError::From(None)) => Err(SessionError::ClientGone.into()),
             Err(RelayError::From(Some(e))) => Err(SessionError::client_io(e).into()),
             Err(RelayError::To(e)) => Err(self.backend_lost(e)),
         }
-    }
-
-    /// Sends the first `unsent` client bytes to the backend, then walks and
-    /// forwards the replies the backend owes, in ledger order, until none
-    /// is left. The commands go out in the same submission as the read
-    /// that waits for their replies.
-    async fn drain(&mut self, mut unsent: usize) -> Result<(), Failure> {
-        while let Some(front) = self.ledger.front_mut() {
-            let walk = match front {
-                Pending::Local(bytes) => {
-                    self.to_client.extend_from_slice(bytes);
-                    self.ledger.pop_front();
-                    continue;
-                }
-                Pending::Reply(walk) => walk,
-            };
-            let (n, walked) = match walk.walk(&self.backend.conn.rbuf) {
-                Ok(step) => step,
-                Err(e) => {
-                    let reply_seq = Some(walk.next_seq);
-                    return Err(Failure {
-                        error: SessionError::BackendProtocol(e),
-                        reply_seq,
-                    });
-                }
-            };
-            self.pass_to_client(n).await?;
-            match walked {
-                Walked::Done(_) => {
-                    self.ledger.pop_front();
-                }
-                Walked::NeedMore { want } => {
-                    // Whatever is complete goes out before we wait.
-                    self.flush_client().await?;
-                    self.ensure_backend_buffer();
-                    let read = if unsent > 0 {
-                        let out = std::mem::take(&mut self.client.rbuf);
-                        let (written, out, read) = self
-                            .backend
-                            .conn
-                            .send_and_receive(out.slice(0..unsent), want.max(4096))
-                            .await;
-                        self.client.rbuf = out.into_inner();
-                        self.client.consume(unsent);
-                        unsent = 0;
-                        written.map_err(|e| self.backend_lost(e))?;
-                        read
-                    } else {
-                        self.backend.conn.read_more(want.max(4096)).await
-                    };
-                    match read {
-                        Ok(0) => {
-                            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-                            return Err(self.backend_lost(eof));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return Err(self.backend_lost(e)),
-                    }
-                }
-                Walked::LocalInfile => {
-                    debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
-                    self.flush_client().await?;
-                    let result =
-                        relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len == 0)
-                            .await;
-                    self.relay_result(result)?;
-                }
-            }
-        }
-        // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
-        self.forward_run(unsent).await?;
-        self.release_backend_buffer();
-        Ok(())
-    }
-
-    /// Gives the backend connection a large pooled read buffer for the
-    /// replies about to stream through, keeping what is buffered.
-    fn ensure_backend_buffer(&mut self) {
-        let rbuf = &mut self.backend.conn.rbuf;
-        if rbuf.capacity() < LARGE_BUFFER / 2 {
-            let mut large = self.buffers.take();
-            large.extend_from_slice(rbuf);
-            *rbuf = large;
-        }
-    }
-
-    /// Hands the backend connection's read buffer back to the pool while
-    /// no reply is owed.
-    fn release_backend_buffer(&mut self) {
-        if self.backend.conn.rbuf.is_empty() && self.backend.conn.rbuf.capacity() > 0 {
-            self.buffers
-                .give(std::mem::take(&mut self.backend.conn.rbuf));
-        }
-    }
-
-    /// Moves the first `n` bytes of the backend's read buffer towards the
-    /// client: copied when small (to batch replies), written directly
-    /// when large.
-    async fn pass_to_client(&mut self, n: usize) -> Result<(), Failure> {
-        if n == 0 {
-            return Ok(());
-        }
-        if n <= COPY_LIMIT && self.to_client.len() + n <= 4 * COPY_LIMIT {
-            self.to_client.put_slice(&self.backend.conn.rbuf[..n]);
-            self.backend.conn.consume(n);
-            return Ok(());
-        }
-        self.flush_client().await?;
-        self.client
-            .forward_from(&mut self.backend.conn.rbuf, n)
-            .await
-            .map_err(|e| SessionError::client_io(e).into())
-    }
-
-    async fn flush_client(&mut self) -> Result<(), Failure> {
-        if self.to_client.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.to_client);
-        let (result, mut buf) = self.client.write_all(buf).await;
-        buf.clear();
-        self.to_client = buf;
-        result.map_err(|e| SessionError::client_io(e).into())
     }
 
     /// Tells the backend we are leaving, so it does not log an aborted
@@ -586,92 +651,140 @@ impl Session {
         let _ = self.backend.conn.write_all(wire).await;
     }
 
-    /// COM_CHANGE_USER: authenticate the new user against Torpor's accounts
-    /// (switching the client to mysql_native_password if it used another
-    /// plugin), then change the backend connection's user with the proven
-    /// password and relay the backend's answer.
-    async fn change_user(&mut self) -> Result<(), Failure> {
-        let (seq, payload) = read_packet(&mut self.client, WHOLE_PACKET_LIMIT)
-            .await
-            .map_err(|e| Failure::from(SessionError::client_io(e)))?;
-        let mut reply_seq = seq.wrapping_add(1);
-        let change = ChangeUser::parse(&payload, self.capabilities)
-            .map_err(|e| client_protocol(e, reply_seq))?;
-        let plugin = change.auth_plugin.as_deref().unwrap_or_default();
-        let mut seed = self.seed.clone();
-        let mut response = change.auth_response.clone();
-        if !plugin.is_empty() && plugin != NATIVE_PASSWORD_PLUGIN.as_bytes() {
-            seed = login::new_seed();
-            let mut wire = BytesMut::new();
-            let mut switch = BytesMut::new();
-            AuthSwitch {
-                plugin: NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec(),
-                data: seed.clone(),
+    /// Maps a statement command's client id to the backend connection's,
+    /// in the client's buffer at `at` (the packet's offset) when the
+    /// command can go as it is.
+    fn statement_command(
+        &mut self,
+        command: Command,
+        at: usize,
+        total: usize,
+    ) -> Result<StatementStep, Failure> {
+        let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
+        let Some(id) = stmt::statement_id(payload) else {
+            return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
+        };
+        let Some(statement) = self.statements.get(id) else {
+            if command != Command::StmtClose && command != Command::StmtSendLongData {
+                self.reply_locally(&ClientError::unknown_statement(id, command));
             }
-            .encode(&mut switch);
-            write_payload(&mut wire, reply_seq, &switch);
-            self.client
-                .write_all(wire)
-                .await
-                .0
-                .map_err(|e| Failure::from(SessionError::client_io(e)))?;
-            let (seq, answer) = read_packet(&mut self.client, WHOLE_PACKET_LIMIT)
-                .await
-                .map_err(|e| Failure::from(SessionError::client_io(e)))?;
-            reply_seq = seq.wrapping_add(1);
-            response = answer;
-        }
-        let Some(password) = self
-            .shared
-            .users
-            .get(&change.user)
-            .and_then(|stored| stored.verify(&seed, &response))
-        else {
-            return Err(Failure {
-                error: SessionError::AccessDenied {
-                    user: String::from_utf8_lossy(&change.user).into_owned(),
-                    host: self.peer.ip().to_string(),
-                    using_password: !response.is_empty(),
-                },
-                reply_seq: Some(reply_seq),
+            return Ok(StatementStep::Consumed);
+        };
+        let params = statement.params;
+        if command == Command::StmtClose {
+            self.statements.remove(id);
+            self.model.statement_settled(id, true);
+            return Ok(match self.backend.statements.remove(id) {
+                Some(backend_id) => {
+                    let mut payload = payload.to_vec();
+                    stmt::set_statement_id(&mut payload, backend_id);
+                    StatementStep::Rewritten(payload)
+                }
+                None => StatementStep::Consumed,
             });
+        }
+        let Some(backend_id) = self.backend.statements.lookup(id) else {
+            if command == Command::StmtReset {
+                // Nothing to reset on a connection that never had it.
+                self.model.statement_settled(id, false);
+                self.model.cursor_opened(id, false);
+                self.reply_ok_locally();
+                return Ok(StatementStep::Consumed);
+            }
+            return Ok(StatementStep::PrepareFirst(id));
         };
-        let backend_change = ChangeUser {
-            user: change.user.clone(),
-            auth_response: password.respond(&self.backend.seed),
-            database: change.database.clone(),
-            collation: change.collation,
-            auth_plugin: Some(NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec()),
-            attributes: change.attributes.clone(),
+        let follow = match command {
+            Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute { id }),
+            Command::StmtFetch => Some(Follow::Fetch { id }),
+            Command::StmtReset => Some(Follow::StatementReset { id }),
+            _ => None,
         };
-        let mut command = BytesMut::new();
-        backend_change.encode(&mut command, self.backend.capabilities);
-        let mut wire = BytesMut::new();
-        write_payload(&mut wire, 0, &command);
-        self.backend
-            .conn
-            .write_all(wire)
-            .await
-            .0
-            .map_err(|e| Failure {
-                error: SessionError::BackendLost(e),
-                reply_seq: Some(reply_seq),
-            })?;
-        let outcome = finish_auth(&mut self.backend.conn, &password, CHANGE_USER_TIMEOUT).await;
-        let ok = outcome.map_err(|error| Failure {
-            error,
-            reply_seq: Some(reply_seq),
-        })?;
-        let mut wire = BytesMut::new();
-        write_payload(&mut wire, reply_seq, &ok);
-        self.client
-            .write_all(wire)
-            .await
-            .0
-            .map_err(|e| Failure::from(SessionError::client_io(e)))?;
-        debug!(id = self.guard.id, user = %String::from_utf8_lossy(&change.user), "changed user");
-        self.user = change.user;
-        self.password = password;
-        Ok(())
+        if command == Command::StmtSendLongData {
+            self.model.long_data_sent(id);
+        }
+        let mut rewritten = None;
+        if matches!(command, Command::StmtExecute | Command::StmtBulkExecute) {
+            match stmt::param_types(payload, params) {
+                Ok(Some(types)) => {
+                    self.backend.statements.mark_typed(id);
+                    if let Some(statement) = self.statements.get_mut(id) {
+                        statement.param_types = Some(types);
+                    }
+                }
+                Ok(None) if !self.backend.statements.is_typed(id) => {
+                    // This connection prepared the statement for Torpor
+                    // and never saw its types: the client sent them to
+                    // another connection. Add them back.
+                    let types = self.statements.get(id).and_then(|s| s.param_types.clone());
+                    if let Some(types) = types {
+                        if let Ok(Some(mut with_types)) =
+                            stmt::with_param_types(payload, params, &types)
+                        {
+                            stmt::set_statement_id(&mut with_types, backend_id);
+                            self.backend.statements.mark_typed(id);
+                            rewritten = Some(with_types);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(client_protocol(e, 1)),
+            }
+        }
+        if let Some(follow) = follow {
+            self.expect_reply(command, follow);
+        }
+        if let Some(payload) = rewritten {
+            return Ok(StatementStep::Rewritten(payload));
+        }
+        // Same width: rewrite the id where it lies.
+        let start = at + HEADER_LEN;
+        stmt::set_statement_id(&mut self.client.rbuf[start..at + total], backend_id);
+        Ok(StatementStep::Forward)
     }
+
+    /// Queues an OK reply Torpor gives itself.
+    fn reply_ok_locally(&mut self) {
+        let mut wire = BytesMut::new();
+        let ok = torpor_protocol::packets::Ok {
+            status: torpor_protocol::packets::ServerStatus(self.last_status()),
+            ..Default::default()
+        };
+        torpor_protocol::packets::write_ok(&mut wire, 1, ok);
+        self.ledger.push_back(Pending::Local(wire));
+    }
+
+    /// Status flags as the session has them now (for replies Torpor
+    /// writes itself).
+    fn last_status(&self) -> u16 {
+        let mut status = 0;
+        if self
+            .model
+            .pins()
+            .contains(&super::model::PinReason::Transaction)
+        {
+            status |= torpor_protocol::packets::ServerStatus::IN_TRANS;
+        }
+        if self
+            .model
+            .state
+            .variables
+            .get("autocommit")
+            .is_none_or(|v| v == "ON")
+        {
+            status |= torpor_protocol::packets::ServerStatus::AUTOCOMMIT;
+        }
+        status
+    }
+}
+
+/// What to do with a statement command.
+enum StatementStep {
+    /// Its id was rewritten in place: forward it with the run.
+    Forward,
+    /// It goes nowhere (a reply, if any, is queued locally).
+    Consumed,
+    /// Send this payload instead.
+    Rewritten(Vec<u8>),
+    /// The statement must first be prepared on this connection.
+    PrepareFirst(u32),
 }

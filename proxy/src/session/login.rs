@@ -8,7 +8,9 @@ use bytes::BytesMut;
 use rand::Rng;
 use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
 use torpor_protocol::frame::write_payload;
-use torpor_protocol::handshake::{AuthSwitch, ClientHello, Greeting, HandshakeResponse};
+use torpor_protocol::handshake::{
+    Attributes, AuthSwitch, ClientHello, Greeting, HandshakeResponse,
+};
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::Capabilities;
 
@@ -16,6 +18,7 @@ use crate::backend::{self, BackendConn, Login};
 use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
+use crate::session::model::SessionModel;
 
 /// Largest packet accepted from a client before it has logged in.
 pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
@@ -32,6 +35,15 @@ pub struct Authenticated {
     pub seed: Vec<u8>,
     /// The backend connection, logged in as the user.
     pub backend: BackendConn,
+    /// The client's collation (new backend connections open with it).
+    pub collation: u8,
+    /// The client's connection attributes (passed to new backend
+    /// connections).
+    pub attributes: Attributes,
+    /// The client's max packet size.
+    pub max_packet_size: u32,
+    /// What Torpor knows of the new session's state.
+    pub model: SessionModel,
 }
 
 /// A fresh authentication seed: 20 printable ASCII bytes without `\0`
@@ -151,17 +163,36 @@ async fn run(
         attributes: &response.attributes,
         max_packet_size: response.max_packet_size,
     };
-    let (backend, ok) =
+    let (mut backend, ok) =
         backend::connect(shared.backend_addr, &login, shared.connect_timeout).await?;
-    // The backend's OK describes the new session (schema, tracked state):
-    // the client gets it as it is.
-    exchange.send(&ok).await?;
+    let baseline = shared.baseline(response.collation, &mut backend).await?;
+    let schema = response
+        .database
+        .as_deref()
+        .filter(|db| !db.is_empty())
+        .map(|db| String::from_utf8_lossy(db).into_owned());
+    let model = SessionModel::new(baseline, schema);
+    // The backend's OK describes the new session; the client is told what
+    // its own tracking settings report.
+    let tracking = model.baseline.tracking.clone();
+    exchange
+        .send(&super::client_ok(
+            &ok,
+            backend.capabilities,
+            capabilities,
+            &tracking,
+        ))
+        .await?;
     Ok(Authenticated {
         user: response.user,
         password,
         capabilities,
         seed,
         backend,
+        collation: response.collation,
+        attributes: response.attributes,
+        max_packet_size: response.max_packet_size,
+        model,
     })
 }
 

@@ -3,16 +3,26 @@
 //! check, backend login) → command loop → close.
 //!
 //! - [`login`]: the connection phase.
-//! - [`commands`]: the command loop and its ledger of replies owed.
+//! - [`commands`]: the command loop and its ledger of replies owed;
+//!   `drain` forwards replies and learns from them, `attach` keeps the
+//!   session on a live backend connection, `change_user` does
+//!   COM_CHANGE_USER.
+//! - [`model`]: what Torpor knows of a session's state, and its pins.
+//! - [`statements`]: session-stable prepared statement ids.
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
 //! - [`relay`]: streaming packets Torpor does not look into.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
 
+mod attach;
+mod change_user;
 pub mod commands;
+mod drain;
 pub mod login;
+pub mod model;
 pub mod relay;
 pub mod reply;
 pub mod rewrite;
+pub mod statements;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -116,4 +126,29 @@ pub async fn tell_client(client: &mut Conn, error: &SessionError, seq: u8) {
     if !wire.is_empty() {
         let _ = client.write_all(wire).await;
     }
+}
+
+/// An OK packet from a backend connection (with Torpor's tracking), as a
+/// client with `client` capabilities and `tracking` settings gets it.
+pub fn client_ok(
+    ok: &[u8],
+    backend: torpor_protocol::Capabilities,
+    client: torpor_protocol::Capabilities,
+    tracking: &torpor_replay::tracking::ClientTracking,
+) -> Vec<u8> {
+    use torpor_protocol::session_track::{encode_changes, OkPacket};
+    let Ok(parsed) = OkPacket::parse(ok, backend) else {
+        return ok.to_vec();
+    };
+    let mut out = BytesMut::with_capacity(ok.len());
+    match parsed.changes() {
+        Ok(changes) if client.contains(torpor_protocol::Capabilities::CLIENT_SESSION_TRACK) => {
+            let kept: Vec<_> = changes.into_iter().filter(|c| tracking.keeps(c)).collect();
+            let mut block = BytesMut::new();
+            encode_changes(&kept, &mut block);
+            parsed.encode_with_state(client, &block, &mut out);
+        }
+        _ => parsed.encode_for(client, &mut out),
+    }
+    out.to_vec()
 }

@@ -8,7 +8,8 @@
 
 use torpor_protocol::command::Command;
 use torpor_protocol::frame::{PacketHeader, HEADER_LEN};
-use torpor_protocol::reply::{Ending, ReplyTracker, Step, HEAD_LEN};
+use torpor_protocol::packets::ServerStatus;
+use torpor_protocol::reply::{Ending, PacketClass, ReplyTracker, Step, HEAD_LEN};
 use torpor_protocol::ProtocolError;
 
 /// Packets up to this size are only looked at once all of them is here.
@@ -27,6 +28,19 @@ pub enum Walked {
     Done(Ending),
     /// The server asked for a local file; the client sends it next.
     LocalInfile,
+}
+
+/// A packet of a reply that Torpor must look at before it goes on: an OK
+/// packet that reports session-state changes, or a prepare-OK whose
+/// statement id the client must not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Special {
+    /// Offset of its header in the walked buffer.
+    pub at: usize,
+    /// Its length, header included.
+    pub len: usize,
+    /// What it is.
+    pub class: PacketClass,
 }
 
 /// One reply the backend owes, as it is walked.
@@ -62,8 +76,13 @@ impl ReplyWalk {
     }
 
     /// Walks `buf` from its start. Returns how many of its bytes belong to
-    /// this reply (to be forwarded now) and where the walk stopped.
-    pub fn walk(&mut self, buf: &[u8]) -> Result<(usize, Walked), ProtocolError> {
+    /// this reply (to be forwarded now) and where the walk stopped, and
+    /// adds the packets among them that must be looked at to `specials`.
+    pub fn walk(
+        &mut self,
+        buf: &[u8],
+        specials: &mut Vec<Special>,
+    ) -> Result<(usize, Walked), ProtocolError> {
         let mut at = 0;
         loop {
             if self.body_left > 0 {
@@ -109,6 +128,20 @@ impl ReplyWalk {
             }
             let head = &rest[HEADER_LEN..HEADER_LEN + available.min(header.len)];
             let step = self.tracker.on_packet(header, head)?;
+            let special = match self.tracker.last_packet() {
+                PacketClass::PrepareOk => true,
+                PacketClass::Ok(status) => status.has(ServerStatus::SESSION_STATE_CHANGED),
+                _ => false,
+            };
+            if special {
+                // Status packets are small: whole, since they are below
+                // the whole-packet limit.
+                specials.push(Special {
+                    at,
+                    len: header.total_len(),
+                    class: self.tracker.last_packet(),
+                });
+            }
             self.next_seq = header.seq.wrapping_add(1);
             at += HEADER_LEN;
             self.body_left = header.len;
@@ -139,7 +172,7 @@ mod tests {
         let first = wire.len();
         write_payload(&mut wire, 1, b"\x00\x00\x00\x02\x00\x00\x00");
         let mut walk = walk_for(ReplyKind::Single);
-        let (n, walked) = walk.walk(&wire).unwrap();
+        let (n, walked) = walk.walk(&wire, &mut Vec::new()).unwrap();
         assert_eq!(n, first);
         assert!(matches!(walked, Walked::Done(_)));
         assert_eq!(walk.next_seq, 2);
@@ -162,7 +195,7 @@ mod tests {
         let mut done = false;
         for &b in wire.iter() {
             buffered.push(b);
-            let (n, walked) = walk.walk(&buffered).unwrap();
+            let (n, walked) = walk.walk(&buffered, &mut Vec::new()).unwrap();
             buffered.drain(..n);
             forwarded += n;
             if matches!(walked, Walked::Done(_)) {
@@ -185,7 +218,7 @@ mod tests {
             .encode(),
         );
         wire.extend_from_slice(&[0u8; 100]);
-        let (n, walked) = walk.walk(&wire).unwrap();
+        let (n, walked) = walk.walk(&wire, &mut Vec::new()).unwrap();
         assert_eq!(n, wire.len(), "header and head forwarded at once");
         assert!(matches!(walked, Walked::NeedMore { .. }));
     }

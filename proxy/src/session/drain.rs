@@ -1,0 +1,273 @@
+//! Handing the backend's replies to the client, in ledger order, and
+//! learning from them on the way: status flags (transactions, cursors),
+//! session-state changes in OK packets, statement ids of prepare-OKs.
+//!
+//! Bytes move in large chunks; only the few packets that must be looked
+//! at (an OK with session-state changes, a prepare-OK) are decoded, and
+//! re-encoded when the client must see them differently (without session
+//! tracking it did not ask for; with its own statement id).
+
+use bytes::{BufMut, BytesMut};
+use monoio::buf::IoBuf;
+use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
+use torpor_protocol::packets::ServerStatus;
+use torpor_protocol::reply::{Ending, PacketClass, PrepareOk};
+use torpor_protocol::session_track::OkPacket;
+use torpor_protocol::{stmt, Capabilities};
+
+use super::commands::{Follow, Pending, Session};
+use super::relay::relay_packets;
+use super::reply::{Special, Walked};
+use super::statements::ClientStatement;
+use super::Failure;
+use crate::buffers::LARGE_BUFFER;
+use crate::error::SessionError;
+
+/// Replies up to this size are copied into one outgoing buffer, so that
+/// pipelined replies leave in one write; larger ones are written straight
+/// from the read buffer.
+const COPY_LIMIT: usize = 16 * 1024;
+
+impl Session {
+    /// Sends the first `unsent` client bytes to the backend, then walks and
+    /// forwards the replies the backend owes, in ledger order, until none
+    /// is left. The commands go out in the same submission as the read
+    /// that waits for their replies.
+    pub(super) async fn drain(&mut self, mut unsent: usize) -> Result<(), Failure> {
+        let mut specials = Vec::new();
+        while let Some(front) = self.ledger.front_mut() {
+            let walk = match front {
+                Pending::Local(bytes) => {
+                    self.to_client.extend_from_slice(bytes);
+                    self.ledger.pop_front();
+                    continue;
+                }
+                Pending::Reply { walk, .. } => walk,
+            };
+            specials.clear();
+            let (n, walked) = match walk.walk(&self.backend.conn.rbuf, &mut specials) {
+                Ok(step) => step,
+                Err(e) => {
+                    let reply_seq = Some(walk.next_seq);
+                    return Err(Failure {
+                        error: SessionError::BackendProtocol(e),
+                        reply_seq,
+                    });
+                }
+            };
+            self.pass_to_client(n, &specials).await?;
+            match walked {
+                Walked::Done(ending) => {
+                    if let Some(Pending::Reply { follow, .. }) = self.ledger.pop_front() {
+                        self.reply_ended(follow, ending);
+                    }
+                }
+                Walked::NeedMore { want } => {
+                    // Whatever is complete goes out before we wait.
+                    self.flush_client().await?;
+                    self.ensure_backend_buffer();
+                    let read = if unsent > 0 {
+                        let out = std::mem::take(&mut self.client.rbuf);
+                        let (written, out, read) = self
+                            .backend
+                            .conn
+                            .send_and_receive(out.slice(0..unsent), want.max(4096))
+                            .await;
+                        self.client.rbuf = out.into_inner();
+                        self.client.consume(unsent);
+                        unsent = 0;
+                        written.map_err(|e| self.backend_lost(e))?;
+                        read
+                    } else {
+                        self.backend.conn.read_more(want.max(4096)).await
+                    };
+                    match read {
+                        Ok(0) => {
+                            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                            return Err(self.backend_lost(eof));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(self.backend_lost(e)),
+                    }
+                }
+                Walked::LocalInfile => {
+                    debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
+                    self.flush_client().await?;
+                    let result =
+                        relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len == 0)
+                            .await;
+                    self.relay_result(result)?;
+                }
+            }
+        }
+        // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
+        self.forward_run(unsent).await?;
+        self.backend_idle_since = std::time::Instant::now();
+        self.release_backend_buffer();
+        Ok(())
+    }
+
+    /// What the end of a reply teaches about the session.
+    fn reply_ended(&mut self, follow: Follow, ending: Ending) {
+        let ok = !matches!(ending, Ending::Error);
+        let status = match ending {
+            Ending::Status(status) => Some(status),
+            _ => None,
+        };
+        if let Some(status) = status {
+            self.model.observe_status(status);
+        }
+        match follow {
+            Follow::Plain | Follow::Prepare { .. } => {}
+            Follow::Query { facts, sql } => {
+                self.model.before_statement(&facts);
+                self.model.after_statement(&facts, &sql, ok);
+            }
+            Follow::Execute { id } => {
+                self.model.statement_settled(id, false);
+                let cursor = status.is_some_and(|s| s.has(ServerStatus::CURSOR_EXISTS));
+                self.model.cursor_opened(id, cursor);
+            }
+            Follow::Fetch { id } => {
+                if status.is_some_and(|s| s.has(ServerStatus::LAST_ROW_SENT)) || !ok {
+                    self.model.cursor_opened(id, false);
+                }
+            }
+            Follow::StatementReset { id } => {
+                self.model.statement_settled(id, false);
+                self.model.cursor_opened(id, false);
+            }
+            Follow::ResetConnection => {
+                if ok {
+                    self.model.reset(None);
+                    self.statements.clear();
+                    self.backend.statements.clear();
+                }
+            }
+        }
+    }
+
+    /// Moves the first `n` bytes of the backend's read buffer towards the
+    /// client, with the special packets among them looked at (and
+    /// re-encoded where the client must see them differently).
+    async fn pass_to_client(&mut self, n: usize, specials: &[Special]) -> Result<(), Failure> {
+        let mut done = 0;
+        for special in specials {
+            self.pass_plain(special.at - done).await?;
+            let packet = self.backend.conn.rbuf.split_to(special.len);
+            self.take_special(&packet, special.class);
+            done = special.at + special.len;
+        }
+        self.pass_plain(n - done).await
+    }
+
+    /// Learns from one special packet and queues what the client gets in
+    /// its place.
+    fn take_special(&mut self, packet: &[u8], class: PacketClass) {
+        let (header, payload) = match PacketHeader::parse(packet) {
+            Some(header) => (header, &packet[HEADER_LEN..]),
+            None => return,
+        };
+        let follow = match self.ledger.front() {
+            Some(Pending::Reply { follow, .. }) => follow,
+            _ => return,
+        };
+        match class {
+            PacketClass::PrepareOk => {
+                let Follow::Prepare { sql } = follow else {
+                    self.to_client.put_slice(packet);
+                    return;
+                };
+                let Ok(prepared) = PrepareOk::parse(payload) else {
+                    self.to_client.put_slice(packet);
+                    return;
+                };
+                let id = self.statements.add(ClientStatement {
+                    sql: sql.clone(),
+                    params: prepared.params,
+                    columns: prepared.columns,
+                    param_types: None,
+                });
+                let evicted = self.backend.statements.insert(id, prepared.statement_id);
+                self.backend.to_close.extend(evicted);
+                let mut rewritten = payload.to_vec();
+                stmt::set_statement_id(&mut rewritten, id);
+                write_payload(&mut self.to_client, header.seq, &rewritten);
+            }
+            PacketClass::Ok(_) => {
+                let Ok(ok) = OkPacket::parse(payload, self.backend.capabilities) else {
+                    self.to_client.put_slice(packet);
+                    return;
+                };
+                self.model.observe_ok(&ok);
+                let tracked = self
+                    .capabilities
+                    .contains(Capabilities::CLIENT_SESSION_TRACK);
+                if tracked && self.model.tracking.keeps_all() {
+                    self.to_client.put_slice(packet);
+                    return;
+                }
+                let mut out = BytesMut::with_capacity(payload.len());
+                match ok.changes() {
+                    Ok(changes) if tracked => {
+                        let block = self.model.client_block(&changes);
+                        ok.encode_with_state(self.capabilities, &block, &mut out);
+                    }
+                    _ => ok.encode_for(self.capabilities, &mut out),
+                }
+                write_payload(&mut self.to_client, header.seq, &out);
+            }
+            _ => self.to_client.put_slice(packet),
+        }
+    }
+
+    /// Moves `n` bytes as they are: copied when small (to batch replies),
+    /// written directly when large.
+    async fn pass_plain(&mut self, n: usize) -> Result<(), Failure> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n <= COPY_LIMIT && self.to_client.len() + n <= 4 * COPY_LIMIT {
+            self.to_client.put_slice(&self.backend.conn.rbuf[..n]);
+            self.backend.conn.consume(n);
+            return Ok(());
+        }
+        self.flush_client().await?;
+        self.client
+            .forward_from(&mut self.backend.conn.rbuf, n)
+            .await
+            .map_err(|e| SessionError::client_io(e).into())
+    }
+
+    /// Writes what is queued for the client.
+    pub(super) async fn flush_client(&mut self) -> Result<(), Failure> {
+        if self.to_client.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.to_client);
+        let (result, mut buf) = self.client.write_all(buf).await;
+        buf.clear();
+        self.to_client = buf;
+        result.map_err(|e| SessionError::client_io(e).into())
+    }
+
+    /// Gives the backend connection a large pooled read buffer for the
+    /// replies about to stream through, keeping what is buffered.
+    pub(super) fn ensure_backend_buffer(&mut self) {
+        let rbuf = &mut self.backend.conn.rbuf;
+        if rbuf.capacity() < LARGE_BUFFER / 2 {
+            let mut large = self.buffers.take();
+            large.extend_from_slice(rbuf);
+            *rbuf = large;
+        }
+    }
+
+    /// Hands the backend connection's read buffer back to the pool while
+    /// no reply is owed.
+    pub(super) fn release_backend_buffer(&mut self) {
+        if self.backend.conn.rbuf.is_empty() && self.backend.conn.rbuf.capacity() > 0 {
+            self.buffers
+                .give(std::mem::take(&mut self.backend.conn.rbuf));
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! What Torpor knows of a session: its movable state (a
+//! [`torpor_replay::state::SessionState`] compared against the backend's
+//! [`Baseline`]), the reasons it cannot move right now (pins), and how each
+//! reply changes both.
+//!
+//! Pin reasons, the one documented list:
+//!
+//! | reason | set by | cleared by |
+//! |---|---|---|
+//! | `transaction` | a status with SERVER_STATUS_IN_TRANS | a status without it |
+//! | `next-transaction` | `SET TRANSACTION …` outside a transaction | the transaction starting |
+//! | `temporary-table` | `CREATE TEMPORARY TABLE` | COM_RESET_CONNECTION, COM_CHANGE_USER |
+//! | `named-lock` | `GET_LOCK()` | `RELEASE_ALL_LOCKS()`, reset, change user |
+//! | `table-lock` | `LOCK TABLES` | `UNLOCK TABLES`, reset, change user |
+//! | `cursor` | an execute that opened a cursor | its last row fetched, statement reset or closed |
+//! | `long-data` | COM_STMT_SEND_LONG_DATA | the statement's execute, reset or close |
+//! | `unknown-state` | a state change Torpor cannot name or reproduce | reset, change user |
+//!
+//! A pinned session keeps its backend connection; if that connection dies
+//! the client gets an error instead of a silent move.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use torpor_protocol::packets::ServerStatus;
+use torpor_protocol::session_track::{encode_changes, OkPacket, SessionChange};
+use torpor_protocol::Capabilities;
+use torpor_replay::classify::StatementFacts;
+use torpor_replay::state::{Baseline, SessionState};
+use torpor_replay::tracking::ClientTracking;
+
+/// Why a session cannot leave its backend connection now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PinReason {
+    /// A transaction is open.
+    Transaction,
+    /// `SET TRANSACTION` waits for the next transaction.
+    NextTransaction,
+    /// A temporary table exists.
+    TemporaryTable,
+    /// A named lock (`GET_LOCK`) may be held.
+    NamedLock,
+    /// `LOCK TABLES` is in force.
+    TableLock,
+    /// A cursor is open.
+    Cursor,
+    /// Long data was sent for a statement not executed yet.
+    LongData,
+    /// State changed in a way Torpor cannot reproduce.
+    UnknownState,
+}
+
+impl PinReason {
+    /// The reason's name in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            PinReason::Transaction => "transaction",
+            PinReason::NextTransaction => "next-transaction",
+            PinReason::TemporaryTable => "temporary-table",
+            PinReason::NamedLock => "named-lock",
+            PinReason::TableLock => "table-lock",
+            PinReason::Cursor => "cursor",
+            PinReason::LongData => "long-data",
+            PinReason::UnknownState => "unknown-state",
+        }
+    }
+}
+
+/// A session's state as Torpor follows it.
+#[derive(Debug, Clone)]
+pub struct SessionModel {
+    /// The movable state.
+    pub state: SessionState,
+    /// What a fresh connection to the backend has.
+    pub baseline: Arc<Baseline>,
+    in_transaction: bool,
+    temporary_tables: bool,
+    named_locks: bool,
+    table_locks: bool,
+    unknown_state: bool,
+    /// Statements (client ids) with an open cursor.
+    cursors: BTreeSet<u32>,
+    /// Statements (client ids) with long data sent and not executed.
+    long_data: BTreeSet<u32>,
+    /// User variables may have changed: read them back before the session
+    /// next moves or the connection next serves a command.
+    pub user_variables_dirty: bool,
+    /// The server said untracked state changed and nothing Torpor parsed
+    /// explains it (a procedure that set a user variable or made a
+    /// temporary table): user variables are read back, and if they did not
+    /// change, the session is pinned as `unknown-state`.
+    pub unexplained_change: bool,
+    /// The session tracking the client asked for (what it is told).
+    pub tracking: ClientTracking,
+    /// The client changed a `session_track_*` setting, which changed the
+    /// backend connection's too: Torpor's own must be put back.
+    pub tracking_dirty: bool,
+}
+
+impl SessionModel {
+    /// A session that starts in `schema` on a fresh connection.
+    pub fn new(baseline: Arc<Baseline>, schema: Option<String>) -> SessionModel {
+        let baseline_tracking = baseline.tracking.clone();
+        SessionModel {
+            state: SessionState {
+                schema,
+                ..SessionState::default()
+            },
+            baseline,
+            in_transaction: false,
+            temporary_tables: false,
+            named_locks: false,
+            table_locks: false,
+            unknown_state: false,
+            cursors: BTreeSet::new(),
+            long_data: BTreeSet::new(),
+            user_variables_dirty: false,
+            unexplained_change: false,
+            tracking: baseline_tracking,
+            tracking_dirty: false,
+        }
+    }
+
+    /// Every reason the session is pinned now, in a fixed order.
+    pub fn pins(&self) -> Vec<PinReason> {
+        let mut pins = Vec::new();
+        if self.in_transaction {
+            pins.push(PinReason::Transaction);
+        }
+        if self.state.next_transaction.is_some() && !self.in_transaction {
+            pins.push(PinReason::NextTransaction);
+        }
+        if self.temporary_tables {
+            pins.push(PinReason::TemporaryTable);
+        }
+        if self.named_locks {
+            pins.push(PinReason::NamedLock);
+        }
+        if self.table_locks {
+            pins.push(PinReason::TableLock);
+        }
+        if !self.cursors.is_empty() {
+            pins.push(PinReason::Cursor);
+        }
+        if !self.long_data.is_empty() {
+            pins.push(PinReason::LongData);
+        }
+        if self.unknown_state {
+            pins.push(PinReason::UnknownState);
+        }
+        pins
+    }
+
+    /// Whether anything pins the session.
+    pub fn is_pinned(&self) -> bool {
+        !self.pins().is_empty()
+    }
+
+    /// Takes what a statement text said it does (before its reply).
+    pub fn before_statement(&mut self, facts: &StatementFacts) {
+        if facts.writes_user_variables {
+            self.user_variables_dirty = true;
+        }
+    }
+
+    /// Takes a statement's outcome: `ok` when it succeeded.
+    pub fn after_statement(&mut self, facts: &StatementFacts, sql: &[u8], ok: bool) {
+        let explains = facts.writes_user_variables
+            || facts.creates_temporary_table
+            || facts.drops_temporary_table
+            || !facts.prepares.is_empty()
+            || !facts.deallocates.is_empty();
+        if explains {
+            self.unexplained_change = false;
+        }
+        if !ok {
+            return;
+        }
+        if facts.creates_temporary_table {
+            self.temporary_tables = true;
+        }
+        if facts.takes_named_lock {
+            self.named_locks = true;
+        }
+        if facts.releases_all_named_locks {
+            self.named_locks = false;
+        }
+        if facts.locks_tables {
+            self.table_locks = true;
+        }
+        if facts.unlocks_tables {
+            self.table_locks = false;
+        }
+        for name in &facts.deallocates {
+            self.state.sql_statements.remove(name);
+        }
+        if let [name] = facts.prepares.as_slice() {
+            match prepared_text(sql) {
+                Some(text) => {
+                    self.state.sql_statements.insert(name.clone(), text);
+                }
+                // `PREPARE s FROM @var`: the text is not in the statement.
+                None => self.unknown_state = true,
+            }
+        } else if facts.prepares.len() > 1 {
+            self.unknown_state = true;
+        }
+    }
+
+    /// Takes the status flags of an OK or EOF packet.
+    pub fn observe_status(&mut self, status: ServerStatus) {
+        self.in_transaction = status.has(ServerStatus::IN_TRANS);
+    }
+
+    /// Takes an OK packet's session-state changes (decoded from the
+    /// backend's OK, which always carries them).
+    pub fn observe_ok(&mut self, ok: &OkPacket<'_>) {
+        self.observe_status(ok.status);
+        if !ok.status.has(ServerStatus::SESSION_STATE_CHANGED) {
+            return;
+        }
+        match ok.changes() {
+            Ok(changes) => {
+                for change in &changes {
+                    if let SessionChange::SystemVariable { name, value } = change {
+                        let name = String::from_utf8_lossy(name);
+                        if self.tracking.set(&name, &String::from_utf8_lossy(value)) {
+                            self.tracking_dirty = true;
+                        }
+                    }
+                }
+                let observed = self.state.apply_changes(&changes, &self.baseline);
+                if observed.unknown_change {
+                    self.unknown_state = true;
+                }
+                let only_untracked = changes
+                    .iter()
+                    .all(|c| matches!(c, SessionChange::StateChanged));
+                if observed.untracked_change && only_untracked {
+                    self.unexplained_change = true;
+                }
+            }
+            Err(_) => self.unknown_state = true,
+        }
+    }
+
+    /// User variables were read back after an unexplained change; if they
+    /// did not change, something else did that Torpor cannot reproduce.
+    pub fn user_variables_read(&mut self, variables: std::collections::BTreeMap<String, String>) {
+        if self.unexplained_change && variables == self.state.user_variables {
+            self.unknown_state = true;
+        }
+        self.state.user_variables = variables;
+        self.user_variables_dirty = false;
+        self.unexplained_change = false;
+    }
+
+    /// Pins the session for good: something happened that Torpor cannot
+    /// reproduce on another connection.
+    pub fn pin_unknown(&mut self) {
+        self.unknown_state = true;
+    }
+
+    /// A cursor was opened (or not) by executing client statement `id`.
+    pub fn cursor_opened(&mut self, id: u32, open: bool) {
+        if open {
+            self.cursors.insert(id);
+        } else {
+            self.cursors.remove(&id);
+        }
+    }
+
+    /// Long data was sent for client statement `id`.
+    pub fn long_data_sent(&mut self, id: u32) {
+        self.long_data.insert(id);
+    }
+
+    /// Client statement `id` was executed, reset or closed.
+    pub fn statement_settled(&mut self, id: u32, closed: bool) {
+        self.long_data.remove(&id);
+        if closed {
+            self.cursors.remove(&id);
+        }
+    }
+
+    /// COM_RESET_CONNECTION or COM_CHANGE_USER succeeded: MariaDB resets
+    /// variables, user variables, temporary tables, locks, prepared
+    /// statements and the transaction; the schema is kept by a reset and
+    /// set by a change of user.
+    pub fn reset(&mut self, schema: Option<Option<String>>) {
+        let kept_schema = match schema {
+            Some(schema) => schema,
+            None => self.state.schema.clone(),
+        };
+        *self = SessionModel::new(Arc::clone(&self.baseline), kept_schema);
+        // The backend connection's tracking was reset with the rest.
+        self.tracking_dirty = true;
+    }
+
+    /// The session-state block a client gets for `changes`: only what its
+    /// own tracking settings report.
+    pub fn client_block(&self, changes: &[SessionChange<'_>]) -> BytesMut {
+        let kept: Vec<SessionChange<'_>> = changes
+            .iter()
+            .filter(|c| self.tracking.keeps(c))
+            .cloned()
+            .collect();
+        let mut block = BytesMut::new();
+        encode_changes(&kept, &mut block);
+        block
+    }
+}
+
+/// The statement text of `PREPARE name FROM 'text'`.
+fn prepared_text(sql: &[u8]) -> Option<String> {
+    use torpor_replay::sql::{significant, TokenKind};
+    let tokens = significant(sql);
+    let from = tokens.iter().position(|t| t.is_word(sql, "from"))?;
+    let literal = tokens.get(from + 1)?;
+    if literal.kind != TokenKind::String {
+        return None;
+    }
+    let raw = literal.bytes(sql);
+    let quote = *raw.first()?;
+    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
+    let mut text = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let b = inner[i];
+        if b == b'\\' && i + 1 < inner.len() {
+            text.push(match inner[i + 1] {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'r' => b'\r',
+                b'0' => 0,
+                other => other,
+            });
+            i += 2;
+        } else if b == quote && inner.get(i + 1) == Some(&quote) {
+            text.push(quote);
+            i += 2;
+        } else {
+            text.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
+/// The capabilities a backend connection needs so that its replies can be
+/// forwarded to a client with `client` capabilities.
+pub fn backend_shape(client: Capabilities) -> Capabilities {
+    client | Capabilities::CLIENT_SESSION_TRACK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torpor_replay::classify::classify;
+
+    #[test]
+    fn pins_follow_statements() {
+        let mut model = SessionModel::new(Arc::new(Baseline::default()), None);
+        assert!(!model.is_pinned());
+        let sql = b"CREATE TEMPORARY TABLE t (a int)";
+        model.after_statement(&classify(sql), sql, true);
+        assert_eq!(model.pins(), vec![PinReason::TemporaryTable]);
+        let sql = b"LOCK TABLES t READ";
+        model.after_statement(&classify(sql), sql, false);
+        assert_eq!(
+            model.pins(),
+            vec![PinReason::TemporaryTable],
+            "a failed statement pins nothing"
+        );
+        model.observe_status(ServerStatus(ServerStatus::IN_TRANS));
+        assert_eq!(model.pins()[0], PinReason::Transaction);
+        model.reset(None);
+        assert!(!model.is_pinned());
+    }
+
+    #[test]
+    fn prepare_texts_are_kept() {
+        let mut model = SessionModel::new(Arc::new(Baseline::default()), None);
+        let sql = b"PREPARE s FROM 'SELECT ''a'', ?'";
+        model.after_statement(&classify(sql), sql, true);
+        assert_eq!(
+            model.state.sql_statements.get("s").map(String::as_str),
+            Some("SELECT 'a', ?")
+        );
+        let sql = b"PREPARE t FROM @q";
+        model.after_statement(&classify(sql), sql, true);
+        assert_eq!(model.pins(), vec![PinReason::UnknownState]);
+        let sql = b"DEALLOCATE PREPARE s";
+        model.after_statement(&classify(sql), sql, true);
+        assert!(model.state.sql_statements.is_empty());
+    }
+}
