@@ -52,6 +52,10 @@ pub struct BackendConn {
     pub statements: crate::session::statements::BackendStatements,
     /// Backend statements to close (evicted) before the next command.
     pub to_close: Vec<u32>,
+    /// Torpor's session tracking is not switched on yet: it goes out
+    /// ahead of the first command (one write, its reply swallowed), so a
+    /// login costs no extra round trip.
+    pub needs_tracking: bool,
 }
 
 /// Who to log in as, and how.
@@ -178,29 +182,20 @@ pub async fn connect(
     let io_err = SessionError::BackendUnreachable;
     send(&mut conn, 1, &payload).await.map_err(io_err)?;
     let ok = finish_auth(&mut conn, login.password, limit).await?;
-    let mut backend = BackendConn {
+    let backend = BackendConn {
         conn,
         thread_id: greeting.connection_id,
         seed: greeting.seed,
         capabilities,
         statements: Default::default(),
         to_close: Vec::new(),
+        needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
     };
-    if capabilities.contains(Capabilities::CLIENT_SESSION_TRACK) {
-        let init = with_timeout(limit, "session tracking setup timed out", async {
-            Ok(run_query(&mut backend, TRACKING_INIT).await)
-        })
-        .await
-        .map_err(SessionError::BackendUnreachable)??;
-        if let QueryResult::Error(payload) = init {
-            return Err(SessionError::BackendRefused(BackendErr { payload }));
-        }
-    }
     Ok((backend, ok))
 }
 
-/// Turns on everything MariaDB can report about a session's state in its
-/// OK packets, for this connection.
+/// Switches on everything MariaDB can report about a session's state in
+/// its OK packets, for this connection.
 pub const TRACKING_INIT: &str = "SET SESSION session_track_system_variables='*', \
      session_track_schema=ON, session_track_state_change=ON, \
      session_track_transaction_info='CHARACTERISTICS'";
@@ -214,6 +209,20 @@ pub enum QueryResult {
     Error(Vec<u8>),
     /// A result set's rows (text protocol; `None` is NULL).
     Rows(Vec<Vec<Option<Vec<u8>>>>),
+}
+
+/// Switches Torpor's session tracking on now, if it is not yet.
+pub async fn ensure_tracking(backend: &mut BackendConn) -> Result<(), SessionError> {
+    if !backend.needs_tracking {
+        return Ok(());
+    }
+    match run_query(backend, TRACKING_INIT).await? {
+        QueryResult::Error(payload) => Err(SessionError::BackendRefused(BackendErr { payload })),
+        QueryResult::Ok(_) | QueryResult::Rows(_) => {
+            backend.needs_tracking = false;
+            Ok(())
+        }
+    }
 }
 
 /// Runs `sql` on `backend` and reads its whole reply. For Torpor's own

@@ -153,12 +153,8 @@ impl Session {
             // The client changed session_track_* (or reset the session):
             // Torpor's own tracking goes back on, the client's settings are
             // kept in the model and applied to what it is told.
-            match backend::run_query(&mut self.backend, backend::TRACKING_INIT).await? {
-                QueryResult::Error(payload) => {
-                    return Err(SessionError::BackendRefused(BackendErr { payload }).into())
-                }
-                QueryResult::Ok(_) | QueryResult::Rows(_) => {}
-            }
+            self.backend.needs_tracking = true;
+            backend::ensure_tracking(&mut self.backend).await?;
             self.model.tracking_dirty = false;
             self.backend_idle_since = std::time::Instant::now();
         }

@@ -89,6 +89,9 @@ pub(super) enum Follow {
     },
     /// COM_RESET_CONNECTION.
     ResetConnection,
+    /// A command Torpor sent for itself (switching tracking on): the reply
+    /// is not forwarded, and an error ends the session.
+    Swallow,
 }
 
 /// A reply the client is owed, in order.
@@ -418,14 +421,22 @@ impl Session {
         Ok((result, run))
     }
 
-    /// Queues COM_STMT_CLOSE for statements the backend connection should
-    /// drop (evicted, or closed by the client while elsewhere), ahead of
-    /// the next commands. Returns the bytes now due at the front.
+    /// Queues what the backend connection must get before the client's
+    /// next commands: Torpor's tracking setup (reply swallowed), and
+    /// COM_STMT_CLOSE for statements it should drop (evicted, or closed by
+    /// the client while elsewhere). Returns the bytes now due at the front.
     fn closes_first(&mut self) -> usize {
-        if self.backend.to_close.is_empty() {
+        if self.backend.to_close.is_empty() && !self.backend.needs_tracking {
             return 0;
         }
         let mut wire = BytesMut::new();
+        if self.backend.needs_tracking {
+            let mut payload = vec![Command::Query as u8];
+            payload.extend_from_slice(crate::backend::TRACKING_INIT.as_bytes());
+            write_payload(&mut wire, 0, &payload);
+            self.expect_reply(Command::Query, Follow::Swallow);
+            self.backend.needs_tracking = false;
+        }
         for id in self.backend.to_close.drain(..) {
             let mut payload = [0u8; 5];
             payload[0] = Command::StmtClose as u8;

@@ -55,8 +55,26 @@ impl Session {
                     });
                 }
             };
-            self.pass_to_client(n, &specials).await?;
+            let swallow = matches!(
+                self.ledger.front(),
+                Some(Pending::Reply {
+                    follow: Follow::Swallow,
+                    ..
+                })
+            );
+            if swallow {
+                self.backend.conn.consume(n);
+            } else {
+                self.pass_to_client(n, &specials).await?;
+            }
             match walked {
+                Walked::Done(Ending::Error) if swallow => {
+                    let error = std::io::Error::other("Torpor's own command was refused");
+                    return Err(Failure {
+                        error: SessionError::BackendLost(error),
+                        reply_seq: Some(1),
+                    });
+                }
                 Walked::Done(ending) => {
                     if let Some(Pending::Reply { follow, .. }) = self.ledger.pop_front() {
                         self.reply_ended(follow, ending);
@@ -114,11 +132,11 @@ impl Session {
             Ending::Status(status) => Some(status),
             _ => None,
         };
-        if let Some(status) = status {
+        if let (Some(status), false) = (status, matches!(follow, Follow::Swallow)) {
             self.model.observe_status(status);
         }
         match follow {
-            Follow::Plain | Follow::Prepare { .. } => {}
+            Follow::Plain | Follow::Prepare { .. } | Follow::Swallow => {}
             Follow::Query { facts, sql } => {
                 self.model.before_statement(&facts);
                 self.model.after_statement(&facts, &sql, ok);
