@@ -77,8 +77,14 @@ impl ChildProcess {
                     self.log_tail()
                 )));
             }
+            // A handshake from a child that has exited came from someone
+            // else on the port (another run picked the same free port):
+            // the exit check above runs again before it counts.
             if torpor::scaler::process::handshake_arrives(self.addr) {
-                return Ok(());
+                if let Ok(None) = self.child.try_wait() {
+                    return Ok(());
+                }
+                continue;
             }
             if stop.is_set() {
                 return Err(NotServing::Interrupted);
@@ -183,14 +189,13 @@ pub fn tail(path: &Path, lines: usize) -> String {
         .join("\n")
 }
 
-/// Where an installed program is, or an error naming the package that
-/// holds it.
-pub fn require_program(name: &str, package: &str) -> anyhow::Result<PathBuf> {
-    match torpor::scaler::process::find_program(&[name]) {
-        Some(path) => Ok(path),
-        None => bail!(
-            "{name} not found in PATH or the sbin folders (Debian: apt-get install {package})"
-        ),
+/// Where a program is, installing the Debian package that holds it when
+/// it is missing (so that one command works on a fresh machine), or an
+/// error naming that package.
+pub fn require_program(name: &'static str, package: &str) -> anyhow::Result<PathBuf> {
+    match torpor::scaler::process::ensure_program(&[name], package) {
+        Ok(path) => Ok(path),
+        Err(e) => bail!("{name} not found in PATH or the sbin folders and not installed: {e} (Debian: apt-get install {package})"),
     }
 }
 

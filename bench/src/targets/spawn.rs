@@ -36,6 +36,7 @@ impl Spawned {
             .map(torpor_target::binary)
             .transpose()?;
         if plan.mariadb {
+            torpor::scaler::process::ensure_installed().context("--spawn-mariadb")?;
             eprintln!("starting a private MariaDB …");
             let credentials = &settings.credentials;
             let mariadb = MariadbProcess::start(MariadbOptions {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 /// Why a private MariaDB could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// A MariaDB program is not installed.
-    #[error("{program} not found (install Debian's mariadb-server package)")]
+    /// A program is not installed and could not be installed.
+    #[error("{program} is not installed and could not be installed (Debian: apt-get install the package that has it)")]
     NotInstalled {
         /// The program looked for.
         program: &'static str,
@@ -372,25 +372,26 @@ impl Drop for MariadbProcess {
 /// `mariadb-server` package when it is not (as root, or with `sudo -n`).
 /// Says on stderr what it does: this runs for a person at a terminal.
 pub fn ensure_installed() -> Result<(), ProcessError> {
-    if find_program(&["mariadbd", "mysqld"]).is_some() {
-        return Ok(());
+    ensure_program(&["mariadbd", "mysqld"], "mariadb-server").map(|_| ())
+}
+
+/// Finds a program by any of its names, installing the Debian `package`
+/// that holds it when it is missing (as root, or with `sudo -n`; nothing
+/// is asked interactively). Says on stderr what it installs.
+pub fn ensure_program(names: &[&'static str], package: &str) -> Result<PathBuf, ProcessError> {
+    let program = names.first().copied().unwrap_or("program");
+    if let Some(path) = find_program(names) {
+        return Ok(path);
     }
-    let apt = find_program(&["apt-get"]).ok_or(ProcessError::NotInstalled {
-        program: "mariadbd",
-    })?;
+    let apt = find_program(&["apt-get"]).ok_or(ProcessError::NotInstalled { program })?;
     let mut prefix: Vec<PathBuf> = Vec::new();
     if !running_as_root() {
-        let sudo = find_program(&["sudo"]).ok_or(ProcessError::NotInstalled {
-            program: "mariadbd",
-        })?;
+        let sudo = find_program(&["sudo"]).ok_or(ProcessError::NotInstalled { program })?;
         prefix.push(sudo);
         prefix.push(PathBuf::from("-n"));
     }
-    eprintln!("torpor: MariaDB is not installed; installing Debian's mariadb-server package");
-    for args in [
-        vec!["update", "-qq"],
-        vec!["install", "-y", "-qq", "mariadb-server"],
-    ] {
+    eprintln!("torpor: {program} is not installed; installing Debian's {package} package");
+    for args in [vec!["update", "-qq"], vec!["install", "-y", "-qq", package]] {
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -402,19 +403,14 @@ pub fn ensure_installed() -> Result<(), ProcessError> {
         let status = command
             .args(&args)
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
             .status()
             .map_err(io("running apt-get"))?;
         if !status.success() {
-            return Err(ProcessError::NotInstalled {
-                program: "mariadbd",
-            });
+            return Err(ProcessError::NotInstalled { program });
         }
     }
-    find_program(&["mariadbd", "mysqld"])
-        .map(|_| ())
-        .ok_or(ProcessError::NotInstalled {
-            program: "mariadbd",
-        })
+    find_program(names).ok_or(ProcessError::NotInstalled { program })
 }
 
 fn install_db(datadir: &Path) -> Result<(), ProcessError> {
