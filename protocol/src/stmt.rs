@@ -81,14 +81,14 @@ pub fn types_layout(payload: &[u8], params: u16) -> Result<Option<TypesLayout>, 
 }
 
 /// The parameter types (two bytes each) an execute carries, if any.
-pub fn param_types(payload: &[u8], params: u16) -> Result<Option<Vec<u8>>, ProtocolError> {
+pub fn param_types(payload: &[u8], params: u16) -> Result<Option<&[u8]>, ProtocolError> {
     match types_layout(payload, params)? {
         Some(layout) if layout.present => {
             let end = layout.types_at + 2 * usize::from(params);
             let types = payload
                 .get(layout.types_at..end)
                 .ok_or(ProtocolError::malformed("statement execute"))?;
-            Ok(Some(types.to_vec()))
+            Ok(Some(types))
         }
         _ => Ok(None),
     }
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn types_are_kept_and_added_back() {
         let first = execute(1, true);
-        let types = param_types(&first, 2).unwrap().unwrap();
+        let types = param_types(&first, 2).unwrap().unwrap().to_vec();
         assert_eq!(types, vec![0x03, 0x00, 0x08, 0x00]);
         let later = execute(1, false);
         assert_eq!(param_types(&later, 2).unwrap(), None);
@@ -178,7 +178,7 @@ mod tests {
         bulk.extend_from_slice(&[0, 1, 2, 3]);
         let fixed = with_param_types(&bulk, 1, &[0x03, 0x00]).unwrap().unwrap();
         assert_eq!(&fixed[5..7], &BULK_SEND_TYPES.to_le_bytes());
-        assert_eq!(param_types(&fixed, 1).unwrap(), Some(vec![0x03, 0x00]));
+        assert_eq!(param_types(&fixed, 1).unwrap(), Some(&[0x03, 0x00][..]));
     }
 
     proptest! {

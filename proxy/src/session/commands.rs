@@ -717,9 +717,15 @@ impl Session {
         if matches!(command, Command::StmtExecute | Command::StmtBulkExecute) {
             match stmt::param_types(payload, params) {
                 Ok(Some(types)) => {
-                    self.backend.statements.mark_typed(id);
+                    if !self.backend.statements.is_typed(id) {
+                        self.backend.statements.mark_typed(id);
+                    }
+                    // Most clients send the same types every time: keep
+                    // them without an allocation per execute.
                     if let Some(statement) = self.statements.get_mut(id) {
-                        statement.param_types = Some(types);
+                        if statement.param_types.as_deref() != Some(types) {
+                            statement.param_types = Some(types.to_vec());
+                        }
                     }
                 }
                 Ok(None) if !self.backend.statements.is_typed(id) => {
