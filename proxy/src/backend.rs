@@ -335,62 +335,101 @@ pub async fn read_baseline(backend: &mut BackendConn) -> Result<Baseline, Sessio
 
 /// Reads a session's user variables exactly, as SQL expressions that
 /// recreate each value with its type and character set.
+///
+/// Two round trips: `information_schema.USER_VARIABLES` gives names,
+/// types and character sets, but converts values to the connection's
+/// result character set (after `SET NAMES latin1` a UTF-8 value comes back
+/// changed); `HEX(@name)` then gives each string's own bytes.
 pub async fn read_user_variables(
     backend: &mut BackendConn,
 ) -> Result<BTreeMap<String, String>, SessionError> {
-    let sql = "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME \
+    let sql = "SELECT VARIABLE_NAME, VARIABLE_TYPE, CHARACTER_SET_NAME, VARIABLE_VALUE IS NULL \
                FROM information_schema.USER_VARIABLES";
-    let rows = match run_query(backend, sql).await? {
-        QueryResult::Rows(rows) => rows,
-        QueryResult::Error(payload) => {
-            return Err(SessionError::BackendRefused(BackendErr { payload }))
-        }
-        QueryResult::Ok(_) => Vec::new(),
-    };
-    let mut variables = BTreeMap::new();
+    let rows = rows_of(run_query(backend, sql).await?)?;
+    let mut described = Vec::new();
     for row in rows {
-        let [Some(name), value, kind, charset] = row.as_slice() else {
+        let [Some(name), kind, charset, is_null] = row.as_slice() else {
             continue;
         };
-        let name = String::from_utf8_lossy(name).to_lowercase();
-        let kind = kind
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let charset = charset
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        variables.insert(
-            name,
-            user_variable_expression(value.as_deref(), &kind, &charset),
-        );
+        let text = |v: &Option<Vec<u8>>| {
+            v.as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned()
+        };
+        described.push((
+            String::from_utf8_lossy(name).into_owned(),
+            text(kind),
+            text(charset),
+            is_null.as_deref() == Some(b"1"),
+        ));
+    }
+    let mut variables = BTreeMap::new();
+    if described.is_empty() {
+        return Ok(variables);
+    }
+    let selects: Vec<String> = described
+        .iter()
+        .map(|(name, kind, _, _)| {
+            let var = format!("@{}", torpor_replay::state::quote_ident(name));
+            match kind.to_ascii_uppercase().as_str() {
+                // Numbers print the same in every character set.
+                "INT" | "DECIMAL" | "REAL" => format!("CAST({var} AS CHAR CHARACTER SET ascii)"),
+                _ => format!("HEX({var})"),
+            }
+        })
+        .collect();
+    let values = rows_of(run_query(backend, &format!("SELECT {}", selects.join(", "))).await?)?;
+    let values = values.into_iter().next().unwrap_or_default();
+    for (i, (name, kind, charset, is_null)) in described.into_iter().enumerate() {
+        let value = values.get(i).cloned().flatten();
+        let expression = if is_null {
+            "NULL".to_string()
+        } else {
+            user_variable_expression(value.as_deref(), &kind, &charset)
+        };
+        variables.insert(name.to_lowercase(), expression);
     }
     Ok(variables)
 }
 
-/// An SQL expression with exactly a user variable's value and type.
+fn rows_of(result: QueryResult) -> Result<Vec<Vec<Option<Vec<u8>>>>, SessionError> {
+    match result {
+        QueryResult::Rows(rows) => Ok(rows),
+        QueryResult::Error(payload) => Err(SessionError::BackendRefused(BackendErr { payload })),
+        QueryResult::Ok(_) => Ok(Vec::new()),
+    }
+}
+
+/// An SQL expression with exactly a user variable's value and type:
+/// `value` is the printed number for INT, DECIMAL and REAL variables, and
+/// `HEX(@name)` (the string's own bytes) for the others.
 pub fn user_variable_expression(value: Option<&[u8]>, kind: &str, charset: &str) -> String {
     let Some(value) = value else {
         return "NULL".to_string();
     };
     let text = String::from_utf8_lossy(value);
+    let text = text.trim();
     let numeric = !text.is_empty()
-        && text.bytes().all(|b| {
-            b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'e' || b == b'E' || b == b'+'
-        });
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'e' | b'E' | b'+'));
     match kind.to_ascii_uppercase().as_str() {
-        "INT" | "DECIMAL" if numeric => text.into_owned(),
+        "INT" | "DECIMAL" if numeric => text.to_string(),
         // A double printed back in full precision is the same double.
         "REAL" if numeric => format!("CAST({text} AS DOUBLE)"),
+        "INT" | "DECIMAL" | "REAL" => "NULL".to_string(),
         _ => {
-            let hex: String = value.iter().map(|b| format!("{b:02X}")).collect();
-            let literal = if hex.is_empty() {
-                "''".to_string()
-            } else {
-                format!("X'{hex}'")
+            let hex_ok = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+            let literal = match (text.is_empty(), hex_ok) {
+                (true, _) => "''".to_string(),
+                (false, true) => format!("X'{text}'"),
+                (false, false) => return "NULL".to_string(),
             };
-            if charset.is_empty() || charset.eq_ignore_ascii_case("binary") {
+            let charset_ok = charset
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if charset.is_empty() || charset.eq_ignore_ascii_case("binary") || !charset_ok {
                 format!("CAST({literal} AS BINARY)")
             } else {
                 format!("CONVERT({literal} USING {charset})")
@@ -398,6 +437,7 @@ pub fn user_variable_expression(value: Option<&[u8]>, kind: &str, charset: &str)
         }
     }
 }
+
 /// Reads the server's answer to an authentication response, following at
 /// most one switch to `mysql_native_password`. Returns the OK payload.
 pub async fn finish_auth(
@@ -436,5 +476,46 @@ pub async fn finish_auth(
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_variable_expression;
+
+    #[test]
+    fn user_variables_keep_their_bytes_and_types() {
+        assert_eq!(user_variable_expression(None, "STRING", "utf8mb4"), "NULL");
+        assert_eq!(user_variable_expression(Some(b"42"), "INT", ""), "42");
+        assert_eq!(
+            user_variable_expression(Some(b"1.50"), "DECIMAL", ""),
+            "1.50"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b"0.1"), "REAL", ""),
+            "CAST(0.1 AS DOUBLE)"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b"68C3A9"), "STRING", "utf8mb4"),
+            "CONVERT(X'68C3A9' USING utf8mb4)"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b"00FF"), "STRING", "binary"),
+            "CAST(X'00FF' AS BINARY)"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b""), "STRING", "latin1"),
+            "CONVERT('' USING latin1)"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b"zz"), "STRING", "latin1"),
+            "NULL",
+            "not hex: refused"
+        );
+        assert_eq!(
+            user_variable_expression(Some(b"41"), "STRING", "x; DROP"),
+            "CAST(X'41' AS BINARY)",
+            "a strange charset name never reaches SQL"
+        );
     }
 }

@@ -120,6 +120,11 @@ pub struct Config {
     /// I/O driver of the workers.
     #[serde(default)]
     pub io_driver: IoDriver,
+    /// After moving a session to a new backend connection, read back what
+    /// was replayed and compare (one round trip per move). Always on in
+    /// debug builds.
+    #[serde(default)]
+    pub verify_replay: bool,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -157,6 +162,7 @@ impl Default for Config {
             max_connections: default_max_connections(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
+            verify_replay: false,
             log_format: LogFormat::Text,
             log_level: default_log_level(),
             backend: None,

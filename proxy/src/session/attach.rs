@@ -131,6 +131,9 @@ impl Session {
                 QueryResult::Ok(_) | QueryResult::Rows(_) => {}
             }
         }
+        if cfg!(debug_assertions) || self.shared.config.verify_replay {
+            verify_replay(&mut fresh, &self.model.state).await?;
+        }
         let old = std::mem::replace(&mut self.backend, fresh);
         old.conn.close().await;
         self.guard
@@ -204,6 +207,77 @@ impl Session {
                 Ok(())
             }
         }
+    }
+}
+
+/// Reads back, in one round trip, what a replay set — the schema and every
+/// variable that differs from the baseline — plus the user variables, and
+/// compares them with the state that was meant. Runs in debug builds (so
+/// in every test) and with `verify_replay = true`.
+async fn verify_replay(
+    backend: &mut BackendConn,
+    state: &SessionState,
+) -> Result<(), SessionError> {
+    let names: Vec<&String> = state.variables.keys().collect();
+    let mut sql = String::from("SELECT DATABASE()");
+    for name in &names {
+        sql.push_str(&format!(
+            ", @@SESSION.{}",
+            torpor_replay::state::quote_ident(name)
+        ));
+    }
+    let rows = match backend::run_query(backend, &sql).await? {
+        QueryResult::Rows(rows) => rows,
+        QueryResult::Error(payload) => {
+            return Err(SessionError::BackendRefused(BackendErr { payload }))
+        }
+        QueryResult::Ok(_) => Vec::new(),
+    };
+    let row = rows.into_iter().next().unwrap_or_default();
+    let text = |v: Option<&Option<Vec<u8>>>| {
+        v.and_then(|v| v.as_deref()).map_or_else(
+            || "NULL".to_string(),
+            |b| String::from_utf8_lossy(b).into_owned(),
+        )
+    };
+    let mut mismatches = Vec::new();
+    let schema = text(row.first());
+    if state.schema.as_deref().unwrap_or("NULL") != schema {
+        mismatches.push(format!("schema: want {:?}, have {schema}", state.schema));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let have = text(row.get(i + 1));
+        let want = &state.variables[*name];
+        if normalized(want) != normalized(&have) {
+            mismatches.push(format!("{name}: want {want}, have {have}"));
+        }
+    }
+    let users = backend::read_user_variables(backend).await?;
+    if users != state.user_variables {
+        mismatches.push(format!(
+            "user variables: want {:?}, have {users:?}",
+            state.user_variables
+        ));
+    }
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    tracing::error!(
+        ?mismatches,
+        "replayed session state differs from the session's"
+    );
+    Err(SessionError::BackendLost(std::io::Error::other(
+        "replayed session state does not match",
+    )))
+}
+
+/// A variable's value as text, with the spellings of a boolean made one
+/// (tracking reports `ON`, `SELECT @@x` gives `1`).
+fn normalized(value: &str) -> String {
+    match value.to_ascii_uppercase().as_str() {
+        "ON" | "1" | "TRUE" => "1".to_string(),
+        "OFF" | "0" | "FALSE" => "0".to_string(),
+        other => other.to_string(),
     }
 }
 

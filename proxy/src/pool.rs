@@ -1,0 +1,268 @@
+//! A worker's pool of backend connections.
+//!
+//! Sessions borrow a backend connection for a transaction (for one
+//! statement in autocommit) and give it back when nothing pins them, so a
+//! few backend connections serve many clients. Each worker has its own
+//! pool — a connection lives on the thread whose runtime owns its socket —
+//! with its share of the configured bound.
+//!
+//! Connections are kept by key: the user they are logged in as, the
+//! capabilities that shape their replies, and the collation they were
+//! opened with (whose baseline their state is compared against). Within a
+//! key, a borrower prefers a connection whose state already equals its
+//! session's, so that usually nothing has to be replayed.
+//!
+//! Pool rules, written down (as pingora's are): a connection that saw an
+//! error, or is in the middle of anything, is never given back; one idle
+//! longer than the idle timeout is closed; a borrower that finds none free
+//! and none may be opened waits in a bounded queue, first come first
+//! served, and gets a clear error when its wait times out.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use torpor_protocol::Capabilities;
+use torpor_replay::state::SessionState;
+
+use crate::backend::BackendConn;
+
+/// What makes two backend connections interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The user the connection is logged in as.
+    pub user: Vec<u8>,
+    /// Its capabilities (they shape every reply).
+    pub capabilities: Capabilities,
+    /// The collation it was opened with.
+    pub collation: u8,
+}
+
+/// A backend connection with the session state it has.
+pub struct Pooled {
+    /// The connection.
+    pub conn: BackendConn,
+    /// What its session state is.
+    pub state: SessionState,
+}
+
+struct Idle {
+    key: PoolKey,
+    pooled: Pooled,
+    since: Instant,
+}
+
+/// A waiting borrower's slot: filled with a connection, or told that one
+/// may now be opened.
+#[derive(Default)]
+struct Slot {
+    handoff: RefCell<Option<Handoff>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+/// What a waiter is given.
+enum Handoff {
+    /// A connection another session gave back, of the waiter's key.
+    Conn(Box<Pooled>),
+    /// A place freed up: the waiter may open a new connection.
+    Room,
+}
+
+/// What [`BackendPool::borrow`] found.
+pub enum Borrowed {
+    /// An idle connection of the key.
+    Conn(Box<Pooled>),
+    /// None idle, but one may be opened (the place is counted already;
+    /// give it back with [`BackendPool::forget`] if opening fails).
+    Open,
+}
+
+/// The pool of one worker.
+pub struct BackendPool {
+    idle: RefCell<Vec<Idle>>,
+    /// Connections open on this worker: lent out and idle.
+    open: Cell<usize>,
+    limit: usize,
+    idle_timeout: Duration,
+    waiters: RefCell<VecDeque<(PoolKey, Rc<Slot>)>>,
+    max_waiters: usize,
+}
+
+/// Why no connection could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolError {
+    /// Too many sessions wait already.
+    QueueFull,
+    /// None became free in time.
+    Timeout,
+}
+
+impl BackendPool {
+    /// A pool holding at most `limit` connections (lent and idle).
+    pub fn new(limit: usize, idle_timeout: Duration, max_waiters: usize) -> BackendPool {
+        BackendPool {
+            idle: RefCell::new(Vec::new()),
+            open: Cell::new(0),
+            limit: limit.max(1),
+            idle_timeout,
+            waiters: RefCell::new(VecDeque::new()),
+            max_waiters,
+        }
+    }
+
+    /// Connections open on this worker.
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Idle connections.
+    pub fn idle(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    /// The most connections this pool opens.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// An idle connection of `key` (preferring one in `state`), or leave
+    /// to open one, or `None` when the pool is at its bound.
+    pub fn try_borrow(&self, key: &PoolKey, state: &SessionState) -> Option<Borrowed> {
+        self.expire();
+        let mut idle = self.idle.borrow_mut();
+        let exact = idle.iter().rposition(|i| i.key == *key && i.pooled.state == *state);
+        let any = exact.or_else(|| idle.iter().rposition(|i| i.key == *key));
+        if let Some(at) = any {
+            return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
+        }
+        if self.open.get() < self.limit {
+            self.open.set(self.open.get() + 1);
+            return Some(Borrowed::Open);
+        }
+        // At the bound with idle connections of other keys: close the
+        // oldest of them to make room.
+        if let Some(oldest) = (0..idle.len()).min_by_key(|&i| idle[i].since) {
+            let Idle { pooled, .. } = idle.swap_remove(oldest);
+            drop(pooled);
+            return Some(Borrowed::Open);
+        }
+        None
+    }
+
+    /// Like [`BackendPool::try_borrow`], waiting (first come, first served)
+    /// up to `timeout` for a connection to come back.
+    pub async fn borrow(&self, key: &PoolKey, state: &SessionState, timeout: Duration) -> Result<Borrowed, PoolError> {
+        if self.waiters.borrow().is_empty() {
+            if let Some(found) = self.try_borrow(key, state) {
+                return Ok(found);
+            }
+        }
+        if self.waiters.borrow().len() >= self.max_waiters {
+            return Err(PoolError::QueueFull);
+        }
+        let slot = Rc::new(Slot::default());
+        self.waiters.borrow_mut().push_back((key.clone(), Rc::clone(&slot)));
+        let wait = std::future::poll_fn(|cx| {
+            if let Some(handoff) = slot.handoff.borrow_mut().take() {
+                return Poll::Ready(handoff);
+            }
+            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        match monoio::time::timeout(timeout, wait).await {
+            Ok(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
+            Ok(Handoff::Room) => Ok(Borrowed::Open),
+            Err(_) => {
+                self.waiters.borrow_mut().retain(|(_, s)| !Rc::ptr_eq(s, &slot));
+                // A handoff may have landed as the time ran out.
+                match slot.handoff.borrow_mut().take() {
+                    Some(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
+                    Some(Handoff::Room) => Ok(Borrowed::Open),
+                    None => Err(PoolError::Timeout),
+                }
+            }
+        }
+    }
+
+    /// Takes back a clean connection: to a waiter of its key first, else
+    /// into the idle set.
+    pub fn give_back(&self, key: PoolKey, pooled: Pooled) {
+        let mut waiters = self.waiters.borrow_mut();
+        if let Some(at) = waiters.iter().position(|(k, _)| *k == key) {
+            if let Some((_, slot)) = waiters.remove(at) {
+                drop(waiters);
+                *slot.handoff.borrow_mut() = Some(Handoff::Conn(Box::new(pooled)));
+                if let Some(waker) = slot.waker.borrow_mut().take() {
+                    waker.wake();
+                }
+                return;
+            }
+        }
+        drop(waiters);
+        self.idle.borrow_mut().push(Idle {
+            key,
+            pooled,
+            since: Instant::now(),
+        });
+        // A waiter of another key can have this place if idle ones are
+        // all of other keys: it will close one (see try_borrow).
+        self.wake_one_for_room();
+    }
+
+    /// A lent connection was closed (error, or the session could not use
+    /// it): its place is free.
+    pub fn forget(&self) {
+        self.open.set(self.open.get().saturating_sub(1));
+        self.wake_one_for_room();
+    }
+
+    fn wake_one_for_room(&self) {
+        let has_room = self.open.get() < self.limit || !self.idle.borrow().is_empty();
+        if !has_room {
+            return;
+        }
+        let Some((key, slot)) = self.waiters.borrow_mut().pop_front() else {
+            return;
+        };
+        // Take an idle connection of its key, or make room.
+        let handoff = match self.try_borrow(&key, &SessionState::default()) {
+            Some(Borrowed::Conn(pooled)) => Handoff::Conn(pooled),
+            Some(Borrowed::Open) => Handoff::Room,
+            None => {
+                self.waiters.borrow_mut().push_front((key, slot));
+                return;
+            }
+        };
+        *slot.handoff.borrow_mut() = Some(handoff);
+        if let Some(waker) = slot.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Closes connections idle longer than the idle timeout.
+    pub fn expire(&self) {
+        let timeout = self.idle_timeout;
+        let mut idle = self.idle.borrow_mut();
+        let before = idle.len();
+        idle.retain(|i| i.since.elapsed() < timeout);
+        let closed = before - idle.len();
+        self.open.set(self.open.get().saturating_sub(closed));
+    }
+
+    /// Takes every idle connection out (shutdown); their places are freed.
+    pub fn drain(&self) -> Vec<Pooled> {
+        let idle: Vec<Pooled> = self.idle.borrow_mut().drain(..).map(|i| i.pooled).collect();
+        self.open.set(self.open.get().saturating_sub(idle.len()));
+        idle
+    }
+
+    /// Applies `f` to every idle connection (e.g. to queue closes of a
+    /// finished session's statements).
+    pub fn for_each_idle(&self, mut f: impl FnMut(&mut BackendConn)) {
+        for idle in self.idle.borrow_mut().iter_mut() {
+            f(&mut idle.pooled.conn);
+        }
+    }
+}
