@@ -15,6 +15,8 @@
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a TCP connection with its read buffer.
 //! - [`buffers`]: each worker's pool of large read buffers.
+//! - [`pool`]: each worker's pool of backend connections (its rules are
+//!   built and tested; sessions do not borrow from it yet).
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL.
 //! - [`users`]: accounts and their stored password hashes.
@@ -33,6 +35,7 @@ pub mod context;
 pub mod error;
 pub mod logging;
 pub mod net;
+pub mod pool;
 pub mod registry;
 pub mod scaler;
 pub mod session;

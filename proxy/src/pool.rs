@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 use torpor_protocol::Capabilities;
 use torpor_replay::state::SessionState;
 
-use crate::backend::BackendConn;
-
 /// What makes two backend connections interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -40,53 +38,63 @@ pub struct PoolKey {
     pub collation: u8,
 }
 
-/// A backend connection with the session state it has.
-pub struct Pooled {
+/// A backend connection (`C`: [`crate::backend::BackendConn`]; generic
+/// so the pool's rules are unit-tested on their own) with the session
+/// state it has.
+pub struct Pooled<C> {
     /// The connection.
-    pub conn: BackendConn,
+    pub conn: C,
     /// What its session state is.
     pub state: SessionState,
 }
 
-struct Idle {
+struct Idle<C> {
     key: PoolKey,
-    pooled: Pooled,
+    pooled: Pooled<C>,
     since: Instant,
 }
 
 /// A waiting borrower's slot: filled with a connection, or told that one
 /// may now be opened.
-#[derive(Default)]
-struct Slot {
-    handoff: RefCell<Option<Handoff>>,
+struct Slot<C> {
+    handoff: RefCell<Option<Handoff<C>>>,
     waker: RefCell<Option<Waker>>,
 }
 
+impl<C> Default for Slot<C> {
+    fn default() -> Self {
+        Slot {
+            handoff: RefCell::new(None),
+            waker: RefCell::new(None),
+        }
+    }
+}
+
 /// What a waiter is given.
-enum Handoff {
+enum Handoff<C> {
     /// A connection another session gave back, of the waiter's key.
-    Conn(Box<Pooled>),
+    Conn(Box<Pooled<C>>),
     /// A place freed up: the waiter may open a new connection.
     Room,
 }
 
 /// What [`BackendPool::borrow`] found.
-pub enum Borrowed {
+pub enum Borrowed<C> {
     /// An idle connection of the key.
-    Conn(Box<Pooled>),
+    Conn(Box<Pooled<C>>),
     /// None idle, but one may be opened (the place is counted already;
     /// give it back with [`BackendPool::forget`] if opening fails).
     Open,
 }
 
 /// The pool of one worker.
-pub struct BackendPool {
-    idle: RefCell<Vec<Idle>>,
+pub struct BackendPool<C> {
+    idle: RefCell<Vec<Idle<C>>>,
     /// Connections open on this worker: lent out and idle.
     open: Cell<usize>,
     limit: usize,
     idle_timeout: Duration,
-    waiters: RefCell<VecDeque<(PoolKey, Rc<Slot>)>>,
+    waiters: RefCell<VecDeque<(PoolKey, Rc<Slot<C>>)>>,
     max_waiters: usize,
 }
 
@@ -99,9 +107,9 @@ pub enum PoolError {
     Timeout,
 }
 
-impl BackendPool {
+impl<C> BackendPool<C> {
     /// A pool holding at most `limit` connections (lent and idle).
-    pub fn new(limit: usize, idle_timeout: Duration, max_waiters: usize) -> BackendPool {
+    pub fn new(limit: usize, idle_timeout: Duration, max_waiters: usize) -> BackendPool<C> {
         BackendPool {
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
@@ -129,10 +137,12 @@ impl BackendPool {
 
     /// An idle connection of `key` (preferring one in `state`), or leave
     /// to open one, or `None` when the pool is at its bound.
-    pub fn try_borrow(&self, key: &PoolKey, state: &SessionState) -> Option<Borrowed> {
+    pub fn try_borrow(&self, key: &PoolKey, state: &SessionState) -> Option<Borrowed<C>> {
         self.expire();
         let mut idle = self.idle.borrow_mut();
-        let exact = idle.iter().rposition(|i| i.key == *key && i.pooled.state == *state);
+        let exact = idle
+            .iter()
+            .rposition(|i| i.key == *key && i.pooled.state == *state);
         let any = exact.or_else(|| idle.iter().rposition(|i| i.key == *key));
         if let Some(at) = any {
             return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
@@ -153,7 +163,12 @@ impl BackendPool {
 
     /// Like [`BackendPool::try_borrow`], waiting (first come, first served)
     /// up to `timeout` for a connection to come back.
-    pub async fn borrow(&self, key: &PoolKey, state: &SessionState, timeout: Duration) -> Result<Borrowed, PoolError> {
+    pub async fn borrow(
+        &self,
+        key: &PoolKey,
+        state: &SessionState,
+        timeout: Duration,
+    ) -> Result<Borrowed<C>, PoolError> {
         if self.waiters.borrow().is_empty() {
             if let Some(found) = self.try_borrow(key, state) {
                 return Ok(found);
@@ -163,7 +178,9 @@ impl BackendPool {
             return Err(PoolError::QueueFull);
         }
         let slot = Rc::new(Slot::default());
-        self.waiters.borrow_mut().push_back((key.clone(), Rc::clone(&slot)));
+        self.waiters
+            .borrow_mut()
+            .push_back((key.clone(), Rc::clone(&slot)));
         let wait = std::future::poll_fn(|cx| {
             if let Some(handoff) = slot.handoff.borrow_mut().take() {
                 return Poll::Ready(handoff);
@@ -175,7 +192,9 @@ impl BackendPool {
             Ok(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
             Ok(Handoff::Room) => Ok(Borrowed::Open),
             Err(_) => {
-                self.waiters.borrow_mut().retain(|(_, s)| !Rc::ptr_eq(s, &slot));
+                self.waiters
+                    .borrow_mut()
+                    .retain(|(_, s)| !Rc::ptr_eq(s, &slot));
                 // A handoff may have landed as the time ran out.
                 match slot.handoff.borrow_mut().take() {
                     Some(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
@@ -188,13 +207,14 @@ impl BackendPool {
 
     /// Takes back a clean connection: to a waiter of its key first, else
     /// into the idle set.
-    pub fn give_back(&self, key: PoolKey, pooled: Pooled) {
+    pub fn give_back(&self, key: PoolKey, pooled: Pooled<C>) {
         let mut waiters = self.waiters.borrow_mut();
         if let Some(at) = waiters.iter().position(|(k, _)| *k == key) {
             if let Some((_, slot)) = waiters.remove(at) {
                 drop(waiters);
                 *slot.handoff.borrow_mut() = Some(Handoff::Conn(Box::new(pooled)));
-                if let Some(waker) = slot.waker.borrow_mut().take() {
+                let waker = slot.waker.borrow_mut().take();
+                if let Some(waker) = waker {
                     waker.wake();
                 }
                 return;
@@ -236,7 +256,8 @@ impl BackendPool {
             }
         };
         *slot.handoff.borrow_mut() = Some(handoff);
-        if let Some(waker) = slot.waker.borrow_mut().take() {
+        let waker = slot.waker.borrow_mut().take();
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
@@ -252,17 +273,165 @@ impl BackendPool {
     }
 
     /// Takes every idle connection out (shutdown); their places are freed.
-    pub fn drain(&self) -> Vec<Pooled> {
-        let idle: Vec<Pooled> = self.idle.borrow_mut().drain(..).map(|i| i.pooled).collect();
+    pub fn drain(&self) -> Vec<Pooled<C>> {
+        let idle: Vec<Pooled<C>> = self.idle.borrow_mut().drain(..).map(|i| i.pooled).collect();
         self.open.set(self.open.get().saturating_sub(idle.len()));
         idle
     }
 
     /// Applies `f` to every idle connection (e.g. to queue closes of a
     /// finished session's statements).
-    pub fn for_each_idle(&self, mut f: impl FnMut(&mut BackendConn)) {
+    pub fn for_each_idle(&self, mut f: impl FnMut(&mut C)) {
         for idle in self.idle.borrow_mut().iter_mut() {
             f(&mut idle.pooled.conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str) -> PoolKey {
+        PoolKey {
+            user: user.as_bytes().to_vec(),
+            capabilities: Capabilities::CLIENT_PROTOCOL_41,
+            collation: 45,
+        }
+    }
+
+    fn state(schema: &str) -> SessionState {
+        SessionState {
+            schema: Some(schema.to_string()),
+            ..SessionState::default()
+        }
+    }
+
+    #[test]
+    fn prefers_a_connection_already_in_the_sessions_state() {
+        let pool: BackendPool<u32> = BackendPool::new(4, Duration::from_secs(60), 8);
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a")),
+            Some(Borrowed::Open)
+        ));
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a")),
+            Some(Borrowed::Open)
+        ));
+        pool.give_back(
+            key("app"),
+            Pooled {
+                conn: 1,
+                state: state("a"),
+            },
+        );
+        pool.give_back(
+            key("app"),
+            Pooled {
+                conn: 2,
+                state: state("b"),
+            },
+        );
+        let Some(Borrowed::Conn(found)) = pool.try_borrow(&key("app"), &state("a")) else {
+            panic!("an idle connection")
+        };
+        assert_eq!(found.conn, 1);
+        assert_eq!(pool.open(), 2);
+        assert!(
+            pool.try_borrow(&key("other"), &state("a")).is_some(),
+            "below the bound another user gets a new place"
+        );
+    }
+
+    #[test]
+    fn the_bound_holds_and_other_keys_make_room() {
+        let pool: BackendPool<u32> = BackendPool::new(1, Duration::from_secs(60), 8);
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a")),
+            Some(Borrowed::Open)
+        ));
+        assert!(
+            pool.try_borrow(&key("app"), &state("a")).is_none(),
+            "at the bound"
+        );
+        pool.give_back(
+            key("app"),
+            Pooled {
+                conn: 1,
+                state: state("a"),
+            },
+        );
+        // Another user: the idle connection of the first is closed for it.
+        assert!(matches!(
+            pool.try_borrow(&key("other"), &state("a")),
+            Some(Borrowed::Open)
+        ));
+        assert_eq!(pool.open(), 1);
+        assert_eq!(pool.idle(), 0);
+        pool.forget();
+        assert_eq!(pool.open(), 0);
+    }
+
+    #[test]
+    fn idle_connections_expire() {
+        let pool: BackendPool<u32> = BackendPool::new(2, Duration::from_millis(0), 8);
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a")),
+            Some(Borrowed::Open)
+        ));
+        pool.give_back(
+            key("app"),
+            Pooled {
+                conn: 1,
+                state: state("a"),
+            },
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        pool.expire();
+        assert_eq!((pool.open(), pool.idle()), (0, 0));
+    }
+
+    #[test]
+    fn waiters_get_returned_connections_first_come_first_served() {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let pool: Rc<BackendPool<u32>> =
+                Rc::new(BackendPool::new(1, Duration::from_secs(60), 1));
+            assert!(matches!(
+                pool.try_borrow(&key("app"), &state("a")),
+                Some(Borrowed::Open)
+            ));
+            let waiting = {
+                let pool = Rc::clone(&pool);
+                monoio::spawn(async move {
+                    pool.borrow(&key("app"), &state("a"), Duration::from_secs(5))
+                        .await
+                })
+            };
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            // The queue holds one: a second waiter is refused at once.
+            let refused = pool
+                .borrow(&key("app"), &state("a"), Duration::from_secs(5))
+                .await;
+            assert!(matches!(refused, Err(PoolError::QueueFull)));
+            pool.give_back(
+                key("app"),
+                Pooled {
+                    conn: 7,
+                    state: state("a"),
+                },
+            );
+            match waiting.await {
+                Ok(Borrowed::Conn(pooled)) => assert_eq!(pooled.conn, 7),
+                _ => panic!("the waiter gets the returned connection"),
+            }
+            let timed_out = pool
+                .borrow(&key("app"), &state("a"), Duration::from_millis(10))
+                .await;
+            assert!(matches!(timed_out, Err(PoolError::Timeout)));
+        });
     }
 }
