@@ -14,8 +14,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{info, warn};
+use std::panic::AssertUnwindSafe;
+use tracing::{error, info, warn};
 
 use crate::buffers::BufferPool;
 use crate::config::IoDriver;
@@ -241,7 +243,13 @@ async fn accept_loop(
                     let shared = Arc::clone(&shared);
                     let buffers = Rc::clone(&buffers);
                     monoio::spawn(async move {
-                        session::serve(stream, peer, shared, control, buffers).await;
+                        // A bug that panics ends its own session (its
+                        // sockets close as it unwinds), not the worker and
+                        // every other session on it.
+                        let serve = session::serve(stream, peer, shared, control, buffers);
+                        if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+                            error!(worker = index, %peer, "session panicked; it was closed");
+                        }
                         drop(slot);
                     });
                 }
