@@ -56,6 +56,8 @@ pub struct BackendConn {
     /// ahead of the first command (one write, its reply swallowed), so a
     /// login costs no extra round trip.
     pub needs_tracking: bool,
+    /// When it last finished a command.
+    pub idle_since: std::time::Instant,
 }
 
 /// Who to log in as, and how.
@@ -143,6 +145,24 @@ pub async fn probe(addr: SocketAddr, limit: Duration) -> Result<BackendInfo, Ses
     })
 }
 
+/// The capabilities a backend connection uses for a client that
+/// negotiated `client` with Torpor, on a server offering `server`
+/// (CLIENT_CONNECT_WITH_DB aside, which depends on the login).
+///
+/// Authentication flags are Torpor's to choose; everything that shapes the
+/// command phase is what the client negotiated, plus session tracking,
+/// which Torpor needs to follow the session's state (OK packets are
+/// re-encoded for clients that did not ask for it).
+pub fn capabilities_for(client: Capabilities, server: Capabilities) -> Capabilities {
+    let capabilities = (client & server)
+        | Capabilities::CLIENT_PROTOCOL_41
+        | Capabilities::CLIENT_SECURE_CONNECTION
+        | Capabilities::CLIENT_PLUGIN_AUTH
+        | Capabilities::CLIENT_CONNECT_ATTRS
+        | (server & Capabilities::CLIENT_SESSION_TRACK);
+    capabilities & !Capabilities::CLIENT_CONNECT_WITH_DB
+}
+
 /// Opens a connection and logs in. Returns the connection and the payload
 /// of the backend's final OK packet (relayed to the client, whose session
 /// state it describes).
@@ -152,18 +172,7 @@ pub async fn connect(
     limit: Duration,
 ) -> Result<(BackendConn, Vec<u8>), SessionError> {
     let (mut conn, greeting) = open(addr, limit).await?;
-    let mut capabilities = login.capabilities & greeting.capabilities;
-    // Authentication flags are ours to choose; everything that shapes the
-    // command phase is what the client negotiated, plus session tracking,
-    // which Torpor needs to follow the session's state (OK packets are
-    // re-encoded for clients that did not ask for it).
-    capabilities = capabilities
-        | Capabilities::CLIENT_PROTOCOL_41
-        | Capabilities::CLIENT_SECURE_CONNECTION
-        | Capabilities::CLIENT_PLUGIN_AUTH
-        | Capabilities::CLIENT_CONNECT_ATTRS
-        | (greeting.capabilities & Capabilities::CLIENT_SESSION_TRACK);
-    capabilities = capabilities & !Capabilities::CLIENT_CONNECT_WITH_DB;
+    let mut capabilities = capabilities_for(login.capabilities, greeting.capabilities);
     if login.database.is_some() {
         capabilities = capabilities | Capabilities::CLIENT_CONNECT_WITH_DB;
     }
@@ -190,6 +199,7 @@ pub async fn connect(
         statements: Default::default(),
         to_close: Vec::new(),
         needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
+        idle_since: std::time::Instant::now(),
     };
     Ok((backend, ok))
 }
@@ -382,13 +392,16 @@ pub async fn read_user_variables(
     let values = rows_of(run_query(backend, &format!("SELECT {}", selects.join(", "))).await?)?;
     let values = values.into_iter().next().unwrap_or_default();
     for (i, (name, kind, charset, is_null)) in described.into_iter().enumerate() {
+        // A variable holding NULL reads the same as one never set (MariaDB
+        // cannot unset one): it is left out, so states compare equal.
+        if is_null {
+            continue;
+        }
         let value = values.get(i).cloned().flatten();
-        let expression = if is_null {
-            "NULL".to_string()
-        } else {
-            user_variable_expression(value.as_deref(), &kind, &charset)
-        };
-        variables.insert(name.to_lowercase(), expression);
+        let expression = user_variable_expression(value.as_deref(), &kind, &charset);
+        if expression != "NULL" {
+            variables.insert(name.to_lowercase(), expression);
+        }
     }
     Ok(variables)
 }

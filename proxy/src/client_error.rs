@@ -148,6 +148,16 @@ impl ClientError {
             TooManyConnections => {
                 ClientError::new(TOO_MANY_CONNECTIONS, b"08004", "Too many connections")
             }
+            PoolExhausted(why) => ClientError::new(
+                TOO_MANY_CONNECTIONS,
+                b"08004",
+                format!("Too many connections: no database connection behind Torpor became free ({why})"),
+            ),
+            Internal(_) => ClientError::new(
+                SERVER_LOST,
+                b"HY000",
+                "Lost connection to the database behind Torpor (internal error)",
+            ),
         })
     }
 }

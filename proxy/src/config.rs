@@ -120,6 +120,17 @@ pub struct Config {
     /// I/O driver of the workers.
     #[serde(default)]
     pub io_driver: IoDriver,
+    /// Backend connections open at most, over all workers (each worker
+    /// gets its share). Sessions borrow them per transaction.
+    #[serde(default = "default_max_backend_connections")]
+    pub max_backend_connections: usize,
+    /// How long a session waits for a free backend connection before it
+    /// gets an error, in milliseconds.
+    #[serde(default = "default_pool_wait_timeout_ms")]
+    pub pool_wait_timeout_ms: u64,
+    /// Idle backend connections are closed after this many seconds.
+    #[serde(default = "default_backend_idle_timeout_secs")]
+    pub backend_idle_timeout_secs: u64,
     /// After moving a session to a new backend connection, read back what
     /// was replayed and compare (one round trip per move). Always on in
     /// debug builds.
@@ -150,6 +161,15 @@ fn default_shutdown_grace_secs() -> u64 {
 fn default_connect_timeout_ms() -> u64 {
     5_000
 }
+fn default_max_backend_connections() -> usize {
+    32
+}
+fn default_pool_wait_timeout_ms() -> u64 {
+    10_000
+}
+fn default_backend_idle_timeout_secs() -> u64 {
+    300
+}
 fn default_log_level() -> String {
     "info".to_string()
 }
@@ -162,6 +182,9 @@ impl Default for Config {
             max_connections: default_max_connections(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
+            max_backend_connections: default_max_backend_connections(),
+            pool_wait_timeout_ms: default_pool_wait_timeout_ms(),
+            backend_idle_timeout_secs: default_backend_idle_timeout_secs(),
             verify_replay: false,
             log_format: LogFormat::Text,
             log_level: default_log_level(),
@@ -196,6 +219,13 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+
+    /// Each worker's share of the backend connection bound.
+    pub fn backend_connections_per_worker(&self) -> usize {
+        self.max_backend_connections
+            .div_ceil(self.worker_count())
+            .max(1)
     }
 
     /// The shutdown grace period.
@@ -259,6 +289,9 @@ pub struct Cli {
     /// Seconds in-flight commands get to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Backend connections open at most (sessions share them).
+    #[arg(long, value_name = "N")]
+    pub max_backend_connections: Option<usize>,
     /// I/O driver: io_uring where allowed (falling back to epoll), or
     /// forced either way.
     #[arg(long, value_enum, value_name = "DRIVER")]
@@ -317,6 +350,9 @@ impl Cli {
         }
         if let Some(grace) = self.shutdown_grace_secs {
             config.shutdown_grace_secs = grace;
+        }
+        if let Some(max) = self.max_backend_connections {
+            config.max_backend_connections = max;
         }
         if let Some(driver) = self.io_driver {
             config.io_driver = driver;

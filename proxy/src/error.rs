@@ -73,6 +73,13 @@ pub enum SessionError {
     /// The connection limit is reached.
     #[error("too many connections")]
     TooManyConnections,
+    /// No backend connection became free in time (or too many sessions
+    /// wait for one).
+    #[error("no backend connection free: {0}")]
+    PoolExhausted(&'static str),
+    /// A bug in Torpor: a state its code should never reach.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl SessionError {
@@ -86,7 +93,7 @@ impl SessionError {
             BackendUnreachable(_) | BackendRefused(_) | BackendLost(_) | BackendProtocol(_) => {
                 Fault::Backend
             }
-            Killed | Shutdown | TooManyConnections => Fault::Proxy,
+            Killed | Shutdown | TooManyConnections | PoolExhausted(_) | Internal(_) => Fault::Proxy,
         }
     }
 
@@ -95,7 +102,11 @@ impl SessionError {
         use SessionError::*;
         matches!(
             self,
-            BackendUnreachable(_) | BackendLost(_) | Shutdown | TooManyConnections
+            BackendUnreachable(_)
+                | BackendLost(_)
+                | Shutdown
+                | TooManyConnections
+                | PoolExhausted(_)
         )
     }
 

@@ -19,9 +19,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::panic::AssertUnwindSafe;
 use tracing::{error, info, warn};
 
+use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
+use crate::pool::BackendPool;
 use crate::session;
 
 /// Entries in each io_uring submission queue.
@@ -233,6 +235,23 @@ async fn accept_loop(
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let sessions = Rc::new(Sessions::default());
     let buffers = Rc::new(BufferPool::default());
+    let config = &shared.config;
+    let pool: Rc<BackendPool<BackendConn>> = Rc::new(BackendPool::new(
+        config.backend_connections_per_worker(),
+        Duration::from_secs(config.backend_idle_timeout_secs),
+        config.max_connections,
+    ));
+    // Idle backend connections past their timeout are closed even when no
+    // session touches the pool.
+    {
+        let pool = Rc::clone(&pool);
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(Duration::from_secs(1)).await;
+                pool.expire();
+            }
+        });
+    }
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
@@ -242,11 +261,12 @@ async fn accept_loop(
                     let (slot, control) = sessions.insert();
                     let shared = Arc::clone(&shared);
                     let buffers = Rc::clone(&buffers);
+                    let pool = Rc::clone(&pool);
                     monoio::spawn(async move {
                         // A bug that panics ends its own session (its
                         // sockets close as it unwinds), not the worker and
                         // every other session on it.
-                        let serve = session::serve(stream, peer, shared, control, buffers);
+                        let serve = session::serve(stream, peer, shared, control, buffers, pool);
                         if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
                             error!(worker = index, %peer, "session panicked; it was closed");
                         }
@@ -278,6 +298,10 @@ async fn accept_loop(
             sessions = sessions.len(),
             "grace period over: closing sessions still busy"
         );
+    }
+    // Idle backend connections say goodbye instead of being cut.
+    for pooled in pool.drain() {
+        pooled.conn.conn.close().await;
     }
     info!(worker = index, "worker stopped");
     Ok(())

@@ -983,23 +983,11 @@ fn connection_id_matches_the_greeting_and_kill_uses_it() {
         "a killed session must not answer"
     );
     assert!(victim.ping().is_err(), "a killed session stays closed");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let alive: Option<u64> = admin
-            .exec_first(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?",
-                (thread,),
-            )
-            .unwrap();
-        if alive.is_none() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backend thread {thread} was not killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Between statements the victim held no backend connection (Torpor
+    // lends them per transaction): the one that ran its sleep went back to
+    // the pool healthy and serves other sessions; nothing of the killed
+    // session is left on it.
+    let _ = thread;
     // The killer is unaffected.
     let fine: Option<i64> = killer.query_first("SELECT 1").unwrap();
     assert_eq!(fine, Some(1));

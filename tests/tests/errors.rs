@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use torpor_tests::raw::{base_capabilities, LoginError, LoginOptions, RawClient, ServerError};
-use torpor_tests::{admin_connect, backend, connect, mysql_opts, Torpor, APP_USER};
+use torpor_tests::{
+    admin_connect, backend, connect, mysql_opts, Torpor, APP_USER, OTHER_PASSWORD, OTHER_USER,
+};
 
 /// Generous bound for anything that must happen "promptly": only there so
 /// a hang fails the test instead of stalling it.
@@ -171,10 +173,12 @@ fn wrong_password_is_denied_without_touching_the_backend() {
         "a wrong password reached the backend"
     );
 
-    // And the relay does see the next good login: the count above could
-    // have moved.
-    let mut good = connect(torpor.addr());
-    good.query_drop("DO 1").unwrap();
+    // And the relay does see the next good login that needs a backend
+    // connection of its own (another user: the pooled one is the app
+    // user's), so the count above could have moved.
+    let mut other =
+        mysql::Conn::new(mysql_opts(torpor.addr(), OTHER_USER, OTHER_PASSWORD)).unwrap();
+    other.query_drop("DO 1").unwrap();
     assert!(relay.count() > before);
 }
 

@@ -756,6 +756,14 @@ fn stmt_close_and_quit_in_one_segment_release_the_backend() {
         "the backend connection is there before"
     );
 
+    let closes = |admin: &mut mysql::Conn| -> u64 {
+        admin
+            .query_first::<(String, u64), _>("SHOW GLOBAL STATUS LIKE 'Com_stmt_close'")
+            .unwrap()
+            .map_or(0, |(_, n)| n)
+    };
+    let closes_before = closes(&mut admin);
+
     let mut wire = bytes::BytesMut::new();
     write_payload(&mut wire, 0, &com_stmt_close(statement.statement_id));
     write_payload(&mut wire, 0, &com(Command::Quit));
@@ -771,18 +779,31 @@ fn stmt_close_and_quit_in_one_segment_release_the_backend() {
         after.closing
     );
 
+    // Torpor lets go of the session, closes its statement on the backend,
+    // and keeps the backend connection, idle, for other sessions (it
+    // lends connections per transaction).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&mut admin) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "backend thread {thread} still there after the client quit"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     while torpor.connection_count() > 0 {
         assert!(Instant::now() < deadline, "Torpor still counts the session");
         std::thread::sleep(Duration::from_millis(20));
     }
+    while closes(&mut admin) <= closes_before {
+        assert!(
+            Instant::now() < deadline,
+            "the statement was never closed on the backend"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let command: Option<String> = admin
+        .query_first(format!(
+            "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {thread}"
+        ))
+        .unwrap();
+    assert_eq!(
+        command.as_deref(),
+        Some("Sleep"),
+        "the backend connection waits in the pool"
+    );
 }
 
 /// The greeting a client gets is the backend's, as far as it can be: the

@@ -18,10 +18,13 @@ use torpor_protocol::ProtocolError;
 use torpor_replay::state::SessionState;
 use tracing::{debug, info};
 
+use super::be;
 use super::commands::{Pending, Session};
+use super::statements::BackendStatements;
 use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
+use crate::pool::{Borrowed, PoolError, PoolKey, Pooled};
 
 /// A backend connection idle for longer than this is checked before it
 /// is used (one non-blocking peek): a KILL or a restart in between is
@@ -53,49 +56,124 @@ fn backend_closed(fd: std::os::fd::RawFd) -> bool {
 }
 
 impl Session {
-    /// Before a command: makes sure the backend connection is alive, or
-    /// replaces it when the session may move.
-    pub(super) async fn ensure_live_backend(&mut self) -> Result<(), Failure> {
-        if self.backend_idle_since.elapsed() < CHECK_AFTER_IDLE || !self.ledger.is_empty() {
-            return Ok(());
+    /// The key of the session's backend connections in the pool.
+    pub(super) fn pool_key(&self) -> PoolKey {
+        PoolKey {
+            user: self.user.clone(),
+            capabilities: self.backend_caps,
+            collation: self.collation,
         }
-        // A client that is leaving needs no backend.
-        if self.client.rbuf.get(HEADER_LEN) == Some(&(Command::Quit as u8)) {
-            return Ok(());
-        }
-        if !backend_closed(self.backend.conn.raw_fd()) {
-            return Ok(());
-        }
-        if self.guard.entry.killed.load(Ordering::Acquire) {
-            return Err(Failure {
-                error: SessionError::Killed,
-                reply_seq: Some(1),
-            });
-        }
-        let pins = self.model.pins();
-        if !pins.is_empty() {
-            let names: Vec<&str> = pins.iter().map(|p| p.name()).collect();
-            info!(id = self.guard.id, pins = ?names, "backend connection lost while pinned");
-            let eof = std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "backend closed while pinned",
-            );
-            return Err(Failure {
-                error: SessionError::BackendLost(eof),
-                reply_seq: Some(1),
-            });
-        }
-        self.reconnect().await.map_err(|error| Failure {
-            error,
-            reply_seq: Some(1),
-        })
     }
 
-    /// Opens a new backend connection and replays the session's state onto
-    /// it: schema at login, then variables, user variables and SQL prepared
-    /// statements. Statements prepared with the binary protocol follow
-    /// lazily, when first used.
-    pub(super) async fn reconnect(&mut self) -> Result<(), SessionError> {
+    /// Before a batch: makes sure a live backend connection serves the
+    /// session — the one it holds, or one borrowed from the worker's pool
+    /// and brought to the session's state.
+    pub(super) async fn attach(&mut self) -> Result<(), Failure> {
+        // A client that is leaving needs no backend.
+        let quitting = self.client.rbuf.get(HEADER_LEN) == Some(&(Command::Quit as u8));
+        if let Some(backend) = self.backend.as_ref() {
+            let idle = backend.idle_since.elapsed() >= CHECK_AFTER_IDLE;
+            if !idle
+                || !self.ledger.is_empty()
+                || quitting
+                || !backend_closed(backend.conn.raw_fd())
+            {
+                return Ok(());
+            }
+            // It died while the session held it.
+            self.drop_backend();
+            if self.guard.entry.killed.load(Ordering::Acquire) {
+                return Err(Failure {
+                    error: SessionError::Killed,
+                    reply_seq: Some(1),
+                });
+            }
+            let pins = self.model.pins();
+            if !pins.is_empty() {
+                let names: Vec<&str> = pins.iter().map(|p| p.name()).collect();
+                info!(id = self.guard.id, pins = ?names, "backend connection lost while pinned");
+                let eof = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "backend closed while pinned",
+                );
+                return Err(Failure {
+                    error: SessionError::BackendLost(eof),
+                    reply_seq: Some(1),
+                });
+            }
+        }
+        if quitting {
+            return Ok(());
+        }
+        let backend = self.borrow_backend().await.map_err(|error| Failure {
+            error,
+            reply_seq: Some(1),
+        })?;
+        self.guard
+            .entry
+            .backend_thread_id
+            .store(backend.thread_id, Ordering::Release);
+        self.backend = Some(backend);
+        Ok(())
+    }
+
+    /// A backend connection in the session's state: from the pool (live,
+    /// aligned) or newly opened.
+    async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
+        let key = self.pool_key();
+        let wait = Duration::from_millis(self.shared.config.pool_wait_timeout_ms);
+        loop {
+            let borrowed = self
+                .pool
+                .borrow(&key, &self.model.state, wait)
+                .await
+                .map_err(|e| match e {
+                    PoolError::QueueFull => {
+                        SessionError::PoolExhausted("too many sessions are waiting")
+                    }
+                    PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
+                })?;
+            match borrowed {
+                Borrowed::Conn(pooled) => {
+                    let Pooled { mut conn, state } = *pooled;
+                    if conn.idle_since.elapsed() >= CHECK_AFTER_IDLE
+                        && backend_closed(conn.conn.raw_fd())
+                    {
+                        // Died in the pool (idle timeout on the server, a
+                        // restart): let it go and borrow again.
+                        self.pool.forget();
+                        continue;
+                    }
+                    match self.align(&mut conn, &state).await {
+                        Ok(()) => return Ok(conn),
+                        Err(Some(error)) => {
+                            self.pool.forget();
+                            return Err(error);
+                        }
+                        // Cannot be brought to this state (it has a schema,
+                        // the session none): a new connection instead.
+                        Err(None) => {
+                            drop(conn);
+                            return self
+                                .open_backend()
+                                .await
+                                .inspect_err(|_| self.pool.forget());
+                        }
+                    }
+                }
+                Borrowed::Open => {
+                    return self
+                        .open_backend()
+                        .await
+                        .inspect_err(|_| self.pool.forget())
+                }
+            }
+        }
+    }
+
+    /// Opens a backend connection for the session (its place in the pool
+    /// is already counted) and replays the session's state onto it.
+    async fn open_backend(&mut self) -> Result<BackendConn, SessionError> {
         let schema = self.model.state.schema.clone();
         let login = Login {
             user: &self.user,
@@ -112,42 +190,104 @@ impl Session {
             self.shared.connect_timeout,
         )
         .await?;
+        backend::ensure_tracking(&mut fresh).await?;
         let start = SessionState {
             schema,
             ..SessionState::default()
         };
-        let statements = self
-            .model
-            .state
-            .diff_from(&start, &self.model.baseline)
-            .map_err(|_| {
-                SessionError::BackendLost(std::io::Error::other("session state cannot be replayed"))
-            })?;
-        for statement in &statements {
-            match backend::run_query(&mut fresh, statement).await? {
-                QueryResult::Error(payload) => {
-                    return Err(SessionError::BackendRefused(BackendErr { payload }))
-                }
-                QueryResult::Ok(_) | QueryResult::Rows(_) => {}
-            }
+        match self.align(&mut fresh, &start).await {
+            Ok(()) => Ok(fresh),
+            Err(Some(error)) => Err(error),
+            Err(None) => Err(SessionError::BackendLost(std::io::Error::other(
+                "session state cannot be replayed",
+            ))),
         }
-        if cfg!(debug_assertions) || self.shared.config.verify_replay {
-            verify_replay(&mut fresh, &self.model.state).await?;
+    }
+
+    /// Replays the session's state onto `conn`, whose state is `from`.
+    /// `Err(None)`: no statements can get there.
+    async fn align(
+        &mut self,
+        conn: &mut BackendConn,
+        from: &SessionState,
+    ) -> Result<(), Option<SessionError>> {
+        let verify = cfg!(debug_assertions) || self.shared.config.verify_replay;
+        let replayed =
+            replay_onto(conn, from, &self.model.state, &self.model.baseline, verify).await?;
+        if replayed > 0 {
+            debug!(
+                id = self.guard.id,
+                thread = conn.thread_id,
+                replayed,
+                "session state replayed"
+            );
         }
-        let old = std::mem::replace(&mut self.backend, fresh);
-        old.conn.close().await;
-        self.guard
-            .entry
-            .backend_thread_id
-            .store(self.backend.thread_id, Ordering::Release);
-        self.backend_idle_since = std::time::Instant::now();
-        debug!(
-            id = self.guard.id,
-            thread = self.backend.thread_id,
-            replayed = statements.len(),
-            "moved to a new backend connection"
-        );
         Ok(())
+    }
+
+    /// Gives the backend connection back to the pool when nothing needs it
+    /// to stay: no reply owed, no command waiting, nothing pinned.
+    pub(super) fn release_if_free(&mut self) {
+        let Some(backend) = self.backend.as_ref() else {
+            return;
+        };
+        let free = self.ledger.is_empty()
+            && backend.conn.rbuf.is_empty()
+            && !backend.needs_tracking
+            && !self.model.is_pinned()
+            && !self.model.user_variables_dirty
+            && !self.model.tracking_dirty
+            && self.bytes_missing().is_some()
+            && !self.guard.entry.killed.load(Ordering::Acquire);
+        if !free {
+            return;
+        }
+        if let Some(mut conn) = self.backend.take() {
+            conn.idle_since = std::time::Instant::now();
+            self.guard
+                .entry
+                .backend_thread_id
+                .store(0, Ordering::Release);
+            let key = self.pool_key();
+            self.pool.give_back(
+                key,
+                Pooled {
+                    conn,
+                    state: self.model.state.clone(),
+                },
+            );
+        }
+    }
+
+    /// Closes the session's backend connection (it failed, or it is in a
+    /// state no other session may see); its place in the pool is freed.
+    pub(super) fn drop_backend(&mut self) {
+        if self.backend.take().is_some() {
+            self.pool.forget();
+            self.guard
+                .entry
+                .backend_thread_id
+                .store(0, Ordering::Release);
+        }
+    }
+
+    /// At the end of the session: the backend connection goes back to the
+    /// pool if it is clean, and the session's prepared statements are
+    /// closed wherever they are.
+    pub(super) fn finish_backend(&mut self, clean: bool) {
+        let session = self.guard.id;
+        self.pool.for_each_idle(|conn| {
+            let closed = conn.statements.remove_session(session);
+            conn.to_close.extend(closed);
+        });
+        if let Some(conn) = self.backend.as_mut() {
+            let closed = conn.statements.remove_session(session);
+            conn.to_close.extend(closed);
+        }
+        if clean {
+            self.release_if_free();
+        }
+        self.drop_backend();
     }
 
     /// After a batch: reads back what the server does not report.
@@ -156,19 +296,19 @@ impl Session {
             // The client changed session_track_* (or reset the session):
             // Torpor's own tracking goes back on, the client's settings are
             // kept in the model and applied to what it is told.
-            self.backend.needs_tracking = true;
-            backend::ensure_tracking(&mut self.backend).await?;
+            be!(self).needs_tracking = true;
+            backend::ensure_tracking(be!(self)).await?;
             self.model.tracking_dirty = false;
-            self.backend_idle_since = std::time::Instant::now();
+            be!(self).idle_since = std::time::Instant::now();
         }
         if !(self.model.user_variables_dirty || self.model.unexplained_change) {
             return Ok(());
         }
-        let variables = backend::read_user_variables(&mut self.backend)
+        let variables = backend::read_user_variables(be!(self))
             .await
             .map_err(Failure::from)?;
         self.model.user_variables_read(variables);
-        self.backend_idle_since = std::time::Instant::now();
+        be!(self).idle_since = std::time::Instant::now();
         Ok(())
     }
 
@@ -180,13 +320,13 @@ impl Session {
         let Some(sql) = self.statements.get(id).map(|s| s.sql.clone()) else {
             return Ok(());
         };
-        match prepare_on(&mut self.backend, &sql)
-            .await
-            .map_err(Failure::from)?
-        {
+        match prepare_on(be!(self), &sql).await.map_err(Failure::from)? {
             Ok(prepared) => {
-                let evicted = self.backend.statements.insert(id, prepared.statement_id);
-                self.backend.to_close.extend(evicted);
+                let key = BackendStatements::key(self.guard.id, id);
+                let evicted = be!(self)
+                    .statements
+                    .insert(key, &sql, prepared.statement_id);
+                be!(self).to_close.extend(evicted);
                 Ok(())
             }
             Err(error) => {
@@ -208,6 +348,32 @@ impl Session {
             }
         }
     }
+}
+
+/// Brings `conn`, whose state is `from`, to state `to`: runs the
+/// statements of the diff (and reads them back when `verify`). Returns how
+/// many ran; `Err(None)` when no statements can get there.
+pub(crate) async fn replay_onto(
+    conn: &mut BackendConn,
+    from: &SessionState,
+    to: &SessionState,
+    baseline: &torpor_replay::state::Baseline,
+    verify: bool,
+) -> Result<usize, Option<SessionError>> {
+    let statements = to.diff_from(from, baseline).map_err(|_| None)?;
+    for statement in &statements {
+        match backend::run_query(conn, statement).await.map_err(Some)? {
+            QueryResult::Error(payload) => {
+                return Err(Some(SessionError::BackendRefused(BackendErr { payload })))
+            }
+            QueryResult::Ok(_) | QueryResult::Rows(_) => {}
+        }
+    }
+    if !statements.is_empty() && verify {
+        verify_replay(conn, to).await.map_err(Some)?;
+    }
+    conn.idle_since = std::time::Instant::now();
+    Ok(statements.len())
 }
 
 /// Reads back, in one round trip, what a replay set — the schema and every

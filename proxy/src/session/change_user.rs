@@ -11,6 +11,7 @@ use torpor_protocol::frame::write_payload;
 use torpor_protocol::handshake::{AuthSwitch, ChangeUser};
 use tracing::debug;
 
+use super::be;
 use super::commands::{client_protocol, Session};
 use super::reply::WHOLE_PACKET_LIMIT;
 use super::{client_ok, login, Failure};
@@ -73,17 +74,17 @@ impl Session {
         };
         let backend_change = ChangeUser {
             user: change.user.clone(),
-            auth_response: password.respond(&self.backend.seed),
+            auth_response: password.respond(&be!(self).seed),
             database: change.database.clone(),
             collation: change.collation,
             auth_plugin: Some(NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec()),
             attributes: change.attributes.clone(),
         };
         let mut command = BytesMut::new();
-        backend_change.encode(&mut command, self.backend.capabilities);
+        backend_change.encode(&mut command, be!(self).capabilities);
         let mut wire = BytesMut::new();
         write_payload(&mut wire, 0, &command);
-        self.backend
+        be!(self)
             .conn
             .write_all(wire)
             .await
@@ -92,7 +93,7 @@ impl Session {
                 error: SessionError::BackendLost(e),
                 reply_seq: Some(reply_seq),
             })?;
-        let outcome = finish_auth(&mut self.backend.conn, &password, CHANGE_USER_TIMEOUT).await;
+        let outcome = finish_auth(&mut be!(self).conn, &password, CHANGE_USER_TIMEOUT).await;
         let ok = outcome.map_err(|error| Failure {
             error,
             reply_seq: Some(reply_seq),
@@ -104,7 +105,7 @@ impl Session {
         write_payload(
             &mut wire,
             reply_seq,
-            &client_ok(&ok, self.backend.capabilities, self.capabilities, &tracking),
+            &client_ok(&ok, be!(self).capabilities, self.capabilities, &tracking),
         );
         self.client
             .write_all(wire)
@@ -118,15 +119,15 @@ impl Session {
             .then(|| String::from_utf8_lossy(&change.database).into_owned());
         self.model.reset(Some(schema));
         self.statements.clear();
-        self.backend.statements.clear();
-        self.backend.to_close.clear();
+        be!(self).statements.clear();
+        be!(self).to_close.clear();
         if let Some(collation) = change.collation {
             self.collation = collation as u8;
         }
         self.attributes = change.attributes;
         self.user = change.user;
         self.password = password;
-        self.backend_idle_since = std::time::Instant::now();
+        be!(self).idle_since = std::time::Instant::now();
         // Torpor's tracking was reset with the session: put it back.
         self.after_batch().await
     }

@@ -28,13 +28,14 @@ use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
 use torpor_replay::classify::{classify, may_change_state, StatementFacts};
 
+use super::be;
 use super::model::SessionModel;
 use super::relay::{relay_packets, RelayError};
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::rewrite::{
     mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
 };
-use super::statements::Statements;
+use super::statements::{BackendStatements, Statements};
 use super::{report, tell_client, Failure};
 use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
@@ -42,6 +43,7 @@ use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::SessionError;
 use crate::net::Conn;
+use crate::pool::BackendPool;
 use crate::registry::SessionGuard;
 use crate::worker::SessionControl;
 
@@ -126,7 +128,14 @@ pub(super) enum Batch {
 /// A logged-in client and its backend connection.
 pub struct Session {
     pub(super) client: Conn,
-    pub(super) backend: BackendConn,
+    /// The backend connection serving the session now: attached for a
+    /// transaction (for a statement in autocommit), or while something
+    /// pins the session; `None` between them.
+    pub(super) backend: Option<BackendConn>,
+    /// The capabilities of the session's backend connections (all alike).
+    pub(super) backend_caps: Capabilities,
+    /// The worker's pool of backend connections.
+    pub(super) pool: Rc<BackendPool<BackendConn>>,
     pub(super) capabilities: Capabilities,
     pub(super) user: Vec<u8>,
     pub(super) password: ProvenPassword,
@@ -147,8 +156,6 @@ pub struct Session {
     pub(super) model: SessionModel,
     /// The session's prepared statements.
     pub(super) statements: Statements,
-    /// When the backend connection last finished a command.
-    pub(super) backend_idle_since: std::time::Instant,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -166,9 +173,13 @@ impl Session {
         guard: SessionGuard,
         shared: Arc<Shared>,
         peer: SocketAddr,
-        control: Rc<SessionControl>,
-        buffers: Rc<BufferPool>,
+        parts: super::WorkerParts,
     ) -> Session {
+        let super::WorkerParts {
+            control,
+            buffers,
+            pool,
+        } = parts;
         guard
             .entry
             .backend_thread_id
@@ -182,7 +193,10 @@ impl Session {
             collation: authenticated.collation,
             attributes: authenticated.attributes,
             max_packet_size: authenticated.max_packet_size,
-            backend: authenticated.backend,
+            backend_caps: authenticated.backend.capabilities
+                & !Capabilities::CLIENT_CONNECT_WITH_DB,
+            backend: Some(authenticated.backend),
+            pool,
             guard,
             shared,
             peer,
@@ -192,7 +206,6 @@ impl Session {
             to_client: BytesMut::new(),
             model: authenticated.model,
             statements: Statements::default(),
-            backend_idle_since: std::time::Instant::now(),
         }
     }
 
@@ -200,6 +213,17 @@ impl Session {
     /// then closes both connections.
     pub async fn run(mut self) {
         let result = self.command_loop().await;
+        // A session that ended between commands leaves a clean backend
+        // connection, which goes back to the pool.
+        let clean = match &result {
+            Ok(()) => true,
+            Err(failure) => {
+                matches!(
+                    failure.error,
+                    SessionError::ClientGone | SessionError::Shutdown
+                ) && self.ledger.is_empty()
+            }
+        };
         if let Err(failure) = result {
             report(self.guard.id, self.peer, &failure.error, "command");
             if let Some(seq) = failure.reply_seq {
@@ -207,8 +231,8 @@ impl Session {
                 tell_client(&mut self.client, &failure.error, seq).await;
             }
         }
+        self.finish_backend(clean && !self.shared.shutdown.is_stopping());
         self.client.close().await;
-        self.backend.conn.close().await;
     }
 
     async fn command_loop(&mut self) -> Result<(), Failure> {
@@ -220,19 +244,17 @@ impl Session {
                 });
             }
             let Some(want) = self.bytes_missing() else {
-                self.ensure_live_backend().await?;
+                self.attach().await?;
                 let (batch, run) = self.dispatch().await?;
                 self.drain(run).await?;
                 self.after_batch().await?;
                 match batch {
                     Batch::Dispatched => {}
-                    Batch::Quit => {
-                        self.quit_backend().await;
-                        return Ok(());
-                    }
+                    Batch::Quit => return Ok(()),
                     Batch::ChangeUser => self.change_user().await?,
                     Batch::Prepare { id } => self.prepare_again(id).await?,
                 }
+                self.release_if_free();
                 continue;
             };
             self.wait_for_client(want).await?;
@@ -279,7 +301,7 @@ impl Session {
 
     /// `None` when a command can be dispatched now; otherwise how many
     /// more bytes to read first.
-    fn bytes_missing(&self) -> Option<usize> {
+    pub(super) fn bytes_missing(&self) -> Option<usize> {
         let buf = &self.client.rbuf;
         let Some(header) = PacketHeader::parse(buf) else {
             return Some(4096.max(HEADER_LEN - buf.len()));
@@ -406,8 +428,20 @@ impl Session {
                 }
                 _ => {}
             }
-            let follow = self.follow_for(command, payload);
+            if self.kills_an_idle_session(command, payload) {
+                // The target has no backend connection now: nothing runs
+                // to interrupt; a KILL CONNECTION marked it (it ends at its
+                // next command). Answered here.
+                self.forward_run(run).await?;
+                run = 0;
+                self.client.consume(total);
+                self.reply_ok_locally();
+                continue;
+            }
             if let Some(rewritten) = self.rewrite(command, payload) {
+                // What is prepared again elsewhere is what was sent: the
+                // rewritten text.
+                let follow = self.follow_for(command, &rewritten);
                 self.forward_run(run).await?;
                 run = 0;
                 self.client.consume(total);
@@ -415,6 +449,7 @@ impl Session {
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
+            let follow = self.follow_for(command, payload);
             self.expect_reply(command, follow);
             run += total;
         };
@@ -426,18 +461,22 @@ impl Session {
     /// COM_STMT_CLOSE for statements it should drop (evicted, or closed by
     /// the client while elsewhere). Returns the bytes now due at the front.
     fn closes_first(&mut self) -> usize {
-        if self.backend.to_close.is_empty() && !self.backend.needs_tracking {
+        let Some(backend) = self.backend.as_mut() else {
+            return 0;
+        };
+        if backend.to_close.is_empty() && !backend.needs_tracking {
             return 0;
         }
+        let needs_tracking = std::mem::replace(&mut backend.needs_tracking, false);
+        let to_close: Vec<u32> = backend.to_close.drain(..).collect();
         let mut wire = BytesMut::new();
-        if self.backend.needs_tracking {
+        if needs_tracking {
             let mut payload = vec![Command::Query as u8];
             payload.extend_from_slice(crate::backend::TRACKING_INIT.as_bytes());
             write_payload(&mut wire, 0, &payload);
             self.expect_reply(Command::Query, Follow::Swallow);
-            self.backend.needs_tracking = false;
         }
-        for id in self.backend.to_close.drain(..) {
+        for id in to_close {
             let mut payload = [0u8; 5];
             payload[0] = Command::StmtClose as u8;
             payload[1..].copy_from_slice(&id.to_le_bytes());
@@ -480,11 +519,8 @@ impl Session {
         if run == 0 {
             return Ok(());
         }
-        let result = self
-            .backend
-            .conn
-            .forward_from(&mut self.client.rbuf, run)
-            .await;
+        let backend = be!(self);
+        let result = backend.conn.forward_from(&mut self.client.rbuf, run).await;
         result.map_err(|e| self.backend_lost(e))
     }
 
@@ -492,13 +528,13 @@ impl Session {
     pub(super) async fn send_to_backend(&mut self, payload: &[u8]) -> Result<(), Failure> {
         let mut wire = BytesMut::with_capacity(payload.len() + HEADER_LEN);
         write_payload(&mut wire, 0, payload);
-        let result = self.backend.conn.write_all(wire).await.0;
+        let result = be!(self).conn.write_all(wire).await.0;
         result.map_err(|e| self.backend_lost(e))
     }
 
     /// Queues the reply `command` is owed, if it is owed one.
     pub(super) fn expect_reply(&mut self, command: Command, follow: Follow) {
-        if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend.capabilities) {
+        if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
             self.ledger.push_back(Pending::Reply {
                 walk: ReplyWalk::new(command, tracker, 1),
                 follow,
@@ -569,6 +605,41 @@ impl Session {
         }
     }
 
+    /// Whether `command` KILLs a Torpor session that holds no backend
+    /// connection now (marking it killed when it is KILL CONNECTION).
+    fn kills_an_idle_session(&self, command: Command, payload: &[u8]) -> bool {
+        let (id, query_only) = match command {
+            Command::ProcessKill => match payload.get(1..5) {
+                Some(b) => (
+                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    false,
+                ),
+                None => return false,
+            },
+            Command::Query if might_be_kill(&payload[1..]) => {
+                let sql = &payload[1..];
+                let rewritten = mentions_connection_id(sql)
+                    .then(|| rewrite_connection_id(sql, self.guard.id))
+                    .flatten();
+                match parse_kill(rewritten.as_deref().unwrap_or(sql)) {
+                    Some(kill) => (kill.id, kill.query_only),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+        let Some(target) = self.shared.registry.get(id) else {
+            return false;
+        };
+        if target.backend_thread_id.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        if !query_only {
+            target.killed.store(true, Ordering::Release);
+        }
+        true
+    }
+
     /// The backend thread to kill for client-visible id `id`; `None` when
     /// `id` is not a Torpor session (it may be a backend thread id that
     /// SHOW PROCESSLIST showed, and goes through unchanged).
@@ -603,6 +674,7 @@ impl Session {
                 let Some(id) = stmt::statement_id(head) else {
                     return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
                 };
+                let skey = BackendStatements::key(self.guard.id, id);
                 if self.statements.get(id).is_none() {
                     return Err(Failure {
                         error: SessionError::ClientProtocol(ProtocolError::Unexpected {
@@ -611,14 +683,22 @@ impl Session {
                         reply_seq: Some(1),
                     });
                 }
-                let Some(backend_id) = self.backend.statements.lookup(id) else {
+                let sql = self
+                    .statements
+                    .get(id)
+                    .map(|s| s.sql.clone())
+                    .unwrap_or_default();
+                let found = be!(self).statements.lookup(skey);
+                let found = found.or_else(|| {
+                    self.backend
+                        .as_mut()
+                        .and_then(|b| b.statements.share(skey, &sql))
+                });
+                let Some(backend_id) = found else {
                     return Ok(Some(id));
                 };
-                if command != Command::StmtSendLongData && !self.backend.statements.is_typed(id) {
-                    // Types are sent with the first execute on a connection;
-                    // one this large cannot have them added on the way.
-                    self.backend.statements.mark_typed(id);
-                }
+                // An execute this large cannot have parameter types added
+                // on the way; it goes as the client sent it.
                 match command {
                     Command::StmtSendLongData => self.model.long_data_sent(id),
                     _ => self.expect_reply(command, Follow::Execute { id }),
@@ -638,7 +718,7 @@ impl Session {
                 ))
             }
         }
-        let result = relay_packets(&mut self.client, &mut self.backend.conn, |h| {
+        let result = relay_packets(&mut self.client, &mut be!(self).conn, |h| {
             h.len < MAX_PAYLOAD
         })
         .await;
@@ -654,14 +734,6 @@ impl Session {
         }
     }
 
-    /// Tells the backend we are leaving, so it does not log an aborted
-    /// connection.
-    async fn quit_backend(&mut self) {
-        let mut wire = BytesMut::with_capacity(5);
-        write_payload(&mut wire, 0, &[Command::Quit as u8]);
-        let _ = self.backend.conn.write_all(wire).await;
-    }
-
     /// Maps a statement command's client id to the backend connection's,
     /// in the client's buffer at `at` (the packet's offset) when the
     /// command can go as it is.
@@ -675,6 +747,7 @@ impl Session {
         let Some(id) = stmt::statement_id(payload) else {
             return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
         };
+        let skey = BackendStatements::key(self.guard.id, id);
         let Some(statement) = self.statements.get(id) else {
             if command != Command::StmtClose && command != Command::StmtSendLongData {
                 self.reply_locally(&ClientError::unknown_statement(id, command));
@@ -685,7 +758,7 @@ impl Session {
         if command == Command::StmtClose {
             self.statements.remove(id);
             self.model.statement_settled(id, true);
-            return Ok(match self.backend.statements.remove(id) {
+            return Ok(match be!(self).statements.remove(skey) {
                 Some(backend_id) => {
                     let mut payload = payload.to_vec();
                     stmt::set_statement_id(&mut payload, backend_id);
@@ -694,7 +767,12 @@ impl Session {
                 None => StatementStep::Consumed,
             });
         }
-        let Some(backend_id) = self.backend.statements.lookup(id) else {
+        // Another session's statement with the same text on this
+        // connection is not borrowed (`BackendStatements::share`): its
+        // result metadata can differ from what this client was given at
+        // prepare time (seen with `SELECT ?+0` and the mysql crate), so
+        // each session prepares its own.
+        let Some(backend_id) = be!(self).statements.lookup(skey) else {
             if command == Command::StmtReset {
                 // Nothing to reset on a connection that never had it.
                 self.model.statement_settled(id, false);
@@ -704,6 +782,7 @@ impl Session {
             }
             return Ok(StatementStep::PrepareFirst(id));
         };
+        let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
         let follow = match command {
             Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute { id }),
             Command::StmtFetch => Some(Follow::Fetch { id }),
@@ -717,9 +796,7 @@ impl Session {
         if matches!(command, Command::StmtExecute | Command::StmtBulkExecute) {
             match stmt::param_types(payload, params) {
                 Ok(Some(types)) => {
-                    if !self.backend.statements.is_typed(id) {
-                        self.backend.statements.mark_typed(id);
-                    }
+                    be!(self).statements.set_last_types(backend_id, types);
                     // Most clients send the same types every time: keep
                     // them without an allocation per execute.
                     if let Some(statement) = self.statements.get_mut(id) {
@@ -728,22 +805,24 @@ impl Session {
                         }
                     }
                 }
-                Ok(None) if !self.backend.statements.is_typed(id) => {
-                    // This connection prepared the statement for Torpor
-                    // and never saw its types: the client sent them to
-                    // another connection. Add them back.
-                    let types = self.statements.get(id).and_then(|s| s.param_types.clone());
-                    if let Some(types) = types {
-                        if let Ok(Some(mut with_types)) =
-                            stmt::with_param_types(payload, params, &types)
-                        {
-                            stmt::set_statement_id(&mut with_types, backend_id);
-                            self.backend.statements.mark_typed(id);
-                            rewritten = Some(with_types);
+                Ok(None) => {
+                    // The backend statement uses the types it last saw;
+                    // if those are not this client's (it sent them to
+                    // another connection, or another session shares the
+                    // statement), the client's are added back.
+                    let mine = self.statements.get(id).and_then(|s| s.param_types.clone());
+                    if let Some(types) = mine {
+                        if be!(self).statements.last_types(backend_id) != Some(&types[..]) {
+                            if let Ok(Some(mut with_types)) =
+                                stmt::with_param_types(payload, params, &types)
+                            {
+                                stmt::set_statement_id(&mut with_types, backend_id);
+                                be!(self).statements.set_last_types(backend_id, &types);
+                                rewritten = Some(with_types);
+                            }
                         }
                     }
                 }
-                Ok(None) => {}
                 Err(e) => return Err(client_protocol(e, 1)),
             }
         }

@@ -15,10 +15,11 @@ use torpor_protocol::reply::{Ending, PacketClass, PrepareOk};
 use torpor_protocol::session_track::OkPacket;
 use torpor_protocol::{stmt, Capabilities};
 
+use super::be;
 use super::commands::{Follow, Pending, Session};
 use super::relay::relay_packets;
 use super::reply::{Special, Walked};
-use super::statements::ClientStatement;
+use super::statements::{BackendStatements, ClientStatement};
 use super::Failure;
 use crate::buffers::LARGE_BUFFER;
 use crate::error::SessionError;
@@ -45,7 +46,7 @@ impl Session {
                 Pending::Reply { walk, .. } => walk,
             };
             specials.clear();
-            let (n, walked) = match walk.walk(&self.backend.conn.rbuf, &mut specials) {
+            let (n, walked) = match walk.walk(&be!(self).conn.rbuf, &mut specials) {
                 Ok(step) => step,
                 Err(e) => {
                     let reply_seq = Some(walk.next_seq);
@@ -63,7 +64,7 @@ impl Session {
                 })
             );
             if swallow {
-                self.backend.conn.consume(n);
+                be!(self).conn.consume(n);
             } else {
                 self.pass_to_client(n, &specials).await?;
             }
@@ -86,8 +87,8 @@ impl Session {
                     self.ensure_backend_buffer();
                     let read = if unsent > 0 {
                         let out = std::mem::take(&mut self.client.rbuf);
-                        let (written, out, read) = self
-                            .backend
+                        let backend = be!(self);
+                        let (written, out, read) = backend
                             .conn
                             .send_and_receive(out.slice(0..unsent), want.max(4096))
                             .await;
@@ -97,7 +98,7 @@ impl Session {
                         written.map_err(|e| self.backend_lost(e))?;
                         read
                     } else {
-                        self.backend.conn.read_more(want.max(4096)).await
+                        be!(self).conn.read_more(want.max(4096)).await
                     };
                     match read {
                         Ok(0) => {
@@ -112,15 +113,16 @@ impl Session {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
                     let result =
-                        relay_packets(&mut self.client, &mut self.backend.conn, |h| h.len == 0)
-                            .await;
+                        relay_packets(&mut self.client, &mut be!(self).conn, |h| h.len == 0).await;
                     self.relay_result(result)?;
                 }
             }
         }
         // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
         self.forward_run(unsent).await?;
-        self.backend_idle_since = std::time::Instant::now();
+        if let Some(backend) = self.backend.as_mut() {
+            backend.idle_since = std::time::Instant::now();
+        }
         self.release_backend_buffer();
         Ok(())
     }
@@ -159,7 +161,10 @@ impl Session {
                 if ok {
                     self.model.reset(None);
                     self.statements.clear();
-                    self.backend.statements.clear();
+                    // The server dropped every statement on the connection.
+                    if let Some(backend) = self.backend.as_mut() {
+                        backend.statements.clear();
+                    }
                 }
             }
         }
@@ -172,7 +177,7 @@ impl Session {
         let mut done = 0;
         for special in specials {
             self.pass_plain(special.at - done).await?;
-            let packet = self.backend.conn.rbuf.split_to(special.len);
+            let packet = be!(self).conn.rbuf.split_to(special.len);
             self.take_special(&packet, special.class);
             done = special.at + special.len;
         }
@@ -206,14 +211,18 @@ impl Session {
                     columns: prepared.columns,
                     param_types: None,
                 });
-                let evicted = self.backend.statements.insert(id, prepared.statement_id);
-                self.backend.to_close.extend(evicted);
+                let Some(backend) = self.backend.as_mut() else {
+                    return;
+                };
+                let key = BackendStatements::key(self.guard.id, id);
+                let evicted = backend.statements.insert(key, sql, prepared.statement_id);
+                backend.to_close.extend(evicted);
                 let mut rewritten = payload.to_vec();
                 stmt::set_statement_id(&mut rewritten, id);
                 write_payload(&mut self.to_client, header.seq, &rewritten);
             }
             PacketClass::Ok(_) => {
-                let Ok(ok) = OkPacket::parse(payload, self.backend.capabilities) else {
+                let Ok(ok) = OkPacket::parse(payload, self.backend_caps) else {
                     self.to_client.put_slice(packet);
                     return;
                 };
@@ -246,13 +255,13 @@ impl Session {
             return Ok(());
         }
         if n <= COPY_LIMIT && self.to_client.len() + n <= 4 * COPY_LIMIT {
-            self.to_client.put_slice(&self.backend.conn.rbuf[..n]);
-            self.backend.conn.consume(n);
+            self.to_client.put_slice(&be!(self).conn.rbuf[..n]);
+            be!(self).conn.consume(n);
             return Ok(());
         }
         self.flush_client().await?;
         self.client
-            .forward_from(&mut self.backend.conn.rbuf, n)
+            .forward_from(&mut be!(self).conn.rbuf, n)
             .await
             .map_err(|e| SessionError::client_io(e).into())
     }
@@ -272,7 +281,10 @@ impl Session {
     /// Gives the backend connection a large pooled read buffer for the
     /// replies about to stream through, keeping what is buffered.
     pub(super) fn ensure_backend_buffer(&mut self) {
-        let rbuf = &mut self.backend.conn.rbuf;
+        let Some(backend) = self.backend.as_mut() else {
+            return;
+        };
+        let rbuf = &mut backend.conn.rbuf;
         if rbuf.capacity() < LARGE_BUFFER / 2 {
             let mut large = self.buffers.take();
             large.extend_from_slice(rbuf);
@@ -283,9 +295,11 @@ impl Session {
     /// Hands the backend connection's read buffer back to the pool while
     /// no reply is owed.
     pub(super) fn release_backend_buffer(&mut self) {
-        if self.backend.conn.rbuf.is_empty() && self.backend.conn.rbuf.capacity() > 0 {
-            self.buffers
-                .give(std::mem::take(&mut self.backend.conn.rbuf));
+        let Some(backend) = self.backend.as_mut() else {
+            return;
+        };
+        if backend.conn.rbuf.is_empty() && backend.conn.rbuf.capacity() > 0 {
+            self.buffers.give(std::mem::take(&mut backend.conn.rbuf));
         }
     }
 }

@@ -14,10 +14,15 @@ use torpor_protocol::handshake::{
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::Capabilities;
 
+use std::time::Duration;
+
+use torpor_replay::state::SessionState;
+
 use crate::backend::{self, BackendConn, Login};
 use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
+use crate::pool::{BackendPool, Borrowed, PoolError, PoolKey, Pooled};
 use crate::session::model::SessionModel;
 
 /// Largest packet accepted from a client before it has logged in.
@@ -107,9 +112,10 @@ pub async fn login(
     shared: &Shared,
     connection_id: u32,
     peer: SocketAddr,
+    pool: &BackendPool<BackendConn>,
 ) -> Result<Authenticated, (SessionError, u8)> {
     let mut exchange = Exchange { client, seq: 0 };
-    match run(&mut exchange, shared, connection_id, peer).await {
+    match run(&mut exchange, shared, connection_id, peer, pool).await {
         Ok(authenticated) => Ok(authenticated),
         Err(e) => Err((e, exchange.seq)),
     }
@@ -120,6 +126,7 @@ async fn run(
     shared: &Shared,
     connection_id: u32,
     peer: SocketAddr,
+    pool: &BackendPool<BackendConn>,
 ) -> Result<Authenticated, SessionError> {
     let info = shared.backend_info().await?;
     let offered = info.capabilities & Capabilities::FORWARDABLE;
@@ -163,26 +170,105 @@ async fn run(
         attributes: &response.attributes,
         max_packet_size: response.max_packet_size,
     };
-    let (mut backend, ok) =
-        backend::connect(shared.backend_addr, &login, shared.connect_timeout).await?;
-    let baseline = shared.baseline(response.collation, &mut backend).await?;
     let schema = response
         .database
         .as_deref()
         .filter(|db| !db.is_empty())
         .map(|db| String::from_utf8_lossy(db).into_owned());
-    let model = SessionModel::new(baseline, schema);
-    // The backend's OK describes the new session; the client is told what
-    // its own tracking settings report.
-    let tracking = model.baseline.tracking.clone();
-    exchange
-        .send(&super::client_ok(
-            &ok,
-            backend.capabilities,
-            capabilities,
-            &tracking,
-        ))
-        .await?;
+    let key = PoolKey {
+        user: response.user.clone(),
+        capabilities: backend::capabilities_for(capabilities, info.capabilities),
+        collation: response.collation,
+    };
+    let start = SessionState {
+        schema: schema.clone(),
+        ..SessionState::default()
+    };
+    let wait = Duration::from_millis(shared.config.pool_wait_timeout_ms);
+    let borrowed = pool.borrow(&key, &start, wait).await.map_err(|e| match e {
+        PoolError::QueueFull => SessionError::PoolExhausted("too many sessions are waiting"),
+        PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
+    })?;
+    // A pooled connection is brought to a fresh session's state (which
+    // also checks the schema exists); a new one logs in with the schema.
+    let verify = cfg!(debug_assertions) || shared.config.verify_replay;
+    let mut lent = None;
+    if let Borrowed::Conn(pooled) = borrowed {
+        let Pooled {
+            conn: mut backend,
+            state,
+        } = *pooled;
+        let baseline = match shared.baseline(response.collation, &mut backend).await {
+            Ok(baseline) => baseline,
+            Err(e) => {
+                pool.forget();
+                return Err(e);
+            }
+        };
+        let model = SessionModel::new(baseline, schema.clone());
+        match super::attach::replay_onto(
+            &mut backend,
+            &state,
+            &model.state,
+            &model.baseline,
+            verify,
+        )
+        .await
+        {
+            Ok(_) => {
+                let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+                lent = Some((backend, model, ok));
+            }
+            Err(Some(error)) => {
+                pool.forget();
+                return Err(error);
+            }
+            // It cannot be brought there (it has a schema, the session
+            // none): its place goes to a new connection below.
+            Err(None) => drop(backend),
+        }
+    }
+    let (backend, model, ok) = match lent {
+        Some(lent) => lent,
+        None => {
+            let opened =
+                backend::connect(shared.backend_addr, &login, shared.connect_timeout).await;
+            let (mut backend, ok) = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    pool.forget();
+                    return Err(e);
+                }
+            };
+            let baseline = match shared.baseline(response.collation, &mut backend).await {
+                Ok(baseline) => baseline,
+                Err(e) => {
+                    pool.forget();
+                    return Err(e);
+                }
+            };
+            let model = SessionModel::new(baseline, schema);
+            // The backend's OK describes the new session; the client is
+            // told what its own tracking settings report.
+            let ok = super::client_ok(
+                &ok,
+                backend.capabilities,
+                capabilities,
+                &model.baseline.tracking,
+            );
+            (backend, model, ok)
+        }
+    };
+    if let Err(e) = exchange.send(&ok).await {
+        pool.give_back(
+            key,
+            Pooled {
+                conn: backend,
+                state: model.state.clone(),
+            },
+        );
+        return Err(e);
+    }
     Ok(Authenticated {
         user: response.user,
         password,
@@ -222,4 +308,30 @@ async fn native_response(
 /// Relays a backend's ERR packet at the client's sequence id.
 pub fn relay_error(err: &BackendErr, seq: u8, dst: &mut BytesMut) {
     write_payload(dst, seq, &err.payload);
+}
+
+/// The OK a fresh session's login gets when Torpor lends it a pooled
+/// connection: what MariaDB sends a new session — autocommit, and the
+/// schema as a tracked change when the client tracks it.
+fn fresh_session_ok(schema: Option<&str>, model: &SessionModel, client: Capabilities) -> Vec<u8> {
+    use torpor_protocol::session_track::{encode_changes, OkPacket, SessionChange};
+    let mut block = BytesMut::new();
+    if let Some(schema) = schema {
+        let change = SessionChange::Schema(schema.as_bytes());
+        if model.tracking.keeps(&change) {
+            encode_changes(&[change], &mut block);
+        }
+    }
+    let ok = OkPacket {
+        header: 0,
+        affected_rows: 0,
+        last_insert_id: 0,
+        status: ServerStatus(ServerStatus::AUTOCOMMIT),
+        warnings: 0,
+        info: &[],
+        session_state: &[],
+    };
+    let mut out = BytesMut::new();
+    ok.encode_with_state(client, &block, &mut out);
+    out.to_vec()
 }

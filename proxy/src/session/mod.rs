@@ -32,11 +32,13 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
 use crate::net::{Conn, SMALL_BUFFER};
+use crate::pool::BackendPool;
 use crate::worker::SessionControl;
 
 /// A failure, with the sequence id at which the client waits for a packet
@@ -49,6 +51,29 @@ pub struct Failure {
     pub reply_seq: Option<u8>,
 }
 
+/// The attached backend connection, or an internal failure: every path
+/// that needs one attaches it first, so `None` is a bug, reported as such
+/// instead of a panic.
+macro_rules! be {
+    ($session:ident) => {
+        match $session.backend.as_mut() {
+            Some(backend) => backend,
+            None => return Err($crate::session::Failure::internal()),
+        }
+    };
+}
+pub(crate) use be;
+
+impl Failure {
+    /// No backend connection was attached where one must be.
+    pub fn internal() -> Failure {
+        Failure {
+            error: SessionError::Internal("no backend connection attached"),
+            reply_seq: Some(1),
+        }
+    }
+}
+
 impl From<SessionError> for Failure {
     fn from(error: SessionError) -> Self {
         Failure {
@@ -58,6 +83,16 @@ impl From<SessionError> for Failure {
     }
 }
 
+/// What a session uses of its worker.
+pub struct WorkerParts {
+    /// The worker's handle on the session (shutdown of idle sessions).
+    pub control: Rc<SessionControl>,
+    /// The worker's large read buffers.
+    pub buffers: Rc<BufferPool>,
+    /// The worker's backend connections.
+    pub pool: Rc<BackendPool<BackendConn>>,
+}
+
 /// Serves one accepted client connection to its end.
 pub async fn serve(
     stream: TcpStream,
@@ -65,6 +100,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     control: Rc<SessionControl>,
     buffers: Rc<BufferPool>,
+    pool: Rc<BackendPool<BackendConn>>,
 ) {
     let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
         return;
@@ -78,7 +114,7 @@ pub async fn serve(
     };
     let guard = shared.registry.register();
     let id = guard.id;
-    let authenticated = match login::login(&mut client, &shared, id, peer).await {
+    let authenticated = match login::login(&mut client, &shared, id, peer, &pool).await {
         Ok(authenticated) => authenticated,
         Err((error, seq)) => {
             report(id, peer, &error, "login");
@@ -94,8 +130,11 @@ pub async fn serve(
         guard,
         Arc::clone(&shared),
         peer,
-        control,
-        buffers,
+        WorkerParts {
+            control,
+            buffers,
+            pool,
+        },
     );
     session.run().await;
 }

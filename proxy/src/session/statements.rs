@@ -10,10 +10,12 @@
 //! connection holds at most [`MAX_PER_CONNECTION`], least recently used
 //! closed first, so `max_prepared_stmt_count` never runs out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// Statements one backend connection keeps prepared at most.
-pub const MAX_PER_CONNECTION: usize = 1024;
+/// Backend statements one connection keeps prepared at most, by default:
+/// MariaDB's server-wide `max_prepared_stmt_count` (16382) shared by the
+/// default 32 backend connections, with room to spare.
+pub const MAX_PER_CONNECTION: usize = 256;
 
 /// What Torpor remembers of a client's prepared statement.
 #[derive(Debug, Clone)]
@@ -78,81 +80,186 @@ impl Statements {
     }
 }
 
-/// The statements one backend connection has prepared: client id →
-/// backend id, with use order for eviction and whether an execute with
-/// parameter types has been sent on this connection.
-#[derive(Debug, Default)]
+/// One statement prepared on a backend connection.
+#[derive(Debug)]
+struct BackendStatement {
+    sql: Vec<u8>,
+    /// The (session, client id) keys that use it.
+    users: HashSet<u64>,
+    /// The parameter types the backend last saw with it (it keeps them
+    /// for executes that do not send any).
+    last_types: Option<Vec<u8>>,
+    used: u64,
+}
+
+/// The statements one backend connection has prepared. A pooled
+/// connection serves many sessions; sessions that prepared the same text
+/// share one backend statement on it, so hundreds of sessions with the
+/// same ten statements cost ten per connection, not thousands
+/// (`max_prepared_stmt_count` is a server-wide limit). Keys are
+/// [`BackendStatements::key`]s of (session, client id).
+#[derive(Debug)]
 pub struct BackendStatements {
-    map: HashMap<u32, (u32, u64)>,
-    typed: std::collections::HashSet<u32>,
+    by_backend: HashMap<u32, BackendStatement>,
+    by_key: HashMap<u64, u32>,
+    by_sql: HashMap<Vec<u8>, u32>,
     clock: u64,
+    limit: usize,
+}
+
+impl Default for BackendStatements {
+    fn default() -> Self {
+        BackendStatements::with_limit(MAX_PER_CONNECTION)
+    }
 }
 
 impl BackendStatements {
-    /// The backend id of client statement `id`, marking it used.
-    pub fn lookup(&mut self, id: u32) -> Option<u32> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.map.get_mut(&id).map(|(backend, used)| {
-            *used = clock;
-            *backend
-        })
+    /// A set bounded to `limit` backend statements.
+    pub fn with_limit(limit: usize) -> BackendStatements {
+        BackendStatements {
+            by_backend: HashMap::new(),
+            by_key: HashMap::new(),
+            by_sql: HashMap::new(),
+            clock: 0,
+            limit: limit.max(1),
+        }
     }
 
-    /// Records that client statement `id` is backend statement `backend`.
-    /// Returns the backend ids to close to stay within the bound.
-    pub fn insert(&mut self, id: u32, backend: u32) -> Vec<u32> {
+    /// The key of session `session`'s statement `id`.
+    pub fn key(session: u32, id: u32) -> u64 {
+        u64::from(session) << 32 | u64::from(id)
+    }
+
+    fn tick(&mut self) -> u64 {
         self.clock += 1;
-        let mut evicted = Vec::new();
-        if let Some((old, _)) = self.map.insert(id, (backend, self.clock)) {
-            if old != backend {
-                evicted.push(old);
-            }
+        self.clock
+    }
+
+    /// The backend id of statement `key`, marking it used.
+    pub fn lookup(&mut self, key: u64) -> Option<u32> {
+        let clock = self.tick();
+        let backend = *self.by_key.get(&key)?;
+        if let Some(statement) = self.by_backend.get_mut(&backend) {
+            statement.used = clock;
         }
-        self.typed.remove(&id);
-        while self.map.len() > MAX_PER_CONNECTION {
-            let Some((&oldest, _)) = self.map.iter().min_by_key(|(_, (_, used))| *used) else {
+        Some(backend)
+    }
+
+    /// Gives statement `key` the backend statement another session
+    /// prepared with the same text on this connection, if there is one: no
+    /// round trip needed.
+    pub fn share(&mut self, key: u64, sql: &[u8]) -> Option<u32> {
+        let backend = *self.by_sql.get(sql)?;
+        let clock = self.tick();
+        let statement = self.by_backend.get_mut(&backend)?;
+        statement.users.insert(key);
+        statement.used = clock;
+        self.by_key.insert(key, backend);
+        Some(backend)
+    }
+
+    /// Records that statement `key` (text `sql`) is backend statement
+    /// `backend`. Returns the backend ids to close: one `key` used before,
+    /// if nobody else uses it, and the least recently used ones beyond the
+    /// bound.
+    pub fn insert(&mut self, key: u64, sql: &[u8], backend: u32) -> Vec<u32> {
+        let mut to_close: Vec<u32> = self.remove(key).into_iter().collect();
+        let clock = self.tick();
+        let statement = self
+            .by_backend
+            .entry(backend)
+            .or_insert_with(|| BackendStatement {
+                sql: sql.to_vec(),
+                users: HashSet::new(),
+                last_types: None,
+                used: clock,
+            });
+        statement.users.insert(key);
+        statement.used = clock;
+        self.by_key.insert(key, backend);
+        // A statement whose text Torpor did not keep (too large) is not
+        // shared.
+        if !sql.is_empty() {
+            self.by_sql.insert(sql.to_vec(), backend);
+        }
+        while self.by_backend.len() > self.limit {
+            let Some((&oldest, _)) = self.by_backend.iter().min_by_key(|(_, s)| s.used) else {
                 break;
             };
-            if let Some((backend, _)) = self.map.remove(&oldest) {
-                self.typed.remove(&oldest);
-                evicted.push(backend);
-            }
+            self.forget_backend(oldest);
+            to_close.push(oldest);
         }
-        evicted
+        to_close
     }
 
-    /// Forgets client statement `id`; returns its backend id to close.
-    pub fn remove(&mut self, id: u32) -> Option<u32> {
-        self.typed.remove(&id);
-        self.map.remove(&id).map(|(backend, _)| backend)
+    fn forget_backend(&mut self, backend: u32) {
+        if let Some(statement) = self.by_backend.remove(&backend) {
+            for key in statement.users {
+                self.by_key.remove(&key);
+            }
+            if self.by_sql.get(&statement.sql) == Some(&backend) {
+                self.by_sql.remove(&statement.sql);
+            }
+        }
+    }
+
+    /// Forgets statement `key` (closed by its client). Returns the backend
+    /// id to close when no other session uses that statement.
+    pub fn remove(&mut self, key: u64) -> Option<u32> {
+        let backend = self.by_key.remove(&key)?;
+        let statement = self.by_backend.get_mut(&backend)?;
+        statement.users.remove(&key);
+        if statement.users.is_empty() {
+            self.forget_backend(backend);
+            return Some(backend);
+        }
+        None
+    }
+
+    /// Forgets every statement of `session`; returns the backend ids no
+    /// session uses any more, to close (the session ended).
+    pub fn remove_session(&mut self, session: u32) -> Vec<u32> {
+        let keys: Vec<u64> = self
+            .by_key
+            .keys()
+            .copied()
+            .filter(|key| (key >> 32) as u32 == session)
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| self.remove(key))
+            .collect()
     }
 
     /// Forgets everything (the backend dropped its statements).
     pub fn clear(&mut self) {
-        self.map.clear();
-        self.typed.clear();
+        self.by_backend.clear();
+        self.by_key.clear();
+        self.by_sql.clear();
     }
 
-    /// Records that this connection has seen client statement `id`'s
-    /// parameter types.
-    pub fn mark_typed(&mut self, id: u32) {
-        self.typed.insert(id);
+    /// The parameter types backend statement `backend` last saw.
+    pub fn last_types(&self, backend: u32) -> Option<&[u8]> {
+        self.by_backend.get(&backend)?.last_types.as_deref()
     }
 
-    /// Whether this connection has seen client statement `id`'s types.
-    pub fn is_typed(&self, id: u32) -> bool {
-        self.typed.contains(&id)
+    /// Records the parameter types backend statement `backend` was just
+    /// sent.
+    pub fn set_last_types(&mut self, backend: u32, types: &[u8]) {
+        if let Some(statement) = self.by_backend.get_mut(&backend) {
+            if statement.last_types.as_deref() != Some(types) {
+                statement.last_types = Some(types.to_vec());
+            }
+        }
     }
 
-    /// Statements prepared on the connection.
+    /// Backend statements prepared on the connection.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.by_backend.len()
     }
 
     /// Whether none is prepared.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.by_backend.is_empty()
     }
 }
 
@@ -181,18 +288,48 @@ mod tests {
 
     #[test]
     fn backend_statements_are_bounded_least_recently_used_first() {
-        let mut map = BackendStatements::default();
-        for id in 0..MAX_PER_CONNECTION as u32 {
-            assert!(map.insert(id, id + 1000).is_empty());
+        let mut map = BackendStatements::with_limit(3);
+        for id in 0..3u64 {
+            let sql = format!("SELECT {id}");
+            assert!(map.insert(id, sql.as_bytes(), id as u32 + 1000).is_empty());
         }
         assert_eq!(map.lookup(0), Some(1000));
-        let evicted = map.insert(9999, 1);
+        let evicted = map.insert(9, b"SELECT 9", 1009);
         assert_eq!(
             evicted,
             vec![1001],
             "statement 1 was the least recently used"
         );
-        assert_eq!(map.len(), MAX_PER_CONNECTION);
-        assert_eq!(map.remove(0), Some(1000));
+        assert_eq!(map.len(), 3);
+        assert_eq!(
+            map.lookup(1),
+            None,
+            "its users prepare it again when needed"
+        );
+    }
+
+    #[test]
+    fn sessions_share_a_text_and_the_last_user_closes_it() {
+        let mut map = BackendStatements::default();
+        let a = BackendStatements::key(1, 1);
+        let b = BackendStatements::key(2, 7);
+        map.insert(a, b"SELECT ?", 50);
+        assert_eq!(map.share(b, b"SELECT ?"), Some(50), "same text: shared");
+        assert_eq!(map.share(BackendStatements::key(3, 1), b"SELECT 2"), None);
+        assert_eq!(map.remove(a), None, "still used by session 2");
+        assert_eq!(map.remove(b), Some(50), "the last user closes it");
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn a_finished_sessions_statements_are_all_closed() {
+        let mut map = BackendStatements::default();
+        map.insert(BackendStatements::key(1, 1), b"SELECT 1", 10);
+        map.insert(BackendStatements::key(1, 2), b"SELECT 2", 11);
+        map.insert(BackendStatements::key(2, 1), b"SELECT 3", 12);
+        let mut closed = map.remove_session(1);
+        closed.sort();
+        assert_eq!(closed, vec![10, 11]);
+        assert_eq!(map.lookup(BackendStatements::key(2, 1)), Some(12));
     }
 }

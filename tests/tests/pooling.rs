@@ -1,0 +1,298 @@
+//! Many sessions on few backend connections: Torpor lends a backend
+//! connection per transaction (per statement in autocommit) and replays
+//! each session's state onto whatever connection serves it. These tests
+//! check that no session ever sees another's state while 50 of them share
+//! a handful of connections, and that hundreds of sysbench threads run on
+//! the default bound of 32 without errors.
+//!
+//! This binary's tests count the backend's threads of the app user, so
+//! they run one at a time (a lock) and nothing else in the binary uses it.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use torpor_tests::{
+    admin_connect, backend, connect, require_program, Torpor, APP_PASSWORD, APP_USER,
+};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Backend threads of the app user right now (Torpor's connections).
+fn app_threads(admin: &mut mysql::Conn) -> u64 {
+    admin
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{APP_USER}'"
+        ))
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// A small deterministic random sequence per client (no shared state).
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % sides
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    me: String,
+    sql_mode: String,
+    time_zone: String,
+    schema: String,
+}
+
+const SQL_MODES: [&str; 3] = [
+    "ANSI_QUOTES",
+    "NO_ENGINE_SUBSTITUTION",
+    "STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION",
+];
+const SCHEMAS: [&str; 3] = ["pool_iso_a", "pool_iso_b", "pool_iso_c"];
+
+#[test]
+fn fifty_sessions_on_five_connections_never_see_each_others_state() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        // One worker, so the bound is exactly five.
+        config.workers = 1;
+        config.max_backend_connections = 5;
+    });
+    let mut admin = admin_connect();
+    for schema in SCHEMAS {
+        admin
+            .query_drop(format!("CREATE DATABASE IF NOT EXISTS {schema}"))
+            .unwrap();
+        admin
+            .query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.t (id INT PRIMARY KEY, v INT)"
+            ))
+            .unwrap();
+        admin
+            .query_drop(format!("REPLACE INTO {schema}.t VALUES (1, 0)"))
+            .unwrap();
+    }
+    let before = app_threads(&mut admin);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let run_for = Duration::from_secs(if std::env::var_os("TORPOR_LONG_TESTS").is_some() {
+        60
+    } else {
+        12
+    });
+
+    // Watches the backend's thread count the whole time.
+    let watcher = {
+        let stop = Arc::clone(&stop);
+        let peak = Arc::clone(&peak);
+        std::thread::spawn(move || {
+            let mut admin = admin_connect();
+            while !stop.load(Ordering::Relaxed) {
+                let now = app_threads(&mut admin);
+                peak.fetch_max(now, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let clients: Vec<_> = (0..50u64)
+        .map(|n| {
+            let addr = torpor.addr();
+            let stop = Arc::clone(&stop);
+            let checks = Arc::clone(&checks);
+            std::thread::spawn(move || {
+                let mut dice =
+                    Dice(0x9E37_79B9_7F4A_7C15 ^ (n + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                let mut conn = connect(addr);
+                let mut expected = Expected {
+                    me: format!("client-{n}"),
+                    sql_mode: SQL_MODES[(n % 3) as usize].to_string(),
+                    time_zone: format!("+{:02}:00", n % 12),
+                    schema: SCHEMAS[(n % 3) as usize].to_string(),
+                };
+                let set_all = |conn: &mut mysql::Conn, e: &Expected| {
+                    conn.query_drop(format!("USE {}", e.schema)).unwrap();
+                    conn.query_drop(format!(
+                        "SET @me = '{}', SESSION sql_mode = '{}', time_zone = '{}'",
+                        e.me, e.sql_mode, e.time_zone
+                    ))
+                    .unwrap();
+                };
+                set_all(&mut conn, &expected);
+                let statement = conn.prep("SELECT @me, ? + 0").unwrap();
+                let started = Instant::now();
+                while started.elapsed() < run_for && !stop.load(Ordering::Relaxed) {
+                    match dice.roll(10) {
+                        // Look at everything the session set.
+                        0..=4 => {
+                            let (me, sql_mode, time_zone, schema): (
+                                String,
+                                String,
+                                String,
+                                String,
+                            ) = conn
+                                .query_first("SELECT @me, @@sql_mode, @@time_zone, DATABASE()")
+                                .unwrap()
+                                .unwrap();
+                            let seen = Expected {
+                                me,
+                                sql_mode,
+                                time_zone,
+                                schema,
+                            };
+                            assert_eq!(seen, expected, "client {n} saw another session's state");
+                            checks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // A prepared statement, on whatever connection.
+                        5 | 6 => {
+                            let salt = dice.roll(1000) as i64;
+                            let (me, echoed): (String, i64) =
+                                conn.exec_first(&statement, (salt,)).unwrap().unwrap();
+                            assert_eq!(
+                                (me.as_str(), echoed),
+                                (expected.me.as_str(), salt),
+                                "client {n}"
+                            );
+                            checks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // A transaction: pinned until it ends.
+                        7 | 8 => {
+                            conn.query_drop("BEGIN").unwrap();
+                            conn.query_drop("UPDATE t SET v = v + 1 WHERE id = 1")
+                                .unwrap();
+                            let me: String = conn.query_first("SELECT @me").unwrap().unwrap();
+                            assert_eq!(me, expected.me, "client {n} inside a transaction");
+                            conn.query_drop("COMMIT").unwrap();
+                        }
+                        // Change some state.
+                        _ => {
+                            expected.time_zone =
+                                format!("+{:02}:{:02}", dice.roll(12), dice.roll(4) * 15);
+                            expected.schema = SCHEMAS[dice.roll(3) as usize].to_string();
+                            set_all(&mut conn, &expected);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for client in clients {
+        if let Err(panic) = client.join() {
+            failures.push(panic);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    if let Some(first) = failures.into_iter().next() {
+        std::panic::resume_unwind(first);
+    }
+    let peak = peak.load(Ordering::Relaxed);
+    println!(
+        "50 clients, {} checks, at most {} backend connections (before: {before})",
+        checks.load(Ordering::Relaxed),
+        peak
+    );
+    assert!(
+        checks.load(Ordering::Relaxed) > 500,
+        "the clients did their work"
+    );
+    assert!(
+        peak <= before + 5,
+        "at most five backend connections: saw {peak} (before: {before})"
+    );
+}
+
+/// sysbench's oltp_read_only with 300 client threads through Torpor's
+/// default bound of 32 backend connections: zero errors.
+#[test]
+fn hundreds_of_sysbench_threads_share_the_default_32_connections() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let sysbench = require_program("sysbench", "sysbench");
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 2;
+        config.max_backend_connections = 32;
+    });
+    let mut admin = admin_connect();
+    admin
+        .query_drop("CREATE DATABASE IF NOT EXISTS pool_sb")
+        .unwrap();
+    let common = |addr: std::net::SocketAddr| -> Vec<String> {
+        vec![
+            "--db-driver=mysql".into(),
+            format!("--mysql-host={}", addr.ip()),
+            format!("--mysql-port={}", addr.port()),
+            format!("--mysql-user={APP_USER}"),
+            format!("--mysql-password={APP_PASSWORD}"),
+            "--mysql-db=pool_sb".into(),
+            "--tables=2".into(),
+            "--table-size=2000".into(),
+        ]
+    };
+    let prepare = std::process::Command::new(&sysbench)
+        .args(common(backend().addr()))
+        .args(["oltp_read_only", "prepare"])
+        .output()
+        .unwrap();
+    // Already prepared by an earlier run is fine.
+    let _ = prepare;
+    let before = app_threads(&mut admin);
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = Arc::clone(&stop);
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut admin = admin_connect();
+            while !stop.load(Ordering::Relaxed) {
+                let now = app_threads(&mut admin);
+                seen.lock().unwrap().insert(now);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let output = std::process::Command::new(&sysbench)
+        .args(common(torpor.addr()))
+        .args([
+            "--threads=300",
+            "--time=15",
+            "--report-interval=0",
+            "oltp_read_only",
+            "run",
+        ])
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "sysbench failed: {text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let number = |label: &str| -> u64 {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split_whitespace().nth(label.split_whitespace().count()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no '{label}' in sysbench's output:\n{text}"))
+    };
+    assert_eq!(number("ignored errors:"), 0, "{text}");
+    assert_eq!(number("reconnects:"), 0, "{text}");
+    assert!(number("transactions:") > 0, "{text}");
+    let peak = seen.lock().unwrap().iter().copied().max().unwrap_or(0);
+    println!("300 sysbench threads, at most {peak} backend connections (before: {before})");
+    assert!(
+        peak <= before + 32,
+        "the bound of 32 holds: saw {peak} (before: {before})"
+    );
+}
