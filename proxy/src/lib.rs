@@ -15,8 +15,8 @@
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a TCP connection with its read buffer.
 //! - [`buffers`]: each worker's pool of large read buffers.
-//! - [`pool`]: each worker's pool of backend connections (its rules are
-//!   built and tested; sessions do not borrow from it yet).
+//! - [`pool`]: each worker's pool of backend connections, which sessions
+//!   borrow per transaction.
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL.
 //! - [`users`]: accounts and their stored password hashes.
