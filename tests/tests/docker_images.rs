@@ -1,0 +1,537 @@
+//! Real containers from the images in `docker/`: `torpor/mariadb:10.11`
+//! (docker/mariadb/build.sh) initializes its datadir and accounts from
+//! the environment, and `torpor/torpor:dev` (docker/torpor/build.sh) in
+//! front of it serves the real `mariadb` client and logs the io driver it
+//! runs — io_uring where seccomp allows it, epoll under a profile that
+//! refuses `io_uring_setup`.
+//!
+//! The tests run wherever a Docker engine answers. Without an engine or
+//! the images they pass with a note on stderr, unless
+//! `TORPOR_REQUIRE_DOCKER=1` (CI sets it): then they fail, saying how to
+//! build the images. Every container and network they create is named
+//! `torpor-test-…` and removed on drop, also when a test fails.
+//! `TORPOR_MARIADB_IMAGE` and `TORPOR_IMAGE` name other images.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use torpor_tests::require_program;
+
+const APP_USER: &str = "app";
+const APP_PASSWORD: &str = "app-secret";
+const ROOT_PASSWORD: &str = "root-secret";
+const DATABASE: &str = "appdb";
+/// Workers Torpor runs in its container: each logs its driver.
+const WORKERS: usize = 2;
+
+const BUILD_HINT: &str = "build the images with docker/mariadb/build.sh and \
+     docker/torpor/build.sh (.ci/run does), or unset TORPOR_REQUIRE_DOCKER \
+     to let these tests pass without Docker";
+
+fn mariadb_image() -> String {
+    std::env::var("TORPOR_MARIADB_IMAGE").unwrap_or_else(|_| "torpor/mariadb:10.11".into())
+}
+
+fn torpor_image() -> String {
+    std::env::var("TORPOR_IMAGE").unwrap_or_else(|_| "torpor/torpor:dev".into())
+}
+
+fn docker_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docker"))
+}
+
+/// Runs the docker CLI; `None` when it cannot even be started.
+fn docker(args: &[&str]) -> Option<Output> {
+    Command::new("docker").args(args).output().ok()
+}
+
+/// Runs the docker CLI and returns its stdout, or fails the test with
+/// what docker said.
+fn docker_ok(args: &[&str]) -> String {
+    let output = docker(args).unwrap_or_else(|| panic!("cannot run docker {args:?}"));
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Whether the environment asks for these tests to fail rather than pass
+/// without Docker.
+fn docker_required() -> bool {
+    std::env::var("TORPOR_REQUIRE_DOCKER").is_ok_and(|v| v == "1")
+}
+
+/// `Some(())` when the engine answers and both images exist; otherwise
+/// `None` with a note (or a failure under `TORPOR_REQUIRE_DOCKER=1`).
+#[must_use]
+fn images_ready() -> Option<()> {
+    let why = match docker(&["version", "--format", "{{.Server.Version}}"]) {
+        None => Some("the docker CLI is not installed".to_string()),
+        Some(out) if !out.status.success() => Some(format!(
+            "the Docker engine does not answer: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Some(_) => [mariadb_image(), torpor_image()]
+            .into_iter()
+            .find(|image| {
+                !docker(&["image", "inspect", image]).is_some_and(|out| out.status.success())
+            })
+            .map(|image| format!("the image {image} is missing")),
+    };
+    match why {
+        None => Some(()),
+        Some(why) if docker_required() => {
+            panic!("TORPOR_REQUIRE_DOCKER=1 but {why}: {BUILD_HINT}")
+        }
+        Some(why) => {
+            eprintln!("skipped: {why} ({BUILD_HINT})");
+            None
+        }
+    }
+}
+
+/// A name no other test, run or test binary uses.
+fn unique_name(what: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "torpor-test-{}-{}-{nanos:08x}-{what}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A user-defined network, removed on drop. Containers on it find each
+/// other by name, as in a compose file.
+struct Network {
+    name: String,
+}
+
+impl Network {
+    fn create() -> Network {
+        let name = unique_name("net");
+        docker_ok(&["network", "create", &name]);
+        Network { name }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // Containers go first (they are declared after the network, so
+        // they drop before it); a failure here is only a leak, reported.
+        if let Some(out) = docker(&["network", "rm", &self.name]) {
+            if !out.status.success() {
+                eprintln!(
+                    "cannot remove network {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+}
+
+/// A container, removed with its anonymous volumes on drop; its log is
+/// printed first when the test is failing.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    /// `docker run --detach` with `options` before the image and `args`
+    /// after it.
+    fn run(what: &str, options: &[&str], image: &str, args: &[&str]) -> Container {
+        let name = unique_name(what);
+        // The guard exists before the container does: a `docker run` that
+        // created the container and then failed to start it still leaves
+        // something to remove.
+        let container = Container { name };
+        let mut command = vec!["run", "--detach", "--name", &container.name];
+        command.extend_from_slice(options);
+        command.push(image);
+        command.extend_from_slice(args);
+        docker_ok(&command);
+        container
+    }
+
+    /// Where the host reaches the container's `port`, published on
+    /// loopback with an ephemeral host port.
+    fn published(&self, port: u16) -> SocketAddr {
+        let out = docker_ok(&["port", &self.name, &format!("{port}/tcp")]);
+        out.lines()
+            .find_map(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: no published address in {out:?}", self.name))
+    }
+
+    /// Everything the container wrote to stdout and stderr.
+    fn logs(&self) -> String {
+        let out = docker(&["logs", &self.name]).expect("docker runs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn running(&self) -> bool {
+        docker(&["inspect", "--format", "{{.State.Running}}", &self.name])
+            .is_some_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "true")
+    }
+
+    /// Waits until the server on the published `port` sends a MySQL
+    /// greeting. A running container is not a ready server: Docker's
+    /// port proxy accepts connections before anything listens, and the
+    /// MariaDB image runs a private server while it initializes.
+    fn wait_for_greeting(&self, port: u16, timeout: Duration) -> SocketAddr {
+        let addr = self.published(port);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if greets(addr) {
+                return addr;
+            }
+            // The guards print every container's log when a test fails.
+            assert!(self.running(), "{} stopped before serving", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} sent no MySQL greeting on {addr} within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for the container to exit; its exit code.
+    fn wait_exit(&self) -> i32 {
+        docker_ok(&["wait", &self.name])
+            .parse()
+            .expect("docker wait prints the exit code")
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.name, self.logs());
+        }
+        // -v: the datadir volume goes with the container.
+        if let Some(out) = docker(&["rm", "--force", "--volumes", &self.name]) {
+            if !out.status.success() {
+                eprintln!(
+                    "cannot remove container {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+}
+
+/// Whether `addr` answers a connection with a protocol-10 greeting.
+fn greets(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    // 3-byte length, sequence id 0, then the protocol version.
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && head[3] == 0 && head[4] == 10
+}
+
+/// A MariaDB container from the image, on `network` as `mariadb` (the
+/// backend address of Torpor's default configuration), with the app
+/// account and database; returned once it serves.
+fn start_mariadb(network: &Network) -> (Container, SocketAddr) {
+    let env = [
+        format!("MARIADB_ROOT_PASSWORD={ROOT_PASSWORD}"),
+        format!("MARIADB_DATABASE={DATABASE}"),
+        format!("MARIADB_USER={APP_USER}"),
+        format!("MARIADB_PASSWORD={APP_PASSWORD}"),
+    ];
+    let mut options = vec![
+        "--network",
+        &network.name,
+        "--network-alias",
+        "mariadb",
+        "--publish",
+        "127.0.0.1::3306",
+    ];
+    for var in &env {
+        options.extend_from_slice(&["--env", var]);
+    }
+    let db = Container::run("mariadb", &options, &mariadb_image(), &[]);
+    let addr = db.wait_for_greeting(3306, Duration::from_secs(120));
+    (db, addr)
+}
+
+/// A Torpor container from the image on `network`, with its default
+/// configuration file plus the app account, JSON logs and a fixed worker
+/// count; `seccomp` names a profile in `docker/`, or `None` for the
+/// engine's default. Returned once it greets (which takes a reachable
+/// backend: the greeting carries the backend's version).
+fn start_torpor(network: &Network, seccomp: Option<&str>) -> (Container, SocketAddr) {
+    let profile = seccomp.map(|file| {
+        let path = docker_dir().join(file);
+        assert!(path.is_file(), "missing seccomp profile {}", path.display());
+        format!("seccomp={}", path.display())
+    });
+    let mut options = vec!["--network", &network.name, "--publish", "127.0.0.1::6033"];
+    if let Some(profile) = &profile {
+        options.extend_from_slice(&["--security-opt", profile]);
+    }
+    let user = format!("{APP_USER}:{APP_PASSWORD}");
+    let workers = WORKERS.to_string();
+    let args = [
+        "--user",
+        &user,
+        "--log-format",
+        "json",
+        "--workers",
+        &workers,
+    ];
+    let torpor = Container::run("torpor", &options, &torpor_image(), &args);
+    let addr = torpor.wait_for_greeting(6033, Duration::from_secs(30));
+    (torpor, addr)
+}
+
+/// Runs the real `mariadb` client against `addr` as the app user, in
+/// its database; its stdout, or a failure with its stderr.
+fn mariadb_cli(addr: SocketAddr, sql: &str) -> String {
+    mariadb_cli_as(addr, APP_USER, APP_PASSWORD, DATABASE, sql)
+}
+
+/// Runs the real `mariadb` client against `addr` as `user`; its stdout,
+/// or a failure with its stderr. Reads no option file.
+fn mariadb_cli_as(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+) -> String {
+    let program = require_program("mariadb", "mariadb-client");
+    let out = Command::new(program)
+        .arg("--no-defaults")
+        .arg("--protocol=TCP")
+        .arg(format!("--host={}", addr.ip()))
+        .arg(format!("--port={}", addr.port()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--password={password}"))
+        .arg(format!("--database={database}"))
+        .args(["--batch", "--skip-column-names", "--execute", sql])
+        .output()
+        .expect("the mariadb client runs");
+    assert!(
+        out.status.success(),
+        "mariadb client as {user} against {addr} failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The io driver each worker logged ("worker started" lines of the JSON
+/// log), in log order.
+fn worker_drivers(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["fields"]["message"] == "worker started")
+        .map(|entry| {
+            entry["fields"]["driver"]
+                .as_str()
+                .unwrap_or("(none)")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Logs in through Torpor with the real client, writes and reads a row,
+/// and checks the session is Torpor's (its connection ids start at
+/// 2^24) on the MariaDB image's server.
+fn check_queries_through(torpor: SocketAddr, table: &str) {
+    let out = mariadb_cli(
+        torpor,
+        &format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, note VARCHAR(20));
+             INSERT INTO {table} VALUES (1, 'through torpor');
+             SELECT note FROM {table} WHERE id = 1;
+             SELECT CONNECTION_ID() >= 16777216, CURRENT_USER(), VERSION() LIKE '%MariaDB%';"
+        ),
+    );
+    assert_eq!(
+        out,
+        format!("through torpor\n1\t{APP_USER}@%\t1\n"),
+        "unexpected client output"
+    );
+}
+
+/// Whether this host's kernel lets a process set up an io_uring (it may
+/// be compiled out or disabled by sysctl), so a container allowed to use
+/// it by seccomp should run io_uring workers.
+fn host_allows_io_uring() -> bool {
+    // struct io_uring_params is 120 bytes; all zero asks for defaults.
+    let mut params = [0u64; 15];
+    // SAFETY: io_uring_setup reads and writes only the params struct we
+    // pass, which is large enough; the returned fd is closed right away.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fd is a descriptor this function just opened and owns.
+    unsafe { libc::close(fd as libc::c_int) };
+    true
+}
+
+#[test]
+fn mariadb_image_initializes_accounts_from_the_environment() {
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, addr) = start_mariadb(&network);
+    // The app account reaches its database on the network address.
+    let out = mariadb_cli(addr, "SELECT CURRENT_USER(), DATABASE(), @@bind_address");
+    assert_eq!(out, format!("{APP_USER}@%\t{DATABASE}\t0.0.0.0\n"));
+    // Root has its password from anywhere; the accounts are exactly these
+    // (no anonymous or build-host ones), app's with the plugin Torpor
+    // logs in with.
+    let out = mariadb_cli_as(
+        addr,
+        "root",
+        ROOT_PASSWORD,
+        "mysql",
+        "SELECT user, host, plugin FROM mysql.user ORDER BY user, host",
+    );
+    assert_eq!(
+        out,
+        format!(
+            "{APP_USER}\t%\tmysql_native_password\n\
+             mariadb.sys\tlocalhost\tmysql_native_password\n\
+             mysql\tlocalhost\tunix_socket\n\
+             root\t%\tmysql_native_password\n\
+             root\tlocalhost\tmysql_native_password\n"
+        )
+    );
+}
+
+#[test]
+fn mariadb_image_refuses_to_initialize_without_a_root_password() {
+    if images_ready().is_none() {
+        return;
+    }
+    let db = Container::run("mariadb-no-root", &[], &mariadb_image(), &[]);
+    let code = db.wait_exit();
+    let logs = db.logs();
+    assert_ne!(code, 0, "started without a root password:\n{logs}");
+    assert!(
+        logs.contains("MARIADB_ROOT_PASSWORD"),
+        "the error does not name the variable:\n{logs}"
+    );
+}
+
+#[test]
+fn torpor_image_serves_the_mariadb_client_and_logs_its_io_driver() {
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, _) = start_mariadb(&network);
+    let (torpor, addr) = start_torpor(&network, None);
+    check_queries_through(addr, "smoke_default_seccomp");
+    let drivers = worker_drivers(&torpor.logs());
+    assert_eq!(drivers.len(), WORKERS, "workers logged: {drivers:?}");
+    // Which one depends on the engine: Docker 25 and later refuse
+    // io_uring in their default profile, older ones allow it.
+    assert!(
+        drivers.iter().all(|d| d == "io_uring" || d == "epoll"),
+        "unknown drivers: {drivers:?}"
+    );
+    eprintln!("Torpor under the engine's default seccomp profile runs {drivers:?}");
+}
+
+#[test]
+fn torpor_image_falls_back_to_epoll_when_seccomp_refuses_io_uring() {
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, _) = start_mariadb(&network);
+    let (torpor, addr) = start_torpor(&network, Some("seccomp-no-io-uring.json"));
+    check_queries_through(addr, "smoke_no_io_uring");
+    assert_eq!(worker_drivers(&torpor.logs()), vec!["epoll"; WORKERS]);
+}
+
+#[test]
+fn torpor_image_runs_io_uring_under_the_profile_that_allows_it() {
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, _) = start_mariadb(&network);
+    let (torpor, addr) = start_torpor(&network, Some("seccomp-io-uring.json"));
+    check_queries_through(addr, "smoke_io_uring");
+    // A kernel without io_uring leaves epoll whatever seccomp says.
+    let expected = if host_allows_io_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    };
+    assert_eq!(worker_drivers(&torpor.logs()), vec![expected; WORKERS]);
+}
+
+/// The two profiles are Docker's default with one difference: the
+/// io_uring calls allowed in one, refused in the other.
+#[test]
+fn seccomp_profiles_differ_only_in_io_uring() {
+    let read = |file: &str| -> serde_json::Value {
+        let path = docker_dir().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let allow = read("seccomp-io-uring.json");
+    let deny = read("seccomp-no-io-uring.json");
+    let uring = |profile: &serde_json::Value| -> Vec<serde_json::Value> {
+        profile["syscalls"]
+            .as_array()
+            .expect("a syscalls list")
+            .iter()
+            .filter(|rule| {
+                rule["names"]
+                    .as_array()
+                    .is_some_and(|names| names.iter().any(|n| n == "io_uring_setup"))
+            })
+            .cloned()
+            .collect()
+    };
+    let (allowed, refused) = (uring(&allow), uring(&deny));
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(allowed[0]["action"], "SCMP_ACT_ALLOW");
+    assert_eq!(refused[0]["action"], "SCMP_ACT_ERRNO");
+    for rule in [&allowed[0], &refused[0]] {
+        assert_eq!(
+            rule["names"],
+            serde_json::json!(["io_uring_enter", "io_uring_register", "io_uring_setup"])
+        );
+    }
+    let without = |profile: &serde_json::Value| {
+        let mut profile = profile.clone();
+        if let Some(rules) = profile["syscalls"].as_array_mut() {
+            rules.retain(|rule| {
+                !rule["names"]
+                    .as_array()
+                    .is_some_and(|names| names.iter().any(|n| n == "io_uring_setup"))
+            });
+        }
+        profile
+    };
+    assert_eq!(without(&allow), without(&deny));
+    assert_eq!(allow["defaultAction"], "SCMP_ACT_ERRNO");
+}
