@@ -153,6 +153,11 @@ impl ClientError {
                 b"08004",
                 format!("Too many connections: no database connection behind Torpor became free ({why})"),
             ),
+            WakeFailed { service, cause } => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                format!("Can't connect to the database behind Torpor: service '{service}' could not be woken ({cause}); the next query tries again"),
+            ),
             Internal(_) => ClientError::new(
                 SERVER_LOST,
                 b"HY000",

@@ -86,6 +86,123 @@ pub struct BackendConfig {
     pub connect_timeout_ms: u64,
 }
 
+/// What runs a managed service's MariaDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// A container of the Docker Engine (through its API).
+    Docker,
+    /// A `mariadbd` process of Torpor's own.
+    Process,
+}
+
+/// A database service Torpor runs and scales: its backend is started,
+/// suspended when idle, parked after a longer silence and woken by the
+/// next query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The service's name (containers and datadirs are named after it).
+    pub name: String,
+    /// What runs the backend.
+    pub driver: DriverKind,
+    /// Names of the `[[users]]` that route to this service; every user
+    /// when the list is empty and this is the only service.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// `process`: the datadir (initialized on first start, kept); default
+    /// `<state_dir>/services/<name>/data`.
+    #[serde(default)]
+    pub datadir: Option<PathBuf>,
+    /// `docker`: the image (built by `docker/mariadb/build.sh`).
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Seconds with no query and nothing pinned before a suspend; 0 never.
+    #[serde(default = "default_suspend_after_secs")]
+    pub suspend_after_secs: u64,
+    /// Seconds suspended before parking; 0 never.
+    #[serde(default = "default_park_after_secs")]
+    pub park_after_secs: u64,
+    /// Seconds a query waits for a wake before it gets an error.
+    #[serde(default = "default_wake_timeout_secs")]
+    pub wake_timeout_secs: u64,
+    /// CPUs the backend may use (docker).
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    /// Memory limit in MiB (docker).
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// InnoDB buffer pool while active, in MiB.
+    #[serde(default = "default_buffer_pool_mib")]
+    pub buffer_pool_mib: u64,
+    /// InnoDB buffer pool the backend shrinks to before it is frozen.
+    #[serde(default = "default_suspended_buffer_pool_mib")]
+    pub suspended_buffer_pool_mib: u64,
+    /// `process`: the datadir is a temporary one, removed when Torpor
+    /// stops (`--spawn-mariadb` without `--spawn-datadir`).
+    #[serde(skip)]
+    pub temporary: bool,
+}
+
+fn default_image() -> String {
+    "torpor/mariadb:10.11".to_string()
+}
+fn default_suspend_after_secs() -> u64 {
+    10
+}
+fn default_park_after_secs() -> u64 {
+    4 * 3600
+}
+fn default_wake_timeout_secs() -> u64 {
+    60
+}
+fn default_cpus() -> f64 {
+    1.0
+}
+fn default_memory_mib() -> u64 {
+    1024
+}
+fn default_buffer_pool_mib() -> u64 {
+    128
+}
+fn default_suspended_buffer_pool_mib() -> u64 {
+    16
+}
+
+impl ServiceConfig {
+    /// A service run by `driver` with the defaults.
+    pub fn new(name: &str, driver: DriverKind) -> ServiceConfig {
+        ServiceConfig {
+            name: name.to_string(),
+            driver,
+            users: Vec::new(),
+            datadir: None,
+            image: default_image(),
+            suspend_after_secs: default_suspend_after_secs(),
+            park_after_secs: default_park_after_secs(),
+            wake_timeout_secs: default_wake_timeout_secs(),
+            cpus: default_cpus(),
+            memory_mib: default_memory_mib(),
+            buffer_pool_mib: default_buffer_pool_mib(),
+            suspended_buffer_pool_mib: default_suspended_buffer_pool_mib(),
+            temporary: false,
+        }
+    }
+}
+
+/// The admin HTTP API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens; off when not set.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token every request must carry; required when `listen` is
+    /// not a loopback address.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
 /// One account clients may log in as.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,11 +259,34 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `torpor=debug`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
-    /// The backend.
+    /// A backend Torpor does not manage (always on); mutually exclusive
+    /// with `services`.
     pub backend: Option<BackendConfig>,
+    /// Managed services.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
     /// Accounts.
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// The admin HTTP API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where Torpor keeps what outlives it (datadirs of process services,
+    /// admin secrets).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+/// `$XDG_STATE_HOME/torpor`, else `~/.local/state/torpor`, else
+/// `/var/lib/torpor`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("torpor");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/torpor");
+    }
+    PathBuf::from("/var/lib/torpor")
 }
 
 fn default_listen() -> SocketAddr {
@@ -189,7 +329,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: default_log_level(),
             backend: None,
+            services: Vec::new(),
             users: Vec::new(),
+            admin: AdminConfig::default(),
+            state_dir: default_state_dir(),
         }
     }
 }
@@ -233,12 +376,71 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    /// Checks what serde cannot: a backend is set, users are well formed.
+    /// Checks what serde cannot: a backend or services are set, users
+    /// are well formed and each routes to one service.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.backend.is_none() {
-            return Err(ConfigError::Invalid(
-                "no backend: give --backend HOST:PORT or a [backend] section".into(),
-            ));
+        match (self.backend.is_some(), self.services.is_empty()) {
+            (false, true) => {
+                return Err(ConfigError::Invalid(
+                    "no backend: give --backend HOST:PORT, --spawn-mariadb, a [backend] section or [[services]]".into(),
+                ))
+            }
+            (true, false) => {
+                return Err(ConfigError::Invalid(
+                    "give either [backend] or [[services]], not both".into(),
+                ))
+            }
+            _ => {}
+        }
+        let mut names = std::collections::HashSet::new();
+        for service in &self.services {
+            if service.name.is_empty()
+                || !service
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "service name '{}': use letters, digits, '-' and '_'",
+                    service.name
+                )));
+            }
+            if !names.insert(&service.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "service '{}' is declared twice",
+                    service.name
+                )));
+            }
+            for user in &service.users {
+                if !self.users.iter().any(|u| &u.name == user) {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}' names user '{user}', which no [[users]] entry declares",
+                        service.name
+                    )));
+                }
+            }
+        }
+        if self.services.len() > 1 {
+            for user in &self.users {
+                let routes = self
+                    .services
+                    .iter()
+                    .filter(|s| s.users.contains(&user.name))
+                    .count();
+                if routes != 1 {
+                    return Err(ConfigError::Invalid(format!(
+                        "user '{}' must be listed by exactly one service (it is by {routes})",
+                        user.name
+                    )));
+                }
+            }
+        }
+        if let Some(listen) = self.admin.listen {
+            if !listen.ip().is_loopback() && self.admin.token.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "the admin API on {listen} is reachable from other hosts: set [admin] token"
+                )));
+            }
         }
         for user in &self.users {
             if user.password.is_some() == user.password_hash.is_some() {
@@ -272,14 +474,33 @@ pub struct Cli {
     /// must exist on the backend.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub users: Vec<String>,
-    /// Start a private MariaDB (installing Debian's mariadb-server if it is
-    /// missing) with the --user accounts, and use it as the backend.
+    /// Run a managed service "default" on a private MariaDB process
+    /// (installing Debian's mariadb-server if it is missing) with the
+    /// --user accounts: suspended when idle, parked after a longer
+    /// silence, woken by the next query.
     #[arg(long, conflicts_with = "backend")]
     pub spawn_mariadb: bool,
     /// Datadir for --spawn-mariadb, kept between runs; a temporary one
     /// (removed on exit) when not given.
     #[arg(long, value_name = "DIR", requires = "spawn_mariadb")]
     pub spawn_datadir: Option<PathBuf>,
+    /// Seconds without queries before a managed service is suspended
+    /// (0: never). Applies to every service.
+    #[arg(long, value_name = "SECS")]
+    pub suspend_after_secs: Option<u64>,
+    /// Seconds suspended before a managed service is parked (0: never).
+    #[arg(long, value_name = "SECS")]
+    pub park_after_secs: Option<u64>,
+    /// Where the admin HTTP API listens (default 127.0.0.1:6034; `off`
+    /// disables it).
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin_listen: Option<String>,
+    /// Bearer token the admin API requires (needed off loopback).
+    #[arg(long, value_name = "TOKEN", env = "TORPOR_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Where Torpor keeps datadirs of process services and secrets.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Worker threads; 0 means one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -306,14 +527,53 @@ pub struct Cli {
 
 impl Cli {
     /// The configuration these flags describe: the file's, overridden.
-    /// With --spawn-mariadb the backend is filled in later, once the
-    /// server runs, so it is not required here.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let spawn = self.spawn_mariadb;
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        if self.spawn_mariadb {
+            let mut service = ServiceConfig::new("default", DriverKind::Process);
+            service.temporary = self.spawn_datadir.is_none();
+            service.datadir = self.spawn_datadir.clone();
+            config.backend = None;
+            config.services = vec![service];
+        }
+        if let Some(secs) = self.suspend_after_secs {
+            config
+                .services
+                .iter_mut()
+                .for_each(|s| s.suspend_after_secs = secs);
+        }
+        if let Some(secs) = self.park_after_secs {
+            config
+                .services
+                .iter_mut()
+                .for_each(|s| s.park_after_secs = secs);
+        }
+        match self.admin_listen.as_deref() {
+            Some("off") => config.admin.listen = None,
+            Some(addr) => {
+                config.admin.listen =
+                    Some(addr.parse().map_err(|e| {
+                        ConfigError::Invalid(format!("--admin-listen '{addr}': {e}"))
+                    })?)
+            }
+            // The binary's default (a library user, like the tests, opts
+            // in); a port already taken is a warning at start, not a stop.
+            None => {
+                config.admin.listen = config
+                    .admin
+                    .listen
+                    .or(Some(SocketAddr::from(([127, 0, 0, 1], 6034))))
+            }
+        }
+        if let Some(token) = self.admin_token {
+            config.admin.token = Some(token);
+        }
+        if let Some(dir) = self.state_dir {
+            config.state_dir = dir;
+        }
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -362,16 +622,6 @@ impl Cli {
         }
         if let Some(level) = self.log_level {
             config.log_level = level;
-        }
-        if spawn {
-            if config
-                .users
-                .iter()
-                .any(|u| u.password.is_none() && u.password_hash.is_none())
-            {
-                return Err(ConfigError::Invalid("every user needs a password".into()));
-            }
-            return Ok(config);
         }
         config.validate()?;
         Ok(config)

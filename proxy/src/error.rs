@@ -77,6 +77,16 @@ pub enum SessionError {
     /// wait for one).
     #[error("no backend connection free: {0}")]
     PoolExhausted(&'static str),
+    /// The session's service could not be woken (or not in time). The
+    /// session goes on: the command gets this error, the next one tries
+    /// again.
+    #[error("service '{service}' could not be woken: {cause}")]
+    WakeFailed {
+        /// The service.
+        service: String,
+        /// Why (driver error or timeout).
+        cause: String,
+    },
     /// A bug in Torpor: a state its code should never reach.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -90,9 +100,11 @@ impl SessionError {
             ClientGone | ClientIo(_) | ClientProtocol(_) | AccessDenied { .. } | Unsupported(_) => {
                 Fault::Client
             }
-            BackendUnreachable(_) | BackendRefused(_) | BackendLost(_) | BackendProtocol(_) => {
-                Fault::Backend
-            }
+            BackendUnreachable(_)
+            | BackendRefused(_)
+            | BackendLost(_)
+            | BackendProtocol(_)
+            | WakeFailed { .. } => Fault::Backend,
             Killed | Shutdown | TooManyConnections | PoolExhausted(_) | Internal(_) => Fault::Proxy,
         }
     }
@@ -107,6 +119,7 @@ impl SessionError {
                 | Shutdown
                 | TooManyConnections
                 | PoolExhausted(_)
+                | WakeFailed { .. }
         )
     }
 

@@ -24,9 +24,13 @@
 //!   client is told.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //! - [`logging`]: tracing output.
-//! - [`scaler`]: the embedded scaler; today [`scaler::process`] runs
-//!   private `mariadbd` processes.
+//! - [`service`]: a database service as the workers see it: address,
+//!   cached greeting and baselines, lifecycle state, wakes.
+//! - [`scaler`]: the embedded scaler: drivers (docker, process), the
+//!   lifecycle state machine, one actor thread per managed service.
+//! - [`admin`]: the admin HTTP API (services, actions, health).
 
+pub mod admin;
 pub mod backend;
 pub mod buffers;
 pub mod client_error;
@@ -38,6 +42,7 @@ pub mod net;
 pub mod pool;
 pub mod registry;
 pub mod scaler;
+pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod users;
@@ -88,14 +93,24 @@ pub struct Proxy {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     workers: Vec<JoinHandle<std::io::Result<()>>>,
+    services: scaler::services::Services,
+    admin: Option<admin::AdminServer>,
 }
 
 impl Proxy {
     /// Starts the workers and returns once they listen.
     pub fn start(config: Config) -> Result<Proxy, StartError> {
         config.validate()?;
-        let shared = Arc::new(Shared::new(config, Shutdown::new())?);
-        let count = shared.config.worker_count();
+        let count = config.worker_count();
+        let nudge = Arc::new(event_listener::Event::new());
+        let mut services = scaler::services::build(&config, count, &nudge)?;
+        let shared = match Shared::new(config, Shutdown::new(), services.services.clone(), nudge) {
+            Ok(shared) => Arc::new(shared),
+            Err(e) => {
+                services.shutdown();
+                return Err(e.into());
+            }
+        };
         let listen = shared.config.listen;
         let listeners =
             worker::bind_listeners(listen, count).map_err(|source| StartError::Listen {
@@ -136,19 +151,34 @@ impl Proxy {
             for worker in workers {
                 let _ = worker.join();
             }
+            services.shutdown();
             return Err(failure);
         }
-        info!(%local_addr, workers = count, backend = %shared.backend_addr, users = shared.users.len(), "listening");
+        let names: Vec<&str> = shared.services.iter().map(|s| s.name.as_str()).collect();
+        info!(%local_addr, workers = count, services = ?names, users = shared.users.len(), "listening");
+        let admin = admin::AdminServer::start(Arc::clone(&shared));
         Ok(Proxy {
             shared,
             local_addr,
             workers,
+            services,
+            admin,
         })
     }
 
     /// Where clients connect.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the admin API listens, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(admin::AdminServer::local_addr)
+    }
+
+    /// The services, for tests and embedding programs.
+    pub fn services(&self) -> &[Arc<service::Service>] {
+        &self.shared.services
     }
 
     /// The shutdown trigger (e.g. for signal handlers).
@@ -169,9 +199,9 @@ impl Proxy {
 
     /// Waits for the workers to finish (after a shutdown was triggered).
     /// Returns false when a worker failed or panicked.
-    pub fn join(self) -> bool {
+    pub fn join(mut self) -> bool {
         let mut clean = true;
-        for worker in self.workers {
+        for worker in std::mem::take(&mut self.workers) {
             match worker.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -184,6 +214,12 @@ impl Proxy {
                 }
             }
         }
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
+        }
+        // Managed backends stop cleanly (data kept) once no session needs
+        // them.
+        self.services.shutdown();
         clean
     }
 }

@@ -279,6 +279,11 @@ impl<C> BackendPool<C> {
         idle
     }
 
+    /// When the most recently returned idle connection came back.
+    pub fn last_returned(&self) -> Option<Instant> {
+        self.idle.borrow().iter().map(|i| i.since).max()
+    }
+
     /// Applies `f` to every idle connection (e.g. to queue closes of a
     /// finished session's statements).
     pub fn for_each_idle(&self, mut f: impl FnMut(&mut C)) {

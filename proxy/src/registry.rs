@@ -10,8 +10,8 @@
 //! This map is the one structure shared by workers; it is touched when a
 //! session starts or ends and by KILL, never per query.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
@@ -25,6 +25,12 @@ pub struct SessionEntry {
     pub backend_thread_id: AtomicU32,
     /// Set by KILL CONNECTION: the session must end, not reconnect.
     pub killed: AtomicBool,
+    /// The index of the service the session logged in to.
+    pub service: AtomicUsize,
+    /// Why the session cannot move to another backend connection now
+    /// (names from `session::model::PinReason`); published only when it
+    /// changes, for the admin API.
+    pub pins: Mutex<Vec<&'static str>>,
 }
 
 /// All live sessions, by client-visible id.
@@ -73,6 +79,18 @@ impl Registry {
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sessions of service `service` that are pinned, with their reasons.
+    pub fn pins_of(&self, service: usize) -> Vec<(u32, Vec<&'static str>)> {
+        self.sessions
+            .iter()
+            .filter(|e| e.value().service.load(Ordering::Relaxed) == service)
+            .filter_map(|e| {
+                let pins = e.value().pins.lock().ok()?.clone();
+                (!pins.is_empty()).then_some((*e.key(), pins))
+            })
+            .collect()
     }
 
     /// Whether no session is live.

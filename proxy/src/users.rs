@@ -7,15 +7,19 @@ use torpor_protocol::auth::StoredPassword;
 
 use crate::config::{ConfigError, UserConfig};
 
-/// User name → stored password.
+/// User name → stored password and the service the user routes to.
 #[derive(Debug, Default)]
 pub struct UserStore {
-    users: HashMap<Vec<u8>, StoredPassword>,
+    users: HashMap<Vec<u8>, (StoredPassword, usize)>,
 }
 
 impl UserStore {
     /// Builds the store from configured users, hashing plaintext passwords.
-    pub fn from_config(users: &[UserConfig]) -> Result<UserStore, ConfigError> {
+    /// `service_of` names the index of the service each user routes to.
+    pub fn from_config(
+        users: &[UserConfig],
+        service_of: impl Fn(&str) -> usize,
+    ) -> Result<UserStore, ConfigError> {
         let mut store = UserStore::default();
         for user in users {
             let stored = match (&user.password, &user.password_hash) {
@@ -29,14 +33,22 @@ impl UserStore {
                     )))
                 }
             };
-            store.users.insert(user.name.as_bytes().to_vec(), stored);
+            store.users.insert(
+                user.name.as_bytes().to_vec(),
+                (stored, service_of(&user.name)),
+            );
         }
         Ok(store)
     }
 
     /// What is stored for `user`, if the account exists.
     pub fn get(&self, user: &[u8]) -> Option<&StoredPassword> {
-        self.users.get(user)
+        self.users.get(user).map(|(stored, _)| stored)
+    }
+
+    /// The index of the service `user` routes to.
+    pub fn service_of(&self, user: &[u8]) -> Option<usize> {
+        self.users.get(user).map(|(_, service)| *service)
     }
 
     /// Number of accounts.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,22 +237,19 @@ async fn accept_loop(
     let sessions = Rc::new(Sessions::default());
     let buffers = Rc::new(BufferPool::default());
     let config = &shared.config;
-    let pool: Rc<BackendPool<BackendConn>> = Rc::new(BackendPool::new(
-        config.backend_connections_per_worker(),
-        Duration::from_secs(config.backend_idle_timeout_secs),
-        config.max_connections,
-    ));
-    // Idle backend connections past their timeout are closed even when no
-    // session touches the pool.
-    {
-        let pool = Rc::clone(&pool);
-        monoio::spawn(async move {
-            loop {
-                monoio::time::sleep(Duration::from_secs(1)).await;
-                pool.expire();
-            }
-        });
-    }
+    // One pool per service, indexed like `shared.services`.
+    let pools: Rc<[Rc<BackendPool<BackendConn>>]> = shared
+        .services
+        .iter()
+        .map(|_| {
+            Rc::new(BackendPool::new(
+                config.backend_connections_per_worker(),
+                Duration::from_secs(config.backend_idle_timeout_secs),
+                config.max_connections,
+            ))
+        })
+        .collect();
+    monoio::spawn(tick(index, Arc::clone(&shared), Rc::clone(&pools)));
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
@@ -261,12 +259,13 @@ async fn accept_loop(
                     let (slot, control) = sessions.insert();
                     let shared = Arc::clone(&shared);
                     let buffers = Rc::clone(&buffers);
-                    let pool = Rc::clone(&pool);
+                    let pools = Rc::clone(&pools);
                     monoio::spawn(async move {
                         // A bug that panics ends its own session (its
                         // sockets close as it unwinds), not the worker and
                         // every other session on it.
-                        let serve = session::serve(stream, peer, shared, control, buffers, pool);
+                        let parts = session::WorkerParts { index, control, buffers, pools };
+                        let serve = session::serve(stream, peer, shared, parts);
                         if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
                             error!(worker = index, %peer, "session panicked; it was closed");
                         }
@@ -300,9 +299,57 @@ async fn accept_loop(
         );
     }
     // Idle backend connections say goodbye instead of being cut.
-    for pooled in pool.drain() {
-        pooled.conn.conn.close().await;
+    for pool in pools.iter() {
+        for pooled in pool.drain() {
+            pooled.conn.conn.close().await;
+        }
     }
     info!(worker = index, "worker stopped");
     Ok(())
+}
+
+/// The worker's housekeeping, once a second and whenever a service's
+/// actor nudges: idle backend connections past their timeout close; for a
+/// service that is suspending (or asleep) every idle connection closes;
+/// and what the worker has lent and when it last saw use is published for
+/// the actors. Nothing here runs per query.
+async fn tick(index: usize, shared: Arc<Shared>, pools: Rc<[Rc<BackendPool<BackendConn>>]>) {
+    loop {
+        let nudged = shared.nudge.listen();
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(1)) => {},
+            _ = nudged => {},
+        }
+        if shared.shutdown.is_stopping() {
+            return;
+        }
+        for (service, pool) in shared.services.iter().zip(pools.iter()) {
+            let Some(activity) = service.workers.get(index) else {
+                continue;
+            };
+            // The epoch first: a worker that answers epoch N must have
+            // seen the state the actor set before it published N.
+            let epoch = service.suspend_epoch.load(Ordering::Acquire);
+            pool.expire();
+            if !service.lifecycle.is_active() {
+                for pooled in pool.drain() {
+                    pooled.conn.conn.close().await;
+                }
+            }
+            let lent = pool.open() - pool.idle();
+            activity.lent.store(lent, Ordering::Release);
+            activity.open.store(pool.open(), Ordering::Release);
+            let now = service.now_ms();
+            let last = if lent > 0 {
+                Some(now)
+            } else {
+                pool.last_returned()
+                    .map(|at| now.saturating_sub(at.elapsed().as_millis() as u64))
+            };
+            if let Some(last) = last {
+                activity.last_active_ms.fetch_max(last, Ordering::AcqRel);
+            }
+            activity.acked_epoch.store(epoch, Ordering::Release);
+        }
+    }
 }

@@ -8,6 +8,8 @@
 //!   line and signals.
 //! - [`require_program`]: real client programs (`mariadb`, `sysbench`);
 //!   a missing one fails the test with the package to install, never skips.
+//! - [`docker`]: tests of real containers: the docker CLI, images, unique
+//!   names, and when a missing engine is a skip or a failure.
 //!
 //! Tests in one binary run in parallel against the same server: each uses
 //! its own schema or table names.
@@ -210,4 +212,6 @@ pub fn torpor_binary() -> PathBuf {
     target.join("debug").join("torpor")
 }
 
+pub mod docker;
 pub mod raw;
+pub mod serverless;

@@ -5,20 +5,19 @@
 //! runs — io_uring where seccomp allows it, epoll under a profile that
 //! refuses `io_uring_setup`.
 //!
-//! The tests run wherever a Docker engine answers. Without an engine or
-//! the images they pass with a note on stderr, unless
-//! `TORPOR_REQUIRE_DOCKER=1` (CI sets it): then they fail, saying how to
-//! build the images. Every container and network they create is named
-//! `torpor-test-…` and removed on drop, also when a test fails.
-//! `TORPOR_MARIADB_IMAGE` and `TORPOR_IMAGE` name other images.
+//! The tests run wherever a Docker engine answers, under the rules of
+//! [`torpor_tests::docker`] (`TORPOR_REQUIRE_DOCKER=1` turns a missing
+//! engine or image into a failure). Every container and network they
+//! create is named `torpor-test-…` and removed on drop, also when a test
+//! fails.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
+use torpor_tests::docker::{docker, docker_ok, mariadb_image, torpor_image, unique_name};
 use torpor_tests::require_program;
 
 const APP_USER: &str = "app";
@@ -28,85 +27,15 @@ const DATABASE: &str = "appdb";
 /// Workers Torpor runs in its container: each logs its driver.
 const WORKERS: usize = 2;
 
-const BUILD_HINT: &str = "build the images with docker/mariadb/build.sh and \
-     docker/torpor/build.sh (.ci/run does), or unset TORPOR_REQUIRE_DOCKER \
-     to let these tests pass without Docker";
-
-fn mariadb_image() -> String {
-    std::env::var("TORPOR_MARIADB_IMAGE").unwrap_or_else(|_| "torpor/mariadb:10.11".into())
-}
-
-fn torpor_image() -> String {
-    std::env::var("TORPOR_IMAGE").unwrap_or_else(|_| "torpor/torpor:dev".into())
-}
-
 fn docker_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docker"))
-}
-
-/// Runs the docker CLI; `None` when it cannot even be started.
-fn docker(args: &[&str]) -> Option<Output> {
-    Command::new("docker").args(args).output().ok()
-}
-
-/// Runs the docker CLI and returns its stdout, or fails the test with
-/// what docker said.
-fn docker_ok(args: &[&str]) -> String {
-    let output = docker(args).unwrap_or_else(|| panic!("cannot run docker {args:?}"));
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Whether the environment asks for these tests to fail rather than pass
-/// without Docker.
-fn docker_required() -> bool {
-    std::env::var("TORPOR_REQUIRE_DOCKER").is_ok_and(|v| v == "1")
 }
 
 /// `Some(())` when the engine answers and both images exist; otherwise
 /// `None` with a note (or a failure under `TORPOR_REQUIRE_DOCKER=1`).
 #[must_use]
 fn images_ready() -> Option<()> {
-    let why = match docker(&["version", "--format", "{{.Server.Version}}"]) {
-        None => Some("the docker CLI is not installed".to_string()),
-        Some(out) if !out.status.success() => Some(format!(
-            "the Docker engine does not answer: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Some(_) => [mariadb_image(), torpor_image()]
-            .into_iter()
-            .find(|image| {
-                !docker(&["image", "inspect", image]).is_some_and(|out| out.status.success())
-            })
-            .map(|image| format!("the image {image} is missing")),
-    };
-    match why {
-        None => Some(()),
-        Some(why) if docker_required() => {
-            panic!("TORPOR_REQUIRE_DOCKER=1 but {why}: {BUILD_HINT}")
-        }
-        Some(why) => {
-            eprintln!("skipped: {why} ({BUILD_HINT})");
-            None
-        }
-    }
-}
-
-/// A name no other test, run or test binary uses.
-fn unique_name(what: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "torpor-test-{}-{}-{nanos:08x}-{what}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    torpor_tests::docker::images_ready(&[mariadb_image(), torpor_image()])
 }
 
 /// A user-defined network, removed on drop. Containers on it find each

@@ -200,6 +200,7 @@ impl MariadbProcess {
                     rundir.path().join("error.log").display()
                 ))
                 .arg(format!("--init-file={}", init_file.display()))
+                .arg(format!("--tmpdir={}", rundir.path().display()))
                 .arg(format!("--innodb-buffer-pool-size={}", options.buffer_pool))
                 .arg("--skip-name-resolve")
                 .arg("--max-connections=2000")
@@ -419,10 +420,17 @@ fn install_db(datadir: &Path) -> Result<(), ProcessError> {
             program: "mariadb-install-db",
         },
     )?;
+    // Its own temporary folder: bootstraps running side by side (tests)
+    // otherwise trip over each other's temporary tables in /tmp.
+    let tmpdir = tempfile::Builder::new()
+        .prefix("torpor-install-db-")
+        .tempdir()
+        .map_err(io("creating mariadb-install-db's tmpdir"))?;
     let mut command = Command::new(install);
     command
         .arg("--no-defaults")
         .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", tmpdir.path().display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .stdin(Stdio::null());
@@ -440,6 +448,17 @@ fn install_db(datadir: &Path) -> Result<(), ProcessError> {
 
 fn init_sql(accounts: &[Account]) -> String {
     let mut sql = String::from("CREATE DATABASE IF NOT EXISTS test;\n");
+    for statement in account_sql(accounts) {
+        sql.push_str(&statement);
+        sql.push_str(";\n");
+    }
+    sql
+}
+
+/// Statements that create (or update) each account, with all privileges
+/// on everything.
+pub fn account_sql(accounts: &[Account]) -> Vec<String> {
+    let mut sql = Vec::new();
     for account in accounts {
         let user = sql_quote(&account.user);
         let identified = if is_native_hash(&account.password) {
@@ -447,10 +466,10 @@ fn init_sql(accounts: &[Account]) -> String {
         } else {
             format!("IDENTIFIED BY {}", sql_quote(&account.password))
         };
-        sql.push_str(&format!(
-            "CREATE USER IF NOT EXISTS {user}@'%' {identified};\n\
-             ALTER USER {user}@'%' {identified};\n\
-             GRANT ALL PRIVILEGES ON *.* TO {user}@'%' WITH GRANT OPTION;\n"
+        sql.push(format!("CREATE USER IF NOT EXISTS {user}@'%' {identified}"));
+        sql.push(format!("ALTER USER {user}@'%' {identified}"));
+        sql.push(format!(
+            "GRANT ALL PRIVILEGES ON *.* TO {user}@'%' WITH GRANT OPTION"
         ));
     }
     sql

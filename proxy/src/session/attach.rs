@@ -69,8 +69,13 @@ impl Session {
     /// session — the one it holds, or one borrowed from the worker's pool
     /// and brought to the session's state.
     pub(super) async fn attach(&mut self) -> Result<(), Failure> {
-        // A client that is leaving needs no backend.
-        let quitting = self.client.rbuf.get(HEADER_LEN) == Some(&(Command::Quit as u8));
+        // A client that is leaving needs no backend; nor does a lone ping
+        // while the service sleeps (Torpor answers it).
+        let front = self.client.rbuf.get(HEADER_LEN).copied();
+        let lone_ping = front == Some(Command::Ping as u8)
+            && self.client.rbuf.len() == HEADER_LEN + 1
+            && !self.service.lifecycle.is_active();
+        let quitting = front == Some(Command::Quit as u8) || lone_ping;
         if let Some(backend) = self.backend.as_ref() {
             let idle = backend.idle_since.elapsed() >= CHECK_AFTER_IDLE;
             if !idle
@@ -123,6 +128,9 @@ impl Session {
         let key = self.pool_key();
         let wait = Duration::from_millis(self.shared.config.pool_wait_timeout_ms);
         loop {
+            // Nothing may yield between this check and the borrow: a
+            // suspending worker counts lent connections (scaler::actor).
+            self.service.wait_active().await?;
             let borrowed = self
                 .pool
                 .borrow(&key, &self.model.state, wait)
@@ -184,12 +192,7 @@ impl Session {
             attributes: &self.attributes,
             max_packet_size: self.max_packet_size,
         };
-        let (mut fresh, _ok) = backend::connect(
-            self.shared.backend_addr,
-            &login,
-            self.shared.connect_timeout,
-        )
-        .await?;
+        let (mut fresh, _ok) = self.service.connect(&login).await?;
         backend::ensure_tracking(&mut fresh).await?;
         let start = SessionState {
             schema,
@@ -228,6 +231,7 @@ impl Session {
     /// Gives the backend connection back to the pool when nothing needs it
     /// to stay: no reply owed, no command waiting, nothing pinned.
     pub(super) fn release_if_free(&mut self) {
+        self.publish_pins();
         let Some(backend) = self.backend.as_ref() else {
             return;
         };
@@ -257,6 +261,20 @@ impl Session {
                 },
             );
         }
+    }
+
+    /// Shows the session's pins in the registry (for the admin API) when
+    /// they changed from none to some or back; costs nothing otherwise.
+    fn publish_pins(&mut self) {
+        let pinned = self.model.is_pinned();
+        if !pinned && !self.pins_published {
+            return;
+        }
+        let names: Vec<&'static str> = self.model.pins().iter().map(|p| p.name()).collect();
+        if let Ok(mut pins) = self.guard.entry.pins.lock() {
+            *pins = names;
+        }
+        self.pins_published = pinned;
     }
 
     /// Closes the session's backend connection (it failed, or it is in a

@@ -45,6 +45,7 @@ use crate::error::SessionError;
 use crate::net::Conn;
 use crate::pool::BackendPool;
 use crate::registry::SessionGuard;
+use crate::service::{ClientCount, Service};
 use crate::worker::SessionControl;
 
 /// At most this many bytes of pipelined commands are forwarded before
@@ -134,8 +135,15 @@ pub struct Session {
     pub(super) backend: Option<BackendConn>,
     /// The capabilities of the session's backend connections (all alike).
     pub(super) backend_caps: Capabilities,
-    /// The worker's pool of backend connections.
+    /// The worker's pool of backend connections to the session's service.
     pub(super) pool: Rc<BackendPool<BackendConn>>,
+    /// The service the session's user routes to.
+    pub(super) service: Arc<Service>,
+    /// Counts the session among its service's clients while it lives.
+    _client_count: ClientCount,
+    /// Whether the registry shows pins for this session (so that they are
+    /// cleared when they end).
+    pub(super) pins_published: bool,
     pub(super) capabilities: Capabilities,
     pub(super) user: Vec<u8>,
     pub(super) password: ProvenPassword,
@@ -176,14 +184,20 @@ impl Session {
         parts: super::WorkerParts,
     ) -> Session {
         let super::WorkerParts {
+            index,
             control,
             buffers,
-            pool,
+            pools,
         } = parts;
-        guard
-            .entry
-            .backend_thread_id
-            .store(authenticated.backend.thread_id, Ordering::Release);
+        let service = authenticated.service;
+        // Login found the pool at this index (pools are built from the
+        // same list of services).
+        let pool = Rc::clone(&pools[service.index]);
+        guard.entry.backend_thread_id.store(
+            authenticated.backend.as_ref().map_or(0, |b| b.thread_id),
+            Ordering::Release,
+        );
+        guard.entry.service.store(service.index, Ordering::Relaxed);
         Session {
             client,
             capabilities: authenticated.capabilities,
@@ -193,10 +207,12 @@ impl Session {
             collation: authenticated.collation,
             attributes: authenticated.attributes,
             max_packet_size: authenticated.max_packet_size,
-            backend_caps: authenticated.backend.capabilities
-                & !Capabilities::CLIENT_CONNECT_WITH_DB,
-            backend: Some(authenticated.backend),
+            backend_caps: authenticated.backend_caps,
+            backend: authenticated.backend,
             pool,
+            _client_count: ClientCount::new(Arc::clone(&service), index),
+            service,
+            pins_published: false,
             guard,
             shared,
             peer,
@@ -212,6 +228,9 @@ impl Session {
     /// Runs the command loop until the client quits or something fails,
     /// then closes both connections.
     pub async fn run(mut self) {
+        // The login's connection goes back to the pool until the first
+        // query: an idle session holds none.
+        self.release_if_free();
         let result = self.command_loop().await;
         // A session that ended between commands leaves a clean backend
         // connection, which goes back to the pool.
@@ -244,7 +263,17 @@ impl Session {
                 });
             }
             let Some(want) = self.bytes_missing() else {
-                self.attach().await?;
+                if let Err(failure) = self.attach().await {
+                    // A failed wake fails the command, not the session.
+                    if matches!(failure.error, SessionError::WakeFailed { .. })
+                        && self.ledger.is_empty()
+                        && self.refuse_front_command(&failure.error)
+                    {
+                        report(self.guard.id, self.peer, &failure.error, "wake");
+                        continue;
+                    }
+                    return Err(failure);
+                }
                 let (batch, run) = self.dispatch().await?;
                 self.drain(run).await?;
                 self.after_batch().await?;
@@ -373,6 +402,14 @@ impl Session {
                 continue;
             };
             match command {
+                // A sleeping service is not woken to answer a ping.
+                Command::Ping if self.backend.is_none() => {
+                    self.forward_run(run).await?;
+                    run = 0;
+                    self.client.consume(total);
+                    self.reply_ok_locally();
+                    continue;
+                }
                 Command::Quit => {
                     self.forward_run(run).await?;
                     self.client.consume(total);
@@ -836,6 +873,31 @@ impl Session {
         let start = at + HEADER_LEN;
         stmt::set_statement_id(&mut self.client.rbuf[start..at + total], backend_id);
         Ok(StatementStep::Forward)
+    }
+
+    /// Answers the front command with `error` without running it (its
+    /// bytes are dropped); false when it is not whole in the buffer.
+    fn refuse_front_command(&mut self, error: &SessionError) -> bool {
+        let Some(header) = PacketHeader::parse(&self.client.rbuf) else {
+            return false;
+        };
+        if header.is_continued() || self.client.rbuf.len() < header.total_len() {
+            return false;
+        }
+        let command = self
+            .client
+            .rbuf
+            .get(HEADER_LEN)
+            .copied()
+            .and_then(Command::from_byte);
+        self.client.consume(header.total_len());
+        let wants_reply = command.is_none_or(|c| c.reply_kind() != ReplyKind::None);
+        if wants_reply {
+            if let Some(client_error) = ClientError::for_session_error(error) {
+                client_error.write(&mut self.to_client, header.seq.wrapping_add(1));
+            }
+        }
+        true
     }
 
     /// Queues an OK reply Torpor gives itself.

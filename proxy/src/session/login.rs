@@ -23,7 +23,10 @@ use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
 use crate::pool::{BackendPool, Borrowed, PoolError, PoolKey, Pooled};
+use crate::service::Service;
 use crate::session::model::SessionModel;
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// Largest packet accepted from a client before it has logged in.
 pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
@@ -38,8 +41,14 @@ pub struct Authenticated {
     pub capabilities: Capabilities,
     /// The seed Torpor greeted the client with (COM_CHANGE_USER answers it).
     pub seed: Vec<u8>,
-    /// The backend connection, logged in as the user.
-    pub backend: BackendConn,
+    /// The service the user routes to.
+    pub service: Arc<Service>,
+    /// The backend connection, logged in as the user; `None` when the
+    /// service sleeps (the login did not wake it) or the connection went
+    /// back to the pool.
+    pub backend: Option<BackendConn>,
+    /// The capabilities the session's backend connections use.
+    pub backend_caps: Capabilities,
     /// The client's collation (new backend connections open with it).
     pub collation: u8,
     /// The client's connection attributes (passed to new backend
@@ -112,10 +121,10 @@ pub async fn login(
     shared: &Shared,
     connection_id: u32,
     peer: SocketAddr,
-    pool: &BackendPool<BackendConn>,
+    pools: &[Rc<BackendPool<BackendConn>>],
 ) -> Result<Authenticated, (SessionError, u8)> {
     let mut exchange = Exchange { client, seq: 0 };
-    match run(&mut exchange, shared, connection_id, peer, pool).await {
+    match run(&mut exchange, shared, connection_id, peer, pools).await {
         Ok(authenticated) => Ok(authenticated),
         Err(e) => Err((e, exchange.seq)),
     }
@@ -126,9 +135,12 @@ async fn run(
     shared: &Shared,
     connection_id: u32,
     peer: SocketAddr,
-    pool: &BackendPool<BackendConn>,
+    pools: &[Rc<BackendPool<BackendConn>>],
 ) -> Result<Authenticated, SessionError> {
-    let info = shared.backend_info().await?;
+    // Clients are greeted before they name their user (and so their
+    // service): with the first service's greeting, known without waking
+    // it once it ran.
+    let info = shared.greeting_service().backend_info().await?;
     let offered = info.capabilities & Capabilities::FORWARDABLE;
     let seed = new_seed();
     let greeting = Greeting {
@@ -161,6 +173,11 @@ async fn run(
             using_password: !auth_response.is_empty(),
         })?;
 
+    let service = Arc::clone(shared.service_for(&response.user));
+    let pool = pools
+        .get(service.index)
+        .ok_or(SessionError::Internal("no pool for the service"))?;
+    let info = service.backend_info().await?;
     let login = Login {
         user: &response.user,
         password: &password,
@@ -184,7 +201,34 @@ async fn run(
         schema: schema.clone(),
         ..SessionState::default()
     };
+    // A sleeping service is not woken by a login: the session starts
+    // without a backend connection when a fresh session's state is known.
+    // (The schema is then checked on the first query, not here.)
+    if !service.lifecycle.is_active() {
+        if let Some(baseline) = service.cached_baseline(response.collation) {
+            let model = SessionModel::new(baseline, schema.clone());
+            let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+            exchange.send(&ok).await?;
+            return Ok(Authenticated {
+                backend_caps: key.capabilities,
+                user: response.user,
+                password,
+                capabilities,
+                seed,
+                service,
+                backend: None,
+                collation: response.collation,
+                attributes: response.attributes,
+                max_packet_size: response.max_packet_size,
+                model,
+            });
+        }
+    }
     let wait = Duration::from_millis(shared.config.pool_wait_timeout_ms);
+    // Nothing may yield between the state check in `wait_active` and the
+    // borrow: a suspending worker counts lent connections (see
+    // scaler::actor).
+    service.wait_active().await?;
     let borrowed = pool.borrow(&key, &start, wait).await.map_err(|e| match e {
         PoolError::QueueFull => SessionError::PoolExhausted("too many sessions are waiting"),
         PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
@@ -198,7 +242,7 @@ async fn run(
             conn: mut backend,
             state,
         } = *pooled;
-        let baseline = match shared.baseline(response.collation, &mut backend).await {
+        let baseline = match service.baseline(response.collation, &mut backend).await {
             Ok(baseline) => baseline,
             Err(e) => {
                 pool.forget();
@@ -231,8 +275,7 @@ async fn run(
     let (backend, model, ok) = match lent {
         Some(lent) => lent,
         None => {
-            let opened =
-                backend::connect(shared.backend_addr, &login, shared.connect_timeout).await;
+            let opened = service.connect(&login).await;
             let (mut backend, ok) = match opened {
                 Ok(opened) => opened,
                 Err(e) => {
@@ -240,7 +283,7 @@ async fn run(
                     return Err(e);
                 }
             };
-            let baseline = match shared.baseline(response.collation, &mut backend).await {
+            let baseline = match service.baseline(response.collation, &mut backend).await {
                 Ok(baseline) => baseline,
                 Err(e) => {
                     pool.forget();
@@ -269,11 +312,24 @@ async fn run(
         );
         return Err(e);
     }
+    // A new connection gets Torpor's session tracking now, while the
+    // client reads its OK, so that the session can give the connection
+    // back to the pool before its first query: an idle session holds no
+    // backend connection, and so never keeps its service awake.
+    let mut backend = Some(backend);
+    if let Some(conn) = backend.as_mut().filter(|b| b.needs_tracking) {
+        if backend::ensure_tracking(conn).await.is_err() {
+            backend = None;
+            pool.forget();
+        }
+    }
     Ok(Authenticated {
+        backend_caps: key.capabilities,
         user: response.user,
         password,
         capabilities,
         seed,
+        service,
         backend,
         collation: response.collation,
         attributes: response.attributes,

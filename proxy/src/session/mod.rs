@@ -85,23 +85,19 @@ impl From<SessionError> for Failure {
 
 /// What a session uses of its worker.
 pub struct WorkerParts {
+    /// The worker's index.
+    pub index: usize,
     /// The worker's handle on the session (shutdown of idle sessions).
     pub control: Rc<SessionControl>,
     /// The worker's large read buffers.
     pub buffers: Rc<BufferPool>,
-    /// The worker's backend connections.
-    pub pool: Rc<BackendPool<BackendConn>>,
+    /// The worker's backend connections, one pool per service.
+    pub pools: Rc<[Rc<BackendPool<BackendConn>>]>,
 }
 
 /// Serves one accepted client connection to its end.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    control: Rc<SessionControl>,
-    buffers: Rc<BufferPool>,
-    pool: Rc<BackendPool<BackendConn>>,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, parts: WorkerParts) {
+    let control = &parts.control;
     let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
         return;
     };
@@ -114,7 +110,7 @@ pub async fn serve(
     };
     let guard = shared.registry.register();
     let id = guard.id;
-    let authenticated = match login::login(&mut client, &shared, id, peer, &pool).await {
+    let authenticated = match login::login(&mut client, &shared, id, peer, &parts.pools).await {
         Ok(authenticated) => authenticated,
         Err((error, seq)) => {
             report(id, peer, &error, "login");
@@ -123,18 +119,14 @@ pub async fn serve(
             return;
         }
     };
-    debug!(id, %peer, user = %String::from_utf8_lossy(&authenticated.user), backend_thread = authenticated.backend.thread_id, "logged in");
+    info!(id, %peer, user = %String::from_utf8_lossy(&authenticated.user), service = %authenticated.service.name, "logged in");
     let session = commands::Session::new(
         client,
         authenticated,
         guard,
         Arc::clone(&shared),
         peer,
-        WorkerParts {
-            control,
-            buffers,
-            pool,
-        },
+        parts,
     );
     session.run().await;
 }

@@ -1,0 +1,225 @@
+//! The admin HTTP API: JSON over HTTP/1.1 on its own thread, on loopback
+//! by default and token-protected when bound elsewhere.
+//!
+//! - `GET /services`: every service with its state, driver, backend
+//!   address, connection counts and transition counts.
+//! - `GET /services/{name}`: one service.
+//! - `POST /services/{name}/suspend | park | wake`: the action, answered
+//!   once it is done (200 with the service), or 409 with the reason it
+//!   was refused (a query running, a session pinned), 404 for an unknown
+//!   service.
+//! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
+//!   clients (every service can be woken on demand, so a parked one is
+//!   ready).
+//!
+//! tiny_http is a small, blocking server: this API serves operators and
+//! scrapers, a few requests a second, and must never share a thread with
+//! the data path.
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Response, Server};
+use tracing::{info, warn};
+
+use crate::context::Shared;
+use crate::service::{AdminAction, Request, Service};
+
+/// How long an action may take before the API answers 504 (the action
+/// goes on).
+const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The running admin API.
+pub struct AdminServer {
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl AdminServer {
+    /// Starts the API where the configuration says; `None` when it is off
+    /// or its address cannot be bound (logged: Torpor serves clients
+    /// regardless).
+    pub fn start(shared: Arc<Shared>) -> Option<AdminServer> {
+        let listen = shared.config.admin.listen?;
+        let server = match Server::http(listen) {
+            Ok(server) => Arc::new(server),
+            Err(e) => {
+                warn!(%listen, "admin API not started: {e}");
+                return None;
+            }
+        };
+        let local_addr = server.server_addr().to_ip().unwrap_or(listen);
+        let thread = {
+            let server = Arc::clone(&server);
+            std::thread::Builder::new()
+                .name("torpor-admin".into())
+                .spawn(move || {
+                    for request in server.incoming_requests() {
+                        handle(&shared, request);
+                    }
+                })
+                .ok()?
+        };
+        info!(%local_addr, "admin API listening");
+        Some(AdminServer {
+            server,
+            thread: Some(thread),
+            local_addr,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and waits for the thread.
+    pub fn stop(mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(shared: &Shared, request: tiny_http::Request) {
+    let (status, body) = if authorized(shared, &request) {
+        route(shared, request.method(), request.url())
+    } else {
+        (
+            401,
+            json!({"error": "a valid 'Authorization: Bearer <token>' header is required"}),
+        )
+    };
+    let header = Header::from_bytes("Content-Type", "application/json").ok();
+    let mut response = Response::from_string(body.to_string() + "\n").with_status_code(status);
+    if let Some(header) = header {
+        response = response.with_header(header);
+    }
+    let _ = request.respond(response);
+}
+
+fn authorized(shared: &Shared, request: &tiny_http::Request) -> bool {
+    let Some(token) = &shared.config.admin.token else {
+        return true;
+    };
+    request.headers().iter().any(|h| {
+        h.field.equiv("Authorization")
+            && h.value
+                .as_str()
+                .strip_prefix("Bearer ")
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    })
+}
+
+/// Compares without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
+    let path = url.split('?').next().unwrap_or_default();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (Method::Get, ["livez"]) => (200, json!({"status": "ok"})),
+        (Method::Get, ["readyz"]) => {
+            if shared.shutdown.is_stopping() {
+                (503, json!({"status": "stopping"}))
+            } else {
+                (200, json!({"status": "ready"}))
+            }
+        }
+        (Method::Get, ["services"]) => (
+            200,
+            json!({"services": shared.services.iter().map(|s| describe(shared, s)).collect::<Vec<_>>()}),
+        ),
+        (Method::Get, ["services", name]) => match find(shared, name) {
+            Some(service) => (200, describe(shared, service)),
+            None => not_found(name),
+        },
+        (Method::Post, ["services", name, action]) => {
+            let Some(service) = find(shared, name) else {
+                return not_found(name);
+            };
+            let action = match *action {
+                "suspend" => AdminAction::Suspend,
+                "park" => AdminAction::Park,
+                "wake" => AdminAction::Wake,
+                other => {
+                    return (
+                        404,
+                        json!({"error": format!("unknown action '{other}': suspend, park or wake")}),
+                    )
+                }
+            };
+            act(shared, service, action)
+        }
+        _ => (
+            404,
+            json!({"error": format!("no such endpoint: {method} {path}")}),
+        ),
+    }
+}
+
+fn find<'a>(shared: &'a Shared, name: &str) -> Option<&'a Arc<Service>> {
+    shared.services.iter().find(|s| s.name == name)
+}
+
+fn not_found(name: &str) -> (u16, Value) {
+    (404, json!({"error": format!("no service named '{name}'")}))
+}
+
+fn act(shared: &Shared, service: &Service, action: AdminAction) -> (u16, Value) {
+    if !service.is_managed() {
+        return (
+            409,
+            json!({"error": format!("service '{}' has a static backend Torpor does not manage", service.name)}),
+        );
+    }
+    let (tx, rx) = mpsc::channel();
+    if !service.request(Request::Admin(action, tx)) {
+        return (503, json!({"error": "the service's scaler has stopped"}));
+    }
+    match rx.recv_timeout(ACTION_TIMEOUT) {
+        Ok(Ok(())) => (200, describe(shared, service)),
+        Ok(Err(reason)) => (
+            409,
+            json!({"error": reason, "service": describe(shared, service)}),
+        ),
+        Err(_) => (504, json!({"error": "the action is still running"})),
+    }
+}
+
+/// A service as the API shows it.
+fn describe(shared: &Shared, service: &Service) -> Value {
+    let transitions: serde_json::Map<String, Value> = service
+        .lifecycle
+        .transitions()
+        .into_iter()
+        .map(|(state, count)| (state.name().to_string(), json!(count)))
+        .collect();
+    let pins: Vec<Value> = shared
+        .registry
+        .pins_of(service.index)
+        .into_iter()
+        .map(|(session, reasons)| json!({"session": session, "reasons": reasons}))
+        .collect();
+    json!({
+        "name": service.name,
+        "state": service.lifecycle.state().name(),
+        "driver": service.driver,
+        "address": service.address().map(|a| a.to_string()),
+        "connections": {
+            "clients": service.clients(),
+            "backend_open": service.open_connections(),
+            "backend_in_use": service.lent(),
+        },
+        "idle_ms": service.idle_for().as_millis() as u64,
+        "pins": pins,
+        "transitions": transitions,
+    })
+}

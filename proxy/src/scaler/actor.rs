@@ -1,0 +1,369 @@
+//! One thread per managed service that owns its driver and walks its
+//! lifecycle: it suspends the backend when nothing has run for the idle
+//! time, parks it after a longer silence, wakes it when a session asks,
+//! and carries out operators' actions. Driver calls block, so each
+//! service gets its own thread: a slow container engine delays only the
+//! service it serves, never the workers.
+//!
+//! Suspending is a handshake with the workers, who own the backend
+//! connections: the actor publishes `Suspending` and a new suspend epoch,
+//! nudges the workers, and each worker's tick closes its idle connections
+//! to the service and answers with what it still has lent. A worker
+//! checks the state and counts a lent connection in one synchronous step
+//! (see `Session::borrow_backend`), so after every worker answered, zero
+//! lent means no query runs and none can start before the next wake.
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::driver::{AdminAccess, Driver, DriverError};
+use super::lifecycle::{Event, State};
+use crate::service::{AdminAction, Request, Service};
+
+/// When a service suspends and parks, and how big its buffer pool is.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    /// Idle time (no query, nothing pinned) before a suspend; `None`
+    /// never suspends on its own.
+    pub suspend_after: Option<Duration>,
+    /// Time suspended before parking; `None` never parks on its own.
+    pub park_after: Option<Duration>,
+    /// How long workers get to answer a suspend.
+    pub drain_timeout: Duration,
+    /// Buffer pool size while active, in bytes (restored on wake).
+    pub buffer_pool_bytes: u64,
+    /// Buffer pool size to shrink to before freezing, in bytes.
+    pub suspended_buffer_pool_bytes: u64,
+}
+
+/// SQL to run on the backend after each start (accounts for a backend the
+/// driver cannot create them in), with the admin account.
+pub type StartupSql = Vec<String>;
+
+/// Starts the actor thread of `service`. It ends on [`Request::Shutdown`]
+/// (stopping the backend, data kept) or when every sender is gone.
+pub fn spawn(
+    service: Arc<Service>,
+    driver: Box<dyn Driver>,
+    timers: Timers,
+    startup_sql: StartupSql,
+    temporary: bool,
+    requests: mpsc::Receiver<Request>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("torpor-svc-{}", service.name))
+        .spawn(move || {
+            let mut actor = Actor {
+                service,
+                driver,
+                timers,
+                startup_sql,
+                temporary,
+                suspended_at: None,
+            };
+            actor.run(requests);
+        })
+}
+
+struct Actor {
+    service: Arc<Service>,
+    driver: Box<dyn Driver>,
+    timers: Timers,
+    startup_sql: StartupSql,
+    /// The backend and its data go when Torpor stops.
+    temporary: bool,
+    suspended_at: Option<Instant>,
+}
+
+/// How often an active service checks whether it has been idle long
+/// enough: the suspend happens at most this late.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+impl Actor {
+    fn run(&mut self, requests: mpsc::Receiver<Request>) {
+        loop {
+            let request = match requests.recv_timeout(self.next_check()) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match request {
+                Some(Request::Wake) => {
+                    let _ = self.wake();
+                }
+                Some(Request::Admin(action, reply)) => {
+                    let _ = reply.send(self.admin(action));
+                }
+                Some(Request::Shutdown) => {
+                    self.shutdown();
+                    break;
+                }
+                None => self.on_timer(),
+            }
+        }
+    }
+
+    fn next_check(&self) -> Duration {
+        match (self.service.lifecycle.state(), self.suspended_at) {
+            (State::Suspended, Some(at)) => match self.timers.park_after {
+                Some(after) => after.saturating_sub(at.elapsed()).max(IDLE_CHECK),
+                None => Duration::from_secs(3600),
+            },
+            _ => IDLE_CHECK,
+        }
+    }
+
+    fn on_timer(&mut self) {
+        match self.service.lifecycle.state() {
+            State::Active => {
+                let Some(after) = self.timers.suspend_after else {
+                    return;
+                };
+                if self.service.lent() == 0 && self.service.idle_for() >= after {
+                    if let Err(why) = self.suspend() {
+                        tracing::debug!(service = %self.service.name, "no suspend: {why}");
+                    }
+                }
+            }
+            State::Suspended => {
+                if let (Some(after), Some(at)) = (self.timers.park_after, self.suspended_at) {
+                    if at.elapsed() >= after {
+                        if let Err(why) = self.park() {
+                            warn!(service = %self.service.name, "park failed: {why}");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn transition(&self, event: Event) {
+        if let Err(refused) = self.service.lifecycle.apply(event) {
+            // The actor is the only writer: a refusal is a bug here.
+            warn!(service = %self.service.name, "{refused}");
+        }
+        self.service.notify_changed();
+    }
+
+    fn admin(&mut self, action: AdminAction) -> Result<(), String> {
+        match action {
+            AdminAction::Suspend => match self.service.lifecycle.state() {
+                State::Suspended | State::Parked => Ok(()),
+                _ => self.suspend(),
+            },
+            AdminAction::Park => {
+                if self.service.lifecycle.state() == State::Parked {
+                    return Ok(());
+                }
+                if self.service.lifecycle.state() != State::Suspended {
+                    self.suspend()?;
+                }
+                self.park()
+            }
+            AdminAction::Wake => self.wake(),
+        }
+    }
+
+    /// Active → Suspending → Suspended, or back to Active when a worker
+    /// still has a connection lent (a query runs, a session is pinned).
+    fn suspend(&mut self) -> Result<(), String> {
+        if self.service.lifecycle.state() != State::Active {
+            return Err(format!(
+                "service is {}",
+                self.service.lifecycle.state().name()
+            ));
+        }
+        let started = Instant::now();
+        self.transition(Event::SuspendRequested);
+        let epoch = self.service.suspend_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.service.nudge.notify(usize::MAX);
+        let deadline = Instant::now() + self.timers.drain_timeout;
+        while self
+            .service
+            .workers
+            .iter()
+            .any(|w| w.acked_epoch.load(Ordering::Acquire) < epoch)
+        {
+            if Instant::now() > deadline {
+                self.transition(Event::SuspendAborted);
+                return Err("workers did not answer the suspend in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let lent = self.service.lent();
+        if lent > 0 {
+            self.transition(Event::SuspendAborted);
+            return Err(format!(
+                "{lent} backend connection(s) in use: a query is running or a session holds state that cannot move (see pins)"
+            ));
+        }
+        // Hot pages first, so a wake after a park reloads them; then the
+        // pool shrinks, so a frozen backend holds less memory.
+        self.admin_sql(&[
+            "SET GLOBAL innodb_buffer_pool_dump_now = ON".to_string(),
+            format!(
+                "SET GLOBAL innodb_buffer_pool_size = {}",
+                self.timers.suspended_buffer_pool_bytes
+            ),
+        ]);
+        if let Err(e) = self.driver.freeze() {
+            warn!(service = %self.service.name, "freeze failed: {e}");
+            self.transition(Event::SuspendAborted);
+            return Err(format!("freeze failed: {e}"));
+        }
+        self.suspended_at = Some(Instant::now());
+        self.transition(Event::Frozen);
+        info!(service = %self.service.name, ms = started.elapsed().as_millis() as u64, "suspended");
+        Ok(())
+    }
+
+    /// Suspended → Parked: the backend stops, its data stays.
+    fn park(&mut self) -> Result<(), String> {
+        if self.service.lifecycle.state() != State::Suspended {
+            return Err(format!(
+                "service is {}",
+                self.service.lifecycle.state().name()
+            ));
+        }
+        match self.driver.stop() {
+            // Gone already: parked is what it is.
+            Ok(()) | Err(DriverError::Gone(_)) => {}
+            Err(e) => return Err(format!("stop failed: {e}")),
+        }
+        self.service.set_address(None);
+        self.suspended_at = None;
+        self.transition(Event::Parked);
+        Ok(())
+    }
+
+    /// Suspended or Parked → Waking → Active (or back, on failure).
+    fn wake(&mut self) -> Result<(), String> {
+        let from = self.service.lifecycle.state();
+        match from {
+            State::Active => {
+                self.service.notify_changed();
+                return Ok(());
+            }
+            State::Suspended | State::Parked => {}
+            other => return Err(format!("service is {}", other.name())),
+        }
+        let started = Instant::now();
+        self.transition(Event::WakeRequested);
+        let mut fresh_start = from == State::Parked;
+        let woke = match from {
+            State::Suspended => self.driver.thaw().or_else(|e| {
+                // Frozen but gone (removed underneath): start it anew.
+                warn!(service = %self.service.name, "thaw failed ({e}); starting the backend");
+                fresh_start = true;
+                self.driver.start()
+            }),
+            _ => self.driver.start(),
+        };
+        match woke {
+            Ok(address) => {
+                self.service.set_address(Some(address));
+                self.suspended_at = None;
+                if fresh_start {
+                    self.admin_sql(&self.startup_sql.clone());
+                }
+                self.transition(Event::Ready);
+                info!(service = %self.service.name, from = from.name(), ms = started.elapsed().as_millis() as u64, "woke");
+                self.after_wake();
+                Ok(())
+            }
+            Err(e) => {
+                let cause = e.to_string();
+                warn!(service = %self.service.name, from = from.name(), "wake failed: {cause}");
+                // The driver may have left nothing running: a parked
+                // service is the honest state for a later retry.
+                self.transition(Event::WakeFailed);
+                self.service.wake_failed(cause.clone());
+                Err(cause)
+            }
+        }
+    }
+
+    /// The buffer pool grows back and reloads its hot pages, in the
+    /// background: queries run meanwhile.
+    fn after_wake(&self) {
+        let Some(access) = self.driver.admin_access() else {
+            return;
+        };
+        let statements = vec![
+            format!(
+                "SET GLOBAL innodb_buffer_pool_size = {}",
+                self.timers.buffer_pool_bytes
+            ),
+            "SET GLOBAL innodb_buffer_pool_load_now = ON".to_string(),
+        ];
+        let name = self.service.name.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("torpor-warm-{name}"))
+            .spawn(move || {
+                if let Err(e) = run_admin_sql(&access, &statements) {
+                    tracing::debug!(service = %name, "buffer pool restore: {e}");
+                }
+            });
+    }
+
+    fn admin_sql(&self, statements: &[String]) {
+        if statements.is_empty() {
+            return;
+        }
+        let Some(access) = self.driver.admin_access() else {
+            return;
+        };
+        if let Err(e) = run_admin_sql(&access, statements) {
+            warn!(service = %self.service.name, "administrative SQL failed: {e}");
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if self.temporary {
+            if let Err(e) = self.driver.destroy() {
+                warn!(service = %self.service.name, "removing the backend: {e}");
+            }
+            return;
+        }
+        if matches!(
+            self.service.lifecycle.state(),
+            State::Parked | State::Waking
+        ) {
+            return;
+        }
+        if let Err(e) = self.driver.stop() {
+            warn!(service = %self.service.name, "stopping the backend: {e}");
+        }
+    }
+}
+
+/// Runs `statements` on the backend as the scaler's admin account. Each
+/// failure is returned; the scaler treats them as warnings (a buffer pool
+/// that does not shrink is no reason to stay awake).
+pub fn run_admin_sql(access: &AdminAccess, statements: &[String]) -> Result<(), String> {
+    use mysql::prelude::Queryable;
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(access.address.ip().to_string()))
+        .tcp_port(access.address.port())
+        .user(Some(access.user.clone()))
+        .pass(Some(access.password.clone()))
+        .tcp_connect_timeout(Some(Duration::from_secs(5)))
+        .read_timeout(Some(Duration::from_secs(10)))
+        .write_timeout(Some(Duration::from_secs(10)));
+    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for statement in statements {
+        if let Err(e) = conn.query_drop(statement) {
+            failures.push(format!("{statement}: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}

@@ -1,0 +1,851 @@
+//! The `docker` driver: a service's MariaDB as a container of the
+//! `torpor/mariadb` image (`docker/mariadb/build.sh`), driven through the
+//! Docker Engine API ([`bollard`]).
+//!
+//! Each service gets a container `<prefix><service>` and a named volume
+//! `<prefix><service>-data` on `/var/lib/mysql`, its port 3306 published
+//! on loopback with an ephemeral host port. Suspending pauses the
+//! container (cgroup freezer: memory kept, no CPU), parking stops it
+//! (clean shutdown, volume kept), waking unpauses or starts it. Docker
+//! may hand out a new host port on every start, so the address is read
+//! back from the engine each time, never remembered across a stop.
+//!
+//! The [`Driver`] trait is synchronous and bollard is async: the driver
+//! owns a current-thread tokio runtime and blocks on each engine call. It
+//! never pulls images — there is no registry to pull from — so a missing
+//! image is an error that says how to build it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as EngineError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerUpdateBody,
+    HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::driver::{AdminAccess, Driver, DriverError, Resources};
+use super::process::handshake_arrives;
+
+/// The image a service runs unless configured otherwise.
+pub const DEFAULT_IMAGE: &str = "torpor/mariadb:10.11";
+/// What container and volume names start with unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "torpor-";
+/// The label that names the Torpor service a container or volume belongs to.
+pub const SERVICE_LABEL: &str = "org.torpor.service";
+/// The account `admin_access` hands out: the image's entrypoint creates
+/// `root@'%'` with `MARIADB_ROOT_PASSWORD` when it initializes a volume.
+pub const ADMIN_USER: &str = "root";
+
+/// MariaDB's port inside the container, as the engine keys it.
+const MARIADB_PORT: &str = "3306/tcp";
+/// Where the image keeps its datadir.
+const DATADIR: &str = "/var/lib/mysql";
+/// How long `docker stop` waits for a clean shutdown before SIGKILL.
+/// InnoDB flushes dirty pages and dumps the buffer pool's page ids on
+/// SIGTERM; killing it instead costs a crash recovery at the next start.
+const STOP_TIMEOUT_SECS: i32 = 30;
+/// How long [`engine_available`] waits for the engine to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between handshake attempts while a backend comes up.
+const READY_POLL: Duration = Duration::from_millis(20);
+/// Log lines quoted in the error of a backend that died while starting.
+const LOG_TAIL_LINES: &str = "20";
+
+/// How to run one service's container.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    /// The Torpor service; names the container and volume and labels them.
+    pub service: String,
+    /// The image to run; never pulled (see `docker/mariadb/build.sh`).
+    pub image: String,
+    /// Root's password (`MARIADB_ROOT_PASSWORD`). The image applies it
+    /// only when it initializes an empty volume: an existing volume keeps
+    /// the password it was initialized with.
+    pub admin_password: String,
+    /// CPU and memory limits of a newly created container (later changes
+    /// go through [`Driver::resize`]).
+    pub resources: Resources,
+    /// InnoDB buffer pool size at start, e.g. `128M`.
+    pub buffer_pool: String,
+    /// How long a start or thaw may take to greet.
+    pub ready_timeout: Duration,
+    /// What the container and volume names start with; tests use unique
+    /// prefixes so parallel runs never share a container.
+    pub name_prefix: String,
+}
+
+impl DockerOptions {
+    /// Options with the defaults for everything but the service and the
+    /// admin password: the default image and prefix, 1 CPU, 1 GiB, a
+    /// 128 MiB buffer pool and two minutes to become ready (the first
+    /// start initializes the datadir).
+    pub fn new(service: impl Into<String>, admin_password: impl Into<String>) -> DockerOptions {
+        DockerOptions {
+            service: service.into(),
+            image: DEFAULT_IMAGE.to_string(),
+            admin_password: admin_password.into(),
+            resources: Resources {
+                cpus: 1.0,
+                memory_mib: 1024,
+            },
+            buffer_pool: "128M".to_string(),
+            ready_timeout: Duration::from_secs(120),
+            name_prefix: DEFAULT_PREFIX.to_string(),
+        }
+    }
+
+    /// The container's name.
+    pub fn container_name(&self) -> String {
+        format!("{}{}", self.name_prefix, self.service)
+    }
+
+    /// The datadir volume's name.
+    pub fn volume_name(&self) -> String {
+        format!("{}{}-data", self.name_prefix, self.service)
+    }
+}
+
+/// Whether a Docker engine answers on the local socket within a short
+/// timeout; the scaler's choice of default driver.
+pub fn engine_available() -> bool {
+    let Ok(runtime) = runtime() else {
+        return false;
+    };
+    runtime.block_on(async {
+        let Ok(docker) = Docker::connect_with_local_defaults() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, docker.ping()).await,
+            Ok(Ok(_))
+        )
+    })
+}
+
+/// A current-thread runtime with what bollard needs: sockets and timers.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// A service backend run as a Docker container.
+pub struct DockerDriver {
+    options: DockerOptions,
+    runtime: tokio::runtime::Runtime,
+    docker: Docker,
+    /// Whether `docker` speaks the engine's API version yet. Negotiated
+    /// on first use, so a driver can be built while the engine restarts.
+    negotiated: bool,
+    /// Where the server answered last; `None` while stopped or unknown.
+    address: Option<SocketAddr>,
+    /// The container's id as of the last engine call that saw it.
+    container_id: Option<String>,
+}
+
+impl std::fmt::Debug for DockerDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the options hold the admin password.
+        f.debug_struct("DockerDriver")
+            .field("container", &self.options.container_name())
+            .field("image", &self.options.image)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of the container as the driver acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Paused,
+    /// Created, exited: `start` runs it again.
+    Stopped,
+    /// Restarting, being removed, dead: nothing to do but report it.
+    Other,
+}
+
+/// What one inspection of the container said.
+struct Inspected {
+    id: String,
+    state: State,
+    status: String,
+    address: Option<SocketAddr>,
+    exit_code: Option<i64>,
+    /// The memory limit in bytes; 0 or `None` for none.
+    memory: Option<i64>,
+}
+
+impl DockerDriver {
+    /// A driver for `options.service`. Nothing is asked of the engine
+    /// yet: the first driver call connects, creating the container if
+    /// needed.
+    pub fn new(options: DockerOptions) -> Result<DockerDriver, DriverError> {
+        let runtime = runtime().map_err(|e| {
+            DriverError::Failed(format!("starting the docker driver's runtime: {e}"))
+        })?;
+        // The client is built inside the runtime: its connector may need
+        // one, even though it opens no connection before the first call.
+        let docker = runtime
+            .block_on(async { Docker::connect_with_local_defaults() })
+            .map_err(|e| DriverError::Failed(format!("connecting to the Docker engine: {e}")))?;
+        Ok(DockerDriver {
+            options,
+            runtime,
+            docker,
+            negotiated: false,
+            address: None,
+            container_id: None,
+        })
+    }
+
+    /// The options the driver runs with.
+    pub fn options(&self) -> &DockerOptions {
+        &self.options
+    }
+
+    /// Runs an engine call to completion on the driver's runtime.
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Settles the API version with the engine once. bollard's default
+    /// is newer than older engines accept (Docker 20.10 speaks 1.41 and
+    /// refuses anything above).
+    fn connect(&mut self) -> Result<(), DriverError> {
+        if self.negotiated {
+            return Ok(());
+        }
+        let docker = self
+            .block_on(self.docker.clone().negotiate_version())
+            .map_err(|e| DriverError::Failed(format!("the Docker engine does not answer: {e}")))?;
+        self.docker = docker;
+        self.negotiated = true;
+        Ok(())
+    }
+
+    /// Inspects the container; `None` when it does not exist.
+    fn inspect(&self) -> Result<Option<Inspected>, DriverError> {
+        let name = self.options.container_name();
+        let response = match self.block_on(self.docker.inspect_container(&name, None)) {
+            Ok(response) => response,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(failed("inspecting", &name, e)),
+        };
+        self.check_ownership(&response)?;
+        Ok(Some(inspected(&response)))
+    }
+
+    /// Inspects the container that must exist: a missing one is
+    /// [`DriverError::Gone`].
+    fn inspect_existing(&mut self) -> Result<Inspected, DriverError> {
+        self.connect()?;
+        match self.inspect()? {
+            Some(found) => {
+                self.container_id = Some(found.id.clone());
+                Ok(found)
+            }
+            None => {
+                self.forget();
+                Err(DriverError::Gone(format!(
+                    "the container {} no longer exists",
+                    self.options.container_name()
+                )))
+            }
+        }
+    }
+
+    /// Refuses to drive a container of that name that some other tool
+    /// created: stopping or destroying it would lose someone else's data.
+    fn check_ownership(&self, response: &ContainerInspectResponse) -> Result<(), DriverError> {
+        let label = response
+            .config
+            .as_ref()
+            .and_then(|config| config.labels.as_ref())
+            .and_then(|labels| labels.get(SERVICE_LABEL));
+        if label.map(String::as_str) == Some(self.options.service.as_str()) {
+            return Ok(());
+        }
+        Err(DriverError::Failed(format!(
+            "a container named {} exists but is not Torpor's service {:?} (label {SERVICE_LABEL} is {label:?}); \
+             remove or rename it",
+            self.options.container_name(),
+            self.options.service
+        )))
+    }
+
+    /// Forgets what the driver knew of a container that went away.
+    fn forget(&mut self) {
+        self.address = None;
+        self.container_id = None;
+    }
+
+    /// Creates the volume (labelled) and the container.
+    fn create(&mut self) -> Result<(), DriverError> {
+        let name = self.options.container_name();
+        let image = &self.options.image;
+        match self.block_on(self.docker.inspect_image(image)) {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Err(missing_image(image)),
+            Err(e) => return Err(failed("inspecting the image", image, e)),
+        }
+        let labels = HashMap::from([(SERVICE_LABEL.to_string(), self.options.service.clone())]);
+        // Creating an existing volume returns it as it is: a container
+        // removed underneath Torpor comes back on its old data.
+        let volume = self.options.volume_name();
+        self.block_on(self.docker.create_volume(VolumeCreateRequest {
+            name: Some(volume.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        }))
+        .map_err(|e| failed("creating the volume", &volume, e))?;
+
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            env: Some(vec![format!(
+                "MARIADB_ROOT_PASSWORD={}",
+                self.options.admin_password
+            )]),
+            // Arguments starting with '-' go to mariadbd after the image's
+            // own command (its entrypoint prepends `mariadbd`).
+            cmd: Some(vec![
+                format!("--innodb-buffer-pool-size={}", self.options.buffer_pool),
+                "--innodb-buffer-pool-dump-at-shutdown=ON".to_string(),
+            ]),
+            labels: Some(labels),
+            exposed_ports: Some(vec![MARIADB_PORT.to_string()]),
+            // A `docker stop` by hand shuts down as cleanly as Torpor's.
+            stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![Mount {
+                    target: Some(DATADIR.to_string()),
+                    source: Some(volume),
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                }]),
+                // `127.0.0.1::3306`: loopback only, any free host port.
+                port_bindings: Some(HashMap::from([(
+                    MARIADB_PORT.to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+                ..limits(self.options.resources)
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self.block_on(self.docker.create_container(Some(options), body)) {
+            Ok(created) => {
+                // E.g. a kernel without swap accounting ignoring MemorySwap.
+                for warning in &created.warnings {
+                    tracing::warn!(container = %name, %warning, "the engine warned");
+                }
+                tracing::info!(container = %name, id = %short(&created.id), "created");
+                Ok(())
+            }
+            // The image went away between the check and the create.
+            Err(e) if is_not_found(&e) => Err(missing_image(image)),
+            Err(e) => Err(failed("creating the container", &name, e)),
+        }
+    }
+
+    /// Unpauses the container.
+    fn unpause(&mut self) -> Result<(), DriverError> {
+        let name = self.options.container_name();
+        self.block_on(self.docker.unpause_container(&name))
+            .map_err(|e| self.engine_error("unpausing", &name, e))
+    }
+
+    /// Starts the stopped container.
+    fn start_container(&mut self) -> Result<(), DriverError> {
+        let name = self.options.container_name();
+        self.block_on(self.docker.start_container(&name, None))
+            .map_err(|e| self.engine_error("starting", &name, e))
+    }
+
+    /// Classifies an engine error about the container, forgetting it
+    /// when it is gone.
+    fn engine_error(&mut self, action: &str, name: &str, e: EngineError) -> DriverError {
+        if is_not_found(&e) {
+            self.forget();
+            return DriverError::Gone(format!("{action} {name}: {}", engine_message(&e)));
+        }
+        failed(action, name, e)
+    }
+
+    /// Reads the published address of the running container and waits
+    /// for a MySQL handshake there. A container that stops meanwhile
+    /// fails at once, with the end of its log.
+    fn wait_ready(&mut self) -> Result<SocketAddr, DriverError> {
+        let name = self.options.container_name();
+        let found = self.inspect_existing()?;
+        let addr = found.address.ok_or_else(|| {
+            DriverError::Failed(format!(
+                "{name} publishes no loopback port for {MARIADB_PORT}"
+            ))
+        })?;
+        let deadline = Instant::now() + self.options.ready_timeout;
+        loop {
+            // Docker's port proxy accepts connections before anything
+            // listens inside, and the image's entrypoint initializes the
+            // datadir with a server that has no network: only a greeting
+            // from the real server counts.
+            if handshake_arrives(addr) {
+                self.address = Some(addr);
+                return Ok(addr);
+            }
+            let found = self.inspect_existing()?;
+            if found.state != State::Running {
+                let code = found
+                    .exit_code
+                    .map_or_else(String::new, |code| format!(", exit code {code}"));
+                return Err(DriverError::Failed(format!(
+                    "{name} stopped while starting ({}{code}); its log ends:\n{}",
+                    found.status,
+                    self.log_tail()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::NotReady(format!(
+                    "no MySQL handshake from {name} on {addr} within {:?}; its log ends:\n{}",
+                    self.options.ready_timeout,
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    /// Refuses a memory limit below the container's working set. On
+    /// cgroup v1 the engine would refuse it too, but on cgroup v2 the
+    /// kernel takes it and OOM-kills mariadbd instead. Without stats (an
+    /// engine that does not answer in time) the engine decides.
+    fn check_fits(&self, limit: i64) -> Result<(), DriverError> {
+        let Some(working_set) = self.working_set() else {
+            return Ok(());
+        };
+        if i64::try_from(working_set).unwrap_or(i64::MAX) <= limit {
+            return Ok(());
+        }
+        Err(DriverError::Failed(format!(
+            "{} uses {} MiB, more than the {} MiB limit asked for; shrink the buffer pool first",
+            self.options.container_name(),
+            working_set / (1024 * 1024),
+            limit / (1024 * 1024)
+        )))
+    }
+
+    /// Memory the container holds that the kernel cannot simply drop:
+    /// its usage less inactive page cache, as `docker stats` shows it.
+    fn working_set(&self) -> Option<u64> {
+        let name = self.options.container_name();
+        let options = StatsOptions {
+            stream: false,
+            // One sample now, instead of two a second apart.
+            one_shot: true,
+        };
+        let sample = async {
+            let mut stream = self.docker.stats(&name, Some(options));
+            stream.next().await
+        };
+        let stats = match self.block_on(async { tokio::time::timeout(PING_TIMEOUT, sample).await })
+        {
+            Ok(Some(Ok(stats))) => stats,
+            other => {
+                tracing::debug!(container = %name, ?other, "no memory stats; the engine decides");
+                return None;
+            }
+        };
+        let memory = stats.memory_stats?;
+        let usage = memory.usage?;
+        // cgroup v1 names it total_inactive_file, v2 inactive_file.
+        let inactive = memory.stats.as_ref().and_then(|stats| {
+            stats
+                .get("total_inactive_file")
+                .or_else(|| stats.get("inactive_file"))
+                .copied()
+        });
+        Some(usage.saturating_sub(inactive.unwrap_or(0)))
+    }
+
+    /// The container's last log lines, for errors; what went wrong when
+    /// the log cannot be read.
+    fn log_tail(&self) -> String {
+        let name = self.options.container_name();
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: LOG_TAIL_LINES.to_string(),
+            ..Default::default()
+        };
+        let collect = async {
+            let mut stream = self.docker.logs(&name, Some(options));
+            let mut text = String::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(output) => text.push_str(&output.to_string()),
+                    Err(e) => {
+                        text.push_str(&format!("(reading the log failed: {e})"));
+                        break;
+                    }
+                }
+            }
+            text
+        };
+        match self.block_on(async { tokio::time::timeout(PING_TIMEOUT, collect).await }) {
+            Ok(text) => text.trim_end().to_string(),
+            Err(_) => "(reading the log timed out)".to_string(),
+        }
+    }
+}
+
+impl Driver for DockerDriver {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    fn start(&mut self) -> Result<SocketAddr, DriverError> {
+        self.connect()?;
+        let started = Instant::now();
+        let found = match self.inspect()? {
+            Some(found) => found,
+            None => {
+                self.forget();
+                self.create()?;
+                self.inspect_existing()?
+            }
+        };
+        match found.state {
+            State::Running => {}
+            State::Paused => self.unpause()?,
+            State::Stopped => self.start_container()?,
+            State::Other => {
+                return Err(DriverError::Failed(format!(
+                    "{} is {}; remove it to let Torpor create it anew",
+                    self.options.container_name(),
+                    found.status
+                )))
+            }
+        }
+        let addr = self.wait_ready()?;
+        tracing::info!(
+            container = %self.options.container_name(),
+            %addr,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ready"
+        );
+        Ok(addr)
+    }
+
+    fn freeze(&mut self) -> Result<(), DriverError> {
+        let found = self.inspect_existing()?;
+        match found.state {
+            State::Paused => Ok(()),
+            State::Running => {
+                let name = self.options.container_name();
+                self.block_on(self.docker.pause_container(&name))
+                    .map_err(|e| self.engine_error("pausing", &name, e))
+            }
+            State::Stopped | State::Other => Err(DriverError::Failed(format!(
+                "cannot freeze {}: it is {}",
+                self.options.container_name(),
+                found.status
+            ))),
+        }
+    }
+
+    fn thaw(&mut self) -> Result<SocketAddr, DriverError> {
+        let found = self.inspect_existing()?;
+        match found.state {
+            State::Paused => self.unpause()?,
+            State::Running => {}
+            // Stopped behind Torpor's back (engine restart, OOM kill): a
+            // start brings the service back, slower but whole.
+            State::Stopped => self.start_container()?,
+            State::Other => {
+                return Err(DriverError::Failed(format!(
+                    "cannot thaw {}: it is {}",
+                    self.options.container_name(),
+                    found.status
+                )))
+            }
+        }
+        self.wait_ready()
+    }
+
+    fn stop(&mut self) -> Result<(), DriverError> {
+        let found = self.inspect_existing()?;
+        self.address = None;
+        let name = self.options.container_name();
+        match found.state {
+            State::Stopped => return Ok(()),
+            // A paused server would only get SIGTERM once thawed, so the
+            // stop would wait out its timeout and then kill it.
+            State::Paused => self.unpause()?,
+            State::Running | State::Other => {}
+        }
+        let options = StopContainerOptions {
+            t: Some(STOP_TIMEOUT_SECS),
+            ..Default::default()
+        };
+        self.block_on(self.docker.stop_container(&name, Some(options)))
+            .map_err(|e| self.engine_error("stopping", &name, e))
+    }
+
+    fn resize(&mut self, resources: Resources) -> Result<(), DriverError> {
+        let found = self.inspect_existing()?;
+        let name = self.options.container_name();
+        let limits = limits(resources);
+        let shrinking = match (found.memory, limits.memory) {
+            (Some(old), Some(new)) => old <= 0 || new < old,
+            _ => false,
+        };
+        if shrinking {
+            self.check_fits(limits.memory.unwrap_or_default())?;
+        }
+        let body = ContainerUpdateBody {
+            nano_cpus: limits.nano_cpus,
+            memory: limits.memory,
+            memory_swap: limits.memory_swap,
+            ..Default::default()
+        };
+        // Above the working set, the kernel may still fail to reclaim
+        // enough page cache (cgroup v1): runc's message ("unable to set
+        // memory limit … current usage …") comes back and the old limits
+        // stay.
+        self.block_on(self.docker.update_container(&name, body))
+            .map_err(|e| self.engine_error("resizing", &name, e))?;
+        // A container created anew (after it was removed) gets these.
+        self.options.resources = resources;
+        Ok(())
+    }
+
+    fn admin_access(&self) -> Option<AdminAccess> {
+        Some(AdminAccess {
+            address: self.address?,
+            user: ADMIN_USER.to_string(),
+            password: self.options.admin_password.clone(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let name = self.options.container_name();
+        // Asked live (briefly) so the admin API shows what the engine
+        // says, not what the driver last did.
+        let live = self.negotiated.then(|| {
+            self.block_on(async {
+                tokio::time::timeout(PING_TIMEOUT, self.docker.inspect_container(&name, None)).await
+            })
+        });
+        match live {
+            Some(Ok(Ok(response))) => {
+                let found = inspected(&response);
+                let on = self
+                    .address
+                    .map_or_else(String::new, |addr| format!(" on {addr}"));
+                format!(
+                    "container {name} {} ({}){on}",
+                    short(&found.id),
+                    found.status
+                )
+            }
+            Some(Ok(Err(e))) if is_not_found(&e) => format!("container {name} (not created)"),
+            _ => match &self.container_id {
+                Some(id) => format!("container {name} {} (state unknown)", short(id)),
+                None => format!("container {name} (state unknown)"),
+            },
+        }
+    }
+
+    fn destroy(&mut self) -> Result<(), DriverError> {
+        self.connect()?;
+        let name = self.options.container_name();
+        // Only Torpor's own container: inspect refuses a stranger's.
+        if self.inspect()?.is_some() {
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            match self.block_on(self.docker.remove_container(&name, Some(options))) {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(failed("removing", &name, e)),
+            }
+        }
+        self.forget();
+        let volume = self.options.volume_name();
+        let options = RemoveVolumeOptions { force: true };
+        match self.block_on(self.docker.remove_volume(&volume, Some(options))) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(failed("removing the volume", &volume, e)),
+        }
+    }
+}
+
+/// The engine's limits for `resources`: CPUs as nano-CPUs, memory in
+/// bytes, and no swap on top (`MemorySwap` equal to `Memory`): a database
+/// that swaps is slower than one that is told it has less memory.
+fn limits(resources: Resources) -> HostConfig {
+    // Rounded: 0.5 CPU is exactly 500_000_000, whatever the float says.
+    let nano_cpus = (resources.cpus * 1e9).round() as i64;
+    let bytes = i64::try_from(resources.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    HostConfig {
+        nano_cpus: Some(nano_cpus),
+        memory: Some(bytes),
+        memory_swap: Some(bytes),
+        ..Default::default()
+    }
+}
+
+/// What the driver needs from an inspection.
+fn inspected(response: &ContainerInspectResponse) -> Inspected {
+    let state = response.state.as_ref();
+    let status = state.and_then(|s| s.status);
+    let paused = state.and_then(|s| s.paused).unwrap_or(false);
+    let running = state.and_then(|s| s.running).unwrap_or(false);
+    let kind = match status {
+        // The engine reports a paused container as running too.
+        _ if paused => State::Paused,
+        Some(ContainerStateStatusEnum::RUNNING) => State::Running,
+        Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EXITED) => {
+            State::Stopped
+        }
+        Some(_) => State::Other,
+        None if running => State::Running,
+        None => State::Other,
+    };
+    let address = response
+        .network_settings
+        .as_ref()
+        .and_then(|settings| settings.ports.as_ref())
+        .and_then(|ports| ports.get(MARIADB_PORT))
+        .and_then(Option::as_ref)
+        .and_then(|bindings| published_address(bindings));
+    Inspected {
+        id: response.id.clone().unwrap_or_default(),
+        state: kind,
+        status: status.map_or_else(|| "unknown".to_string(), |s| s.to_string()),
+        address,
+        exit_code: state.and_then(|s| s.exit_code),
+        memory: response.host_config.as_ref().and_then(|h| h.memory),
+    }
+}
+
+/// The loopback address among the host bindings of the MariaDB port.
+fn published_address(bindings: &[PortBinding]) -> Option<SocketAddr> {
+    bindings.iter().find_map(|binding| {
+        let ip: IpAddr = binding.host_ip.as_deref()?.parse().ok()?;
+        let port: u16 = binding.host_port.as_deref()?.parse().ok()?;
+        // 0.0.0.0 would mean someone published it wider; loopback reaches
+        // it all the same.
+        let ip = if ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            ip
+        };
+        (port != 0).then_some(SocketAddr::new(ip, port))
+    })
+}
+
+/// The short form of a container id, as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Whether the engine answered 404: no such container, image or volume.
+fn is_not_found(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The engine's own words for an error, without bollard's wrapping.
+fn engine_message(e: &EngineError) -> String {
+    match e {
+        EngineError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A failed engine call on `what`.
+fn failed(action: &str, what: &str, e: EngineError) -> DriverError {
+    DriverError::Failed(format!("{action} {what}: {}", engine_message(&e)))
+}
+
+/// The error for an image that is not on this machine.
+fn missing_image(image: &str) -> DriverError {
+    DriverError::Failed(format!(
+        "the image {image} is not on this machine and Torpor does not pull images: \
+         build it with docker/mariadb/build.sh"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_exact_engine_units() {
+        let limits = limits(Resources {
+            cpus: 0.5,
+            memory_mib: 512,
+        });
+        assert_eq!(limits.nano_cpus, Some(500_000_000));
+        assert_eq!(limits.memory, Some(512 * 1024 * 1024));
+        assert_eq!(limits.memory_swap, limits.memory);
+    }
+
+    #[test]
+    fn the_loopback_binding_is_the_address() {
+        let bindings = [
+            PortBinding {
+                host_ip: Some("::1".into()),
+                host_port: Some(String::new()),
+            },
+            PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("49153".into()),
+            },
+        ];
+        assert_eq!(
+            published_address(&bindings),
+            Some("127.0.0.1:49153".parse().unwrap())
+        );
+        assert_eq!(published_address(&[]), None);
+    }
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let mut options = DockerOptions::new("orders", "secret");
+        assert_eq!(options.container_name(), "torpor-orders");
+        options.name_prefix = "t1-".into();
+        assert_eq!(options.volume_name(), "t1-orders-data");
+    }
+
+    #[test]
+    fn short_ids_never_panic() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+    }
+}

@@ -1,0 +1,86 @@
+//! What the scaler asks of whatever runs a service's MariaDB: a container
+//! ([`super::docker`]) or a process ([`super::process_driver`]).
+//!
+//! The calls block: each service's actor thread ([`super::actor`]) makes
+//! them one at a time, so a driver never sees two at once for the same
+//! service, and a slow engine never holds up the workers.
+
+use std::net::SocketAddr;
+
+/// CPU and memory a backend may use.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Resources {
+    /// CPUs (fractions allowed: 0.5 is half a core).
+    pub cpus: f64,
+    /// Memory limit in MiB.
+    pub memory_mib: u64,
+}
+
+/// How the scaler logs in to a backend for administrative SQL (buffer
+/// pool dump, load and resize).
+#[derive(Debug, Clone)]
+pub struct AdminAccess {
+    /// Where the server listens.
+    pub address: SocketAddr,
+    /// An account with the SUPER-level privileges `SET GLOBAL` needs.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// Why a driver call failed. The text goes to logs and, for a failed
+/// wake, into the error clients get, so it names the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The engine or process manager refused or failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The backend started but did not greet within its timeout.
+    #[error("the backend did not become ready: {0}")]
+    NotReady(String),
+    /// The container or process is gone (removed underneath Torpor).
+    #[error("the backend is gone: {0}")]
+    Gone(String),
+}
+
+/// Runs one service's MariaDB.
+///
+/// The lifecycle ([`super::lifecycle`]) calls these in this order:
+/// `start` (from nothing or from parked) → `freeze` (suspend) → `thaw`
+/// (wake from suspended) or `stop` (park) → `start` again. Every call is
+/// made from a thread that may block.
+pub trait Driver: Send {
+    /// The driver's name, as the config spells it (`docker`, `process`).
+    fn kind(&self) -> &'static str;
+
+    /// Creates the backend if it does not exist yet (container with its
+    /// named volume; process with its initialized datadir), starts it and
+    /// returns its address once a MySQL handshake arrives there ("running"
+    /// is not "ready"). Idempotent: a running backend returns its address.
+    fn start(&mut self) -> Result<SocketAddr, DriverError>;
+
+    /// Freezes the running backend: its memory stays, it gets no CPU
+    /// (`docker pause`, SIGSTOP). Connections to it stay open but unanswered.
+    fn freeze(&mut self) -> Result<(), DriverError>;
+
+    /// Unfreezes a frozen backend and returns its address once it answers
+    /// a handshake again.
+    fn thaw(&mut self) -> Result<SocketAddr, DriverError>;
+
+    /// Stops the backend cleanly, keeping its data (volume or datadir), so
+    /// that `start` brings it back. Works on a frozen backend too.
+    fn stop(&mut self) -> Result<(), DriverError>;
+
+    /// Applies CPU and memory limits to the running backend.
+    fn resize(&mut self, resources: Resources) -> Result<(), DriverError>;
+
+    /// How to log in for administrative SQL, once started.
+    fn admin_access(&self) -> Option<AdminAccess>;
+
+    /// A short description for the admin API: container id, pid, datadir.
+    fn describe(&self) -> String;
+
+    /// Removes what `start` created, data included (tests, `torpor`
+    /// shutting down a temporary service). Stopping first if needed.
+    fn destroy(&mut self) -> Result<(), DriverError>;
+}

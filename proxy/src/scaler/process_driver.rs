@@ -1,0 +1,237 @@
+//! The `process` driver: a service's MariaDB as a `mariadbd` process of
+//! Torpor's own ([`super::process::MariadbProcess`]) with a datadir that
+//! outlives it. Suspending freezes the process (SIGSTOP), waking thaws it
+//! (SIGCONT); parking shuts it down cleanly and a wake starts it again on
+//! the same datadir and, when it is still free, the same port. This is
+//! the default where no container engine answers: Torpor on a laptop with
+//! MariaDB installed is already a scale-to-zero database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::driver::{AdminAccess, Driver, DriverError, Resources};
+use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
+
+/// The account the scaler uses for administrative SQL on a process
+/// backend (created at every boot with the service's accounts).
+pub const ADMIN_USER: &str = "torpor_admin";
+
+/// How to run a service's `mariadbd`.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// The datadir, initialized on first start and kept.
+    pub datadir: PathBuf,
+    /// Accounts clients log in as (created or updated at every boot).
+    pub accounts: Vec<Account>,
+    /// The scaler's own account's password.
+    pub admin_password: String,
+    /// InnoDB buffer pool size at start, e.g. `128M`.
+    pub buffer_pool: String,
+    /// How long a start or thaw may take to greet.
+    pub ready_timeout: Duration,
+}
+
+/// A service backend run as a local process.
+#[derive(Debug)]
+pub struct ProcessDriver {
+    options: ProcessOptions,
+    running: Option<MariadbProcess>,
+    /// The port of the last start, tried again on the next.
+    port: Option<u16>,
+}
+
+impl ProcessDriver {
+    /// A driver for a backend that has not started yet.
+    pub fn new(options: ProcessOptions) -> ProcessDriver {
+        ProcessDriver {
+            options,
+            running: None,
+            port: None,
+        }
+    }
+
+    fn pid(&self) -> Result<i32, DriverError> {
+        let pid = self
+            .running
+            .as_ref()
+            .and_then(MariadbProcess::pid)
+            .and_then(|pid| i32::try_from(pid).ok())
+            .ok_or_else(|| DriverError::Gone("mariadbd is not running".into()))?;
+        if !alive(pid) {
+            return Err(DriverError::Gone(format!("mariadbd (pid {pid}) exited")));
+        }
+        Ok(pid)
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), DriverError> {
+        let pid = self.pid()?;
+        // SAFETY: kill sends a signal to our own child's pid; no memory is
+        // involved.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(DriverError::Failed(format!(
+                "signalling mariadbd: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    }
+
+    fn address(&self) -> Result<SocketAddr, DriverError> {
+        self.running
+            .as_ref()
+            .map(MariadbProcess::addr)
+            .ok_or_else(|| DriverError::Gone("mariadbd is not running".into()))
+    }
+}
+
+/// The state letter of process `pid` in /proc (R, S, T, Z, …).
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state letter follows the command name in parentheses.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    state_of(pid).is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+impl Driver for ProcessDriver {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    fn start(&mut self) -> Result<SocketAddr, DriverError> {
+        if let Ok(pid) = self.pid() {
+            // SAFETY: as in `signal`; a running process ignores SIGCONT.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            return self.thaw();
+        }
+        self.running = None;
+        std::fs::create_dir_all(&self.options.datadir).map_err(|e| {
+            DriverError::Failed(format!(
+                "creating the datadir {}: {e}",
+                self.options.datadir.display()
+            ))
+        })?;
+        let mut accounts = self.options.accounts.clone();
+        accounts.push(Account {
+            user: ADMIN_USER.to_string(),
+            password: self.options.admin_password.clone(),
+        });
+        let start = |port| {
+            MariadbProcess::start(MariadbOptions {
+                datadir: Some(self.options.datadir.clone()),
+                port,
+                accounts: accounts.clone(),
+                buffer_pool: self.options.buffer_pool.clone(),
+                extra_args: vec!["--innodb-buffer-pool-dump-at-shutdown=ON".into()],
+                ready_timeout: self.options.ready_timeout,
+            })
+        };
+        // The same port as before when it is still free (clients never see
+        // it, but logs and operators do); any free one otherwise.
+        let process = match self.port {
+            Some(port) => start(Some(port)).or_else(|_| start(None)),
+            None => start(None),
+        }
+        .map_err(|e| DriverError::NotReady(e.to_string()))?;
+        let addr = process.addr();
+        self.port = Some(addr.port());
+        self.running = Some(process);
+        Ok(addr)
+    }
+
+    fn freeze(&mut self) -> Result<(), DriverError> {
+        self.signal(libc::SIGSTOP)?;
+        // The signal is delivered asynchronously: "suspended" is said only
+        // once the process has stopped.
+        let pid = self.pid()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state_of(pid) != Some('T') {
+            if Instant::now() > deadline {
+                return Err(DriverError::Failed(
+                    "mariadbd did not stop on SIGSTOP".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn thaw(&mut self) -> Result<SocketAddr, DriverError> {
+        self.signal(libc::SIGCONT)?;
+        let addr = self.address()?;
+        let deadline = Instant::now() + self.options.ready_timeout;
+        while !handshake_arrives(addr) {
+            self.pid()?;
+            if Instant::now() > deadline {
+                return Err(DriverError::NotReady(format!(
+                    "no handshake from {addr} within {:?}",
+                    self.options.ready_timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(addr)
+    }
+
+    fn stop(&mut self) -> Result<(), DriverError> {
+        // A frozen process would hold SIGTERM until it runs again.
+        let _ = self.signal(libc::SIGCONT);
+        match self.running.take() {
+            Some(mut process) => {
+                process.stop();
+                Ok(())
+            }
+            None => Err(DriverError::Gone("mariadbd is not running".into())),
+        }
+    }
+
+    fn resize(&mut self, resources: Resources) -> Result<(), DriverError> {
+        // A plain process has no CPU or memory limit to change without a
+        // cgroup of its own; the buffer pool (set by the actor through
+        // SQL) is what bounds its memory.
+        tracing::debug!(
+            ?resources,
+            "the process driver sets no CPU or memory limits"
+        );
+        Ok(())
+    }
+
+    fn admin_access(&self) -> Option<AdminAccess> {
+        Some(AdminAccess {
+            address: self.running.as_ref()?.addr(),
+            user: ADMIN_USER.to_string(),
+            password: self.options.admin_password.clone(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.running {
+            Some(process) => format!(
+                "mariadbd pid {} on {} (datadir {})",
+                process.pid().unwrap_or_default(),
+                process.addr(),
+                self.options.datadir.display()
+            ),
+            None => format!("stopped (datadir {})", self.options.datadir.display()),
+        }
+    }
+
+    fn destroy(&mut self) -> Result<(), DriverError> {
+        if self.running.is_some() {
+            self.stop()?;
+        }
+        std::fs::remove_dir_all(&self.options.datadir)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| DriverError::Failed(format!("removing the datadir: {e}")))
+    }
+}

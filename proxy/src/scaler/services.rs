@@ -1,0 +1,248 @@
+//! Turns the configuration's services into running ones: a [`Service`]
+//! for the workers, and for each managed service a driver and an actor
+//! thread. A `[backend]` Torpor does not manage becomes a static service
+//! named `default`, always active.
+
+use std::io::Write;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use event_listener::Event;
+use rand::Rng;
+
+use super::actor::{self, Timers};
+use super::docker::{DockerDriver, DockerOptions};
+use super::driver::{Driver, Resources};
+use super::lifecycle::State;
+use super::process::{self, Account};
+use super::process_driver::{ProcessDriver, ProcessOptions};
+use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
+use crate::service::{Request, Service};
+
+/// The running services and their actor threads.
+pub struct Services {
+    /// One per configured service, in order.
+    pub services: Vec<Arc<Service>>,
+    /// The actors (empty for a static backend).
+    pub actors: Vec<JoinHandle<()>>,
+    /// Temporary datadirs, removed when Torpor stops.
+    pub temporary: Vec<tempfile::TempDir>,
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Services {
+    /// Asks every actor to stop its backend (data kept) and waits for it.
+    pub fn shutdown(&mut self) {
+        for service in &self.services {
+            service.request(Request::Shutdown);
+        }
+        for actor in self.actors.drain(..) {
+            let _ = actor.join();
+        }
+    }
+}
+
+/// Builds the services of `config` for `workers` workers.
+pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Services, ConfigError> {
+    let mut built = Services {
+        services: Vec::new(),
+        actors: Vec::new(),
+        temporary: Vec::new(),
+    };
+    if let Some(backend) = &config.backend {
+        let address = backend
+            .address
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?
+            .next()
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("backend '{}' has no address", backend.address))
+            })?;
+        built.services.push(Arc::new(Service::new(
+            0,
+            "default",
+            "static",
+            State::Active,
+            Some(address),
+            Duration::from_millis(backend.connect_timeout_ms),
+            Duration::ZERO,
+            workers,
+            Arc::clone(nudge),
+            None,
+        )));
+        return Ok(built);
+    }
+    for (index, service_config) in config.services.iter().enumerate() {
+        let (tx, rx) = mpsc::channel();
+        let service = Arc::new(Service::new(
+            index,
+            &service_config.name,
+            match service_config.driver {
+                DriverKind::Docker => "docker",
+                DriverKind::Process => "process",
+            },
+            State::Parked,
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(service_config.wake_timeout_secs),
+            workers,
+            Arc::clone(nudge),
+            Some(tx),
+        ));
+        let accounts = accounts_of(config, service_config);
+        let (driver, startup_sql) = driver_for(config, service_config, accounts, &mut built)?;
+        let mib = 1024 * 1024;
+        let timers = Timers {
+            suspend_after: secs(service_config.suspend_after_secs),
+            park_after: secs(service_config.park_after_secs),
+            drain_timeout: Duration::from_secs(5),
+            buffer_pool_bytes: service_config.buffer_pool_mib * mib,
+            suspended_buffer_pool_bytes: service_config.suspended_buffer_pool_mib * mib,
+        };
+        let handle = actor::spawn(
+            Arc::clone(&service),
+            driver,
+            timers,
+            startup_sql,
+            service_config.temporary,
+            rx,
+        )
+        .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
+        // The backend starts now, in the background: the first login
+        // needs its greeting anyway.
+        service.request(Request::Wake);
+        built.actors.push(handle);
+        built.services.push(service);
+    }
+    Ok(built)
+}
+
+fn secs(value: u64) -> Option<Duration> {
+    (value > 0).then(|| Duration::from_secs(value))
+}
+
+/// The accounts of the users routed to `service`, to create on its
+/// backend with the same passwords (or hashes).
+fn accounts_of(config: &Config, service: &ServiceConfig) -> Vec<Account> {
+    let only = config.services.len() == 1 && service.users.is_empty();
+    config
+        .users
+        .iter()
+        .filter(|u| only || service.users.contains(&u.name))
+        .filter_map(|u| {
+            Some(Account {
+                user: u.name.clone(),
+                password: u.password.clone().or_else(|| u.password_hash.clone())?,
+            })
+        })
+        .collect()
+}
+
+fn driver_for(
+    config: &Config,
+    service: &ServiceConfig,
+    accounts: Vec<Account>,
+    built: &mut Services,
+) -> Result<(Box<dyn Driver>, actor::StartupSql), ConfigError> {
+    let service_dir = config.state_dir.join("services").join(&service.name);
+    match service.driver {
+        DriverKind::Process => {
+            process::ensure_installed().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let (datadir, admin_password) = if service.temporary {
+                let dir = tempfile::Builder::new()
+                    .prefix("torpor-mariadb-data-")
+                    .tempdir()
+                    .map_err(|e| ConfigError::Invalid(format!("temporary datadir: {e}")))?;
+                let path = dir.path().to_path_buf();
+                built.temporary.push(dir);
+                (path, random_secret())
+            } else {
+                let datadir = service
+                    .datadir
+                    .clone()
+                    .unwrap_or_else(|| service_dir.join("data"));
+                (datadir, admin_secret(&service_dir)?)
+            };
+            let driver = ProcessDriver::new(ProcessOptions {
+                datadir,
+                accounts,
+                admin_password,
+                buffer_pool: format!("{}M", service.buffer_pool_mib),
+                ready_timeout: Duration::from_secs(service.wake_timeout_secs),
+            });
+            // Accounts are created at every boot through --init-file.
+            Ok((Box::new(driver), Vec::new()))
+        }
+        DriverKind::Docker => {
+            let admin_password = if service.temporary {
+                random_secret()
+            } else {
+                admin_secret(&service_dir)?
+            };
+            let mut options = DockerOptions::new(&service.name, admin_password);
+            options.image = service.image.clone();
+            options.resources = Resources {
+                cpus: service.cpus,
+                memory_mib: service.memory_mib,
+            };
+            options.buffer_pool = format!("{}M", service.buffer_pool_mib);
+            // A first start initializes the volume: allow it more than a wake.
+            options.ready_timeout = Duration::from_secs(service.wake_timeout_secs.max(120));
+            let driver = DockerDriver::new(options)
+                .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
+            // The image creates only root: the service's accounts (and
+            // the `test` schema the process driver has too) are made, or
+            // updated, after every fresh start.
+            let mut startup = vec!["CREATE DATABASE IF NOT EXISTS test".to_string()];
+            startup.extend(process::account_sql(&accounts));
+            Ok((Box::new(driver), startup))
+        }
+    }
+}
+
+/// 32 random alphanumeric characters.
+fn random_secret() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| {
+            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            char::from(CHARS[rng.random_range(0..CHARS.len())])
+        })
+        .collect()
+}
+
+/// The scaler's admin password for a service: kept in its state folder
+/// (mode 0600) so that a parked backend's accounts still match after
+/// Torpor restarts.
+fn admin_secret(service_dir: &Path) -> Result<String, ConfigError> {
+    let path: PathBuf = service_dir.join("admin.secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_string();
+        if !secret.is_empty() {
+            return Ok(secret);
+        }
+    }
+    let fail = |e: std::io::Error| ConfigError::Invalid(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(service_dir).map_err(fail)?;
+    let secret = random_secret();
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(fail)?
+    };
+    file.write_all(secret.as_bytes()).map_err(fail)?;
+    Ok(secret)
+}

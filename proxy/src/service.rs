@@ -1,0 +1,357 @@
+//! A database service as the workers see it: where its backend listens,
+//! what its greeting and fresh sessions look like (cached, so logins need
+//! no backend while it sleeps), its lifecycle state, and the wake that
+//! sessions wait for.
+//!
+//! The workers and the service's actor thread ([`crate::scaler::actor`])
+//! meet here. The per-query path reads one atomic (the lifecycle state);
+//! everything else is touched per login, per new backend connection, or
+//! once a tick.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use torpor_replay::state::Baseline;
+
+use crate::backend::{self, BackendConn, BackendInfo};
+use crate::error::SessionError;
+use crate::scaler::lifecycle::{Lifecycle, State};
+
+/// What the workers and the admin API ask of a service's actor.
+#[derive(Debug)]
+pub enum Request {
+    /// A session needs the backend (idempotent: one wake serves all).
+    Wake,
+    /// An operator's action; the reply says how it ended.
+    Admin(AdminAction, mpsc::Sender<Result<(), String>>),
+    /// Torpor is stopping: stop the backend (data kept) and end.
+    Shutdown,
+}
+
+/// What an operator can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Suspend now (refused while a query runs or a session is pinned).
+    Suspend,
+    /// Suspend if needed, then park.
+    Park,
+    /// Wake now.
+    Wake,
+}
+
+/// One worker's view of its use of a service, published by the worker's
+/// tick (never per query) for the actor to read.
+#[derive(Debug, Default)]
+pub struct WorkerActivity {
+    /// Backend connections lent to sessions (a query in flight, or a
+    /// pinned session holding its connection).
+    pub lent: AtomicUsize,
+    /// Backend connections open (lent and idle).
+    pub open: AtomicUsize,
+    /// When a connection was last lent or given back, in milliseconds
+    /// since [`Service::epoch`].
+    pub last_active_ms: AtomicU64,
+    /// The last suspend epoch this worker has answered: it saw the
+    /// service suspending, closed its idle connections and published the
+    /// counts above after that.
+    pub acked_epoch: AtomicU64,
+    /// Sessions of this worker logged in to the service.
+    pub clients: AtomicUsize,
+}
+
+/// A database service.
+#[derive(Debug)]
+pub struct Service {
+    /// Position in the configuration (and in each worker's pools).
+    pub index: usize,
+    /// The service's name.
+    pub name: String,
+    /// The driver's name (`static`, `process`, `docker`).
+    pub driver: &'static str,
+    /// The lifecycle state machine (its actor is the only writer).
+    pub lifecycle: Lifecycle,
+    /// How long connecting and logging in to the backend may take.
+    pub connect_timeout: Duration,
+    /// How long a query waits for a wake before it gets an error.
+    pub wake_timeout: Duration,
+    /// The time origin of [`WorkerActivity::last_active_ms`].
+    pub epoch: Instant,
+    /// Per worker, indexed by worker.
+    pub workers: Box<[WorkerActivity]>,
+    /// Bumped by the actor when it starts a suspend; workers answer in
+    /// [`WorkerActivity::acked_epoch`].
+    pub suspend_epoch: AtomicU64,
+    /// Wakes the workers' ticks early (a suspend is waiting for them).
+    pub nudge: Arc<Event>,
+    address: RwLock<Option<SocketAddr>>,
+    backend_info: RwLock<Option<Arc<BackendInfo>>>,
+    baselines: RwLock<HashMap<u8, Arc<Baseline>>>,
+    requests: Option<mpsc::Sender<Request>>,
+    /// Notified on every lifecycle change and failed wake.
+    changed: Event,
+    wake_failures: AtomicU64,
+    last_wake_error: Mutex<String>,
+}
+
+impl Service {
+    /// A service whose backend is at `address` (`None` until its driver
+    /// started it), in `initial` state, with `requests` going to its actor
+    /// (`None`: a static backend nobody manages, always active).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        index: usize,
+        name: &str,
+        driver: &'static str,
+        initial: State,
+        address: Option<SocketAddr>,
+        connect_timeout: Duration,
+        wake_timeout: Duration,
+        worker_count: usize,
+        nudge: Arc<Event>,
+        requests: Option<mpsc::Sender<Request>>,
+    ) -> Service {
+        Service {
+            index,
+            name: name.to_string(),
+            driver,
+            lifecycle: Lifecycle::new(name, initial),
+            connect_timeout,
+            wake_timeout,
+            epoch: Instant::now(),
+            workers: (0..worker_count)
+                .map(|_| WorkerActivity::default())
+                .collect(),
+            suspend_epoch: AtomicU64::new(0),
+            nudge,
+            address: RwLock::new(address),
+            backend_info: RwLock::new(None),
+            baselines: RwLock::new(HashMap::new()),
+            requests,
+            changed: Event::new(),
+            wake_failures: AtomicU64::new(0),
+            last_wake_error: Mutex::new(String::new()),
+        }
+    }
+
+    /// Where the backend listens now, if it runs.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address.read().ok().and_then(|a| *a)
+    }
+
+    /// Records where the backend listens (after a start: a container's
+    /// published port can change).
+    pub fn set_address(&self, address: Option<SocketAddr>) {
+        if let Ok(mut slot) = self.address.write() {
+            *slot = address;
+        }
+    }
+
+    fn backend_addr(&self) -> Result<SocketAddr, SessionError> {
+        self.address().ok_or_else(|| {
+            SessionError::BackendUnreachable(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("service '{}' has no running backend", self.name),
+            ))
+        })
+    }
+
+    /// Opens a backend connection for `login`.
+    pub async fn connect(
+        &self,
+        login: &backend::Login<'_>,
+    ) -> Result<(BackendConn, Vec<u8>), SessionError> {
+        backend::connect(self.backend_addr()?, login, self.connect_timeout).await
+    }
+
+    /// The backend's greeting, if known: what Torpor greets clients with.
+    pub fn cached_backend_info(&self) -> Option<Arc<BackendInfo>> {
+        self.backend_info.read().ok().and_then(|g| g.clone())
+    }
+
+    /// What the backend's greeting says; asks the backend (waking it) the
+    /// first time, so Torpor can start before its backend.
+    pub async fn backend_info(&self) -> Result<Arc<BackendInfo>, SessionError> {
+        if let Some(info) = self.cached_backend_info() {
+            return Ok(info);
+        }
+        self.wait_active().await?;
+        let info = Arc::new(backend::probe(self.backend_addr()?, self.connect_timeout).await?);
+        if let Ok(mut slot) = self.backend_info.write() {
+            *slot = Some(Arc::clone(&info));
+        }
+        Ok(info)
+    }
+
+    /// The baseline of connections opened with `collation`, if known.
+    pub fn cached_baseline(&self, collation: u8) -> Option<Arc<Baseline>> {
+        self.baselines
+            .read()
+            .ok()
+            .and_then(|m| m.get(&collation).cloned())
+    }
+
+    /// The baseline for connections opened with `collation`: cached, or
+    /// read on `fresh`, a connection nothing has changed yet.
+    pub async fn baseline(
+        &self,
+        collation: u8,
+        fresh: &mut BackendConn,
+    ) -> Result<Arc<Baseline>, SessionError> {
+        if let Some(baseline) = self.cached_baseline(collation) {
+            return Ok(baseline);
+        }
+        let baseline = Arc::new(backend::read_baseline(fresh).await?);
+        if let Ok(mut map) = self.baselines.write() {
+            map.insert(collation, Arc::clone(&baseline));
+        }
+        Ok(baseline)
+    }
+
+    /// Returns once the service is active: at once when it is (one atomic
+    /// load), otherwise after asking its actor for a wake and waiting for
+    /// it. A wake that fails or outlasts [`Service::wake_timeout`] is an
+    /// error naming the cause; the next call tries again.
+    pub async fn wait_active(&self) -> Result<(), SessionError> {
+        if self.lifecycle.is_active() {
+            return Ok(());
+        }
+        let Some(requests) = &self.requests else {
+            return Ok(()); // static: nothing to wake
+        };
+        let failures = self.wake_failures.load(Ordering::Acquire);
+        let deadline = Instant::now() + self.wake_timeout;
+        let mut asked = false;
+        loop {
+            // Listen before checking, so a change in between is not missed.
+            let listener = self.changed.listen();
+            if self.lifecycle.is_active() {
+                return Ok(());
+            }
+            if self.wake_failures.load(Ordering::Acquire) != failures {
+                let cause = self
+                    .last_wake_error
+                    .lock()
+                    .map(|e| e.clone())
+                    .unwrap_or_default();
+                return Err(SessionError::WakeFailed {
+                    service: self.name.clone(),
+                    cause,
+                });
+            }
+            if !asked {
+                asked = requests.send(Request::Wake).is_ok();
+                if !asked {
+                    return Err(SessionError::Shutdown);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || monoio::time::timeout(left, listener).await.is_err()
+                    && !self.lifecycle.is_active()
+            {
+                return Err(SessionError::WakeFailed {
+                    service: self.name.clone(),
+                    cause: format!("no wake within {:?}", self.wake_timeout),
+                });
+            }
+        }
+    }
+
+    /// Sends a request to the actor; false when there is none (a static
+    /// service) or it has stopped.
+    pub fn request(&self, request: Request) -> bool {
+        self.requests
+            .as_ref()
+            .is_some_and(|r| r.send(request).is_ok())
+    }
+
+    /// Whether an actor manages this service.
+    pub fn is_managed(&self) -> bool {
+        self.requests.is_some()
+    }
+
+    /// Wakes everyone waiting on a lifecycle change (the actor calls this
+    /// after every transition).
+    pub fn notify_changed(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Records a failed wake: sessions waiting for it get `cause`.
+    pub fn wake_failed(&self, cause: String) {
+        if let Ok(mut last) = self.last_wake_error.lock() {
+            *last = cause;
+        }
+        self.wake_failures.fetch_add(1, Ordering::AcqRel);
+        self.notify_changed();
+    }
+
+    /// Backend connections lent out over all workers, as last published.
+    pub fn lent(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.lent.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// Backend connections open over all workers, as last published.
+    pub fn open_connections(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.open.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// Client sessions logged in to the service.
+    pub fn clients(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.clients.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// How long no worker has lent or taken back a connection.
+    pub fn idle_for(&self) -> Duration {
+        let last = self
+            .workers
+            .iter()
+            .map(|w| w.last_active_ms.load(Ordering::Acquire))
+            .max()
+            .unwrap_or(0);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(last))
+    }
+
+    /// Milliseconds since [`Service::epoch`], for activity stamps.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// Keeps a session counted in its worker's [`WorkerActivity::clients`].
+#[derive(Debug)]
+pub struct ClientCount {
+    service: Arc<Service>,
+    worker: usize,
+}
+
+impl ClientCount {
+    /// Counts one client of `service` on `worker` until dropped.
+    pub fn new(service: Arc<Service>, worker: usize) -> ClientCount {
+        if let Some(w) = service.workers.get(worker) {
+            w.clients.fetch_add(1, Ordering::Relaxed);
+        }
+        ClientCount { service, worker }
+    }
+}
+
+impl Drop for ClientCount {
+    fn drop(&mut self) {
+        if let Some(w) = self.service.workers.get(self.worker) {
+            w.clients.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

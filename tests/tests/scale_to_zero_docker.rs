@@ -1,0 +1,86 @@
+//! Scale to zero with the `docker` driver: the service's MariaDB is a
+//! container of the `torpor/mariadb` image (built by
+//! `docker/mariadb/build.sh`), paused when idle, stopped when parked and
+//! started again on the next query. The suite is shared with the process
+//! driver (`torpor_tests::serverless`). Under `TORPOR_REQUIRE_DOCKER=1`
+//! (CI) a missing engine or image fails these tests; elsewhere they say
+//! "skipped" and pass.
+
+use std::time::Duration;
+
+use torpor::config::DriverKind;
+use torpor::scaler::lifecycle::State;
+use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
+use torpor_tests::serverless::{name, Managed, Stateful};
+
+fn engine_and_image() -> bool {
+    images_ready(&[mariadb_image()]).is_some()
+}
+
+torpor_tests::scale_to_zero_suite!(DriverKind::Docker, "dock", engine_and_image);
+
+/// A suspended service's container is paused, a parked one's is stopped.
+#[test]
+fn suspend_pauses_and_park_stops_the_container() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "states");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let container = format!("torpor-{service}");
+    let status = || docker_ok(&["inspect", "--format", "{{.State.Status}}", &container]);
+    assert_eq!(status(), "running");
+    assert_eq!(managed.act(&service, "suspend").0, 200);
+    assert_eq!(status(), "paused");
+    assert_eq!(managed.act(&service, "park").0, 200);
+    assert_eq!(status(), "exited");
+    assert_eq!(managed.act(&service, "wake").0, 200);
+    assert_eq!(status(), "running");
+}
+
+/// A container removed underneath a suspended service: the next query
+/// starts a new one on the kept volume and the session goes on.
+#[test]
+fn a_container_removed_while_suspended_is_recreated() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "removed");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let mut session = Stateful::open(&managed);
+    assert_eq!(managed.act(&service, "suspend").0, 200);
+    docker_ok(&["rm", "-f", &format!("torpor-{service}")]);
+    session.check();
+    assert_eq!(managed.state(), State::Active);
+}
+
+/// A wake that cannot finish in time (container and volume removed, so
+/// the new container initializes a datadir first) gives the held query a
+/// clear error; the connection stays, and once the backend is up the next
+/// query runs with the session's state replayed.
+#[test]
+fn a_failed_wake_is_an_error_and_the_next_query_recovers() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "fail");
+    let managed = Managed::start(DriverKind::Docker, &service, |s, _| {
+        s.wake_timeout_secs = 1;
+    });
+    let mut session = Stateful::open(&managed);
+    assert_eq!(managed.act(&service, "park").0, 200);
+    let container = format!("torpor-{service}");
+    docker_ok(&["rm", "-f", &container]);
+    let removed = docker(&["volume", "rm", &format!("{container}-data")])
+        .is_some_and(|out| out.status.success());
+    assert!(removed, "the volume could not be removed");
+    match mysql::prelude::Queryable::query_drop(&mut session.conn, "SELECT 1") {
+        Err(mysql::Error::MySqlError(e)) => {
+            assert_eq!(e.code, 2003, "{e}");
+            assert!(e.message.contains("could not be woken"), "{e}");
+        }
+        other => panic!("a wake past its timeout gave {other:?}"),
+    }
+    managed.wait_for(State::Active, Duration::from_secs(180));
+    session.check();
+}

@@ -1,0 +1,100 @@
+//! Scale to zero with the `process` driver: Torpor runs the service's
+//! `mariadbd` itself, freezes it with SIGSTOP when idle, stops it when
+//! parked and starts it again on the next query. The suite is shared with
+//! the docker driver (`torpor_tests::serverless`).
+
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use torpor::config::DriverKind;
+use torpor::scaler::lifecycle::State;
+use torpor_tests::serverless::{name, Managed, Stateful};
+
+fn mariadb_installed() -> bool {
+    torpor::scaler::process::find_program(&["mariadbd", "mysqld"]).is_some()
+        || panic!("mariadbd is not installed: install Debian's mariadb-server (tests/run does)")
+}
+
+torpor_tests::scale_to_zero_suite!(DriverKind::Process, "proc", mariadb_installed);
+
+/// A suspended process is really frozen: its state in /proc is 'T'.
+#[test]
+fn a_suspended_process_is_stopped() {
+    let managed = Managed::start(DriverKind::Process, &name("proc", "frozen"), |_, _| {});
+    let port = managed.backend_addr().expect("running").port();
+    let pid = pid_listening_on(port).expect("mariadbd's pid");
+    let (status, body) = managed.act(&name("proc", "frozen"), "suspend");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(process_state(pid), Some('T'), "not stopped while suspended");
+    let mut conn = managed.connect();
+    let one: Option<i64> = conn.query_first("SELECT 1").expect("query");
+    assert_eq!(one, Some(1));
+    assert_eq!(process_state(pid).map(|s| s != 'T'), Some(true));
+}
+
+/// A wake that fails gives the held query a clear error without closing
+/// the connection; once the cause is gone, the next query runs with the
+/// session intact.
+#[test]
+fn a_failed_wake_is_an_error_and_the_next_query_recovers() {
+    let service = name("proc", "fail");
+    let managed = Managed::start(DriverKind::Process, &service, |_, _| {});
+    let mut session = Stateful::open(&managed);
+    let (status, body) = managed.act(&service, "park");
+    assert_eq!(status, 200, "{body}");
+    // The datadir's place taken by a file: the start cannot create it.
+    let datadir = managed
+        .state_dir
+        .path()
+        .join("services")
+        .join(&service)
+        .join("data");
+    let aside = datadir.with_extension("aside");
+    std::fs::rename(&datadir, &aside).expect("move the datadir aside");
+    std::fs::write(&datadir, b"not a directory").expect("block the datadir");
+    match session.conn.query_drop("SELECT 1") {
+        Err(mysql::Error::MySqlError(e)) => {
+            assert_eq!(e.code, 2003, "{e}");
+            assert!(e.message.contains("could not be woken"), "{e}");
+        }
+        other => panic!("a failed wake gave {other:?}"),
+    }
+    assert_eq!(managed.state(), State::Parked);
+    std::fs::remove_file(&datadir).expect("unblock");
+    std::fs::rename(&aside, &datadir).expect("datadir back");
+    session.check();
+    managed.wait_for(State::Active, Duration::from_secs(1));
+}
+
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The pid of the process listening on loopback `port` (from
+/// /proc/net/tcp and the processes' fds).
+fn pid_listening_on(port: u16) -> Option<u32> {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = tcp.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let state = fields.get(3)?;
+        let local_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+        (local_port == port && *state == "0A").then(|| fields.get(9).map(|s| s.to_string()))?
+    })?;
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
