@@ -11,15 +11,18 @@
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
+//! - `GET /metrics`: every metric in the Prometheus text format
+//!   ([`crate::metrics`]).
 //!
 //! tiny_http is a small, blocking server: this API serves operators and
 //! scrapers, a few requests a second, and must never share a thread with
 //! the data path.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Response, Server};
@@ -32,9 +35,16 @@ use crate::service::{AdminAction, Request, Service};
 /// goes on).
 const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How often the metrics' histogram samples are folded into buckets
+/// while nobody scrapes (so that they do not pile up).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The running admin API.
 pub struct AdminServer {
     server: Arc<Server>,
+    /// Set before the server is unblocked: a wait that ends with no
+    /// request may be the unblock, or just the upkeep timer.
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
 }
@@ -53,13 +63,30 @@ impl AdminServer {
             }
         };
         let local_addr = server.server_addr().to_ip().unwrap_or(listen);
+        let stopping = Arc::new(AtomicBool::new(false));
         let thread = {
             let server = Arc::clone(&server);
+            let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("torpor-admin".into())
                 .spawn(move || {
-                    for request in server.incoming_requests() {
-                        handle(&shared, request);
+                    let mut upkept = Instant::now();
+                    loop {
+                        match server.recv_timeout(UPKEEP_EVERY) {
+                            Ok(Some(request)) => handle(&shared, request),
+                            Ok(None) if stopping.load(Ordering::Acquire) => break,
+                            Ok(None) => {}
+                            Err(e) => {
+                                warn!("admin API stopped: {e}");
+                                break;
+                            }
+                        }
+                        // Also between requests that never let the wait
+                        // time out.
+                        if upkept.elapsed() >= UPKEEP_EVERY {
+                            shared.metrics.upkeep();
+                            upkept = Instant::now();
+                        }
                     }
                 })
                 .ok()?
@@ -67,6 +94,7 @@ impl AdminServer {
         info!(%local_addr, "admin API listening");
         Some(AdminServer {
             server,
+            stopping,
             thread: Some(thread),
             local_addr,
         })
@@ -79,6 +107,7 @@ impl AdminServer {
 
     /// Stops accepting and waits for the thread.
     pub fn stop(mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.server.unblock();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -87,6 +116,17 @@ impl AdminServer {
 }
 
 fn handle(shared: &Shared, request: tiny_http::Request) {
+    let wants_metrics =
+        *request.method() == Method::Get && request.url().split('?').next() == Some("/metrics");
+    if wants_metrics && authorized(shared, &request) {
+        let text = shared.metrics.render(&shared.services, &shared.registry);
+        let mut response = Response::from_string(text);
+        if let Ok(header) = Header::from_bytes("Content-Type", "text/plain; version=0.0.4") {
+            response = response.with_header(header);
+        }
+        let _ = request.respond(response);
+        return;
+    }
     let (status, body) = if authorized(shared, &request) {
         route(shared, request.method(), request.url())
     } else {

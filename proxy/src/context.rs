@@ -1,5 +1,6 @@
 //! What every worker shares: configuration, accounts, the services, the
-//! session registry, the shutdown trigger and the connection count.
+//! session registry, the shutdown trigger, the connection count and the
+//! metrics recorder.
 //! Read-mostly; nothing here is written per query.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use event_listener::Event;
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::shutdown::Shutdown;
@@ -31,6 +33,9 @@ pub struct Shared {
     pub shutdown: Arc<Shutdown>,
     /// Client connections open now, over all workers.
     connections: AtomicUsize,
+    /// The proxy's metrics (recording on only when the admin API, which
+    /// serves them, runs).
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -61,6 +66,7 @@ impl Shared {
             registry: Arc::new(Registry::default()),
             shutdown,
             connections: AtomicUsize::new(0),
+            metrics: Metrics::new(config.admin.listen.is_some()),
             config,
         })
     }

@@ -29,6 +29,8 @@
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), the
 //!   lifecycle state machine, one actor thread per managed service.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
+//! - [`metrics`]: Prometheus metrics, recorded per worker without atomics
+//!   on the query path and rendered at `GET /metrics`.
 
 pub mod admin;
 pub mod backend;
@@ -38,6 +40,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod registry;

@@ -37,6 +37,10 @@ pub struct Conn {
     fd: RawFd,
     /// Bytes read and not yet consumed.
     pub rbuf: BytesMut,
+    /// Bytes read and written since [`Conn::take_traffic`] last asked
+    /// (plain fields: a connection belongs to one task).
+    received: u64,
+    sent: u64,
 }
 
 impl Conn {
@@ -51,7 +55,23 @@ impl Conn {
             writer,
             fd,
             rbuf: BytesMut::with_capacity(capacity),
+            received: 0,
+            sent: 0,
         })
+    }
+
+    /// Bytes read and written since the last call, for metrics.
+    pub fn take_traffic(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.received),
+            std::mem::take(&mut self.sent),
+        )
+    }
+
+    fn count_read(&mut self, result: &io::Result<usize>) {
+        if let Ok(n) = result {
+            self.received += *n as u64;
+        }
     }
 
     /// The socket's file descriptor (for shutdown(2) from the worker).
@@ -75,6 +95,7 @@ impl Conn {
         let target = self.read_target(want);
         let (result, slice) = self.reader.read(target).await;
         self.rbuf = slice.into_inner();
+        self.count_read(&result);
         result
     }
 
@@ -91,12 +112,19 @@ impl Conn {
         let (write_result, out) = written;
         let (read_result, slice) = read;
         self.rbuf = slice.into_inner();
+        self.count_read(&read_result);
+        if let Ok(n) = write_result {
+            self.sent += n as u64;
+        }
         (write_result.map(|_| ()), out, read_result)
     }
 
     /// Writes all of `buf` and hands it back.
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> (io::Result<()>, B) {
         let (result, buf) = self.writer.write_all(buf).await;
+        if let Ok(n) = result {
+            self.sent += n as u64;
+        }
         (result.map(|_| ()), buf)
     }
 
@@ -110,6 +138,9 @@ impl Conn {
         let (result, slice) = self.writer.write_all(buf.slice(0..n)).await;
         *from = slice.into_inner();
         from.advance(n);
+        if result.is_ok() {
+            self.sent += n as u64;
+        }
         result.map(|_| ())
     }
 

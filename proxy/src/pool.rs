@@ -87,6 +87,22 @@ pub enum Borrowed<C> {
     Open,
 }
 
+/// What borrowers got since [`BackendPool::take_stats`] last asked, for
+/// metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// An idle connection at once.
+    pub hits: u64,
+    /// Room to open a new connection at once.
+    pub opened: u64,
+    /// A connection or room after waiting in the queue.
+    pub waited: u64,
+    /// Waits that timed out.
+    pub timeouts: u64,
+    /// Borrows refused because the queue was full.
+    pub queue_full: u64,
+}
+
 /// The pool of one worker.
 pub struct BackendPool<C> {
     idle: RefCell<Vec<Idle<C>>>,
@@ -96,6 +112,8 @@ pub struct BackendPool<C> {
     idle_timeout: Duration,
     waiters: RefCell<VecDeque<(PoolKey, Rc<Slot<C>>)>>,
     max_waiters: usize,
+    /// Counted in `borrow` (plain cells: the pool is its worker's own).
+    stats: Cell<PoolStats>,
 }
 
 /// Why no connection could be had.
@@ -117,6 +135,7 @@ impl<C> BackendPool<C> {
             idle_timeout,
             waiters: RefCell::new(VecDeque::new()),
             max_waiters,
+            stats: Cell::new(PoolStats::default()),
         }
     }
 
@@ -128,6 +147,17 @@ impl<C> BackendPool<C> {
     /// Idle connections.
     pub fn idle(&self) -> usize {
         self.idle.borrow().len()
+    }
+
+    /// What borrowers got since the last call.
+    pub fn take_stats(&self) -> PoolStats {
+        self.stats.take()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut PoolStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
     }
 
     /// The most connections this pool opens.
@@ -171,10 +201,15 @@ impl<C> BackendPool<C> {
     ) -> Result<Borrowed<C>, PoolError> {
         if self.waiters.borrow().is_empty() {
             if let Some(found) = self.try_borrow(key, state) {
+                self.count(|s| match found {
+                    Borrowed::Conn(_) => s.hits += 1,
+                    Borrowed::Open => s.opened += 1,
+                });
                 return Ok(found);
             }
         }
         if self.waiters.borrow().len() >= self.max_waiters {
+            self.count(|s| s.queue_full += 1);
             return Err(PoolError::QueueFull);
         }
         let slot = Rc::new(Slot::default());
@@ -188,7 +223,7 @@ impl<C> BackendPool<C> {
             *slot.waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         });
-        match monoio::time::timeout(timeout, wait).await {
+        let result = match monoio::time::timeout(timeout, wait).await {
             Ok(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
             Ok(Handoff::Room) => Ok(Borrowed::Open),
             Err(_) => {
@@ -202,7 +237,12 @@ impl<C> BackendPool<C> {
                     None => Err(PoolError::Timeout),
                 }
             }
-        }
+        };
+        self.count(|s| match result {
+            Ok(_) => s.waited += 1,
+            Err(_) => s.timeouts += 1,
+        });
+        result
     }
 
     /// Takes back a clean connection: to a waiter of its key first, else
@@ -437,6 +477,18 @@ mod tests {
                 .borrow(&key("app"), &state("a"), Duration::from_millis(10))
                 .await;
             assert!(matches!(timed_out, Err(PoolError::Timeout)));
+            // Only `borrow` counts (try_borrow also serves the pool's own
+            // handoffs).
+            assert_eq!(
+                pool.take_stats(),
+                PoolStats {
+                    waited: 1,
+                    timeouts: 1,
+                    queue_full: 1,
+                    ..PoolStats::default()
+                }
+            );
+            assert_eq!(pool.take_stats(), PoolStats::default(), "taken");
         });
     }
 }

@@ -19,6 +19,7 @@ use torpor_replay::state::Baseline;
 
 use crate::backend::{self, BackendConn, BackendInfo};
 use crate::error::SessionError;
+use crate::metrics::ServiceStats;
 use crate::scaler::lifecycle::{Lifecycle, State};
 
 /// What the workers and the admin API ask of a service's actor.
@@ -87,6 +88,8 @@ pub struct Service {
     pub suspend_epoch: AtomicU64,
     /// Wakes the workers' ticks early (a suspend is waiting for them).
     pub nudge: Arc<Event>,
+    /// Scaler decisions, wakes and connection opens, for metrics.
+    pub stats: ServiceStats,
     address: RwLock<Option<SocketAddr>>,
     backend_info: RwLock<Option<Arc<BackendInfo>>>,
     baselines: RwLock<HashMap<u8, Arc<Baseline>>>,
@@ -95,6 +98,24 @@ pub struct Service {
     changed: Event,
     wake_failures: AtomicU64,
     last_wake_error: Mutex<String>,
+    /// Sessions inside [`Service::wait_active`].
+    waiting: AtomicUsize,
+}
+
+/// Counts a session as waiting for a wake while it lives.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(count: &'a AtomicUsize) -> WaitingGuard<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        WaitingGuard(count)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Service {
@@ -127,6 +148,7 @@ impl Service {
                 .collect(),
             suspend_epoch: AtomicU64::new(0),
             nudge,
+            stats: ServiceStats::default(),
             address: RwLock::new(address),
             backend_info: RwLock::new(None),
             baselines: RwLock::new(HashMap::new()),
@@ -134,6 +156,7 @@ impl Service {
             changed: Event::new(),
             wake_failures: AtomicU64::new(0),
             last_wake_error: Mutex::new(String::new()),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -164,7 +187,9 @@ impl Service {
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        backend::connect(self.backend_addr()?, login, self.connect_timeout).await
+        let opened = backend::connect(self.backend_addr()?, login, self.connect_timeout).await?;
+        self.stats.backend_opened();
+        Ok(opened)
     }
 
     /// The backend's greeting, if known: what Torpor greets clients with.
@@ -222,13 +247,17 @@ impl Service {
         let Some(requests) = &self.requests else {
             return Ok(()); // static: nothing to wake
         };
+        // Counted as in flight while it waits: a suspend that lands between
+        // the wake and this session's borrow is refused (scaler::actor).
+        let _waiting = WaitingGuard::new(&self.waiting);
         let failures = self.wake_failures.load(Ordering::Acquire);
         let deadline = Instant::now() + self.wake_timeout;
-        let mut asked = false;
+        let mut last_asked = None;
         loop {
             // Listen before checking, so a change in between is not missed.
             let listener = self.changed.listen();
-            if self.lifecycle.is_active() {
+            let state = self.lifecycle.state();
+            if state == State::Active {
                 return Ok(());
             }
             if self.wake_failures.load(Ordering::Acquire) != failures {
@@ -242,11 +271,14 @@ impl Service {
                     cause,
                 });
             }
-            if !asked {
-                asked = requests.send(Request::Wake).is_ok();
-                if !asked {
+            // Asked again whenever the state changed under it: the
+            // service may have gone back to sleep (an operator's suspend)
+            // before this session got in.
+            if last_asked != Some(state) {
+                if requests.send(Request::Wake).is_err() {
                     return Err(SessionError::Shutdown);
                 }
+                last_asked = Some(state);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero()
@@ -259,6 +291,11 @@ impl Service {
                 });
             }
         }
+    }
+
+    /// Sessions waiting for a wake now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// Sends a request to the actor; false when there is none (a static
@@ -323,6 +360,14 @@ impl Service {
             .unwrap_or(0);
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(last))
+    }
+
+    /// Records activity now (the idle time restarts).
+    pub fn touch(&self) {
+        let now = self.now_ms();
+        for worker in self.workers.iter() {
+            worker.last_active_ms.fetch_max(now, Ordering::AcqRel);
+        }
     }
 
     /// Milliseconds since [`Service::epoch`], for activity stamps.

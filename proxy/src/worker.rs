@@ -24,6 +24,7 @@ use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
+use crate::metrics::WorkerMetrics;
 use crate::pool::BackendPool;
 use crate::session;
 
@@ -249,7 +250,13 @@ async fn accept_loop(
             ))
         })
         .collect();
-    monoio::spawn(tick(index, Arc::clone(&shared), Rc::clone(&pools)));
+    let metrics = Rc::new(shared.metrics.worker(&shared.services));
+    monoio::spawn(tick(
+        index,
+        Arc::clone(&shared),
+        Rc::clone(&pools),
+        Rc::clone(&metrics),
+    ));
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
@@ -260,11 +267,12 @@ async fn accept_loop(
                     let shared = Arc::clone(&shared);
                     let buffers = Rc::clone(&buffers);
                     let pools = Rc::clone(&pools);
+                    let metrics = Rc::clone(&metrics);
                     monoio::spawn(async move {
                         // A bug that panics ends its own session (its
                         // sockets close as it unwinds), not the worker and
                         // every other session on it.
-                        let parts = session::WorkerParts { index, control, buffers, pools };
+                        let parts = session::WorkerParts { index, control, buffers, pools, metrics };
                         let serve = session::serve(stream, peer, shared, parts);
                         if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
                             error!(worker = index, %peer, "session panicked; it was closed");
@@ -312,14 +320,21 @@ async fn accept_loop(
 /// actor nudges: idle backend connections past their timeout close; for a
 /// service that is suspending (or asleep) every idle connection closes;
 /// and what the worker has lent and when it last saw use is published for
-/// the actors. Nothing here runs per query.
-async fn tick(index: usize, shared: Arc<Shared>, pools: Rc<[Rc<BackendPool<BackendConn>>]>) {
+/// the actors; what the worker's sessions recorded goes to the metrics.
+/// Nothing here runs per query.
+async fn tick(
+    index: usize,
+    shared: Arc<Shared>,
+    pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    metrics: Rc<WorkerMetrics>,
+) {
     loop {
         let nudged = shared.nudge.listen();
         monoio::select! {
             _ = monoio::time::sleep(Duration::from_secs(1)) => {},
             _ = nudged => {},
         }
+        metrics.flush(pools.iter().map(|pool| pool.take_stats()));
         if shared.shutdown.is_stopping() {
             return;
         }

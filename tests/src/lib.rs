@@ -107,6 +107,11 @@ impl Torpor {
         self.proxy.as_ref().map(Proxy::local_addr).expect("running")
     }
 
+    /// Where the admin API listens, when the configuration turned it on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().and_then(Proxy::admin_addr)
+    }
+
     /// Client connections the proxy has open.
     pub fn connection_count(&self) -> usize {
         self.proxy.as_ref().map_or(0, Proxy::connection_count)

@@ -104,6 +104,11 @@ impl Managed {
         }
     }
 
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.proxy().admin_addr()
+    }
+
     fn admin_url(&self, path: &str) -> String {
         let addr = self.proxy().admin_addr().expect("admin API runs");
         format!("http://{addr}{path}")

@@ -98,3 +98,40 @@ fn pid_listening_on(port: u16) -> Option<u32> {
     }
     None
 }
+
+/// Operators' suspends racing with wakes never fail a query: a suspend
+/// that lands between a wake and the woken session's borrow is refused or
+/// followed by another wake (the bench found queries starved until their
+/// wake timeout here).
+#[test]
+fn suspends_racing_wakes_never_fail_a_query() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let service = name("proc", "race");
+    let managed = Arc::new(Managed::start(DriverKind::Process, &service, |s, _| {
+        s.wake_timeout_secs = 10;
+    }));
+    let mut conn = managed.connect();
+    let done = Arc::new(AtomicBool::new(false));
+    let suspender = {
+        let (managed, done, service) = (Arc::clone(&managed), Arc::clone(&done), service.clone());
+        std::thread::spawn(move || {
+            let mut suspends = 0;
+            while !done.load(Ordering::Acquire) {
+                if managed.act(&service, "suspend").0 == 200 {
+                    suspends += 1;
+                }
+            }
+            suspends
+        })
+    };
+    for round in 0..200 {
+        let one: Option<i64> = conn
+            .query_first("SELECT 1")
+            .unwrap_or_else(|e| panic!("query {round} failed: {e}"));
+        assert_eq!(one, Some(1));
+    }
+    done.store(true, Ordering::Release);
+    let suspends = suspender.join().expect("suspender");
+    assert!(suspends > 0, "no suspend happened: the race was not run");
+}

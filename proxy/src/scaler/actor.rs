@@ -142,9 +142,10 @@ impl Actor {
     }
 
     fn transition(&self, event: Event) {
-        if let Err(refused) = self.service.lifecycle.apply(event) {
+        match self.service.lifecycle.apply(event) {
+            Ok(_) => self.service.stats.event(event),
             // The actor is the only writer: a refusal is a bug here.
-            warn!(service = %self.service.name, "{refused}");
+            Err(refused) => warn!(service = %self.service.name, "{refused}"),
         }
         self.service.notify_changed();
     }
@@ -193,6 +194,11 @@ impl Actor {
                 return Err("workers did not answer the suspend in time".into());
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+        let waiting = self.service.waiting();
+        if waiting > 0 {
+            self.transition(Event::SuspendAborted);
+            return Err(format!("{waiting} session(s) are waiting for the backend"));
         }
         let lent = self.service.lent();
         if lent > 0 {
@@ -270,8 +276,13 @@ impl Actor {
                 if fresh_start {
                     self.admin_sql(&self.startup_sql.clone());
                 }
+                // The idle clock starts again: a service just woken is not
+                // idle since before it slept.
+                self.service.touch();
                 self.transition(Event::Ready);
-                info!(service = %self.service.name, from = from.name(), ms = started.elapsed().as_millis() as u64, "woke");
+                let took = started.elapsed();
+                self.service.stats.woke(from, took);
+                info!(service = %self.service.name, from = from.name(), ms = took.as_millis() as u64, "woke");
                 self.after_wake();
                 Ok(())
             }

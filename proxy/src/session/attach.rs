@@ -215,9 +215,15 @@ impl Session {
         from: &SessionState,
     ) -> Result<(), Option<SessionError>> {
         let verify = cfg!(debug_assertions) || self.shared.config.verify_replay;
-        let replayed =
-            replay_onto(conn, from, &self.model.state, &self.model.baseline, verify).await?;
+        let replayed = replay_onto(conn, from, &self.model.state, &self.model.baseline, verify)
+            .await
+            .inspect_err(|e| {
+                if e.is_some() {
+                    self.metrics.replayed(self.service.index, false);
+                }
+            })?;
         if replayed > 0 {
+            self.metrics.replayed(self.service.index, true);
             debug!(
                 id = self.guard.id,
                 thread = conn.thread_id,

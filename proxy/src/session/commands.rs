@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use torpor_protocol::auth::ProvenPassword;
@@ -42,6 +43,7 @@ use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::SessionError;
+use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::Conn;
 use crate::pool::BackendPool;
 use crate::registry::SessionGuard;
@@ -164,6 +166,11 @@ pub struct Session {
     pub(super) model: SessionModel,
     /// The session's prepared statements.
     pub(super) statements: Statements,
+    /// The worker's metrics.
+    pub(super) metrics: Rc<WorkerMetrics>,
+    /// When the current batch of commands was taken up: their latency
+    /// runs from here to the end of each reply.
+    pub(super) batch_started: Instant,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -188,6 +195,7 @@ impl Session {
             control,
             buffers,
             pools,
+            metrics,
         } = parts;
         let service = authenticated.service;
         // Login found the pool at this index (pools are built from the
@@ -222,6 +230,8 @@ impl Session {
             to_client: BytesMut::new(),
             model: authenticated.model,
             statements: Statements::default(),
+            metrics,
+            batch_started: Instant::now(),
         }
     }
 
@@ -243,6 +253,7 @@ impl Session {
                 ) && self.ledger.is_empty()
             }
         };
+        let reason = CloseReason::of(result.as_ref().err().map(|f| &f.error));
         if let Err(failure) = result {
             report(self.guard.id, self.peer, &failure.error, "command");
             if let Some(seq) = failure.reply_seq {
@@ -251,7 +262,17 @@ impl Session {
             }
         }
         self.finish_backend(clean && !self.shared.shutdown.is_stopping());
+        self.count_traffic();
+        self.metrics.client_closed(reason);
         self.client.close().await;
+    }
+
+    /// Adds what the client connection carried since the last call to
+    /// the worker's metrics.
+    fn count_traffic(&mut self) {
+        let (received, sent) = self.client.take_traffic();
+        self.metrics
+            .client_bytes(self.service.index, received, sent);
     }
 
     async fn command_loop(&mut self) -> Result<(), Failure> {
@@ -263,6 +284,7 @@ impl Session {
                 });
             }
             let Some(want) = self.bytes_missing() else {
+                self.batch_started = Instant::now();
                 if let Err(failure) = self.attach().await {
                     // A failed wake fails the command, not the session.
                     if matches!(failure.error, SessionError::WakeFailed { .. })
@@ -311,6 +333,7 @@ impl Session {
             read
         };
         self.control.set_idle(false);
+        self.count_traffic();
         if self.to_client.capacity() > 64 * 1024 {
             self.to_client = BytesMut::new();
         }

@@ -9,6 +9,7 @@
 
 use bytes::{BufMut, BytesMut};
 use monoio::buf::IoBuf;
+use torpor_protocol::command::Command;
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::reply::{Ending, PacketClass, PrepareOk};
@@ -28,6 +29,15 @@ use crate::error::SessionError;
 /// pipelined replies leave in one write; larger ones are written straight
 /// from the read buffer.
 const COPY_LIMIT: usize = 16 * 1024;
+
+/// Whether a reply answers a query the client ran (counted in the
+/// metrics): a statement or an execute, not Torpor's own commands.
+fn is_query(command: Command, follow: &Follow) -> bool {
+    matches!(
+        command,
+        Command::Query | Command::StmtExecute | Command::StmtBulkExecute
+    ) && !matches!(follow, Follow::Swallow)
+}
 
 impl Session {
     /// Sends the first `unsent` client bytes to the backend, then walks and
@@ -77,7 +87,11 @@ impl Session {
                     });
                 }
                 Walked::Done(ending) => {
-                    if let Some(Pending::Reply { follow, .. }) = self.ledger.pop_front() {
+                    if let Some(Pending::Reply { follow, walk }) = self.ledger.pop_front() {
+                        if is_query(walk.command, &follow) {
+                            let started = self.batch_started;
+                            self.metrics.query_done(self.service.index, started);
+                        }
                         self.reply_ended(follow, ending);
                     }
                 }

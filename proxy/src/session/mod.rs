@@ -37,6 +37,7 @@ use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
+use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, SMALL_BUFFER};
 use crate::pool::BackendPool;
 use crate::worker::SessionControl;
@@ -93,6 +94,8 @@ pub struct WorkerParts {
     pub buffers: Rc<BufferPool>,
     /// The worker's backend connections, one pool per service.
     pub pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    /// The worker's metrics.
+    pub metrics: Rc<WorkerMetrics>,
 }
 
 /// Serves one accepted client connection to its end.
@@ -102,7 +105,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, par
         return;
     };
     control.set_fd(client.raw_fd());
+    parts.metrics.client_opened();
     let Some(_permit) = shared.admit() else {
+        parts.metrics.client_closed(CloseReason::Refused);
         warn!(%peer, "connection refused: too many connections");
         tell_client(&mut client, &SessionError::TooManyConnections, 0).await;
         client.close().await;
@@ -113,6 +118,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, par
     let authenticated = match login::login(&mut client, &shared, id, peer, &parts.pools).await {
         Ok(authenticated) => authenticated,
         Err((error, seq)) => {
+            parts.metrics.client_closed(CloseReason::LoginFailed);
             report(id, peer, &error, "login");
             tell_client(&mut client, &error, seq).await;
             client.close().await;

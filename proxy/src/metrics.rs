@@ -1,0 +1,788 @@
+//! Metrics, named by Prometheus' conventions and served as text by the
+//! admin API at `GET /metrics`.
+//!
+//! Recording goes through the `metrics` facade into a
+//! [`PrometheusRecorder`] that belongs to one running proxy. It is never
+//! installed as the process's global recorder: two proxies in one process
+//! (the tests start many) would otherwise share, and overwrite, each
+//! other's series, and a global is exactly the hidden coupling the style
+//! guide forbids. Handles are taken with [`metrics::with_local_recorder`].
+//!
+//! Three paths feed it, so that the per-query path touches no atomic:
+//!
+//! - The data path records into its worker's [`WorkerMetrics`]: plain
+//!   `Cell`s and a bucketed latency histogram, owned by one thread. Each
+//!   worker's one-second tick ([`crate::worker`]) moves what accumulated
+//!   into the exporter's handles ([`WorkerMetrics::flush`]). A scrape sees
+//!   the data path at most a tick late.
+//! - The scaler's actor records into its service's [`ServiceStats`]
+//!   (atomics; a few events an hour).
+//! - Everything that is a state rather than an event (connections open,
+//!   lifecycle state, pins) is read when `/metrics` is scraped
+//!   ([`Metrics::render`]), from what workers and actors already publish.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::error::SessionError;
+use crate::pool::PoolStats;
+use crate::registry::Registry;
+use crate::scaler::lifecycle::{Event, State};
+use crate::service::Service;
+
+/// Upper bounds of the query latency buckets, in nanoseconds: 50 µs (a
+/// point select on loopback) to 10 s, roughly 1-2.5-5 per decade.
+const QUERY_BOUNDS_NS: [u64; 17] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// Upper bounds of the wake latency buckets, in seconds: thawing a frozen
+/// process takes milliseconds, starting a parked container tens of
+/// seconds.
+const WAKE_BOUNDS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Wake samples kept for the next scrape; beyond this (no scrape for
+/// hundreds of wakes) newer ones are dropped rather than memory grown.
+const MAX_PENDING_WAKES: usize = 1024;
+
+const QUERIES: &str = "torpor_queries_total";
+const QUERY_DURATION: &str = "torpor_query_duration_seconds";
+const BYTES_RECEIVED: &str = "torpor_client_bytes_received_total";
+const BYTES_SENT: &str = "torpor_client_bytes_sent_total";
+const CLIENTS: &str = "torpor_client_connections";
+const CLIENTS_OPENED: &str = "torpor_client_connections_opened_total";
+const CLIENTS_CLOSED: &str = "torpor_client_connections_closed_total";
+const BACKENDS: &str = "torpor_backend_connections";
+const BACKENDS_IN_USE: &str = "torpor_backend_connections_in_use";
+const BACKENDS_OPENED: &str = "torpor_backend_connections_opened_total";
+const CHECKOUTS: &str = "torpor_pool_checkouts_total";
+const WAIT_TIMEOUTS: &str = "torpor_pool_wait_timeouts_total";
+const QUEUE_FULL: &str = "torpor_pool_queue_full_total";
+const PINS: &str = "torpor_session_pins";
+const REPLAYS: &str = "torpor_replays_total";
+const SERVICE_STATE: &str = "torpor_service_state";
+const TRANSITIONS: &str = "torpor_service_transitions_total";
+const WAKE_DURATION: &str = "torpor_wake_duration_seconds";
+const DECISIONS: &str = "torpor_scaler_decisions_total";
+
+/// A proxy's metrics: the recorder its workers register handles with, and
+/// the handle `/metrics` renders.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// Off when nothing can scrape (no admin API): handles are no-ops, so
+    /// histogram samples do not pile up unread.
+    enabled: bool,
+    /// Pin gauges ever set, by service and reason, so that a reason no
+    /// session has any more is shown as 0 instead of its last count.
+    pins_shown: Mutex<HashSet<(usize, &'static str)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A recorder with Torpor's histogram buckets and descriptions;
+    /// `enabled` false makes every handle a no-op.
+    pub fn new(enabled: bool) -> Metrics {
+        let query_bounds: Vec<f64> = QUERY_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(QUERY_DURATION.into()), &query_bounds)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(WAKE_DURATION.into()), &WAKE_BOUNDS)
+            });
+        // Only an empty bucket list is refused, and ours are constants.
+        let recorder = match builder {
+            Ok(builder) => builder.build_recorder(),
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        let metrics = Metrics {
+            recorder,
+            handle,
+            enabled,
+            pins_shown: Mutex::new(HashSet::new()),
+        };
+        metrics.with(describe_all);
+        metrics
+    }
+
+    /// Runs `f` with this proxy's recorder behind the facade's macros.
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// Whether handles record anything.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A worker's recording state, with its handles for `services`.
+    pub fn worker(&self, services: &[Arc<Service>]) -> WorkerMetrics {
+        let handles = if self.enabled {
+            self.with(|| WorkerHandles::register(services))
+        } else {
+            WorkerHandles::noop(services.len())
+        };
+        WorkerMetrics {
+            clients_opened: Cell::new(0),
+            clients_closed: Default::default(),
+            services: services
+                .iter()
+                .map(|_| ServiceCounters::default())
+                .collect(),
+            handles,
+        }
+    }
+
+    /// Publishes what is read at scrape time and renders every metric in
+    /// the Prometheus text format (version 0.0.4).
+    pub fn render(&self, services: &[Arc<Service>], registry: &Registry) -> String {
+        if self.enabled {
+            self.with(|| {
+                for service in services {
+                    publish_service(service);
+                }
+                self.publish_pins(services, registry);
+            });
+        }
+        self.handle.render()
+    }
+
+    /// Folds histogram samples into their buckets so that they do not
+    /// accumulate between scrapes (the exporter keeps raw samples until
+    /// then). Called every few seconds by the admin thread.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    fn publish_pins(&self, services: &[Arc<Service>], registry: &Registry) {
+        let Ok(mut shown) = self.pins_shown.lock() else {
+            return;
+        };
+        let mut counts: std::collections::HashMap<(usize, &'static str), u64> =
+            shown.iter().map(|&key| (key, 0)).collect();
+        for service in services {
+            for (_, reasons) in registry.pins_of(service.index) {
+                for reason in reasons {
+                    *counts.entry((service.index, reason)).or_default() += 1;
+                }
+            }
+        }
+        for ((index, reason), count) in counts {
+            let Some(service) = services.get(index) else {
+                continue;
+            };
+            gauge!(PINS, "service" => service.name.clone(), "reason" => reason).set(count as f64);
+            shown.insert((index, reason));
+        }
+    }
+}
+
+/// Descriptions (HELP lines) and units.
+fn describe_all() {
+    describe_counter!(
+        QUERIES,
+        Unit::Count,
+        "Queries (COM_QUERY, COM_STMT_EXECUTE) answered, per service."
+    );
+    describe_histogram!(QUERY_DURATION, Unit::Seconds, "Time from taking a batch of commands up (including a wait for a backend connection or a wake) to the end of each query's reply.");
+    describe_counter!(
+        BYTES_RECEIVED,
+        Unit::Bytes,
+        "Bytes read from clients of logged-in sessions."
+    );
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "Bytes written to clients of logged-in sessions."
+    );
+    describe_gauge!(
+        CLIENTS,
+        Unit::Count,
+        "Client sessions logged in, per service."
+    );
+    describe_counter!(CLIENTS_OPENED, Unit::Count, "Client connections accepted.");
+    describe_counter!(
+        CLIENTS_CLOSED,
+        Unit::Count,
+        "Client connections closed, by reason."
+    );
+    describe_gauge!(
+        BACKENDS,
+        Unit::Count,
+        "Backend connections open (lent and idle), per service."
+    );
+    describe_gauge!(
+        BACKENDS_IN_USE,
+        Unit::Count,
+        "Backend connections lent to sessions, per service."
+    );
+    describe_counter!(
+        BACKENDS_OPENED,
+        Unit::Count,
+        "Backend connections opened, per service."
+    );
+    describe_counter!(CHECKOUTS, Unit::Count, "Backend connections taken from the pool: hit (an idle one), opened (room for a new one), waited (queued first).");
+    describe_counter!(WAIT_TIMEOUTS, Unit::Count, "Pool waits that timed out.");
+    describe_counter!(
+        QUEUE_FULL,
+        Unit::Count,
+        "Pool checkouts refused because too many sessions were waiting."
+    );
+    describe_gauge!(
+        PINS,
+        Unit::Count,
+        "Sessions pinned to their backend connection, by reason."
+    );
+    describe_counter!(
+        REPLAYS,
+        Unit::Count,
+        "Session state replays onto another backend connection: ok or refused."
+    );
+    describe_gauge!(
+        SERVICE_STATE,
+        Unit::Count,
+        "1 for the service's current lifecycle state, 0 for the others."
+    );
+    describe_counter!(
+        TRANSITIONS,
+        Unit::Count,
+        "Lifecycle transitions, by the state entered."
+    );
+    describe_histogram!(
+        WAKE_DURATION,
+        Unit::Seconds,
+        "Time to wake a service, by where it woke from (suspended: thawed; parked: started)."
+    );
+    describe_counter!(
+        DECISIONS,
+        Unit::Count,
+        "Scaler decisions carried out: suspend, suspend_refused, park, wake, wake_failed."
+    );
+}
+
+/// Scrape-time values of one service.
+fn publish_service(service: &Service) {
+    let name = service.name.clone();
+    gauge!(CLIENTS, "service" => name.clone()).set(service.clients() as f64);
+    gauge!(BACKENDS, "service" => name.clone()).set(service.open_connections() as f64);
+    gauge!(BACKENDS_IN_USE, "service" => name.clone()).set(service.lent() as f64);
+    counter!(BACKENDS_OPENED, "service" => name.clone())
+        .absolute(service.stats.backend_opened.load(Ordering::Relaxed));
+    let now = service.lifecycle.state();
+    for (state, entered) in service.lifecycle.transitions() {
+        let current = if state == now { 1.0 } else { 0.0 };
+        gauge!(SERVICE_STATE, "service" => name.clone(), "state" => state.name()).set(current);
+        counter!(TRANSITIONS, "service" => name.clone(), "to" => state.name()).absolute(entered);
+    }
+    for decision in Decision::ALL {
+        let count = service.stats.decisions[decision as usize].load(Ordering::Relaxed);
+        counter!(DECISIONS, "service" => name.clone(), "decision" => decision.name())
+            .absolute(count);
+    }
+    for (from, took) in service.stats.take_wakes() {
+        histogram!(WAKE_DURATION, "service" => name.clone(), "from" => from).record(took);
+    }
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Why a client connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// COM_QUIT.
+    ClientQuit,
+    /// The client closed its socket or it failed.
+    ClientGone,
+    /// A protocol or backend failure ended the session.
+    Error,
+    /// KILL CONNECTION.
+    Killed,
+    /// Torpor stopped.
+    Shutdown,
+    /// The login failed (password, unknown user, backend refusal).
+    LoginFailed,
+    /// The connection limit was reached.
+    Refused,
+}
+
+impl CloseReason {
+    const COUNT: usize = 7;
+    const ALL: [CloseReason; CloseReason::COUNT] = [
+        CloseReason::ClientQuit,
+        CloseReason::ClientGone,
+        CloseReason::Error,
+        CloseReason::Killed,
+        CloseReason::Shutdown,
+        CloseReason::LoginFailed,
+        CloseReason::Refused,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::ClientQuit => "client_quit",
+            CloseReason::ClientGone => "client_gone",
+            CloseReason::Error => "error",
+            CloseReason::Killed => "killed",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::LoginFailed => "login_failed",
+            CloseReason::Refused => "refused",
+        }
+    }
+
+    /// The reason a session's command loop ended with `error` (`None`: it
+    /// ended cleanly, with COM_QUIT).
+    pub fn of(error: Option<&SessionError>) -> CloseReason {
+        match error {
+            None => CloseReason::ClientQuit,
+            Some(SessionError::ClientGone | SessionError::ClientIo(_)) => CloseReason::ClientGone,
+            Some(SessionError::Killed) => CloseReason::Killed,
+            Some(SessionError::Shutdown) => CloseReason::Shutdown,
+            Some(_) => CloseReason::Error,
+        }
+    }
+}
+
+/// What the scaler decided and carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A suspend finished: the backend is frozen.
+    Suspend,
+    /// A suspend was given up (a query ran, a session was pinned, the
+    /// driver failed).
+    SuspendRefused,
+    /// The backend was stopped.
+    Park,
+    /// The backend answers again.
+    Wake,
+    /// A wake failed.
+    WakeFailed,
+}
+
+impl Decision {
+    const ALL: [Decision; 5] = [
+        Decision::Suspend,
+        Decision::SuspendRefused,
+        Decision::Park,
+        Decision::Wake,
+        Decision::WakeFailed,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Suspend => "suspend",
+            Decision::SuspendRefused => "suspend_refused",
+            Decision::Park => "park",
+            Decision::Wake => "wake",
+            Decision::WakeFailed => "wake_failed",
+        }
+    }
+
+    /// The decision a lifecycle event concludes, if any (requests start
+    /// one; only outcomes are counted).
+    pub fn concluded_by(event: Event) -> Option<Decision> {
+        match event {
+            Event::Frozen => Some(Decision::Suspend),
+            Event::SuspendAborted => Some(Decision::SuspendRefused),
+            Event::Parked => Some(Decision::Park),
+            Event::Ready => Some(Decision::Wake),
+            Event::WakeFailed => Some(Decision::WakeFailed),
+            Event::SuspendRequested | Event::WakeRequested => None,
+        }
+    }
+}
+
+/// What a service's actor (and its connection opens) record, read at
+/// scrape time. Written a few times an hour, or per backend connection
+/// opened: never per query.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    decisions: [AtomicU64; 5],
+    /// Backend connections opened to the service.
+    backend_opened: AtomicU64,
+    /// Wakes since the last scrape: where from, and seconds taken.
+    wakes: Mutex<Vec<(&'static str, f64)>>,
+}
+
+impl ServiceStats {
+    /// Counts the decision `event` concludes, if any.
+    pub fn event(&self, event: Event) {
+        if let Some(decision) = Decision::concluded_by(event) {
+            self.decisions[decision as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a wake from `from` that took `took`.
+    pub fn woke(&self, from: State, took: Duration) {
+        let from = match from {
+            State::Parked => "parked",
+            _ => "suspended",
+        };
+        if let Ok(mut wakes) = self.wakes.lock() {
+            if wakes.len() < MAX_PENDING_WAKES {
+                wakes.push((from, took.as_secs_f64()));
+            }
+        }
+    }
+
+    /// Counts a backend connection opened.
+    pub fn backend_opened(&self) {
+        self.backend_opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_wakes(&self) -> Vec<(&'static str, f64)> {
+        self.wakes
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+}
+
+/// Latency samples bucketed on the worker: per bucket, how many and
+/// their sum. The sum per bucket lets the flush hand the exporter
+/// samples that land in the same buckets and add up to the same total
+/// (each bucket's mean, as many times as it was hit), with no per-query
+/// allocation or atomic.
+#[derive(Debug, Default)]
+struct LocalHistogram {
+    /// One per bound, and one past the last.
+    counts: [Cell<u64>; QUERY_BOUNDS_NS.len() + 1],
+    sums_ns: [Cell<u64>; QUERY_BOUNDS_NS.len() + 1],
+}
+
+impl LocalHistogram {
+    fn record(&self, ns: u64) {
+        let at = QUERY_BOUNDS_NS.partition_point(|&bound| bound < ns);
+        self.counts[at].set(self.counts[at].get() + 1);
+        self.sums_ns[at].set(self.sums_ns[at].get().saturating_add(ns));
+    }
+
+    /// Moves what accumulated into `histogram`.
+    fn flush(&self, histogram: &Histogram) {
+        for (count, sum) in self.counts.iter().zip(&self.sums_ns) {
+            let n = count.replace(0);
+            let sum = sum.replace(0);
+            if n == 0 {
+                continue;
+            }
+            // The mean of samples in (lower, upper] lies in it too.
+            histogram.record_many(seconds(sum / n), n as usize);
+        }
+    }
+}
+
+/// One service's events on one worker since the last flush.
+#[derive(Debug, Default)]
+struct ServiceCounters {
+    queries: Cell<u64>,
+    latency: LocalHistogram,
+    bytes_received: Cell<u64>,
+    bytes_sent: Cell<u64>,
+    replays_ok: Cell<u64>,
+    replays_refused: Cell<u64>,
+}
+
+/// The exporter handles a worker flushes into, per service.
+struct ServiceHandles {
+    queries: Counter,
+    latency: Histogram,
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    replays_ok: Counter,
+    replays_refused: Counter,
+    hits: Counter,
+    opened: Counter,
+    waited: Counter,
+    wait_timeouts: Counter,
+    queue_full: Counter,
+}
+
+impl ServiceHandles {
+    fn register(service: &Service) -> ServiceHandles {
+        let name = service.name.clone();
+        let s = move || name.clone();
+        ServiceHandles {
+            queries: counter!(QUERIES, "service" => s()),
+            latency: histogram!(QUERY_DURATION, "service" => s()),
+            bytes_received: counter!(BYTES_RECEIVED, "service" => s()),
+            bytes_sent: counter!(BYTES_SENT, "service" => s()),
+            replays_ok: counter!(REPLAYS, "service" => s(), "result" => "ok"),
+            replays_refused: counter!(REPLAYS, "service" => s(), "result" => "refused"),
+            hits: counter!(CHECKOUTS, "service" => s(), "result" => "hit"),
+            opened: counter!(CHECKOUTS, "service" => s(), "result" => "opened"),
+            waited: counter!(CHECKOUTS, "service" => s(), "result" => "waited"),
+            wait_timeouts: counter!(WAIT_TIMEOUTS, "service" => s()),
+            queue_full: counter!(QUEUE_FULL, "service" => s()),
+        }
+    }
+
+    fn noop() -> ServiceHandles {
+        ServiceHandles {
+            queries: Counter::noop(),
+            latency: Histogram::noop(),
+            bytes_received: Counter::noop(),
+            bytes_sent: Counter::noop(),
+            replays_ok: Counter::noop(),
+            replays_refused: Counter::noop(),
+            hits: Counter::noop(),
+            opened: Counter::noop(),
+            waited: Counter::noop(),
+            wait_timeouts: Counter::noop(),
+            queue_full: Counter::noop(),
+        }
+    }
+}
+
+struct WorkerHandles {
+    clients_opened: Counter,
+    clients_closed: [Counter; CloseReason::COUNT],
+    services: Box<[ServiceHandles]>,
+}
+
+impl WorkerHandles {
+    fn register(services: &[Arc<Service>]) -> WorkerHandles {
+        WorkerHandles {
+            clients_opened: counter!(CLIENTS_OPENED),
+            clients_closed: CloseReason::ALL
+                .map(|r| counter!(CLIENTS_CLOSED, "reason" => r.name())),
+            services: services
+                .iter()
+                .map(|s| ServiceHandles::register(s))
+                .collect(),
+        }
+    }
+
+    fn noop(services: usize) -> WorkerHandles {
+        WorkerHandles {
+            clients_opened: Counter::noop(),
+            clients_closed: CloseReason::ALL.map(|_| Counter::noop()),
+            services: (0..services).map(|_| ServiceHandles::noop()).collect(),
+        }
+    }
+}
+
+/// One worker's recording state. Owned by the worker's thread (shared
+/// with its sessions through an `Rc`), so recording is a few plain adds;
+/// [`WorkerMetrics::flush`] publishes once a tick.
+pub struct WorkerMetrics {
+    clients_opened: Cell<u64>,
+    clients_closed: [Cell<u64>; CloseReason::COUNT],
+    /// Indexed like the services.
+    services: Box<[ServiceCounters]>,
+    handles: WorkerHandles,
+}
+
+impl WorkerMetrics {
+    fn service(&self, index: usize) -> Option<&ServiceCounters> {
+        self.services.get(index)
+    }
+
+    /// A query of service `service` that was taken up at `started` got
+    /// the end of its reply now.
+    #[inline]
+    pub fn query_done(&self, service: usize, started: Instant) {
+        if let Some(counters) = self.service(service) {
+            counters.queries.set(counters.queries.get() + 1);
+            counters
+                .latency
+                .record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Bytes a session of `service` read from and wrote to its client.
+    #[inline]
+    pub fn client_bytes(&self, service: usize, received: u64, sent: u64) {
+        if let Some(counters) = self.service(service) {
+            counters
+                .bytes_received
+                .set(counters.bytes_received.get() + received);
+            counters.bytes_sent.set(counters.bytes_sent.get() + sent);
+        }
+    }
+
+    /// A session's state was replayed onto a backend connection of
+    /// `service` (`ok`), or the backend refused it.
+    pub fn replayed(&self, service: usize, ok: bool) {
+        if let Some(counters) = self.service(service) {
+            let cell = if ok {
+                &counters.replays_ok
+            } else {
+                &counters.replays_refused
+            };
+            cell.set(cell.get() + 1);
+        }
+    }
+
+    /// A client connection was accepted.
+    pub fn client_opened(&self) {
+        self.clients_opened.set(self.clients_opened.get() + 1);
+    }
+
+    /// A client connection closed for `reason`.
+    pub fn client_closed(&self, reason: CloseReason) {
+        let cell = &self.clients_closed[reason as usize];
+        cell.set(cell.get() + 1);
+    }
+
+    /// Publishes everything recorded since the last flush, with the
+    /// worker's pool counters (`pools`: per service, in order).
+    pub fn flush(&self, pools: impl IntoIterator<Item = PoolStats>) {
+        let h = &self.handles;
+        add(&h.clients_opened, &self.clients_opened);
+        for (handle, cell) in h.clients_closed.iter().zip(&self.clients_closed) {
+            add(handle, cell);
+        }
+        for (counters, handles) in self.services.iter().zip(h.services.iter()) {
+            add(&handles.queries, &counters.queries);
+            counters.latency.flush(&handles.latency);
+            add(&handles.bytes_received, &counters.bytes_received);
+            add(&handles.bytes_sent, &counters.bytes_sent);
+            add(&handles.replays_ok, &counters.replays_ok);
+            add(&handles.replays_refused, &counters.replays_refused);
+        }
+        for (stats, handles) in pools.into_iter().zip(h.services.iter()) {
+            increment(&handles.hits, stats.hits);
+            increment(&handles.opened, stats.opened);
+            increment(&handles.waited, stats.waited);
+            increment(&handles.wait_timeouts, stats.timeouts);
+            increment(&handles.queue_full, stats.queue_full);
+        }
+    }
+}
+
+fn add(handle: &Counter, cell: &Cell<u64>) {
+    increment(handle, cell.replace(0));
+}
+
+fn increment(handle: &Counter, by: u64) {
+    if by > 0 {
+        handle.increment(by);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_keep_counts_and_sum() {
+        let local = LocalHistogram::default();
+        for ns in [40_000, 50_000, 60_000, 2_000_000, 20_000_000_000] {
+            local.record(ns);
+        }
+        assert_eq!(local.counts[0].get(), 2, "50 µs is in the first bucket");
+        assert_eq!(local.counts[1].get(), 1);
+        assert_eq!(local.counts[QUERY_BOUNDS_NS.len()].get(), 1, "past 10 s");
+        let metrics = Metrics::new(true);
+        let handle = metrics.with(|| histogram!(QUERY_DURATION, "service" => "t"));
+        local.flush(&handle);
+        assert!(local.counts.iter().all(|c| c.get() == 0));
+        let text = metrics.handle.render();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        assert_eq!(line("torpor_query_duration_seconds_count"), 5.0);
+        assert_eq!(
+            line("torpor_query_duration_seconds_bucket{service=\"t\",le=\"0.00005\"}"),
+            2.0
+        );
+        assert_eq!(
+            line("torpor_query_duration_seconds_bucket{service=\"t\",le=\"0.0025\"}"),
+            4.0
+        );
+        let sum = line("torpor_query_duration_seconds_sum");
+        assert!((sum - 20.00215).abs() < 1e-6, "sum {sum}");
+    }
+
+    #[test]
+    fn two_proxies_do_not_share_series() {
+        let a = Metrics::new(true);
+        let b = Metrics::new(true);
+        a.with(|| counter!(QUERIES, "service" => "x").increment(3));
+        assert!(a
+            .handle
+            .render()
+            .contains("torpor_queries_total{service=\"x\"} 3"));
+        assert!(!b
+            .handle
+            .render()
+            .contains("torpor_queries_total{service=\"x\"}"));
+    }
+
+    #[test]
+    fn close_reasons() {
+        assert_eq!(CloseReason::of(None), CloseReason::ClientQuit);
+        assert_eq!(
+            CloseReason::of(Some(&SessionError::ClientGone)),
+            CloseReason::ClientGone
+        );
+        assert_eq!(
+            CloseReason::of(Some(&SessionError::Killed)),
+            CloseReason::Killed
+        );
+        assert_eq!(
+            CloseReason::of(Some(&SessionError::Internal("x"))),
+            CloseReason::Error
+        );
+    }
+
+    #[test]
+    fn only_outcomes_are_decisions() {
+        let stats = ServiceStats::default();
+        stats.event(Event::SuspendRequested);
+        stats.event(Event::Frozen);
+        stats.event(Event::WakeRequested);
+        stats.event(Event::Ready);
+        let total: u64 = stats
+            .decisions
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(total, 2);
+    }
+}
