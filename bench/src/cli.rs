@@ -36,8 +36,23 @@ pub enum Command {
 pub struct RunArgs {
     /// A target to measure, `NAME=HOST:PORT`; repeat for more. The first
     /// one is the baseline (a spawned MariaDB, `direct`, comes first).
-    #[arg(long = "target", value_name = "NAME=HOST:PORT", value_parser = parse_target)]
+    /// A Torpor target may name its admin API:
+    /// `NAME=HOST:PORT,admin=HOST:PORT`.
+    #[arg(
+        long = "target",
+        value_name = "NAME=HOST:PORT[,admin=HOST:PORT]",
+        value_parser = parse_target
+    )]
     pub targets: Vec<TargetArg>,
+    /// The admin API of a Torpor target, `NAME=HOST:PORT` (the same as
+    /// `,admin=HOST:PORT` in its `--target`): the serverless workloads
+    /// suspend and park its service through it.
+    #[arg(long = "admin", value_name = "NAME=HOST:PORT", value_parser = parse_admin)]
+    pub admins: Vec<AdminArg>,
+    /// Bearer token for the admin APIs of the targets given on the
+    /// command line (spawned Torpor runs without one).
+    #[arg(long, env = "TORPOR_BENCH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// The process id behind a target, `NAME=PID`, for CPU and memory
     /// figures; spawned targets get theirs automatically.
     #[arg(long = "pid", value_name = "NAME=PID", value_parser = parse_pid)]
@@ -86,6 +101,17 @@ pub struct RunArgs {
     /// Number of sysbench tables.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub sysbench_tables: u32,
+    /// Suspend (or park) and wake cycles of each `wake-after-*` workload,
+    /// per target and round.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub wake_cycles: u32,
+    /// Queries of the `random-suspend` workload, per target and round.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub random_suspend_cycles: u32,
+    /// Longest random pause of `random-suspend`, before each query and
+    /// before each suspend call (uniform from zero to this).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub random_suspend_pause: Duration,
     /// sysbench's prepared statements: `auto` (sysbench's default),
     /// `disable` (`--db-ps-mode=disable`), or `both` as separate workloads.
     #[arg(long, value_enum, default_value_t = PsModeArg::Auto)]
@@ -99,6 +125,10 @@ pub struct RunArgs {
     /// Build and start Torpor in front of the baseline, as `torpor`.
     #[arg(long)]
     pub spawn_torpor: bool,
+    /// Build and start a Torpor with a MariaDB of its own and its admin
+    /// API, as `torpor-serverless`; only the serverless workloads run on it.
+    #[arg(long)]
+    pub spawn_torpor_serverless: bool,
     /// A `torpor` binary to spawn instead of building the workspace's.
     #[arg(long, value_name = "PATH")]
     pub torpor_bin: Option<PathBuf>,
@@ -125,7 +155,7 @@ pub struct RunArgs {
     pub progress: ProgressMode,
 }
 
-/// `NAME=HOST:PORT`.
+/// `NAME=HOST:PORT[,admin=HOST:PORT]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetArg {
     /// The target's name in every output.
@@ -134,6 +164,17 @@ pub struct TargetArg {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Its admin API, `host:port`, when it is a Torpor that has one.
+    pub admin: Option<String>,
+}
+
+/// `--admin NAME=HOST:PORT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminArg {
+    /// A target's name.
+    pub name: String,
+    /// Its admin API, `host:port`.
+    pub address: String,
 }
 
 impl TargetArg {
@@ -194,11 +235,39 @@ pub struct SpawnPlan {
     pub mariadb: bool,
     /// HAProxy in front of the baseline, `haproxy`.
     pub haproxy: bool,
-    /// Torpor in front of the baseline: the binary to run, or `None` to
-    /// build it from the workspace.
-    pub torpor: Option<TorporSource>,
+    /// Torpor in front of the baseline, `torpor`.
+    pub torpor: bool,
+    /// Torpor with a MariaDB of its own and its admin API,
+    /// `torpor-serverless`.
+    pub torpor_serverless: bool,
+    /// Where the `torpor` binary comes from, when either Torpor is spawned.
+    pub torpor_source: Option<TorporSource>,
     /// How long each may take to accept connections.
     pub timeout: Duration,
+}
+
+/// How the serverless workloads run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerlessSettings {
+    /// Cycles of each `wake-after-*` workload.
+    pub wake_cycles: u32,
+    /// Queries of `random-suspend`.
+    pub random_cycles: u32,
+    /// Longest random pause of `random-suspend`.
+    pub random_pause: Duration,
+    /// Bearer token for the admin APIs of given targets.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerlessSettings {
+    fn default() -> Self {
+        ServerlessSettings {
+            wake_cycles: 20,
+            random_cycles: 100,
+            random_pause: Duration::from_millis(200),
+            admin_token: None,
+        }
+    }
 }
 
 /// Where the `torpor` binary comes from.
@@ -250,6 +319,8 @@ pub struct Settings {
     pub sysbench_tables: u32,
     /// What to spawn.
     pub spawn: SpawnPlan,
+    /// The serverless workloads' cycles and admin token.
+    pub serverless: ServerlessSettings,
     /// Report files.
     pub outputs: Outputs,
     /// Progress display.
@@ -272,12 +343,15 @@ impl Settings {
         if args.spawn_torpor {
             names.push("torpor");
         }
+        if args.spawn_torpor_serverless {
+            names.push("torpor-serverless");
+        }
         if names.is_empty() {
-            bail!("nothing to measure: give --target NAME=HOST:PORT or --spawn-mariadb");
+            bail!("nothing to measure: give --target NAME=HOST:PORT, --spawn-mariadb or --spawn-torpor-serverless");
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy and torpor)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor and torpor-serverless)");
             }
         }
         for pid in &args.pids {
@@ -298,10 +372,8 @@ impl Settings {
                 );
             }
         }
-        if (args.spawn_haproxy || args.spawn_torpor)
-            && !args.spawn_mariadb
-            && args.targets.is_empty()
-        {
+        let targets = with_admin_addresses(args.targets.clone(), &args.admins, &names)?;
+        if (args.spawn_haproxy || args.spawn_torpor) && !args.spawn_mariadb && targets.is_empty() {
             bail!("--spawn-haproxy and --spawn-torpor need a database behind them: --spawn-mariadb or a first --target");
         }
         if args.duration.is_zero() {
@@ -320,14 +392,17 @@ impl Settings {
                 .or_else(|| args.out.as_ref().map(|dir| dir.join("report.md"))),
             svg_dir: args.svg_dir.or(args.out),
         };
-        let torpor = match (args.spawn_torpor, args.torpor_bin) {
-            (false, Some(_)) => bail!("--torpor-bin only matters with --spawn-torpor"),
+        let any_torpor = args.spawn_torpor || args.spawn_torpor_serverless;
+        let torpor_source = match (any_torpor, args.torpor_bin) {
+            (false, Some(_)) => {
+                bail!("--torpor-bin only matters with --spawn-torpor or --spawn-torpor-serverless")
+            }
             (false, None) => None,
             (true, Some(path)) => Some(TorporSource::Binary(path)),
             (true, None) => Some(TorporSource::Build(args.workspace)),
         };
         Ok(Settings {
-            targets: args.targets,
+            targets,
             pids: args.pids,
             credentials: Credentials {
                 user: args.user,
@@ -346,8 +421,16 @@ impl Settings {
             spawn: SpawnPlan {
                 mariadb: args.spawn_mariadb,
                 haproxy: args.spawn_haproxy,
-                torpor,
+                torpor: args.spawn_torpor,
+                torpor_serverless: args.spawn_torpor_serverless,
+                torpor_source,
                 timeout: args.spawn_timeout,
+            },
+            serverless: ServerlessSettings {
+                wake_cycles: args.wake_cycles,
+                random_cycles: args.random_suspend_cycles,
+                random_pause: args.random_suspend_pause,
+                admin_token: args.admin_token,
             },
             outputs,
             progress: args.progress,
@@ -360,14 +443,87 @@ fn default_workspace() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/..")
 }
 
+/// Adds each `--admin NAME=HOST:PORT` to the given target it names.
+fn with_admin_addresses(
+    mut targets: Vec<TargetArg>,
+    admins: &[AdminArg],
+    names: &[&str],
+) -> anyhow::Result<Vec<TargetArg>> {
+    for admin in admins {
+        let Some(target) = targets.iter_mut().find(|t| t.name == admin.name) else {
+            if names.contains(&admin.name.as_str()) {
+                bail!(
+                    "--admin {}={}: {} is spawned; torpor-serverless gets its admin address \
+                     by itself, and the others have none",
+                    admin.name,
+                    admin.address,
+                    admin.name
+                );
+            }
+            bail!(
+                "--admin {}={}: no target is named {:?}",
+                admin.name,
+                admin.address,
+                admin.name
+            );
+        };
+        match &target.admin {
+            Some(given) if *given != admin.address => bail!(
+                "target {} has two admin addresses: {given} and {}",
+                target.name,
+                admin.address
+            ),
+            _ => target.admin = Some(admin.address.clone()),
+        }
+    }
+    Ok(targets)
+}
+
 fn parse_target(text: &str) -> anyhow::Result<TargetArg> {
-    let (name, address) = text
+    let (name, rest) = text
         .split_once('=')
         .context("expected NAME=HOST:PORT, e.g. direct=127.0.0.1:3306")?;
     check_name(name)?;
+    let mut parts = rest.split(',');
+    let address = parts.next().unwrap_or_default();
+    let (host, port) =
+        parse_address(address).context("expected HOST:PORT after the name, e.g. 127.0.0.1:3306")?;
+    let mut admin = None;
+    for option in parts {
+        match option.split_once('=') {
+            Some(("admin", address)) => {
+                let (host, port) = parse_address(address)
+                    .context("expected admin=HOST:PORT, e.g. admin=127.0.0.1:6034")?;
+                admin = Some(crate::targets::host_port(&host, port));
+            }
+            _ => bail!("unknown target option {option:?} (known: admin=HOST:PORT)"),
+        }
+    }
+    Ok(TargetArg {
+        name: name.to_string(),
+        host,
+        port,
+        admin,
+    })
+}
+
+fn parse_admin(text: &str) -> anyhow::Result<AdminArg> {
+    let (name, address) = text
+        .split_once('=')
+        .context("expected NAME=HOST:PORT, e.g. torpor=127.0.0.1:6034")?;
+    check_name(name)?;
+    let (host, port) = parse_address(address)?;
+    Ok(AdminArg {
+        name: name.to_string(),
+        address: crate::targets::host_port(&host, port),
+    })
+}
+
+/// `HOST:PORT` (IPv6 hosts in brackets) into host and port.
+fn parse_address(address: &str) -> anyhow::Result<(String, u16)> {
     let (host, port) = address
         .rsplit_once(':')
-        .context("expected HOST:PORT after the name, e.g. 127.0.0.1:3306")?;
+        .with_context(|| format!("{address:?} is not HOST:PORT"))?;
     // `[::1]:3306` names an IPv6 host; the brackets are not part of it.
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -378,11 +534,7 @@ fn parse_target(text: &str) -> anyhow::Result<TargetArg> {
         .ok()
         .filter(|port| *port != 0)
         .with_context(|| format!("{port:?} is not a TCP port"))?;
-    Ok(TargetArg {
-        name: name.to_string(),
-        host: host.to_string(),
-        port,
-    })
+    Ok((host.to_string(), port))
 }
 
 fn parse_pid(text: &str) -> anyhow::Result<PidArg> {
@@ -551,8 +703,78 @@ mod tests {
         let s = settings(&["--target", "db=h:1", "--spawn-haproxy", "--spawn-torpor"])
             .expect("valid arguments");
         assert!(s.spawn.haproxy);
-        assert!(matches!(s.spawn.torpor, Some(TorporSource::Build(_))));
+        assert!(s.spawn.torpor && !s.spawn.torpor_serverless);
+        assert!(matches!(
+            s.spawn.torpor_source,
+            Some(TorporSource::Build(_))
+        ));
         assert!(settings(&["--spawn-mariadb", "--torpor-bin", "/bin/true"]).is_err());
+    }
+
+    #[test]
+    fn the_serverless_torpor_needs_no_database_and_shares_the_binary() {
+        let s = settings(&["--spawn-torpor-serverless", "--torpor-bin", "/bin/true"])
+            .expect("valid arguments");
+        assert!(s.spawn.torpor_serverless && !s.spawn.torpor);
+        assert_eq!(
+            s.spawn.torpor_source,
+            Some(TorporSource::Binary(PathBuf::from("/bin/true")))
+        );
+        assert_eq!(s.serverless, ServerlessSettings::default());
+        let s = settings(&[
+            "--spawn-torpor-serverless",
+            "--wake-cycles",
+            "3",
+            "--random-suspend-cycles",
+            "7",
+            "--random-suspend-pause",
+            "50ms",
+            "--admin-token",
+            "t0k",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            s.serverless,
+            ServerlessSettings {
+                wake_cycles: 3,
+                random_cycles: 7,
+                random_pause: Duration::from_millis(50),
+                admin_token: Some("t0k".into()),
+            }
+        );
+        assert!(settings(&["--spawn-torpor-serverless", "--wake-cycles", "0"]).is_err());
+        assert!(settings(&[
+            "--spawn-torpor-serverless",
+            "--target",
+            "torpor-serverless=h:1"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn admin_addresses_come_from_the_target_spec_or_admin_flags() {
+        let s = settings(&[
+            "--target",
+            "direct=h:3306",
+            "--target",
+            "torpor=h:6033,admin=h:6034",
+            "--target",
+            "t2=h:7033",
+            "--admin",
+            "t2=[::1]:7034",
+        ])
+        .expect("valid arguments");
+        let admins: Vec<_> = s.targets.iter().map(|t| t.admin.as_deref()).collect();
+        assert_eq!(admins, [None, Some("h:6034"), Some("[::1]:7034")]);
+        assert_eq!(s.targets[1].port, 6033);
+        // The same address twice is fine; two different ones are not.
+        assert!(settings(&["--target", "t=h:1,admin=h:2", "--admin", "t=h:2"]).is_ok());
+        assert!(settings(&["--target", "t=h:1,admin=h:2", "--admin", "t=h:3"]).is_err());
+        assert!(settings(&["--target", "t=h:1", "--admin", "u=h:2"]).is_err());
+        assert!(settings(&["--spawn-mariadb", "--admin", "direct=h:2"]).is_err());
+        for bad in ["t=h:1,admin=h", "t=h:1,admin=", "t=h:1,pid=3", "t=h:1,"] {
+            assert!(settings(&["--target", bad]).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

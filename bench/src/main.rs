@@ -13,6 +13,8 @@
 //!   MariaDB, HAProxy and Torpor processes and cleans them up.
 //! - [`client`]: connection options for the `mysql` crate and the suite's
 //!   own tables.
+//! - [`admin`]: Torpor's admin API (list services, suspend, park, wake),
+//!   which the serverless workloads drive.
 //! - [`workloads`]: one module per family of workloads, behind one trait.
 //! - [`sysbench`]: running sysbench and reading its output.
 //! - [`runner`]: the interleaved rounds.
@@ -22,6 +24,7 @@
 //!   writers.
 //! - [`interrupt`] and [`progress`]: Ctrl-C and the live status line.
 
+mod admin;
 mod cli;
 mod client;
 mod interrupt;
@@ -50,7 +53,7 @@ fn main() -> ExitCode {
         },
         cli::Command::ListWorkloads => {
             for kind in workloads::WorkloadKind::ALL {
-                println!("{:<24} {}", kind.name(), kind.description());
+                println!("{:<28} {}", kind.name(), kind.description());
             }
             ExitCode::SUCCESS
         }

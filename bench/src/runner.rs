@@ -95,10 +95,12 @@ pub fn run(
     let baseline = targets
         .first()
         .ok_or_else(|| anyhow::anyhow!("no targets"))?;
-    runner
-        .progress
-        .message(&format!("preparing tables through {} …", baseline.name));
-    workloads::prepare(&ctx, baseline, &settings.workloads)?;
+    if workloads::needs_preparing(baseline, &settings.workloads) {
+        runner
+            .progress
+            .message(&format!("preparing tables through {} …", baseline.name));
+        workloads::prepare(&ctx, baseline, &settings.workloads)?;
+    }
     'rounds: for round in 1..=settings.rounds {
         for record in records.iter_mut().filter(|r| repeated(r)) {
             if runner.run_on_targets(record, round) == Flow::Stop {

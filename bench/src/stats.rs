@@ -32,6 +32,9 @@ pub enum Unit {
     /// MiB of resident memory.
     #[serde(rename = "MiB")]
     Mebibytes,
+    /// A number of events (errors, suspends).
+    #[serde(rename = "count")]
+    Count,
 }
 
 impl Unit {
@@ -44,6 +47,7 @@ impl Unit {
             Unit::CpuMicrosPerQuery => "µs/q",
             Unit::KibPerConnection => "KiB/conn",
             Unit::Mebibytes => "MiB",
+            Unit::Count => "#",
         }
     }
 }
@@ -77,6 +81,11 @@ impl Metric {
     /// A latency in microseconds.
     pub fn latency(name: &str) -> Metric {
         Metric::new(name, Unit::Micros, Better::Lower)
+    }
+
+    /// A number of events, where fewer is better (errors).
+    pub fn count(name: &str, better: Better) -> Metric {
+        Metric::new(name, Unit::Count, better)
     }
 
     /// A rate per second.

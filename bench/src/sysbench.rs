@@ -394,6 +394,7 @@ mod tests {
             port: 3306,
             pid: None,
             origin: Origin::Given,
+            admin: None,
         };
         let credentials = Credentials {
             user: "bench".into(),

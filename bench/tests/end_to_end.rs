@@ -123,7 +123,9 @@ fn short_run_with_spawned_mariadb_and_haproxy_writes_every_report() {
     }
     for workload in [
         "wake-after-suspend",
+        "wake-after-suspend-connect",
         "wake-after-park",
+        "random-suspend",
         "resize-stall",
         "relocate-stall",
     ] {
@@ -221,6 +223,8 @@ fn workloads_are_listed() {
         "point-select",
         "throughput",
         "sysbench-read-only",
+        "wake-after-suspend-connect",
+        "random-suspend",
         "relocate-stall",
     ] {
         assert!(stdout.contains(name), "{name} missing from:\n{stdout}");

@@ -88,8 +88,8 @@ pub fn render(report: &Report, charts: &[Chart]) -> String {
             for metric in &workload.metrics {
                 md.push_str(&format!("| {} |", escape(&metric_label(&metric.metric))));
                 for (i, (cell, status)) in metric.values.iter().zip(&workload.targets).enumerate() {
-                    let text =
-                        cell_text(cell, i == 0).unwrap_or_else(|| status_text(status).to_string());
+                    let text = cell_text(cell, metric.metric.unit, i == 0)
+                        .unwrap_or_else(|| status_text(status).to_string());
                     md.push_str(&format!(" {} |", escape(&text)));
                 }
                 md.push('\n');

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::cli::{Outputs, Settings};
 use crate::runner::{Status, WorkloadRecord};
-use crate::stats::{ratio, spread, CdfPoint, LatencyHistogram, Metric};
+use crate::stats::{ratio, spread, CdfPoint, LatencyHistogram, Metric, Unit};
 use crate::targets::{Origin, Target};
 
 /// When the run happened and how busy the machine was.
@@ -100,6 +100,12 @@ pub struct SettingsSummary {
     pub sysbench_tables: u32,
     /// Rows per sysbench table.
     pub sysbench_table_size: u32,
+    /// Cycles of each `wake-after-*` workload.
+    pub wake_cycles: u32,
+    /// Queries of `random-suspend`.
+    pub random_suspend_cycles: u32,
+    /// Longest random pause of `random-suspend`, in milliseconds.
+    pub random_suspend_pause_ms: u64,
 }
 
 /// A target as reported.
@@ -127,6 +133,9 @@ pub struct TargetStatus {
     pub detail: Option<String>,
     /// Rounds that produced figures.
     pub rounds: usize,
+    /// What the rounds noted beside their figures (`round N: …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One workload's results.
@@ -218,6 +227,9 @@ impl Report {
                 idle_connections: settings.idle_connections,
                 sysbench_tables: settings.sysbench_tables,
                 sysbench_table_size: settings.sysbench_table_size,
+                wake_cycles: settings.serverless.wake_cycles,
+                random_suspend_cycles: settings.serverless.random_cycles,
+                random_suspend_pause_ms: millis(settings.serverless.random_pause),
             },
             baseline: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
             targets: targets.iter().map(summarize_target).collect(),
@@ -239,6 +251,7 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedMariadb => Some("mariadb"),
         Origin::SpawnedHaproxy => Some("haproxy"),
         Origin::SpawnedTorpor => Some("torpor"),
+        Origin::SpawnedTorporServerless => Some("torpor-serverless"),
     };
     TargetSummary {
         name: target.name.clone(),
@@ -263,11 +276,18 @@ fn summarize_workload(record: &WorkloadRecord, targets: &[Target]) -> WorkloadSu
                 Status::NotAvailable(reason) => ("not_available", Some(reason.clone())),
                 Status::Failed(error) => ("failed", Some(error.clone())),
             };
+            let notes = r
+                .samples
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| s.notes.iter().map(move |n| format!("round {}: {n}", i + 1)))
+                .collect();
             TargetStatus {
                 target,
                 status,
                 detail,
                 rounds: r.samples.len(),
+                notes,
             }
         })
         .collect();
@@ -404,6 +424,16 @@ pub fn format_number(value: f64) -> String {
     format!("{value:.decimals$}")
 }
 
+/// A number in its unit's usual precision: counts (errors, suspends)
+/// whole when they are, `67` rather than `67.0`; the rest as
+/// [`format_number`].
+pub fn format_value(value: f64, unit: Unit) -> String {
+    if unit == Unit::Count && value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{value:.0}");
+    }
+    format_number(value)
+}
+
 /// `×1.42`, the way ratios are shown.
 pub fn format_ratio(ratio: f64) -> String {
     format!("×{ratio:.2}")
@@ -411,11 +441,15 @@ pub fn format_ratio(ratio: f64) -> String {
 
 /// `61.2 [58.0–64.1] ×1.44`: median, spread over rounds, and the ratio to
 /// the baseline (left out for the baseline itself); `None` without data.
-pub fn cell_text(cell: &Cell, is_baseline: bool) -> Option<String> {
+pub fn cell_text(cell: &Cell, unit: Unit, is_baseline: bool) -> Option<String> {
     let (median, min, max) = (cell.median?, cell.min?, cell.max?);
-    let mut text = format_number(median);
+    let mut text = format_value(median, unit);
     if cell.rounds.len() > 1 {
-        text.push_str(&format!(" [{}–{}]", format_number(min), format_number(max)));
+        text.push_str(&format!(
+            " [{}–{}]",
+            format_value(min, unit),
+            format_value(max, unit)
+        ));
     }
     if let (false, Some(r)) = (is_baseline, cell.ratio) {
         text.push(' ');
@@ -443,22 +477,25 @@ pub fn metric_label(metric: &Metric) -> String {
     format!("{} {} {arrow}", metric.label(), metric.unit.symbol())
 }
 
-/// The reasons behind cells without figures, one line per target.
+/// What the rounds noted beside their figures, then the reasons behind
+/// cells without figures, one line each.
 pub fn notes(workload: &WorkloadSummary) -> Vec<String> {
-    workload
-        .targets
-        .iter()
-        .filter_map(|t| {
-            let detail = t.detail.as_deref()?;
-            let kind = match t.status {
-                "not_available" => "not available",
-                "failed" if t.rounds > 0 => "failed after some rounds",
-                "failed" => "failed",
-                _ => "no data",
-            };
-            Some(format!("{}: {kind}: {}", t.target, one_line(detail)))
-        })
-        .collect()
+    let remarks = workload.targets.iter().flat_map(|t| {
+        t.notes
+            .iter()
+            .map(move |n| format!("{}: {}", t.target, one_line(n)))
+    });
+    let reasons = workload.targets.iter().filter_map(|t| {
+        let detail = t.detail.as_deref()?;
+        let kind = match t.status {
+            "not_available" => "not available",
+            "failed" if t.rounds > 0 => "failed after some rounds",
+            "failed" => "failed",
+            _ => "no data",
+        };
+        Some(format!("{}: {kind}: {}", t.target, one_line(detail)))
+    });
+    remarks.chain(reasons).collect()
 }
 
 /// Errors can span lines (a child's output); a table note must not.
@@ -560,6 +597,7 @@ pub(crate) mod tests {
             port,
             pid: Some(4242),
             origin,
+            admin: None,
         }
     }
 
@@ -586,6 +624,7 @@ pub(crate) mod tests {
             sysbench_table_size: 100,
             sysbench_tables: 1,
             spawn: SpawnPlan::default(),
+            serverless: Default::default(),
             outputs: Outputs::default(),
             progress: ProgressMode::Off,
         }
@@ -604,6 +643,7 @@ pub(crate) mod tests {
         Sample {
             figures,
             histogram: Some(h),
+            notes: Vec::new(),
         }
     }
 
@@ -626,6 +666,7 @@ pub(crate) mod tests {
         Sample {
             figures,
             histogram: None,
+            notes: Vec::new(),
         }
     }
 
@@ -645,7 +686,14 @@ pub(crate) mod tests {
                         status: Status::Measured,
                     },
                     TargetRecord {
-                        samples: vec![latency_sample(90), latency_sample(95), latency_sample(85)],
+                        samples: vec![
+                            latency_sample(90),
+                            Sample {
+                                notes: vec!["1 query error: gone\naway".into()],
+                                ..latency_sample(95)
+                            },
+                            latency_sample(85),
+                        ],
                         status: Status::Measured,
                     },
                 ],
@@ -734,6 +782,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn sample_notes_are_kept_per_round_and_listed_first() {
+        let report = sample_report();
+        let point = &report.workloads[0];
+        assert_eq!(
+            point.targets[1].notes,
+            ["round 2: 1 query error: gone\naway"]
+        );
+        assert!(point.targets[0].notes.is_empty());
+        assert_eq!(notes(point), ["haproxy: round 2: 1 query error: gone away"]);
+        let throughput = &report.workloads[1];
+        assert_eq!(
+            notes(throughput),
+            ["haproxy: failed after some rounds: connecting to haproxy: refused"]
+        );
+    }
+
+    #[test]
     fn headlines_pick_the_known_figures_with_ratios() {
         let report = sample_report();
         let lines = headlines(&report);
@@ -750,6 +815,9 @@ pub(crate) mod tests {
         assert_eq!(format_number(1.234), "1.23");
         assert_eq!(format_number(0.01234), "0.012");
         assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_value(67.0, Unit::Count), "67");
+        assert_eq!(format_value(2.5, Unit::Count), "2.50");
+        assert_eq!(format_value(67.0, Unit::Micros), "67.0");
         assert_eq!(format_ratio(1.4234), "×1.42");
     }
 }

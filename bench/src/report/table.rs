@@ -40,7 +40,8 @@ pub fn render(report: &Report) -> String {
                 let mut row = vec![metric_label(&metric.metric)];
                 for (i, (cell, status)) in metric.values.iter().zip(&workload.targets).enumerate() {
                     row.push(
-                        cell_text(cell, i == 0).unwrap_or_else(|| status_text(status).to_string()),
+                        cell_text(cell, metric.metric.unit, i == 0)
+                            .unwrap_or_else(|| status_text(status).to_string()),
                     );
                 }
                 rows.push(row);

@@ -116,6 +116,7 @@ impl ChildProcess {
             port: self.addr.port(),
             pid: Some(self.pid()),
             origin,
+            admin: None,
         }
     }
 

@@ -3,7 +3,11 @@
 //!
 //! The first target is the baseline every ratio refers to. With
 //! `--spawn-mariadb` that is the private server, `direct`; targets from
-//! the command line follow in their order, then `haproxy` and `torpor`.
+//! the command line follow in their order, then `haproxy`, `torpor` and
+//! `torpor-serverless`.
+//!
+//! A Torpor target may have an admin address (its admin API): the
+//! serverless workloads need one to suspend and park the service.
 
 pub mod child;
 pub mod haproxy;
@@ -21,8 +25,13 @@ pub enum Origin {
     SpawnedMariadb,
     /// HAProxy the suite started.
     SpawnedHaproxy,
-    /// Torpor the suite started.
+    /// Torpor the suite started in front of the baseline (`--backend`):
+    /// the data path, with no service it can suspend.
     SpawnedTorpor,
+    /// Torpor the suite started with its own MariaDB (`--spawn-mariadb`,
+    /// the `process` driver) and its admin API: for the serverless
+    /// workloads only.
+    SpawnedTorporServerless,
 }
 
 /// `host:port`, with an IPv6 host in brackets.
@@ -47,6 +56,8 @@ pub struct Target {
     pub pid: Option<u32>,
     /// Who started it.
     pub origin: Origin,
+    /// Torpor's admin API, `host:port`, when known.
+    pub admin: Option<String>,
 }
 
 impl Target {
@@ -56,10 +67,22 @@ impl Target {
     }
 
     /// Whether this is a Torpor proxy, whose serverless behaviour (wake,
-    /// resize, relocation) can be measured. Named `torpor…` or spawned as
-    /// Torpor.
+    /// resize, relocation) can be measured. Named `torpor…`, spawned as
+    /// Torpor, or given an admin address.
     pub fn is_torpor(&self) -> bool {
-        self.origin == Origin::SpawnedTorpor || self.name.starts_with("torpor")
+        matches!(
+            self.origin,
+            Origin::SpawnedTorpor | Origin::SpawnedTorporServerless
+        ) || self.admin.is_some()
+            || self.name.starts_with("torpor")
+    }
+
+    /// Whether only the serverless workloads run here: the spawned
+    /// serverless Torpor fronts a MariaDB of its own, not the database
+    /// the other targets share, so its data-path figures would compare
+    /// different servers.
+    pub fn serverless_only(&self) -> bool {
+        self.origin == Origin::SpawnedTorporServerless
     }
 
     /// `name=host:port (pid N, spawned)` for the log.
@@ -68,6 +91,9 @@ impl Target {
         let mut notes = Vec::new();
         if let Some(pid) = self.pid {
             notes.push(format!("pid {pid}"));
+        }
+        if let Some(admin) = &self.admin {
+            notes.push(format!("admin {admin}"));
         }
         if self.origin != Origin::Given {
             notes.push("spawned".to_string());
@@ -90,6 +116,7 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
             port: addr.port(),
             pid: mariadb.pid(),
             origin: Origin::SpawnedMariadb,
+            admin: None,
         });
     }
     for given in &settings.targets {
@@ -104,6 +131,7 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
             port: given.port,
             pid,
             origin: Origin::Given,
+            admin: given.admin.clone(),
         });
     }
     if let Some(haproxy) = &spawned.haproxy {
@@ -111,6 +139,13 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
     }
     if let Some(torpor) = &spawned.torpor {
         targets.push(torpor.target("torpor", Origin::SpawnedTorpor));
+    }
+    if let Some(serverless) = &spawned.torpor_serverless {
+        let mut target = serverless
+            .child
+            .target("torpor-serverless", Origin::SpawnedTorporServerless);
+        target.admin = Some(serverless.admin.to_string());
+        targets.push(target);
     }
     anyhow::ensure!(!targets.is_empty(), "no targets to measure");
     Ok(targets)
@@ -127,6 +162,7 @@ mod tests {
             port: 3306,
             pid: None,
             origin,
+            admin: None,
         }
     }
 
@@ -146,5 +182,28 @@ mod tests {
         assert!(target("proxy", "h", Origin::SpawnedTorpor).is_torpor());
         assert!(!target("haproxy", "h", Origin::SpawnedHaproxy).is_torpor());
         assert!(!target("direct", "h", Origin::SpawnedMariadb).is_torpor());
+        let mut proxy = target("proxy", "h", Origin::Given);
+        assert!(!proxy.is_torpor());
+        proxy.admin = Some("h:6034".into());
+        assert!(proxy.is_torpor(), "an admin address makes it Torpor");
+    }
+
+    #[test]
+    fn only_the_spawned_serverless_torpor_is_serverless_only() {
+        assert!(target("t", "h", Origin::SpawnedTorporServerless).serverless_only());
+        assert!(target("t", "h", Origin::SpawnedTorporServerless).is_torpor());
+        assert!(!target("torpor", "h", Origin::SpawnedTorpor).serverless_only());
+        assert!(!target("torpor", "h", Origin::Given).serverless_only());
+    }
+
+    #[test]
+    fn descriptions_name_pid_and_admin_address() {
+        let mut t = target("torpor", "127.0.0.1", Origin::SpawnedTorporServerless);
+        t.pid = Some(7);
+        t.admin = Some("127.0.0.1:6034".into());
+        assert_eq!(
+            t.describe(),
+            "torpor=127.0.0.1:3306 (pid 7, admin 127.0.0.1:6034, spawned)"
+        );
     }
 }

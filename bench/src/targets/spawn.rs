@@ -1,6 +1,8 @@
 //! Launching what is measured: a private MariaDB (`--spawn-mariadb`),
 //! HAProxy (`--spawn-haproxy`) and Torpor (`--spawn-torpor`) in front of
-//! the baseline. Dropping [`Spawned`] stops them, proxies first.
+//! the baseline, and a Torpor with a MariaDB of its own
+//! (`--spawn-torpor-serverless`). Dropping [`Spawned`] stops them,
+//! proxies first.
 
 use anyhow::Context;
 use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
@@ -14,6 +16,8 @@ use crate::interrupt::Stop;
 /// before the database they forward to.
 #[derive(Debug, Default)]
 pub struct Spawned {
+    /// Torpor with its own MariaDB and admin API, when spawned.
+    pub torpor_serverless: Option<torpor_target::ServerlessTorpor>,
     /// Torpor, when spawned.
     pub torpor: Option<ChildProcess>,
     /// HAProxy, when spawned.
@@ -31,7 +35,7 @@ impl Spawned {
         // Build torpor before starting anything: a failed build then costs
         // no server start, and the build's output is not interleaved.
         let torpor_binary = plan
-            .torpor
+            .torpor_source
             .as_ref()
             .map(torpor_target::binary)
             .transpose()?;
@@ -58,11 +62,20 @@ impl Spawned {
                     Some(haproxy::start(backend, plan.timeout, stop).context("--spawn-haproxy")?);
             }
         }
-        if let (Some(binary), Some(backend)) = (torpor_binary, &backend) {
+        if let (true, Some(binary), Some(backend)) = (plan.torpor, &torpor_binary, &backend) {
             eprintln!("starting Torpor in front of {backend} …");
             spawned.torpor = Some(torpor_target::start(
-                &binary,
+                binary,
                 backend,
+                &settings.credentials,
+                plan.timeout,
+                stop,
+            )?);
+        }
+        if let (true, Some(binary)) = (plan.torpor_serverless, &torpor_binary) {
+            eprintln!("starting Torpor with a MariaDB of its own (serverless workloads) …");
+            spawned.torpor_serverless = Some(torpor_target::start_serverless(
+                binary,
                 &settings.credentials,
                 plan.timeout,
                 stop,
@@ -79,6 +92,7 @@ impl Spawned {
             Origin::Given => None,
             Origin::SpawnedHaproxy => self.haproxy.as_mut()?.exit_report(),
             Origin::SpawnedTorpor => self.torpor.as_mut()?.exit_report(),
+            Origin::SpawnedTorporServerless => self.torpor_serverless.as_mut()?.child.exit_report(),
             Origin::SpawnedMariadb => {
                 let pid = self.mariadb.as_ref()?.pid()?;
                 (!crate::procfs::is_running(pid))

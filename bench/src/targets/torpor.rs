@@ -1,13 +1,21 @@
-//! Torpor built from this workspace, started in front of the baseline:
-//! `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`.
+//! Torpor built from this workspace, started two ways:
 //!
-//! "Started" means a client gets a MySQL handshake from it; a binary that
-//! exits or never answers is reported with its own output, so a broken
-//! proxy is a clear error and not a benchmark of nothing.
+//! - in front of the baseline (`--spawn-torpor`), for the data path:
+//!   `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`;
+//! - with a MariaDB of its own that it suspends and parks
+//!   (`--spawn-torpor-serverless`), for the serverless workloads:
+//!   `torpor --listen … --spawn-mariadb --user … --admin-listen 127.0.0.1:PORT
+//!   --suspend-after-secs 86400 --park-after-secs 86400 --state-dir DIR`.
+//!
+//! "Started" means a client gets a MySQL handshake from it (and, for the
+//! serverless one, its admin API answers `/readyz`); a binary that exits
+//! or never answers is reported with its own output, so a broken proxy is
+//! a clear error and not a benchmark of nothing.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -116,6 +124,102 @@ pub fn start(
     }
 }
 
+/// How long the serverless Torpor waits, idle, before suspending or
+/// parking on its own: a day, so that only the suite's API calls do.
+const IDLE_NEVER_SECS: u64 = 86_400;
+
+/// A Torpor with a MariaDB of its own and its admin API.
+#[derive(Debug)]
+pub struct ServerlessTorpor {
+    /// The process (its MariaDB is its child and stops with it).
+    pub child: ChildProcess,
+    /// Where its admin API listens.
+    pub admin: SocketAddr,
+}
+
+/// Starts `binary` with `--spawn-mariadb` and an admin listener, and waits
+/// until it answers a MySQL handshake and `GET /readyz`.
+pub fn start_serverless(
+    binary: &Path,
+    credentials: &Credentials,
+    timeout: Duration,
+    stop: &Stop,
+) -> anyhow::Result<ServerlessTorpor> {
+    let free = || torpor::scaler::process::free_port().context("finding a free port for Torpor");
+    let (port, admin_port) = (free()?, free()?);
+    let dir = tempfile::Builder::new()
+        .prefix("torpor-bench-torpor-serverless-")
+        .tempdir()
+        .context("creating Torpor's folder")?;
+    // Torpor keeps state (datadirs, secrets) under --state-dir; a private
+    // one keeps runs apart and out of the user's home.
+    let state = dir.path().join("state");
+    let mut command = Command::new(binary);
+    command.args(serverless_arguments(port, admin_port, &state, credentials));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let started = Instant::now();
+    let mut child = ChildProcess::spawn(
+        "torpor (serverless)",
+        command,
+        dir,
+        ([127, 0, 0, 1], port).into(),
+    )?;
+    match child.wait_serving(timeout, stop) {
+        Ok(()) => {}
+        Err(NotServing::Exited(text)) | Err(NotServing::Silent(text)) => {
+            bail!(
+                "--spawn-torpor-serverless: {text}\n(binary: {})",
+                binary.display()
+            )
+        }
+        Err(NotServing::Interrupted) => bail!("interrupted while starting Torpor"),
+    }
+    // The MySQL port can open before the admin listener does.
+    let api = crate::admin::Admin::new(&admin.to_string(), None);
+    while !api.is_ready() {
+        if let Some(report) = child.exit_report() {
+            bail!("--spawn-torpor-serverless: {report}");
+        }
+        if stop.is_set() {
+            bail!("interrupted while starting Torpor");
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "--spawn-torpor-serverless: its admin API on {admin} did not answer GET /readyz \
+                 with 200 within {} (does this torpor have --admin-listen?); its output:\n{}",
+                humantime::format_duration(timeout),
+                child.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(ServerlessTorpor { child, admin })
+}
+
+/// The serverless Torpor's command line.
+fn serverless_arguments(
+    port: u16,
+    admin_port: u16,
+    state: &Path,
+    credentials: &Credentials,
+) -> Vec<String> {
+    vec![
+        "--listen".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--spawn-mariadb".to_string(),
+        "--user".to_string(),
+        format!("{}:{}", credentials.user, credentials.password),
+        "--admin-listen".to_string(),
+        format!("127.0.0.1:{admin_port}"),
+        "--suspend-after-secs".to_string(),
+        IDLE_NEVER_SECS.to_string(),
+        "--park-after-secs".to_string(),
+        IDLE_NEVER_SECS.to_string(),
+        "--state-dir".to_string(),
+        state.display().to_string(),
+    ]
+}
+
 /// Torpor's command line.
 fn arguments(port: u16, backend: &str, credentials: &Credentials) -> Vec<String> {
     vec![
@@ -148,6 +252,33 @@ mod tests {
                 "127.0.0.1:3306",
                 "--user",
                 "bench:s3cret"
+            ]
+        );
+    }
+
+    #[test]
+    fn serverless_command_line_matches_torpors_cli() {
+        let credentials = Credentials {
+            user: "bench".into(),
+            password: "pw".into(),
+            database: "test".into(),
+        };
+        assert_eq!(
+            serverless_arguments(40001, 40002, Path::new("/tmp/s"), &credentials),
+            [
+                "--listen",
+                "127.0.0.1:40001",
+                "--spawn-mariadb",
+                "--user",
+                "bench:pw",
+                "--admin-listen",
+                "127.0.0.1:40002",
+                "--suspend-after-secs",
+                "86400",
+                "--park-after-secs",
+                "86400",
+                "--state-dir",
+                "/tmp/s"
             ]
         );
     }

@@ -60,6 +60,7 @@ pub fn throughput(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: None,
+        notes: Vec::new(),
     }))
 }
 
@@ -96,6 +97,7 @@ pub fn cpu_per_query(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> 
             },
         ],
         histogram: None,
+        notes: Vec::new(),
     }))
 }
 

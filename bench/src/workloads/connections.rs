@@ -58,6 +58,7 @@ pub fn setup(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: Some(histogram),
+        notes: Vec::new(),
     }))
 }
 
@@ -106,5 +107,6 @@ pub fn idle(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
             },
         ],
         histogram: None,
+        notes: Vec::new(),
     }))
 }

@@ -54,5 +54,6 @@ pub fn run(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: None,
+        notes: Vec::new(),
     }))
 }

@@ -73,5 +73,6 @@ fn latency_outcome(timed: Timed, rate_name: &str) -> Outcome {
     Outcome::Measured(Sample {
         figures,
         histogram: Some(timed.histogram),
+        notes: Vec::new(),
     })
 }

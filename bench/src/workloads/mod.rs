@@ -11,7 +11,8 @@
 //! - [`concurrent`]: many connections at once (throughput, CPU per query).
 //! - [`connections`]: connection setup, and memory of idle connections.
 //! - [`sysbench`]: sysbench's point select and read-only tests.
-//! - [`serverless`]: Torpor's wake, resize and relocation stalls.
+//! - [`serverless`]: Torpor's wake after suspend and park, suspends at
+//!   random moments, and (later) resize and relocation stalls.
 
 pub mod concurrent;
 pub mod connections;
@@ -60,8 +61,13 @@ pub enum WorkloadKind {
     },
     /// First query after the service was suspended.
     WakeAfterSuspend,
+    /// New connection and its first query after the service was suspended.
+    WakeAfterSuspendConnect,
     /// First query after the service was parked.
     WakeAfterPark,
+    /// Queries at random moments while the service is suspended at random
+    /// moments: errors and wake latency.
+    RandomSuspend,
     /// Stall a steady client sees during a resize.
     ResizeStall,
     /// Stall a steady client sees during a relocation.
@@ -80,7 +86,7 @@ impl WorkloadKind {
     /// All workloads in the order they run within a round.
     /// `idle-connections` comes first: see
     /// [`WorkloadKind::once_before_setup`].
-    pub const ALL: [WorkloadKind; 14] = [
+    pub const ALL: [WorkloadKind; 16] = [
         WorkloadKind::IdleConnections,
         WorkloadKind::PointSelect,
         WorkloadKind::PreparedPointSelect,
@@ -92,7 +98,9 @@ impl WorkloadKind {
         WorkloadKind::SysbenchPointSelect { ps_disabled: false },
         WorkloadKind::SysbenchReadOnly { ps_disabled: false },
         WorkloadKind::WakeAfterSuspend,
+        WorkloadKind::WakeAfterSuspendConnect,
         WorkloadKind::WakeAfterPark,
+        WorkloadKind::RandomSuspend,
         WorkloadKind::ResizeStall,
         WorkloadKind::RelocateStall,
     ];
@@ -117,7 +125,9 @@ impl WorkloadKind {
                 "sysbench-read-only-ps-disabled"
             }
             WorkloadKind::WakeAfterSuspend => "wake-after-suspend",
+            WorkloadKind::WakeAfterSuspendConnect => "wake-after-suspend-connect",
             WorkloadKind::WakeAfterPark => "wake-after-park",
+            WorkloadKind::RandomSuspend => "random-suspend",
             WorkloadKind::ResizeStall => "resize-stall",
             WorkloadKind::RelocateStall => "relocate-stall",
         }
@@ -164,10 +174,20 @@ impl WorkloadKind {
                 "sysbench oltp_read_only --db-ps-mode=disable, 16 threads: QPS"
             }
             WorkloadKind::WakeAfterSuspend => {
-                "Torpor: first-query latency after the service was suspended"
+                "Torpor: first query on an open connection after the service was suspended \
+                 through the admin API (--wake-cycles cycles): latency percentiles"
+            }
+            WorkloadKind::WakeAfterSuspendConnect => {
+                "Torpor: a new connection (login) and its first query after the service was \
+                 suspended: latency percentiles"
             }
             WorkloadKind::WakeAfterPark => {
-                "Torpor: first-query latency after the service was parked"
+                "Torpor: first query on an open connection after the service was parked \
+                 (MariaDB stopped): latency percentiles"
+            }
+            WorkloadKind::RandomSuspend => {
+                "Torpor: a client querying after random pauses while the service is suspended \
+                 at random moments: errors (want 0) and wake latency"
             }
             WorkloadKind::ResizeStall => "Torpor: the stall a steady client sees during a resize",
             WorkloadKind::RelocateStall => {
@@ -194,7 +214,9 @@ impl WorkloadKind {
                 Group::Sysbench
             }
             WorkloadKind::WakeAfterSuspend
+            | WorkloadKind::WakeAfterSuspendConnect
             | WorkloadKind::WakeAfterPark
+            | WorkloadKind::RandomSuspend
             | WorkloadKind::ResizeStall
             | WorkloadKind::RelocateStall => Group::Serverless,
             _ => Group::Native,
@@ -301,6 +323,9 @@ pub struct Sample {
     pub figures: Vec<Figure>,
     /// Per-operation latencies, for the CDF chart.
     pub histogram: Option<LatencyHistogram>,
+    /// What the figures alone do not say (the errors behind an error
+    /// count, say), one line each; shown under the workload's table.
+    pub notes: Vec<String>,
 }
 
 /// What a workload run may use.
@@ -314,9 +339,20 @@ pub struct Ctx<'a> {
     pub clock: &'a quanta::Clock,
 }
 
+/// Whether [`prepare`] has anything to do: the native or sysbench
+/// workloads are selected and the baseline is where they run. (The
+/// serverless workloads prepare their own small table on each Torpor they
+/// run on; on a serverless-only baseline nothing reads the shared tables.)
+pub fn needs_preparing(baseline: &Target, workloads: &[WorkloadKind]) -> bool {
+    !baseline.serverless_only() && workloads.iter().any(|k| k.group() != Group::Serverless)
+}
+
 /// Prepares what the selected workloads read, once, through the baseline:
 /// the suite's table and sysbench's tables.
 pub fn prepare(ctx: &Ctx<'_>, baseline: &Target, workloads: &[WorkloadKind]) -> anyhow::Result<()> {
+    if !needs_preparing(baseline, workloads) {
+        return Ok(());
+    }
     let credentials = &ctx.settings.credentials;
     if workloads.iter().any(|k| k.group() == Group::Native) {
         crate::client::prepare_table(baseline, credentials)?;
@@ -335,6 +371,11 @@ pub fn prepare(ctx: &Ctx<'_>, baseline: &Target, workloads: &[WorkloadKind]) -> 
 
 /// Runs `kind` once against `target`.
 pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
+    if target.serverless_only() && kind.group() != Group::Serverless {
+        return Ok(Outcome::NotAvailable(
+            serverless::SERVERLESS_ONLY.to_string(),
+        ));
+    }
     match kind {
         WorkloadKind::PointSelect => latency::point_select(ctx, target),
         WorkloadKind::PreparedPointSelect => latency::prepared_point_select(ctx, target),
@@ -351,9 +392,11 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
             sysbench::read_only(ctx, target, ps_disabled)
         }
         WorkloadKind::WakeAfterSuspend
+        | WorkloadKind::WakeAfterSuspendConnect
         | WorkloadKind::WakeAfterPark
+        | WorkloadKind::RandomSuspend
         | WorkloadKind::ResizeStall
-        | WorkloadKind::RelocateStall => Ok(serverless::run(kind, target)),
+        | WorkloadKind::RelocateStall => serverless::run(kind, ctx, target),
     }
 }
 
@@ -451,7 +494,7 @@ mod tests {
     #[test]
     fn groups_expand() {
         let serverless = select(&["serverless"], PsModeArg::Auto).expect("valid");
-        assert_eq!(serverless.len(), 4);
+        assert_eq!(serverless.len(), 6);
         assert_eq!(
             select(&["native"], PsModeArg::Auto).expect("valid").len(),
             8
@@ -477,6 +520,25 @@ mod tests {
                 WorkloadKind::SysbenchReadOnly { ps_disabled: true }
             ]
         );
+    }
+
+    #[test]
+    fn shared_tables_are_prepared_only_for_workloads_that_read_them() {
+        let target = |origin| Target {
+            name: "t".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            pid: None,
+            origin,
+            admin: None,
+        };
+        let direct = target(crate::targets::Origin::SpawnedMariadb);
+        let serverless = target(crate::targets::Origin::SpawnedTorporServerless);
+        let native = [WorkloadKind::PointSelect, WorkloadKind::WakeAfterPark];
+        let only_serverless = [WorkloadKind::WakeAfterPark, WorkloadKind::RandomSuspend];
+        assert!(needs_preparing(&direct, &native));
+        assert!(!needs_preparing(&direct, &only_serverless));
+        assert!(!needs_preparing(&serverless, &native));
     }
 
     #[test]

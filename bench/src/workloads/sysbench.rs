@@ -80,5 +80,6 @@ fn run(
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: None,
+        notes: Vec::new(),
     }))
 }
