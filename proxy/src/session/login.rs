@@ -204,85 +204,34 @@ async fn run(
     // A sleeping service is not woken by a login: the session starts
     // without a backend connection when a fresh session's state is known.
     // (The schema is then checked on the first query, not here.)
-    if !service.lifecycle.is_active() {
-        if let Some(baseline) = service.cached_baseline(response.collation) {
-            let model = SessionModel::new(baseline, schema.clone());
-            let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-            exchange.send(&ok).await?;
-            return Ok(Authenticated {
-                backend_caps: key.capabilities,
-                user: response.user,
-                password,
-                capabilities,
-                seed,
-                service,
-                backend: None,
-                collation: response.collation,
-                attributes: response.attributes,
-                max_packet_size: response.max_packet_size,
-                model,
-            });
-        }
-    }
-    let wait = Duration::from_millis(shared.config.pool_wait_timeout_ms);
-    // Nothing may yield between the state check in `wait_active` and the
-    // borrow: a suspending worker counts lent connections (see
-    // scaler::actor).
-    service.wait_active().await?;
-    let borrowed = pool.borrow(&key, &start, wait).await.map_err(|e| match e {
-        PoolError::QueueFull => SessionError::PoolExhausted("too many sessions are waiting"),
-        PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
-    })?;
-    // A pooled connection is brought to a fresh session's state (which
-    // also checks the schema exists); a new one logs in with the schema.
-    let verify = cfg!(debug_assertions) || shared.config.verify_replay;
-    let mut lent = None;
-    if let Borrowed::Conn(pooled) = borrowed {
-        let Pooled {
-            conn: mut backend,
-            state,
-        } = *pooled;
-        let baseline = match service.baseline(response.collation, &mut backend).await {
-            Ok(baseline) => baseline,
-            Err(e) => {
-                pool.forget();
-                return Err(e);
-            }
-        };
+    let asleep = if service.lifecycle.is_active() {
+        None
+    } else {
+        service.cached_baseline(response.collation)
+    };
+    let (backend, model, ok) = if let Some(baseline) = asleep {
         let model = SessionModel::new(baseline, schema.clone());
-        match super::attach::replay_onto(
-            &mut backend,
-            &state,
-            &model.state,
-            &model.baseline,
-            verify,
-        )
-        .await
-        {
-            Ok(_) => {
-                let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-                lent = Some((backend, model, ok));
-            }
-            Err(Some(error)) => {
-                pool.forget();
-                return Err(error);
-            }
-            // It cannot be brought there (it has a schema, the session
-            // none): its place goes to a new connection below.
-            Err(None) => drop(backend),
-        }
-    }
-    let (backend, model, ok) = match lent {
-        Some(lent) => lent,
-        None => {
-            let opened = service.connect(&login).await;
-            let (mut backend, ok) = match opened {
-                Ok(opened) => opened,
-                Err(e) => {
-                    pool.forget();
-                    return Err(e);
-                }
-            };
+        let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+        (None, model, ok)
+    } else {
+        let wait = Duration::from_millis(shared.config.pool_wait_timeout_ms);
+        // Nothing may yield between the state check in `wait_active` and the
+        // borrow: a suspending worker counts lent connections (see
+        // scaler::actor).
+        service.wait_active().await?;
+        let borrowed = pool.borrow(&key, &start, wait).await.map_err(|e| match e {
+            PoolError::QueueFull => SessionError::PoolExhausted("too many sessions are waiting"),
+            PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
+        })?;
+        // A pooled connection is brought to a fresh session's state (which
+        // also checks the schema exists); a new one logs in with the schema.
+        let verify = cfg!(debug_assertions) || shared.config.verify_replay;
+        let mut lent = None;
+        if let Borrowed::Conn(pooled) = borrowed {
+            let Pooled {
+                conn: mut backend,
+                state,
+            } = *pooled;
             let baseline = match service.baseline(response.collation, &mut backend).await {
                 Ok(baseline) => baseline,
                 Err(e) => {
@@ -290,33 +239,78 @@ async fn run(
                     return Err(e);
                 }
             };
-            let model = SessionModel::new(baseline, schema);
-            // The backend's OK describes the new session; the client is
-            // told what its own tracking settings report.
-            let ok = super::client_ok(
-                &ok,
-                backend.capabilities,
-                capabilities,
-                &model.baseline.tracking,
-            );
-            (backend, model, ok)
+            let model = SessionModel::new(baseline, schema.clone());
+            match super::attach::replay_onto(
+                &mut backend,
+                &state,
+                &model.state,
+                &model.baseline,
+                verify,
+            )
+            .await
+            {
+                Ok(_) => {
+                    let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+                    lent = Some((backend, model, ok));
+                }
+                Err(Some(error)) => {
+                    pool.forget();
+                    return Err(error);
+                }
+                // It cannot be brought there (it has a schema, the session
+                // none): its place goes to a new connection below.
+                Err(None) => drop(backend),
+            }
         }
+        let (backend, model, ok) = match lent {
+            Some(lent) => lent,
+            None => {
+                let opened = service.connect(&login).await;
+                let (mut backend, ok) = match opened {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        pool.forget();
+                        return Err(e);
+                    }
+                };
+                let baseline = match service.baseline(response.collation, &mut backend).await {
+                    Ok(baseline) => baseline,
+                    Err(e) => {
+                        pool.forget();
+                        return Err(e);
+                    }
+                };
+                let model = SessionModel::new(baseline, schema);
+                // The backend's OK describes the new session; the client is
+                // told what its own tracking settings report.
+                let ok = super::client_ok(
+                    &ok,
+                    backend.capabilities,
+                    capabilities,
+                    &model.baseline.tracking,
+                );
+                (backend, model, ok)
+            }
+        };
+        (Some(backend), model, ok)
     };
     if let Err(e) = exchange.send(&ok).await {
-        pool.give_back(
-            key,
-            Pooled {
-                conn: backend,
-                state: model.state.clone(),
-            },
-        );
+        if let Some(conn) = backend {
+            pool.give_back(
+                key,
+                Pooled {
+                    conn,
+                    state: model.state.clone(),
+                },
+            );
+        }
         return Err(e);
     }
     // A new connection gets Torpor's session tracking now, while the
     // client reads its OK, so that the session can give the connection
     // back to the pool before its first query: an idle session holds no
     // backend connection, and so never keeps its service awake.
-    let mut backend = Some(backend);
+    let mut backend = backend;
     if let Some(conn) = backend.as_mut().filter(|b| b.needs_tracking) {
         if backend::ensure_tracking(conn).await.is_err() {
             backend = None;
