@@ -144,7 +144,8 @@ fn handle(shared: &Shared, request: tiny_http::Request) {
 }
 
 fn authorized(shared: &Shared, request: &tiny_http::Request) -> bool {
-    let Some(token) = &shared.config.admin.token else {
+    let settings = shared.settings();
+    let Some(token) = &settings.admin_token else {
         return true;
     };
     request.headers().iter().any(|h| {

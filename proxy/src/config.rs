@@ -457,7 +457,7 @@ impl Config {
 /// Torpor: a serverless front for MariaDB. Clients connect to Torpor as
 /// they would to MariaDB; Torpor authenticates them and forwards their
 /// commands to the backend.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "torpor", version, about, long_about = None)]
 pub struct Cli {
     /// TOML configuration file; the flags below override its values.

@@ -1,10 +1,13 @@
 //! What every worker shares: configuration, accounts, the services, the
 //! session registry, the shutdown trigger, the connection count and the
 //! metrics recorder.
-//! Read-mostly; nothing here is written per query.
+//! Read-mostly; nothing here is written per query. The reloadable part of
+//! the configuration ([`Settings`]) is swapped whole by a reload.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use event_listener::Event;
 
@@ -12,16 +15,20 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::Service;
+use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crate::users::UserStore;
 
 /// State shared by all workers.
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration.
+    /// The configuration Torpor started with. Its reloadable keys are
+    /// read from [`Shared::settings`] instead, which follows reloads.
     pub config: Config,
-    /// Accounts clients may log in as.
-    pub users: UserStore,
+    /// Accounts and limits, as the last reload left them.
+    settings: ArcSwap<Settings>,
+    /// The whole configuration the last reload applied (the start's at
+    /// first), which the next reload is compared against.
+    pub applied: Mutex<Config>,
     /// The database services, in configuration order; users route to
     /// one each.
     pub services: Vec<Arc<Service>>,
@@ -52,15 +59,10 @@ impl Shared {
                 "no service to route clients to".into(),
             ));
         }
-        let users = UserStore::from_config(&config.users, |user| {
-            config
-                .services
-                .iter()
-                .position(|s| s.users.iter().any(|u| u == user))
-                .unwrap_or(0)
-        })?;
+        let settings = Settings::from_config(&config)?;
         Ok(Shared {
-            users,
+            settings: ArcSwap::from_pointee(settings),
+            applied: Mutex::new(config.clone()),
             services,
             nudge,
             registry: Arc::new(Registry::default()),
@@ -74,7 +76,7 @@ impl Shared {
     /// The service `user` routes to (the first one for unknown users, so
     /// that they get their greeting and "access denied" as from MariaDB).
     pub fn service_for(&self, user: &[u8]) -> &Arc<Service> {
-        let index = self.users.service_of(user).unwrap_or(0);
+        let index = self.settings().users.service_of(user).unwrap_or(0);
         &self.services[index.min(self.services.len() - 1)]
     }
 
@@ -93,10 +95,23 @@ impl Shared {
         let permit = ConnectionPermit {
             shared: Arc::clone(self),
         };
-        if before >= self.config.max_connections {
+        if before >= self.settings().max_connections {
             return None; // the permit's drop gives the slot back
         }
         Some(permit)
+    }
+
+    /// Accounts and limits now. One lock-free load (arc-swap), cheap
+    /// enough for a login or a borrow; the guard should not be held
+    /// across an await.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
+    }
+
+    /// Replaces accounts and limits (a reload's commit). Sessions that
+    /// logged in stay; the next login sees the new accounts.
+    pub fn replace_settings(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// Client connections open now.

@@ -29,6 +29,8 @@
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), the
 //!   lifecycle state machine, one actor thread per managed service.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
+//! - [`settings`] and [`reload`]: the configuration a SIGHUP may change,
+//!   and the prepare-then-commit reload that changes it.
 //! - [`metrics`]: Prometheus metrics, recorded per worker without atomics
 //!   on the query path and rendered at `GET /metrics`.
 
@@ -44,9 +46,11 @@ pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod registry;
+pub mod reload;
 pub mod scaler;
 pub mod service;
 pub mod session;
+pub mod settings;
 pub mod shutdown;
 pub mod users;
 pub mod worker;
@@ -158,7 +162,7 @@ impl Proxy {
             return Err(failure);
         }
         let names: Vec<&str> = shared.services.iter().map(|s| s.name.as_str()).collect();
-        info!(%local_addr, workers = count, services = ?names, users = shared.users.len(), "listening");
+        info!(%local_addr, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
         Ok(Proxy {
             shared,
@@ -182,6 +186,11 @@ impl Proxy {
     /// The services, for tests and embedding programs.
     pub fn services(&self) -> &[Arc<service::Service>] {
         &self.shared.services
+    }
+
+    /// Applies new configurations to this proxy (SIGHUP).
+    pub fn reloader(&self) -> reload::Reloader {
+        reload::Reloader::new(Arc::clone(&self.shared))
     }
 
     /// The shutdown trigger (e.g. for signal handlers).

@@ -1,5 +1,6 @@
 //! The `torpor` binary: parse flags, start the services and workers, wait
-//! for a signal.
+//! for a signal: SIGTERM/SIGINT stop, SIGHUP reloads the configuration
+//! (the file again, with the same flags over it).
 
 use clap::Parser;
 use torpor::config::Cli;
@@ -7,7 +8,7 @@ use torpor::Proxy;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let config = match cli.into_config() {
+    let config = match cli.clone().into_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("torpor: {e}");
@@ -26,9 +27,29 @@ fn main() -> std::process::ExitCode {
         eprintln!("torpor: cannot install signal handlers: {e}");
         return std::process::ExitCode::FAILURE;
     }
+    if let Err(e) = reload_on_sighup(cli, proxy.reloader()) {
+        eprintln!("torpor: cannot install the SIGHUP handler: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     if proxy.join() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     }
+}
+
+/// Reloads on each SIGHUP, from a thread of its own: the configuration is
+/// read again as at start (the file, the flags over it) and applied if it
+/// can be; the outcome is logged either way.
+fn reload_on_sighup(cli: Cli, reloader: torpor::reload::Reloader) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("torpor-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader.reload_and_log(cli.clone().into_config());
+            }
+        })?;
+    Ok(())
 }

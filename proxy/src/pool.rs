@@ -108,10 +108,11 @@ pub struct BackendPool<C> {
     idle: RefCell<Vec<Idle<C>>>,
     /// Connections open on this worker: lent out and idle.
     open: Cell<usize>,
-    limit: usize,
-    idle_timeout: Duration,
+    // Cells: a config reload changes them (on the worker's own thread).
+    limit: Cell<usize>,
+    idle_timeout: Cell<Duration>,
     waiters: RefCell<VecDeque<(PoolKey, Rc<Slot<C>>)>>,
-    max_waiters: usize,
+    max_waiters: Cell<usize>,
     /// Counted in `borrow` (plain cells: the pool is its worker's own).
     stats: Cell<PoolStats>,
 }
@@ -131,10 +132,10 @@ impl<C> BackendPool<C> {
         BackendPool {
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
-            limit: limit.max(1),
-            idle_timeout,
+            limit: Cell::new(limit.max(1)),
+            idle_timeout: Cell::new(idle_timeout),
             waiters: RefCell::new(VecDeque::new()),
-            max_waiters,
+            max_waiters: Cell::new(max_waiters),
             stats: Cell::new(PoolStats::default()),
         }
     }
@@ -162,7 +163,24 @@ impl<C> BackendPool<C> {
 
     /// The most connections this pool opens.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.get()
+    }
+
+    /// New bounds (a config reload). Connections lent out stay lent; idle
+    /// ones over a lowered bound are closed now, the oldest first.
+    pub fn set_limits(&self, limit: usize, idle_timeout: Duration, max_waiters: usize) {
+        self.limit.set(limit.max(1));
+        self.idle_timeout.set(idle_timeout);
+        self.max_waiters.set(max_waiters);
+        let mut idle = self.idle.borrow_mut();
+        let excess = self.open.get().saturating_sub(self.limit.get());
+        let closing = excess.min(idle.len());
+        if closing > 0 {
+            // Newest last: the oldest are at the front.
+            idle.sort_by_key(|i| i.since);
+            idle.drain(..closing);
+            self.open.set(self.open.get() - closing);
+        }
     }
 
     /// An idle connection of `key` (preferring one in `state`), or leave
@@ -177,7 +195,7 @@ impl<C> BackendPool<C> {
         if let Some(at) = any {
             return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
         }
-        if self.open.get() < self.limit {
+        if self.open.get() < self.limit.get() {
             self.open.set(self.open.get() + 1);
             return Some(Borrowed::Open);
         }
@@ -208,7 +226,7 @@ impl<C> BackendPool<C> {
                 return Ok(found);
             }
         }
-        if self.waiters.borrow().len() >= self.max_waiters {
+        if self.waiters.borrow().len() >= self.max_waiters.get() {
             self.count(|s| s.queue_full += 1);
             return Err(PoolError::QueueFull);
         }
@@ -279,7 +297,7 @@ impl<C> BackendPool<C> {
     }
 
     fn wake_one_for_room(&self) {
-        let has_room = self.open.get() < self.limit || !self.idle.borrow().is_empty();
+        let has_room = self.open.get() < self.limit.get() || !self.idle.borrow().is_empty();
         if !has_room {
             return;
         }
@@ -304,7 +322,7 @@ impl<C> BackendPool<C> {
 
     /// Closes connections idle longer than the idle timeout.
     pub fn expire(&self) {
-        let timeout = self.idle_timeout;
+        let timeout = self.idle_timeout.get();
         let mut idle = self.idle.borrow_mut();
         let before = idle.len();
         idle.retain(|i| i.since.elapsed() < timeout);

@@ -29,8 +29,23 @@ pub enum Request {
     Wake,
     /// An operator's action; the reply says how it ended.
     Admin(AdminAction, mpsc::Sender<Result<(), String>>),
+    /// A config reload: new timers and accounts; the reply says whether
+    /// the accounts reached the backend (or wait for its next wake).
+    Reconfigure(Box<Reconfigure>, mpsc::Sender<Result<(), String>>),
     /// Torpor is stopping: stop the backend (data kept) and end.
     Shutdown,
+}
+
+/// What a config reload changes in a managed service.
+#[derive(Debug, Clone)]
+pub struct Reconfigure {
+    /// Idle time before a suspend; `None` never.
+    pub suspend_after: Option<Duration>,
+    /// Time suspended before parking; `None` never.
+    pub park_after: Option<Duration>,
+    /// Statements that create or update the service's accounts on its
+    /// backend, when they changed; `None` when they did not.
+    pub accounts_sql: Option<Vec<String>>,
 }
 
 /// What an operator can ask for.
@@ -77,8 +92,9 @@ pub struct Service {
     pub lifecycle: Lifecycle,
     /// How long connecting and logging in to the backend may take.
     pub connect_timeout: Duration,
-    /// How long a query waits for a wake before it gets an error.
-    pub wake_timeout: Duration,
+    /// How long a query waits for a wake before it gets an error, in
+    /// milliseconds (a reload may change it).
+    wake_timeout_ms: AtomicU64,
     /// The time origin of [`WorkerActivity::last_active_ms`].
     pub epoch: Instant,
     /// Per worker, indexed by worker.
@@ -141,7 +157,7 @@ impl Service {
             driver,
             lifecycle: Lifecycle::new(name, initial),
             connect_timeout,
-            wake_timeout,
+            wake_timeout_ms: AtomicU64::new(wake_timeout.as_millis() as u64),
             epoch: Instant::now(),
             workers: (0..worker_count)
                 .map(|_| WorkerActivity::default())
@@ -251,7 +267,8 @@ impl Service {
         // the wake and this session's borrow is refused (scaler::actor).
         let _waiting = WaitingGuard::new(&self.waiting);
         let failures = self.wake_failures.load(Ordering::Acquire);
-        let deadline = Instant::now() + self.wake_timeout;
+        let wake_timeout = self.wake_timeout();
+        let deadline = Instant::now() + wake_timeout;
         let mut last_asked = None;
         loop {
             // Listen before checking, so a change in between is not missed.
@@ -287,10 +304,22 @@ impl Service {
             {
                 return Err(SessionError::WakeFailed {
                     service: self.name.clone(),
-                    cause: format!("no wake within {:?}", self.wake_timeout),
+                    cause: format!("no wake within {wake_timeout:?}"),
                 });
             }
         }
+    }
+
+    /// How long a query waits for a wake before it gets an error.
+    pub fn wake_timeout(&self) -> Duration {
+        Duration::from_millis(self.wake_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`Service::wake_timeout`] (a config reload); waits under way
+    /// keep the deadline they started with.
+    pub fn set_wake_timeout(&self, timeout: Duration) {
+        self.wake_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Sessions waiting for a wake now.

@@ -237,19 +237,20 @@ async fn accept_loop(
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let sessions = Rc::new(Sessions::default());
     let buffers = Rc::new(BufferPool::default());
-    let config = &shared.config;
+    let settings = shared.settings();
     // One pool per service, indexed like `shared.services`.
     let pools: Rc<[Rc<BackendPool<BackendConn>>]> = shared
         .services
         .iter()
         .map(|_| {
             Rc::new(BackendPool::new(
-                config.backend_connections_per_worker(),
-                Duration::from_secs(config.backend_idle_timeout_secs),
-                config.max_connections,
+                settings.backend_connections_per_worker,
+                settings.backend_idle_timeout,
+                settings.max_connections,
             ))
         })
         .collect();
+    drop(settings);
     let metrics = Rc::new(shared.metrics.worker(&shared.services));
     monoio::spawn(tick(
         index,
@@ -294,7 +295,7 @@ async fn accept_loop(
     // Idle sessions end now; busy ones finish their command, see the
     // shutdown as they go idle, and end then.
     sessions.interrupt_idle();
-    let grace = shared.config.shutdown_grace();
+    let grace = shared.settings().shutdown_grace;
     let deadline = Instant::now() + grace;
     while sessions.len() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(20)).await;
@@ -338,6 +339,16 @@ async fn tick(
         if shared.shutdown.is_stopping() {
             return;
         }
+        // A reload's new limits reach the pools here, within a second.
+        let settings = shared.settings();
+        for pool in pools.iter() {
+            pool.set_limits(
+                settings.backend_connections_per_worker,
+                settings.backend_idle_timeout,
+                settings.max_connections,
+            );
+        }
+        drop(settings);
         for (service, pool) in shared.services.iter().zip(pools.iter()) {
             let Some(activity) = service.workers.get(index) else {
                 continue;

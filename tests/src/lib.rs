@@ -5,7 +5,7 @@
 //!   and stopped when the test binary exits.
 //! - [`Torpor`]: a proxy in front of it, in-process, stopped on drop.
 //! - [`torpor_binary`]: the real `torpor` binary, for tests of its command
-//!   line and signals.
+//!   line and signals; [`binary::Running`] runs it as a child process.
 //! - [`require_program`]: real client programs (`mariadb`, `sysbench`);
 //!   a missing one fails the test with the package to install, never skips.
 //! - [`docker`]: tests of real containers: the docker CLI, images, unique
@@ -217,6 +217,7 @@ pub fn torpor_binary() -> PathBuf {
     target.join("debug").join("torpor")
 }
 
+pub mod binary;
 pub mod docker;
 pub mod raw;
 pub mod serverless;

@@ -3,228 +3,16 @@
 //! (epoll forced, and io_uring refused by a seccomp filter as Docker's
 //! default profile refuses it).
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use torpor::config::IoDriver;
-use torpor::scaler::process::free_port;
 use torpor_protocol::command::Command as Com;
+use torpor_tests::binary::{Running, GRACE_SECS, HANG_LIMIT};
 use torpor_tests::raw::{base_capabilities, com, LoginOptions, RawClient};
-use torpor_tests::{
-    admin_connect, backend, connect, torpor_binary, Torpor, APP_PASSWORD, APP_USER,
-};
-
-/// Bound on waits that only guard against hangs.
-const HANG_LIMIT: Duration = Duration::from_secs(60);
-
-/// The shutdown grace the binaries get.
-const GRACE_SECS: u64 = 20;
-
-/// A `torpor` process with its stderr (the log) in a file; killed on drop
-/// if the test did not see it exit.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    log: tempfile::NamedTempFile,
-}
-
-impl Running {
-    /// Starts the binary in front of the test MariaDB with `extra` flags;
-    /// with `deny_io_uring`, under a seccomp filter that refuses
-    /// `io_uring_setup`. Returns once it accepts connections.
-    fn start(extra: &[&str], deny_io_uring: bool) -> Running {
-        let binary = torpor_binary();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(binary);
-        command
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--backend")
-            .arg(backend().addr().to_string())
-            .arg("--user")
-            .arg(format!("{APP_USER}:{APP_PASSWORD}"))
-            .arg("--shutdown-grace-secs")
-            .arg(GRACE_SECS.to_string())
-            .arg("--log-level")
-            .arg("info")
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .env_remove("MONOIO_FORCE_LEGACY_DRIVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap());
-        if deny_io_uring {
-            deny_io_uring_setup(&mut command);
-        }
-        let child = command.spawn().expect("the torpor binary starts");
-        let mut running = Running { child, addr, log };
-        running.wait_listening();
-        running
-    }
-
-    fn wait_listening(&mut self) {
-        let deadline = Instant::now() + HANG_LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "torpor exited with {status} before listening; log:\n{}",
-                    self.log_text()
-                );
-            }
-            if TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "torpor never listened; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn sigterm(&self) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: sends a signal to our own child.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "SIGTERM delivered");
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The log as JSON objects, one per line; panics on a line that is not
-    /// one.
-    fn json_log(&self) -> Vec<serde_json::Value> {
-        let text = self.log_text();
-        BufReader::new(text.as_bytes())
-            .lines()
-            .map(|line| line.unwrap())
-            .filter(|line| !line.trim().is_empty())
-            .map(
-                |line| match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(value) if value.is_object() => value,
-                    _ => panic!("not a JSON object log line: {line}"),
-                },
-            )
-            .collect()
-    }
-
-    /// Stops the process with SIGTERM and checks it exits 0 within the
-    /// grace period (plus slack for a loaded machine).
-    fn stop(&mut self) {
-        self.sigterm();
-        let status = self.wait_exit(Duration::from_secs(GRACE_SECS) + HANG_LIMIT);
-        let status = status.unwrap_or_else(|| {
-            panic!(
-                "torpor did not exit after SIGTERM; log:\n{}",
-                self.log_text()
-            )
-        });
-        assert!(
-            status.success(),
-            "torpor exited with {status}; log:\n{}",
-            self.log_text()
-        );
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Installs, in the child between fork and exec, a seccomp filter that
-/// makes `io_uring_setup` fail with EPERM, as Docker's default profile
-/// does. Everything else is allowed.
-fn deny_io_uring_setup(command: &mut Command) {
-    #[cfg(target_arch = "x86_64")]
-    const AUDIT_ARCH: u32 = 0xC000_003E;
-    #[cfg(target_arch = "aarch64")]
-    const AUDIT_ARCH: u32 = 0xC000_00B7;
-    fn stmt(code: u32, k: u32) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
-        }
-    }
-    fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt,
-            jf,
-            k,
-        }
-    }
-    let filter = [
-        // seccomp_data.arch: other ABIs are not ours to filter.
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
-        jump(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            AUDIT_ARCH,
-            1,
-            0,
-        ),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-        // seccomp_data.nr
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        jump(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            libc::SYS_io_uring_setup as u32,
-            0,
-            1,
-        ),
-        stmt(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA),
-        ),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    // SAFETY: the closure runs between fork and exec and only calls
-    // prctl, which is async-signal-safe; `filter` was built before the
-    // fork and is only read.
-    unsafe {
-        command.pre_exec(move || {
-            let program = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
+use torpor_tests::{admin_connect, backend, connect, Torpor, APP_PASSWORD, APP_USER};
 
 /// The "worker started" log entries: (worker index, driver).
 fn workers_started(log: &[serde_json::Value]) -> Vec<(u64, String)> {
@@ -312,8 +100,11 @@ fn sigterm_finishes_the_running_query_then_exits() {
     );
 }
 
+/// `--log-format json`: every line is a JSON object; each worker names
+/// its I/O driver; each client connection has a login line and a close
+/// line (reason, duration), and no line shows a password or query text.
 #[test]
-fn json_logs_are_json_lines_and_name_each_workers_driver() {
+fn json_logs_are_json_lines_name_each_workers_driver_and_each_connections_lifecycle() {
     let mut torpor = Running::start(&["--log-format", "json", "--workers", "2"], false);
     run_queries(torpor.addr);
     // A failed login, so the log has a session failure line too.
@@ -340,6 +131,33 @@ fn json_logs_are_json_lines_and_name_each_workers_driver() {
             .any(|line| line["fields"]["message"] == "listening"),
         "the listening line is there"
     );
+    // Each connection's lifecycle: logged in, then closed with its reason
+    // and duration; the failed login says why. No secret, no query text.
+    let with_message = |message: &str| -> Vec<&serde_json::Value> {
+        log.iter()
+            .filter(|line| line["fields"]["message"] == message)
+            .map(|line| &line["fields"])
+            .collect()
+    };
+    let logged_in = with_message("logged in");
+    assert_eq!(logged_in.len(), 1, "{logged_in:?}");
+    assert_eq!(logged_in[0]["user"], APP_USER);
+    let closed = with_message("connection closed");
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["id"], logged_in[0]["id"]);
+    assert_eq!(closed[0]["reason"], "client_quit");
+    assert_eq!(closed[0]["service"], "default");
+    assert!(closed[0]["duration_ms"].is_u64(), "{}", closed[0]);
+    assert!(
+        log.iter().any(|line| line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("access denied for user"))),
+        "the failed login has its line"
+    );
+    let text = torpor.log_text();
+    for secret in [APP_PASSWORD, "seq_1_to_100", "CONCAT"] {
+        assert!(!text.contains(secret), "the log shows {secret:?}:\n{text}");
+    }
 }
 
 /// The epoll driver, forced, serves the same things the default does.
@@ -425,31 +243,24 @@ fn io_uring_refused_by_seccomp_falls_back_to_epoll() {
 /// really refuses io_uring on this machine.
 #[test]
 fn forced_io_uring_when_refused_fails_to_start() {
-    let binary = torpor_binary();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut command = Command::new(binary);
-    command
-        .args([
-            "--listen",
-            &addr.to_string(),
+    let backend = backend().addr().to_string();
+    let user = format!("{APP_USER}:{APP_PASSWORD}");
+    let mut running = Running::spawn(
+        &[
             "--backend",
-            &backend().addr().to_string(),
-        ])
-        .args([
+            &backend,
             "--user",
-            &format!("{APP_USER}:{APP_PASSWORD}"),
+            &user,
             "--io-driver",
             "io-uring",
-        ])
-        .args(["--log-format", "json", "--workers", "2"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap());
-    deny_io_uring_setup(&mut command);
-    let child = command.spawn().unwrap();
-    let mut running = Running { child, addr, log };
+            "--log-format",
+            "json",
+            "--workers",
+            "2",
+        ],
+        true,
+    );
+    let addr = running.addr;
     let status = match running.wait_exit(HANG_LIMIT) {
         Some(status) => status,
         None => panic!(

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::driver::{AdminAccess, Driver, DriverError};
 use super::lifecycle::{Event, State};
-use crate::service::{AdminAction, Request, Service};
+use crate::service::{AdminAction, Reconfigure, Request, Service};
 
 /// When a service suspends and parks, and how big its buffer pool is.
 #[derive(Debug, Clone)]
@@ -39,9 +39,18 @@ pub struct Timers {
     pub suspended_buffer_pool_bytes: u64,
 }
 
-/// SQL to run on the backend after each start (accounts for a backend the
-/// driver cannot create them in), with the admin account.
-pub type StartupSql = Vec<String>;
+/// SQL the scaler runs on the backend with its admin account.
+#[derive(Debug, Clone, Default)]
+pub struct StartupSql {
+    /// After each fresh start (e.g. a schema the image lacks).
+    pub always: Vec<String>,
+    /// The statements that create or update the service's accounts.
+    pub accounts: Vec<String>,
+    /// Whether `accounts` must run after each fresh start: the driver
+    /// cannot create them itself (docker), or a reload changed them since
+    /// the driver's own copy was made (process).
+    pub accounts_after_start: bool,
+}
 
 /// Starts the actor thread of `service`. It ends on [`Request::Shutdown`]
 /// (stopping the backend, data kept) or when every sender is gone.
@@ -63,6 +72,7 @@ pub fn spawn(
                 startup_sql,
                 temporary,
                 suspended_at: None,
+                accounts_pending: false,
             };
             actor.run(requests);
         })
@@ -76,6 +86,10 @@ struct Actor {
     /// The backend and its data go when Torpor stops.
     temporary: bool,
     suspended_at: Option<Instant>,
+    /// A reload changed the accounts while the backend could not take
+    /// them (frozen, stopped, or the SQL failed): run them after the
+    /// next wake.
+    accounts_pending: bool,
 }
 
 /// How often an active service checks whether it has been idle long
@@ -96,6 +110,9 @@ impl Actor {
                 }
                 Some(Request::Admin(action, reply)) => {
                     let _ = reply.send(self.admin(action));
+                }
+                Some(Request::Reconfigure(change, reply)) => {
+                    let _ = reply.send(self.reconfigure(*change));
                 }
                 Some(Request::Shutdown) => {
                     self.shutdown();
@@ -274,7 +291,10 @@ impl Actor {
                 self.service.set_address(Some(address));
                 self.suspended_at = None;
                 if fresh_start {
-                    self.admin_sql(&self.startup_sql.clone());
+                    self.admin_sql(&self.startup_sql.always.clone());
+                }
+                if (fresh_start && self.startup_sql.accounts_after_start) || self.accounts_pending {
+                    self.accounts_pending = self.run_accounts_sql().is_err();
                 }
                 // The idle clock starts again: a service just woken is not
                 // idle since before it slept.
@@ -296,6 +316,36 @@ impl Actor {
                 Err(cause)
             }
         }
+    }
+
+    /// A config reload: new timers now; new accounts on the backend now
+    /// when it runs, else after its next wake.
+    fn reconfigure(&mut self, change: Reconfigure) -> Result<(), String> {
+        self.timers.suspend_after = change.suspend_after;
+        self.timers.park_after = change.park_after;
+        let Some(accounts) = change.accounts_sql else {
+            return Ok(());
+        };
+        self.startup_sql.accounts = accounts;
+        // The driver's own copy (the process driver's init file) is the
+        // start's: after a fresh start these statements correct it.
+        self.startup_sql.accounts_after_start = true;
+        if self.service.lifecycle.state() != State::Active {
+            self.accounts_pending = true;
+            return Ok(());
+        }
+        let applied = self.run_accounts_sql();
+        self.accounts_pending = applied.is_err();
+        applied.map_err(|e| format!("accounts not applied yet (retried at the next wake): {e}"))
+    }
+
+    fn run_accounts_sql(&self) -> Result<(), String> {
+        let Some(access) = self.driver.admin_access() else {
+            return Err("the driver gives no admin access".into());
+        };
+        run_admin_sql(&access, &self.startup_sql.accounts).inspect_err(|e| {
+            warn!(service = %self.service.name, "applying the accounts failed: {e}");
+        })
     }
 
     /// The buffer pool grows back and reloads its hot pages, in the

@@ -125,13 +125,14 @@ pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Serv
     Ok(built)
 }
 
-fn secs(value: u64) -> Option<Duration> {
+/// `Some(value seconds)`, or `None` for 0 ("never").
+pub fn secs(value: u64) -> Option<Duration> {
     (value > 0).then(|| Duration::from_secs(value))
 }
 
 /// The accounts of the users routed to `service`, to create on its
 /// backend with the same passwords (or hashes).
-fn accounts_of(config: &Config, service: &ServiceConfig) -> Vec<Account> {
+pub fn accounts_of(config: &Config, service: &ServiceConfig) -> Vec<Account> {
     let only = config.services.len() == 1 && service.users.is_empty();
     config
         .users
@@ -171,6 +172,7 @@ fn driver_for(
                     .unwrap_or_else(|| service_dir.join("data"));
                 (datadir, admin_secret(&service_dir)?)
             };
+            let accounts_copy = accounts.clone();
             let driver = ProcessDriver::new(ProcessOptions {
                 datadir,
                 accounts,
@@ -179,7 +181,12 @@ fn driver_for(
                 ready_timeout: Duration::from_secs(service.wake_timeout_secs),
             });
             // Accounts are created at every boot through --init-file.
-            Ok((Box::new(driver), Vec::new()))
+            let startup = actor::StartupSql {
+                always: Vec::new(),
+                accounts: process::account_sql(&accounts_copy),
+                accounts_after_start: false,
+            };
+            Ok((Box::new(driver), startup))
         }
         DriverKind::Docker => {
             let admin_password = if service.temporary {
@@ -201,8 +208,11 @@ fn driver_for(
             // The image creates only root: the service's accounts (and
             // the `test` schema the process driver has too) are made, or
             // updated, after every fresh start.
-            let mut startup = vec!["CREATE DATABASE IF NOT EXISTS test".to_string()];
-            startup.extend(process::account_sql(&accounts));
+            let startup = actor::StartupSql {
+                always: vec!["CREATE DATABASE IF NOT EXISTS test".to_string()],
+                accounts: process::account_sql(&accounts),
+                accounts_after_start: true,
+            };
             Ok((Box::new(driver), startup))
         }
     }

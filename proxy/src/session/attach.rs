@@ -126,7 +126,7 @@ impl Session {
     /// aligned) or newly opened.
     async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
         let key = self.pool_key();
-        let wait = Duration::from_millis(self.shared.config.pool_wait_timeout_ms);
+        let wait = self.shared.settings().pool_wait;
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -214,7 +214,7 @@ impl Session {
         conn: &mut BackendConn,
         from: &SessionState,
     ) -> Result<(), Option<SessionError>> {
-        let verify = cfg!(debug_assertions) || self.shared.config.verify_replay;
+        let verify = self.shared.settings().verify_replay;
         let replayed = replay_onto(conn, from, &self.model.state, &self.model.baseline, verify)
             .await
             .inspect_err(|e| {

@@ -59,6 +59,7 @@ impl Session {
         }
         let Some(password) = self
             .shared
+            .settings()
             .users
             .get(&change.user)
             .and_then(|stored| stored.verify(&seed, &response))

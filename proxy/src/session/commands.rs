@@ -237,7 +237,7 @@ impl Session {
 
     /// Runs the command loop until the client quits or something fails,
     /// then closes both connections.
-    pub async fn run(mut self) {
+    pub async fn run(mut self) -> CloseReason {
         // The login's connection goes back to the pool until the first
         // query: an idle session holds none.
         self.release_if_free();
@@ -265,6 +265,7 @@ impl Session {
         self.count_traffic();
         self.metrics.client_closed(reason);
         self.client.close().await;
+        reason
     }
 
     /// Adds what the client connection carried since the last call to

@@ -14,8 +14,6 @@ use torpor_protocol::handshake::{
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::Capabilities;
 
-use std::time::Duration;
-
 use torpor_replay::state::SessionState;
 
 use crate::backend::{self, BackendConn, Login};
@@ -164,6 +162,7 @@ async fn run(
     let capabilities = Capabilities::negotiate(response.capabilities, offered);
     let auth_response = native_response(exchange, &response, capabilities, &seed).await?;
     let password = shared
+        .settings()
         .users
         .get(&response.user)
         .and_then(|stored| stored.verify(&seed, &auth_response))
@@ -214,7 +213,7 @@ async fn run(
         let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
         (None, model, ok)
     } else {
-        let wait = Duration::from_millis(shared.config.pool_wait_timeout_ms);
+        let wait = shared.settings().pool_wait;
         // Nothing may yield between the state check in `wait_active` and the
         // borrow: a suspending worker counts lent connections (see
         // scaler::actor).
@@ -225,7 +224,7 @@ async fn run(
         })?;
         // A pooled connection is brought to a fresh session's state (which
         // also checks the schema exists); a new one logs in with the schema.
-        let verify = cfg!(debug_assertions) || shared.config.verify_replay;
+        let verify = shared.settings().verify_replay;
         let mut lent = None;
         if let Borrowed::Conn(pooled) = borrowed {
             let Pooled {

@@ -125,7 +125,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, par
             return;
         }
     };
-    info!(id, %peer, user = %String::from_utf8_lossy(&authenticated.user), service = %authenticated.service.name, "logged in");
+    let user = String::from_utf8_lossy(&authenticated.user).into_owned();
+    let service = authenticated.service.name.clone();
+    info!(id, %peer, %user, %service, "logged in");
+    let logged_in = std::time::Instant::now();
     let session = commands::Session::new(
         client,
         authenticated,
@@ -134,7 +137,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, par
         peer,
         parts,
     );
-    session.run().await;
+    let reason = session.run().await;
+    // The lifecycle's last line: who, how long, and why it ended (never
+    // a password or query text).
+    info!(
+        id,
+        %peer,
+        %user,
+        %service,
+        reason = reason.name(),
+        duration_ms = logged_in.elapsed().as_millis() as u64,
+        "connection closed"
+    );
 }
 
 /// Logs a session's end once, at the level its fault deserves.

@@ -1,0 +1,53 @@
+//! The part of the configuration that a reload (SIGHUP) may change while
+//! Torpor runs: accounts and limits. Workers read it through
+//! [`crate::context::Shared::settings`], which is one lock-free pointer
+//! load; the keys that need a restart stay in `Shared::config`.
+
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::users::UserStore;
+
+/// Reloadable settings, derived from one [`Config`].
+#[derive(Debug)]
+pub struct Settings {
+    /// Accounts clients may log in as, and the service each routes to.
+    pub users: UserStore,
+    /// Client connections allowed at once, over all workers.
+    pub max_connections: usize,
+    /// How long a session waits for a free backend connection.
+    pub pool_wait: Duration,
+    /// Each worker's share of the backend connection bound.
+    pub backend_connections_per_worker: usize,
+    /// Idle backend connections are closed after this long.
+    pub backend_idle_timeout: Duration,
+    /// Read back replayed session state after each move.
+    pub verify_replay: bool,
+    /// Bearer token the admin API requires, if any.
+    pub admin_token: Option<String>,
+    /// On SIGTERM/SIGINT, how long in-flight commands may take.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// The settings `config` describes; hashes plaintext passwords.
+    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
+        let users = UserStore::from_config(&config.users, |user| {
+            config
+                .services
+                .iter()
+                .position(|s| s.users.iter().any(|u| u == user))
+                .unwrap_or(0)
+        })?;
+        Ok(Settings {
+            users,
+            max_connections: config.max_connections,
+            pool_wait: Duration::from_millis(config.pool_wait_timeout_ms),
+            backend_connections_per_worker: config.backend_connections_per_worker(),
+            backend_idle_timeout: Duration::from_secs(config.backend_idle_timeout_secs),
+            verify_replay: cfg!(debug_assertions) || config.verify_replay,
+            admin_token: config.admin.token.clone(),
+            shutdown_grace: config.shutdown_grace(),
+        })
+    }
+}
