@@ -37,6 +37,10 @@ pub struct StatementFacts {
     /// an argument): answered from the previous statement on the same
     /// connection.
     pub asks_previous_statement: bool,
+    /// Calls `LAST_INSERT_ID(expr)`, which sets what `LAST_INSERT_ID()`
+    /// returns from then on (reported in an OK packet only when the
+    /// statement ends with one).
+    pub sets_last_insert_id: bool,
     /// Calls a function whose result differs between runs (NOW(), RAND(),
     /// UUID(), …): replaying the statement would not give the same result.
     pub nondeterministic: bool,
@@ -151,6 +155,9 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                         || token.is_word(sql, "last_insert_id") && empty_args
                     {
                         facts.asks_previous_statement = true;
+                    }
+                    if token.is_word(sql, "last_insert_id") && !empty_args {
+                        facts.sets_last_insert_id = true;
                     }
                 } else if [
                     "now",
@@ -295,6 +302,8 @@ mod tests {
         assert!(classify(b"SELECT FOUND_ROWS()").asks_previous_statement);
         assert!(classify(b"SELECT LAST_INSERT_ID()").asks_previous_statement);
         assert!(!classify(b"SELECT LAST_INSERT_ID(5)").asks_previous_statement);
+        assert!(classify(b"UPDATE t SET id = LAST_INSERT_ID(id + 1)").sets_last_insert_id);
+        assert!(!classify(b"SELECT LAST_INSERT_ID()").sets_last_insert_id);
         assert!(classify(b"INSERT INTO t VALUES (NOW())").nondeterministic);
         assert!(classify(b"UPDATE t SET c = RAND()").nondeterministic);
         assert!(classify(b"INSERT INTO t VALUES (CURRENT_TIMESTAMP)").nondeterministic);

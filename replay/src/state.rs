@@ -103,6 +103,11 @@ pub struct SessionState {
     pub next_transaction: Option<String>,
     /// SQL-level prepared statements: lower-case name → statement text.
     pub sql_statements: BTreeMap<String, String>,
+    /// What `LAST_INSERT_ID()` returns: the first id the last INSERT that
+    /// generated one produced, or what `LAST_INSERT_ID(expr)` set. A
+    /// connection keeps it across statements, so it moves with the
+    /// session — and a session never reads another's.
+    pub last_insert_id: u64,
 }
 
 /// A state that no statement can reach from another.
@@ -212,6 +217,14 @@ impl SessionState {
             };
             let first = SET_FIRST.contains(&name.as_str());
             assignments.push((!first, format!("{} = {value}", session_var(name))));
+        }
+        if self.last_insert_id != from.last_insert_id {
+            // A session variable MariaDB lets a session set (binary logs
+            // replay it the same way), though no tracker reports it.
+            assignments.push((
+                true,
+                format!("@@SESSION.last_insert_id = {}", self.last_insert_id),
+            ));
         }
         // Character sets first: setting one resets its collation.
         assignments.sort_by_key(|(later, _)| *later);

@@ -126,7 +126,9 @@ fn apply(state: &mut SessionState, baseline: &Baseline, statements: &[String]) {
         } else if let Some(list) = statement.strip_prefix("SET ") {
             for assignment in split_assignments(list) {
                 let (target, value) = assignment.split_once(" = ").expect("x = y");
-                if let Some(var) = target.strip_prefix("@@SESSION.") {
+                if target == "@@SESSION.last_insert_id" {
+                    state.last_insert_id = value.parse().expect("a number");
+                } else if let Some(var) = target.strip_prefix("@@SESSION.") {
                     let value = if value == "NULL" {
                         "NULL".to_string()
                     } else {
@@ -212,11 +214,13 @@ fn arb_state() -> impl Strategy<Value = SessionState> {
             prop_oneof![Just("SELECT 1"), Just("SELECT 'q'")],
             0..2,
         ),
+        prop_oneof![Just(0u64), Just(1), Just(u64::MAX)],
     )
-        .prop_map(|(schema, vars, users, statements)| {
+        .prop_map(|(schema, vars, users, statements, last_insert_id)| {
             let b = baseline();
             let mut state = SessionState {
                 schema: schema.map(String::from),
+                last_insert_id,
                 ..SessionState::default()
             };
             for (name, value) in vars {
@@ -248,4 +252,23 @@ proptest! {
             Err(Unreachable::NextTransaction) => prop_assert!(false, "no next-transaction state generated"),
         }
     }
+}
+
+#[test]
+fn last_insert_id_moves_with_the_session_and_is_reset_for_another() {
+    let b = baseline();
+    let inserted = SessionState {
+        last_insert_id: 41,
+        ..SessionState::default()
+    };
+    assert_eq!(
+        inserted.diff_from(&SessionState::default(), &b).unwrap(),
+        ["SET @@SESSION.last_insert_id = 41"]
+    );
+    // A fresh session on a connection another session inserted through
+    // reads 0, as on a new connection.
+    assert_eq!(
+        SessionState::default().diff_from(&inserted, &b).unwrap(),
+        ["SET @@SESSION.last_insert_id = 0"]
+    );
 }
