@@ -198,7 +198,8 @@ impl JournalCommand {
             }
     }
 
-    fn sql(&self) -> &[u8] {
+    /// The statement text (an execute's prepared statement).
+    pub fn sql(&self) -> &[u8] {
         match self {
             JournalCommand::Query(sql) => sql,
             JournalCommand::Execute { sql, .. } => sql,
@@ -263,8 +264,8 @@ pub enum Hazard {
     /// It changes session state (variables, schema, temporary tables,
     /// locks, prepared statements), which the replay restores separately.
     ChangesSession,
-    /// An XA statement or a procedure call: what it does is not visible
-    /// in its text.
+    /// An XA statement, a procedure call or LOAD DATA: what it does is
+    /// not visible in its text (or its data came from the client).
     Opaque,
 }
 
@@ -274,7 +275,7 @@ impl std::fmt::Display for Hazard {
             Hazard::Nondeterministic(name) => write!(f, "it calls {}()", name.to_uppercase()),
             Hazard::UnorderedLimit => f.write_str("LIMIT without ORDER BY"),
             Hazard::ChangesSession => f.write_str("it changes session state"),
-            Hazard::Opaque => f.write_str("XA or CALL"),
+            Hazard::Opaque => f.write_str("XA, CALL or LOAD DATA"),
         }
     }
 }
@@ -370,7 +371,10 @@ pub fn hazard(sql: &[u8]) -> Option<Hazard> {
                     if token.is_word(sql, "set") || token.is_word(sql, "use") {
                         return Some(Hazard::ChangesSession);
                     }
-                    if token.is_word(sql, "xa") || token.is_word(sql, "call") {
+                    if token.is_word(sql, "xa")
+                        || token.is_word(sql, "call")
+                        || token.is_word(sql, "load")
+                    {
                         return Some(Hazard::Opaque);
                     }
                     if (token.is_word(sql, "update") || token.is_word(sql, "delete"))

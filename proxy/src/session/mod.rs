@@ -23,6 +23,7 @@ pub mod relay;
 pub mod reply;
 pub mod rewrite;
 pub mod statements;
+mod transaction;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -72,6 +72,10 @@ fn hazards_by_statement() {
         ),
         ("XA END 'x'", Some(Hazard::Opaque)),
         ("CALL p()", Some(Hazard::Opaque)),
+        (
+            "LOAD DATA LOCAL INFILE 'x' INTO TABLE t",
+            Some(Hazard::Opaque),
+        ),
     ];
     for (sql, want) in table {
         assert_eq!(hazard(sql.as_bytes()), *want, "{sql}");
