@@ -281,6 +281,12 @@ fn a_transaction_survives_a_killed_backend() {
     conn.query_drop("INSERT INTO t (v) VALUES ('b'), ('c')")
         .unwrap();
     let id_b = conn.last_insert_id();
+    // An explicit id is reported as an insert id too (and must not stay
+    // pending for the next insert when replayed).
+    let id_e = id_b + 10;
+    conn.query_drop(format!("INSERT INTO t (id, v) VALUES ({id_e}, 'e')"))
+        .unwrap();
+    assert_eq!(conn.last_insert_id(), id_e);
     let seen: i64 = conn
         .query_first("SELECT balance FROM acct WHERE id = 1")
         .unwrap()
@@ -290,7 +296,7 @@ fn a_transaction_survives_a_killed_backend() {
         .unwrap();
     assert_eq!(conn.affected_rows(), 1);
     let rows: Vec<(u64, String)> = conn.query("SELECT id, v FROM t ORDER BY id").unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
 
     let thread = kill_transaction_backend("replay_txn");
     // Meanwhile another connection takes the next auto-increment ids (its
@@ -310,7 +316,7 @@ fn a_transaction_survives_a_killed_backend() {
     let inside: Vec<(u64, String)> = conn.query("SELECT id, v FROM t ORDER BY id").unwrap();
     assert_eq!(
         inside.iter().filter(|(_, v)| v != "other").count(),
-        4,
+        5,
         "{inside:?}"
     );
     conn.query_drop("COMMIT").unwrap();
@@ -328,6 +334,7 @@ fn a_transaction_survives_a_killed_backend() {
             (id_a, "a".to_string()),
             (id_b, "b".to_string()),
             (id_b + 1, "c".to_string()),
+            (id_e, "e".to_string()),
             (id_d, "d".to_string()),
         ],
         "exactly what the client wrote, under the ids it was told"

@@ -380,10 +380,10 @@ async fn replay_entries(
 ) -> Result<Result<(), String>, SessionError> {
     for (i, entry) in entries.iter().enumerate() {
         let n = i + 1;
-        if entry.outcome.last_insert_id != 0 {
+        let fixes_id = entry.outcome.last_insert_id != 0;
+        if fixes_id {
             // The same auto-increment id as the first time (what
-            // statement-based binary logging does); the server forgets it
-            // at the end of the statement.
+            // statement-based binary logging does).
             let set = format!("SET insert_id = {}", entry.outcome.last_insert_id);
             if let QueryResult::Error(_) = backend::run_query(conn, &set).await? {
                 return Ok(Err(format!(
@@ -413,6 +413,17 @@ async fn replay_entries(
             }
         };
         let outcome = run_digested(conn, command, &payload).await?;
+        if fixes_id {
+            // A statement that did not generate the id (an explicit id, an
+            // update on a duplicate key also report one) leaves it pending
+            // for the next insert — outside replication the server keeps
+            // it until used. 0 takes it back.
+            if let QueryResult::Error(_) = backend::run_query(conn, "SET insert_id = 0").await? {
+                return Ok(Err(format!(
+                    "statement {n}'s auto-increment id could not be cleared"
+                )));
+            }
+        }
         if let Some(difference) = entry.outcome.difference(&outcome) {
             return Ok(Err(format!(
                 "the result of statement {n} differs: {difference}"
