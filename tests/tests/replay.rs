@@ -595,3 +595,73 @@ fn statements_are_closed_on_the_backend_when_the_client_closes_them() {
         "statements closed by the client are closed on the backend ({before} → {after})"
     );
 }
+
+/// A statement that ends the transaction is never run again: here an
+/// ALTER TABLE, whose implicit commit went through before it waited for a
+/// metadata lock and was KILLed. The client is told the outcome is
+/// unknown (it did commit), nothing is run twice, and the session goes on.
+#[test]
+fn a_statement_that_ends_the_transaction_is_never_run_again() {
+    let torpor = Torpor::start();
+    transaction_schema("replay_txn_commit");
+    let addr = torpor.addr();
+    let mut locker = admin_connect();
+    locker.query_drop("BEGIN").unwrap();
+    locker
+        .query_drop("SELECT * FROM replay_txn_commit.acct")
+        .unwrap();
+
+    let client = std::thread::spawn(move || {
+        let mut conn = connect(addr);
+        conn.query_drop("USE replay_txn_commit").unwrap();
+        conn.query_drop("BEGIN").unwrap();
+        conn.query_drop("INSERT INTO t (v) VALUES ('committed by the ALTER')")
+            .unwrap();
+        // Commits, then waits for the locker's metadata lock.
+        let altered = conn.query_drop("ALTER TABLE acct ADD COLUMN c INT");
+        let after: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").unwrap();
+        (altered, after)
+    });
+
+    let mut admin = admin_connect();
+    let waiting = loop {
+        let thread: Option<u64> = admin
+            .query_first(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE DB = 'replay_txn_commit' AND INFO LIKE 'ALTER TABLE acct%'",
+            )
+            .unwrap();
+        if let Some(thread) = thread {
+            break thread;
+        }
+        if client.is_finished() {
+            panic!("the client stopped before waiting: {:?}", client.join());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    admin.query_drop(format!("KILL {waiting}")).unwrap();
+    let (altered, after) = client.join().unwrap();
+    locker.query_drop("COMMIT").unwrap();
+
+    match altered {
+        Err(mysql::Error::MySqlError(e)) => {
+            assert_eq!(e.code, 2013, "{e}");
+            assert!(e.message.contains("unknown"), "{e}");
+        }
+        other => panic!("expected the outcome-unknown error, got {other:?}"),
+    }
+    assert_eq!(after, Some(1), "the session goes on");
+    assert_eq!(
+        stored_rows("replay_txn_commit").len(),
+        1,
+        "the implicit commit happened once"
+    );
+    let columns: i64 = admin
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = 'replay_txn_commit' AND TABLE_NAME = 'acct' AND COLUMN_NAME = 'c'",
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(columns, 0, "the ALTER was not run again");
+}
