@@ -213,6 +213,46 @@ fn kill_transaction_backend(schema: &str) -> u64 {
     thread
 }
 
+/// A Torpor with its admin API on, to read its metrics.
+fn torpor_with_metrics() -> Torpor {
+    Torpor::start_with(torpor_tests::backend().addr(), |config| {
+        config.admin.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+}
+
+/// Waits (workers publish once a second; 10 s at most) until
+/// `torpor_transaction_replays_total{result}` reads `want`.
+fn assert_transaction_replays(torpor: &Torpor, result: &str, want: u64) {
+    let admin = torpor.admin_addr().expect("admin API runs");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let label = format!("result=\"{result}\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = agent
+            .get(&format!("http://{admin}/metrics"))
+            .call()
+            .expect("GET /metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("body");
+        let value = text
+            .lines()
+            .filter(|l| l.starts_with("torpor_transaction_replays_total{") && l.contains(&label))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if value == Some(want as f64) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "torpor_transaction_replays_total{{{label}}} is {value:?}, not {want}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A database of its own for a test, with an auto-increment table `t` and
 /// an account table `acct` (ids 1–3, balance 100).
 fn transaction_schema(name: &str) {
@@ -270,7 +310,7 @@ fn assert_not_replayed(err: mysql::Error, why: &str) {
 
 #[test]
 fn a_transaction_survives_a_killed_backend() {
-    let torpor = Torpor::start();
+    let torpor = torpor_with_metrics();
     transaction_schema("replay_txn");
     let mut conn = connect(torpor.addr());
     conn.query_drop("USE replay_txn").unwrap();
@@ -340,6 +380,7 @@ fn a_transaction_survives_a_killed_backend() {
         "exactly what the client wrote, under the ids it was told"
     );
     assert_eq!(balance("replay_txn", 1), 90, "the update was applied once");
+    assert_transaction_replays(&torpor, "ok", 1);
 }
 
 #[test]
@@ -403,7 +444,7 @@ fn a_transaction_of_prepared_statements_survives_a_killed_backend() {
 
 #[test]
 fn a_conflicting_change_makes_replay_refuse_cleanly() {
-    let torpor = Torpor::start();
+    let torpor = torpor_with_metrics();
     transaction_schema("replay_txn_conflict");
     let mut conn = connect(torpor.addr());
     conn.query_drop("USE replay_txn_conflict").unwrap();
@@ -443,6 +484,7 @@ fn a_conflicting_change_makes_replay_refuse_cleanly() {
         .unwrap();
     conn.query_drop("COMMIT").unwrap();
     assert_eq!(stored_rows("replay_txn_conflict").len(), 1);
+    assert_transaction_replays(&torpor, "refused", 1);
 }
 
 #[test]
