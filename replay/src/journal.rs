@@ -426,12 +426,15 @@ pub enum Interrupted {
     /// XA, a procedure, several statements): its outcome is unknown and it
     /// is never run again.
     OutcomeUnknown,
+    /// A plain `ROLLBACK`: whether it ran or not, the transaction is rolled
+    /// back (the server rolls back what a dead connection leaves open), so
+    /// it succeeded.
+    RolledBack,
 }
 
 /// Statements that end a transaction, explicitly or by an implicit
-/// commit, by their first word. `ROLLBACK` without `TO` is among them: it
-/// ended the transaction either way, but the client is not told it
-/// succeeded on a guess.
+/// commit, by their first word. `ROLLBACK` is among them: only its plain
+/// form ([`is_plain_rollback`]) is known to have done what it asked.
 const ENDS_TRANSACTION: &[&str] = &[
     "commit",
     "rollback",
@@ -474,6 +477,9 @@ const ENDS_TRANSACTION: &[&str] = &[
 /// end the transaction are run again; everything else — above all COMMIT
 /// — has an unknown outcome.
 pub fn interrupted(sql: &[u8]) -> Interrupted {
+    if is_plain_rollback(sql) {
+        return Interrupted::RolledBack;
+    }
     let tokens = significant(sql);
     let Some(first) = tokens.first() else {
         return Interrupted::OutcomeUnknown;
@@ -494,6 +500,24 @@ pub fn interrupted(sql: &[u8]) -> Interrupted {
         return Interrupted::OutcomeUnknown;
     }
     Interrupted::RunAgain
+}
+
+/// Whether `sql` is `ROLLBACK [WORK]` alone (not `TO SAVEPOINT`, `AND
+/// CHAIN` or `RELEASE`, which do more than end the transaction): when its
+/// transaction is gone anyway, it has done what it asked.
+pub fn is_plain_rollback(sql: &[u8]) -> bool {
+    let tokens = significant(sql);
+    let mut words = tokens.iter().filter(|t| !t.is_punct(sql, b';'));
+    let semicolons_last = tokens
+        .iter()
+        .position(|t| t.is_punct(sql, b';'))
+        .is_none_or(|p| tokens[p..].iter().all(|t| t.is_punct(sql, b';')));
+    let first = words.next();
+    let second = words.next();
+    semicolons_last
+        && first.is_some_and(|t| t.is_word(sql, "rollback"))
+        && second.is_none_or(|t| t.is_word(sql, "work"))
+        && words.next().is_none()
 }
 
 /// The journal of the transaction open on a session's backend connection.

@@ -530,6 +530,23 @@ fn a_transaction_over_the_journal_budget_is_refused_cleanly() {
     assert!(stored_rows("replay_txn_budget").is_empty());
     let one: i64 = conn.query_first("SELECT 1").unwrap().unwrap();
     assert_eq!(one, 1, "the session goes on");
+
+    // A ROLLBACK of a transaction that could not be replayed did what it
+    // asked: it gets OK.
+    conn.query_drop("BEGIN").unwrap();
+    conn.query_drop(format!("INSERT INTO t (v) VALUES ('{}')", "w".repeat(350)))
+        .unwrap();
+    kill_transaction_backend("replay_txn_budget");
+    conn.query_drop("ROLLBACK")
+        .expect("a lost transaction is rolled back");
+    assert!(stored_rows("replay_txn_budget").is_empty());
+    conn.query_drop("INSERT INTO t (v) VALUES ('after')")
+        .unwrap();
+    assert_eq!(
+        stored_rows("replay_txn_budget").len(),
+        1,
+        "autocommit again"
+    );
 }
 
 /// The KILL lands while the client's statement waits for a row lock: the

@@ -973,7 +973,7 @@ impl Session {
 
     /// Status flags as the session has them now (for replies Torpor
     /// writes itself).
-    fn last_status(&self) -> u16 {
+    pub(super) fn last_status(&self) -> u16 {
         let mut status = 0;
         if self
             .model

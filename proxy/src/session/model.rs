@@ -300,6 +300,11 @@ impl SessionModel {
         self.long_data.insert(id);
     }
 
+    /// Whether long data waits for client statement `id`'s execute.
+    pub fn has_long_data(&self, id: u32) -> bool {
+        self.long_data.contains(&id)
+    }
+
     /// Client statement `id` was executed, reset or closed.
     pub fn statement_settled(&mut self, id: u32, closed: bool) {
         self.long_data.remove(&id);

@@ -12,7 +12,8 @@
 //!   flight: a statement that cannot end the transaction is put back in
 //!   front of the client's buffer and runs again after the replay; one
 //!   that can (COMMIT above all) is never run again — the client is told
-//!   that its outcome is unknown.
+//!   that its outcome is unknown. A plain ROLLBACK is answered OK either
+//!   way: the transaction is rolled back whether it ran or not.
 //!
 //! Replay happens only when the open transaction is the session's one pin
 //! (a temporary table, a lock, a cursor… keep the old answer: the session
@@ -27,12 +28,12 @@
 
 use bytes::BytesMut;
 use torpor_protocol::command::Command;
-use torpor_protocol::frame::{write_payload, PacketHeader, MAX_PAYLOAD};
+use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOAD};
 use torpor_protocol::reply::{ReplyTracker, Step};
 use torpor_protocol::{stmt, ProtocolError};
 use torpor_replay::journal::{
-    interrupted, Interrupted, JournalCommand, JournalEntry, Outcome, ReplyDigest,
-    TransactionJournal,
+    interrupted, is_plain_rollback, Interrupted, JournalCommand, JournalEntry, Outcome,
+    ReplyDigest, TransactionJournal,
 };
 use tracing::{info, warn};
 
@@ -135,7 +136,9 @@ impl Session {
     /// (`payload` as the client sent it, with its own statement id): the
     /// payload with parameter types, which the new connection needs.
     pub(super) fn note_for_execute(&self, id: u32, payload: &[u8]) -> JournalNote {
-        if !self.may_be_in_transaction() {
+        // Long data went ahead of the execute and is not in its payload:
+        // running the payload alone would bind other values.
+        if !self.may_be_in_transaction() || self.model.has_long_data(id) {
             return JournalNote::Unrecorded;
         }
         let Some(statement) = self.statements.get(id) else {
@@ -292,16 +295,46 @@ impl Session {
     }
 
     /// Answers the client's front command with a failed replay's error and
-    /// goes on; a failure it cannot answer that way is handed back.
+    /// goes on — or with OK when it is a plain ROLLBACK, which the lost
+    /// transaction fulfils; a failure it cannot answer is handed back.
     pub(super) fn refuse_after_replay(&mut self, failure: Failure) -> Result<(), Failure> {
-        if matches!(failure.error, SessionError::TransactionNotReplayed { .. })
-            && self.ledger.is_empty()
-            && self.refuse_front_command(&failure.error)
+        if !matches!(failure.error, SessionError::TransactionNotReplayed { .. })
+            || !self.ledger.is_empty()
         {
-            report(self.guard.id, self.peer, &failure.error, "replay");
+            return Err(failure);
+        }
+        report(self.guard.id, self.peer, &failure.error, "replay");
+        if let Some((total, seq)) = self.front_plain_rollback() {
+            self.client.consume(total);
+            self.write_ok_now(seq.wrapping_add(1));
+            return Ok(());
+        }
+        if self.refuse_front_command(&failure.error) {
             return Ok(());
         }
         Err(failure)
+    }
+
+    /// The length and sequence id of the command at the front of the
+    /// client's buffer when it is a whole COM_QUERY of a plain ROLLBACK.
+    fn front_plain_rollback(&self) -> Option<(usize, u8)> {
+        let header = PacketHeader::parse(&self.client.rbuf)?;
+        if header.is_continued() {
+            return None;
+        }
+        let payload = self.client.rbuf.get(HEADER_LEN..header.total_len())?;
+        let (&command, sql) = payload.split_first()?;
+        (command == Command::Query as u8 && is_plain_rollback(sql))
+            .then_some((header.total_len(), header.seq))
+    }
+
+    /// Writes an OK with the session's status flags for the client.
+    fn write_ok_now(&mut self, seq: u8) {
+        let ok = torpor_protocol::packets::Ok {
+            status: torpor_protocol::packets::ServerStatus(self.last_status()),
+            ..Default::default()
+        };
+        torpor_protocol::packets::write_ok(&mut self.to_client, seq, ok);
     }
 
     /// The drain failed with `failure`. When the backend connection died
@@ -335,18 +368,28 @@ impl Session {
         };
         self.drop_backend();
         let command = recorded.command;
-        if interrupted(command.sql()) == Interrupted::OutcomeUnknown {
-            info!(
-                id = self.guard.id,
-                "backend connection lost during a statement that ends the transaction"
-            );
-            self.model.transaction_lost();
-            self.journal.clear();
-            self.metrics.transaction_replayed(self.service.index, false);
-            if let Some(error) = ClientError::for_session_error(&SessionError::OutcomeUnknown) {
-                error.write(&mut self.to_client, 1);
+        match interrupted(command.sql()) {
+            Interrupted::OutcomeUnknown => {
+                info!(
+                    id = self.guard.id,
+                    "backend connection lost during a statement that ends the transaction"
+                );
+                self.model.transaction_lost();
+                self.journal.clear();
+                self.metrics.transaction_replayed(self.service.index, false);
+                if let Some(error) = ClientError::for_session_error(&SessionError::OutcomeUnknown) {
+                    error.write(&mut self.to_client, 1);
+                }
+                return Ok(());
             }
-            return Ok(());
+            Interrupted::RolledBack => {
+                // Ran or not, the transaction is rolled back.
+                self.model.transaction_lost();
+                self.journal.clear();
+                self.write_ok_now(1);
+                return Ok(());
+            }
+            Interrupted::RunAgain => {}
         }
         // The command runs again after the replay, as if it came now.
         let payload = match command {

@@ -89,7 +89,9 @@ fn a_commit_is_never_run_again() {
         "commit work",
         "/* app */ COMMIT",
         "  Commit;",
-        "ROLLBACK",
+        "ROLLBACK AND CHAIN",
+        "ROLLBACK RELEASE",
+        "ROLLBACK; COMMIT",
         "XA COMMIT 'x'",
         "BEGIN",
         "START TRANSACTION",
@@ -118,6 +120,13 @@ fn a_commit_is_never_run_again() {
         assert_eq!(
             interrupted(sql.as_bytes()),
             Interrupted::RunAgain,
+            "{sql:?}"
+        );
+    }
+    for sql in ["ROLLBACK", "rollback work;", "/* x */ Rollback"] {
+        assert_eq!(
+            interrupted(sql.as_bytes()),
+            Interrupted::RolledBack,
             "{sql:?}"
         );
     }
