@@ -212,4 +212,27 @@ mod tests {
             "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
         );
     }
+
+    #[test]
+    fn a_lost_transaction_reads_as_a_retryable_rollback() {
+        let lost = SessionError::TransactionNotReplayed {
+            reason: "the result of statement 2 differs".into(),
+        };
+        assert!(lost.retryable());
+        let err = ClientError::for_session_error(&lost).unwrap();
+        assert_eq!((err.code, &err.sql_state), (DEADLOCK, b"40001"));
+        assert!(err.message.contains("rolled back"), "{}", err.message);
+        assert!(
+            err.message.contains("statement 2 differs"),
+            "{}",
+            err.message
+        );
+        let unknown = ClientError::for_session_error(&SessionError::OutcomeUnknown).unwrap();
+        assert_eq!(unknown.code, SERVER_LOST);
+        assert!(unknown.message.contains("unknown"), "{}", unknown.message);
+        assert!(
+            !SessionError::OutcomeUnknown.retryable(),
+            "a commit of unknown outcome must not be retried blindly"
+        );
+    }
 }
