@@ -40,6 +40,8 @@ pub const PACKET_TOO_LARGE: u16 = 1153;
 pub const PACKETS_OUT_OF_ORDER: u16 = 1156;
 /// ER_NET_READ_ERROR.
 pub const NET_READ_ERROR: u16 = 1158;
+/// ER_LOCK_DEADLOCK: "the transaction was rolled back, run it again".
+pub const DEADLOCK: u16 = 1213;
 /// ER_CONNECTION_KILLED.
 pub const CONNECTION_KILLED: u16 = 1927;
 /// CR_CONN_HOST_ERROR: the client library's "can't connect", which is what
@@ -143,6 +145,24 @@ impl ClientError {
                 b"HY000",
                 "Lost connection to the database behind Torpor (it sent a malformed reply)",
             ),
+            // Deadlock (1213, SQLSTATE 40001) is the one error every
+            // transaction retry loop (ORMs, connection pools, the JDBC
+            // TransactionRollbackException) already treats as "the server
+            // rolled the whole transaction back; run it again from the
+            // start" — which is exactly the situation, and the one safe
+            // reaction to it.
+            TransactionNotReplayed { reason } => ClientError::new(
+                DEADLOCK,
+                b"40001",
+                format!("Transaction rolled back: its connection to the database behind Torpor was lost and the transaction could not be replayed ({reason}); try restarting the transaction"),
+            ),
+            // The client library's own "lost connection during query": a
+            // client must not assume either outcome, which is the truth.
+            OutcomeUnknown => ClientError::new(
+                SERVER_LOST,
+                b"HY000",
+                "Lost connection to the database behind Torpor during COMMIT (or another statement that ends the transaction): whether it committed is unknown",
+            ),
             Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
             Shutdown => ClientError::new(SERVER_SHUTDOWN, b"08S01", "Server shutdown in progress"),
             TooManyConnections => {
@@ -190,6 +210,29 @@ mod tests {
         assert_eq!(
             err.message,
             "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+        );
+    }
+
+    #[test]
+    fn a_lost_transaction_reads_as_a_retryable_rollback() {
+        let lost = SessionError::TransactionNotReplayed {
+            reason: "the result of statement 2 differs".into(),
+        };
+        assert!(lost.retryable());
+        let err = ClientError::for_session_error(&lost).unwrap();
+        assert_eq!((err.code, &err.sql_state), (DEADLOCK, b"40001"));
+        assert!(err.message.contains("rolled back"), "{}", err.message);
+        assert!(
+            err.message.contains("statement 2 differs"),
+            "{}",
+            err.message
+        );
+        let unknown = ClientError::for_session_error(&SessionError::OutcomeUnknown).unwrap();
+        assert_eq!(unknown.code, SERVER_LOST);
+        assert!(unknown.message.contains("unknown"), "{}", unknown.message);
+        assert!(
+            !SessionError::OutcomeUnknown.retryable(),
+            "a commit of unknown outcome must not be retried blindly"
         );
     }
 }

@@ -253,6 +253,12 @@ pub struct Config {
     /// debug builds.
     #[serde(default)]
     pub verify_replay: bool,
+    /// Bytes of an open transaction's statements kept to replay it on a
+    /// new backend connection if its own dies (the journal; per session).
+    /// A transaction that outgrows it is not replayed: it gets an error
+    /// as before. 0 turns transaction replay off.
+    #[serde(default = "default_transaction_replay_max_bytes")]
+    pub transaction_replay_max_bytes: usize,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -292,6 +298,9 @@ pub fn default_state_dir() -> PathBuf {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 6033))
 }
+fn default_transaction_replay_max_bytes() -> usize {
+    torpor_replay::journal::DEFAULT_MAX_BYTES
+}
 fn default_max_connections() -> usize {
     10_000
 }
@@ -326,6 +335,7 @@ impl Default for Config {
             pool_wait_timeout_ms: default_pool_wait_timeout_ms(),
             backend_idle_timeout_secs: default_backend_idle_timeout_secs(),
             verify_replay: false,
+            transaction_replay_max_bytes: default_transaction_replay_max_bytes(),
             log_format: LogFormat::Text,
             log_level: default_log_level(),
             backend: None,

@@ -64,6 +64,19 @@ pub enum SessionError {
     /// The backend broke the protocol.
     #[error("backend protocol error: {0}")]
     BackendProtocol(#[source] ProtocolError),
+    /// The backend connection of an open transaction died and the
+    /// transaction could not be replayed on a new one: it was rolled back
+    /// and the session goes on outside a transaction.
+    #[error("transaction lost with its backend connection, not replayed: {reason}")]
+    TransactionNotReplayed {
+        /// Why, in words a client may read (no internals).
+        reason: String,
+    },
+    /// The backend connection died while a statement that may have ended
+    /// the transaction (COMMIT) was in flight: whether it committed is
+    /// unknown, and it is never run again.
+    #[error("lost the backend connection during a statement that ends the transaction")]
+    OutcomeUnknown,
     /// The connection was killed with KILL CONNECTION.
     #[error("connection killed")]
     Killed,
@@ -104,6 +117,8 @@ impl SessionError {
             | BackendRefused(_)
             | BackendLost(_)
             | BackendProtocol(_)
+            | TransactionNotReplayed { .. }
+            | OutcomeUnknown
             | WakeFailed { .. } => Fault::Backend,
             Killed | Shutdown | TooManyConnections | PoolExhausted(_) | Internal(_) => Fault::Proxy,
         }
@@ -120,6 +135,7 @@ impl SessionError {
                 | TooManyConnections
                 | PoolExhausted(_)
                 | WakeFailed { .. }
+                | TransactionNotReplayed { .. }
         )
     }
 

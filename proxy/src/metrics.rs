@@ -89,6 +89,7 @@ const WAIT_TIMEOUTS: &str = "torpor_pool_wait_timeouts_total";
 const QUEUE_FULL: &str = "torpor_pool_queue_full_total";
 const PINS: &str = "torpor_session_pins";
 const REPLAYS: &str = "torpor_replays_total";
+const TRANSACTION_REPLAYS: &str = "torpor_transaction_replays_total";
 const SERVICE_STATE: &str = "torpor_service_state";
 const TRANSITIONS: &str = "torpor_service_transitions_total";
 const WAKE_DURATION: &str = "torpor_wake_duration_seconds";
@@ -273,6 +274,11 @@ fn describe_all() {
         REPLAYS,
         Unit::Count,
         "Session state replays onto another backend connection: ok or refused."
+    );
+    describe_counter!(
+        TRANSACTION_REPLAYS,
+        Unit::Count,
+        "Open transactions replayed onto a new backend connection after theirs died: ok, or refused (rolled back, the client told)."
     );
     describe_gauge!(
         SERVICE_STATE,
@@ -519,6 +525,8 @@ struct ServiceCounters {
     bytes_sent: Cell<u64>,
     replays_ok: Cell<u64>,
     replays_refused: Cell<u64>,
+    transaction_replays_ok: Cell<u64>,
+    transaction_replays_refused: Cell<u64>,
 }
 
 /// The exporter handles a worker flushes into, per service.
@@ -529,6 +537,8 @@ struct ServiceHandles {
     bytes_sent: Counter,
     replays_ok: Counter,
     replays_refused: Counter,
+    transaction_replays_ok: Counter,
+    transaction_replays_refused: Counter,
     hits: Counter,
     opened: Counter,
     waited: Counter,
@@ -547,6 +557,12 @@ impl ServiceHandles {
             bytes_sent: counter!(BYTES_SENT, "service" => s()),
             replays_ok: counter!(REPLAYS, "service" => s(), "result" => "ok"),
             replays_refused: counter!(REPLAYS, "service" => s(), "result" => "refused"),
+            transaction_replays_ok: counter!(TRANSACTION_REPLAYS, "service" => s(), "result" => "ok"),
+            transaction_replays_refused: counter!(
+                TRANSACTION_REPLAYS,
+                "service" => s(),
+                "result" => "refused"
+            ),
             hits: counter!(CHECKOUTS, "service" => s(), "result" => "hit"),
             opened: counter!(CHECKOUTS, "service" => s(), "result" => "opened"),
             waited: counter!(CHECKOUTS, "service" => s(), "result" => "waited"),
@@ -563,6 +579,8 @@ impl ServiceHandles {
             bytes_sent: Counter::noop(),
             replays_ok: Counter::noop(),
             replays_refused: Counter::noop(),
+            transaction_replays_ok: Counter::noop(),
+            transaction_replays_refused: Counter::noop(),
             hits: Counter::noop(),
             opened: Counter::noop(),
             waited: Counter::noop(),
@@ -652,6 +670,20 @@ impl WorkerMetrics {
         }
     }
 
+    /// An open transaction was replayed onto a new backend connection of
+    /// `service` (`ok`), or its replay was refused (it was rolled back and
+    /// the client told).
+    pub fn transaction_replayed(&self, service: usize, ok: bool) {
+        if let Some(counters) = self.service(service) {
+            let cell = if ok {
+                &counters.transaction_replays_ok
+            } else {
+                &counters.transaction_replays_refused
+            };
+            cell.set(cell.get() + 1);
+        }
+    }
+
     /// A client connection was accepted.
     pub fn client_opened(&self) {
         self.clients_opened.set(self.clients_opened.get() + 1);
@@ -678,6 +710,14 @@ impl WorkerMetrics {
             add(&handles.bytes_sent, &counters.bytes_sent);
             add(&handles.replays_ok, &counters.replays_ok);
             add(&handles.replays_refused, &counters.replays_refused);
+            add(
+                &handles.transaction_replays_ok,
+                &counters.transaction_replays_ok,
+            );
+            add(
+                &handles.transaction_replays_refused,
+                &counters.transaction_replays_refused,
+            );
         }
         for (stats, handles) in pools.into_iter().zip(h.services.iter()) {
             increment(&handles.hits, stats.hits);

@@ -8,6 +8,8 @@
 //!
 //! - [`classify`]: what a statement does that session tracking does not
 //!   report (user variables, temporary tables, locks, PREPARE, …).
+//! - [`journal`]: an open transaction's statements and digests of their
+//!   replies, what may not be replayed, and what a lost COMMIT means.
 //! - [`capture`]: applying the session-state changes of OK packets.
 //! - [`tracking`]: what session tracking a client asked for, and so which
 //!   reported changes it is told about.
@@ -17,6 +19,7 @@
 
 pub mod capture;
 pub mod classify;
+pub mod journal;
 pub mod sql;
 pub mod state;
 pub mod tracking;

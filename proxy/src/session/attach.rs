@@ -5,7 +5,9 @@
 //! variables).
 //!
 //! A session moves only while nothing pins it ([`super::model`]); a pinned
-//! session whose connection died gets an error, as it would from MariaDB.
+//! session whose connection died gets an error, as it would from MariaDB
+//! — except one pinned by its open transaction alone, which is replayed
+//! ([`super::transaction`]).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -93,6 +95,13 @@ impl Session {
                     reply_seq: Some(1),
                 });
             }
+            if self.pinned_by_transaction_only() {
+                info!(
+                    id = self.guard.id,
+                    "backend connection lost in a transaction: replaying it"
+                );
+                return self.replay_transaction().await;
+            }
             let pins = self.model.pins();
             if !pins.is_empty() {
                 let names: Vec<&str> = pins.iter().map(|p| p.name()).collect();
@@ -124,7 +133,7 @@ impl Session {
 
     /// A backend connection in the session's state: from the pool (live,
     /// aligned) or newly opened.
-    async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
+    pub(super) async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
         let key = self.pool_key();
         let wait = self.shared.settings().pool_wait;
         loop {
@@ -473,7 +482,7 @@ fn normalized(value: &str) -> String {
 
 /// Prepares `sql` on `backend`, reading the whole reply. The outer error
 /// is the connection failing; the inner one the backend refusing.
-async fn prepare_on(
+pub(super) async fn prepare_on(
     backend: &mut BackendConn,
     sql: &[u8],
 ) -> Result<Result<PrepareOk, BackendErr>, SessionError> {

@@ -119,6 +119,8 @@ impl Session {
         let schema = (!change.database.is_empty())
             .then(|| String::from_utf8_lossy(&change.database).into_owned());
         self.model.reset(Some(schema));
+        // The transaction went with the old session.
+        self.journal.clear();
         self.statements.clear();
         be!(self).statements.clear();
         be!(self).to_close.clear();

@@ -24,19 +24,19 @@ use std::time::Instant;
 use bytes::BytesMut;
 use torpor_protocol::auth::ProvenPassword;
 use torpor_protocol::command::{Command, ReplyKind};
-use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOAD};
+use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
 use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
 use torpor_replay::classify::{classify, may_change_state, StatementFacts};
 
 use super::be;
 use super::model::SessionModel;
-use super::relay::{relay_packets, RelayError};
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::rewrite::{
     mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
 };
 use super::statements::{BackendStatements, Statements};
+use super::transaction::JournalNote;
 use super::{report, tell_client, Failure};
 use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
@@ -58,7 +58,7 @@ const PIPELINE_LIMIT: usize = 256 * 1024;
 
 /// Bytes of a streamed command's payload looked at before it is relayed:
 /// the command byte and a statement id.
-const STREAM_HEAD: usize = 5;
+pub(super) const STREAM_HEAD: usize = 5;
 
 /// What Torpor learns from a reply besides forwarding it.
 #[derive(Debug)]
@@ -107,6 +107,8 @@ pub(super) enum Pending {
         walk: ReplyWalk,
         /// What to learn from it.
         follow: Follow,
+        /// What the transaction journal keeps of the command.
+        note: JournalNote,
     },
     /// Torpor gives it itself.
     Local(BytesMut),
@@ -171,6 +173,9 @@ pub struct Session {
     /// When the current batch of commands was taken up: their latency
     /// runs from here to the end of each reply.
     pub(super) batch_started: Instant,
+    /// The open transaction's statements and their results, to replay it
+    /// if its backend connection dies.
+    pub(super) journal: torpor_replay::journal::TransactionJournal,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -222,7 +227,6 @@ impl Session {
             service,
             pins_published: false,
             guard,
-            shared,
             peer,
             control,
             buffers,
@@ -232,6 +236,10 @@ impl Session {
             statements: Statements::default(),
             metrics,
             batch_started: Instant::now(),
+            journal: torpor_replay::journal::TransactionJournal::new(
+                shared.config.transaction_replay_max_bytes,
+            ),
+            shared,
         }
     }
 
@@ -295,10 +303,17 @@ impl Session {
                         report(self.guard.id, self.peer, &failure.error, "wake");
                         continue;
                     }
-                    return Err(failure);
+                    // Nor does a transaction that could not be replayed.
+                    self.refuse_after_replay(failure)?;
+                    continue;
                 }
                 let (batch, run) = self.dispatch().await?;
-                self.drain(run).await?;
+                if let Err(failure) = self.drain(run).await {
+                    // A transaction's connection that died under a command
+                    // may be replayed, the command run again.
+                    self.after_lost_reply(failure).await?;
+                    continue;
+                }
                 self.after_batch().await?;
                 match batch {
                     Batch::Dispatched => {}
@@ -503,15 +518,17 @@ impl Session {
                 // What is prepared again elsewhere is what was sent: the
                 // rewritten text.
                 let follow = self.follow_for(command, &rewritten);
+                let note = self.note_for(command, &rewritten);
                 self.forward_run(run).await?;
                 run = 0;
                 self.client.consume(total);
-                self.expect_reply(command, follow);
+                self.expect_reply(command, follow, note);
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
             let follow = self.follow_for(command, payload);
-            self.expect_reply(command, follow);
+            let note = self.note_for(command, payload);
+            self.expect_reply(command, follow, note);
             run += total;
         };
         Ok((result, run))
@@ -535,7 +552,7 @@ impl Session {
             let mut payload = vec![Command::Query as u8];
             payload.extend_from_slice(crate::backend::TRACKING_INIT.as_bytes());
             write_payload(&mut wire, 0, &payload);
-            self.expect_reply(Command::Query, Follow::Swallow);
+            self.expect_reply(Command::Query, Follow::Swallow, JournalNote::Neutral);
         }
         for id in to_close {
             let mut payload = [0u8; 5];
@@ -593,13 +610,16 @@ impl Session {
         result.map_err(|e| self.backend_lost(e))
     }
 
-    /// Queues the reply `command` is owed, if it is owed one.
-    pub(super) fn expect_reply(&mut self, command: Command, follow: Follow) {
+    /// Queues the reply `command` is owed, if it is owed one; a journaled
+    /// command's reply is digested on its way.
+    pub(super) fn expect_reply(&mut self, command: Command, follow: Follow, note: JournalNote) {
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
-            self.ledger.push_back(Pending::Reply {
-                walk: ReplyWalk::new(command, tracker, 1),
-                follow,
-            });
+            let walk = ReplyWalk::new(command, tracker, 1);
+            let walk = match note {
+                JournalNote::Recorded(_) => walk.digested(),
+                _ => walk,
+            };
+            self.ledger.push_back(Pending::Reply { walk, follow, note });
         }
     }
 
@@ -712,89 +732,6 @@ impl Session {
         Some(target.backend_thread_id.load(Ordering::Acquire))
     }
 
-    /// Streams the command at the front of the client's buffer, whose
-    /// packets are too large to buffer. Returns the client statement id
-    /// to prepare first, when the command names one this backend
-    /// connection does not have.
-    async fn stream_command(&mut self) -> Result<Option<u32>, Failure> {
-        let head = &self.client.rbuf[HEADER_LEN..HEADER_LEN + STREAM_HEAD];
-        let command = Command::from_byte(head[0]);
-        match command {
-            Some(Command::Query) => self.expect_reply(Command::Query, Follow::Plain),
-            Some(Command::StmtPrepare) => {
-                // Its text is too large to keep for preparing it again
-                // elsewhere: the session stays on this connection.
-                self.model.pin_unknown();
-                self.expect_reply(Command::StmtPrepare, Follow::Prepare { sql: Vec::new() });
-            }
-            Some(
-                command @ (Command::StmtExecute
-                | Command::StmtBulkExecute
-                | Command::StmtSendLongData),
-            ) => {
-                let Some(id) = stmt::statement_id(head) else {
-                    return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
-                };
-                let skey = BackendStatements::key(self.guard.id, id);
-                if self.statements.get(id).is_none() {
-                    return Err(Failure {
-                        error: SessionError::ClientProtocol(ProtocolError::Unexpected {
-                            what: "oversized command for an unknown statement",
-                        }),
-                        reply_seq: Some(1),
-                    });
-                }
-                let sql = self
-                    .statements
-                    .get(id)
-                    .map(|s| s.sql.clone())
-                    .unwrap_or_default();
-                let found = be!(self).statements.lookup(skey);
-                let found = found.or_else(|| {
-                    self.backend
-                        .as_mut()
-                        .and_then(|b| b.statements.share(skey, &sql))
-                });
-                let Some(backend_id) = found else {
-                    return Ok(Some(id));
-                };
-                // An execute this large cannot have parameter types added
-                // on the way; it goes as the client sent it.
-                match command {
-                    Command::StmtSendLongData => self.model.long_data_sent(id),
-                    _ => self.expect_reply(command, Follow::Execute { id }),
-                }
-                let start = HEADER_LEN;
-                stmt::set_statement_id(
-                    &mut self.client.rbuf[start..start + STREAM_HEAD],
-                    backend_id,
-                );
-            }
-            _ => {
-                return Err(client_protocol(
-                    ProtocolError::Unexpected {
-                        what: "oversized packet that is not a query or statement command",
-                    },
-                    1,
-                ))
-            }
-        }
-        let result = relay_packets(&mut self.client, &mut be!(self).conn, |h| {
-            h.len < MAX_PAYLOAD
-        })
-        .await;
-        self.relay_result(result).map(|()| None)
-    }
-
-    pub(super) fn relay_result(&self, result: Result<(), RelayError>) -> Result<(), Failure> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(RelayError::From(None)) => Err(SessionError::ClientGone.into()),
-            Err(RelayError::From(Some(e))) => Err(SessionError::client_io(e).into()),
-            Err(RelayError::To(e)) => Err(self.backend_lost(e)),
-        }
-    }
-
     /// Maps a statement command's client id to the backend connection's,
     /// in the client's buffer at `at` (the packet's offset) when the
     /// command can go as it is.
@@ -888,7 +825,15 @@ impl Session {
             }
         }
         if let Some(follow) = follow {
-            self.expect_reply(command, follow);
+            let note = match command {
+                Command::StmtExecute => {
+                    let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
+                    self.note_for_execute(id, payload)
+                }
+                Command::StmtReset => JournalNote::Neutral,
+                _ => JournalNote::Unrecorded,
+            };
+            self.expect_reply(command, follow, note);
         }
         if let Some(payload) = rewritten {
             return Ok(StatementStep::Rewritten(payload));
@@ -901,7 +846,7 @@ impl Session {
 
     /// Answers the front command with `error` without running it (its
     /// bytes are dropped); false when it is not whole in the buffer.
-    fn refuse_front_command(&mut self, error: &SessionError) -> bool {
+    pub(super) fn refuse_front_command(&mut self, error: &SessionError) -> bool {
         let Some(header) = PacketHeader::parse(&self.client.rbuf) else {
             return false;
         };
@@ -937,7 +882,7 @@ impl Session {
 
     /// Status flags as the session has them now (for replies Torpor
     /// writes itself).
-    fn last_status(&self) -> u16 {
+    pub(super) fn last_status(&self) -> u16 {
         let mut status = 0;
         if self
             .model

@@ -87,12 +87,13 @@ impl Session {
                     });
                 }
                 Walked::Done(ending) => {
-                    if let Some(Pending::Reply { follow, walk }) = self.ledger.pop_front() {
+                    if let Some(Pending::Reply { follow, walk, note }) = self.ledger.pop_front() {
                         if is_query(walk.command, &follow) {
                             let started = self.batch_started;
                             self.metrics.query_done(self.service.index, started);
                         }
                         self.reply_ended(follow, ending);
+                        self.journal_reply_ended(note, &walk);
                     }
                 }
                 Walked::NeedMore { want } => {

@@ -12,6 +12,8 @@
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
 //! - [`relay`]: streaming packets Torpor does not look into.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
+//! - `transaction`: the open transaction's journal, and its replay when
+//!   the backend connection dies under it.
 
 mod attach;
 mod change_user;
@@ -23,6 +25,7 @@ pub mod relay;
 pub mod reply;
 pub mod rewrite;
 pub mod statements;
+mod transaction;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

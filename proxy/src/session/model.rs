@@ -17,7 +17,9 @@
 //! | `unknown-state` | a state change Torpor cannot name or reproduce | reset, change user |
 //!
 //! A pinned session keeps its backend connection; if that connection dies
-//! the client gets an error instead of a silent move.
+//! the client gets an error instead of a silent move — unless the open
+//! transaction is its only pin and its journal replays on a new
+//! connection with the same results ([`super::txn_replay`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -152,6 +154,28 @@ impl SessionModel {
         pins
     }
 
+    /// Whether a transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Whether autocommit is on (a statement outside a transaction
+    /// commits by itself).
+    pub fn autocommit(&self) -> bool {
+        self.state
+            .variables
+            .get("autocommit")
+            .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
+    }
+
+    /// The open transaction died with its backend connection (the server
+    /// rolled it back): no transaction is open, and the characteristics
+    /// it consumed are gone with it.
+    pub fn transaction_lost(&mut self) {
+        self.in_transaction = false;
+        self.state.next_transaction = None;
+    }
+
     /// Whether anything pins the session.
     pub fn is_pinned(&self) -> bool {
         !self.pins().is_empty()
@@ -274,6 +298,11 @@ impl SessionModel {
     /// Long data was sent for client statement `id`.
     pub fn long_data_sent(&mut self, id: u32) {
         self.long_data.insert(id);
+    }
+
+    /// Whether long data waits for client statement `id`'s execute.
+    pub fn has_long_data(&self, id: u32) -> bool {
+        self.long_data.contains(&id)
     }
 
     /// Client statement `id` was executed, reset or closed.

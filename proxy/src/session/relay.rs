@@ -1,11 +1,20 @@
 //! Moving whole packets from one connection to another as they arrive,
 //! for payloads Torpor does not look into: commands larger than the
-//! buffering limit, and LOCAL INFILE data.
+//! buffering limit (looked at for their command byte and statement id
+//! only), and LOCAL INFILE data.
 
 use std::io;
 
-use torpor_protocol::frame::{PacketHeader, HEADER_LEN};
+use torpor_protocol::command::Command;
+use torpor_protocol::frame::{PacketHeader, HEADER_LEN, MAX_PAYLOAD};
+use torpor_protocol::{stmt, ProtocolError};
 
+use super::be;
+use super::commands::{client_protocol, Follow, Session, STREAM_HEAD};
+use super::statements::BackendStatements;
+use super::transaction::JournalNote;
+use super::Failure;
+use crate::error::SessionError;
 use crate::net::Conn;
 
 /// Which side failed during a relay.
@@ -61,6 +70,99 @@ pub async fn relay_packets(
             Ok(0) => return Err(RelayError::From(None)),
             Ok(_) => {}
             Err(e) => return Err(RelayError::From(Some(e))),
+        }
+    }
+}
+
+impl Session {
+    /// Streams the command at the front of the client's buffer, whose
+    /// packets are too large to buffer. Returns the client statement id
+    /// to prepare first, when the command names one this backend
+    /// connection does not have.
+    pub(super) async fn stream_command(&mut self) -> Result<Option<u32>, Failure> {
+        let head = &self.client.rbuf[HEADER_LEN..HEADER_LEN + STREAM_HEAD];
+        let command = Command::from_byte(head[0]);
+        match command {
+            Some(Command::Query) => {
+                self.expect_reply(Command::Query, Follow::Plain, JournalNote::Unrecorded)
+            }
+            Some(Command::StmtPrepare) => {
+                // Its text is too large to keep for preparing it again
+                // elsewhere: the session stays on this connection.
+                self.model.pin_unknown();
+                self.expect_reply(
+                    Command::StmtPrepare,
+                    Follow::Prepare { sql: Vec::new() },
+                    JournalNote::Neutral,
+                );
+            }
+            Some(
+                command @ (Command::StmtExecute
+                | Command::StmtBulkExecute
+                | Command::StmtSendLongData),
+            ) => {
+                let Some(id) = stmt::statement_id(head) else {
+                    return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
+                };
+                let skey = BackendStatements::key(self.guard.id, id);
+                if self.statements.get(id).is_none() {
+                    return Err(Failure {
+                        error: SessionError::ClientProtocol(ProtocolError::Unexpected {
+                            what: "oversized command for an unknown statement",
+                        }),
+                        reply_seq: Some(1),
+                    });
+                }
+                let sql = self
+                    .statements
+                    .get(id)
+                    .map(|s| s.sql.clone())
+                    .unwrap_or_default();
+                let found = be!(self).statements.lookup(skey);
+                let found = found.or_else(|| {
+                    self.backend
+                        .as_mut()
+                        .and_then(|b| b.statements.share(skey, &sql))
+                });
+                let Some(backend_id) = found else {
+                    return Ok(Some(id));
+                };
+                // An execute this large cannot have parameter types added
+                // on the way; it goes as the client sent it.
+                match command {
+                    Command::StmtSendLongData => self.model.long_data_sent(id),
+                    _ => {
+                        self.expect_reply(command, Follow::Execute { id }, JournalNote::Unrecorded)
+                    }
+                }
+                let start = HEADER_LEN;
+                stmt::set_statement_id(
+                    &mut self.client.rbuf[start..start + STREAM_HEAD],
+                    backend_id,
+                );
+            }
+            _ => {
+                return Err(client_protocol(
+                    ProtocolError::Unexpected {
+                        what: "oversized packet that is not a query or statement command",
+                    },
+                    1,
+                ))
+            }
+        }
+        let result = relay_packets(&mut self.client, &mut be!(self).conn, |h| {
+            h.len < MAX_PAYLOAD
+        })
+        .await;
+        self.relay_result(result).map(|()| None)
+    }
+
+    pub(super) fn relay_result(&self, result: Result<(), RelayError>) -> Result<(), Failure> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(RelayError::From(None)) => Err(SessionError::ClientGone.into()),
+            Err(RelayError::From(Some(e))) => Err(SessionError::client_io(e).into()),
+            Err(RelayError::To(e)) => Err(self.backend_lost(e)),
         }
     }
 }

@@ -11,6 +11,7 @@ use torpor_protocol::frame::{PacketHeader, HEADER_LEN};
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::reply::{Ending, PacketClass, ReplyTracker, Step, HEAD_LEN};
 use torpor_protocol::ProtocolError;
+use torpor_replay::journal::{Outcome, ReplyDigest};
 
 /// Packets up to this size are only looked at once all of them is here.
 pub const WHOLE_PACKET_LIMIT: usize = 1 << 20;
@@ -56,6 +57,13 @@ pub struct ReplyWalk {
     /// The sequence id the client expects next (for an ERR we write
     /// ourselves if the backend fails mid-reply).
     pub next_seq: u8,
+    /// The reply's digest, for the transaction journal (only when the
+    /// command is journaled: hashing costs a pass over the bytes).
+    digest: Option<Box<ReplyDigest>>,
+    /// Whether the current packet's body goes into the digest.
+    hash_body: bool,
+    /// Whether any of the reply has been walked (and so forwarded).
+    started: bool,
 }
 
 impl ReplyWalk {
@@ -67,7 +75,26 @@ impl ReplyWalk {
             body_left: 0,
             after_body: None,
             next_seq,
+            digest: None,
+            hash_body: false,
+            started: false,
         }
+    }
+
+    /// The same walk, digesting the reply as it goes.
+    pub fn digested(mut self) -> ReplyWalk {
+        self.digest = Some(Box::default());
+        self
+    }
+
+    /// The digest of the reply walked so far, if it is digested.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.digest.as_ref().map(|d| d.finish())
+    }
+
+    /// Whether no byte of the reply has been walked yet.
+    pub fn untouched(&self) -> bool {
+        !self.started
     }
 
     /// The tracker (e.g. for the prepare-OK it decoded).
@@ -87,6 +114,13 @@ impl ReplyWalk {
         loop {
             if self.body_left > 0 {
                 let take = self.body_left.min(buf.len() - at);
+                if self.hash_body {
+                    if let (Some(digest), Some(bytes)) =
+                        (self.digest.as_mut(), buf.get(at..at + take))
+                    {
+                        digest.body(bytes);
+                    }
+                }
                 at += take;
                 self.body_left -= take;
                 if self.body_left > 0 {
@@ -128,6 +162,11 @@ impl ReplyWalk {
             }
             let head = &rest[HEADER_LEN..HEADER_LEN + available.min(header.len)];
             let step = self.tracker.on_packet(header, head)?;
+            self.started = true;
+            self.hash_body = match self.digest.as_mut() {
+                Some(digest) => digest.packet(self.tracker.last_packet(), header.len, head),
+                None => false,
+            };
             let special = match self.tracker.last_packet() {
                 PacketClass::PrepareOk => true,
                 PacketClass::Ok(status) => status.has(ServerStatus::SESSION_STATE_CHANGED),
@@ -204,6 +243,48 @@ mod tests {
         }
         assert!(done);
         assert_eq!(forwarded, wire.len());
+    }
+
+    #[test]
+    fn digests_do_not_depend_on_how_the_reply_arrives() {
+        let mut wire = BytesMut::new();
+        write_payload(&mut wire, 1, b"\x01");
+        write_payload(
+            &mut wire,
+            2,
+            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
+        );
+        write_payload(&mut wire, 3, b"\x011");
+        write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
+        let whole = {
+            let mut walk = walk_for(ReplyKind::Results).digested();
+            walk.walk(&wire, &mut Vec::new()).unwrap();
+            walk.outcome().unwrap()
+        };
+        let mut walk = walk_for(ReplyKind::Results).digested();
+        let mut buffered = Vec::new();
+        for &b in wire.iter() {
+            buffered.push(b);
+            let (n, _) = walk.walk(&buffered, &mut Vec::new()).unwrap();
+            buffered.drain(..n);
+        }
+        assert_eq!(walk.outcome().unwrap(), whole);
+
+        // Another row value: another digest; the terminator's flags count
+        // for nothing.
+        let mut other = BytesMut::new();
+        write_payload(&mut other, 1, b"\x01");
+        write_payload(
+            &mut other,
+            2,
+            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
+        );
+        write_payload(&mut other, 3, b"\x012");
+        write_payload(&mut other, 4, b"\xfe\x00\x00\x03\x40\x00\x00");
+        let mut walk = walk_for(ReplyKind::Results).digested();
+        walk.walk(&other, &mut Vec::new()).unwrap();
+        assert_ne!(walk.outcome().unwrap(), whole);
+        assert!(walk_for(ReplyKind::Results).outcome().is_none());
     }
 
     #[test]

@@ -1,0 +1,656 @@
+//! The journal of an open transaction: what its commands were and what
+//! their replies said, so that the transaction can be run again on a new
+//! backend connection when the one it ran on dies, and the new replies
+//! compared with what the client was told.
+//!
+//! - [`ReplyDigest`] folds a reply into an [`Outcome`] as it streams by:
+//!   result-set packets (column definitions, rows) are hashed byte for
+//!   byte, uninterpreted; OK packets count by their affected rows and last
+//!   insert id only — status flags, warnings, info text and session-state
+//!   data legitimately differ on another connection; ERR packets by their
+//!   code.
+//! - [`TransactionJournal`] keeps the entries of the transaction open now,
+//!   within a byte budget; over it, or after a command it cannot re-run
+//!   faithfully ([`hazard`]), the transaction is marked not replayable
+//!   ([`Refusal`]) and its entries are dropped.
+//! - [`interrupted`] decides what may be done with a command whose
+//!   connection died after it was sent: a statement that can end the
+//!   transaction (COMMIT above all) is never run again.
+//!
+//! Auto-increment ids are reproduced, not ignored: an entry whose reply
+//! had a last insert id N ≠ 0 is replayed after `SET insert_id = N` (what
+//! statement-based binary logging does), so the ids match and the OK
+//! packets are compared whole.
+
+use std::hash::Hasher;
+
+use torpor_protocol::lenenc;
+use torpor_protocol::reply::PacketClass;
+use twox_hash::XxHash64;
+
+use crate::classify::classify;
+use crate::sql::{significant, Token, TokenKind};
+
+/// The journal's default byte budget per transaction (1 MiB).
+pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
+
+/// What an entry costs besides its command bytes (outcome, bookkeeping),
+/// so that many tiny statements also reach the budget.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// ER_LOCK_DEADLOCK: the server rolled the whole transaction back.
+const DEADLOCK: u16 = 1213;
+
+/// What a reply said, as far as a replay must reproduce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Hash of every result-set packet (length and bytes) and of each OK
+    /// packet's affected rows and last insert id, in order.
+    pub digest: u64,
+    /// Affected rows of the last OK packet.
+    pub affected_rows: u64,
+    /// The first non-zero last insert id of the reply (0: none).
+    pub last_insert_id: u64,
+    /// The ERR packet's code, when the reply was an error.
+    pub error: Option<u16>,
+}
+
+impl Outcome {
+    /// How `replayed` differs from this one, in words for a log line or a
+    /// client message; `None` when it does not.
+    pub fn difference(&self, replayed: &Outcome) -> Option<String> {
+        if self == replayed {
+            return None;
+        }
+        Some(if self.error != replayed.error {
+            let code = |e: Option<u16>| e.map_or_else(|| "success".to_string(), |c| c.to_string());
+            format!(
+                "it gave {} instead of {}",
+                code(replayed.error),
+                code(self.error)
+            )
+        } else if self.affected_rows != replayed.affected_rows {
+            format!(
+                "it affected {} rows instead of {}",
+                replayed.affected_rows, self.affected_rows
+            )
+        } else if self.last_insert_id != replayed.last_insert_id {
+            format!(
+                "it generated id {} instead of {}",
+                replayed.last_insert_id, self.last_insert_id
+            )
+        } else {
+            "its result differs".to_string()
+        })
+    }
+}
+
+/// Folds a reply into an [`Outcome`] as its packets pass: call
+/// [`ReplyDigest::packet`] for each packet (with its class and as much of
+/// its payload as is at hand), then [`ReplyDigest::body`] with the payload
+/// bytes of each packet it said to hash.
+#[derive(Clone)]
+pub struct ReplyDigest {
+    hasher: XxHash64,
+    outcome: Outcome,
+}
+
+impl std::fmt::Debug for ReplyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyDigest")
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReplyDigest {
+    fn default() -> Self {
+        ReplyDigest::new()
+    }
+}
+
+impl ReplyDigest {
+    /// A digest of nothing yet.
+    pub fn new() -> ReplyDigest {
+        ReplyDigest {
+            hasher: XxHash64::with_seed(0),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// Takes one packet of `len` payload bytes whose class is `class`;
+    /// `head` is its payload, whole for OK and ERR packets (they are
+    /// small). Returns whether its payload bytes are to be hashed (fed
+    /// through [`ReplyDigest::body`]).
+    pub fn packet(&mut self, class: PacketClass, len: usize, head: &[u8]) -> bool {
+        match class {
+            PacketClass::Ok(_) => {
+                // header byte, affected rows, last insert id (lenenc each).
+                let rest = head.get(1..).unwrap_or_default();
+                let (affected, n) = lenenc::read_int(rest).unwrap_or((0, 0));
+                let (insert_id, _) = rest.get(n..).and_then(lenenc::read_int).unwrap_or((0, 0));
+                self.hasher.write_u8(0);
+                self.hasher.write_u64(affected);
+                self.hasher.write_u64(insert_id);
+                self.outcome.affected_rows = affected;
+                if self.outcome.last_insert_id == 0 {
+                    self.outcome.last_insert_id = insert_id;
+                }
+                false
+            }
+            PacketClass::Err => {
+                let code = match head.get(1..3) {
+                    Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+                    _ => 0,
+                };
+                self.outcome.error = Some(code);
+                false
+            }
+            // Terminators carry only status flags and warnings.
+            PacketClass::Eof(_) => false,
+            PacketClass::PrepareOk | PacketClass::Other => {
+                self.hasher.write_u8(1);
+                self.hasher.write_u64(len as u64);
+                true
+            }
+        }
+    }
+
+    /// Payload bytes of a packet [`ReplyDigest::packet`] said to hash.
+    pub fn body(&mut self, bytes: &[u8]) {
+        self.hasher.write(bytes);
+    }
+
+    /// The outcome of the reply.
+    pub fn finish(&self) -> Outcome {
+        Outcome {
+            digest: self.hasher.finish(),
+            ..self.outcome
+        }
+    }
+}
+
+/// A command of the transaction, as it is run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalCommand {
+    /// A COM_QUERY: its text.
+    Query(Vec<u8>),
+    /// A COM_STMT_EXECUTE of the client's statement `statement`: its
+    /// payload, with parameter types included (the new connection has
+    /// never seen this statement's types); the statement id in it is
+    /// replaced by the new connection's when it is run.
+    Execute {
+        /// Client statement id.
+        statement: u32,
+        /// The command payload (command byte first).
+        payload: Vec<u8>,
+        /// The statement's SQL text, to classify it.
+        sql: Vec<u8>,
+    },
+}
+
+impl JournalCommand {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD
+            + match self {
+                JournalCommand::Query(sql) => sql.len(),
+                JournalCommand::Execute { payload, .. } => payload.len(),
+            }
+    }
+
+    /// The statement text (an execute's prepared statement).
+    pub fn sql(&self) -> &[u8] {
+        match self {
+            JournalCommand::Query(sql) => sql,
+            JournalCommand::Execute { sql, .. } => sql,
+        }
+    }
+}
+
+/// One command of the transaction and what its reply said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The command.
+    pub command: JournalCommand,
+    /// Its reply.
+    pub outcome: Outcome,
+}
+
+/// Why an open transaction cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Replay is off (`transaction_replay_max_bytes = 0`).
+    #[error("transaction replay is off")]
+    Off,
+    /// The journal outgrew its budget.
+    #[error("the transaction is larger than the replay journal's {budget} bytes")]
+    OverBudget {
+        /// The budget, bytes.
+        budget: usize,
+    },
+    /// A statement would not give the same result again.
+    #[error("statement {statement} of the transaction is not repeatable ({what})")]
+    Hazard {
+        /// 1-based position in the transaction.
+        statement: usize,
+        /// What makes it so.
+        what: Hazard,
+    },
+    /// A command the journal cannot run again (streamed, long data, a
+    /// cursor, a change of schema or user…).
+    #[error("statement {statement} of the transaction cannot be replayed ({what})")]
+    Unrecorded {
+        /// 1-based position in the transaction.
+        statement: usize,
+        /// What it was.
+        what: &'static str,
+    },
+    /// The server rolled the transaction back itself (deadlock).
+    #[error("the server rolled the transaction back (error {code})")]
+    RolledBack {
+        /// The ERR code.
+        code: u16,
+    },
+}
+
+/// What makes a statement unfit for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hazard {
+    /// It calls a function whose value differs on every run (the name).
+    Nondeterministic(&'static str),
+    /// An UPDATE or DELETE with LIMIT and no ORDER BY: which rows it
+    /// touches is up to the server.
+    UnorderedLimit,
+    /// It changes session state (variables, schema, temporary tables,
+    /// locks, prepared statements), which the replay restores separately.
+    ChangesSession,
+    /// An XA statement, a procedure call or LOAD DATA: what it does is
+    /// not visible in its text (or its data came from the client).
+    Opaque,
+}
+
+impl std::fmt::Display for Hazard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hazard::Nondeterministic(name) => write!(f, "it calls {}()", name.to_uppercase()),
+            Hazard::UnorderedLimit => f.write_str("LIMIT without ORDER BY"),
+            Hazard::ChangesSession => f.write_str("it changes session state"),
+            Hazard::Opaque => f.write_str("XA, CALL or LOAD DATA"),
+        }
+    }
+}
+
+/// Functions whose value differs between two runs of the same statement.
+/// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()` are not here: a
+/// replay runs the statements before them in the same order on one
+/// connection, with the same insert ids, and their results are compared.
+const NONDETERMINISTIC: &[&str] = &[
+    "now",
+    "sysdate",
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "curtime",
+    "curdate",
+    "localtime",
+    "localtimestamp",
+    "unix_timestamp",
+    "utc_timestamp",
+    "utc_time",
+    "utc_date",
+    "rand",
+    "uuid",
+    "uuid_short",
+    "sys_guid",
+    "connection_id",
+    "sleep",
+    "benchmark",
+    "get_lock",
+    "release_lock",
+    "is_free_lock",
+    "is_used_lock",
+    "nextval",
+    "lastval",
+    "setval",
+];
+
+/// The same functions in their keyword forms, without parentheses.
+const NONDETERMINISTIC_KEYWORDS: &[&str] = &[
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "localtime",
+    "localtimestamp",
+];
+
+/// Connection-bound system variables: their values differ on a new
+/// connection.
+const CONNECTION_VARIABLES: &[&str] = &[
+    "@@pseudo_thread_id",
+    "@@session.pseudo_thread_id",
+    "@@timestamp",
+    "@@session.timestamp",
+    "@@rand_seed1",
+    "@@rand_seed2",
+];
+
+/// Why a statement text is unfit for replay, if it is. Recognition is by
+/// tokens ([`crate::sql`]), never inside strings or comments; it errs on
+/// the side of refusing: a false alarm costs a retry the client would have
+/// done anyway, a miss a silent divergence.
+pub fn hazard(sql: &[u8]) -> Option<Hazard> {
+    let tokens = significant(sql);
+    let facts = classify(sql);
+    if facts.writes_user_variables
+        || !facts.prepares.is_empty()
+        || !facts.deallocates.is_empty()
+        || facts.creates_temporary_table
+        || facts.drops_temporary_table
+        || facts.locks_tables
+        || facts.unlocks_tables
+    {
+        return Some(Hazard::ChangesSession);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1);
+        let starts = i == 0 || tokens.get(i - 1).is_some_and(|t| t.is_punct(sql, b';'));
+        match token.kind {
+            TokenKind::Word => {
+                let call = next.is_some_and(|n| n.is_punct(sql, b'('));
+                if call {
+                    if let Some(name) = NONDETERMINISTIC.iter().find(|n| token.is_word(sql, n)) {
+                        return Some(Hazard::Nondeterministic(name));
+                    }
+                } else if let Some(name) = NONDETERMINISTIC_KEYWORDS
+                    .iter()
+                    .find(|n| token.is_word(sql, n))
+                {
+                    return Some(Hazard::Nondeterministic(name));
+                }
+                if starts {
+                    if token.is_word(sql, "set") || token.is_word(sql, "use") {
+                        return Some(Hazard::ChangesSession);
+                    }
+                    if token.is_word(sql, "xa")
+                        || token.is_word(sql, "call")
+                        || token.is_word(sql, "load")
+                    {
+                        return Some(Hazard::Opaque);
+                    }
+                    if (token.is_word(sql, "update") || token.is_word(sql, "delete"))
+                        && unordered_limit(sql, &tokens[i..])
+                    {
+                        return Some(Hazard::UnorderedLimit);
+                    }
+                }
+            }
+            TokenKind::Variable => {
+                let text = token.bytes(sql);
+                if CONNECTION_VARIABLES
+                    .iter()
+                    .any(|v| text.eq_ignore_ascii_case(v.as_bytes()))
+                {
+                    return Some(Hazard::Nondeterministic("connection variable"));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the statement at the start of `tokens` (up to a `;`) has a
+/// LIMIT and no ORDER BY.
+fn unordered_limit(sql: &[u8], tokens: &[Token]) -> bool {
+    let end = tokens
+        .iter()
+        .position(|t| t.is_punct(sql, b';'))
+        .unwrap_or(tokens.len());
+    let statement = &tokens[..end];
+    let limit = statement.iter().any(|t| t.is_word(sql, "limit"));
+    let ordered = statement
+        .windows(2)
+        .any(|w| w[0].is_word(sql, "order") && w[1].is_word(sql, "by"));
+    limit && !ordered
+}
+
+/// What may be done with a command whose backend connection died after it
+/// was (perhaps) delivered, before its reply reached the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// It cannot have ended the transaction: the server rolled the
+    /// transaction back with the connection, so replaying the journal and
+    /// running the command again is what the client asked for.
+    RunAgain,
+    /// It may have committed (COMMIT, a statement with an implicit commit,
+    /// XA, a procedure, several statements): its outcome is unknown and it
+    /// is never run again.
+    OutcomeUnknown,
+    /// A plain `ROLLBACK`: whether it ran or not, the transaction is rolled
+    /// back (the server rolls back what a dead connection leaves open), so
+    /// it succeeded.
+    RolledBack,
+}
+
+/// Statements that end a transaction, explicitly or by an implicit
+/// commit, by their first word. `ROLLBACK` is among them: only its plain
+/// form ([`is_plain_rollback`]) is known to have done what it asked.
+const ENDS_TRANSACTION: &[&str] = &[
+    "commit",
+    "rollback",
+    "begin",
+    "start",
+    "xa",
+    "call",
+    "create",
+    "alter",
+    "drop",
+    "rename",
+    "truncate",
+    "grant",
+    "revoke",
+    "lock",
+    "unlock",
+    "flush",
+    "analyze",
+    "optimize",
+    "repair",
+    "install",
+    "uninstall",
+    "load",
+    "set",
+    "handler",
+    "do",
+    "cache",
+    "reset",
+    "purge",
+    "change",
+    "shutdown",
+    "kill",
+    "execute",
+    "deallocate",
+    "prepare",
+];
+
+/// Decides what may be done with statement text `sql` after its
+/// connection died with it in flight. Only plain statements that cannot
+/// end the transaction are run again; everything else — above all COMMIT
+/// — has an unknown outcome.
+pub fn interrupted(sql: &[u8]) -> Interrupted {
+    if is_plain_rollback(sql) {
+        return Interrupted::RolledBack;
+    }
+    let tokens = significant(sql);
+    let Some(first) = tokens.first() else {
+        return Interrupted::OutcomeUnknown;
+    };
+    // Several statements in one text: one of them may have committed.
+    let last_semicolon = tokens.iter().rposition(|t| t.is_punct(sql, b';'));
+    if last_semicolon.is_some_and(|p| p + 1 < tokens.len()) {
+        return Interrupted::OutcomeUnknown;
+    }
+    if first.kind != TokenKind::Word && first.kind != TokenKind::Punct {
+        return Interrupted::OutcomeUnknown;
+    }
+    // `ROLLBACK TO [SAVEPOINT] s` stays in the transaction.
+    if first.is_word(sql, "rollback") && tokens.get(1).is_some_and(|t| t.is_word(sql, "to")) {
+        return Interrupted::RunAgain;
+    }
+    if first.kind == TokenKind::Punct || ENDS_TRANSACTION.iter().any(|w| first.is_word(sql, w)) {
+        return Interrupted::OutcomeUnknown;
+    }
+    Interrupted::RunAgain
+}
+
+/// Whether `sql` is `ROLLBACK [WORK]` alone (not `TO SAVEPOINT`, `AND
+/// CHAIN` or `RELEASE`, which do more than end the transaction): when its
+/// transaction is gone anyway, it has done what it asked.
+pub fn is_plain_rollback(sql: &[u8]) -> bool {
+    let tokens = significant(sql);
+    let mut words = tokens.iter().filter(|t| !t.is_punct(sql, b';'));
+    let semicolons_last = tokens
+        .iter()
+        .position(|t| t.is_punct(sql, b';'))
+        .is_none_or(|p| tokens[p..].iter().all(|t| t.is_punct(sql, b';')));
+    let first = words.next();
+    let second = words.next();
+    semicolons_last
+        && first.is_some_and(|t| t.is_word(sql, "rollback"))
+        && second.is_none_or(|t| t.is_word(sql, "work"))
+        && words.next().is_none()
+}
+
+/// The journal of the transaction open on a session's backend connection.
+///
+/// Fed with every reply's end ([`TransactionJournal::reply_ended`]): the
+/// entry opens with the reply that leaves a transaction open, grows while
+/// one stays open, and empties when none is.
+#[derive(Debug, Clone)]
+pub struct TransactionJournal {
+    budget: usize,
+    bytes: usize,
+    open: bool,
+    entries: Vec<JournalEntry>,
+    /// Statements seen in the transaction (entries are dropped once it is
+    /// refused; positions in messages still count).
+    seen: usize,
+    refusal: Option<Refusal>,
+    /// `SET TRANSACTION …` characteristics that were pending when the
+    /// transaction's first statement ran (it consumed them).
+    characteristics: Option<String>,
+}
+
+impl TransactionJournal {
+    /// An empty journal that keeps at most `budget` bytes per transaction
+    /// (0: replay off).
+    pub fn new(budget: usize) -> TransactionJournal {
+        TransactionJournal {
+            budget,
+            bytes: 0,
+            open: false,
+            entries: Vec::new(),
+            seen: 0,
+            refusal: None,
+            characteristics: None,
+        }
+    }
+
+    /// Whether commands are worth recording at all (replay is on).
+    pub fn enabled(&self) -> bool {
+        self.budget > 0
+    }
+
+    /// Whether a transaction is open (and journaled or refused).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The reply to a command ended. `command` is what was recorded of it
+    /// (`None`: nothing, e.g. it was streamed), `in_transaction` whether a
+    /// transaction is open after it, and `characteristics` the pending
+    /// `SET TRANSACTION` text the command may have consumed (kept when it
+    /// opens the transaction).
+    pub fn reply_ended(
+        &mut self,
+        command: Option<JournalCommand>,
+        outcome: Outcome,
+        in_transaction: bool,
+        characteristics: Option<&str>,
+    ) {
+        if !in_transaction {
+            self.clear();
+            return;
+        }
+        if !self.open {
+            self.clear();
+            self.open = true;
+            self.characteristics = characteristics.map(str::to_string);
+            if self.budget == 0 {
+                self.refusal = Some(Refusal::Off);
+            }
+        }
+        self.seen += 1;
+        if self.refusal.is_some() {
+            return;
+        }
+        let Some(command) = command else {
+            self.refuse(Refusal::Unrecorded {
+                statement: self.seen,
+                what: "a command that is not a statement or an execute",
+            });
+            return;
+        };
+        if outcome.error == Some(DEADLOCK) {
+            self.refuse(Refusal::RolledBack { code: DEADLOCK });
+            return;
+        }
+        if let Some(what) = hazard(command.sql()) {
+            self.refuse(Refusal::Hazard {
+                statement: self.seen,
+                what,
+            });
+            return;
+        }
+        let bytes = self.bytes + command.cost();
+        if bytes > self.budget {
+            self.refuse(Refusal::OverBudget {
+                budget: self.budget,
+            });
+            return;
+        }
+        self.bytes = bytes;
+        self.entries.push(JournalEntry { command, outcome });
+    }
+
+    /// Marks the open transaction as not replayable (a command the session
+    /// saw but the journal could not record, such as long data).
+    pub fn refuse(&mut self, refusal: Refusal) {
+        if self.open && self.refusal.is_none() {
+            self.refusal = Some(refusal);
+            self.entries = Vec::new();
+            self.bytes = 0;
+        }
+    }
+
+    /// The entries to replay, in order, and the pending transaction
+    /// characteristics to restore before them; or why there are none.
+    pub fn replayable(&self) -> Result<(&[JournalEntry], Option<&str>), Refusal> {
+        match &self.refusal {
+            Some(refusal) => Err(refusal.clone()),
+            None => Ok((&self.entries, self.characteristics.as_deref())),
+        }
+    }
+
+    /// Forgets the transaction (it ended, or it was given up).
+    pub fn clear(&mut self) {
+        self.open = false;
+        self.entries = Vec::new();
+        self.bytes = 0;
+        self.seen = 0;
+        self.refusal = None;
+        self.characteristics = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;
