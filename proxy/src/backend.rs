@@ -343,6 +343,18 @@ pub async fn read_baseline(backend: &mut BackendConn) -> Result<Baseline, Sessio
     Ok(baseline)
 }
 
+/// What `LAST_INSERT_ID()` returns on `backend` now.
+pub async fn read_last_insert_id(backend: &mut BackendConn) -> Result<u64, SessionError> {
+    let rows = rows_of(run_query(backend, "SELECT LAST_INSERT_ID()").await?)?;
+    Ok(rows
+        .first()
+        .and_then(|row| row.first())
+        .and_then(|value| value.as_deref())
+        .and_then(|text| std::str::from_utf8(text).ok())
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0))
+}
+
 /// Reads a session's user variables exactly, as SQL expressions that
 /// recreate each value with its type and character set.
 ///

@@ -383,3 +383,69 @@ fn sixty_four_read_write_threads_fail_only_as_the_direct_run_does() {
         );
     }
 }
+
+/// Two sessions take turns on one backend connection: each reads its own
+/// `LAST_INSERT_ID()` — never the other's, and still its own after the
+/// other inserted through the same connection (after `LAST_INSERT_ID(expr)`
+/// in a SELECT too) — and a `SQL_CALC_FOUND_ROWS` query keeps the
+/// connection until the session's next statement, so its `FOUND_ROWS()`
+/// counts its own rows while the other session waits.
+#[test]
+fn sessions_sharing_a_connection_keep_their_own_last_insert_id_and_found_rows() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 1;
+    });
+    let mut admin = admin_connect();
+    admin
+        .query_drop(
+            "CREATE OR REPLACE TABLE test.pool_ids (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1))",
+        )
+        .unwrap();
+    let mut a = connect(torpor.addr());
+    let mut b = connect(torpor.addr());
+    let last_id = |conn: &mut mysql::Conn| -> u64 {
+        conn.query_first("SELECT LAST_INSERT_ID()")
+            .unwrap()
+            .unwrap()
+    };
+    a.query_drop("INSERT INTO test.pool_ids (who) VALUES ('a'), ('a')")
+        .unwrap();
+    let a_id = a.last_insert_id();
+    assert_ne!(a_id, 0);
+    assert_eq!(
+        last_id(&mut b),
+        0,
+        "b never inserted: it must not see a's id"
+    );
+    b.query_drop("INSERT INTO test.pool_ids (who) VALUES ('b')")
+        .unwrap();
+    let b_id = b.last_insert_id();
+    assert!(b_id > a_id);
+    assert_eq!(last_id(&mut a), a_id, "a's own id, after b inserted");
+    assert_eq!(last_id(&mut b), b_id);
+    let set: u64 = b
+        .query_first("SELECT LAST_INSERT_ID(4242)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(set, 4242);
+    assert_eq!(last_id(&mut a), a_id);
+    assert_eq!(last_id(&mut b), 4242, "set by LAST_INSERT_ID(expr)");
+
+    // FOUND_ROWS(): b's query of 7 rows waits for a's next statement.
+    let rows: Vec<u64> = a
+        .query("SELECT SQL_CALC_FOUND_ROWS seq FROM seq_1_to_100 LIMIT 3")
+        .unwrap();
+    assert_eq!(rows, [1, 2, 3]);
+    let other = std::thread::spawn(move || {
+        let rows: Vec<u64> = b.query("SELECT seq FROM seq_1_to_7").unwrap();
+        rows.len()
+    });
+    // Long enough for b's query to reach Torpor (and, without the pin, to
+    // run on the connection before a asks).
+    std::thread::sleep(Duration::from_millis(300));
+    let found: u64 = a.query_first("SELECT FOUND_ROWS()").unwrap().unwrap();
+    assert_eq!(found, 100, "a's own FOUND_ROWS()");
+    assert_eq!(other.join().unwrap(), 7, "b ran once a was done");
+}

@@ -255,6 +255,7 @@ impl Session {
             && !backend.needs_tracking
             && !self.model.is_pinned()
             && !self.model.user_variables_dirty
+            && !self.model.last_insert_id_dirty
             && !self.model.tracking_dirty
             && self.bytes_missing().is_some()
             && !self.guard.entry.killed.load(Ordering::Acquire);
@@ -332,6 +333,14 @@ impl Session {
             be!(self).needs_tracking = true;
             backend::ensure_tracking(be!(self)).await?;
             self.model.tracking_dirty = false;
+            be!(self).idle_since = std::time::Instant::now();
+        }
+        if self.model.last_insert_id_dirty {
+            let id = backend::read_last_insert_id(be!(self))
+                .await
+                .map_err(Failure::from)?;
+            self.model.state.last_insert_id = id;
+            self.model.last_insert_id_dirty = false;
             be!(self).idle_since = std::time::Instant::now();
         }
         if !(self.model.user_variables_dirty || self.model.unexplained_change) {

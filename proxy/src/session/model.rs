@@ -13,6 +13,7 @@
 //! | `named-lock` | `GET_LOCK()` | `RELEASE_ALL_LOCKS()`, reset, change user |
 //! | `table-lock` | `LOCK TABLES` | `UNLOCK TABLES`, reset, change user |
 //! | `cursor` | an execute that opened a cursor | its last row fetched, statement reset or closed |
+//! | `found-rows` | a statement with `SQL_CALC_FOUND_ROWS` | the end of the session's next statement (which may ask `FOUND_ROWS()`) |
 //! | `long-data` | COM_STMT_SEND_LONG_DATA | the statement's execute, reset or close |
 //! | `unknown-state` | a state change Torpor cannot name or reproduce | reset, change user |
 //!
@@ -49,6 +50,9 @@ pub enum PinReason {
     Cursor,
     /// Long data was sent for a statement not executed yet.
     LongData,
+    /// `SQL_CALC_FOUND_ROWS` ran: `FOUND_ROWS()` answers only on this
+    /// connection, until the next statement.
+    FoundRows,
     /// State changed in a way Torpor cannot reproduce.
     UnknownState,
 }
@@ -64,6 +68,7 @@ impl PinReason {
             PinReason::TableLock => "table-lock",
             PinReason::Cursor => "cursor",
             PinReason::LongData => "long-data",
+            PinReason::FoundRows => "found-rows",
             PinReason::UnknownState => "unknown-state",
         }
     }
@@ -88,6 +93,10 @@ pub struct SessionModel {
     /// User variables may have changed: read them back before the session
     /// next moves or the connection next serves a command.
     pub user_variables_dirty: bool,
+    /// `LAST_INSERT_ID(expr)` ran in a statement whose reply does not
+    /// carry the value (a result set): read it back like user variables.
+    pub last_insert_id_dirty: bool,
+    found_rows_pending: bool,
     /// The server said untracked state changed and nothing Torpor parsed
     /// explains it (a procedure that set a user variable or made a
     /// temporary table): user variables are read back, and if they did not
@@ -118,6 +127,8 @@ impl SessionModel {
             cursors: BTreeSet::new(),
             long_data: BTreeSet::new(),
             user_variables_dirty: false,
+            last_insert_id_dirty: false,
+            found_rows_pending: false,
             unexplained_change: false,
             tracking: baseline_tracking,
             tracking_dirty: false,
@@ -147,6 +158,9 @@ impl SessionModel {
         }
         if !self.long_data.is_empty() {
             pins.push(PinReason::LongData);
+        }
+        if self.found_rows_pending {
+            pins.push(PinReason::FoundRows);
         }
         if self.unknown_state {
             pins.push(PinReason::UnknownState);
@@ -198,8 +212,14 @@ impl SessionModel {
         if explains {
             self.unexplained_change = false;
         }
+        // The statement after a SQL_CALC_FOUND_ROWS one is the last that
+        // may ask FOUND_ROWS() for it.
+        self.found_rows_pending = ok && facts.calculates_found_rows;
         if !ok {
             return;
+        }
+        if facts.sets_last_insert_id {
+            self.last_insert_id_dirty = true;
         }
         if facts.creates_temporary_table {
             self.temporary_tables = true;
@@ -241,6 +261,11 @@ impl SessionModel {
     /// backend's OK, which always carries them).
     pub fn observe_ok(&mut self, ok: &OkPacket<'_>) {
         self.observe_status(ok.status);
+        // An INSERT that generated ids (or LAST_INSERT_ID(expr)) reports
+        // what LAST_INSERT_ID() returns from now on; 0 leaves it as it was.
+        if ok.last_insert_id != 0 {
+            self.state.last_insert_id = ok.last_insert_id;
+        }
         if !ok.status.has(ServerStatus::SESSION_STATE_CHANGED) {
             return;
         }

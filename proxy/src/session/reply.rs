@@ -169,7 +169,11 @@ impl ReplyWalk {
             };
             let special = match self.tracker.last_packet() {
                 PacketClass::PrepareOk => true,
-                PacketClass::Ok(status) => status.has(ServerStatus::SESSION_STATE_CHANGED),
+                // Also an OK that reports an insert id: LAST_INSERT_ID()
+                // is part of the session's state.
+                PacketClass::Ok(status) => {
+                    status.has(ServerStatus::SESSION_STATE_CHANGED) || reports_insert_id(head)
+                }
                 _ => false,
             };
             if special {
@@ -191,6 +195,23 @@ impl ReplyWalk {
     }
 }
 
+/// Whether an OK packet's payload (its start is enough) reports a
+/// non-zero last insert id. Two length-encoded integers, decoded here so
+/// the common OK packet is not parsed whole.
+fn reports_insert_id(payload: &[u8]) -> bool {
+    use torpor_protocol::lenenc::read_int;
+    let Some(after_header) = payload.get(1..) else {
+        return false;
+    };
+    let Some((_, affected_len)) = read_int(after_header) else {
+        return false;
+    };
+    after_header
+        .get(affected_len..)
+        .and_then(read_int)
+        .is_some_and(|(id, _)| id != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +223,17 @@ mod tests {
     fn walk_for(kind: ReplyKind) -> ReplyWalk {
         let caps = Capabilities::CLIENT_DEPRECATE_EOF;
         ReplyWalk::new(Command::Query, ReplyTracker::new(kind, caps).unwrap(), 1)
+    }
+
+    #[test]
+    fn an_ok_with_an_insert_id_is_told_apart_cheaply() {
+        assert!(!reports_insert_id(b"\x00\x01\x00\x02\x00\x00\x00"));
+        assert!(reports_insert_id(b"\x00\x01\x2a\x02\x00\x00\x00"));
+        // Two-byte affected rows, then a three-byte insert id.
+        assert!(reports_insert_id(b"\x00\xfc\x00\x01\xfd\x01\x00\x00"));
+        assert!(!reports_insert_id(b"\x00"));
+        assert!(!reports_insert_id(b""));
+        assert!(!reports_insert_id(b"\x00\xfc\x00"));
     }
 
     #[test]

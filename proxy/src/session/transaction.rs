@@ -202,6 +202,7 @@ impl Session {
         self.journal.is_open()
             && self.model.pins() == [PinReason::Transaction]
             && !self.model.user_variables_dirty
+            && !self.model.last_insert_id_dirty
             && !self.model.tracking_dirty
     }
 
