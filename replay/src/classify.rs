@@ -46,8 +46,10 @@ pub struct StatementFacts {
     pub nondeterministic: bool,
 }
 
-/// Functions whose result is not the same when a statement is run again.
-const NONDETERMINISTIC: &[&str] = &[
+/// Functions whose value differs between two runs of the same statement
+/// (time, randomness, the connection, locks, sequences). The transaction
+/// journal refuses to replay statements that call them.
+pub(crate) const CHANGES_BETWEEN_RUNS: &[&str] = &[
     "now",
     "sysdate",
     "current_timestamp",
@@ -66,16 +68,20 @@ const NONDETERMINISTIC: &[&str] = &[
     "uuid_short",
     "sys_guid",
     "connection_id",
-    "get_lock",
     "sleep",
     "benchmark",
+    "get_lock",
+    "release_lock",
+    "is_free_lock",
+    "is_used_lock",
     "nextval",
     "lastval",
     "setval",
-    "found_rows",
-    "row_count",
-    "last_insert_id",
 ];
+
+/// Functions answered from the previous statement on the connection:
+/// run again elsewhere, they answer for another statement.
+const ANSWERS_FOR_THE_PREVIOUS_STATEMENT: &[&str] = &["found_rows", "row_count", "last_insert_id"];
 
 /// Words whose presence makes a statement worth classifying; checked
 /// before lexing because every query goes through here.
@@ -139,7 +145,10 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
             TokenKind::Word => {
                 let is_call = next.is_some_and(|n| n.is_punct(sql, b'('));
                 if is_call {
-                    for name in NONDETERMINISTIC {
+                    let names = CHANGES_BETWEEN_RUNS
+                        .iter()
+                        .chain(ANSWERS_FOR_THE_PREVIOUS_STATEMENT);
+                    for name in names {
                         if token.is_word(sql, name) {
                             facts.nondeterministic = true;
                         }

@@ -28,7 +28,7 @@ use torpor_protocol::lenenc;
 use torpor_protocol::reply::PacketClass;
 use twox_hash::XxHash64;
 
-use crate::classify::classify;
+use crate::classify::{classify, CHANGES_BETWEEN_RUNS};
 use crate::sql::{significant, Token, TokenKind};
 
 /// The journal's default byte budget per transaction (1 MiB).
@@ -280,41 +280,11 @@ impl std::fmt::Display for Hazard {
     }
 }
 
-/// Functions whose value differs between two runs of the same statement.
-/// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()` are not here: a
-/// replay runs the statements before them in the same order on one
-/// connection, with the same insert ids, and their results are compared.
-const NONDETERMINISTIC: &[&str] = &[
-    "now",
-    "sysdate",
-    "current_timestamp",
-    "current_time",
-    "current_date",
-    "curtime",
-    "curdate",
-    "localtime",
-    "localtimestamp",
-    "unix_timestamp",
-    "utc_timestamp",
-    "utc_time",
-    "utc_date",
-    "rand",
-    "uuid",
-    "uuid_short",
-    "sys_guid",
-    "connection_id",
-    "sleep",
-    "benchmark",
-    "get_lock",
-    "release_lock",
-    "is_free_lock",
-    "is_used_lock",
-    "nextval",
-    "lastval",
-    "setval",
-];
-
-/// The same functions in their keyword forms, without parentheses.
+/// The functions of [`CHANGES_BETWEEN_RUNS`] that have keyword forms,
+/// without parentheses. `LAST_INSERT_ID()`, `ROW_COUNT()` and
+/// `FOUND_ROWS()` are not hazards: a replay runs the statements before
+/// them in the same order on one connection, with the same insert ids,
+/// and their results are compared.
 const NONDETERMINISTIC_KEYWORDS: &[&str] = &[
     "current_timestamp",
     "current_time",
@@ -358,7 +328,8 @@ pub fn hazard(sql: &[u8]) -> Option<Hazard> {
             TokenKind::Word => {
                 let call = next.is_some_and(|n| n.is_punct(sql, b'('));
                 if call {
-                    if let Some(name) = NONDETERMINISTIC.iter().find(|n| token.is_word(sql, n)) {
+                    if let Some(name) = CHANGES_BETWEEN_RUNS.iter().find(|n| token.is_word(sql, n))
+                    {
                         return Some(Hazard::Nondeterministic(name));
                     }
                 } else if let Some(name) = NONDETERMINISTIC_KEYWORDS
