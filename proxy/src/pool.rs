@@ -46,6 +46,11 @@ pub struct Pooled<C> {
     pub conn: C,
     /// What its session state is.
     pub state: SessionState,
+    /// The session that used it last (0: none). A session that gets back
+    /// the connection it used last, untouched since, still finds there
+    /// what `ROW_COUNT()` and `FOUND_ROWS()` say of its own previous
+    /// statement.
+    pub last_session: u32,
 }
 
 struct Idle<C> {
@@ -183,21 +188,47 @@ impl<C> BackendPool<C> {
         }
     }
 
-    /// An idle connection of `key` (preferring one in `state`), or leave
-    /// to open one, or `None` when the pool is at its bound.
-    pub fn try_borrow(&self, key: &PoolKey, state: &SessionState) -> Option<Borrowed<C>> {
+    /// A connection of `key` for `session`: the idle one it used last if
+    /// no one used it since; else an idle one no session used (in `state`
+    /// first); else, below the bound, leave to open one; else the longest
+    /// idle one of another session (in `state` first); `None` when the
+    /// pool is at its bound with nothing idle.
+    pub fn try_borrow(
+        &self,
+        key: &PoolKey,
+        state: &SessionState,
+        session: u32,
+    ) -> Option<Borrowed<C>> {
         self.expire();
         let mut idle = self.idle.borrow_mut();
-        let exact = idle
-            .iter()
-            .rposition(|i| i.key == *key && i.pooled.state == *state);
-        let any = exact.or_else(|| idle.iter().rposition(|i| i.key == *key));
-        if let Some(at) = any {
+        let own = (session != 0)
+            .then(|| {
+                idle.iter()
+                    .rposition(|i| i.key == *key && i.pooled.last_session == session)
+            })
+            .flatten();
+        // Otherwise: one no session calls its own, then (below the bound)
+        // a new one, and only then the longest idle of another session's —
+        // so each session keeps finding its own while there is room.
+        let oldest = |matches: &dyn Fn(&Idle<C>) -> bool| {
+            (0..idle.len())
+                .filter(|&at| idle[at].key == *key && matches(&idle[at]))
+                .min_by_key(|&at| idle[at].since)
+        };
+        let unowned = own.or_else(|| {
+            oldest(&|i| i.pooled.last_session == 0 && i.pooled.state == *state)
+                .or_else(|| oldest(&|i| i.pooled.last_session == 0))
+        });
+        if let Some(at) = unowned {
             return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
         }
         if self.open.get() < self.limit.get() {
             self.open.set(self.open.get() + 1);
             return Some(Borrowed::Open);
+        }
+        let others = oldest(&|i| i.pooled.state == *state).or_else(|| oldest(&|_| true));
+        if let Some(at) = others {
+            return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
         }
         // At the bound with idle connections of other keys: close the
         // oldest of them to make room.
@@ -215,10 +246,11 @@ impl<C> BackendPool<C> {
         &self,
         key: &PoolKey,
         state: &SessionState,
+        session: u32,
         timeout: Duration,
     ) -> Result<Borrowed<C>, PoolError> {
         if self.waiters.borrow().is_empty() {
-            if let Some(found) = self.try_borrow(key, state) {
+            if let Some(found) = self.try_borrow(key, state, session) {
                 self.count(|s| match found {
                     Borrowed::Conn(_) => s.hits += 1,
                     Borrowed::Open => s.opened += 1,
@@ -305,7 +337,7 @@ impl<C> BackendPool<C> {
             return;
         };
         // Take an idle connection of its key, or make room.
-        let handoff = match self.try_borrow(&key, &SessionState::default()) {
+        let handoff = match self.try_borrow(&key, &SessionState::default(), 0) {
             Some(Borrowed::Conn(pooled)) => Handoff::Conn(pooled),
             Some(Borrowed::Open) => Handoff::Room,
             None => {
@@ -342,6 +374,16 @@ impl<C> BackendPool<C> {
         self.idle.borrow().iter().map(|i| i.since).max()
     }
 
+    /// A session ended: the idle connections it used last are nobody's
+    /// now, so the next borrower takes them before opening new ones.
+    pub fn disown(&self, session: u32) {
+        for idle in self.idle.borrow_mut().iter_mut() {
+            if idle.pooled.last_session == session {
+                idle.pooled.last_session = 0;
+            }
+        }
+    }
+
     /// Applies `f` to every idle connection (e.g. to queue closes of a
     /// finished session's statements).
     pub fn for_each_idle(&self, mut f: impl FnMut(&mut C)) {
@@ -374,11 +416,11 @@ mod tests {
     fn prefers_a_connection_already_in_the_sessions_state() {
         let pool: BackendPool<u32> = BackendPool::new(4, Duration::from_secs(60), 8);
         assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a")),
+            pool.try_borrow(&key("app"), &state("a"), 0),
             Some(Borrowed::Open)
         ));
         assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a")),
+            pool.try_borrow(&key("app"), &state("a"), 0),
             Some(Borrowed::Open)
         ));
         pool.give_back(
@@ -386,6 +428,7 @@ mod tests {
             Pooled {
                 conn: 1,
                 state: state("a"),
+                last_session: 0,
             },
         );
         pool.give_back(
@@ -393,28 +436,76 @@ mod tests {
             Pooled {
                 conn: 2,
                 state: state("b"),
+                last_session: 0,
             },
         );
-        let Some(Borrowed::Conn(found)) = pool.try_borrow(&key("app"), &state("a")) else {
+        let Some(Borrowed::Conn(found)) = pool.try_borrow(&key("app"), &state("a"), 0) else {
             panic!("an idle connection")
         };
         assert_eq!(found.conn, 1);
         assert_eq!(pool.open(), 2);
         assert!(
-            pool.try_borrow(&key("other"), &state("a")).is_some(),
+            pool.try_borrow(&key("other"), &state("a"), 0).is_some(),
             "below the bound another user gets a new place"
         );
+    }
+
+    #[test]
+    fn a_session_gets_back_the_connection_it_used_last_if_no_one_took_it() {
+        let pool: BackendPool<u32> = BackendPool::new(4, Duration::from_secs(60), 8);
+        for _ in 0..2 {
+            assert!(matches!(
+                pool.try_borrow(&key("app"), &state("a"), 0),
+                Some(Borrowed::Open)
+            ));
+        }
+        let back = |conn, last_session| {
+            pool.give_back(
+                key("app"),
+                Pooled {
+                    conn,
+                    state: state("a"),
+                    last_session,
+                },
+            )
+        };
+        back(1, 5);
+        back(2, 6);
+        let take = |session| match pool.try_borrow(&key("app"), &state("a"), session) {
+            Some(Borrowed::Conn(found)) => found.conn,
+            _ => panic!("an idle connection"),
+        };
+        // Session 5's own, though connection 2 came back later.
+        assert_eq!(take(5), 1);
+        back(1, 5);
+        // Session 7 has none of its own and there is room: a new one.
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a"), 7),
+            Some(Borrowed::Open)
+        ));
+        // At the bound (4), 8 takes the longest idle of another's (2),
+        // so that 5 still finds its own.
+        assert!(matches!(
+            pool.try_borrow(&key("app"), &state("a"), 0),
+            Some(Borrowed::Open)
+        ));
+        assert_eq!(take(8), 2);
+        assert_eq!(take(5), 1);
+        // A session that ended leaves its connection to anyone.
+        back(1, 5);
+        pool.disown(5);
+        assert_eq!(take(9), 1);
     }
 
     #[test]
     fn the_bound_holds_and_other_keys_make_room() {
         let pool: BackendPool<u32> = BackendPool::new(1, Duration::from_secs(60), 8);
         assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a")),
+            pool.try_borrow(&key("app"), &state("a"), 0),
             Some(Borrowed::Open)
         ));
         assert!(
-            pool.try_borrow(&key("app"), &state("a")).is_none(),
+            pool.try_borrow(&key("app"), &state("a"), 0).is_none(),
             "at the bound"
         );
         pool.give_back(
@@ -422,11 +513,12 @@ mod tests {
             Pooled {
                 conn: 1,
                 state: state("a"),
+                last_session: 0,
             },
         );
         // Another user: the idle connection of the first is closed for it.
         assert!(matches!(
-            pool.try_borrow(&key("other"), &state("a")),
+            pool.try_borrow(&key("other"), &state("a"), 0),
             Some(Borrowed::Open)
         ));
         assert_eq!(pool.open(), 1);
@@ -439,7 +531,7 @@ mod tests {
     fn idle_connections_expire() {
         let pool: BackendPool<u32> = BackendPool::new(2, Duration::from_millis(0), 8);
         assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a")),
+            pool.try_borrow(&key("app"), &state("a"), 0),
             Some(Borrowed::Open)
         ));
         pool.give_back(
@@ -447,6 +539,7 @@ mod tests {
             Pooled {
                 conn: 1,
                 state: state("a"),
+                last_session: 0,
             },
         );
         std::thread::sleep(Duration::from_millis(2));
@@ -464,20 +557,20 @@ mod tests {
             let pool: Rc<BackendPool<u32>> =
                 Rc::new(BackendPool::new(1, Duration::from_secs(60), 1));
             assert!(matches!(
-                pool.try_borrow(&key("app"), &state("a")),
+                pool.try_borrow(&key("app"), &state("a"), 0),
                 Some(Borrowed::Open)
             ));
             let waiting = {
                 let pool = Rc::clone(&pool);
                 monoio::spawn(async move {
-                    pool.borrow(&key("app"), &state("a"), Duration::from_secs(5))
+                    pool.borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
                         .await
                 })
             };
             monoio::time::sleep(Duration::from_millis(5)).await;
             // The queue holds one: a second waiter is refused at once.
             let refused = pool
-                .borrow(&key("app"), &state("a"), Duration::from_secs(5))
+                .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
                 .await;
             assert!(matches!(refused, Err(PoolError::QueueFull)));
             pool.give_back(
@@ -485,6 +578,7 @@ mod tests {
                 Pooled {
                     conn: 7,
                     state: state("a"),
+                    last_session: 0,
                 },
             );
             match waiting.await {
@@ -492,7 +586,7 @@ mod tests {
                 _ => panic!("the waiter gets the returned connection"),
             }
             let timed_out = pool
-                .borrow(&key("app"), &state("a"), Duration::from_millis(10))
+                .borrow(&key("app"), &state("a"), 0, Duration::from_millis(10))
                 .await;
             assert!(matches!(timed_out, Err(PoolError::Timeout)));
             // Only `borrow` counts (try_borrow also serves the pool's own

@@ -449,3 +449,47 @@ fn sessions_sharing_a_connection_keep_their_own_last_insert_id_and_found_rows() 
     assert_eq!(found, 100, "a's own FOUND_ROWS()");
     assert_eq!(other.join().unwrap(), 7, "b ran once a was done");
 }
+
+/// Two sessions interleave autocommit statements on a pool of two
+/// connections: each gets back the connection it used last, so
+/// `ROW_COUNT()` and `FOUND_ROWS()` answer for its own previous
+/// statement, not the other session's.
+#[test]
+fn interleaved_sessions_read_their_own_row_count_and_found_rows() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 2;
+    });
+    let mut admin = admin_connect();
+    admin
+        .query_drop("CREATE OR REPLACE TABLE test.pool_counts (id INT PRIMARY KEY, n INT)")
+        .unwrap();
+    admin
+        .query_drop("INSERT INTO test.pool_counts SELECT seq, 0 FROM seq_1_to_10")
+        .unwrap();
+    let mut a = connect(torpor.addr());
+    let mut b = connect(torpor.addr());
+    let row_count = |conn: &mut mysql::Conn| -> i64 {
+        conn.query_first("SELECT ROW_COUNT()").unwrap().unwrap()
+    };
+    let found_rows = |conn: &mut mysql::Conn| -> u64 {
+        conn.query_first("SELECT FOUND_ROWS()").unwrap().unwrap()
+    };
+    for round in 1..=20 {
+        a.query_drop(format!(
+            "UPDATE test.pool_counts SET n = {round} WHERE id <= 3"
+        ))
+        .unwrap();
+        b.query_drop(format!(
+            "UPDATE test.pool_counts SET n = {round} WHERE id = 10"
+        ))
+        .unwrap();
+        assert_eq!(row_count(&mut a), 3, "a's UPDATE, round {round}");
+        assert_eq!(row_count(&mut b), 1, "b's UPDATE, round {round}");
+        let _: Vec<u64> = a.query("SELECT seq FROM seq_1_to_4").unwrap();
+        let _: Vec<u64> = b.query("SELECT seq FROM seq_1_to_9").unwrap();
+        assert_eq!(found_rows(&mut a), 4, "a's SELECT, round {round}");
+        assert_eq!(found_rows(&mut b), 9, "b's SELECT, round {round}");
+    }
+}

@@ -142,7 +142,7 @@ impl Session {
             self.service.wait_active().await?;
             let borrowed = self
                 .pool
-                .borrow(&key, &self.model.state, wait)
+                .borrow(&key, &self.model.state, self.guard.id, wait)
                 .await
                 .map_err(|e| match e {
                     PoolError::QueueFull => {
@@ -152,7 +152,9 @@ impl Session {
                 })?;
             match borrowed {
                 Borrowed::Conn(pooled) => {
-                    let Pooled { mut conn, state } = *pooled;
+                    let Pooled {
+                        mut conn, state, ..
+                    } = *pooled;
                     if conn.idle_since.elapsed() >= CHECK_AFTER_IDLE
                         && backend_closed(conn.conn.raw_fd())
                     {
@@ -274,6 +276,7 @@ impl Session {
                 Pooled {
                     conn,
                     state: self.model.state.clone(),
+                    last_session: self.guard.id,
                 },
             );
         }
@@ -321,6 +324,7 @@ impl Session {
         if clean {
             self.release_if_free();
         }
+        self.pool.disown(session);
         self.drop_backend();
     }
 

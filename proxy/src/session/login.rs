@@ -218,10 +218,15 @@ async fn run(
         // borrow: a suspending worker counts lent connections (see
         // scaler::actor).
         service.wait_active().await?;
-        let borrowed = pool.borrow(&key, &start, wait).await.map_err(|e| match e {
-            PoolError::QueueFull => SessionError::PoolExhausted("too many sessions are waiting"),
-            PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
-        })?;
+        let borrowed = pool
+            .borrow(&key, &start, connection_id, wait)
+            .await
+            .map_err(|e| match e {
+                PoolError::QueueFull => {
+                    SessionError::PoolExhausted("too many sessions are waiting")
+                }
+                PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
+            })?;
         // A pooled connection is brought to a fresh session's state (which
         // also checks the schema exists); a new one logs in with the schema.
         let verify = shared.settings().verify_replay;
@@ -230,6 +235,7 @@ async fn run(
             let Pooled {
                 conn: mut backend,
                 state,
+                ..
             } = *pooled;
             let baseline = match service.baseline(response.collation, &mut backend).await {
                 Ok(baseline) => baseline,
@@ -300,6 +306,7 @@ async fn run(
                 Pooled {
                     conn,
                     state: model.state.clone(),
+                    last_session: connection_id,
                 },
             );
         }
