@@ -129,6 +129,21 @@ pub struct RunArgs {
     /// API, as `torpor-serverless`; only the serverless workloads run on it.
     #[arg(long)]
     pub spawn_torpor_serverless: bool,
+    /// Start one more Torpor in front of the baseline per N, as
+    /// `torpor-poolN`, with one worker and a pool of N backend connections
+    /// (`--workers 1 --max-backend-connections N`), so that sessions share
+    /// connections: `multiplex` on `--spawn-torpor-pool 8` puts 64 clients
+    /// on 8 connections, `state-diff` needs `--spawn-torpor-pool 1`.
+    #[arg(long, value_name = "N,...", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub spawn_torpor_pool: Vec<u32>,
+    /// Clients of the `multiplex` workload.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub multiplex_clients: u32,
+    /// Longest think time of a `multiplex` client between two queries
+    /// (uniform from zero to this); `0s` runs closed-loop.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub multiplex_think: Duration,
     /// A `torpor` binary to spawn instead of building the workspace's.
     #[arg(long, value_name = "PATH")]
     pub torpor_bin: Option<PathBuf>,
@@ -240,6 +255,9 @@ pub struct SpawnPlan {
     /// Torpor with a MariaDB of its own and its admin API,
     /// `torpor-serverless`.
     pub torpor_serverless: bool,
+    /// Pool bounds of the Torpors with one worker and a small pool,
+    /// `torpor-poolN` each.
+    pub torpor_pools: Vec<u32>,
     /// Where the `torpor` binary comes from, when either Torpor is spawned.
     pub torpor_source: Option<TorporSource>,
     /// How long each may take to accept connections.
@@ -268,6 +286,29 @@ impl Default for ServerlessSettings {
             admin_token: None,
         }
     }
+}
+
+/// How the `multiplex` workload runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiplexSettings {
+    /// Clients at once.
+    pub clients: u32,
+    /// Longest think time between two queries of a client.
+    pub think: Duration,
+}
+
+impl Default for MultiplexSettings {
+    fn default() -> Self {
+        MultiplexSettings {
+            clients: 64,
+            think: Duration::from_millis(20),
+        }
+    }
+}
+
+/// The name of the spawned Torpor whose pool holds `bound` connections.
+pub fn pool_target_name(bound: u32) -> String {
+    format!("torpor-pool{bound}")
 }
 
 /// Where the `torpor` binary comes from.
@@ -321,6 +362,8 @@ pub struct Settings {
     pub spawn: SpawnPlan,
     /// The serverless workloads' cycles and admin token.
     pub serverless: ServerlessSettings,
+    /// Clients and think time of `multiplex`.
+    pub multiplex: MultiplexSettings,
     /// Report files.
     pub outputs: Outputs,
     /// Progress display.
@@ -346,12 +389,18 @@ impl Settings {
         if args.spawn_torpor_serverless {
             names.push("torpor-serverless");
         }
+        let pool_names: Vec<String> = args
+            .spawn_torpor_pool
+            .iter()
+            .map(|&bound| pool_target_name(bound))
+            .collect();
+        names.extend(pool_names.iter().map(String::as_str));
         if names.is_empty() {
             bail!("nothing to measure: give --target NAME=HOST:PORT, --spawn-mariadb or --spawn-torpor-serverless");
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor and torpor-serverless)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, torpor-serverless and torpor-poolN)");
             }
         }
         for pid in &args.pids {
@@ -373,8 +422,10 @@ impl Settings {
             }
         }
         let targets = with_admin_addresses(args.targets.clone(), &args.admins, &names)?;
-        if (args.spawn_haproxy || args.spawn_torpor) && !args.spawn_mariadb && targets.is_empty() {
-            bail!("--spawn-haproxy and --spawn-torpor need a database behind them: --spawn-mariadb or a first --target");
+        let in_front =
+            args.spawn_haproxy || args.spawn_torpor || !args.spawn_torpor_pool.is_empty();
+        if in_front && !args.spawn_mariadb && targets.is_empty() {
+            bail!("--spawn-haproxy, --spawn-torpor and --spawn-torpor-pool need a database behind them: --spawn-mariadb or a first --target");
         }
         if args.duration.is_zero() {
             bail!("--duration must be more than zero");
@@ -392,10 +443,11 @@ impl Settings {
                 .or_else(|| args.out.as_ref().map(|dir| dir.join("report.md"))),
             svg_dir: args.svg_dir.or(args.out),
         };
-        let any_torpor = args.spawn_torpor || args.spawn_torpor_serverless;
+        let any_torpor =
+            args.spawn_torpor || args.spawn_torpor_serverless || !args.spawn_torpor_pool.is_empty();
         let torpor_source = match (any_torpor, args.torpor_bin) {
             (false, Some(_)) => {
-                bail!("--torpor-bin only matters with --spawn-torpor or --spawn-torpor-serverless")
+                bail!("--torpor-bin only matters with --spawn-torpor, --spawn-torpor-pool or --spawn-torpor-serverless")
             }
             (false, None) => None,
             (true, Some(path)) => Some(TorporSource::Binary(path)),
@@ -423,6 +475,7 @@ impl Settings {
                 haproxy: args.spawn_haproxy,
                 torpor: args.spawn_torpor,
                 torpor_serverless: args.spawn_torpor_serverless,
+                torpor_pools: args.spawn_torpor_pool,
                 torpor_source,
                 timeout: args.spawn_timeout,
             },
@@ -431,6 +484,10 @@ impl Settings {
                 random_cycles: args.random_suspend_cycles,
                 random_pause: args.random_suspend_pause,
                 admin_token: args.admin_token,
+            },
+            multiplex: MultiplexSettings {
+                clients: args.multiplex_clients,
+                think: args.multiplex_think,
             },
             outputs,
             progress: args.progress,
@@ -775,6 +832,46 @@ mod tests {
         for bad in ["t=h:1,admin=h", "t=h:1,admin=", "t=h:1,pid=3", "t=h:1,"] {
             assert!(settings(&["--target", bad]).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn pool_torpors_are_named_by_their_bound_and_need_a_database() {
+        let s =
+            settings(&["--spawn-mariadb", "--spawn-torpor-pool", "1,8"]).expect("valid arguments");
+        assert_eq!(s.spawn.torpor_pools, [1, 8]);
+        assert!(matches!(
+            s.spawn.torpor_source,
+            Some(TorporSource::Build(_))
+        ));
+        assert_eq!(pool_target_name(8), "torpor-pool8");
+        assert_eq!(s.multiplex, MultiplexSettings::default());
+        assert!(settings(&["--spawn-torpor-pool", "8"]).is_err());
+        assert!(settings(&["--spawn-mariadb", "--spawn-torpor-pool", "0"]).is_err());
+        assert!(settings(&["--spawn-mariadb", "--spawn-torpor-pool", "2,2"]).is_err());
+        assert!(settings(&[
+            "--spawn-mariadb",
+            "--spawn-torpor-pool",
+            "1",
+            "--target",
+            "torpor-pool1=h:1"
+        ])
+        .is_err());
+        let s = settings(&[
+            "--spawn-mariadb",
+            "--multiplex-clients",
+            "16",
+            "--multiplex-think",
+            "0s",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            s.multiplex,
+            MultiplexSettings {
+                clients: 16,
+                think: Duration::ZERO
+            }
+        );
+        assert!(settings(&["--spawn-mariadb", "--multiplex-clients", "0"]).is_err());
     }
 
     #[test]

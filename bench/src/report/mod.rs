@@ -252,6 +252,7 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedHaproxy => Some("haproxy"),
         Origin::SpawnedTorpor => Some("torpor"),
         Origin::SpawnedTorporServerless => Some("torpor-serverless"),
+        Origin::SpawnedTorporPool(_) => Some("torpor"),
     };
     TargetSummary {
         name: target.name.clone(),
@@ -625,6 +626,7 @@ pub(crate) mod tests {
             sysbench_tables: 1,
             spawn: SpawnPlan::default(),
             serverless: Default::default(),
+            multiplex: Default::default(),
             outputs: Outputs::default(),
             progress: ProgressMode::Off,
         }

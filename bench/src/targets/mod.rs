@@ -3,8 +3,8 @@
 //!
 //! The first target is the baseline every ratio refers to. With
 //! `--spawn-mariadb` that is the private server, `direct`; targets from
-//! the command line follow in their order, then `haproxy`, `torpor` and
-//! `torpor-serverless`.
+//! the command line follow in their order, then `haproxy`, `torpor`,
+//! `torpor-serverless` and the `torpor-poolN` of `--spawn-torpor-pool`.
 //!
 //! A Torpor target may have an admin address (its admin API): the
 //! serverless workloads need one to suspend and park the service.
@@ -28,6 +28,10 @@ pub enum Origin {
     /// Torpor the suite started in front of the baseline (`--backend`):
     /// the data path, with no service it can suspend.
     SpawnedTorpor,
+    /// Torpor the suite started in front of the baseline with one worker
+    /// and a pool of this many backend connections
+    /// (`--spawn-torpor-pool N`), so that sessions share connections.
+    SpawnedTorporPool(u32),
     /// Torpor the suite started with its own MariaDB (`--spawn-mariadb`,
     /// the `process` driver) and its admin API: for the serverless
     /// workloads only.
@@ -72,7 +76,7 @@ impl Target {
     pub fn is_torpor(&self) -> bool {
         matches!(
             self.origin,
-            Origin::SpawnedTorpor | Origin::SpawnedTorporServerless
+            Origin::SpawnedTorpor | Origin::SpawnedTorporServerless | Origin::SpawnedTorporPool(_)
         ) || self.admin.is_some()
             || self.name.starts_with("torpor")
     }
@@ -147,6 +151,12 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
         target.admin = Some(serverless.admin.to_string());
         targets.push(target);
     }
+    for (bound, child) in &spawned.torpor_pools {
+        targets.push(child.target(
+            &crate::cli::pool_target_name(*bound),
+            Origin::SpawnedTorporPool(*bound),
+        ));
+    }
     anyhow::ensure!(!targets.is_empty(), "no targets to measure");
     Ok(targets)
 }
@@ -181,6 +191,13 @@ mod tests {
         assert!(target("torpor-2", "h", Origin::Given).is_torpor());
         assert!(target("proxy", "h", Origin::SpawnedTorpor).is_torpor());
         assert!(!target("haproxy", "h", Origin::SpawnedHaproxy).is_torpor());
+        let pool = target("p", "h", Origin::SpawnedTorporPool(8));
+        assert!(pool.is_torpor());
+        assert_eq!(pool.pool_bound(), Some(8));
+        assert_eq!(
+            target("torpor", "h", Origin::SpawnedTorpor).pool_bound(),
+            None
+        );
         assert!(!target("direct", "h", Origin::SpawnedMariadb).is_torpor());
         let mut proxy = target("proxy", "h", Origin::Given);
         assert!(!proxy.is_torpor());

@@ -1,6 +1,7 @@
 //! Launching what is measured: a private MariaDB (`--spawn-mariadb`),
 //! HAProxy (`--spawn-haproxy`) and Torpor (`--spawn-torpor`) in front of
-//! the baseline, and a Torpor with a MariaDB of its own
+//! the baseline, Torpors with one worker and a small pool in front of it
+//! (`--spawn-torpor-pool`), and a Torpor with a MariaDB of its own
 //! (`--spawn-torpor-serverless`). Dropping [`Spawned`] stops them,
 //! proxies first.
 
@@ -20,6 +21,8 @@ pub struct Spawned {
     pub torpor_serverless: Option<torpor_target::ServerlessTorpor>,
     /// Torpor, when spawned.
     pub torpor: Option<ChildProcess>,
+    /// Torpors with a small pool: (pool bound, process).
+    pub torpor_pools: Vec<(u32, ChildProcess)>,
     /// HAProxy, when spawned.
     pub haproxy: Option<ChildProcess>,
     /// The private MariaDB, when spawned.
@@ -67,10 +70,26 @@ impl Spawned {
             spawned.torpor = Some(torpor_target::start(
                 binary,
                 backend,
+                &[],
                 &settings.credentials,
                 plan.timeout,
                 stop,
             )?);
+        }
+        if let (Some(binary), Some(backend)) = (&torpor_binary, &backend) {
+            for &bound in &plan.torpor_pools {
+                eprintln!("starting Torpor with a pool of {bound} in front of {backend} …");
+                let child = torpor_target::start(
+                    binary,
+                    backend,
+                    &torpor_target::pool_arguments(bound),
+                    &settings.credentials,
+                    plan.timeout,
+                    stop,
+                )
+                .with_context(|| format!("--spawn-torpor-pool {bound}"))?;
+                spawned.torpor_pools.push((bound, child));
+            }
         }
         if let (true, Some(binary)) = (plan.torpor_serverless, &torpor_binary) {
             eprintln!("starting Torpor with a MariaDB of its own (serverless workloads) …");
@@ -93,6 +112,12 @@ impl Spawned {
             Origin::SpawnedHaproxy => self.haproxy.as_mut()?.exit_report(),
             Origin::SpawnedTorpor => self.torpor.as_mut()?.exit_report(),
             Origin::SpawnedTorporServerless => self.torpor_serverless.as_mut()?.child.exit_report(),
+            Origin::SpawnedTorporPool(bound) => self
+                .torpor_pools
+                .iter_mut()
+                .find(|(b, _)| *b == bound)?
+                .1
+                .exit_report(),
             Origin::SpawnedMariadb => {
                 let pid = self.mariadb.as_ref()?.pid()?;
                 (!crate::procfs::is_running(pid))

@@ -1,7 +1,9 @@
 //! Torpor built from this workspace, started two ways:
 //!
 //! - in front of the baseline (`--spawn-torpor`), for the data path:
-//!   `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`;
+//!   `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`,
+//!   and the same with `--workers 1 --max-backend-connections N`
+//!   (`--spawn-torpor-pool N`) for sessions that share connections;
 //! - with a MariaDB of its own that it suspends and parks
 //!   (`--spawn-torpor-serverless`), for the serverless workloads:
 //!   `torpor --listen … --spawn-mariadb --user … --admin-listen 127.0.0.1:PORT
@@ -99,10 +101,24 @@ fn target_directory(metadata: &[u8]) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// Starts `binary` in front of `backend` and waits until it answers.
+/// The extra arguments of a Torpor with one worker and a pool of `bound`
+/// backend connections (`--spawn-torpor-pool`): one worker, so that the
+/// bound is one pool's and not split over per-core pools.
+pub fn pool_arguments(bound: u32) -> Vec<String> {
+    vec![
+        "--workers".to_string(),
+        "1".to_string(),
+        "--max-backend-connections".to_string(),
+        bound.to_string(),
+    ]
+}
+
+/// Starts `binary` in front of `backend`, with `extra` arguments after
+/// the usual ones, and waits until it answers.
 pub fn start(
     binary: &Path,
     backend: &str,
+    extra: &[String],
     credentials: &Credentials,
     timeout: Duration,
     stop: &Stop,
@@ -114,6 +130,7 @@ pub fn start(
         .context("creating Torpor's folder")?;
     let mut command = Command::new(binary);
     command.args(arguments(port, backend, credentials));
+    command.args(extra);
     let mut child = ChildProcess::spawn("torpor", command, dir, ([127, 0, 0, 1], port).into())?;
     match child.wait_serving(timeout, stop) {
         Ok(()) => Ok(child),
@@ -257,6 +274,14 @@ mod tests {
     }
 
     #[test]
+    fn pool_arguments_name_one_worker_and_the_bound() {
+        assert_eq!(
+            pool_arguments(8),
+            ["--workers", "1", "--max-backend-connections", "8"]
+        );
+    }
+
+    #[test]
     fn serverless_command_line_matches_torpors_cli() {
         let credentials = Credentials {
             user: "bench".into(),
@@ -304,6 +329,7 @@ mod tests {
         let error = start(
             Path::new("/bin/true"),
             "127.0.0.1:1",
+            &[],
             &credentials,
             Duration::from_secs(10),
             &Stop::default(),
@@ -330,6 +356,7 @@ mod tests {
         let error = start(
             &script,
             "127.0.0.1:1",
+            &[],
             &credentials,
             Duration::from_millis(500),
             &Stop::default(),
