@@ -158,11 +158,13 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
     })
 }
 
-/// `value / baseline`, or `None` when that means nothing (a zero or
-/// non-finite baseline).
+/// `value / baseline`, or `None` when that means nothing: a zero or
+/// non-finite baseline, or a negative value or baseline (a difference of
+/// two latencies, such as `state-diff`'s diff cost, can be below zero
+/// within noise, and its ratio would read as nonsense).
 pub fn ratio(value: f64, baseline: f64) -> Option<f64> {
     let r = value / baseline;
-    (baseline != 0.0 && r.is_finite()).then_some(r)
+    (baseline > 0.0 && value >= 0.0 && r.is_finite()).then_some(r)
 }
 
 /// The highest latency recorded exactly: one minute. Longer ones are
@@ -300,6 +302,8 @@ mod tests {
         assert_eq!(ratio(1.0, 0.0), None);
         assert_eq!(ratio(0.0, 0.0), None);
         assert_eq!(ratio(f64::NAN, 1.0), None);
+        assert_eq!(ratio(100.0, -20.0), None);
+        assert_eq!(ratio(-20.0, 100.0), None);
     }
 
     #[test]
