@@ -63,6 +63,7 @@ pub fn run(
         settings,
         stop,
         clock: &clock,
+        backend: workloads::backend(targets),
     };
     let mut runner = Runner {
         ctx: &ctx,

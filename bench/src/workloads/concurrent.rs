@@ -20,7 +20,7 @@ use crate::targets::Target;
 
 /// Client threads do little but wait on sockets; a small stack lets 256 of
 /// them start quickly.
-const CLIENT_STACK: usize = 256 * 1024;
+pub(super) const CLIENT_STACK: usize = 256 * 1024;
 
 /// What a window of concurrent clients measured.
 #[derive(Debug)]
@@ -196,21 +196,21 @@ fn clients(
 /// Holds client threads until the measuring window is known, then lets
 /// them all go at once.
 #[derive(Debug, Default)]
-struct Gate {
+pub(super) struct Gate {
     window: Mutex<Option<(quanta::Instant, quanta::Instant)>>,
     opened: Condvar,
 }
 
 impl Gate {
     /// Sets the window (measure from, end) and releases every waiter.
-    fn open(&self, measure_from: quanta::Instant, end: quanta::Instant) {
+    pub(super) fn open(&self, measure_from: quanta::Instant, end: quanta::Instant) {
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         *window = Some((measure_from, end));
         self.opened.notify_all();
     }
 
     /// Blocks until the window is set and returns it.
-    fn wait(&self) -> (quanta::Instant, quanta::Instant) {
+    pub(super) fn wait(&self) -> (quanta::Instant, quanta::Instant) {
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(w) = *window {
@@ -222,7 +222,7 @@ impl Gate {
 }
 
 /// Sleeps until `deadline`, waking early when the user asks to stop.
-fn sleep_until(clock: &quanta::Clock, deadline: quanta::Instant, ctx: &Ctx<'_>) {
+pub(super) fn sleep_until(clock: &quanta::Clock, deadline: quanta::Instant, ctx: &Ctx<'_>) {
     loop {
         let now = clock.now();
         if now >= deadline || ctx.stop.is_set() {

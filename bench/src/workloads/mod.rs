@@ -10,6 +10,10 @@
 //! - [`large_result`]: reading 10k rows.
 //! - [`concurrent`]: many connections at once (throughput, CPU per query).
 //! - [`connections`]: connection setup, and memory of idle connections.
+//! - [`multiplex`]: many clients with think time sharing backend
+//!   connections: latency, and the backend connections used.
+//! - [`state_diff`]: sessions in different states taking turns on shared
+//!   connections: the cost of the diff run on each move.
 //! - [`sysbench`]: sysbench's point select and read-only tests.
 //! - [`serverless`]: Torpor's wake after suspend and park, suspends at
 //!   random moments, and (later) resize and relocation stalls.
@@ -18,7 +22,9 @@ pub mod concurrent;
 pub mod connections;
 pub mod large_result;
 pub mod latency;
+pub mod multiplex;
 pub mod serverless;
+pub mod state_diff;
 pub mod sysbench;
 
 use std::time::Duration;
@@ -49,6 +55,10 @@ pub enum WorkloadKind {
     Connect,
     /// Memory per idle connection held open.
     IdleConnections,
+    /// Many clients with think time: latency and backend connections used.
+    Multiplex,
+    /// Sessions in different states taking turns on shared connections.
+    StateDiff,
     /// sysbench `oltp_point_select`, 1 thread.
     SysbenchPointSelect {
         /// Run with `--db-ps-mode=disable`.
@@ -86,7 +96,7 @@ impl WorkloadKind {
     /// All workloads in the order they run within a round.
     /// `idle-connections` comes first: see
     /// [`WorkloadKind::once_before_setup`].
-    pub const ALL: [WorkloadKind; 16] = [
+    pub const ALL: [WorkloadKind; 18] = [
         WorkloadKind::IdleConnections,
         WorkloadKind::PointSelect,
         WorkloadKind::PreparedPointSelect,
@@ -95,6 +105,8 @@ impl WorkloadKind {
         WorkloadKind::Throughput,
         WorkloadKind::CpuPerQuery,
         WorkloadKind::Connect,
+        WorkloadKind::Multiplex,
+        WorkloadKind::StateDiff,
         WorkloadKind::SysbenchPointSelect { ps_disabled: false },
         WorkloadKind::SysbenchReadOnly { ps_disabled: false },
         WorkloadKind::WakeAfterSuspend,
@@ -116,6 +128,8 @@ impl WorkloadKind {
             WorkloadKind::CpuPerQuery => "cpu-per-query",
             WorkloadKind::Connect => "connect",
             WorkloadKind::IdleConnections => "idle-connections",
+            WorkloadKind::Multiplex => "multiplex",
+            WorkloadKind::StateDiff => "state-diff",
             WorkloadKind::SysbenchPointSelect { ps_disabled: false } => "sysbench-point-select",
             WorkloadKind::SysbenchPointSelect { ps_disabled: true } => {
                 "sysbench-point-select-ps-disabled"
@@ -160,6 +174,18 @@ impl WorkloadKind {
             WorkloadKind::IdleConnections => {
                 "resident memory of the target's process per idle connection held open \
                  (measured once, first, on processes nothing has exercised yet)"
+            }
+            WorkloadKind::Multiplex => {
+                "--multiplex-clients clients (64) running point selects in autocommit, each \
+                 thinking up to --multiplex-think (20ms) between queries: latency percentiles, \
+                 QPS, and the backend connections used (sampled from the direct target's \
+                 PROCESSLIST)"
+            }
+            WorkloadKind::StateDiff => {
+                "two sessions taking turns, one statement each, first in the same state, then \
+                 in different sql_mode, time_zone and user variable: per-statement p50/p99 of \
+                 each and the difference, the cost of a state diff where they share a \
+                 connection (--spawn-torpor-pool 1)"
             }
             WorkloadKind::SysbenchPointSelect { ps_disabled: false } => {
                 "sysbench oltp_point_select, 1 thread: p50/p95/p99 from its histogram, QPS"
@@ -337,6 +363,16 @@ pub struct Ctx<'a> {
     pub stop: &'a Stop,
     /// The clock every operation is timed with.
     pub clock: &'a quanta::Clock,
+    /// The MariaDB the proxies front, asked directly how many backend
+    /// connections are in use: the target named `direct`, when there is
+    /// one.
+    pub backend: Option<&'a Target>,
+}
+
+/// The target that is MariaDB itself: the one named `direct` (the
+/// spawned server, or `--target direct=HOST:PORT`).
+pub fn backend(targets: &[Target]) -> Option<&Target> {
+    targets.iter().find(|t| t.name == "direct")
 }
 
 /// Whether [`prepare`] has anything to do: the native or sysbench
@@ -385,6 +421,8 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         WorkloadKind::CpuPerQuery => concurrent::cpu_per_query(ctx, target),
         WorkloadKind::Connect => connections::setup(ctx, target),
         WorkloadKind::IdleConnections => connections::idle(ctx, target),
+        WorkloadKind::Multiplex => multiplex::run(ctx, target),
+        WorkloadKind::StateDiff => state_diff::run(ctx, target),
         WorkloadKind::SysbenchPointSelect { ps_disabled } => {
             sysbench::point_select(ctx, target, ps_disabled)
         }
@@ -497,7 +535,7 @@ mod tests {
         assert_eq!(serverless.len(), 6);
         assert_eq!(
             select(&["native"], PsModeArg::Auto).expect("valid").len(),
-            8
+            10
         );
         assert_eq!(
             select(&["all"], PsModeArg::Auto).expect("valid"),
