@@ -191,13 +191,7 @@ mod tests {
         assert!(target("torpor-2", "h", Origin::Given).is_torpor());
         assert!(target("proxy", "h", Origin::SpawnedTorpor).is_torpor());
         assert!(!target("haproxy", "h", Origin::SpawnedHaproxy).is_torpor());
-        let pool = target("p", "h", Origin::SpawnedTorporPool(8));
-        assert!(pool.is_torpor());
-        assert_eq!(pool.pool_bound(), Some(8));
-        assert_eq!(
-            target("torpor", "h", Origin::SpawnedTorpor).pool_bound(),
-            None
-        );
+        assert!(target("p", "h", Origin::SpawnedTorporPool(8)).is_torpor());
         assert!(!target("direct", "h", Origin::SpawnedMariadb).is_torpor());
         let mut proxy = target("proxy", "h", Origin::Given);
         assert!(!proxy.is_torpor());
