@@ -238,16 +238,54 @@ pub async fn ensure_tracking(backend: &mut BackendConn) -> Result<(), SessionErr
 /// Runs `sql` on `backend` and reads its whole reply. For Torpor's own
 /// small queries (tracking setup, variable defaults, user variables).
 pub async fn run_query(backend: &mut BackendConn, sql: &str) -> Result<QueryResult, SessionError> {
-    use torpor_protocol::command::{Command, ReplyKind};
+    let mut results = run_queries(backend, &[sql]).await?;
+    results
+        .pop()
+        .ok_or(SessionError::Internal("no reply to a query"))
+}
+
+/// Runs `statements` on `backend` pipelined — all sent in one write, then
+/// every reply read — so that N statements cost one round trip, not N.
+/// The server runs each whatever the one before it answered, so every
+/// reply is read (and returned) even after an error.
+pub async fn run_queries<S: AsRef<str>>(
+    backend: &mut BackendConn,
+    statements: &[S],
+) -> Result<Vec<QueryResult>, SessionError> {
+    use torpor_protocol::command::Command;
+
+    let mut wire = BytesMut::new();
+    for sql in statements {
+        let sql = sql.as_ref();
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(Command::Query as u8);
+        payload.extend_from_slice(sql.as_bytes());
+        write_payload(&mut wire, 0, &payload);
+    }
+    if wire.is_empty() {
+        return Ok(Vec::new());
+    }
+    backend
+        .conn
+        .write_all(wire)
+        .await
+        .0
+        .map_err(SessionError::BackendLost)?;
+    let mut results = Vec::with_capacity(statements.len());
+    for _ in statements {
+        results.push(read_query_reply(backend).await?);
+    }
+    Ok(results)
+}
+
+/// Reads the whole reply to one COM_QUERY of Torpor's.
+async fn read_query_reply(backend: &mut BackendConn) -> Result<QueryResult, SessionError> {
+    use torpor_protocol::command::ReplyKind;
     use torpor_protocol::frame::PacketHeader;
     use torpor_protocol::reply::{PacketClass, ReplyTracker, Step};
 
     let lost = SessionError::BackendLost;
     let protocol = SessionError::BackendProtocol;
-    let mut payload = Vec::with_capacity(sql.len() + 1);
-    payload.push(Command::Query as u8);
-    payload.extend_from_slice(sql.as_bytes());
-    send(&mut backend.conn, 0, &payload).await.map_err(lost)?;
     let mut tracker = ReplyTracker::new(ReplyKind::Results, backend.capabilities)
         .ok_or(protocol(ProtocolError::Unexpected { what: "reply kind" }))?;
     let mut rows = Vec::new();

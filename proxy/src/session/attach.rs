@@ -407,12 +407,15 @@ pub(crate) async fn replay_onto(
     verify: bool,
 ) -> Result<usize, Option<SessionError>> {
     let statements = to.diff_from(from, baseline).map_err(|_| None)?;
-    for statement in &statements {
-        match backend::run_query(conn, statement).await.map_err(Some)? {
-            QueryResult::Error(payload) => {
-                return Err(Some(SessionError::BackendRefused(BackendErr { payload })))
-            }
-            QueryResult::Ok(_) | QueryResult::Rows(_) => {}
+    // Pipelined: one round trip for the whole diff. After a refusal the
+    // connection is not used again (the caller lets it go), so the
+    // statements after it having run does no harm.
+    let results = backend::run_queries(conn, &statements)
+        .await
+        .map_err(Some)?;
+    for result in results {
+        if let QueryResult::Error(payload) = result {
+            return Err(Some(SessionError::BackendRefused(BackendErr { payload })));
         }
     }
     if !statements.is_empty() && verify {
