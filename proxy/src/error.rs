@@ -164,3 +164,15 @@ pub fn is_disconnect(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
     )
 }
+
+impl From<crate::pool::PoolError> for SessionError {
+    /// What a session is told when the pool had no connection for it.
+    fn from(error: crate::pool::PoolError) -> SessionError {
+        match error {
+            crate::pool::PoolError::QueueFull => {
+                SessionError::PoolExhausted("too many sessions are waiting")
+            }
+            crate::pool::PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
+        }
+    }
+}

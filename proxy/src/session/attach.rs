@@ -26,7 +26,7 @@ use super::statements::BackendStatements;
 use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
-use crate::pool::{Borrowed, PoolError, PoolKey, Pooled};
+use crate::pool::{Borrowed, PoolKey, Pooled};
 
 /// A backend connection idle for longer than this is checked before it
 /// is used (one non-blocking peek): a KILL or a restart in between is
@@ -144,12 +144,7 @@ impl Session {
                 .pool
                 .borrow(&key, &self.model.state, self.guard.id, wait)
                 .await
-                .map_err(|e| match e {
-                    PoolError::QueueFull => {
-                        SessionError::PoolExhausted("too many sessions are waiting")
-                    }
-                    PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
-                })?;
+                .map_err(SessionError::from)?;
             match borrowed {
                 Borrowed::Conn(pooled) => {
                     let Pooled {

@@ -20,7 +20,7 @@ use crate::backend::{self, BackendConn, Login};
 use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
-use crate::pool::{BackendPool, Borrowed, PoolError, PoolKey, Pooled};
+use crate::pool::{BackendPool, Borrowed, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
 use std::rc::Rc;
@@ -221,12 +221,7 @@ async fn run(
         let borrowed = pool
             .borrow(&key, &start, connection_id, wait)
             .await
-            .map_err(|e| match e {
-                PoolError::QueueFull => {
-                    SessionError::PoolExhausted("too many sessions are waiting")
-                }
-                PoolError::Timeout => SessionError::PoolExhausted("the wait timed out"),
-            })?;
+            .map_err(SessionError::from)?;
         // A pooled connection is brought to a fresh session's state (which
         // also checks the schema exists); a new one logs in with the schema.
         let verify = shared.settings().verify_replay;
