@@ -28,7 +28,7 @@ pub struct Shared {
     settings: ArcSwap<Settings>,
     /// The whole configuration the last reload applied (the start's at
     /// first), which the next reload is compared against.
-    pub applied: Mutex<Config>,
+    pub(crate) applied: Mutex<Config>,
     /// The database services, in configuration order; users route to
     /// one each.
     pub services: Vec<Arc<Service>>,

@@ -101,6 +101,10 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         old.shutdown_grace_secs != new.shutdown_grace_secs,
         "shutdown_grace_secs",
     );
+    note(
+        old.transaction_replay_max_bytes != new.transaction_replay_max_bytes,
+        "transaction_replay_max_bytes",
+    );
     let mut services = Vec::new();
     for (before, after) in old.services.iter().zip(&new.services) {
         let name = &after.name;
@@ -144,6 +148,29 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
 
 /// The keys that differ and that only a restart can change.
 fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
+    // Every key is either compared here or reloaded in `plan`: this
+    // pattern names them all, so a new key does not compile until it is
+    // given one of the two (a key in neither would be silently ignored).
+    let Config {
+        listen: _,
+        workers: _,
+        io_driver: _,
+        log_format: _,
+        log_level: _,
+        state_dir: _,
+        admin: _,
+        backend: _,
+        services: _,
+        // Reloaded (see `plan` and `Settings`):
+        users: _,
+        max_connections: _,
+        max_backend_connections: _,
+        pool_wait_timeout_ms: _,
+        backend_idle_timeout_secs: _,
+        verify_replay: _,
+        shutdown_grace_secs: _,
+        transaction_replay_max_bytes: _,
+    } = new;
     let mut fixed = Vec::new();
     let mut note = |differs: bool, key: String| {
         if differs {
@@ -361,6 +388,15 @@ mod tests {
         );
         assert_eq!(plan.settings.max_connections, 7);
         assert!(plan.settings.users.get(b"report").is_some());
+    }
+
+    #[test]
+    fn the_replay_budget_reloads() {
+        let mut new = base();
+        new.transaction_replay_max_bytes = 0;
+        let plan = plan(&base(), new).unwrap();
+        assert_eq!(plan.changed, ["transaction_replay_max_bytes"]);
+        assert_eq!(plan.settings.transaction_replay_max_bytes, 0);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// On SIGTERM/SIGINT, how long in-flight commands may take.
     pub shutdown_grace: Duration,
+    /// Bytes of an open transaction journaled for replay (0: off).
+    pub transaction_replay_max_bytes: usize,
 }
 
 impl Settings {
@@ -48,6 +50,7 @@ impl Settings {
             verify_replay: cfg!(debug_assertions) || config.verify_replay,
             admin_token: config.admin.token.clone(),
             shutdown_grace: config.shutdown_grace(),
+            transaction_replay_max_bytes: config.transaction_replay_max_bytes,
         })
     }
 }

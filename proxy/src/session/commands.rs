@@ -237,7 +237,7 @@ impl Session {
             metrics,
             batch_started: Instant::now(),
             journal: torpor_replay::journal::TransactionJournal::new(
-                shared.config.transaction_replay_max_bytes,
+                shared.settings().transaction_replay_max_bytes,
             ),
             shared,
         }

@@ -245,7 +245,10 @@ impl Session {
                 let tracked = self
                     .capabilities
                     .contains(Capabilities::CLIENT_SESSION_TRACK);
-                if tracked && self.model.tracking.keeps_all() {
+                // Nothing to strip without session-state data (an OK that
+                // is here only for its insert id): forwarded as it came.
+                let bare = !ok.status.has(ServerStatus::SESSION_STATE_CHANGED);
+                if bare || tracked && self.model.tracking.keeps_all() {
                     self.to_client.put_slice(packet);
                     return;
                 }

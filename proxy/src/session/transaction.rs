@@ -212,7 +212,7 @@ impl Session {
     /// transaction up (a [`SessionError::TransactionNotReplayed`] failure
     /// for the client's next command; the session goes on).
     pub(super) async fn replay_transaction(&mut self) -> Result<(), Failure> {
-        let budget = self.shared.config.transaction_replay_max_bytes;
+        let budget = self.shared.settings().transaction_replay_max_bytes;
         let journal = std::mem::replace(&mut self.journal, TransactionJournal::new(budget));
         let (entries, characteristics) = match journal.replayable() {
             Ok((entries, characteristics)) => (entries, characteristics.map(str::to_string)),
