@@ -2,11 +2,10 @@
 //! in as a client's user with the `SHA1(password)` the client proved.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
 use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN};
 use torpor_protocol::frame::{read_payload, write_payload};
 use torpor_protocol::handshake::{is_auth_switch, AuthSwitch, Greeting, HandshakeResponse};
@@ -17,6 +16,7 @@ use std::collections::BTreeMap;
 
 use torpor_replay::state::{Baseline, VarKind};
 
+use crate::endpoint::Endpoint;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
 
@@ -114,11 +114,10 @@ async fn send(conn: &mut Conn, seq: u8, payload: &[u8]) -> io::Result<()> {
     conn.write_all(wire).await.0
 }
 
-async fn open(addr: SocketAddr, limit: Duration) -> Result<(Conn, Greeting), SessionError> {
-    let stream = with_timeout(limit, "connect timed out", TcpStream::connect(addr))
+async fn open(addr: &Endpoint, limit: Duration) -> Result<(Conn, Greeting), SessionError> {
+    let mut conn = with_timeout(limit, "connect timed out", dial(addr))
         .await
         .map_err(SessionError::BackendUnreachable)?;
-    let mut conn = Conn::new(stream, LOGIN_BUFFER).map_err(SessionError::BackendUnreachable)?;
     let (_, payload) = with_timeout(
         limit,
         "greeting timed out",
@@ -134,8 +133,19 @@ async fn open(addr: SocketAddr, limit: Duration) -> Result<(Conn, Greeting), Ses
     Ok((conn, greeting))
 }
 
+/// Opens a stream to `addr`.
+async fn dial(addr: &Endpoint) -> io::Result<Conn> {
+    match addr {
+        Endpoint::Tcp(addr) => Conn::new(TcpStream::connect(addr).await?, LOGIN_BUFFER),
+        Endpoint::Unix(path) => Ok(Conn::new_unix(
+            UnixStream::connect(path).await?,
+            LOGIN_BUFFER,
+        )),
+    }
+}
+
 /// Connects, reads the greeting and hangs up: what clients will be offered.
-pub async fn probe(addr: SocketAddr, limit: Duration) -> Result<BackendInfo, SessionError> {
+pub async fn probe(addr: &Endpoint, limit: Duration) -> Result<BackendInfo, SessionError> {
     let (conn, greeting) = open(addr, limit).await?;
     conn.close().await;
     Ok(BackendInfo {
@@ -167,7 +177,7 @@ pub fn capabilities_for(client: Capabilities, server: Capabilities) -> Capabilit
 /// of the backend's final OK packet (relayed to the client, whose session
 /// state it describes).
 pub async fn connect(
-    addr: SocketAddr,
+    addr: &Endpoint,
     login: &Login<'_>,
     limit: Duration,
 ) -> Result<(BackendConn, Vec<u8>), SessionError> {

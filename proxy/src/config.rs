@@ -79,7 +79,8 @@ pub enum IoDriver {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// `host:port` of the MariaDB server.
+    /// `host:port` of the MariaDB server, or its Unix socket
+    /// (`/path/to/mysqld.sock` or `unix:/path`).
     pub address: String,
     /// How long connecting and logging in to it may take, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]

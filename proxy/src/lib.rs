@@ -13,7 +13,8 @@
 //! - [`session`]: one client connection, in phases: admit → login →
 //!   command loop → close.
 //! - [`backend`]: backend connections: probe, login, change user.
-//! - [`net`]: a TCP connection with its read buffer.
+//! - [`net`]: a connection (TCP or Unix socket) with its read buffer.
+//! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
 //! - [`buffers`]: each worker's pool of large read buffers.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
 //!   borrow per transaction.
@@ -40,6 +41,7 @@ pub mod buffers;
 pub mod client_error;
 pub mod config;
 pub mod context;
+pub mod endpoint;
 pub mod error;
 pub mod logging;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! A TCP connection with its read buffer.
+//! A connection (TCP, or a Unix socket to a local backend) with its read
+//! buffer.
 //!
 //! The buffer lives in the connection, not in a future, so a caller can
 //! look at what is buffered between reads and nothing read is ever lost
@@ -14,11 +15,12 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::{Buf, BytesMut};
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
+use monoio::BufResult;
 
 /// Capacity a client connection's read buffer starts with and shrinks
 /// back to: enough for the commands of most workloads, small enough that
@@ -30,10 +32,17 @@ pub const SMALL_BUFFER: usize = 4 * 1024;
 /// the connection goes idle.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
-/// A TCP stream and the bytes read from it but not yet consumed.
+/// A stream's two halves. An enum rather than a type parameter: a
+/// session holds client and backend connections of either kind in the
+/// same fields, and the match costs nothing next to a system call.
+enum Halves {
+    Tcp(OwnedReadHalf<TcpStream>, OwnedWriteHalf<TcpStream>),
+    Unix(OwnedReadHalf<UnixStream>, OwnedWriteHalf<UnixStream>),
+}
+
+/// A stream and the bytes read from it but not yet consumed.
 pub struct Conn {
-    reader: OwnedReadHalf<TcpStream>,
-    writer: OwnedWriteHalf<TcpStream>,
+    halves: Halves,
     fd: RawFd,
     /// Bytes read and not yet consumed.
     pub rbuf: BytesMut,
@@ -50,14 +59,25 @@ impl Conn {
         stream.set_nodelay(true)?;
         let fd = stream.as_raw_fd();
         let (reader, writer) = stream.into_split();
-        Ok(Conn {
-            reader,
-            writer,
+        Ok(Conn::with_halves(Halves::Tcp(reader, writer), fd, capacity))
+    }
+
+    /// Wraps a connected Unix stream (nothing to set: a Unix socket
+    /// delivers each write at once).
+    pub fn new_unix(stream: UnixStream, capacity: usize) -> Conn {
+        let fd = stream.as_raw_fd();
+        let (reader, writer) = stream.into_split();
+        Conn::with_halves(Halves::Unix(reader, writer), fd, capacity)
+    }
+
+    fn with_halves(halves: Halves, fd: RawFd, capacity: usize) -> Conn {
+        Conn {
+            halves,
             fd,
             rbuf: BytesMut::with_capacity(capacity),
             received: 0,
             sent: 0,
-        })
+        }
     }
 
     /// Bytes read and written since the last call, for metrics.
@@ -79,7 +99,7 @@ impl Conn {
         self.fd
     }
 
-    fn read_target(&mut self, want: usize) -> monoio::buf::SliceMut<BytesMut> {
+    fn read_target(&mut self, want: usize) -> SliceMut<BytesMut> {
         if self.rbuf.capacity() - self.rbuf.len() < want {
             self.rbuf.reserve(want);
         }
@@ -93,7 +113,10 @@ impl Conn {
     /// least `want` more. Returns how many arrived; 0 means the peer closed.
     pub async fn read_more(&mut self, want: usize) -> io::Result<usize> {
         let target = self.read_target(want);
-        let (result, slice) = self.reader.read(target).await;
+        let (result, slice) = match &mut self.halves {
+            Halves::Tcp(reader, _) => reader.read(target).await,
+            Halves::Unix(reader, _) => reader.read(target).await,
+        };
         self.rbuf = slice.into_inner();
         self.count_read(&result);
         result
@@ -108,7 +131,10 @@ impl Conn {
         want: usize,
     ) -> (io::Result<()>, B, io::Result<usize>) {
         let target = self.read_target(want);
-        let (written, read) = monoio::join!(self.writer.write_all(out), self.reader.read(target));
+        let (written, read) = match &mut self.halves {
+            Halves::Tcp(reader, writer) => write_and_read(reader, writer, out, target).await,
+            Halves::Unix(reader, writer) => write_and_read(reader, writer, out, target).await,
+        };
         let (write_result, out) = written;
         let (read_result, slice) = read;
         self.rbuf = slice.into_inner();
@@ -121,7 +147,7 @@ impl Conn {
 
     /// Writes all of `buf` and hands it back.
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> (io::Result<()>, B) {
-        let (result, buf) = self.writer.write_all(buf).await;
+        let (result, buf) = self.write_whole(buf).await;
         if let Ok(n) = result {
             self.sent += n as u64;
         }
@@ -135,13 +161,20 @@ impl Conn {
             return Ok(());
         }
         let buf = std::mem::take(from);
-        let (result, slice) = self.writer.write_all(buf.slice(0..n)).await;
+        let (result, slice) = self.write_whole(buf.slice(0..n)).await;
         *from = slice.into_inner();
         from.advance(n);
         if result.is_ok() {
             self.sent += n as u64;
         }
         result.map(|_| ())
+    }
+
+    async fn write_whole<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        match &mut self.halves {
+            Halves::Tcp(_, writer) => writer.write_all(buf).await,
+            Halves::Unix(_, writer) => writer.write_all(buf).await,
+        }
     }
 
     /// Consumes the first `n` buffered bytes.
@@ -159,6 +192,19 @@ impl Conn {
 
     /// Shuts the write side down, so the peer sees an orderly close.
     pub async fn close(mut self) {
-        let _ = self.writer.shutdown().await;
+        let _ = match &mut self.halves {
+            Halves::Tcp(_, writer) => writer.shutdown().await,
+            Halves::Unix(_, writer) => writer.shutdown().await,
+        };
     }
+}
+
+/// Writes all of `out` and reads into `target`, submitted together.
+async fn write_and_read<R: AsyncReadRent, W: AsyncWriteRent, B: IoBuf>(
+    reader: &mut R,
+    writer: &mut W,
+    out: B,
+    target: SliceMut<BytesMut>,
+) -> (BufResult<usize, B>, BufResult<usize, SliceMut<BytesMut>>) {
+    monoio::join!(writer.write_all(out), reader.read(target))
 }

@@ -9,7 +9,6 @@
 //! once a tick.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use event_listener::Event;
 use torpor_replay::state::Baseline;
 
 use crate::backend::{self, BackendConn, BackendInfo};
+use crate::endpoint::Endpoint;
 use crate::error::SessionError;
 use crate::metrics::ServiceStats;
 use crate::scaler::lifecycle::{Lifecycle, State};
@@ -106,7 +106,7 @@ pub struct Service {
     pub nudge: Arc<Event>,
     /// Scaler decisions, wakes and connection opens, for metrics.
     pub stats: ServiceStats,
-    address: RwLock<Option<SocketAddr>>,
+    address: RwLock<Option<Endpoint>>,
     backend_info: RwLock<Option<Arc<BackendInfo>>>,
     baselines: RwLock<HashMap<u8, Arc<Baseline>>>,
     requests: Option<mpsc::Sender<Request>>,
@@ -144,7 +144,7 @@ impl Service {
         name: &str,
         driver: &'static str,
         initial: State,
-        address: Option<SocketAddr>,
+        address: Option<Endpoint>,
         connect_timeout: Duration,
         wake_timeout: Duration,
         worker_count: usize,
@@ -177,19 +177,19 @@ impl Service {
     }
 
     /// Where the backend listens now, if it runs.
-    pub fn address(&self) -> Option<SocketAddr> {
-        self.address.read().ok().and_then(|a| *a)
+    pub fn address(&self) -> Option<Endpoint> {
+        self.address.read().ok().and_then(|a| a.clone())
     }
 
     /// Records where the backend listens (after a start: a container's
     /// published port can change).
-    pub fn set_address(&self, address: Option<SocketAddr>) {
+    pub fn set_address(&self, address: Option<Endpoint>) {
         if let Ok(mut slot) = self.address.write() {
             *slot = address;
         }
     }
 
-    fn backend_addr(&self) -> Result<SocketAddr, SessionError> {
+    fn backend_addr(&self) -> Result<Endpoint, SessionError> {
         self.address().ok_or_else(|| {
             SessionError::BackendUnreachable(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
@@ -203,7 +203,7 @@ impl Service {
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        let opened = backend::connect(self.backend_addr()?, login, self.connect_timeout).await?;
+        let opened = backend::connect(&self.backend_addr()?, login, self.connect_timeout).await?;
         self.stats.backend_opened();
         Ok(opened)
     }
@@ -220,7 +220,7 @@ impl Service {
             return Ok(info);
         }
         self.wait_active().await?;
-        let info = Arc::new(backend::probe(self.backend_addr()?, self.connect_timeout).await?);
+        let info = Arc::new(backend::probe(&self.backend_addr()?, self.connect_timeout).await?);
         if let Ok(mut slot) = self.backend_info.write() {
             *slot = Some(Arc::clone(&info));
         }

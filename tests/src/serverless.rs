@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 use torpor::config::{Config, DriverKind, ServiceConfig};
+use torpor::endpoint::Endpoint;
 use torpor::scaler::lifecycle::State;
 use torpor::Proxy;
 
@@ -87,7 +88,7 @@ impl Managed {
     }
 
     /// Where the backend listens now.
-    pub fn backend_addr(&self) -> Option<SocketAddr> {
+    pub fn backend_addr(&self) -> Option<Endpoint> {
         self.proxy().services()[0].address()
     }
 

@@ -17,6 +17,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
+use torpor::endpoint::Endpoint;
 use torpor::scaler::docker::{engine_available, DockerDriver, DockerOptions};
 use torpor::scaler::driver::{Driver, DriverError, Resources};
 use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image, unique_name};
@@ -109,6 +110,12 @@ fn timed<T>(what: &str, step: impl FnOnce() -> T) -> T {
 
 /// A `mysql` crate connection as root with the admin password, which the
 /// image's entrypoint gave `root@'%'`.
+/// The TCP address a container is reached at (the Docker driver has no
+/// other).
+fn tcp(endpoint: Endpoint) -> SocketAddr {
+    endpoint.tcp().expect("a container is reached over TCP")
+}
+
 fn root_connect(addr: SocketAddr) -> mysql::Conn {
     let opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some(addr.ip().to_string()))
@@ -170,14 +177,14 @@ fn a_frozen_container_greets_no_one_and_thaws_with_its_data() {
     }
     let mut service = Service::new("freeze", |_| {});
     let addr = timed("first start (create, initialize the volume, greet)", || {
-        service.start().expect("start")
+        tcp(service.start().expect("start"))
     });
     assert_eq!(service.kind(), "docker");
     let access = service.admin_access().expect("admin access once started");
     assert_eq!((access.address, access.user.as_str()), (addr, "root"));
     assert_eq!(access.password, ADMIN_PASSWORD);
     // Started twice is started once: same address, same container.
-    assert_eq!(service.start().expect("start again"), addr);
+    assert_eq!(tcp(service.start().expect("start again")), addr);
 
     write_row(addr, "before freeze");
     let mut conn = root_connect(addr);
@@ -197,7 +204,7 @@ fn a_frozen_container_greets_no_one_and_thaws_with_its_data() {
     service.freeze().expect("freeze again");
 
     let thawed = timed("thaw (unpause until a handshake)", || {
-        service.thaw().expect("thaw")
+        tcp(service.thaw().expect("thaw"))
     });
     assert_eq!(thawed, addr, "a pause keeps the published port");
     // The connection opened before the freeze lives on, and new ones work.
@@ -219,7 +226,7 @@ fn a_stopped_container_starts_again_with_its_data() {
         return;
     }
     let mut service = Service::new("stop", |_| {});
-    let addr = service.start().expect("start");
+    let addr = tcp(service.start().expect("start"));
     write_row(addr, "before stop");
     let id = service.inspect("{{.Id}}");
 
@@ -238,7 +245,7 @@ fn a_stopped_container_starts_again_with_its_data() {
     service.stop().expect("stop again");
 
     let again = timed("start a stopped container (greet)", || {
-        service.start().expect("start after stop")
+        tcp(service.start().expect("start after stop"))
     });
     eprintln!("address before the stop {addr}, after {again}");
     assert_eq!(service.inspect("{{.Id}}"), id, "the container was replaced");
@@ -250,7 +257,7 @@ fn a_stopped_container_starts_again_with_its_data() {
     timed("stop a running container (SIGTERM)", || {
         service.stop().expect("stop running")
     });
-    let third = service.start().expect("start after the second stop");
+    let third = tcp(service.start().expect("start after the second stop"));
     assert_eq!(
         read_row(&mut root_connect(third)).as_deref(),
         Some("before stop")
@@ -268,7 +275,7 @@ fn resize_sets_the_engine_limits() {
             memory_mib: 1024,
         };
     });
-    let addr = service.start().expect("start");
+    let addr = tcp(service.start().expect("start"));
     let limits = "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}";
     assert_eq!(service.inspect(limits), "1000000000 1073741824 1073741824");
 
@@ -308,7 +315,7 @@ fn a_container_removed_underneath_is_gone_and_start_creates_it_again() {
         return;
     }
     let mut service = Service::new("removed", |_| {});
-    let addr = service.start().expect("start");
+    let addr = tcp(service.start().expect("start"));
     write_row(addr, "before removal");
 
     docker_ok(&["rm", "--force", &service.container]);
@@ -324,7 +331,7 @@ fn a_container_removed_underneath_is_gone_and_start_creates_it_again() {
     // The named volume outlived its container: the new one has the data.
     let again = timed(
         "start after the container was removed (volume kept)",
-        || service.start().expect("start after removal"),
+        || tcp(service.start().expect("start after removal")),
     );
     assert_eq!(
         read_row(&mut root_connect(again)).as_deref(),
@@ -335,7 +342,7 @@ fn a_container_removed_underneath_is_gone_and_start_creates_it_again() {
     docker_ok(&["rm", "--force", &service.container]);
     docker_ok(&["volume", "rm", &service.volume]);
     let fresh = timed("start after container and volume were removed", || {
-        service.start().expect("start from nothing")
+        tcp(service.start().expect("start from nothing"))
     });
     let mut conn = root_connect(fresh);
     let tables: Option<i64> = conn

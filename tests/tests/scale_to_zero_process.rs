@@ -3,10 +3,12 @@
 //! parked and starts it again on the next query. The suite is shared with
 //! the docker driver (`torpor_tests::serverless`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
+use torpor::endpoint::Endpoint;
 use torpor::scaler::lifecycle::State;
 use torpor_tests::serverless::{name, Managed, Stateful};
 
@@ -21,8 +23,11 @@ torpor_tests::scale_to_zero_suite!(DriverKind::Process, "proc", mariadb_installe
 #[test]
 fn a_suspended_process_is_stopped() {
     let managed = Managed::start(DriverKind::Process, &name("proc", "frozen"), |_, _| {});
-    let port = managed.backend_addr().expect("running").port();
-    let pid = pid_listening_on(port).expect("mariadbd's pid");
+    // Sessions reach a local mariadbd through its Unix socket.
+    let Some(Endpoint::Unix(socket)) = managed.backend_addr() else {
+        panic!("a running process service is reached through its socket")
+    };
+    let pid = pid_listening_on(&socket).expect("mariadbd's pid");
     let (status, body) = managed.act(&name("proc", "frozen"), "suspend");
     assert_eq!(status, 200, "{body}");
     assert_eq!(process_state(pid), Some('T'), "not stopped while suspended");
@@ -73,14 +78,13 @@ fn process_state(pid: u32) -> Option<char> {
 
 /// The pid of the process listening on loopback `port` (from
 /// /proc/net/tcp and the processes' fds).
-fn pid_listening_on(port: u16) -> Option<u32> {
-    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = tcp.lines().skip(1).find_map(|line| {
+fn pid_listening_on(socket: &Path) -> Option<u32> {
+    // Num RefCount Protocol Flags Type St Inode Path
+    let unix = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let inode = unix.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = fields.get(1)?;
-        let state = fields.get(3)?;
-        let local_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-        (local_port == port && *state == "0A").then(|| fields.get(9).map(|s| s.to_string()))?
+        (fields.get(7).map(Path::new) == Some(socket))
+            .then(|| fields.get(6).map(|s| s.to_string()))?
     })?;
     let target = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {

@@ -14,3 +14,42 @@ fn query_through_torpor_matches_direct() {
     let got: Vec<mysql::Row> = proxied.query(sql).unwrap();
     assert_eq!(format!("{want:?}"), format!("{got:?}"));
 }
+
+/// A backend named by its Unix socket is reached through it: the same
+/// answers, prepared statements and large results as over TCP, and
+/// MariaDB sees a socket client (its PROCESSLIST host has no port).
+#[test]
+fn a_backend_named_by_its_unix_socket_is_reached_through_it() {
+    let socket = backend().socket().to_path_buf();
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        if let Some(backend) = config.backend.as_mut() {
+            backend.address = format!("unix:{}", socket.display());
+        }
+    });
+    let mut direct = connect(backend().addr());
+    let mut proxied = connect(torpor.addr());
+    let sql = "SELECT 1 + 1, 'x', NULL, @@version, DATABASE()";
+    let want: Vec<mysql::Row> = direct.query(sql).unwrap();
+    let got: Vec<mysql::Row> = proxied.query(sql).unwrap();
+    assert_eq!(format!("{want:?}"), format!("{got:?}"));
+
+    let hosts: Vec<String> = proxied
+        .query(
+            "SELECT HOST FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE '%unix-socket-marker%'",
+        )
+        .unwrap();
+    assert_eq!(hosts.len(), 1, "the query itself is listed once: {hosts:?}");
+    assert!(
+        !hosts[0].contains(':'),
+        "a TCP client's host is host:port, a socket client's has no port: {}",
+        hosts[0]
+    );
+
+    let statement = proxied.prep("SELECT ? + 1, REPEAT('y', ?)").unwrap();
+    let (sum, text): (i64, String) = proxied
+        .exec_first(&statement, (41, 3 << 20))
+        .unwrap()
+        .expect("a row");
+    assert_eq!((sum, text.len()), (42, 3 << 20));
+}

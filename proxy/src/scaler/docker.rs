@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::handshake_arrives;
+use crate::endpoint::Endpoint;
 
 /// The image a service runs unless configured otherwise.
 pub const DEFAULT_IMAGE: &str = "torpor/mariadb:10.11";
@@ -519,7 +520,7 @@ impl Driver for DockerDriver {
         "docker"
     }
 
-    fn start(&mut self) -> Result<SocketAddr, DriverError> {
+    fn start(&mut self) -> Result<Endpoint, DriverError> {
         self.connect()?;
         let started = Instant::now();
         let found = match self.inspect()? {
@@ -549,7 +550,7 @@ impl Driver for DockerDriver {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ready"
         );
-        Ok(addr)
+        Ok(Endpoint::Tcp(addr))
     }
 
     fn freeze(&mut self) -> Result<(), DriverError> {
@@ -569,7 +570,7 @@ impl Driver for DockerDriver {
         }
     }
 
-    fn thaw(&mut self) -> Result<SocketAddr, DriverError> {
+    fn thaw(&mut self) -> Result<Endpoint, DriverError> {
         let found = self.inspect_existing()?;
         match found.state {
             State::Paused => self.unpause()?,
@@ -585,7 +586,7 @@ impl Driver for DockerDriver {
                 )))
             }
         }
-        self.wait_ready()
+        self.wait_ready().map(Endpoint::Tcp)
     }
 
     fn stop(&mut self) -> Result<(), DriverError> {

@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 
+use crate::endpoint::Endpoint;
+
 /// CPU and memory a backend may use.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Resources {
@@ -55,17 +57,19 @@ pub trait Driver: Send {
 
     /// Creates the backend if it does not exist yet (container with its
     /// named volume; process with its initialized datadir), starts it and
-    /// returns its address once a MySQL handshake arrives there ("running"
-    /// is not "ready"). Idempotent: a running backend returns its address.
-    fn start(&mut self) -> Result<SocketAddr, DriverError>;
+    /// returns where sessions reach it once a MySQL handshake arrives there
+    /// ("running" is not "ready"): its Unix socket when it runs on this
+    /// host, else its TCP address. Idempotent: a running backend returns
+    /// its address.
+    fn start(&mut self) -> Result<Endpoint, DriverError>;
 
     /// Freezes the running backend: its memory stays, it gets no CPU
     /// (`docker pause`, SIGSTOP). Connections to it stay open but unanswered.
     fn freeze(&mut self) -> Result<(), DriverError>;
 
-    /// Unfreezes a frozen backend and returns its address once it answers
-    /// a handshake again.
-    fn thaw(&mut self) -> Result<SocketAddr, DriverError>;
+    /// Unfreezes a frozen backend and returns its address (as `start`)
+    /// once it answers a handshake again.
+    fn thaw(&mut self) -> Result<Endpoint, DriverError>;
 
     /// Stops the backend cleanly, keeping its data (volume or datadir), so
     /// that `start` brings it back. Works on a frozen backend too.

@@ -448,6 +448,11 @@ fn install_db(datadir: &Path) -> Result<(), ProcessError> {
 
 fn init_sql(accounts: &[Account]) -> String {
     let mut sql = String::from("CREATE DATABASE IF NOT EXISTS test;\n");
+    // mariadb-install-db (10.11) creates an anonymous account at
+    // localhost, and MariaDB matches the most specific host first: over
+    // the Unix socket, which Torpor uses, every login would be taken for
+    // it instead of the user's own account at '%'.
+    sql.push_str("DROP USER IF EXISTS ''@'localhost';\n");
     for statement in account_sql(accounts) {
         sql.push_str(&statement);
         sql.push_str(";\n");
@@ -519,5 +524,6 @@ mod tests {
         }]);
         assert!(sql.contains("CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'secret'"));
         assert!(sql.contains("GRANT ALL PRIVILEGES ON *.* TO 'app'@'%'"));
+        assert!(sql.contains("DROP USER IF EXISTS ''@'localhost'"));
     }
 }

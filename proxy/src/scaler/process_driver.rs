@@ -6,12 +6,12 @@
 //! the default where no container engine answers: Torpor on a laptop with
 //! MariaDB installed is already a scale-to-zero database.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
+use crate::endpoint::Endpoint;
 
 /// The account the scaler uses for administrative SQL on a process
 /// backend (created at every boot with the service's accounts).
@@ -77,11 +77,17 @@ impl ProcessDriver {
         Ok(())
     }
 
-    fn address(&self) -> Result<SocketAddr, DriverError> {
+    fn process(&self) -> Result<&MariadbProcess, DriverError> {
         self.running
             .as_ref()
-            .map(MariadbProcess::addr)
             .ok_or_else(|| DriverError::Gone("mariadbd is not running".into()))
+    }
+
+    /// Where sessions reach the running server: its Unix socket, the
+    /// cheaper hop on one host (TCP stays open for the scaler's own
+    /// administrative connections and for operators).
+    fn endpoint(&self) -> Result<Endpoint, DriverError> {
+        Ok(Endpoint::Unix(self.process()?.socket().to_path_buf()))
     }
 }
 
@@ -102,7 +108,7 @@ impl Driver for ProcessDriver {
         "process"
     }
 
-    fn start(&mut self) -> Result<SocketAddr, DriverError> {
+    fn start(&mut self) -> Result<Endpoint, DriverError> {
         if let Ok(pid) = self.pid() {
             // SAFETY: as in `signal`; a running process ignores SIGCONT.
             unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -137,10 +143,9 @@ impl Driver for ProcessDriver {
             None => start(None),
         }
         .map_err(|e| DriverError::NotReady(e.to_string()))?;
-        let addr = process.addr();
-        self.port = Some(addr.port());
+        self.port = Some(process.addr().port());
         self.running = Some(process);
-        Ok(addr)
+        self.endpoint()
     }
 
     fn freeze(&mut self) -> Result<(), DriverError> {
@@ -160,9 +165,9 @@ impl Driver for ProcessDriver {
         Ok(())
     }
 
-    fn thaw(&mut self) -> Result<SocketAddr, DriverError> {
+    fn thaw(&mut self) -> Result<Endpoint, DriverError> {
         self.signal(libc::SIGCONT)?;
-        let addr = self.address()?;
+        let addr = self.process()?.addr();
         let deadline = Instant::now() + self.options.ready_timeout;
         while !handshake_arrives(addr) {
             self.pid()?;
@@ -174,7 +179,7 @@ impl Driver for ProcessDriver {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        Ok(addr)
+        self.endpoint()
     }
 
     fn stop(&mut self) -> Result<(), DriverError> {

@@ -4,7 +4,6 @@
 //! named `default`, always active.
 
 use std::io::Write;
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -20,6 +19,7 @@ use super::lifecycle::State;
 use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
+use crate::endpoint::Endpoint;
 use crate::service::{Request, Service};
 
 /// The running services and their actor threads.
@@ -58,14 +58,8 @@ pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Serv
         temporary: Vec::new(),
     };
     if let Some(backend) = &config.backend {
-        let address = backend
-            .address
-            .to_socket_addrs()
-            .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?
-            .next()
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!("backend '{}' has no address", backend.address))
-            })?;
+        let address = Endpoint::parse(&backend.address)
+            .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?;
         built.services.push(Arc::new(Service::new(
             0,
             "default",
