@@ -477,8 +477,9 @@ pub struct Cli {
     /// Address to accept clients on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// The MariaDB server to forward to (host:port).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The MariaDB server to forward to: host:port, or its Unix socket
+    /// (/path/to/mysqld.sock or unix:/path), the cheaper hop on one host.
+    #[arg(long, value_name = "HOST:PORT|PATH")]
     pub backend: Option<String>,
     /// An account clients may use, as NAME:PASSWORD; PASSWORD may also be a
     /// native hash (`*` and 40 hex digits). Repeatable. The same account
