@@ -226,6 +226,10 @@ pub struct Config {
     /// Address clients connect to.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A Unix socket clients on this host may connect to as well (as to
+    /// MariaDB's own); none when not set.
+    #[serde(default)]
+    pub listen_socket: Option<PathBuf>,
     /// Worker threads (one runtime and listener each); 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -328,6 +332,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
+            listen_socket: None,
             workers: 0,
             max_connections: default_max_connections(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
@@ -477,6 +482,9 @@ pub struct Cli {
     /// Address to accept clients on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Also accept clients on this Unix socket (`mariadb -S PATH`).
+    #[arg(long, value_name = "PATH")]
+    pub listen_socket: Option<PathBuf>,
     /// The MariaDB server to forward to: host:port, or its Unix socket
     /// (/path/to/mysqld.sock or unix:/path), the cheaper hop on one host.
     #[arg(long, value_name = "HOST:PORT|PATH")]
@@ -588,6 +596,9 @@ impl Cli {
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(path) = self.listen_socket {
+            config.listen_socket = Some(path);
         }
         if let Some(address) = self.backend {
             let connect_timeout_ms = config

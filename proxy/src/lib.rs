@@ -43,6 +43,7 @@ pub mod config;
 pub mod context;
 pub mod endpoint;
 pub mod error;
+pub mod local_listener;
 pub mod logging;
 pub mod metrics;
 pub mod net;
@@ -82,6 +83,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Binding the Unix socket failed.
+    #[error("cannot listen on {}: {source}", path.display())]
+    ListenSocket {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A worker thread could not be started.
     #[error("cannot start a worker thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -101,6 +111,8 @@ pub enum StartError {
 pub struct Proxy {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    /// Removes the socket file once the workers are done with it.
+    local_listener: Option<local_listener::LocalListener>,
     workers: Vec<JoinHandle<std::io::Result<()>>>,
     services: scaler::services::Services,
     admin: Option<admin::AdminServer>,
@@ -130,15 +142,29 @@ impl Proxy {
             .first()
             .and_then(|l| l.local_addr().ok())
             .unwrap_or(listen);
+        let socket_error = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| StartError::ListenSocket { path, source }
+        };
+        let local_listener = match &shared.config.listen_socket {
+            Some(path) => {
+                Some(local_listener::LocalListener::bind(path).map_err(socket_error(path))?)
+            }
+            None => None,
+        };
         let mut workers = Vec::with_capacity(count);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for (index, listener) in listeners.into_iter().enumerate() {
+            let local = match &local_listener {
+                Some(l) => Some(l.for_worker().map_err(socket_error(l.path()))?),
+                None => None,
+            };
             let shared = Arc::clone(&shared);
             let driver = shared.config.io_driver;
             let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("torpor-worker-{index}"))
-                .spawn(move || worker::run_worker(index, listener, shared, driver, ready))
+                .spawn(move || worker::run_worker(index, listener, local, shared, driver, ready))
                 .map_err(StartError::Thread)?;
             workers.push(handle);
         }
@@ -164,11 +190,15 @@ impl Proxy {
             return Err(failure);
         }
         let names: Vec<&str> = shared.services.iter().map(|s| s.name.as_str()).collect();
-        info!(%local_addr, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
+        let socket = local_listener
+            .as_ref()
+            .map(|l| l.path().display().to_string());
+        info!(%local_addr, socket, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
         Ok(Proxy {
             shared,
             local_addr,
+            local_listener,
             workers,
             services,
             admin,
@@ -178,6 +208,13 @@ impl Proxy {
     /// Where clients connect.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The Unix socket clients may connect to, if configured.
+    pub fn local_socket(&self) -> Option<&std::path::Path> {
+        self.local_listener
+            .as_ref()
+            .map(local_listener::LocalListener::path)
     }
 
     /// Where the admin API listens, if it runs.

@@ -208,3 +208,33 @@ async fn write_and_read<R: AsyncReadRent, W: AsyncWriteRent, B: IoBuf>(
 ) -> (BufResult<usize, B>, BufResult<usize, SliceMut<BytesMut>>) {
     monoio::join!(writer.write_all(out), reader.read(target))
 }
+
+/// Who is at the other end of a client connection, for logs and for the
+/// host part of error texts (`'user'@'host'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(std::net::SocketAddr),
+    /// A client on Torpor's Unix socket (this host).
+    Local,
+}
+
+impl Peer {
+    /// The host as MariaDB would name it: the IP, or `localhost` for a
+    /// socket client.
+    pub fn host(&self) -> String {
+        match self {
+            Peer::Tcp(addr) => addr.ip().to_string(),
+            Peer::Local => "localhost".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Local => f.write_str("unix-socket"),
+        }
+    }
+}

@@ -153,6 +153,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
     // given one of the two (a key in neither would be silently ignored).
     let Config {
         listen: _,
+        listen_socket: _,
         workers: _,
         io_driver: _,
         log_format: _,
@@ -178,6 +179,10 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     note(old.listen != new.listen, "listen".into());
+    note(
+        old.listen_socket != new.listen_socket,
+        "listen_socket".into(),
+    );
     note(old.workers != new.workers, "workers".into());
     note(old.io_driver != new.io_driver, "io_driver".into());
     note(old.log_format != new.log_format, "log_format".into());

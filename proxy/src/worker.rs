@@ -25,6 +25,7 @@ use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
 use crate::metrics::WorkerMetrics;
+use crate::net::{Conn, Peer, SMALL_BUFFER};
 use crate::pool::BackendPool;
 use crate::session;
 
@@ -71,6 +72,7 @@ pub type ReadySender = std::sync::mpsc::Sender<(usize, std::io::Result<()>)>;
 pub fn run_worker(
     index: usize,
     listener: std::net::TcpListener,
+    local: Option<std::os::unix::net::UnixListener>,
     shared: Arc<Shared>,
     driver: IoDriver,
     ready: ReadySender,
@@ -95,7 +97,7 @@ pub fn run_worker(
                     "worker started"
                 );
                 let _ = ready.send((index, Ok(())));
-                return runtime.block_on(accept_loop(index, listener, shared));
+                return runtime.block_on(accept_loop(index, listener, local, shared));
             }
             Err(e) if driver == IoDriver::Auto => {
                 // e.g. seccomp refuses io_uring_setup, or RLIMIT_MEMLOCK is
@@ -125,7 +127,7 @@ pub fn run_worker(
     };
     info!(worker = index, driver = "epoll", "worker started");
     let _ = ready.send((index, Ok(())));
-    runtime.block_on(accept_loop(index, listener, shared))
+    runtime.block_on(accept_loop(index, listener, local, shared))
 }
 
 type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
@@ -229,12 +231,33 @@ impl Drop for SessionSlot {
     }
 }
 
+/// A client connection a listener accepted.
+type Accepted = std::io::Result<(Conn, Peer)>;
+
+async fn accept_tcp(listener: &monoio::net::TcpListener) -> Accepted {
+    let (stream, peer) = listener.accept().await?;
+    Ok((Conn::new(stream, SMALL_BUFFER)?, Peer::Tcp(peer)))
+}
+
+/// Accepts on the Unix socket; without one, never returns.
+async fn accept_local(listener: Option<&monoio::net::UnixListener>) -> Accepted {
+    match listener {
+        Some(listener) => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Conn::new_unix(stream, SMALL_BUFFER), Peer::Local))
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
     index: usize,
     listener: std::net::TcpListener,
+    local: Option<std::os::unix::net::UnixListener>,
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     let listener = monoio::net::TcpListener::from_std(listener)?;
+    let local = local.map(monoio::net::UnixListener::from_std).transpose()?;
     let sessions = Rc::new(Sessions::default());
     let buffers = Rc::new(BufferPool::default());
     let settings = shared.settings();
@@ -261,37 +284,46 @@ async fn accept_loop(
     let shutdown = Arc::clone(&shared.shutdown);
     let mut stop = std::pin::pin!(shutdown.wait());
     loop {
-        monoio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let (slot, control) = sessions.insert();
-                    let shared = Arc::clone(&shared);
-                    let buffers = Rc::clone(&buffers);
-                    let pools = Rc::clone(&pools);
-                    let metrics = Rc::clone(&metrics);
-                    monoio::spawn(async move {
-                        // A bug that panics ends its own session (its
-                        // sockets close as it unwinds), not the worker and
-                        // every other session on it.
-                        let parts = session::WorkerParts { index, control, buffers, pools, metrics };
-                        let serve = session::serve(stream, peer, shared, parts);
-                        if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
-                            error!(worker = index, %peer, "session panicked; it was closed");
-                        }
-                        drop(slot);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a
-                    // little instead of spinning.
-                    warn!(worker = index, "accept failed: {e}");
-                    monoio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
+        let accepted = monoio::select! {
+            accepted = accept_tcp(&listener) => accepted,
+            accepted = accept_local(local.as_ref()) => accepted,
             _ = &mut stop => break,
+        };
+        match accepted {
+            Ok((client, peer)) => {
+                let (slot, control) = sessions.insert();
+                let shared = Arc::clone(&shared);
+                let buffers = Rc::clone(&buffers);
+                let pools = Rc::clone(&pools);
+                let metrics = Rc::clone(&metrics);
+                monoio::spawn(async move {
+                    // A bug that panics ends its own session (its
+                    // sockets close as it unwinds), not the worker and
+                    // every other session on it.
+                    let parts = session::WorkerParts {
+                        index,
+                        control,
+                        buffers,
+                        pools,
+                        metrics,
+                    };
+                    let serve = session::serve(client, peer, shared, parts);
+                    if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+                        error!(worker = index, %peer, "session panicked; it was closed");
+                    }
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off a
+                // little instead of spinning.
+                warn!(worker = index, "accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     drop(listener);
+    drop(local);
     // Idle sessions end now; busy ones finish their command, see the
     // shutdown as they go idle, and end then.
     sessions.interrupt_idle();

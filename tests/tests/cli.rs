@@ -437,3 +437,70 @@ fn torpor_help_documents_every_option() {
         }
     }
 }
+
+/// Runs the `mariadb` client over the Unix socket at `socket`.
+fn mariadb_on_socket(socket: &Path, password: &str, args: &[&str]) -> Run {
+    let program = require_program("mariadb", "mariadb-client");
+    let output: Output = Command::new(program)
+        .arg("--no-defaults")
+        .arg("--protocol=SOCKET")
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--user={APP_USER}"))
+        .arg(format!("--password={password}"))
+        .arg("--default-character-set=utf8mb4")
+        .args(args)
+        .output()
+        .expect("the mariadb client runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Torpor's Unix socket (`listen_socket`) serves the client as MariaDB's
+/// own socket does: the same output for queries, the same refusal of a
+/// wrong password (host `localhost`), and the file is gone once Torpor
+/// stops.
+#[test]
+fn the_client_on_torpors_unix_socket_sees_what_it_sees_on_mariadbs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("torpor.sock");
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.listen_socket = Some(socket.clone());
+    });
+    let direct_socket = backend().socket().to_path_buf();
+    let query = [
+        "-e",
+        "SELECT 1 + 1 AS two, @@version AS v, CURRENT_USER() AS who; \
+         SELECT 'x' AS a, NULL AS b UNION ALL SELECT 'y', 2",
+    ];
+    let proxied = mariadb_on_socket(&socket, APP_PASSWORD, &query);
+    let direct = mariadb_on_socket(&direct_socket, APP_PASSWORD, &query);
+    assert_eq!(proxied.code, Some(0), "{proxied:?}");
+    assert_eq!(proxied, direct);
+
+    let refused = mariadb_on_socket(&socket, "wrong", &["-e", "SELECT 1"]);
+    let refused_direct = mariadb_on_socket(&direct_socket, "wrong", &["-e", "SELECT 1"]);
+    assert_eq!(refused.code, Some(1));
+    assert!(
+        refused.stderr.contains("ERROR 1045 (28000)"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.stderr, refused_direct.stderr);
+
+    // The same socket serves a client library (and its sessions).
+    let opts = mysql::OptsBuilder::new()
+        .socket(Some(socket.to_string_lossy().into_owned()))
+        .user(Some(APP_USER))
+        .pass(Some(APP_PASSWORD));
+    let mut conn = mysql::Conn::new(opts).expect("login over the socket");
+    conn.query_drop("SET @kept = 41").expect("set");
+    let kept: Option<i64> = conn.query_first("SELECT @kept + 1").expect("select");
+    assert_eq!(kept, Some(42));
+    drop(conn);
+
+    torpor.stop();
+    assert!(!socket.exists(), "the socket file is removed at shutdown");
+}

@@ -67,7 +67,7 @@ impl Session {
             return Err(Failure {
                 error: SessionError::AccessDenied {
                     user: String::from_utf8_lossy(&change.user).into_owned(),
-                    host: self.peer.ip().to_string(),
+                    host: self.peer.host(),
                     using_password: !response.is_empty(),
                 },
                 reply_seq: Some(reply_seq),

@@ -15,7 +15,6 @@
 //! connection's id, in place (ids have a fixed width).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,7 +43,7 @@ use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::SessionError;
 use crate::metrics::{CloseReason, WorkerMetrics};
-use crate::net::Conn;
+use crate::net::{Conn, Peer};
 use crate::pool::BackendPool;
 use crate::registry::SessionGuard;
 use crate::service::{ClientCount, Service};
@@ -157,7 +156,7 @@ pub struct Session {
     pub(super) max_packet_size: u32,
     pub(super) guard: SessionGuard,
     pub(super) shared: Arc<Shared>,
-    pub(super) peer: SocketAddr,
+    pub(super) peer: Peer,
     pub(super) control: Rc<SessionControl>,
     pub(super) buffers: Rc<BufferPool>,
     pub(super) ledger: VecDeque<Pending>,
@@ -192,7 +191,7 @@ impl Session {
         authenticated: super::login::Authenticated,
         guard: SessionGuard,
         shared: Arc<Shared>,
-        peer: SocketAddr,
+        peer: Peer,
         parts: super::WorkerParts,
     ) -> Session {
         let super::WorkerParts {

@@ -2,8 +2,6 @@
 //! check its password against the stored hash, and log in to the backend
 //! as the same user with the `SHA1(password)` the client proved.
 
-use std::net::SocketAddr;
-
 use bytes::BytesMut;
 use rand::Rng;
 use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
@@ -19,7 +17,7 @@ use torpor_replay::state::SessionState;
 use crate::backend::{self, BackendConn, Login};
 use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
-use crate::net::Conn;
+use crate::net::{Conn, Peer};
 use crate::pool::{BackendPool, Borrowed, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
@@ -118,7 +116,7 @@ pub async fn login(
     client: &mut Conn,
     shared: &Shared,
     connection_id: u32,
-    peer: SocketAddr,
+    peer: Peer,
     pools: &[Rc<BackendPool<BackendConn>>],
 ) -> Result<Authenticated, (SessionError, u8)> {
     let mut exchange = Exchange { client, seq: 0 };
@@ -132,7 +130,7 @@ async fn run(
     exchange: &mut Exchange<'_>,
     shared: &Shared,
     connection_id: u32,
-    peer: SocketAddr,
+    peer: Peer,
     pools: &[Rc<BackendPool<BackendConn>>],
 ) -> Result<Authenticated, SessionError> {
     // Clients are greeted before they name their user (and so their
@@ -168,7 +166,7 @@ async fn run(
         .and_then(|stored| stored.verify(&seed, &auth_response))
         .ok_or_else(|| SessionError::AccessDenied {
             user: String::from_utf8_lossy(&response.user).into_owned(),
-            host: peer.ip().to_string(),
+            host: peer.host(),
             using_password: !auth_response.is_empty(),
         })?;
 

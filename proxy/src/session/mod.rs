@@ -27,12 +27,10 @@ pub mod rewrite;
 pub mod statements;
 mod transaction;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::backend::BackendConn;
@@ -41,7 +39,7 @@ use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
 use crate::metrics::{CloseReason, WorkerMetrics};
-use crate::net::{Conn, SMALL_BUFFER};
+use crate::net::{Conn, Peer};
 use crate::pool::BackendPool;
 use crate::worker::SessionControl;
 
@@ -102,11 +100,8 @@ pub struct WorkerParts {
 }
 
 /// Serves one accepted client connection to its end.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, parts: WorkerParts) {
+pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: WorkerParts) {
     let control = &parts.control;
-    let Ok(mut client) = Conn::new(stream, SMALL_BUFFER) else {
-        return;
-    };
     control.set_fd(client.raw_fd());
     parts.metrics.client_opened();
     let Some(_permit) = shared.admit() else {
@@ -155,7 +150,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, par
 }
 
 /// Logs a session's end once, at the level its fault deserves.
-pub fn report(id: u32, peer: SocketAddr, error: &SessionError, phase: &'static str) {
+pub fn report(id: u32, peer: Peer, error: &SessionError, phase: &'static str) {
     if error.is_quiet() {
         debug!(id, %peer, phase, "session ended: {error}");
         return;
