@@ -278,17 +278,17 @@ impl Session {
     }
 
     /// Shows the session's pins in the registry (for the admin API) when
-    /// they changed from none to some or back; costs nothing otherwise.
+    /// they changed; costs one comparison otherwise.
     fn publish_pins(&mut self) {
-        let pinned = self.model.is_pinned();
-        if !pinned && !self.pins_published {
+        let mask = self.model.pin_mask();
+        if mask == self.pins_published {
             return;
         }
         let names: Vec<&'static str> = self.model.pins().iter().map(|p| p.name()).collect();
         if let Ok(mut pins) = self.guard.entry.pins.lock() {
             *pins = names;
         }
-        self.pins_published = pinned;
+        self.pins_published = mask;
     }
 
     /// Closes the session's backend connection (it failed, or it is in a

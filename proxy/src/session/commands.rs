@@ -144,9 +144,10 @@ pub struct Session {
     pub(super) service: Arc<Service>,
     /// Counts the session among its service's clients while it lives.
     _client_count: ClientCount,
-    /// Whether the registry shows pins for this session (so that they are
-    /// cleared when they end).
-    pub(super) pins_published: bool,
+    /// The pins the registry shows for this session
+    /// ([`super::model::SessionModel::pin_mask`]), so that only a change
+    /// is published.
+    pub(super) pins_published: u16,
     pub(super) capabilities: Capabilities,
     pub(super) user: Vec<u8>,
     pub(super) password: ProvenPassword,
@@ -224,7 +225,7 @@ impl Session {
             pool,
             _client_count: ClientCount::new(Arc::clone(&service), index),
             service,
-            pins_published: false,
+            pins_published: 0,
             guard,
             peer,
             control,
@@ -883,11 +884,7 @@ impl Session {
     /// writes itself).
     pub(super) fn last_status(&self) -> u16 {
         let mut status = 0;
-        if self
-            .model
-            .pins()
-            .contains(&super::model::PinReason::Transaction)
-        {
+        if self.model.in_transaction() {
             status |= torpor_protocol::packets::ServerStatus::IN_TRANS;
         }
         if self

@@ -58,6 +58,24 @@ pub enum PinReason {
 }
 
 impl PinReason {
+    /// Every reason, in the fixed order [`SessionModel::pins`] lists them.
+    pub const ALL: [PinReason; 9] = [
+        PinReason::Transaction,
+        PinReason::NextTransaction,
+        PinReason::TemporaryTable,
+        PinReason::NamedLock,
+        PinReason::TableLock,
+        PinReason::Cursor,
+        PinReason::LongData,
+        PinReason::FoundRows,
+        PinReason::UnknownState,
+    ];
+
+    /// The reason's bit in [`SessionModel::pin_mask`].
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
     /// The reason's name in logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -135,37 +153,36 @@ impl SessionModel {
         }
     }
 
+    /// Every reason the session is pinned now, one bit each
+    /// ([`PinReason::bit`]): what the per-statement checks look at, with
+    /// no allocation.
+    pub fn pin_mask(&self) -> u16 {
+        [
+            (self.in_transaction, PinReason::Transaction),
+            (
+                self.state.next_transaction.is_some() && !self.in_transaction,
+                PinReason::NextTransaction,
+            ),
+            (self.temporary_tables, PinReason::TemporaryTable),
+            (self.named_locks, PinReason::NamedLock),
+            (self.table_locks, PinReason::TableLock),
+            (!self.cursors.is_empty(), PinReason::Cursor),
+            (!self.long_data.is_empty(), PinReason::LongData),
+            (self.found_rows_pending, PinReason::FoundRows),
+            (self.unknown_state, PinReason::UnknownState),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |mask, (_, reason)| mask | reason.bit())
+    }
+
     /// Every reason the session is pinned now, in a fixed order.
     pub fn pins(&self) -> Vec<PinReason> {
-        let mut pins = Vec::new();
-        if self.in_transaction {
-            pins.push(PinReason::Transaction);
-        }
-        if self.state.next_transaction.is_some() && !self.in_transaction {
-            pins.push(PinReason::NextTransaction);
-        }
-        if self.temporary_tables {
-            pins.push(PinReason::TemporaryTable);
-        }
-        if self.named_locks {
-            pins.push(PinReason::NamedLock);
-        }
-        if self.table_locks {
-            pins.push(PinReason::TableLock);
-        }
-        if !self.cursors.is_empty() {
-            pins.push(PinReason::Cursor);
-        }
-        if !self.long_data.is_empty() {
-            pins.push(PinReason::LongData);
-        }
-        if self.found_rows_pending {
-            pins.push(PinReason::FoundRows);
-        }
-        if self.unknown_state {
-            pins.push(PinReason::UnknownState);
-        }
-        pins
+        let mask = self.pin_mask();
+        PinReason::ALL
+            .into_iter()
+            .filter(|reason| mask & reason.bit() != 0)
+            .collect()
     }
 
     /// Whether a transaction is open.
@@ -192,7 +209,7 @@ impl SessionModel {
 
     /// Whether anything pins the session.
     pub fn is_pinned(&self) -> bool {
-        !self.pins().is_empty()
+        self.pin_mask() != 0
     }
 
     /// Takes what a statement text said it does (before its reply).
@@ -429,6 +446,30 @@ mod tests {
         );
         model.observe_status(ServerStatus(ServerStatus::IN_TRANS));
         assert_eq!(model.pins()[0], PinReason::Transaction);
+        model.reset(None);
+        assert!(!model.is_pinned());
+    }
+
+    #[test]
+    fn every_pin_has_its_own_bit_and_lists_in_order() {
+        let mut model = SessionModel::new(Arc::new(Baseline::default()), None);
+        assert_eq!(model.pin_mask(), 0);
+        model.in_transaction = true;
+        model.temporary_tables = true;
+        model.named_locks = true;
+        model.table_locks = true;
+        model.cursors.insert(1);
+        model.long_data.insert(2);
+        model.found_rows_pending = true;
+        model.unknown_state = true;
+        let mut want = PinReason::ALL.to_vec();
+        // SET TRANSACTION waiting for the next transaction pins only
+        // outside one.
+        want.retain(|r| *r != PinReason::NextTransaction);
+        assert_eq!(model.pins(), want);
+        let bits: u16 = PinReason::ALL.iter().map(|r| r.bit()).sum();
+        assert_eq!(bits.count_ones(), 9, "distinct bits");
+        assert_eq!(model.pin_mask(), bits & !PinReason::NextTransaction.bit());
         model.reset(None);
         assert!(!model.is_pinned());
     }

@@ -200,7 +200,7 @@ impl Session {
     /// journal (replayable or not) — the case transaction replay answers.
     pub(super) fn pinned_by_transaction_only(&self) -> bool {
         self.journal.is_open()
-            && self.model.pins() == [PinReason::Transaction]
+            && self.model.pin_mask() == PinReason::Transaction.bit()
             && !self.model.user_variables_dirty
             && !self.model.last_insert_id_dirty
             && !self.model.tracking_dirty
