@@ -10,9 +10,11 @@
 //!   data legitimately differ on another connection; ERR packets by their
 //!   code.
 //! - [`TransactionJournal`] keeps the entries of the transaction open now,
-//!   within a byte budget; over it, or after a command it cannot re-run
-//!   faithfully ([`hazard`]), the transaction is marked not replayable
-//!   ([`Refusal`]) and its entries are dropped.
+//!   within a byte budget; over it, or after a command it cannot record,
+//!   the transaction is marked not replayable ([`Refusal`]) and its
+//!   entries are dropped. Whether a statement can be re-run faithfully
+//!   ([`hazard`]) is asked only when a replay is wanted: it costs a
+//!   tokenization per statement, and connections seldom die.
 //! - [`interrupted`] decides what may be done with a command whose
 //!   connection died after it was sent: a statement that can end the
 //!   transaction (COMMIT above all) is never run again.
@@ -511,6 +513,9 @@ pub struct TransactionJournal {
     characteristics: Option<String>,
 }
 
+/// Journal entries whose room is kept between transactions.
+const KEPT_ENTRIES: usize = 32;
+
 impl TransactionJournal {
     /// An empty journal that keeps at most `budget` bytes per transaction
     /// (0: replay off).
@@ -575,13 +580,6 @@ impl TransactionJournal {
             self.refuse(Refusal::RolledBack { code: DEADLOCK });
             return;
         }
-        if let Some(what) = hazard(command.sql()) {
-            self.refuse(Refusal::Hazard {
-                statement: self.seen,
-                what,
-            });
-            return;
-        }
         let bytes = self.bytes + command.cost();
         if bytes > self.budget {
             self.refuse(Refusal::OverBudget {
@@ -606,16 +604,32 @@ impl TransactionJournal {
     /// The entries to replay, in order, and the pending transaction
     /// characteristics to restore before them; or why there are none.
     pub fn replayable(&self) -> Result<(&[JournalEntry], Option<&str>), Refusal> {
-        match &self.refusal {
-            Some(refusal) => Err(refusal.clone()),
-            None => Ok((&self.entries, self.characteristics.as_deref())),
+        if let Some(refusal) = &self.refusal {
+            return Err(refusal.clone());
         }
+        // Without a refusal every statement seen was recorded: entry i is
+        // statement i + 1.
+        for (index, entry) in self.entries.iter().enumerate() {
+            if let Some(what) = hazard(entry.command.sql()) {
+                return Err(Refusal::Hazard {
+                    statement: index + 1,
+                    what,
+                });
+            }
+        }
+        Ok((&self.entries, self.characteristics.as_deref()))
     }
 
     /// Forgets the transaction (it ended, or it was given up).
     pub fn clear(&mut self) {
         self.open = false;
-        self.entries = Vec::new();
+        // Most transactions are a few statements: their room is kept for
+        // the next one instead of being given back and grown again.
+        if self.entries.capacity() > KEPT_ENTRIES {
+            self.entries = Vec::new();
+        } else {
+            self.entries.clear();
+        }
         self.bytes = 0;
         self.seen = 0;
         self.refusal = None;
