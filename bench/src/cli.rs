@@ -29,6 +29,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List the workloads and what each measures.
     ListWorkloads,
+    /// The `floor` target's byte forwarder (run by `run --spawn-floor`).
+    #[command(hide = true)]
+    FloorProxy(crate::floor::FloorArgs),
 }
 
 /// Arguments of `torpor-bench run`.
@@ -125,6 +128,15 @@ pub struct RunArgs {
     /// Build and start Torpor in front of the baseline, as `torpor`.
     #[arg(long)]
     pub spawn_torpor: bool,
+    /// With --spawn-mariadb: also start the spawned HAProxy and Torpor in
+    /// front of that MariaDB's Unix socket, as `haproxy-socket` and
+    /// `torpor-socket` (no TCP stack on the proxy's backend hop).
+    #[arg(long)]
+    pub spawn_socket: bool,
+    /// Start a byte forwarder in front of the baseline, as `floor`: the
+    /// least any user-space proxy can do per query (nothing parsed).
+    #[arg(long)]
+    pub spawn_floor: bool,
     /// Build and start a Torpor with a MariaDB of its own and its admin
     /// API, as `torpor-serverless`; only the serverless workloads run on it.
     #[arg(long)]
@@ -252,6 +264,11 @@ pub struct SpawnPlan {
     pub haproxy: bool,
     /// Torpor in front of the baseline, `torpor`.
     pub torpor: bool,
+    /// The spawned HAProxy and Torpor also in front of the spawned
+    /// MariaDB's Unix socket, `haproxy-socket` and `torpor-socket`.
+    pub socket: bool,
+    /// The byte forwarder in front of the baseline, `floor`.
+    pub floor: bool,
     /// Torpor with a MariaDB of its own and its admin API,
     /// `torpor-serverless`.
     pub torpor_serverless: bool,
@@ -334,6 +351,10 @@ pub struct Credentials {
 /// The validated run settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Every target's name in measuring order, the baseline first:
+    /// `targets::assemble` builds the targets in this order and checks
+    /// that it did.
+    pub names: Vec<String>,
     /// Targets given on the command line, in order.
     pub targets: Vec<TargetArg>,
     /// Process ids given on the command line.
@@ -386,6 +407,15 @@ impl Settings {
         if args.spawn_torpor {
             names.push("torpor");
         }
+        if args.spawn_socket && args.spawn_haproxy {
+            names.push("haproxy-socket");
+        }
+        if args.spawn_socket && args.spawn_torpor {
+            names.push("torpor-socket");
+        }
+        if args.spawn_floor {
+            names.push("floor");
+        }
         if args.spawn_torpor_serverless {
             names.push("torpor-serverless");
         }
@@ -400,7 +430,7 @@ impl Settings {
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, torpor-serverless and torpor-poolN)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, floor, torpor-serverless and torpor-poolN)");
             }
         }
         for pid in &args.pids {
@@ -422,10 +452,19 @@ impl Settings {
             }
         }
         let targets = with_admin_addresses(args.targets.clone(), &args.admins, &names)?;
-        let in_front =
-            args.spawn_haproxy || args.spawn_torpor || !args.spawn_torpor_pool.is_empty();
+        let in_front = args.spawn_haproxy
+            || args.spawn_torpor
+            || args.spawn_floor
+            || !args.spawn_torpor_pool.is_empty();
         if in_front && !args.spawn_mariadb && targets.is_empty() {
-            bail!("--spawn-haproxy, --spawn-torpor and --spawn-torpor-pool need a database behind them: --spawn-mariadb or a first --target");
+            bail!("--spawn-haproxy, --spawn-torpor, --spawn-floor and --spawn-torpor-pool need a database behind them: --spawn-mariadb or a first --target");
+        }
+        if args.spawn_socket && !args.spawn_mariadb {
+            // Only a MariaDB the suite started has a socket it knows of.
+            bail!("--spawn-socket needs --spawn-mariadb: the proxies go in front of the spawned MariaDB's Unix socket");
+        }
+        if args.spawn_socket && !args.spawn_haproxy && !args.spawn_torpor {
+            bail!("--spawn-socket adds socket twins of the spawned proxies: give --spawn-haproxy, --spawn-torpor or both");
         }
         if args.duration.is_zero() {
             bail!("--duration must be more than zero");
@@ -453,7 +492,9 @@ impl Settings {
             (true, Some(path)) => Some(TorporSource::Binary(path)),
             (true, None) => Some(TorporSource::Build(args.workspace)),
         };
+        let names = names.iter().map(|name| name.to_string()).collect();
         Ok(Settings {
+            names,
             targets,
             pids: args.pids,
             credentials: Credentials {
@@ -474,6 +515,8 @@ impl Settings {
                 mariadb: args.spawn_mariadb,
                 haproxy: args.spawn_haproxy,
                 torpor: args.spawn_torpor,
+                socket: args.spawn_socket,
+                floor: args.spawn_floor,
                 torpor_serverless: args.spawn_torpor_serverless,
                 torpor_pools: args.spawn_torpor_pool,
                 torpor_source,
@@ -638,6 +681,7 @@ mod tests {
         match cli.command {
             Command::Run(args) => Settings::from_args(*args),
             Command::ListWorkloads => bail!("parsed as list-workloads"),
+            Command::FloorProxy(_) => bail!("parsed as floor-proxy"),
         }
     }
 
@@ -872,6 +916,92 @@ mod tests {
             }
         );
         assert!(settings(&["--spawn-mariadb", "--multiplex-clients", "0"]).is_err());
+    }
+
+    #[test]
+    fn socket_and_floor_targets_follow_the_tcp_proxies_in_order() {
+        let s = settings(&[
+            "--spawn-mariadb",
+            "--spawn-haproxy",
+            "--spawn-torpor",
+            "--spawn-socket",
+            "--spawn-floor",
+            "--spawn-torpor-pool",
+            "8",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            s.names,
+            [
+                "direct",
+                "haproxy",
+                "torpor",
+                "haproxy-socket",
+                "torpor-socket",
+                "floor",
+                "torpor-pool8"
+            ]
+        );
+        assert!(s.spawn.socket && s.spawn.floor);
+        // One proxy gets one socket twin.
+        let s = settings(&["--spawn-mariadb", "--spawn-torpor", "--spawn-socket"])
+            .expect("valid arguments");
+        assert_eq!(s.names, ["direct", "torpor", "torpor-socket"]);
+        let s = settings(&["--spawn-mariadb", "--spawn-haproxy", "--spawn-socket"])
+            .expect("valid arguments");
+        assert_eq!(s.names, ["direct", "haproxy", "haproxy-socket"]);
+        assert!(s.spawn.torpor_source.is_none(), "no torpor to build");
+    }
+
+    #[test]
+    fn without_the_new_flags_names_and_order_are_unchanged() {
+        let s = settings(&[
+            "--spawn-mariadb",
+            "--target",
+            "other=h:1",
+            "--spawn-haproxy",
+            "--spawn-torpor",
+            "--spawn-torpor-serverless",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            s.names,
+            ["direct", "other", "haproxy", "torpor", "torpor-serverless"]
+        );
+        assert!(!s.spawn.socket && !s.spawn.floor);
+    }
+
+    #[test]
+    fn socket_twins_need_the_spawned_mariadb_and_a_proxy() {
+        let error = settings(&["--target", "db=h:1", "--spawn-haproxy", "--spawn-socket"])
+            .expect_err("a given target has no socket we know of");
+        assert!(
+            error
+                .to_string()
+                .contains("--spawn-socket needs --spawn-mariadb"),
+            "{error}"
+        );
+        let error = settings(&["--spawn-mariadb", "--spawn-socket"])
+            .expect_err("no proxy to put in front of the socket");
+        assert!(error.to_string().contains("--spawn-haproxy"), "{error}");
+        assert!(settings(&[
+            "--spawn-mariadb",
+            "--spawn-haproxy",
+            "--spawn-socket",
+            "--target",
+            "haproxy-socket=h:1"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn the_floor_needs_a_database_behind_it() {
+        let error = settings(&["--spawn-floor", "--spawn-torpor-serverless"])
+            .expect_err("nothing for the floor to forward to");
+        assert!(error.to_string().contains("--spawn-floor"), "{error}");
+        let s = settings(&["--target", "db=h:1", "--spawn-floor"]).expect("valid arguments");
+        assert_eq!(s.names, ["db", "floor"]);
+        assert!(settings(&["--spawn-mariadb", "--spawn-floor", "--target", "floor=h:1"]).is_err());
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!
 //! - [`cli`]: the command line and the validated [`cli::Settings`].
 //! - [`targets`]: what is measured; [`targets::spawn`] launches private
-//!   MariaDB, HAProxy and Torpor processes and cleans them up.
+//!   MariaDB, HAProxy, Torpor and floor processes and cleans them up.
+//! - [`floor`]: the byte forwarder behind the `floor` target (the hidden
+//!   `floor-proxy` subcommand).
 //! - [`client`]: connection options for the `mysql` crate and the suite's
 //!   own tables.
 //! - [`admin`]: Torpor's admin API (list services, suspend, park, wake),
@@ -27,6 +29,7 @@
 mod admin;
 mod cli;
 mod client;
+mod floor;
 mod interrupt;
 mod procfs;
 mod progress;
@@ -57,6 +60,14 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        cli::Command::FloorProxy(args) => match floor::run(args) {
+            // It serves until killed; returning at all means it failed.
+            Ok(()) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("torpor-bench floor-proxy: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -118,7 +118,8 @@ pub struct TargetSummary {
     /// Process id, when known.
     pub pid: Option<u32>,
     /// What the suite spawned there, if anything: `mariadb`, `haproxy`,
-    /// `torpor`.
+    /// `torpor` (`…, socket backend` in front of MariaDB's Unix socket),
+    /// `floor-proxy`.
     pub spawned: Option<String>,
 }
 
@@ -251,6 +252,9 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedMariadb => Some("mariadb"),
         Origin::SpawnedHaproxy => Some("haproxy"),
         Origin::SpawnedTorpor => Some("torpor"),
+        Origin::SpawnedHaproxySocket => Some("haproxy, socket backend"),
+        Origin::SpawnedTorporSocket => Some("torpor, socket backend"),
+        Origin::SpawnedFloor => Some("floor-proxy"),
         Origin::SpawnedTorporServerless => Some("torpor-serverless"),
         Origin::SpawnedTorporPool(_) => Some("torpor"),
     };
@@ -604,6 +608,7 @@ pub(crate) mod tests {
 
     fn settings() -> Settings {
         Settings {
+            names: Vec::new(),
             targets: Vec::new(),
             pids: Vec::new(),
             credentials: Credentials {

@@ -1,6 +1,8 @@
-//! HAProxy in TCP mode in front of the baseline: the floor of what one
-//! extra hop costs, to put Torpor's figures in perspective.
+//! HAProxy in TCP mode in front of the baseline: what one extra hop costs
+//! in a mature proxy, to put Torpor's figures in perspective. Its server
+//! is `host:port`, or a MariaDB's Unix socket (`--spawn-socket`).
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -10,7 +12,9 @@ use super::child::{require_program, ChildProcess, NotServing};
 use crate::interrupt::Stop;
 
 /// The configuration: plain TCP forwarding, one thread per CPU, timeouts
-/// long enough that idle benchmark connections are never cut.
+/// long enough that idle benchmark connections are never cut. `backend`
+/// is a server address as HAProxy reads it: `host:port`, or
+/// [`socket_server`]'s quoted path.
 pub fn config(listen_port: u16, backend: &str, threads: usize) -> String {
     format!(
         "\
@@ -34,8 +38,25 @@ backend database
     )
 }
 
-/// Starts `haproxy -db -f cfg` forwarding to `backend` (`host:port`) and
-/// waits until a handshake comes through it.
+/// A Unix socket as HAProxy's server address. HAProxy 2.6 reads a path
+/// that starts with `/` as a Unix socket; single quotes keep spaces, `$`
+/// and `\` literal (no escapes or variables inside them), so only a
+/// path holding a quote or a line break, or that is not UTF-8, is refused.
+pub fn socket_server(path: &Path) -> anyhow::Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("socket path {} is not UTF-8", path.display()))?;
+    if !text.starts_with('/') {
+        bail!("socket path {text:?} is not absolute");
+    }
+    if text.contains(['\'', '\n', '\r']) {
+        bail!("socket path {text:?} holds a quote or a line break, which HAProxy's config cannot carry");
+    }
+    Ok(format!("'{text}'"))
+}
+
+/// Starts `haproxy -db -f cfg` forwarding to `backend` (`host:port`, or
+/// [`socket_server`]'s form) and waits until a handshake comes through it.
 pub fn start(backend: &str, timeout: Duration, stop: &Stop) -> anyhow::Result<ChildProcess> {
     let haproxy = require_program("haproxy", "haproxy")?;
     // The free port can be taken between our check and HAProxy's bind;
@@ -79,5 +100,41 @@ mod tests {
         assert!(cfg.contains("bind 127.0.0.1:40001"));
         assert!(cfg.contains("server db 127.0.0.1:3306"));
         assert!(cfg.contains("timeout client 1h"));
+    }
+
+    #[test]
+    fn config_forwards_to_a_unix_socket_by_its_quoted_path() {
+        let server = socket_server(Path::new("/tmp/torpor run/mysqld.sock")).expect("valid");
+        assert_eq!(server, "'/tmp/torpor run/mysqld.sock'");
+        let cfg = config(40001, &server, 2);
+        assert!(cfg.contains("mode tcp"));
+        assert!(cfg.contains("server db '/tmp/torpor run/mysqld.sock'\n"));
+        assert!(socket_server(Path::new("relative.sock")).is_err());
+        assert!(socket_server(Path::new("/tmp/it's.sock")).is_err());
+        assert!(socket_server(Path::new("/tmp/a\nb.sock")).is_err());
+    }
+
+    #[test]
+    fn haproxy_accepts_the_socket_config() {
+        // HAProxy itself is the judge of its syntax: `haproxy -c` checks
+        // the file without starting (the socket need not exist).
+        let haproxy = require_program("haproxy", "haproxy").expect("haproxy is installed");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = socket_server(&dir.path().join("my $sql\\dir").join("mysqld.sock"))
+            .expect("valid path");
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg, config(40001, &server, 2)).expect("write config");
+        let output = Command::new(haproxy)
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .expect("haproxy runs");
+        assert!(
+            output.status.success(),
+            "haproxy -c refused:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

@@ -4,12 +4,14 @@
 //! The first target is the baseline every ratio refers to. With
 //! `--spawn-mariadb` that is the private server, `direct`; targets from
 //! the command line follow in their order, then `haproxy`, `torpor`,
+//! `haproxy-socket` and `torpor-socket` (`--spawn-socket`), `floor`,
 //! `torpor-serverless` and the `torpor-poolN` of `--spawn-torpor-pool`.
 //!
 //! A Torpor target may have an admin address (its admin API): the
 //! serverless workloads need one to suspend and park the service.
 
 pub mod child;
+pub mod floor;
 pub mod haproxy;
 pub mod spawn;
 pub mod torpor;
@@ -28,6 +30,15 @@ pub enum Origin {
     /// Torpor the suite started in front of the baseline (`--backend`):
     /// the data path, with no service it can suspend.
     SpawnedTorpor,
+    /// HAProxy the suite started in front of the spawned MariaDB's Unix
+    /// socket (`--spawn-socket`).
+    SpawnedHaproxySocket,
+    /// Torpor the suite started in front of the spawned MariaDB's Unix
+    /// socket (`--spawn-socket`): the data path, like `SpawnedTorpor`.
+    SpawnedTorporSocket,
+    /// The byte forwarder (`torpor-bench floor-proxy`) in front of the
+    /// baseline (`--spawn-floor`).
+    SpawnedFloor,
     /// Torpor the suite started in front of the baseline with one worker
     /// and a pool of this many backend connections
     /// (`--spawn-torpor-pool N`), so that sessions share connections.
@@ -76,7 +87,10 @@ impl Target {
     pub fn is_torpor(&self) -> bool {
         matches!(
             self.origin,
-            Origin::SpawnedTorpor | Origin::SpawnedTorporServerless | Origin::SpawnedTorporPool(_)
+            Origin::SpawnedTorpor
+                | Origin::SpawnedTorporSocket
+                | Origin::SpawnedTorporServerless
+                | Origin::SpawnedTorporPool(_)
         ) || self.admin.is_some()
             || self.name.starts_with("torpor")
     }
@@ -144,6 +158,15 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
     if let Some(torpor) = &spawned.torpor {
         targets.push(torpor.target("torpor", Origin::SpawnedTorpor));
     }
+    if let Some(haproxy) = &spawned.haproxy_socket {
+        targets.push(haproxy.target("haproxy-socket", Origin::SpawnedHaproxySocket));
+    }
+    if let Some(torpor) = &spawned.torpor_socket {
+        targets.push(torpor.target("torpor-socket", Origin::SpawnedTorporSocket));
+    }
+    if let Some(floor) = &spawned.floor {
+        targets.push(floor.target("floor", Origin::SpawnedFloor));
+    }
     if let Some(serverless) = &spawned.torpor_serverless {
         let mut target = serverless
             .child
@@ -158,6 +181,15 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
         ));
     }
     anyhow::ensure!(!targets.is_empty(), "no targets to measure");
+    // The command line checked names for clashes in its own order; a
+    // spawned target left out or moved here would make that check, and
+    // the documented order, untrue.
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    anyhow::ensure!(
+        names == settings.names,
+        "internal: targets {names:?} were assembled, {:?} were planned",
+        settings.names
+    );
     Ok(targets)
 }
 
@@ -191,6 +223,10 @@ mod tests {
         assert!(target("torpor-2", "h", Origin::Given).is_torpor());
         assert!(target("proxy", "h", Origin::SpawnedTorpor).is_torpor());
         assert!(!target("haproxy", "h", Origin::SpawnedHaproxy).is_torpor());
+        assert!(!target("haproxy-socket", "h", Origin::SpawnedHaproxySocket).is_torpor());
+        assert!(!target("floor", "h", Origin::SpawnedFloor).is_torpor());
+        let socket = target("torpor-socket", "h", Origin::SpawnedTorporSocket);
+        assert!(socket.is_torpor() && !socket.serverless_only());
         assert!(target("p", "h", Origin::SpawnedTorporPool(8)).is_torpor());
         assert!(!target("direct", "h", Origin::SpawnedMariadb).is_torpor());
         let mut proxy = target("proxy", "h", Origin::Given);

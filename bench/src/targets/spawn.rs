@@ -1,6 +1,8 @@
 //! Launching what is measured: a private MariaDB (`--spawn-mariadb`),
 //! HAProxy (`--spawn-haproxy`) and Torpor (`--spawn-torpor`) in front of
-//! the baseline, Torpors with one worker and a small pool in front of it
+//! the baseline, and again in front of the MariaDB's Unix socket
+//! (`--spawn-socket`), the byte forwarder (`--spawn-floor`), Torpors with
+//! one worker and a small pool in front of the baseline
 //! (`--spawn-torpor-pool`), and a Torpor with a MariaDB of its own
 //! (`--spawn-torpor-serverless`). Dropping [`Spawned`] stops them,
 //! proxies first.
@@ -9,7 +11,7 @@ use anyhow::Context;
 use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
 
 use super::child::ChildProcess;
-use super::{haproxy, torpor as torpor_target, Origin};
+use super::{floor, haproxy, torpor as torpor_target, Origin};
 use crate::cli::Settings;
 use crate::interrupt::Stop;
 
@@ -21,6 +23,12 @@ pub struct Spawned {
     pub torpor_serverless: Option<torpor_target::ServerlessTorpor>,
     /// Torpor, when spawned.
     pub torpor: Option<ChildProcess>,
+    /// HAProxy in front of the MariaDB's Unix socket, when spawned.
+    pub haproxy_socket: Option<ChildProcess>,
+    /// Torpor in front of the MariaDB's Unix socket, when spawned.
+    pub torpor_socket: Option<ChildProcess>,
+    /// The byte forwarder, when spawned.
+    pub floor: Option<ChildProcess>,
     /// Torpors with a small pool: (pool bound, process).
     pub torpor_pools: Vec<(u32, ChildProcess)>,
     /// HAProxy, when spawned.
@@ -76,6 +84,40 @@ impl Spawned {
                 stop,
             )?);
         }
+        let socket = match (&spawned.mariadb, plan.socket) {
+            (Some(mariadb), true) => Some(mariadb.socket().to_path_buf()),
+            _ => None,
+        };
+        if let (true, Some(socket)) = (plan.haproxy, &socket) {
+            eprintln!("starting HAProxy in front of {} …", socket.display());
+            let server = haproxy::socket_server(socket).context("--spawn-socket")?;
+            spawned.haproxy_socket = Some(
+                haproxy::start(&server, plan.timeout, stop)
+                    .context("--spawn-haproxy --spawn-socket")?,
+            );
+        }
+        if let (true, Some(binary), Some(socket)) = (plan.torpor, &torpor_binary, &socket) {
+            eprintln!("starting Torpor in front of {} …", socket.display());
+            let path = socket
+                .to_str()
+                .with_context(|| format!("socket path {} is not UTF-8", socket.display()))?;
+            spawned.torpor_socket = Some(
+                torpor_target::start(
+                    binary,
+                    &format!("unix:{path}"),
+                    &[],
+                    &settings.credentials,
+                    plan.timeout,
+                    stop,
+                )
+                .context("--spawn-torpor --spawn-socket")?,
+            );
+        }
+        if let (true, Some(backend)) = (plan.floor, &backend) {
+            eprintln!("starting the floor (a byte forwarder) in front of {backend} …");
+            spawned.floor =
+                Some(floor::start(backend, plan.timeout, stop).context("--spawn-floor")?);
+        }
         if let (Some(binary), Some(backend)) = (&torpor_binary, &backend) {
             for &bound in &plan.torpor_pools {
                 eprintln!("starting Torpor with a pool of {bound} in front of {backend} …");
@@ -111,6 +153,9 @@ impl Spawned {
             Origin::Given => None,
             Origin::SpawnedHaproxy => self.haproxy.as_mut()?.exit_report(),
             Origin::SpawnedTorpor => self.torpor.as_mut()?.exit_report(),
+            Origin::SpawnedHaproxySocket => self.haproxy_socket.as_mut()?.exit_report(),
+            Origin::SpawnedTorporSocket => self.torpor_socket.as_mut()?.exit_report(),
+            Origin::SpawnedFloor => self.floor.as_mut()?.exit_report(),
             Origin::SpawnedTorporServerless => self.torpor_serverless.as_mut()?.child.exit_report(),
             Origin::SpawnedTorporPool(bound) => self
                 .torpor_pools

@@ -108,7 +108,10 @@ pub fn availability(kind: WorkloadKind, target: &Target) -> Result<&str, &'stati
     }
     match (&target.admin, target.origin) {
         (Some(address), _) => Ok(address),
-        (None, Origin::SpawnedTorpor | Origin::SpawnedTorporPool(_)) => Err(DATA_PATH_TORPOR),
+        (
+            None,
+            Origin::SpawnedTorpor | Origin::SpawnedTorporSocket | Origin::SpawnedTorporPool(_),
+        ) => Err(DATA_PATH_TORPOR),
         (None, _) => Err(NO_ADMIN_ADDRESS),
     }
 }
