@@ -22,6 +22,7 @@ use anyhow::{bail, Context};
 use clap::builder::TypedValueParser;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
+use torpor::worker::uring_runtime;
 
 /// One reusable buffer per direction of a connection: large enough that
 /// a big result set moves in few reads.
@@ -106,7 +107,8 @@ pub fn run(args: FloorArgs) -> anyhow::Result<()> {
 /// could not start.
 fn worker(listen: SocketAddr, backend: SocketAddr, ready: mpsc::Sender<io::Result<Driver>>) {
     if monoio::utils::detect_uring() {
-        // The ring as Torpor's workers set it up, else a plain one.
+        // The ring as Torpor's workers set it up (the same function), else
+        // a plain one: the floor differs from Torpor by the work alone.
         match uring_runtime(true).or_else(|_| uring_runtime(false)) {
             Ok(mut runtime) => {
                 runtime.block_on(serve(listen, backend, Driver::IoUring, ready));
@@ -128,31 +130,6 @@ fn worker(listen: SocketAddr, backend: SocketAddr, ready: mpsc::Sender<io::Resul
             let _ = ready.send(Err(e));
         }
     }
-}
-
-/// Submission queue entries per ring, as in Torpor's workers.
-const URING_ENTRIES: u32 = 4096;
-
-type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
-
-/// An io_uring runtime set up as Torpor's workers set theirs up, so that
-/// the floor differs from Torpor by the work alone. With `tuned`: one
-/// thread submits and reaps (SINGLE_ISSUER) and completion work waits
-/// until the worker waits for events (DEFER_TASKRUN) instead of
-/// interrupting it; kernels before 6.1 refuse these flags, and the caller
-/// then builds a plain ring.
-fn uring_runtime(tuned: bool) -> io::Result<UringRuntime> {
-    let mut ring = io_uring::IoUring::builder();
-    if tuned {
-        ring.setup_coop_taskrun()
-            .setup_single_issuer()
-            .setup_defer_taskrun();
-    }
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .uring_builder(ring)
-        .enable_timer()
-        .build()
 }
 
 /// Binds this worker's listener and accepts clients, each served by a

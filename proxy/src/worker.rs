@@ -130,7 +130,8 @@ pub fn run_worker(
     runtime.block_on(accept_loop(index, listener, local, shared))
 }
 
-type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+/// A worker's io_uring runtime (with timers).
+pub type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
 
 /// An io_uring runtime. With `tuned`, the ring is set up for one thread
 /// that both submits and reaps (SINGLE_ISSUER), with completion work
@@ -138,7 +139,7 @@ type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriv
 /// instead of interrupting it (COOP_TASKRUN): fewer interruptions and
 /// wake-ups per query. Kernels older than 6.1 refuse these flags; the
 /// caller then builds a plain ring.
-fn uring_runtime(tuned: bool) -> std::io::Result<UringRuntime> {
+pub fn uring_runtime(tuned: bool) -> std::io::Result<UringRuntime> {
     let mut ring = io_uring::IoUring::builder();
     if tuned {
         ring.setup_coop_taskrun()

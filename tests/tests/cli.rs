@@ -30,12 +30,20 @@ struct Run {
 /// the connection options; never reads an option file, so that the
 /// machine's configuration cannot change the output.
 fn mariadb(addr: SocketAddr, user: &str, password: &str, args: &[&str]) -> Run {
+    let server = [
+        "--protocol=TCP".to_string(),
+        format!("--host={}", addr.ip()),
+        format!("--port={}", addr.port()),
+    ];
+    run_client(&server, user, password, args)
+}
+
+/// The client on the server `server` names, as `user`, with `args`.
+fn run_client(server: &[String], user: &str, password: &str, args: &[&str]) -> Run {
     let program = require_program("mariadb", "mariadb-client");
     let output: Output = Command::new(program)
         .arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg(format!("--host={}", addr.ip()))
-        .arg(format!("--port={}", addr.port()))
+        .args(server)
         .arg(format!("--user={user}"))
         .arg(format!("--password={password}"))
         // Announced in the handshake (Torpor must pass it on to the
@@ -440,22 +448,11 @@ fn torpor_help_documents_every_option() {
 
 /// Runs the `mariadb` client over the Unix socket at `socket`.
 fn mariadb_on_socket(socket: &Path, password: &str, args: &[&str]) -> Run {
-    let program = require_program("mariadb", "mariadb-client");
-    let output: Output = Command::new(program)
-        .arg("--no-defaults")
-        .arg("--protocol=SOCKET")
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!("--user={APP_USER}"))
-        .arg(format!("--password={password}"))
-        .arg("--default-character-set=utf8mb4")
-        .args(args)
-        .output()
-        .expect("the mariadb client runs");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let server = [
+        "--protocol=SOCKET".to_string(),
+        format!("--socket={}", socket.display()),
+    ];
+    run_client(&server, APP_USER, password, args)
 }
 
 /// Torpor's Unix socket (`listen_socket`) serves the client as MariaDB's
