@@ -28,7 +28,12 @@ use std::hash::Hasher;
 
 use torpor_protocol::lenenc;
 use torpor_protocol::reply::PacketClass;
-use twox_hash::XxHash64;
+use twox_hash::xxhash3_64::{RawHasher, SecretBuffer, DEFAULT_SECRET_LENGTH};
+
+/// XXH3 over a static secret: streaming (the same digest however the
+/// bytes arrive in reads), allocation-free, and several times faster than
+/// XXH64 on row data, which every journaled reply passes through.
+type Xxh3 = RawHasher<&'static [u8; DEFAULT_SECRET_LENGTH]>;
 
 use crate::classify::{classify, CHANGES_BETWEEN_RUNS};
 use crate::sql::{significant, Token, TokenKind};
@@ -91,9 +96,8 @@ impl Outcome {
 /// [`ReplyDigest::packet`] for each packet (with its class and as much of
 /// its payload as is at hand), then [`ReplyDigest::body`] with the payload
 /// bytes of each packet it said to hash.
-#[derive(Clone)]
 pub struct ReplyDigest {
-    hasher: XxHash64,
+    hasher: Xxh3,
     outcome: Outcome,
 }
 
@@ -115,7 +119,7 @@ impl ReplyDigest {
     /// A digest of nothing yet.
     pub fn new() -> ReplyDigest {
         ReplyDigest {
-            hasher: XxHash64::with_seed(0),
+            hasher: RawHasher::new(SecretBuffer::default()),
             outcome: Outcome::default(),
         }
     }

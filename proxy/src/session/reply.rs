@@ -45,7 +45,7 @@ pub struct Special {
 }
 
 /// One reply the backend owes, as it is walked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReplyWalk {
     tracker: ReplyTracker,
     /// The command the reply answers.
