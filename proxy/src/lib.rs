@@ -152,13 +152,17 @@ impl Proxy {
             }
             None => None,
         };
+        // Every worker's duplicate of the socket before any worker starts:
+        // a failure here must not leave workers running.
+        let locals = (0..count)
+            .map(|_| match &local_listener {
+                Some(l) => l.for_worker().map(Some).map_err(socket_error(l.path())),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut workers = Vec::with_capacity(count);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let local = match &local_listener {
-                Some(l) => Some(l.for_worker().map_err(socket_error(l.path()))?),
-                None => None,
-            };
+        for ((index, listener), local) in listeners.into_iter().enumerate().zip(locals) {
             let shared = Arc::clone(&shared);
             let driver = shared.config.io_driver;
             let ready = ready_tx.clone();

@@ -240,14 +240,72 @@ async fn accept_tcp(listener: &monoio::net::TcpListener) -> Accepted {
     Ok((Conn::new(stream, SMALL_BUFFER)?, Peer::Tcp(peer)))
 }
 
-/// Accepts on the Unix socket; without one, never returns.
-async fn accept_local(listener: Option<&monoio::net::UnixListener>) -> Accepted {
-    match listener {
-        Some(listener) => {
-            let (stream, _) = listener.accept().await?;
-            Ok((Conn::new_unix(stream, SMALL_BUFFER), Peer::Local))
+async fn accept_local(listener: &monoio::net::UnixListener) -> Accepted {
+    let (stream, _) = listener.accept().await?;
+    Ok((Conn::new_unix(stream, SMALL_BUFFER), Peer::Local))
+}
+
+/// What a worker gives every session it accepts, on any listener.
+#[derive(Clone)]
+struct Acceptor {
+    index: usize,
+    shared: Arc<Shared>,
+    sessions: Rc<Sessions>,
+    buffers: Rc<BufferPool>,
+    pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    metrics: Rc<WorkerMetrics>,
+}
+
+impl Acceptor {
+    /// Accepts with `accept` until shutdown, each client served by a task
+    /// of its own. One loop per listener, not one select over several: a
+    /// select drops the losing accept, and an accept dropped after the
+    /// kernel completed it would lose that connection.
+    async fn run<F, Fut>(&self, mut accept: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Accepted>,
+    {
+        let shutdown = Arc::clone(&self.shared.shutdown);
+        let mut stop = std::pin::pin!(shutdown.wait());
+        loop {
+            let accepted = monoio::select! {
+                accepted = accept() => accepted,
+                _ = &mut stop => return,
+            };
+            match accepted {
+                Ok((client, peer)) => self.serve(client, peer),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a
+                    // little instead of spinning.
+                    warn!(worker = self.index, "accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
-        None => std::future::pending().await,
+    }
+
+    fn serve(&self, client: Conn, peer: Peer) {
+        let (slot, control) = self.sessions.insert();
+        let index = self.index;
+        let shared = Arc::clone(&self.shared);
+        let parts = session::WorkerParts {
+            index,
+            control,
+            buffers: Rc::clone(&self.buffers),
+            pools: Rc::clone(&self.pools),
+            metrics: Rc::clone(&self.metrics),
+        };
+        monoio::spawn(async move {
+            // A bug that panics ends its own session (its sockets close
+            // as it unwinds), not the worker and every other session on
+            // it.
+            let serve = session::serve(client, peer, shared, parts);
+            if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+                error!(worker = index, %peer, "session panicked; it was closed");
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -282,49 +340,21 @@ async fn accept_loop(
         Rc::clone(&pools),
         Rc::clone(&metrics),
     ));
-    let shutdown = Arc::clone(&shared.shutdown);
-    let mut stop = std::pin::pin!(shutdown.wait());
-    loop {
-        let accepted = monoio::select! {
-            accepted = accept_tcp(&listener) => accepted,
-            accepted = accept_local(local.as_ref()) => accepted,
-            _ = &mut stop => break,
-        };
-        match accepted {
-            Ok((client, peer)) => {
-                let (slot, control) = sessions.insert();
-                let shared = Arc::clone(&shared);
-                let buffers = Rc::clone(&buffers);
-                let pools = Rc::clone(&pools);
-                let metrics = Rc::clone(&metrics);
-                monoio::spawn(async move {
-                    // A bug that panics ends its own session (its
-                    // sockets close as it unwinds), not the worker and
-                    // every other session on it.
-                    let parts = session::WorkerParts {
-                        index,
-                        control,
-                        buffers,
-                        pools,
-                        metrics,
-                    };
-                    let serve = session::serve(client, peer, shared, parts);
-                    if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
-                        error!(worker = index, %peer, "session panicked; it was closed");
-                    }
-                    drop(slot);
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off a
-                // little instead of spinning.
-                warn!(worker = index, "accept failed: {e}");
-                monoio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+    let acceptor = Acceptor {
+        index,
+        shared: Arc::clone(&shared),
+        sessions: Rc::clone(&sessions),
+        buffers,
+        pools: Rc::clone(&pools),
+        metrics,
+    };
+    if let Some(local) = local {
+        let acceptor = acceptor.clone();
+        // Ends, dropping the socket, when the shutdown starts.
+        monoio::spawn(async move { acceptor.run(|| accept_local(&local)).await });
     }
+    acceptor.run(|| accept_tcp(&listener)).await;
     drop(listener);
-    drop(local);
     // Idle sessions end now; busy ones finish their command, see the
     // shutdown as they go idle, and end then.
     sessions.interrupt_idle();
