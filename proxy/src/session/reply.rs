@@ -220,6 +220,20 @@ mod tests {
     use torpor_protocol::frame::{write_payload, MAX_PAYLOAD};
     use torpor_protocol::Capabilities;
 
+    /// A text result set: one column, one row, its EOF terminator.
+    fn one_row_result_set() -> BytesMut {
+        let mut wire = BytesMut::new();
+        write_payload(&mut wire, 1, b"\x01");
+        write_payload(
+            &mut wire,
+            2,
+            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
+        );
+        write_payload(&mut wire, 3, b"\x011");
+        write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
+        wire
+    }
+
     fn walk_for(kind: ReplyKind) -> ReplyWalk {
         let caps = Capabilities::CLIENT_DEPRECATE_EOF;
         ReplyWalk::new(Command::Query, ReplyTracker::new(kind, caps).unwrap(), 1)
@@ -251,15 +265,7 @@ mod tests {
 
     #[test]
     fn byte_by_byte_arrival_gives_the_same_boundaries() {
-        let mut wire = BytesMut::new();
-        write_payload(&mut wire, 1, b"\x01");
-        write_payload(
-            &mut wire,
-            2,
-            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
-        );
-        write_payload(&mut wire, 3, b"\x011");
-        write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
+        let wire = one_row_result_set();
         let mut walk = walk_for(ReplyKind::Results);
         let mut buffered = Vec::new();
         let mut forwarded = 0;
@@ -279,15 +285,7 @@ mod tests {
 
     #[test]
     fn digests_do_not_depend_on_how_the_reply_arrives() {
-        let mut wire = BytesMut::new();
-        write_payload(&mut wire, 1, b"\x01");
-        write_payload(
-            &mut wire,
-            2,
-            b"\x03def\x00\x00\x00\x01a\x00\x0c?\x00\x01\x00\x00\x00\x03\x81\x00\x00\x00\x00",
-        );
-        write_payload(&mut wire, 3, b"\x011");
-        write_payload(&mut wire, 4, b"\xfe\x00\x00\x02\x00\x00\x00");
+        let wire = one_row_result_set();
         let whole = {
             let mut walk = walk_for(ReplyKind::Results).digested();
             walk.walk(&wire, &mut Vec::new()).unwrap();
