@@ -154,18 +154,15 @@ impl<'a> OkPacket<'a> {
 /// Encodes changes as a session-state block (the inverse of
 /// [`parse_changes`]).
 pub fn encode_changes(changes: &[SessionChange<'_>], dst: &mut BytesMut) {
-    let mut i = 0;
-    while i < changes.len() {
+    for change in changes {
         let mut data = BytesMut::new();
-        let kind = match &changes[i] {
-            SessionChange::SystemVariable { .. } => {
-                // Consecutive variables share one entry, as servers send them.
-                while let Some(SessionChange::SystemVariable { name, value }) = changes.get(i) {
-                    lenenc::put_bytes(&mut data, name);
-                    lenenc::put_bytes(&mut data, value);
-                    i += 1;
-                }
-                i -= 1;
+        let kind = match change {
+            SessionChange::SystemVariable { name, value } => {
+                // One entry per variable, as MariaDB sends them: libmariadb
+                // reads exactly one name and value from an entry and calls
+                // anything more a malformed packet (2027).
+                lenenc::put_bytes(&mut data, name);
+                lenenc::put_bytes(&mut data, value);
                 0
             }
             SessionChange::Schema(schema) => {
@@ -195,7 +192,6 @@ pub fn encode_changes(changes: &[SessionChange<'_>], dst: &mut BytesMut) {
         };
         dst.put_u8(kind);
         lenenc::put_bytes(dst, &data);
-        i += 1;
     }
 }
 
@@ -254,6 +250,10 @@ mod tests {
     const BEGIN: &str =
         "00000003c000000020050908545f5f5f5f5f5f5f0413125354415254205452414e53414354494f4e3b";
     const INSERT_IN_TRANSACTION: &str = "00010003c00000000b050908545f5f5f575f5f5f";
+    // `SET NAMES utf8` (10.11.19): three variables, each its own entry.
+    const SET_NAMES_UTF8: &str = "0000000040000000650021186368617261637465725f7365745f636f6e6e656374696f6e07757466386d6233001d146368617261637465725f7365745f636c69656e7407757466386d6233001e156368617261637465725f7365745f726573756c747307757466386d6233020131";
+    // `SET @@session.sql_mode='ANSI', @@session.autocommit=0` (10.11.19).
+    const TWO_VARIABLES: &str = "00000000c00000005b000f0a6175746f636f6d6d6974034f464600450873716c5f6d6f64653b5245414c5f41535f464c4f41542c50495045535f41535f434f4e4341542c414e53495f51554f5445532c49474e4f52455f53504143452c414e5349020131";
 
     #[test]
     fn fixtures_decode() {
@@ -314,7 +314,14 @@ mod tests {
 
     #[test]
     fn blocks_round_trip() {
-        for fixture in [SET_SQL_MODE, USE_TEST, BEGIN, INSERT_IN_TRANSACTION] {
+        for fixture in [
+            SET_SQL_MODE,
+            USE_TEST,
+            BEGIN,
+            INSERT_IN_TRANSACTION,
+            SET_NAMES_UTF8,
+            TWO_VARIABLES,
+        ] {
             let wire = hex(fixture);
             let ok = OkPacket::parse(&wire, TRACK).unwrap();
             let changes = ok.changes().unwrap();
@@ -322,6 +329,34 @@ mod tests {
             encode_changes(&changes, &mut block);
             assert_eq!(&block[..], ok.session_state, "{fixture}");
         }
+    }
+
+    /// libmariadb reads one name and value per entry and rejects a packet
+    /// whose entry holds more (client error 2027 on `SET NAMES utf8`).
+    #[test]
+    fn several_variables_are_encoded_one_entry_each() {
+        let wire = hex(SET_NAMES_UTF8);
+        let ok = OkPacket::parse(&wire, TRACK).unwrap();
+        let changes = ok.changes().unwrap();
+        assert_eq!(changes.len(), 4);
+        let variables: Vec<_> = changes
+            .into_iter()
+            .filter(|c| matches!(c, SessionChange::SystemVariable { .. }))
+            .collect();
+        let mut block = BytesMut::new();
+        encode_changes(&variables, &mut block);
+        let mut entries = 0;
+        let mut rest = &block[..];
+        while let Some((&kind, after)) = rest.split_first() {
+            assert_eq!(kind, 0);
+            let (data, n) = lenenc::read_bytes(after).unwrap();
+            let (_, a) = lenenc::read_bytes(data).unwrap();
+            let (_, b) = lenenc::read_bytes(&data[a..]).unwrap();
+            assert_eq!(a + b, data.len(), "one name and one value per entry");
+            rest = &after[n..];
+            entries += 1;
+        }
+        assert_eq!(entries, 3);
     }
 
     #[test]

@@ -165,6 +165,25 @@ fn queries_with_e_print_what_mariadb_prints() {
 }
 
 /// The `value` of each `Name:<tabs>value` line of the client's `status`.
+/// A statement that changes several tracked variables at once (`SET
+/// NAMES`, which libmariadb-based drivers send at connect) gets one
+/// session-tracking entry per variable, as from MariaDB: the client read
+/// Torpor's packed entries as a malformed packet (2027).
+#[test]
+fn set_names_changing_several_tracked_variables_is_not_a_malformed_packet() {
+    let torpor = Torpor::start();
+    for script in [
+        "SET NAMES utf8; SELECT @@character_set_client, @@character_set_connection, @@character_set_results",
+        "SET NAMES latin1 COLLATE latin1_bin; SELECT @@collation_connection, 'after' AS next",
+        "SET @@session.sql_mode = 'ANSI', @@session.autocommit = 0, @@session.time_zone = '+02:00'; SELECT @@sql_mode, @@autocommit, @@time_zone",
+    ] {
+        let (proxied, direct) = both(&torpor, &["--table", "test", "-e", script]);
+        assert_eq!(proxied, direct, "-e {script:?}");
+        assert_eq!(proxied.code, Some(0), "{script:?}: {proxied:?}");
+        assert!(proxied.stdout.contains('|'), "{proxied:?}");
+    }
+}
+
 fn status_fields(stdout: &str) -> BTreeMap<String, String> {
     stdout
         .lines()
