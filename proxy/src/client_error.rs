@@ -44,11 +44,26 @@ pub const NET_READ_ERROR: u16 = 1158;
 pub const DEADLOCK: u16 = 1213;
 /// ER_CONNECTION_KILLED.
 pub const CONNECTION_KILLED: u16 = 1927;
-/// CR_CONN_HOST_ERROR: the client library's "can't connect", which is what
-/// a client would have seen connecting to the backend itself.
-pub const CANNOT_CONNECT: u16 = 2003;
-/// CR_SERVER_LOST: the client library's "lost connection during query".
-pub const SERVER_LOST: u16 = 2013;
+/// ER_QUERY_INTERRUPTED: the statement stopped before its end; the
+/// session goes on.
+pub const QUERY_INTERRUPTED: u16 = 1317;
+/// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: what MariaDB's own engines (FEDERATED,
+/// CONNECT) say when the server behind them cannot be reached — the
+/// situation of a client whose database behind Torpor is down.
+pub const CANNOT_CONNECT: u16 = 1429;
+/// A backend connection lost under a session that cannot go on: MariaDB's
+/// "connection killed", which every client handles as the end of its
+/// connection.
+pub const SERVER_LOST: u16 = CONNECTION_KILLED;
+
+/// Whether `code` may be sent on the wire. Codes 2000–2999 are the client
+/// library's own (CR_*): libmariadb answers a server's ERR packet carrying
+/// one with "2027 Received malformed packet" (checked against the 10.11
+/// client: every code from 2001 to its last client error is refused), so
+/// Torpor never sends one.
+pub fn is_server_code(code: u16) -> bool {
+    !(2000..3000).contains(&code)
+}
 
 impl ClientError {
     fn new(code: u16, sql_state: &[u8; 5], message: impl Into<String>) -> ClientError {
@@ -61,6 +76,11 @@ impl ClientError {
 
     /// Appends this error as an ERR packet with sequence id `seq`.
     pub fn write(&self, dst: &mut BytesMut, seq: u8) -> u8 {
+        debug_assert!(
+            is_server_code(self.code),
+            "client-library code {}",
+            self.code
+        );
         write_err(dst, seq, self.code, &self.sql_state, &self.message)
     }
 
@@ -137,12 +157,12 @@ impl ClientError {
             ),
             BackendLost(_) => ClientError::new(
                 SERVER_LOST,
-                b"HY000",
+                b"70100",
                 "Lost connection to the database behind Torpor during query",
             ),
             BackendProtocol(_) => ClientError::new(
                 SERVER_LOST,
-                b"HY000",
+                b"70100",
                 "Lost connection to the database behind Torpor (it sent a malformed reply)",
             ),
             // Deadlock (1213, SQLSTATE 40001) is the one error every
@@ -156,11 +176,12 @@ impl ClientError {
                 b"40001",
                 format!("Transaction rolled back: its connection to the database behind Torpor was lost and the transaction could not be replayed ({reason}); try restarting the transaction"),
             ),
-            // The client library's own "lost connection during query": a
-            // client must not assume either outcome, which is the truth.
+            // The statement was interrupted and the session goes on; the
+            // text says a client must not assume either outcome, which is
+            // the truth.
             OutcomeUnknown => ClientError::new(
-                SERVER_LOST,
-                b"HY000",
+                QUERY_INTERRUPTED,
+                b"70100",
                 "Lost connection to the database behind Torpor during COMMIT (or another statement that ends the transaction): whether it committed is unknown",
             ),
             Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
@@ -180,7 +201,7 @@ impl ClientError {
             ),
             Internal(_) => ClientError::new(
                 SERVER_LOST,
-                b"HY000",
+                b"70100",
                 "Lost connection to the database behind Torpor (internal error)",
             ),
         })
@@ -213,6 +234,32 @@ mod tests {
         );
     }
 
+    /// libmariadb turns an ERR carrying a client-library code (2000–2999)
+    /// into 2027 "malformed packet": no error Torpor writes may carry one.
+    #[test]
+    fn no_error_carries_a_client_library_code() {
+        let io = || std::io::Error::other("x");
+        let errors = [
+            SessionError::BackendUnreachable(io()),
+            SessionError::BackendLost(io()),
+            SessionError::BackendProtocol(torpor_protocol::ProtocolError::malformed("x")),
+            SessionError::OutcomeUnknown,
+            SessionError::Killed,
+            SessionError::Shutdown,
+            SessionError::TooManyConnections,
+            SessionError::Internal("x"),
+            SessionError::TransactionNotReplayed { reason: "x".into() },
+            SessionError::WakeFailed {
+                service: "s".into(),
+                cause: "c".into(),
+            },
+        ];
+        for error in &errors {
+            let client = ClientError::for_session_error(error).unwrap();
+            assert!(is_server_code(client.code), "{error}: {}", client.code);
+        }
+    }
+
     #[test]
     fn a_lost_transaction_reads_as_a_retryable_rollback() {
         let lost = SessionError::TransactionNotReplayed {
@@ -228,7 +275,7 @@ mod tests {
             err.message
         );
         let unknown = ClientError::for_session_error(&SessionError::OutcomeUnknown).unwrap();
-        assert_eq!(unknown.code, SERVER_LOST);
+        assert_eq!(unknown.code, QUERY_INTERRUPTED);
         assert!(unknown.message.contains("unknown"), "{}", unknown.message);
         assert!(
             !SessionError::OutcomeUnknown.retryable(),

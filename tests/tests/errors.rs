@@ -183,7 +183,7 @@ fn wrong_password_is_denied_without_touching_the_backend() {
 }
 
 #[test]
-fn unreachable_backend_is_error_2003_without_the_address() {
+fn unreachable_backend_is_a_server_error_without_the_address() {
     // A port that was free a moment ago and has nobody listening.
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -193,7 +193,7 @@ fn unreachable_backend_is_error_2003_without_the_address() {
     let error = login_error(torpor.addr(), &LoginOptions::app(base_capabilities()));
     assert_eq!(
         (error.code, error.state.as_str()),
-        (2003, "HY000"),
+        (1429, "HY000"),
         "{error}"
     );
     let message = error.message.to_lowercase();
@@ -215,12 +215,29 @@ fn unreachable_backend_is_error_2003_without_the_address() {
         APP_USER,
         torpor_tests::APP_PASSWORD,
     )) {
-        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 2003, "{e}"),
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1429, "{e}"),
         other => panic!(
             "mysql crate against an unreachable backend: {:?}",
             other.map(drop)
         ),
     }
+    // And libmariadb (the `mariadb` CLI) too: it reads an ERR packet that
+    // carries a client-library code (2003) as "2027 malformed packet".
+    let cli =
+        std::process::Command::new(torpor_tests::require_program("mariadb", "mariadb-client"))
+            .arg("--no-defaults")
+            .arg("--protocol=TCP")
+            .arg(format!("--host={}", torpor.addr().ip()))
+            .arg(format!("--port={}", torpor.addr().port()))
+            .arg(format!("--user={APP_USER}"))
+            .arg(format!("--password={}", torpor_tests::APP_PASSWORD))
+            .args(["-e", "SELECT 1"])
+            .output()
+            .expect("the mariadb client runs");
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(stderr.contains("1429"), "{stderr}");
+    assert!(stderr.contains("behind Torpor"), "{stderr}");
+    assert!(!stderr.contains("2027"), "{stderr}");
 }
 
 /// The backend connection dies under a running query: that client gets an
@@ -245,10 +262,11 @@ fn backend_lost_mid_command_fails_only_that_client() {
         .expect("the client was left hanging after its backend connection died");
     match outcome {
         Ok(value) => panic!("the query cannot have succeeded: {value:?}"),
-        // A clear error, not just a dropped socket: lost connection
-        // (Torpor's 2013) or MariaDB's own "connection killed".
+        // A clear error, not just a dropped socket: MariaDB's own
+        // "connection killed" (a client-library code such as 2013 would
+        // read as a malformed packet to libmariadb).
         Err(mysql::Error::MySqlError(e)) => {
-            assert!(matches!(e.code, 2013 | 1927), "{e}");
+            assert_eq!(e.code, 1927, "{e}");
             assert!(!e.message.contains("127.0.0.1"), "no address in: {e}");
         }
         Err(other) => panic!("no MySQL error, but: {other:?}"),
