@@ -26,6 +26,8 @@ pub const TOO_MANY_CONNECTIONS: u16 = 1040;
 pub const BAD_HANDSHAKE: u16 = 1043;
 /// ER_ACCESS_DENIED_ERROR.
 pub const ACCESS_DENIED: u16 = 1045;
+/// ER_NOT_SUPPORTED_AUTH_MODE.
+pub const AUTH_MODE_NOT_SUPPORTED: u16 = 1251;
 /// ER_UNKNOWN_COM_ERROR.
 pub const UNKNOWN_COMMAND: u16 = 1047;
 /// ER_SERVER_SHUTDOWN.
@@ -148,6 +150,13 @@ impl ClientError {
                 format!(
                     "Access denied for user '{user}'@'{host}' (using password: {})",
                     if *using_password { "YES" } else { "NO" }
+                ),
+            ),
+            UnsupportedPlugin { user, host, plugin } => ClientError::new(
+                AUTH_MODE_NOT_SUPPORTED,
+                b"08004",
+                format!(
+                    "Account '{user}'@'{host}' authenticates with plugin '{plugin}', which Torpor cannot serve (it serves mysql_native_password accounts)"
                 ),
             ),
             BackendUnreachable(_) => ClientError::new(

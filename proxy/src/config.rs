@@ -85,6 +85,14 @@ pub struct BackendConfig {
     /// How long connecting and logging in to it may take, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// An account that may read `mysql.global_priv`: with it, Torpor reads
+    /// the backend's accounts, so users created there (or through Torpor)
+    /// log in as they would to MariaDB. Without it, only `[[users]]` may.
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub admin_password: Option<String>,
 }
 
 /// What runs a managed service's MariaDB.
@@ -286,6 +294,15 @@ pub struct Config {
     /// admin secrets).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How often the backend's accounts are read again, in seconds (they
+    /// are also read at once after an account statement passes through
+    /// Torpor, and when a login finds no account).
+    #[serde(default = "default_accounts_refresh_secs")]
+    pub accounts_refresh_secs: u64,
+}
+
+fn default_accounts_refresh_secs() -> u64 {
+    60
 }
 
 /// `$XDG_STATE_HOME/torpor`, else `~/.local/state/torpor`, else
@@ -349,6 +366,7 @@ impl Default for Config {
             users: Vec::new(),
             admin: AdminConfig::default(),
             state_dir: default_state_dir(),
+            accounts_refresh_secs: default_accounts_refresh_secs(),
         }
     }
 }
@@ -605,9 +623,16 @@ impl Cli {
                 .backend
                 .as_ref()
                 .map_or_else(default_connect_timeout_ms, |b| b.connect_timeout_ms);
+            let (admin_user, admin_password) = config
+                .backend
+                .as_ref()
+                .map(|b| (b.admin_user.clone(), b.admin_password.clone()))
+                .unwrap_or_default();
             config.backend = Some(BackendConfig {
                 address,
                 connect_timeout_ms,
+                admin_user,
+                admin_password,
             });
         }
         for spec in &self.users {

@@ -100,6 +100,17 @@ pub enum SessionError {
         /// Why (driver error or timeout).
         cause: String,
     },
+    /// The account the client logs in as authenticates with a plugin
+    /// Torpor cannot serve.
+    #[error("account '{user}'@'{host}' uses authentication plugin '{plugin}'")]
+    UnsupportedPlugin {
+        /// The account's user.
+        user: String,
+        /// Its host pattern.
+        host: String,
+        /// The plugin.
+        plugin: String,
+    },
     /// A bug in Torpor: a state its code should never reach.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -110,9 +121,12 @@ impl SessionError {
     pub fn fault(&self) -> Fault {
         use SessionError::*;
         match self {
-            ClientGone | ClientIo(_) | ClientProtocol(_) | AccessDenied { .. } | Unsupported(_) => {
-                Fault::Client
-            }
+            ClientGone
+            | ClientIo(_)
+            | ClientProtocol(_)
+            | AccessDenied { .. }
+            | Unsupported(_)
+            | UnsupportedPlugin { .. } => Fault::Client,
             BackendUnreachable(_)
             | BackendRefused(_)
             | BackendLost(_)

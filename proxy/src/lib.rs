@@ -21,6 +21,8 @@
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL.
 //! - [`users`]: accounts and their stored password hashes.
+//! - [`accounts`]: accounts read from the backend (`CREATE USER` through
+//!   Torpor or not), kept fresh and saved for logins while it sleeps.
 //! - [`error`] and [`client_error`]: failures, who caused them, and what a
 //!   client is told.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
@@ -35,6 +37,7 @@
 //! - [`metrics`]: Prometheus metrics, recorded per worker without atomics
 //!   on the query path and rendered at `GET /metrics`.
 
+pub mod accounts;
 pub mod admin;
 pub mod backend;
 pub mod buffers;
@@ -116,6 +119,7 @@ pub struct Proxy {
     workers: Vec<JoinHandle<std::io::Result<()>>>,
     services: scaler::services::Services,
     admin: Option<admin::AdminServer>,
+    accounts: Option<accounts::keeper::Refresher>,
 }
 
 impl Proxy {
@@ -199,6 +203,19 @@ impl Proxy {
             .map(|l| l.path().display().to_string());
         info!(%local_addr, socket, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
+        let accounts = match accounts::keeper::Refresher::start(
+            shared.services.clone(),
+            shared.config.state_dir.clone(),
+            std::time::Duration::from_secs(shared.config.accounts_refresh_secs.max(1)),
+        ) {
+            Ok(refresher) => Some(refresher),
+            Err(e) => {
+                tracing::warn!(
+                    "accounts are not read from the backend: cannot start the thread ({e})"
+                );
+                None
+            }
+        };
         Ok(Proxy {
             shared,
             local_addr,
@@ -206,6 +223,7 @@ impl Proxy {
             workers,
             services,
             admin,
+            accounts,
         })
     }
 
@@ -271,6 +289,9 @@ impl Proxy {
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
+        }
+        if let Some(accounts) = self.accounts.take() {
+            accounts.stop();
         }
         // Managed backends stop cleanly (data kept) once no session needs
         // them.

@@ -32,6 +32,11 @@ use torpor_replay::state::SessionState;
 pub struct PoolKey {
     /// The user the connection is logged in as.
     pub user: Vec<u8>,
+    /// The host pattern of the backend account it is logged in as, when
+    /// the account was read from the backend (`None`: a configured user).
+    /// Two accounts of one user name are different identities (`CURRENT_USER()`,
+    /// grants): a connection of one is never lent to the other.
+    pub account_host: Option<String>,
     /// Its capabilities (they shape every reply).
     pub capabilities: Capabilities,
     /// The collation it was opened with.
@@ -400,6 +405,7 @@ mod tests {
     fn key(user: &str) -> PoolKey {
         PoolKey {
             user: user.as_bytes().to_vec(),
+            account_host: None,
             capabilities: Capabilities::CLIENT_PROTOCOL_41,
             collation: 45,
         }

@@ -159,6 +159,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         log_format: _,
         log_level: _,
         state_dir: _,
+        accounts_refresh_secs: _,
         admin: _,
         backend: _,
         services: _,
@@ -188,11 +189,20 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
     note(old.log_format != new.log_format, "log_format".into());
     note(old.log_level != new.log_level, "log_level".into());
     note(old.state_dir != new.state_dir, "state_dir".into());
+    note(
+        old.accounts_refresh_secs != new.accounts_refresh_secs,
+        "accounts_refresh_secs".into(),
+    );
     note(old.admin.listen != new.admin.listen, "admin.listen".into());
     let backend = |c: &Config| {
-        c.backend
-            .as_ref()
-            .map(|b| (b.address.clone(), b.connect_timeout_ms))
+        c.backend.as_ref().map(|b| {
+            (
+                b.address.clone(),
+                b.connect_timeout_ms,
+                b.admin_user.clone(),
+                b.admin_password.clone(),
+            )
+        })
     };
     note(backend(old) != backend(new), "backend".into());
     let names = |c: &Config| {

@@ -116,6 +116,8 @@ pub struct Service {
     last_wake_error: Mutex<String>,
     /// Sessions inside [`Service::wait_active`].
     waiting: AtomicUsize,
+    /// The accounts its backend holds, as last read.
+    pub accounts: crate::accounts::AccountKeeper,
 }
 
 /// Counts a session as waiting for a wake while it lives.
@@ -173,6 +175,7 @@ impl Service {
             wake_failures: AtomicU64::new(0),
             last_wake_error: Mutex::new(String::new()),
             waiting: AtomicUsize::new(0),
+            accounts: crate::accounts::AccountKeeper::default(),
         }
     }
 

@@ -144,6 +144,8 @@ pub fn test_config(backend: SocketAddr) -> Config {
     config.backend = Some(torpor::config::BackendConfig {
         address: backend.to_string(),
         connect_timeout_ms: 5_000,
+        admin_user: None,
+        admin_password: None,
     });
     config.users = [
         (APP_USER, APP_PASSWORD),

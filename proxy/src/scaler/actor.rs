@@ -289,6 +289,11 @@ impl Actor {
         match woke {
             Ok(address) => {
                 self.service.set_address(Some(address));
+                // The backend's accounts are read with the scaler's own
+                // admin account, wherever the backend now listens.
+                self.service
+                    .accounts
+                    .set_access(self.driver.admin_access().map(Into::into));
                 self.suspended_at = None;
                 if fresh_start {
                     self.admin_sql(&self.startup_sql.always.clone());

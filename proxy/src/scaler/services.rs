@@ -18,6 +18,7 @@ use super::driver::{Driver, Resources};
 use super::lifecycle::State;
 use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
+use crate::accounts::keeper::AdminLogin;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
 use crate::service::{Request, Service};
@@ -60,18 +61,26 @@ pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Serv
     if let Some(backend) = &config.backend {
         let address = Endpoint::parse(&backend.address)
             .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?;
-        built.services.push(Arc::new(Service::new(
+        let service = Arc::new(Service::new(
             0,
             "default",
             "static",
             State::Active,
-            Some(address),
+            Some(address.clone()),
             Duration::from_millis(backend.connect_timeout_ms),
             Duration::ZERO,
             workers,
             Arc::clone(nudge),
             None,
-        )));
+        ));
+        if let Some(user) = &backend.admin_user {
+            service.accounts.set_access(Some(AdminLogin {
+                endpoint: address,
+                user: user.clone(),
+                password: backend.admin_password.clone().unwrap_or_default(),
+            }));
+        }
+        built.services.push(service);
         return Ok(built);
     }
     for (index, service_config) in config.services.iter().enumerate() {

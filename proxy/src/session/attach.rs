@@ -62,6 +62,7 @@ impl Session {
     pub(super) fn pool_key(&self) -> PoolKey {
         PoolKey {
             user: self.user.clone(),
+            account_host: self.account_host.clone(),
             capabilities: self.backend_caps,
             collation: self.collation,
         }

@@ -57,22 +57,24 @@ impl Session {
             reply_seq = seq.wrapping_add(1);
             response = answer;
         }
-        let Some(password) = self
-            .shared
-            .settings()
-            .users
-            .get(&change.user)
-            .and_then(|stored| stored.verify(&seed, &response))
-        else {
-            return Err(Failure {
-                error: SessionError::AccessDenied {
-                    user: String::from_utf8_lossy(&change.user).into_owned(),
-                    host: self.peer.host(),
-                    using_password: !response.is_empty(),
-                },
-                reply_seq: Some(reply_seq),
-            });
+        let identified = match super::login::authenticate(
+            &self.shared,
+            &change.user,
+            self.peer,
+            &seed,
+            &response,
+        )
+        .await
+        {
+            Ok(identified) => identified,
+            Err(error) => {
+                return Err(Failure {
+                    error,
+                    reply_seq: Some(reply_seq),
+                })
+            }
         };
+        let password = identified.password;
         let backend_change = ChangeUser {
             user: change.user.clone(),
             auth_response: password.respond(&be!(self).seed),
@@ -129,6 +131,7 @@ impl Session {
         }
         self.attributes = change.attributes;
         self.user = change.user;
+        self.account_host = identified.account_host;
         self.password = password;
         be!(self).idle_since = std::time::Instant::now();
         // Torpor's tracking was reset with the session: put it back.

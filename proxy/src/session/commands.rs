@@ -150,6 +150,9 @@ pub struct Session {
     pub(super) pins_published: u16,
     pub(super) capabilities: Capabilities,
     pub(super) user: Vec<u8>,
+    /// The host pattern of the backend account the user logged in as
+    /// (`None`: a configured user).
+    pub(super) account_host: Option<String>,
     pub(super) password: ProvenPassword,
     pub(super) seed: Vec<u8>,
     pub(super) collation: u8,
@@ -176,6 +179,9 @@ pub struct Session {
     /// The open transaction's statements and their results, to replay it
     /// if its backend connection dies.
     pub(super) journal: torpor_replay::journal::TransactionJournal,
+    /// A statement of the current batch may change accounts: logins wait
+    /// until it ran and the accounts were read again (the guard's drop).
+    pub(super) accounts_change: std::cell::RefCell<Option<crate::accounts::keeper::AccountChange>>,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -215,6 +221,7 @@ impl Session {
             client,
             capabilities: authenticated.capabilities,
             user: authenticated.user,
+            account_host: authenticated.account_host,
             password: authenticated.password,
             seed: authenticated.seed,
             collation: authenticated.collation,
@@ -236,6 +243,7 @@ impl Session {
             statements: Statements::default(),
             metrics,
             batch_started: Instant::now(),
+            accounts_change: std::cell::RefCell::new(None),
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
             ),
@@ -315,6 +323,8 @@ impl Session {
                     continue;
                 }
                 self.after_batch().await?;
+                // The accounts are read again now that the statement ran.
+                drop(self.accounts_change.take());
                 match batch {
                     Batch::Dispatched => {}
                     Batch::Quit => return Ok(()),
@@ -573,6 +583,14 @@ impl Session {
         match command {
             Command::Query => {
                 let sql = &payload[1..];
+                if crate::accounts::statements::changes_accounts(sql) {
+                    let mut change = self.accounts_change.borrow_mut();
+                    if change.is_none() {
+                        *change = Some(crate::accounts::keeper::AccountChange::start(Arc::clone(
+                            &self.service,
+                        )));
+                    }
+                }
                 if may_change_state(sql) {
                     let facts = classify(sql);
                     if facts != StatementFacts::default() {

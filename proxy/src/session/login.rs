@@ -14,6 +14,7 @@ use torpor_protocol::Capabilities;
 
 use torpor_replay::state::SessionState;
 
+use crate::accounts::Refusal;
 use crate::backend::{self, BackendConn, Login};
 use crate::context::Shared;
 use crate::error::{BackendErr, SessionError};
@@ -31,6 +32,9 @@ pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
 pub struct Authenticated {
     /// The user name.
     pub user: Vec<u8>,
+    /// The host pattern of the backend account it logged in as (`None`: a
+    /// configured user).
+    pub account_host: Option<String>,
     /// What the client proved about its password.
     pub password: ProvenPassword,
     /// Capabilities negotiated with the client.
@@ -159,18 +163,12 @@ async fn run(
     };
     let capabilities = Capabilities::negotiate(response.capabilities, offered);
     let auth_response = native_response(exchange, &response, capabilities, &seed).await?;
-    let password = shared
-        .settings()
-        .users
-        .get(&response.user)
-        .and_then(|stored| stored.verify(&seed, &auth_response))
-        .ok_or_else(|| SessionError::AccessDenied {
-            user: String::from_utf8_lossy(&response.user).into_owned(),
-            host: peer.host(),
-            using_password: !auth_response.is_empty(),
-        })?;
+    let Identified {
+        password,
+        service,
+        account_host,
+    } = authenticate(shared, &response.user, peer, &seed, &auth_response).await?;
 
-    let service = Arc::clone(shared.service_for(&response.user));
     let pool = pools
         .get(service.index)
         .ok_or(SessionError::Internal("no pool for the service"))?;
@@ -191,6 +189,7 @@ async fn run(
         .map(|db| String::from_utf8_lossy(db).into_owned());
     let key = PoolKey {
         user: response.user.clone(),
+        account_host: account_host.clone(),
         capabilities: backend::capabilities_for(capabilities, info.capabilities),
         collation: response.collation,
     };
@@ -319,6 +318,7 @@ async fn run(
     Ok(Authenticated {
         backend_caps: key.capabilities,
         user: response.user,
+        account_host,
         password,
         capabilities,
         seed,
@@ -329,6 +329,86 @@ async fn run(
         max_packet_size: response.max_packet_size,
         model,
     })
+}
+
+/// Who a client proved it is.
+pub(super) struct Identified {
+    /// What it proved about its password.
+    pub password: ProvenPassword,
+    /// The service it routes to.
+    pub service: Arc<Service>,
+    /// The host pattern of the backend account it matched (`None`: a
+    /// configured user).
+    pub account_host: Option<String>,
+}
+
+/// Checks the client's scramble against the account it logs in as: one of
+/// Torpor's configured users (they come first), else an account read from
+/// a service's backend, found as MariaDB finds it (user, then the most
+/// specific host pattern that admits the client). A miss asks for a fresh
+/// read of the accounts once (a user just created) before it is refused.
+pub(super) async fn authenticate(
+    shared: &Shared,
+    user: &[u8],
+    peer: Peer,
+    seed: &[u8],
+    response: &[u8],
+) -> Result<Identified, SessionError> {
+    let denied = || SessionError::AccessDenied {
+        user: String::from_utf8_lossy(user).into_owned(),
+        host: peer.host(),
+        using_password: !response.is_empty(),
+    };
+    if let Some(stored) = shared.settings().users.get(user) {
+        let proven = stored.verify(seed, response).ok_or_else(denied)?;
+        return Ok(Identified {
+            password: proven,
+            service: Arc::clone(shared.service_for(user)),
+            account_host: None,
+        });
+    }
+    for service in shared.services.iter() {
+        service.accounts.settle().await;
+    }
+    let mut refreshed = false;
+    loop {
+        for service in shared.services.iter().filter(|s| s.accounts.enabled()) {
+            let book = service.accounts.book();
+            let Some(account) = book.find(user, &peer) else {
+                continue;
+            };
+            let stored = match account.credential() {
+                Ok(stored) => stored,
+                Err(Refusal::Plugin(plugin)) => {
+                    return Err(SessionError::UnsupportedPlugin {
+                        user: account.user.clone(),
+                        host: account.host.clone(),
+                        plugin,
+                    })
+                }
+                Err(Refusal::NoUsablePassword) => break,
+            };
+            if let Some(proven) = stored.verify(seed, response) {
+                return Ok(Identified {
+                    password: proven,
+                    service: Arc::clone(service),
+                    account_host: Some(account.host.clone()),
+                });
+            }
+            break;
+        }
+        if refreshed {
+            return Err(denied());
+        }
+        refreshed = true;
+        let mut any = false;
+        for service in shared.services.iter().filter(|s| s.accounts.enabled()) {
+            any |= service.accounts.refresh_for_miss().await;
+        }
+        if !any {
+            return Err(denied());
+        }
+    }
 }
 
 /// The client's `mysql_native_password` response: the one it sent, or,
