@@ -213,3 +213,59 @@ fn without_an_admin_account_only_configured_users_log_in() {
     );
     admin.query_drop("DROP USER acct_unread").unwrap();
 }
+
+/// A managed service's accounts are read with the scaler's own admin
+/// account, and a user created through Torpor logs in while the service
+/// is parked (the book, not the backend, checks the password), without
+/// waking it; its first query wakes it as that user.
+#[test]
+fn a_user_created_on_a_managed_service_logs_in_while_it_is_parked() {
+    use torpor::config::DriverKind;
+    use torpor::scaler::lifecycle::State;
+    use torpor_tests::raw::{base_capabilities, LoginOptions, RawClient};
+    use torpor_tests::serverless::Managed;
+
+    let name = "acctparked";
+    let managed = Managed::start(DriverKind::Process, name, |_, _| {});
+    let mut session = managed.connect();
+    session
+        .query_drop("CREATE USER acct_parked IDENTIFIED BY 'parked-pw'")
+        .unwrap();
+    session
+        .query_drop("GRANT ALL ON test.* TO acct_parked")
+        .unwrap();
+    drop(session);
+    let (status, body) = managed.act(name, "park");
+    assert_eq!(status, 200, "{body}");
+    let options = LoginOptions {
+        user: "acct_parked".into(),
+        password: "parked-pw".into(),
+        ..LoginOptions::app(base_capabilities())
+    };
+    let mut raw = RawClient::connect(managed.addr(), &options);
+    assert_eq!(managed.state(), State::Parked, "a login woke the service");
+    let wrong = LoginOptions {
+        password: "wrong".into(),
+        ..options.clone()
+    };
+    match RawClient::try_connect(managed.addr(), &wrong) {
+        Err(e) => assert!(format!("{e:?}").contains("1045"), "{e:?}"),
+        Ok(_) => panic!("a wrong password was accepted while parked"),
+    }
+    let reply = raw.query("SELECT CURRENT_USER()");
+    assert!(
+        reply.error().is_none(),
+        "first query after the parked login"
+    );
+    let rows = reply.text_rows(base_capabilities());
+    assert_eq!(rows, vec![vec![Some(b"acct_parked@%".to_vec())]]);
+    assert_eq!(managed.state(), State::Active);
+    let saved = managed
+        .state_dir
+        .path()
+        .join("accounts")
+        .join(format!("{name}.json"));
+    assert!(std::fs::read_to_string(&saved)
+        .unwrap()
+        .contains("acct_parked"));
+}
