@@ -19,6 +19,8 @@
 //! - [`packets`]: OK / ERR / EOF: parsing the parts a proxy needs and
 //!   building the ones it sends itself.
 //! - [`command`]: the commands a client may send and which reply ends each.
+//! - [`compress`]: the compressed protocol's framing around the packet
+//!   stream (zlib).
 //! - [`reply`]: the reply tracker, a state machine that finds where a
 //!   command's reply ends (result sets, multi-results, LOCAL INFILE,
 //!   prepared statements, cursors) by looking at packet heads only.
@@ -33,6 +35,7 @@
 pub mod auth;
 pub mod caps;
 pub mod command;
+pub mod compress;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -10,6 +10,11 @@
 //! read that waits for its answer can be submitted together
 //! ([`Conn::send_and_receive`]): with io_uring that is one system call
 //! for both instead of one each.
+//!
+//! A client that negotiated `CLIENT_COMPRESS` gets the compressed
+//! protocol on this connection ([`Conn::start_compression`]): reads go to
+//! a raw buffer and come out plain in the read buffer, writes are
+//! compressed on their way out. Callers see plain packets either way.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -21,6 +26,7 @@ use monoio::io::{
 };
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
+use torpor_protocol::compress;
 
 /// Capacity a client connection's read buffer starts with and shrinks
 /// back to: enough for the commands of most workloads, small enough that
@@ -50,6 +56,15 @@ pub struct Conn {
     /// (plain fields: a connection belongs to one task).
     received: u64,
     sent: u64,
+    /// The compressed protocol's state, once it is on.
+    compression: Option<Box<Compression>>,
+}
+
+/// A compressed connection's bytes read and not yet decompressed, and the
+/// numbering of the compressed packets it writes.
+struct Compression {
+    raw: BytesMut,
+    encoder: compress::Encoder,
 }
 
 impl Conn {
@@ -77,7 +92,25 @@ impl Conn {
             rbuf: BytesMut::with_capacity(capacity),
             received: 0,
             sent: 0,
+            compression: None,
         }
+    }
+
+    /// Turns the compressed protocol on (after the OK that ends a login
+    /// that negotiated `CLIENT_COMPRESS`): from now on bytes read are
+    /// decompressed into the read buffer and bytes written compressed.
+    /// Bytes already buffered were read before it, so they stay as they
+    /// are (a client sends nothing between its login and the OK).
+    pub fn start_compression(&mut self) {
+        self.compression = Some(Box::new(Compression {
+            raw: BytesMut::with_capacity(SMALL_BUFFER),
+            encoder: compress::Encoder::new(),
+        }));
+    }
+
+    /// Whether the compressed protocol is on.
+    pub fn is_compressed(&self) -> bool {
+        self.compression.is_some()
     }
 
     /// Bytes read and written since the last call, for metrics.
@@ -112,6 +145,9 @@ impl Conn {
     /// Reads more bytes onto the end of the buffer, making room for at
     /// least `want` more. Returns how many arrived; 0 means the peer closed.
     pub async fn read_more(&mut self, want: usize) -> io::Result<usize> {
+        if self.compression.is_some() {
+            return self.read_more_compressed(want).await;
+        }
         let target = self.read_target(want);
         let (result, slice) = match &mut self.halves {
             Halves::Tcp(reader, _) => reader.read(target).await,
@@ -130,6 +166,15 @@ impl Conn {
         out: B,
         want: usize,
     ) -> (io::Result<()>, B, io::Result<usize>) {
+        if self.compression.is_some() {
+            // One after the other: the write is compressed first.
+            let (written, out) = self.write_all(out).await;
+            if written.is_err() {
+                return (written, out, Ok(0));
+            }
+            let read = self.read_more(want).await;
+            return (written, out, read);
+        }
         let target = self.read_target(want);
         let (written, read) = match &mut self.halves {
             Halves::Tcp(reader, writer) => write_and_read(reader, writer, out, target).await,
@@ -147,6 +192,16 @@ impl Conn {
 
     /// Writes all of `buf` and hands it back.
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> (io::Result<()>, B) {
+        if self.compression.is_some() {
+            // SAFETY: an `IoBuf` promises that `read_ptr()` points to
+            // `bytes_init()` initialized bytes that stay valid while the
+            // buffer lives; `buf` lives (and is not written) until the
+            // slice's last use in `write_compressed`, which returns before
+            // `buf` is handed back.
+            let plain = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+            let result = self.write_compressed(plain).await;
+            return (result, buf);
+        }
         let (result, buf) = self.write_whole(buf).await;
         if let Ok(n) = result {
             self.sent += n as u64;
@@ -160,6 +215,14 @@ impl Conn {
         if n == 0 {
             return Ok(());
         }
+        if self.compression.is_some() {
+            let result = match from.get(..n) {
+                Some(plain) => self.write_compressed(plain).await,
+                None => Err(io::Error::other("forwarding more than is buffered")),
+            };
+            from.advance(n.min(from.len()));
+            return result;
+        }
         let buf = std::mem::take(from);
         let (result, slice) = self.write_whole(buf.slice(0..n)).await;
         *from = slice.into_inner();
@@ -168,6 +231,61 @@ impl Conn {
             self.sent += n as u64;
         }
         result.map(|_| ())
+    }
+
+    /// Compresses `plain` and writes it (compressed connections only).
+    async fn write_compressed(&mut self, plain: &[u8]) -> io::Result<()> {
+        let Some(compression) = self.compression.as_mut() else {
+            return Err(io::Error::other("the connection is not compressed"));
+        };
+        let mut wire = BytesMut::with_capacity(plain.len() / 2 + compress::HEADER_LEN + 16);
+        compression.encoder.encode(plain, &mut wire);
+        let (result, _) = self.write_whole(wire).await;
+        if let Ok(n) = result {
+            self.sent += n as u64;
+        }
+        result.map(|_| ())
+    }
+
+    /// Reads compressed bytes until at least one whole compressed packet
+    /// came, and decompresses what came into the read buffer. Returns how
+    /// many plain bytes were added; 0 means the peer closed.
+    async fn read_more_compressed(&mut self, want: usize) -> io::Result<usize> {
+        loop {
+            let Some(compression) = self.compression.as_mut() else {
+                return Err(io::Error::other("the connection is not compressed"));
+            };
+            let before = self.rbuf.len();
+            let last = compress::decode(&mut compression.raw, &mut self.rbuf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some(seq) = last {
+                // Replies continue the numbering of what the client sent.
+                compression.encoder.next_seq = seq.wrapping_add(1);
+            }
+            let added = self.rbuf.len() - before;
+            if added > 0 {
+                return Ok(added);
+            }
+            // No whole packet yet: read more of the raw stream.
+            let mut raw = std::mem::take(&mut compression.raw);
+            if raw.capacity() - raw.len() < want {
+                raw.reserve(want.max(SMALL_BUFFER));
+            }
+            let len = raw.len();
+            let cap = raw.capacity();
+            let target = raw.slice_mut(len..cap);
+            let (result, slice) = match &mut self.halves {
+                Halves::Tcp(reader, _) => reader.read(target).await,
+                Halves::Unix(reader, _) => reader.read(target).await,
+            };
+            if let Some(compression) = self.compression.as_mut() {
+                compression.raw = slice.into_inner();
+            }
+            self.count_read(&result);
+            if result? == 0 {
+                return Ok(0);
+            }
+        }
     }
 
     async fn write_whole<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {

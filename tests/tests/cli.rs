@@ -114,8 +114,7 @@ fn queries_with_e_print_what_mariadb_prints() {
         &["--column-type-info"],
         // The client asks SHOW WARNINGS itself after each statement.
         &["--show-warnings"],
-        // Asks for compression, which Torpor does not offer: the client
-        // must carry on uncompressed, as with a server without it.
+        // The compressed protocol (Torpor compresses the client leg).
         &["--compress", "--table"],
     ];
     for query in queries {

@@ -141,7 +141,9 @@ async fn run(
     // service): with the first service's greeting, known without waking
     // it once it ran.
     let info = shared.greeting_service().backend_info().await?;
-    let offered = info.capabilities & Capabilities::FORWARDABLE;
+    // Compression is Torpor's own on the client leg (the backend leg
+    // stays plain), offered when the backend offers it, as MariaDB would.
+    let offered = info.capabilities & (Capabilities::FORWARDABLE | Capabilities::CLIENT_COMPRESS);
     let seed = new_seed();
     let greeting = Greeting {
         server_version: info.server_version.clone(),
@@ -291,7 +293,12 @@ async fn run(
         };
         (Some(backend), model, ok)
     };
-    if let Err(e) = exchange.send(&ok).await {
+    let sent = exchange.send(&ok).await;
+    if sent.is_ok() && capabilities.contains(Capabilities::CLIENT_COMPRESS) {
+        // Everything after the OK that ends the login is compressed.
+        exchange.client.start_compression();
+    }
+    if let Err(e) = sent {
         if let Some(conn) = backend {
             pool.give_back(
                 key,
