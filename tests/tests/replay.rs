@@ -577,41 +577,7 @@ fn a_transaction_killed_under_a_running_statement_completes() {
         Ok::<_, mysql::Error>((id, affected))
     });
 
-    let mut admin = admin_connect();
-    let waiting = loop {
-        let thread: Option<u64> = admin
-            .query_first(
-                "SELECT ID FROM information_schema.PROCESSLIST \
-                 WHERE DB = 'replay_txn_running' AND INFO LIKE 'UPDATE acct%'",
-            )
-            .unwrap();
-        if let Some(thread) = thread {
-            break thread;
-        }
-        if client.is_finished() {
-            panic!("the client stopped before waiting: {:?}", client.join());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    admin.query_drop(format!("KILL {waiting}")).unwrap();
-    // Once the client's statement waits again (on its new connection),
-    // the lock is released.
-    loop {
-        let thread: Option<u64> = admin
-            .query_first(
-                "SELECT ID FROM information_schema.PROCESSLIST \
-                 WHERE DB = 'replay_txn_running' AND INFO LIKE 'UPDATE acct%'",
-            )
-            .unwrap();
-        if thread.is_some_and(|t| t != waiting) {
-            break;
-        }
-        assert!(
-            !client.is_finished(),
-            "the client stopped before waiting again"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill_while_waiting_then_see_it_run_again("replay_txn_running", &client);
     locker.query_drop("COMMIT").unwrap();
 
     let (id, affected) = client
@@ -624,6 +590,78 @@ fn a_transaction_killed_under_a_running_statement_completes() {
         vec![(id, "before".to_string())]
     );
     assert_eq!(balance("replay_txn_running", 2), 101);
+}
+
+/// Kills the backend thread that runs the client's `UPDATE acct…` in
+/// `schema` while it waits for a row lock, then waits until the statement
+/// waits again on a new backend connection (run again by Torpor).
+fn kill_while_waiting_then_see_it_run_again<T>(schema: &str, client: &std::thread::JoinHandle<T>) {
+    let running = format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{schema}' AND INFO LIKE 'UPDATE acct%'"
+    );
+    let mut admin = admin_connect();
+    let waiting = loop {
+        let thread: Option<u64> = admin.query_first(&running).unwrap();
+        if let Some(thread) = thread {
+            break thread;
+        }
+        assert!(!client.is_finished(), "the client stopped before waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    admin.query_drop(format!("KILL {waiting}")).unwrap();
+    // Once the client's statement waits again (on its new connection),
+    // the lock may be released.
+    loop {
+        let thread: Option<u64> = admin.query_first(&running).unwrap();
+        if thread.is_some_and(|t| t != waiting) {
+            break;
+        }
+        assert!(
+            !client.is_finished(),
+            "the client stopped before waiting again"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// With autocommit off, the statement that opens the transaction is in
+/// flight when its backend connection dies: nothing of it can have been
+/// committed, so it runs again on a new connection (it closed the session
+/// with "lost connection" before).
+#[test]
+fn the_first_statement_with_autocommit_off_survives_a_killed_backend() {
+    let torpor = Torpor::start();
+    transaction_schema("replay_txn_first");
+    let addr = torpor.addr();
+    let mut locker = admin_connect();
+    locker.query_drop("BEGIN").unwrap();
+    locker
+        .query_drop("SELECT * FROM replay_txn_first.acct WHERE id = 2 FOR UPDATE")
+        .unwrap();
+
+    let client = std::thread::spawn(move || {
+        let mut conn = connect(addr);
+        conn.query_drop("USE replay_txn_first").unwrap();
+        conn.query_drop("SET autocommit = 0").unwrap();
+        // The transaction's first statement waits for the locker's lock.
+        conn.query_drop("UPDATE acct SET balance = balance + 1 WHERE id = 2")?;
+        let affected = conn.affected_rows();
+        conn.query_drop("INSERT INTO t (v) VALUES ('after')")?;
+        conn.query_drop("COMMIT")?;
+        let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit")?;
+        Ok::<_, mysql::Error>((affected, autocommit))
+    });
+    kill_while_waiting_then_see_it_run_again("replay_txn_first", &client);
+    locker.query_drop("COMMIT").unwrap();
+
+    let (affected, autocommit) = client
+        .join()
+        .unwrap()
+        .expect("the transaction completes after its first statement ran again");
+    assert_eq!(affected, 1);
+    assert_eq!(autocommit, Some(0), "the session kept autocommit off");
+    assert_eq!(balance("replay_txn_first", 2), 101, "updated once");
+    assert_eq!(stored_rows("replay_txn_first").len(), 1);
 }
 
 #[test]

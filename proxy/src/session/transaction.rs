@@ -206,6 +206,21 @@ impl Session {
             && !self.model.tracking_dirty
     }
 
+    /// With autocommit off and no transaction open, a statement sent now
+    /// opens one: if its connection dies under it, nothing of it can have
+    /// been committed (a statement that commits by itself is told apart by
+    /// [`interrupted`]), so it may simply run again on a new connection —
+    /// when nothing else ties the session to the dead one.
+    fn opens_a_transaction_only(&self) -> bool {
+        !self.journal.is_open()
+            && !self.model.in_transaction()
+            && !self.model.autocommit()
+            && self.model.pin_mask() == 0
+            && !self.model.user_variables_dirty
+            && !self.model.last_insert_id_dirty
+            && !self.model.tracking_dirty
+    }
+
     /// The session's backend connection died while only its open
     /// transaction pinned it (it is dropped already): replays the
     /// transaction on a new connection, which it then holds; or gives the
@@ -357,7 +372,12 @@ impl Session {
                 self.ledger.front(),
                 Some(Pending::Reply { walk, note: JournalNote::Recorded(_), .. }) if walk.untouched()
             );
-        if !lost || killed || !only_reply || !self.pinned_by_transaction_only() {
+        let first_statement = self.opens_a_transaction_only();
+        if !lost
+            || killed
+            || !only_reply
+            || !(first_statement || self.pinned_by_transaction_only())
+        {
             return Err(failure);
         }
         let Some(Pending::Reply {
@@ -406,6 +426,16 @@ impl Session {
         write_payload(&mut wire, 0, &payload);
         wire.extend_from_slice(&self.client.rbuf);
         self.client.rbuf = wire;
+        if first_statement {
+            // Nothing to replay: the next attach brings a new connection
+            // to the session's state and the statement runs there.
+            info!(
+                id = self.guard.id,
+                "backend connection lost under a transaction's first statement; it runs again"
+            );
+            self.journal.clear();
+            return Ok(());
+        }
         match self.replay_transaction().await {
             Ok(()) => Ok(()),
             Err(failure) => self.refuse_after_replay(failure),
