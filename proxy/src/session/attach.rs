@@ -28,10 +28,18 @@ use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
 use crate::pool::{Borrowed, PoolKey, Pooled};
 
-/// A backend connection idle for longer than this is checked before it
-/// is used (one non-blocking peek): a KILL or a restart in between is
-/// noticed before a command is sent into a dead socket.
+/// A backend connection whose server was last heard from longer ago than
+/// this is checked before it is used (one non-blocking peek): a KILL or a
+/// restart in between is noticed before a command is sent into a dead
+/// socket.
 const CHECK_AFTER_IDLE: Duration = Duration::from_millis(1);
+
+/// Whether a connection taken from the pool died while it waited there:
+/// one idle (no reply heard from its server) for longer than
+/// [`CHECK_AFTER_IDLE`] is peeked at.
+pub(super) fn died_idle(conn: &BackendConn) -> bool {
+    conn.idle_since.elapsed() >= CHECK_AFTER_IDLE && backend_closed(conn.conn.raw_fd())
+}
 
 /// Whether the backend closed a connection: a non-blocking peek sees the
 /// end of the stream (or an error) instead of "nothing to read".
@@ -151,9 +159,7 @@ impl Session {
                     let Pooled {
                         mut conn, state, ..
                     } = *pooled;
-                    if conn.idle_since.elapsed() >= CHECK_AFTER_IDLE
-                        && backend_closed(conn.conn.raw_fd())
-                    {
+                    if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
                         self.pool.forget();
@@ -260,8 +266,11 @@ impl Session {
         if !free {
             return;
         }
-        if let Some(mut conn) = self.backend.take() {
-            conn.idle_since = std::time::Instant::now();
+        // `idle_since` stays when the server was last heard from: giving
+        // the connection back is no sign that it lives (a login that sent
+        // it nothing, then gave it back, hid a connection killed in the
+        // pool from the next borrow's check).
+        if let Some(conn) = self.backend.take() {
             self.guard
                 .entry
                 .backend_thread_id

@@ -216,11 +216,22 @@ async fn run(
         // Nothing may yield between the state check in `wait_active` and the
         // borrow: a suspending worker counts lent connections (see
         // scaler::actor).
-        service.wait_active().await?;
-        let borrowed = pool
-            .borrow(&key, &start, connection_id, wait)
-            .await
-            .map_err(SessionError::from)?;
+        let borrowed = loop {
+            service.wait_active().await?;
+            let borrowed = pool
+                .borrow(&key, &start, connection_id, wait)
+                .await
+                .map_err(SessionError::from)?;
+            match borrowed {
+                // Died in the pool (killed, timed out by the server, a
+                // restart): let it go and borrow again, so that no login
+                // starts on a dead connection.
+                Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {
+                    pool.forget();
+                }
+                borrowed => break borrowed,
+            }
+        };
         // A pooled connection is brought to a fresh session's state (which
         // also checks the schema exists); a new one logs in with the schema.
         let verify = shared.settings().verify_replay;

@@ -373,10 +373,7 @@ impl Session {
                 Some(Pending::Reply { walk, note: JournalNote::Recorded(_), .. }) if walk.untouched()
             );
         let first_statement = self.opens_a_transaction_only();
-        if !lost
-            || killed
-            || !only_reply
-            || !(first_statement || self.pinned_by_transaction_only())
+        if !lost || killed || !only_reply || !(first_statement || self.pinned_by_transaction_only())
         {
             return Err(failure);
         }
