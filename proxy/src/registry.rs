@@ -10,6 +10,7 @@
 //! This map is the one structure shared by workers; it is touched when a
 //! session starts or ends and by KILL, never per query.
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +32,44 @@ pub struct SessionEntry {
     /// (names from `session::model::PinReason`); published only when it
     /// changes, for the admin API.
     pub pins: Mutex<Vec<&'static str>>,
+    /// The client's socket while the session may still read from it:
+    /// KILL from any worker ends the victim's wait for its client at once
+    /// ([`SessionEntry::hang_up`]). Behind a lock so that the session can
+    /// withdraw it before the descriptor closes and is reused.
+    client_fd: Mutex<Option<RawFd>>,
+}
+
+impl SessionEntry {
+    /// Records the client's socket (the session reads from it).
+    pub fn set_client_fd(&self, fd: RawFd) {
+        if let Ok(mut slot) = self.client_fd.lock() {
+            *slot = Some(fd);
+        }
+    }
+
+    /// Withdraws the client's socket: called before it closes.
+    pub fn clear_client_fd(&self) {
+        if let Ok(mut slot) = self.client_fd.lock() {
+            *slot = None;
+        }
+    }
+
+    /// Ends the session's wait for its client now, as MariaDB closes a
+    /// killed connection's socket at once: the pending read sees
+    /// end-of-file. Writes still go out (what the session owes its
+    /// client is sent before it closes).
+    pub fn hang_up(&self) {
+        if let Ok(slot) = self.client_fd.lock() {
+            if let Some(fd) = *slot {
+                // SAFETY: the descriptor is the session's open socket: the
+                // session withdraws it under this lock before closing it.
+                // shutdown(2) only changes the socket's state.
+                unsafe {
+                    libc::shutdown(fd, libc::SHUT_RD);
+                }
+            }
+        }
+    }
 }
 
 /// All live sessions, by client-visible id.

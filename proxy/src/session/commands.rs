@@ -15,18 +15,21 @@
 //! connection's id, in place (ids have a fixed width).
 
 use std::collections::VecDeque;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use futures_util::future::{select, Either};
 use torpor_protocol::auth::ProvenPassword;
 use torpor_protocol::command::{Command, ReplyKind};
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
 use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
 use torpor_replay::classify::{classify, may_change_state, StatementFacts};
+use tracing::debug;
 
 use super::be;
 use super::model::SessionModel;
@@ -182,6 +185,9 @@ pub struct Session {
     /// A statement of the current batch may change accounts: logins wait
     /// until it ran and the accounts were read again (the guard's drop).
     pub(super) accounts_change: std::cell::RefCell<Option<crate::accounts::keeper::AccountChange>>,
+    /// The client sat idle past its `wait_timeout`: the session ends
+    /// (as [`SessionError::ClientGone`]) with a reset.
+    idle_timed_out: bool,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -248,6 +254,7 @@ impl Session {
                 shared.settings().transaction_replay_max_bytes,
             ),
             shared,
+            idle_timed_out: false,
         }
     }
 
@@ -257,6 +264,7 @@ impl Session {
         // The login's connection goes back to the pool until the first
         // query: an idle session holds none.
         self.release_if_free();
+        self.guard.entry.set_client_fd(self.client.raw_fd());
         let result = self.command_loop().await;
         // A session that ended between commands leaves a clean backend
         // connection, which goes back to the pool.
@@ -272,14 +280,32 @@ impl Session {
         let reason = CloseReason::of(result.as_ref().err().map(|f| &f.error));
         if let Err(failure) = result {
             report(self.guard.id, self.peer, &failure.error, "command");
-            if let Some(seq) = failure.reply_seq {
-                let _ = self.flush_client().await;
-                tell_client(&mut self.client, &failure.error, seq).await;
+            match (&failure.error, failure.reply_seq) {
+                // MariaDB sends a killed connection nothing of its own:
+                // what the backend said before it went (the ERR 1927 of
+                // a connection that killed itself) is all it gets.
+                (SessionError::Killed, _) => {
+                    let _ = self.flush_client().await;
+                }
+                (_, Some(seq)) => {
+                    let _ = self.flush_client().await;
+                    tell_client(&mut self.client, &failure.error, seq).await;
+                }
+                (_, None) => {}
             }
         }
         self.finish_backend(clean && !self.shared.shutdown.is_stopping());
         self.count_traffic();
         self.metrics.client_closed(reason);
+        // No KILL may touch the socket once it closes (its number is
+        // reused).
+        self.guard.entry.clear_client_fd();
+        if self.idle_timed_out {
+            // MariaDB 10.11 resets a connection idle past wait_timeout,
+            // with nothing sent: the socket closes when `self` drops.
+            super::hangup::reset_on_close(self.client.raw_fd());
+            return reason;
+        }
         self.client.close().await;
         reason
     }
@@ -322,6 +348,14 @@ impl Session {
                     self.after_lost_reply(failure).await?;
                     continue;
                 }
+                if self.guard.entry.killed.load(Ordering::Acquire) {
+                    // Killed (by itself, or while its reply came): what it
+                    // is owed goes out, then the session ends.
+                    return Err(Failure {
+                        error: SessionError::Killed,
+                        reply_seq: None,
+                    });
+                }
                 self.after_batch().await?;
                 // The accounts are read again now that the statement ran.
                 drop(self.accounts_change.take());
@@ -348,22 +382,55 @@ impl Session {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = if self.to_client.is_empty() {
-            self.client.read_more(want).await
-        } else {
-            let out = std::mem::take(&mut self.to_client);
-            let (written, mut out, read) = self.client.send_and_receive(out, want).await;
-            out.clear();
-            self.to_client = out;
-            written.map_err(SessionError::client_io)?;
-            read
+        let limit = self.idle_limit();
+        let fd = self.client.raw_fd();
+        let read = async {
+            if self.to_client.is_empty() {
+                Ok(self.client.read_more(want).await)
+            } else {
+                let out = std::mem::take(&mut self.to_client);
+                let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+                out.clear();
+                self.to_client = out;
+                written.map(|()| read)
+            }
         };
+        let mut timed_out = false;
+        let read = match limit {
+            None => read.await,
+            Some(limit) => {
+                let mut read = pin!(read);
+                match select(read.as_mut(), pin!(monoio::time::sleep(limit))).await {
+                    Either::Left((read, _)) => read,
+                    Either::Right(((), _)) => {
+                        // Idle too long. The read is not dropped half
+                        // done: shutting the socket's read side ends it.
+                        timed_out = true;
+                        // SAFETY: `fd` is this session's open client
+                        // socket; shutdown(2) only changes its state.
+                        unsafe {
+                            libc::shutdown(fd, libc::SHUT_RD);
+                        }
+                        read.await
+                    }
+                }
+            }
+        };
+        let read = read.map_err(SessionError::client_io)?;
         self.control.set_idle(false);
+        if timed_out {
+            debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
+            self.idle_timed_out = true;
+            return Err(SessionError::ClientGone.into());
+        }
         self.count_traffic();
         if self.to_client.capacity() > 64 * 1024 {
             self.to_client = BytesMut::new();
         }
         match read {
+            Ok(0) if self.guard.entry.killed.load(Ordering::Acquire) => {
+                Err(SessionError::Killed.into())
+            }
             Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
             Ok(0) => Err(SessionError::ClientGone.into()),
             Ok(_) => Ok(()),
@@ -734,9 +801,20 @@ impl Session {
             return false;
         }
         if !query_only {
-            target.killed.store(true, Ordering::Release);
+            self.kill_session(&target, id);
         }
         true
+    }
+
+    /// Marks session `id` killed and, as MariaDB closes a killed
+    /// connection's socket at once, ends its wait for its client now (not
+    /// at its next command). A session that kills itself is answered
+    /// first (the backend's ERR 1927), then closed.
+    fn kill_session(&self, target: &crate::registry::SessionEntry, id: u64) {
+        target.killed.store(true, Ordering::Release);
+        if id != u64::from(self.guard.id) {
+            target.hang_up();
+        }
     }
 
     /// The backend thread to kill for client-visible id `id`; `None` when
@@ -745,7 +823,7 @@ impl Session {
     fn map_kill(&self, id: u64, query_only: bool) -> Option<u32> {
         let target = self.shared.registry.get(id)?;
         if !query_only {
-            target.killed.store(true, Ordering::Release);
+            self.kill_session(&target, id);
         }
         Some(target.backend_thread_id.load(Ordering::Acquire))
     }

@@ -100,20 +100,29 @@ impl Session {
                     // Whatever is complete goes out before we wait.
                     self.flush_client().await?;
                     self.ensure_backend_buffer();
-                    let read = if unsent > 0 {
-                        let out = std::mem::take(&mut self.client.rbuf);
-                        let backend = be!(self);
-                        let (written, out, read) = backend
-                            .conn
-                            .send_and_receive(out.slice(0..unsent), want.max(4096))
-                            .await;
-                        self.client.rbuf = out.into_inner();
-                        self.client.consume(unsent);
-                        unsent = 0;
-                        written.map_err(|e| self.backend_lost(e))?;
-                        read
-                    } else {
-                        be!(self).conn.read_more(want.max(4096)).await
+                    // A client that hangs up meanwhile has its statement
+                    // stopped ([`super::hangup`]).
+                    let watch = self.hangup_watch();
+                    let reply = async {
+                        if unsent > 0 {
+                            let out = std::mem::take(&mut self.client.rbuf);
+                            let backend = be!(self);
+                            let (written, out, read) = backend
+                                .conn
+                                .send_and_receive(out.slice(0..unsent), want.max(4096))
+                                .await;
+                            self.client.rbuf = out.into_inner();
+                            self.client.consume(unsent);
+                            unsent = 0;
+                            written.map_err(|e| self.backend_lost(e))?;
+                            Ok(read)
+                        } else {
+                            Ok(be!(self).conn.read_more(want.max(4096)).await)
+                        }
+                    };
+                    let read = match watch.race(reply).await {
+                        Some(read) => read?,
+                        None => return Err(self.client_hung_up().await),
                     };
                     match read {
                         Ok(0) => {

@@ -12,6 +12,8 @@
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
 //! - [`relay`]: streaming packets Torpor does not look into.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
+//! - `hangup`: a client gone mid-command (its statement is stopped) or
+//!   idle past its `wait_timeout` (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
 //!   the backend connection dies under it.
 
@@ -19,6 +21,7 @@ mod attach;
 mod change_user;
 pub mod commands;
 mod drain;
+mod hangup;
 pub mod login;
 pub mod model;
 pub mod relay;
