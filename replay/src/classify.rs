@@ -7,7 +7,7 @@
 //! comments, and errs on the side of "may": a false "may change user
 //! variables" costs one extra capture round trip; a miss would lose state.
 
-use crate::sql::{significant, Token, TokenKind};
+use crate::sql::{significant, unquote, Token, TokenKind};
 
 /// Facts about one statement (or a multi-statement text).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +44,41 @@ pub struct StatementFacts {
     /// Calls a function whose result differs between runs (NOW(), RAND(),
     /// UUID(), …): replaying the statement would not give the same result.
     pub nondeterministic: bool,
+    /// Assigns a system variable in a form MariaDB's session tracking
+    /// does not report (`SET @@name = …`, without `SESSION`/`LOCAL`;
+    /// checked against 10.11): the change is invisible in the OK packet.
+    pub sets_untracked_variable: bool,
+    /// Runs SQL whose text is not in the statement (`EXECUTE IMMEDIATE
+    /// @q`, `EXECUTE IMMEDIATE CONCAT(…)`), or calls a stored procedure
+    /// (whose body may change anything, silently): what it did to the
+    /// session cannot be known.
+    pub runs_unseen_sql: bool,
+    /// `EXECUTE name`: SQL-level prepared statements run (their text is
+    /// the session's to look up).
+    pub executes: Vec<String>,
+}
+
+impl StatementFacts {
+    /// Adds what another text (one the statement runs: `EXECUTE
+    /// IMMEDIATE '…'`, a prepared statement's) does.
+    pub fn merge(&mut self, other: StatementFacts) {
+        self.writes_user_variables |= other.writes_user_variables;
+        self.prepares.extend(other.prepares);
+        self.deallocates.extend(other.deallocates);
+        self.creates_temporary_table |= other.creates_temporary_table;
+        self.drops_temporary_table |= other.drops_temporary_table;
+        self.takes_named_lock |= other.takes_named_lock;
+        self.releases_all_named_locks |= other.releases_all_named_locks;
+        self.locks_tables |= other.locks_tables;
+        self.unlocks_tables |= other.unlocks_tables;
+        self.calculates_found_rows |= other.calculates_found_rows;
+        self.asks_previous_statement |= other.asks_previous_statement;
+        self.sets_last_insert_id |= other.sets_last_insert_id;
+        self.nondeterministic |= other.nondeterministic;
+        self.sets_untracked_variable |= other.sets_untracked_variable;
+        self.runs_unseen_sql |= other.runs_unseen_sql;
+        self.executes.extend(other.executes);
+    }
 }
 
 /// Functions whose value differs between two runs of the same statement
@@ -92,6 +127,8 @@ const INTERESTING: &[&[u8]] = &[
     b"found_rows",
     b"row_count",
     b"last_insert_id",
+    b"execute",
+    b"call",
 ];
 
 /// Cheap check: could [`classify`] find anything that matters for state
@@ -130,6 +167,9 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
             TokenKind::Variable => {
                 let text = token.bytes(sql);
                 if text.starts_with(b"@@") {
+                    if assigns_untracked(sql, &tokens, i) {
+                        facts.sets_untracked_variable = true;
+                    }
                     continue;
                 }
                 // `@x :=`, `SET @x =`, `SET … , @x =`, `INTO @x`.
@@ -204,6 +244,24 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                 {
                     facts.unlocks_tables = true;
                 }
+                if token.is_word(sql, "call") && starts_statement(sql, &tokens, i) {
+                    facts.runs_unseen_sql = true;
+                }
+                if token.is_word(sql, "execute") && starts_statement(sql, &tokens, i) {
+                    match next {
+                        Some(n) if n.is_word(sql, "immediate") => {
+                            // Only a lone string literal is text we can see.
+                            let literal = tokens.get(i + 2).filter(|t| t.kind == TokenKind::String);
+                            let ends = tokens.get(i + 3).is_none_or(|t| t.is_punct(sql, b';'));
+                            match literal.and_then(|t| unquote(t.bytes(sql))) {
+                                Some(text) if ends => facts.merge(classify(&text)),
+                                _ => facts.runs_unseen_sql = true,
+                            }
+                        }
+                        Some(name) => facts.executes.push(ident_text(sql, name)),
+                        None => {}
+                    }
+                }
                 if token.is_word(sql, "prepare") && starts_statement(sql, &tokens, i) {
                     if let Some(name) = next {
                         facts.prepares.push(ident_text(sql, name));
@@ -222,6 +280,27 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
         }
     }
     facts
+}
+
+/// Whether system variable token `i` (`@@…`) is assigned in a form
+/// session tracking does not report: `SET @@name =` (or `, @@name =` in a
+/// SET), where `name` has no `session.`/`local.` scope (`global.` changes
+/// no session).
+fn assigns_untracked(sql: &[u8], tokens: &[Token], i: usize) -> bool {
+    let text = tokens[i].bytes(sql).to_ascii_lowercase();
+    let scoped = [&b"@@session."[..], b"@@local.", b"@@global."]
+        .iter()
+        .any(|scope| text.starts_with(scope));
+    if scoped {
+        return false;
+    }
+    let prev = i.checked_sub(1).and_then(|j| tokens.get(j));
+    let next = tokens.get(i + 1);
+    let assigned = next.is_some_and(|n| n.is_punct(sql, b'=') || n.is_punct(sql, b':'));
+    let listed = prev.is_some_and(|p| p.is_word(sql, "set"))
+        || prev.is_some_and(|p| p.is_punct(sql, b','))
+            && statement_starts_with(sql, &tokens[..i], &["set"]);
+    assigned && listed
 }
 
 /// Whether token `i` is the first of a statement (text start or after `;`).
@@ -303,6 +382,30 @@ mod tests {
         assert!(classify(b"UNLOCK TABLES").unlocks_tables);
         assert!(!classify(b"SELECT * FROM t FOR UPDATE").locks_tables);
         assert!(!classify(b"SELECT * FROM t LOCK IN SHARE MODE").locks_tables);
+    }
+
+    #[test]
+    fn untracked_forms_and_unseen_sql() {
+        assert!(classify(b"SET @@sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(classify(b"set sql_mode='', @@time_zone='+01:00'").sets_untracked_variable);
+        assert!(!classify(b"SET @@session.sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SET @@LOCAL.sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SET SESSION sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SELECT @@sql_mode").sets_untracked_variable);
+        assert!(!classify(b"SET @x = @@sql_mode").sets_untracked_variable);
+        let facts = classify(b"EXECUTE IMMEDIATE 'LOCK TABLES t READ'");
+        assert!(facts.locks_tables && !facts.runs_unseen_sql);
+        let facts = classify(b"execute immediate \"SET @@time_zone = '+01:00'\"");
+        assert!(facts.sets_untracked_variable);
+        assert!(classify(b"EXECUTE IMMEDIATE @q").runs_unseen_sql);
+        assert!(classify(b"EXECUTE IMMEDIATE CONCAT('LOCK', ' TABLES t READ')").runs_unseen_sql);
+        assert!(classify(b"CALL p()").runs_unseen_sql);
+        assert_eq!(
+            classify(b"EXECUTE `S` USING @a").executes,
+            vec!["s".to_string()]
+        );
+        assert!(may_change_state(b"EXECUTE s"));
+        assert!(may_change_state(b"call p()"));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(super) enum Follow {
     Execute {
         /// Client statement id.
         id: u32,
+        /// What its text does that Torpor follows (a prepared `LOCK
+        /// TABLES`, `SET @x = ?`), if anything.
+        facts: Option<Box<StatementFacts>>,
     },
     /// A COM_STMT_FETCH from client statement `id`'s cursor.
     Fetch {
@@ -782,7 +785,13 @@ impl Session {
         };
         let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
         let follow = match command {
-            Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute { id }),
+            Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute {
+                id,
+                facts: self
+                    .statements
+                    .get(id)
+                    .and_then(|s| super::model::execute_facts(&s.sql)),
+            }),
             Command::StmtFetch => Some(Follow::Fetch { id }),
             Command::StmtReset => Some(Follow::StatementReset { id }),
             _ => None,

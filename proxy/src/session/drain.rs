@@ -155,10 +155,16 @@ impl Session {
         match follow {
             Follow::Plain | Follow::Prepare { .. } | Follow::Swallow => {}
             Follow::Query { facts, sql } => {
+                let facts = self.model.resolve(&facts);
                 self.model.before_statement(&facts);
                 self.model.after_statement(&facts, &sql, ok);
             }
-            Follow::Execute { id } => {
+            Follow::Execute { id, facts } => {
+                if let Some(facts) = facts {
+                    // The binary protocol cannot run PREPARE: no text needed.
+                    self.model.before_statement(&facts);
+                    self.model.after_statement(&facts, b"", ok);
+                }
                 self.model.statement_settled(id, false);
                 let cursor = status.is_some_and(|s| s.has(ServerStatus::CURSOR_EXISTS));
                 self.model.cursor_opened(id, cursor);

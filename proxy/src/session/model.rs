@@ -212,6 +212,30 @@ impl SessionModel {
         self.pin_mask() != 0
     }
 
+    /// What a statement does, with the texts it runs looked at too: the
+    /// session's SQL-level prepared statements that it `EXECUTE`s.
+    pub fn resolve(&self, facts: &StatementFacts) -> StatementFacts {
+        let mut resolved = facts.clone();
+        for name in &facts.executes {
+            match self.state.sql_statements.get(name) {
+                Some(text) => {
+                    let mut inner = torpor_replay::classify::classify(text.as_bytes());
+                    // One level: a prepared EXECUTE of another prepared
+                    // statement is not followed further.
+                    inner.runs_unseen_sql |= !inner.executes.is_empty();
+                    inner.executes.clear();
+                    resolved.merge(inner);
+                }
+                // Not one Torpor knows (it failed to prepare, or came from
+                // a text it could not see): the server refuses it, or it
+                // does what cannot be known.
+                None => resolved.runs_unseen_sql = true,
+            }
+        }
+        resolved.executes.clear();
+        resolved
+    }
+
     /// Takes what a statement text said it does (before its reply).
     pub fn before_statement(&mut self, facts: &StatementFacts) {
         if facts.writes_user_variables {
@@ -252,6 +276,12 @@ impl SessionModel {
         }
         if facts.unlocks_tables {
             self.table_locks = false;
+        }
+        // A change the server does not report and Torpor cannot name: the
+        // session stays on this connection (and the connection is closed
+        // or reset when the session ends), so no one else sees it.
+        if facts.sets_untracked_variable || facts.runs_unseen_sql {
+            self.unknown_state = true;
         }
         for name in &facts.deallocates {
             self.state.sql_statements.remove(name);
@@ -392,31 +422,18 @@ fn prepared_text(sql: &[u8]) -> Option<String> {
     if literal.kind != TokenKind::String {
         return None;
     }
-    let raw = literal.bytes(sql);
-    let quote = *raw.first()?;
-    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-    let mut text = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        let b = inner[i];
-        if b == b'\\' && i + 1 < inner.len() {
-            text.push(match inner[i + 1] {
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'r' => b'\r',
-                b'0' => 0,
-                other => other,
-            });
-            i += 2;
-        } else if b == quote && inner.get(i + 1) == Some(&quote) {
-            text.push(quote);
-            i += 2;
-        } else {
-            text.push(b);
-            i += 1;
-        }
+    String::from_utf8(torpor_replay::sql::unquote(literal.bytes(sql))?).ok()
+}
+
+/// What executing a prepared statement with text `sql` does to the
+/// session, when it does anything Torpor follows (`None` for the usual
+/// query, found without lexing).
+pub fn execute_facts(sql: &[u8]) -> Option<Box<StatementFacts>> {
+    if !torpor_replay::classify::may_change_state(sql) {
+        return None;
     }
-    String::from_utf8(text).ok()
+    let facts = torpor_replay::classify::classify(sql);
+    (facts != StatementFacts::default()).then(|| Box::new(facts))
 }
 
 /// The capabilities a backend connection needs so that its replies can be
