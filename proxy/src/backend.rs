@@ -58,6 +58,10 @@ pub struct BackendConn {
     pub needs_tracking: bool,
     /// When it last finished a command.
     pub idle_since: std::time::Instant,
+    /// What the session that gave it back last left unread here (its user
+    /// variables): read by whoever takes it next, unless that session
+    /// itself ([`crate::session::left`]).
+    pub left_by: Option<crate::unread::LeftBehind>,
 }
 
 /// Who to log in as, and how.
@@ -210,6 +214,7 @@ pub async fn connect(
         to_close: Vec::new(),
         needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
         idle_since: std::time::Instant::now(),
+        left_by: None,
     };
     Ok((backend, ok))
 }

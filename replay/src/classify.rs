@@ -173,9 +173,13 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                     continue;
                 }
                 // `@x :=`, `SET @x =`, `SET … , @x =`, `INTO @x`.
+                // A `, @x` is assigned in a SET list or after INTO, not in
+                // a select list (`SELECT @a, @b`), which only reads.
+                let listed = prev.is_some_and(|p| p.is_punct(sql, b','))
+                    && (statement_starts_with(sql, &tokens[..i], &["set"])
+                        || into_before(sql, &tokens[..i]));
                 let assigned = next.is_some_and(|n| n.is_punct(sql, b':'))
-                    || prev.is_some_and(|p| p.is_word(sql, "into") || p.is_punct(sql, b','))
-                        && statement_starts_with(sql, &tokens[..i], &["set", "select", "with"])
+                    || listed
                     || prev.is_some_and(|p| p.is_word(sql, "set"))
                     || prev.is_some_and(|p| p.is_word(sql, "into"));
                 if assigned {
@@ -282,6 +286,131 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
     facts
 }
 
+/// A constant a user variable is set to, as the statement spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Literal {
+    /// `NULL`.
+    Null,
+    /// An integer that fits a BIGINT, in its canonical spelling (`-5`).
+    Int(String),
+    /// A decimal without exponent, in its canonical spelling (`1.50`).
+    Decimal(String),
+    /// A single-quoted string: its bytes (escapes undone), and the
+    /// character set of its introducer (`_latin1'…'`), if any.
+    Str {
+        /// The string's bytes.
+        bytes: Vec<u8>,
+        /// The introducer's character set, lower-case.
+        introducer: Option<String>,
+    },
+}
+
+/// The assignments of `SET @a = <constant> [, @b = <constant>]…`, when the
+/// statement is exactly that: what the variables hold afterwards can be
+/// known from the text alone, with no read on the server. `None` for
+/// anything else (an expression, a system variable in the list, a string
+/// with a backslash, whose meaning depends on `sql_mode`).
+pub fn constant_user_assignments(sql: &[u8]) -> Option<Vec<(String, Literal)>> {
+    let tokens = significant(sql);
+    let mut at = 0;
+    let first = tokens.first()?;
+    if !first.is_word(sql, "set") {
+        return None;
+    }
+    at += 1;
+    let mut assignments = Vec::new();
+    loop {
+        let var = tokens.get(at)?;
+        let name = var.bytes(sql);
+        if var.kind != TokenKind::Variable
+            || name.starts_with(b"@@")
+            || !name[1..]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
+            || name.len() < 2
+        {
+            return None;
+        }
+        at += 1;
+        if tokens.get(at)?.is_punct(sql, b':') {
+            at += 1;
+        }
+        if !tokens.get(at)?.is_punct(sql, b'=') {
+            return None;
+        }
+        at += 1;
+        let (literal, used) = constant(sql, &tokens[at..])?;
+        at += used;
+        let name = String::from_utf8_lossy(&name[1..]).to_lowercase();
+        assignments.push((name, literal));
+        match tokens.get(at) {
+            None => return Some(assignments),
+            Some(t) if t.is_punct(sql, b',') => at += 1,
+            Some(t) if t.is_punct(sql, b';') && at + 1 == tokens.len() => return Some(assignments),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A constant at the front of `tokens`, and how many tokens it took.
+fn constant(sql: &[u8], tokens: &[Token]) -> Option<(Literal, usize)> {
+    let first = tokens.first()?;
+    if first.is_word(sql, "null") {
+        return Some((Literal::Null, 1));
+    }
+    let (negative, number) = match first.is_punct(sql, b'-') {
+        true => (true, tokens.get(1)?),
+        false => (false, first),
+    };
+    if number.kind == TokenKind::Number {
+        let text = std::str::from_utf8(number.bytes(sql)).ok()?;
+        let used = 1 + usize::from(negative);
+        let canonical = |digits: &str| {
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'))
+        };
+        let sign = if negative { "-" } else { "" };
+        return match text.split_once('.') {
+            None if canonical(text) && text.len() <= 18 && !(negative && text == "0") => {
+                Some((Literal::Int(format!("{sign}{text}")), used))
+            }
+            Some((whole, fraction))
+                if canonical(whole)
+                    && !fraction.is_empty()
+                    && fraction.bytes().all(|b| b.is_ascii_digit())
+                    && whole.len() + fraction.len() <= 30
+                    && !negative =>
+            {
+                Some((Literal::Decimal(text.to_string()), used))
+            }
+            _ => None,
+        };
+    }
+    if negative {
+        return None;
+    }
+    let (introducer, string, used) = match first.kind {
+        TokenKind::Word => {
+            let word = String::from_utf8_lossy(first.bytes(sql)).to_lowercase();
+            let charset = word.strip_prefix('_')?;
+            let charset = match charset {
+                "utf8" | "utf8mb3" => "utf8mb3",
+                "utf8mb4" | "latin1" | "ascii" | "binary" => charset,
+                _ => return None,
+            };
+            (Some(charset.to_string()), tokens.get(1)?, 2)
+        }
+        _ => (None, first, 1),
+    };
+    let raw = string.bytes(sql);
+    if string.kind != TokenKind::String || raw.first() != Some(&b'\'') || raw.contains(&b'\\') {
+        return None;
+    }
+    let bytes = unquote(raw)?;
+    Some((Literal::Str { bytes, introducer }, used))
+}
+
 /// Whether system variable token `i` (`@@…`) is assigned in a form
 /// session tracking does not report: `SET @@name =` (or `, @@name =` in a
 /// SET), where `name` has no `session.`/`local.` scope (`global.` changes
@@ -301,6 +430,15 @@ fn assigns_untracked(sql: &[u8], tokens: &[Token], i: usize) -> bool {
         || prev.is_some_and(|p| p.is_punct(sql, b','))
             && statement_starts_with(sql, &tokens[..i], &["set"]);
     assigned && listed
+}
+
+/// Whether the statement that `before` ends in has an INTO so far.
+fn into_before(sql: &[u8], before: &[Token]) -> bool {
+    let start = before
+        .iter()
+        .rposition(|t| t.is_punct(sql, b';'))
+        .map_or(0, |p| p + 1);
+    before[start..].iter().any(|t| t.is_word(sql, "into"))
 }
 
 /// Whether token `i` is the first of a statement (text start or after `;`).
@@ -358,6 +496,7 @@ mod tests {
         assert!(classify(b"SELECT a INTO @x FROM t").writes_user_variables);
         assert!(classify(b"SELECT a, b INTO @x, @y FROM t").writes_user_variables);
         assert!(!classify(b"SELECT @x").writes_user_variables);
+        assert!(!classify(b"SELECT @n, HEX(@s), @d").writes_user_variables);
         assert!(!classify(b"SELECT * FROM t WHERE a = @x").writes_user_variables);
         assert!(!classify(b"SET @@session.sql_mode = ''").writes_user_variables);
         assert!(!classify(b"SELECT '@x := 1'").writes_user_variables);
@@ -382,6 +521,55 @@ mod tests {
         assert!(classify(b"UNLOCK TABLES").unlocks_tables);
         assert!(!classify(b"SELECT * FROM t FOR UPDATE").locks_tables);
         assert!(!classify(b"SELECT * FROM t LOCK IN SHARE MODE").locks_tables);
+    }
+
+    #[test]
+    fn constant_assignments_are_known_from_the_text() {
+        let got = constant_user_assignments(
+            b"SET @n = 42, @s = _utf8mb4'h\xc3\xa9', @d := 1.50, @Nothing = NULL, @m = -5, @e = ''",
+        );
+        assert_eq!(
+            got,
+            Some(vec![
+                ("n".to_string(), Literal::Int("42".to_string())),
+                (
+                    "s".to_string(),
+                    Literal::Str {
+                        bytes: b"h\xc3\xa9".to_vec(),
+                        introducer: Some("utf8mb4".to_string())
+                    }
+                ),
+                ("d".to_string(), Literal::Decimal("1.50".to_string())),
+                ("nothing".to_string(), Literal::Null),
+                ("m".to_string(), Literal::Int("-5".to_string())),
+                (
+                    "e".to_string(),
+                    Literal::Str {
+                        bytes: Vec::new(),
+                        introducer: None
+                    }
+                ),
+            ])
+        );
+        for sql in [
+            &b"SET @b = CAST('abc' AS SIGNED)"[..],
+            b"SET @a = 1 + 1",
+            b"SET @a = 007",
+            b"SET @a = 1e3",
+            b"SET @a = 'x\\n'",
+            b"SET @a = \"x\"",
+            b"SET @a = 1, sql_mode = ''",
+            b"SET @a = 1; SET @b = NOW()",
+            b"SELECT @a := 1",
+            b"SET @a = 99999999999999999999",
+        ] {
+            assert_eq!(
+                constant_user_assignments(sql),
+                None,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
     }
 
     #[test]

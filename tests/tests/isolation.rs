@@ -88,7 +88,6 @@ fn diagnostics_after(conn: &mut Conn, statements: &[&str]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "defect 5: fixed in the next commit"]
 fn torpors_read_of_user_variables_does_not_clear_warnings() {
     tables("iso_diag");
     let torpor = one_connection();

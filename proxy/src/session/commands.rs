@@ -179,6 +179,9 @@ pub struct Session {
     /// The open transaction's statements and their results, to replay it
     /// if its backend connection dies.
     pub(super) journal: torpor_replay::journal::TransactionJournal,
+    /// What the session left unread on the connection it gave back last
+    /// ([`super::left`]).
+    pub(super) left: Option<std::rc::Rc<super::left::Unread>>,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -242,6 +245,7 @@ impl Session {
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
             ),
+            left: None,
             shared,
         }
     }

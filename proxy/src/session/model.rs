@@ -237,10 +237,58 @@ impl SessionModel {
     }
 
     /// Takes what a statement text said it does (before its reply).
-    pub fn before_statement(&mut self, facts: &StatementFacts) {
-        if facts.writes_user_variables {
+    /// User variables set to constants are known from the text; others
+    /// must be read back when the session leaves its connection
+    /// ([`super::left`]).
+    pub fn before_statement(&mut self, facts: &StatementFacts, sql: &[u8]) {
+        if facts.writes_user_variables && self.constant_assignments(sql).is_none() {
             self.user_variables_dirty = true;
         }
+    }
+
+    /// What `SET @a = <constant>, …` leaves in each variable, as the
+    /// expression a read-back would give (`None`: NULL, which reads as
+    /// unset); `None` when the text is not such a statement, or a string's
+    /// character set depends on a conversion Torpor does not redo.
+    fn constant_assignments(&self, sql: &[u8]) -> Option<Vec<(String, Option<String>)>> {
+        use torpor_replay::classify::{constant_user_assignments, Literal};
+        let variable = |name: &str| {
+            self.state
+                .variables
+                .get(name)
+                .or_else(|| self.baseline.variables.get(name).map(|(value, _)| value))
+                .map(|value| value.to_ascii_lowercase())
+        };
+        let mut values = Vec::new();
+        for (name, literal) in constant_user_assignments(sql)? {
+            let expression = match literal {
+                Literal::Null => None,
+                Literal::Int(text) | Literal::Decimal(text) => Some(text),
+                Literal::Str { bytes, introducer } => {
+                    let charset = match introducer {
+                        Some(charset) => charset,
+                        // A plain literal is in the connection's character
+                        // set, converted from the client's when they differ.
+                        None => {
+                            let connection = variable("character_set_connection")?;
+                            if variable("character_set_client")? != connection {
+                                return None;
+                            }
+                            connection
+                        }
+                    };
+                    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+                    let expression = crate::backend::user_variable_expression(
+                        Some(hex.as_bytes()),
+                        "STRING",
+                        &charset,
+                    );
+                    Some(expression)
+                }
+            };
+            values.push((name, expression));
+        }
+        Some(values)
     }
 
     /// Takes a statement's outcome: `ok` when it succeeded.
@@ -261,6 +309,14 @@ impl SessionModel {
         }
         if facts.sets_last_insert_id {
             self.last_insert_id_dirty = true;
+        }
+        if facts.writes_user_variables {
+            for (name, value) in self.constant_assignments(sql).unwrap_or_default() {
+                match value {
+                    Some(value) => self.state.user_variables.insert(name, value),
+                    None => self.state.user_variables.remove(&name),
+                };
+            }
         }
         if facts.creates_temporary_table {
             self.temporary_tables = true;
