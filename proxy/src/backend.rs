@@ -250,6 +250,38 @@ pub async fn ensure_tracking(backend: &mut BackendConn) -> Result<(), SessionErr
     }
 }
 
+/// Resets `backend` to a fresh session (COM_RESET_CONNECTION: variables,
+/// user variables, temporary tables, locks, the transaction and prepared
+/// statements; MariaDB keeps the schema and the login's character set) and
+/// switches Torpor's tracking back on, in one round trip. `Ok(false)`:
+/// the server refused.
+pub async fn reset(backend: &mut BackendConn) -> Result<bool, SessionError> {
+    use torpor_protocol::command::Command;
+
+    let mut wire = BytesMut::new();
+    write_payload(&mut wire, 0, &[Command::ResetConnection as u8]);
+    let mut tracking = vec![Command::Query as u8];
+    tracking.extend_from_slice(TRACKING_INIT.as_bytes());
+    write_payload(&mut wire, 0, &tracking);
+    backend
+        .conn
+        .write_all(wire)
+        .await
+        .0
+        .map_err(SessionError::BackendLost)?;
+    let (_, reply) = read_packet(&mut backend.conn, QUERY_PACKET_LIMIT)
+        .await
+        .map_err(SessionError::BackendLost)?;
+    let tracked = read_query_reply(backend).await?;
+    // Every statement of every session is gone with the reset.
+    backend.statements.clear();
+    backend.to_close.clear();
+    backend.left_by = None;
+    backend.needs_tracking = !matches!(tracked, QueryResult::Ok(_));
+    backend.idle_since = std::time::Instant::now();
+    Ok(reply.first() == Some(&OK_HEADER) && !backend.needs_tracking)
+}
+
 /// Runs `sql` on `backend` and reads its whole reply. For Torpor's own
 /// small queries (tracking setup, variable defaults, user variables).
 pub async fn run_query(backend: &mut BackendConn, sql: &str) -> Result<QueryResult, SessionError> {

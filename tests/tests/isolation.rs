@@ -287,3 +287,49 @@ fn a_procedure_that_sets_variables_does_not_leak_into_the_next_session() {
     let mut third = connect(torpor.addr());
     assert_eq!(fresh_session_sees(&mut third), want, "after its end");
 }
+
+#[test]
+fn a_pinned_sessions_connection_is_reset_at_its_end_not_leaked() {
+    tables("iso_reset");
+    let torpor = one_connection();
+    let mut direct = Conn::new(torpor_tests::mysql_opts(
+        backend().addr(),
+        torpor_tests::APP_USER,
+        torpor_tests::APP_PASSWORD,
+    ))
+    .unwrap();
+    let want = fresh_session_sees(&mut direct);
+    let mut first = connect(torpor.addr());
+    first
+        .query_drop("CREATE TEMPORARY TABLE iso_reset.tmp (a INT)")
+        .unwrap();
+    first.query_drop("SET @@time_zone = '+05:00'").unwrap();
+    first.query_drop("SELECT GET_LOCK('iso_reset', 0)").unwrap();
+    first.query_drop("BEGIN").unwrap();
+    first
+        .exec_drop("INSERT INTO iso_reset.t VALUES (2)", ())
+        .unwrap();
+    let thread: u64 = first
+        .query_first("SELECT @@pseudo_thread_id")
+        .unwrap()
+        .unwrap();
+    drop(first);
+    let mut next = connect(torpor.addr());
+    let same: u64 = next
+        .query_first("SELECT @@pseudo_thread_id")
+        .unwrap()
+        .unwrap();
+    assert_eq!(same, thread, "the connection was kept (reset), not closed");
+    assert_eq!(fresh_session_sees(&mut next), want);
+    let free: Option<i64> = next
+        .query_first("SELECT IS_FREE_LOCK('iso_reset')")
+        .unwrap()
+        .flatten();
+    assert_eq!(free, Some(1), "the named lock went with the session");
+    assert!(
+        next.query_drop("SELECT * FROM iso_reset.tmp").is_err(),
+        "the temporary table went with the session"
+    );
+    let rows: Vec<i32> = next.query("SELECT a FROM iso_reset.t").unwrap();
+    assert_eq!(rows, vec![1], "the open transaction was rolled back");
+}

@@ -383,9 +383,23 @@ impl Session {
     }
 
     /// At the end of the session: the backend connection goes back to the
-    /// pool if it is clean, and the session's prepared statements are
-    /// closed wherever they are.
-    pub(super) fn finish_backend(&mut self, clean: bool) {
+    /// pool if it is clean — one the session had pinned (a lock, a
+    /// temporary table, an open transaction, state Torpor cannot name) is
+    /// made clean first with COM_RESET_CONNECTION, or closed — and the
+    /// session's prepared statements are closed wherever they are.
+    pub(super) async fn finish_backend(&mut self, clean: bool) {
+        let pinned = self.model.is_pinned() || self.model.tracking_dirty;
+        if clean && pinned && self.ledger.is_empty() {
+            if let Some(backend) = self.backend.as_mut() {
+                // Refused or failed: it is closed below.
+                if let Ok(true) = backend::reset(backend).await {
+                    self.model.reset(None);
+                    self.model.tracking_dirty = false;
+                    self.left = None;
+                    self.statements.clear();
+                }
+            }
+        }
         let session = self.guard.id;
         self.pool.for_each_idle(|conn| {
             let closed = conn.statements.remove_session(session);

@@ -276,7 +276,8 @@ impl Session {
                 tell_client(&mut self.client, &failure.error, seq).await;
             }
         }
-        self.finish_backend(clean && !self.shared.shutdown.is_stopping());
+        self.finish_backend(clean && !self.shared.shutdown.is_stopping())
+            .await;
         self.count_traffic();
         self.metrics.client_closed(reason);
         self.client.close().await;
