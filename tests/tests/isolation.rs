@@ -333,3 +333,41 @@ fn a_pinned_sessions_connection_is_reset_at_its_end_not_leaked() {
     let rows: Vec<i32> = next.query("SELECT a FROM iso_reset.t").unwrap();
     assert_eq!(rows, vec![1], "the open transaction was rolled back");
 }
+
+/// The `mariadb` client with `--show-warnings`, over TCP to `addr`.
+fn mariadb_cli(addr: std::net::SocketAddr, script: &str) -> (Option<i32>, String, String) {
+    let program = torpor_tests::require_program("mariadb", "mariadb-client");
+    let output = std::process::Command::new(program)
+        .arg("--no-defaults")
+        .arg("--protocol=TCP")
+        .arg(format!("--host={}", addr.ip()))
+        .arg(format!("--port={}", addr.port()))
+        .arg(format!("--user={}", torpor_tests::APP_USER))
+        .arg(format!("--password={}", torpor_tests::APP_PASSWORD))
+        .arg("--default-character-set=utf8mb4")
+        .args(["--show-warnings", "--table", "test", "-e", script])
+        .output()
+        .expect("the mariadb client runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The issue's own repro, through the `mariadb` client: the warning of a
+/// SET that assigns a user variable, and what the next statements read.
+#[test]
+fn the_mariadb_client_sees_the_warnings_of_a_user_variable_assignment() {
+    let torpor = one_connection();
+    for script in [
+        "SET @b = CAST('abc' AS SIGNED); SHOW WARNINGS",
+        "SET @b = CAST('abc' AS SIGNED); SELECT @@warning_count, ROW_COUNT()",
+        "SELECT @c := CAST('x' AS SIGNED); SHOW WARNINGS; SELECT @c",
+    ] {
+        let proxied = mariadb_cli(torpor.addr(), script);
+        let direct = mariadb_cli(backend().addr(), script);
+        assert_eq!(proxied, direct, "-e {script:?}");
+        assert!(direct.1.contains("1292"), "{direct:?}");
+    }
+}
