@@ -15,7 +15,13 @@
 //! | `cursor` | an execute that opened a cursor | its last row fetched, statement reset or closed |
 //! | `found-rows` | a statement with `SQL_CALC_FOUND_ROWS` | the end of the session's next statement (which may ask `FOUND_ROWS()`) |
 //! | `long-data` | COM_STMT_SEND_LONG_DATA | the statement's execute, reset or close |
-//! | `unknown-state` | a state change Torpor cannot name or reproduce | reset, change user |
+//! | `unknown-state` | a state change Torpor cannot name or reproduce: `SET @@name` without a scope (MariaDB does not track it), `CALL`, `EXECUTE IMMEDIATE` of text not in the statement, untracked changes no statement explains | reset, change user |
+//!
+//! Statements are recognized in every form they arrive in: text,
+//! prepared (COM_STMT_EXECUTE of the prepared text), `EXECUTE IMMEDIATE
+//! '…'` and `EXECUTE` of an SQL prepared statement. A session that ends
+//! pinned leaves its connection reset (COM_RESET_CONNECTION) before the
+//! pool lends it again.
 //!
 //! A pinned session keeps its backend connection; if that connection dies
 //! the client gets an error instead of a silent move — unless the open
