@@ -58,6 +58,10 @@ pub struct BackendConn {
     pub needs_tracking: bool,
     /// When it last finished a command.
     pub idle_since: std::time::Instant,
+    /// What the session that gave it back last left unread here (its user
+    /// variables): read by whoever takes it next, unless that session
+    /// itself ([`crate::session::left`]).
+    pub left_by: Option<crate::unread::LeftBehind>,
 }
 
 /// Who to log in as, and how.
@@ -213,6 +217,7 @@ pub async fn connect(
         to_close: Vec::new(),
         needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
         idle_since: std::time::Instant::now(),
+        left_by: None,
     };
     Ok((backend, ok))
 }
@@ -246,6 +251,38 @@ pub async fn ensure_tracking(backend: &mut BackendConn) -> Result<(), SessionErr
             Ok(())
         }
     }
+}
+
+/// Resets `backend` to a fresh session (COM_RESET_CONNECTION: variables,
+/// user variables, temporary tables, locks, the transaction and prepared
+/// statements; MariaDB keeps the schema and the login's character set) and
+/// switches Torpor's tracking back on, in one round trip. `Ok(false)`:
+/// the server refused.
+pub async fn reset(backend: &mut BackendConn) -> Result<bool, SessionError> {
+    use torpor_protocol::command::Command;
+
+    let mut wire = BytesMut::new();
+    write_payload(&mut wire, 0, &[Command::ResetConnection as u8]);
+    let mut tracking = vec![Command::Query as u8];
+    tracking.extend_from_slice(TRACKING_INIT.as_bytes());
+    write_payload(&mut wire, 0, &tracking);
+    backend
+        .conn
+        .write_all(wire)
+        .await
+        .0
+        .map_err(SessionError::BackendLost)?;
+    let (_, reply) = read_packet(&mut backend.conn, QUERY_PACKET_LIMIT)
+        .await
+        .map_err(SessionError::BackendLost)?;
+    let tracked = read_query_reply(backend).await?;
+    // Every statement of every session is gone with the reset.
+    backend.statements.clear();
+    backend.to_close.clear();
+    backend.left_by = None;
+    backend.needs_tracking = !matches!(tracked, QueryResult::Ok(_));
+    backend.idle_since = std::time::Instant::now();
+    Ok(reply.first() == Some(&OK_HEADER) && !backend.needs_tracking)
 }
 
 /// Runs `sql` on `backend` and reads its whole reply. For Torpor's own

@@ -18,6 +18,7 @@
 //! - [`buffers`]: each worker's pool of large read buffers.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
 //!   borrow per transaction.
+//! - [`unread`]: what a session left unread on a connection it gave back.
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL.
 //! - [`users`]: accounts and their stored password hashes.
@@ -58,6 +59,7 @@ pub mod service;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod unread;
 pub mod users;
 pub mod worker;
 

@@ -389,6 +389,27 @@ impl<C> BackendPool<C> {
         }
     }
 
+    /// Takes out the idle connections `pick` chooses (given how long each
+    /// has been idle), to be given back with [`BackendPool::give_back`]
+    /// or forgotten: they count as lent meanwhile.
+    pub fn take_idle_where(
+        &self,
+        pick: impl Fn(&C, Duration) -> bool,
+    ) -> Vec<(PoolKey, Pooled<C>)> {
+        let mut idle = self.idle.borrow_mut();
+        let mut taken = Vec::new();
+        let mut at = 0;
+        while at < idle.len() {
+            if pick(&idle[at].pooled.conn, idle[at].since.elapsed()) {
+                let Idle { key, pooled, .. } = idle.swap_remove(at);
+                taken.push((key, pooled));
+            } else {
+                at += 1;
+            }
+        }
+        taken
+    }
+
     /// Applies `f` to every idle connection (e.g. to queue closes of a
     /// finished session's statements).
     pub fn for_each_idle(&self, mut f: impl FnMut(&mut C)) {

@@ -411,6 +411,7 @@ async fn tick(
                 settings.max_connections,
             );
         }
+        let settings_idle_timeout = settings.backend_idle_timeout;
         drop(settings);
         for (service, pool) in shared.services.iter().zip(pools.iter()) {
             let Some(activity) = service.workers.get(index) else {
@@ -419,6 +420,14 @@ async fn tick(
             // The epoch first: a worker that answers epoch N must have
             // seen the state the actor set before it published N.
             let epoch = service.suspend_epoch.load(Ordering::Acquire);
+            // What live sessions left unread on connections about to
+            // close is read first, so that their state survives.
+            let active = service.lifecycle.is_active();
+            let timeout = settings_idle_timeout;
+            crate::session::left::settle_idle(pool, |idle_for| {
+                !active || idle_for + Duration::from_secs(2) >= timeout
+            })
+            .await;
             pool.expire();
             if !service.lifecycle.is_active() {
                 for pooled in pool.drain() {

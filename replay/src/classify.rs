@@ -7,7 +7,7 @@
 //! comments, and errs on the side of "may": a false "may change user
 //! variables" costs one extra capture round trip; a miss would lose state.
 
-use crate::sql::{significant, Token, TokenKind};
+use crate::sql::{significant, unquote, Token, TokenKind};
 
 /// Facts about one statement (or a multi-statement text).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +44,41 @@ pub struct StatementFacts {
     /// Calls a function whose result differs between runs (NOW(), RAND(),
     /// UUID(), …): replaying the statement would not give the same result.
     pub nondeterministic: bool,
+    /// Assigns a system variable in a form MariaDB's session tracking
+    /// does not report (`SET @@name = …`, without `SESSION`/`LOCAL`;
+    /// checked against 10.11): the change is invisible in the OK packet.
+    pub sets_untracked_variable: bool,
+    /// Runs SQL whose text is not in the statement (`EXECUTE IMMEDIATE
+    /// @q`, `EXECUTE IMMEDIATE CONCAT(…)`), or calls a stored procedure
+    /// (whose body may change anything, silently): what it did to the
+    /// session cannot be known.
+    pub runs_unseen_sql: bool,
+    /// `EXECUTE name`: SQL-level prepared statements run (their text is
+    /// the session's to look up).
+    pub executes: Vec<String>,
+}
+
+impl StatementFacts {
+    /// Adds what another text (one the statement runs: `EXECUTE
+    /// IMMEDIATE '…'`, a prepared statement's) does.
+    pub fn merge(&mut self, other: StatementFacts) {
+        self.writes_user_variables |= other.writes_user_variables;
+        self.prepares.extend(other.prepares);
+        self.deallocates.extend(other.deallocates);
+        self.creates_temporary_table |= other.creates_temporary_table;
+        self.drops_temporary_table |= other.drops_temporary_table;
+        self.takes_named_lock |= other.takes_named_lock;
+        self.releases_all_named_locks |= other.releases_all_named_locks;
+        self.locks_tables |= other.locks_tables;
+        self.unlocks_tables |= other.unlocks_tables;
+        self.calculates_found_rows |= other.calculates_found_rows;
+        self.asks_previous_statement |= other.asks_previous_statement;
+        self.sets_last_insert_id |= other.sets_last_insert_id;
+        self.nondeterministic |= other.nondeterministic;
+        self.sets_untracked_variable |= other.sets_untracked_variable;
+        self.runs_unseen_sql |= other.runs_unseen_sql;
+        self.executes.extend(other.executes);
+    }
 }
 
 /// Functions whose value differs between two runs of the same statement
@@ -92,6 +127,8 @@ const INTERESTING: &[&[u8]] = &[
     b"found_rows",
     b"row_count",
     b"last_insert_id",
+    b"execute",
+    b"call",
 ];
 
 /// Cheap check: could [`classify`] find anything that matters for state
@@ -130,12 +167,19 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
             TokenKind::Variable => {
                 let text = token.bytes(sql);
                 if text.starts_with(b"@@") {
+                    if assigns_untracked(sql, &tokens, i) {
+                        facts.sets_untracked_variable = true;
+                    }
                     continue;
                 }
                 // `@x :=`, `SET @x =`, `SET … , @x =`, `INTO @x`.
+                // A `, @x` is assigned in a SET list or after INTO, not in
+                // a select list (`SELECT @a, @b`), which only reads.
+                let listed = prev.is_some_and(|p| p.is_punct(sql, b','))
+                    && (statement_starts_with(sql, &tokens[..i], &["set"])
+                        || into_before(sql, &tokens[..i]));
                 let assigned = next.is_some_and(|n| n.is_punct(sql, b':'))
-                    || prev.is_some_and(|p| p.is_word(sql, "into") || p.is_punct(sql, b','))
-                        && statement_starts_with(sql, &tokens[..i], &["set", "select", "with"])
+                    || listed
                     || prev.is_some_and(|p| p.is_word(sql, "set"))
                     || prev.is_some_and(|p| p.is_word(sql, "into"));
                 if assigned {
@@ -204,6 +248,24 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                 {
                     facts.unlocks_tables = true;
                 }
+                if token.is_word(sql, "call") && starts_statement(sql, &tokens, i) {
+                    facts.runs_unseen_sql = true;
+                }
+                if token.is_word(sql, "execute") && starts_statement(sql, &tokens, i) {
+                    match next {
+                        Some(n) if n.is_word(sql, "immediate") => {
+                            // Only a lone string literal is text we can see.
+                            let literal = tokens.get(i + 2).filter(|t| t.kind == TokenKind::String);
+                            let ends = tokens.get(i + 3).is_none_or(|t| t.is_punct(sql, b';'));
+                            match literal.and_then(|t| unquote(t.bytes(sql))) {
+                                Some(text) if ends => facts.merge(classify(&text)),
+                                _ => facts.runs_unseen_sql = true,
+                            }
+                        }
+                        Some(name) => facts.executes.push(ident_text(sql, name)),
+                        None => {}
+                    }
+                }
                 if token.is_word(sql, "prepare") && starts_statement(sql, &tokens, i) {
                     if let Some(name) = next {
                         facts.prepares.push(ident_text(sql, name));
@@ -222,6 +284,161 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
         }
     }
     facts
+}
+
+/// A constant a user variable is set to, as the statement spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Literal {
+    /// `NULL`.
+    Null,
+    /// An integer that fits a BIGINT, in its canonical spelling (`-5`).
+    Int(String),
+    /// A decimal without exponent, in its canonical spelling (`1.50`).
+    Decimal(String),
+    /// A single-quoted string: its bytes (escapes undone), and the
+    /// character set of its introducer (`_latin1'…'`), if any.
+    Str {
+        /// The string's bytes.
+        bytes: Vec<u8>,
+        /// The introducer's character set, lower-case.
+        introducer: Option<String>,
+    },
+}
+
+/// The assignments of `SET @a = <constant> [, @b = <constant>]…`, when the
+/// statement is exactly that: what the variables hold afterwards can be
+/// known from the text alone, with no read on the server. `None` for
+/// anything else (an expression, a system variable in the list, a string
+/// with a backslash, whose meaning depends on `sql_mode`).
+pub fn constant_user_assignments(sql: &[u8]) -> Option<Vec<(String, Literal)>> {
+    let tokens = significant(sql);
+    let mut at = 0;
+    let first = tokens.first()?;
+    if !first.is_word(sql, "set") {
+        return None;
+    }
+    at += 1;
+    let mut assignments = Vec::new();
+    loop {
+        let var = tokens.get(at)?;
+        let name = var.bytes(sql);
+        if var.kind != TokenKind::Variable
+            || name.starts_with(b"@@")
+            || !name[1..]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
+            || name.len() < 2
+        {
+            return None;
+        }
+        at += 1;
+        if tokens.get(at)?.is_punct(sql, b':') {
+            at += 1;
+        }
+        if !tokens.get(at)?.is_punct(sql, b'=') {
+            return None;
+        }
+        at += 1;
+        let (literal, used) = constant(sql, &tokens[at..])?;
+        at += used;
+        let name = String::from_utf8_lossy(&name[1..]).to_lowercase();
+        assignments.push((name, literal));
+        match tokens.get(at) {
+            None => return Some(assignments),
+            Some(t) if t.is_punct(sql, b',') => at += 1,
+            Some(t) if t.is_punct(sql, b';') && at + 1 == tokens.len() => return Some(assignments),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A constant at the front of `tokens`, and how many tokens it took.
+fn constant(sql: &[u8], tokens: &[Token]) -> Option<(Literal, usize)> {
+    let first = tokens.first()?;
+    if first.is_word(sql, "null") {
+        return Some((Literal::Null, 1));
+    }
+    let (negative, number) = match first.is_punct(sql, b'-') {
+        true => (true, tokens.get(1)?),
+        false => (false, first),
+    };
+    if number.kind == TokenKind::Number {
+        let text = std::str::from_utf8(number.bytes(sql)).ok()?;
+        let used = 1 + usize::from(negative);
+        let canonical = |digits: &str| {
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'))
+        };
+        let sign = if negative { "-" } else { "" };
+        return match text.split_once('.') {
+            None if canonical(text) && text.len() <= 18 && !(negative && text == "0") => {
+                Some((Literal::Int(format!("{sign}{text}")), used))
+            }
+            Some((whole, fraction))
+                if canonical(whole)
+                    && !fraction.is_empty()
+                    && fraction.bytes().all(|b| b.is_ascii_digit())
+                    && whole.len() + fraction.len() <= 30
+                    && !negative =>
+            {
+                Some((Literal::Decimal(text.to_string()), used))
+            }
+            _ => None,
+        };
+    }
+    if negative {
+        return None;
+    }
+    let (introducer, string, used) = match first.kind {
+        TokenKind::Word => {
+            let word = String::from_utf8_lossy(first.bytes(sql)).to_lowercase();
+            let charset = word.strip_prefix('_')?;
+            let charset = match charset {
+                "utf8" | "utf8mb3" => "utf8mb3",
+                "utf8mb4" | "latin1" | "ascii" | "binary" => charset,
+                _ => return None,
+            };
+            (Some(charset.to_string()), tokens.get(1)?, 2)
+        }
+        _ => (None, first, 1),
+    };
+    let raw = string.bytes(sql);
+    if string.kind != TokenKind::String || raw.first() != Some(&b'\'') || raw.contains(&b'\\') {
+        return None;
+    }
+    let bytes = unquote(raw)?;
+    Some((Literal::Str { bytes, introducer }, used))
+}
+
+/// Whether system variable token `i` (`@@…`) is assigned in a form
+/// session tracking does not report: `SET @@name =` (or `, @@name =` in a
+/// SET), where `name` has no `session.`/`local.` scope (`global.` changes
+/// no session).
+fn assigns_untracked(sql: &[u8], tokens: &[Token], i: usize) -> bool {
+    let text = tokens[i].bytes(sql).to_ascii_lowercase();
+    let scoped = [&b"@@session."[..], b"@@local.", b"@@global."]
+        .iter()
+        .any(|scope| text.starts_with(scope));
+    if scoped {
+        return false;
+    }
+    let prev = i.checked_sub(1).and_then(|j| tokens.get(j));
+    let next = tokens.get(i + 1);
+    let assigned = next.is_some_and(|n| n.is_punct(sql, b'=') || n.is_punct(sql, b':'));
+    let listed = prev.is_some_and(|p| p.is_word(sql, "set"))
+        || prev.is_some_and(|p| p.is_punct(sql, b','))
+            && statement_starts_with(sql, &tokens[..i], &["set"]);
+    assigned && listed
+}
+
+/// Whether the statement that `before` ends in has an INTO so far.
+fn into_before(sql: &[u8], before: &[Token]) -> bool {
+    let start = before
+        .iter()
+        .rposition(|t| t.is_punct(sql, b';'))
+        .map_or(0, |p| p + 1);
+    before[start..].iter().any(|t| t.is_word(sql, "into"))
 }
 
 /// Whether token `i` is the first of a statement (text start or after `;`).
@@ -279,6 +496,7 @@ mod tests {
         assert!(classify(b"SELECT a INTO @x FROM t").writes_user_variables);
         assert!(classify(b"SELECT a, b INTO @x, @y FROM t").writes_user_variables);
         assert!(!classify(b"SELECT @x").writes_user_variables);
+        assert!(!classify(b"SELECT @n, HEX(@s), @d").writes_user_variables);
         assert!(!classify(b"SELECT * FROM t WHERE a = @x").writes_user_variables);
         assert!(!classify(b"SET @@session.sql_mode = ''").writes_user_variables);
         assert!(!classify(b"SELECT '@x := 1'").writes_user_variables);
@@ -303,6 +521,79 @@ mod tests {
         assert!(classify(b"UNLOCK TABLES").unlocks_tables);
         assert!(!classify(b"SELECT * FROM t FOR UPDATE").locks_tables);
         assert!(!classify(b"SELECT * FROM t LOCK IN SHARE MODE").locks_tables);
+    }
+
+    #[test]
+    fn constant_assignments_are_known_from_the_text() {
+        let got = constant_user_assignments(
+            b"SET @n = 42, @s = _utf8mb4'h\xc3\xa9', @d := 1.50, @Nothing = NULL, @m = -5, @e = ''",
+        );
+        assert_eq!(
+            got,
+            Some(vec![
+                ("n".to_string(), Literal::Int("42".to_string())),
+                (
+                    "s".to_string(),
+                    Literal::Str {
+                        bytes: b"h\xc3\xa9".to_vec(),
+                        introducer: Some("utf8mb4".to_string())
+                    }
+                ),
+                ("d".to_string(), Literal::Decimal("1.50".to_string())),
+                ("nothing".to_string(), Literal::Null),
+                ("m".to_string(), Literal::Int("-5".to_string())),
+                (
+                    "e".to_string(),
+                    Literal::Str {
+                        bytes: Vec::new(),
+                        introducer: None
+                    }
+                ),
+            ])
+        );
+        for sql in [
+            &b"SET @b = CAST('abc' AS SIGNED)"[..],
+            b"SET @a = 1 + 1",
+            b"SET @a = 007",
+            b"SET @a = 1e3",
+            b"SET @a = 'x\\n'",
+            b"SET @a = \"x\"",
+            b"SET @a = 1, sql_mode = ''",
+            b"SET @a = 1; SET @b = NOW()",
+            b"SELECT @a := 1",
+            b"SET @a = 99999999999999999999",
+        ] {
+            assert_eq!(
+                constant_user_assignments(sql),
+                None,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+    }
+
+    #[test]
+    fn untracked_forms_and_unseen_sql() {
+        assert!(classify(b"SET @@sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(classify(b"set sql_mode='', @@time_zone='+01:00'").sets_untracked_variable);
+        assert!(!classify(b"SET @@session.sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SET @@LOCAL.sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SET SESSION sql_mode = 'ansi'").sets_untracked_variable);
+        assert!(!classify(b"SELECT @@sql_mode").sets_untracked_variable);
+        assert!(!classify(b"SET @x = @@sql_mode").sets_untracked_variable);
+        let facts = classify(b"EXECUTE IMMEDIATE 'LOCK TABLES t READ'");
+        assert!(facts.locks_tables && !facts.runs_unseen_sql);
+        let facts = classify(b"execute immediate \"SET @@time_zone = '+01:00'\"");
+        assert!(facts.sets_untracked_variable);
+        assert!(classify(b"EXECUTE IMMEDIATE @q").runs_unseen_sql);
+        assert!(classify(b"EXECUTE IMMEDIATE CONCAT('LOCK', ' TABLES t READ')").runs_unseen_sql);
+        assert!(classify(b"CALL p()").runs_unseen_sql);
+        assert_eq!(
+            classify(b"EXECUTE `S` USING @a").executes,
+            vec!["s".to_string()]
+        );
+        assert!(may_change_state(b"EXECUTE s"));
+        assert!(may_change_state(b"call p()"));
     }
 
     #[test]

@@ -280,3 +280,54 @@ mod tests {
         }
     }
 }
+
+/// The text of a quoted string token (`'…'` or `"…"`, quotes included),
+/// with its escapes and doubled quotes undone as the server reads them;
+/// `None` when `raw` is not a whole quoted string.
+pub fn unquote(raw: &[u8]) -> Option<Vec<u8>> {
+    let quote = *raw.first()?;
+    if !matches!(quote, b'\'' | b'"') || raw.len() < 2 || raw.last() != Some(&quote) {
+        return None;
+    }
+    let inner = &raw[1..raw.len() - 1];
+    let mut text = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while let Some(&b) = inner.get(i) {
+        match (b, inner.get(i + 1)) {
+            (b'\\', Some(&next)) => {
+                text.push(match next {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    b'0' => 0,
+                    b'Z' => 0x1a,
+                    other => other,
+                });
+                i += 2;
+            }
+            (b, Some(&next)) if b == quote && next == quote => {
+                text.push(quote);
+                i += 2;
+            }
+            _ => {
+                text.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod unquote_tests {
+    use super::unquote;
+
+    #[test]
+    fn strings_read_as_the_server_reads_them() {
+        assert_eq!(unquote(b"'a''b'").as_deref(), Some(&b"a'b"[..]));
+        assert_eq!(unquote(b"'a\\nb'").as_deref(), Some(&b"a\nb"[..]));
+        assert_eq!(unquote(b"\"x\"").as_deref(), Some(&b"x"[..]));
+        assert_eq!(unquote(b"'open"), None);
+        assert_eq!(unquote(b"`id`"), None);
+    }
+}

@@ -112,7 +112,9 @@ impl Session {
                 return self.replay_transaction().await;
             }
             let pins = self.model.pins();
-            if !pins.is_empty() {
+            // User variables not read yet died with the connection.
+            let unread = self.model.user_variables_dirty || self.model.last_insert_id_dirty;
+            if !pins.is_empty() || unread {
                 let names: Vec<&str> = pins.iter().map(|p| p.name()).collect();
                 info!(id = self.guard.id, pins = ?names, "backend connection lost while pinned");
                 let eof = std::io::Error::new(
@@ -145,6 +147,9 @@ impl Session {
     pub(super) async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
         let key = self.pool_key();
         let wait = self.shared.settings().pool_wait;
+        // Already read by whoever took the connection the session left:
+        // learned now, before a state is chosen in the pool.
+        self.take_left(false).await?;
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -157,13 +162,49 @@ impl Session {
             match borrowed {
                 Borrowed::Conn(pooled) => {
                     let Pooled {
-                        mut conn, state, ..
+                        mut conn,
+                        mut state,
+                        last_session,
                     } = *pooled;
                     if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
                         self.pool.forget();
                         continue;
+                    }
+                    if let Some(left) = conn.left_by.take() {
+                        let mine = self.left.as_ref().is_some_and(|m| left.belongs_to(m));
+                        if mine {
+                            // Its own, untouched since: its variables are
+                            // still there, unread.
+                            left.reclaim();
+                            self.left = None;
+                        } else {
+                            // Another session's: its state leaves this
+                            // connection, so it is read now (for the
+                            // owner, and as the connection's state).
+                            match super::left::read(left, &mut conn).await {
+                                Ok(learned) => {
+                                    state.user_variables = learned.user_variables;
+                                    if let Some(id) = learned.last_insert_id {
+                                        state.last_insert_id = id;
+                                    }
+                                }
+                                Err(_) => {
+                                    self.pool.forget();
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                    if let Err(error) = self.take_left(true).await {
+                        let pooled = Pooled {
+                            conn,
+                            state,
+                            last_session,
+                        };
+                        self.pool.give_back(key, pooled);
+                        return Err(error);
                     }
                     match self.align(&mut conn, &state).await {
                         Ok(()) => return Ok(conn),
@@ -183,12 +224,46 @@ impl Session {
                     }
                 }
                 Borrowed::Open => {
+                    if let Err(error) = self.take_left(true).await {
+                        self.pool.forget();
+                        return Err(error);
+                    }
                     return self
                         .open_backend()
                         .await
-                        .inspect_err(|_| self.pool.forget())
+                        .inspect_err(|_| self.pool.forget());
                 }
             }
+        }
+    }
+
+    /// Learns what the session left unread on the connection it gave back,
+    /// once another session (or the worker) read it there; with `wait`,
+    /// waits for that read (one round trip, under way: the connection is
+    /// lent, and a borrower reads before anything else).
+    async fn take_left(&mut self, wait: bool) -> Result<(), SessionError> {
+        let Some(left) = self.left.clone() else {
+            return Ok(());
+        };
+        let taken = match left.try_take() {
+            Some(taken) => taken,
+            None if wait => left.wait().await,
+            None => return Ok(()),
+        };
+        self.left = None;
+        match taken {
+            Ok(Some(learned)) => {
+                self.model.user_variables_read(learned.user_variables);
+                if let Some(id) = learned.last_insert_id {
+                    self.model.state.last_insert_id = id;
+                    self.model.last_insert_id_dirty = false;
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(()) => Err(SessionError::BackendLost(std::io::Error::other(
+                "the backend connection holding the session's user variables closed",
+            ))),
         }
     }
 
@@ -258,8 +333,6 @@ impl Session {
             && backend.conn.rbuf.is_empty()
             && !backend.needs_tracking
             && !self.model.is_pinned()
-            && !self.model.user_variables_dirty
-            && !self.model.last_insert_id_dirty
             && !self.model.tracking_dirty
             && self.bytes_missing().is_some()
             && !self.guard.entry.killed.load(Ordering::Acquire);
@@ -270,7 +343,13 @@ impl Session {
         // the connection back is no sign that it lives (a login that sent
         // it nothing, then gave it back, hid a connection killed in the
         // pool from the next borrow's check).
-        if let Some(conn) = self.backend.take() {
+        if let Some(mut conn) = self.backend.take() {
+            if self.model.user_variables_dirty || self.model.last_insert_id_dirty {
+                // Read only when the state must leave the connection.
+                let (unread, left) = super::left::Unread::new(self.model.last_insert_id_dirty);
+                conn.left_by = Some(left);
+                self.left = Some(unread);
+            }
             self.guard
                 .entry
                 .backend_thread_id
@@ -314,9 +393,23 @@ impl Session {
     }
 
     /// At the end of the session: the backend connection goes back to the
-    /// pool if it is clean, and the session's prepared statements are
-    /// closed wherever they are.
-    pub(super) fn finish_backend(&mut self, clean: bool) {
+    /// pool if it is clean — one the session had pinned (a lock, a
+    /// temporary table, an open transaction, state Torpor cannot name) is
+    /// made clean first with COM_RESET_CONNECTION, or closed — and the
+    /// session's prepared statements are closed wherever they are.
+    pub(super) async fn finish_backend(&mut self, clean: bool) {
+        let pinned = self.model.is_pinned() || self.model.tracking_dirty;
+        if clean && pinned && self.ledger.is_empty() {
+            if let Some(backend) = self.backend.as_mut() {
+                // Refused or failed: it is closed below.
+                if let Ok(true) = backend::reset(backend).await {
+                    self.model.reset(None);
+                    self.model.tracking_dirty = false;
+                    self.left = None;
+                    self.statements.clear();
+                }
+            }
+        }
         let session = self.guard.id;
         self.pool.for_each_idle(|conn| {
             let closed = conn.statements.remove_session(session);
@@ -344,22 +437,15 @@ impl Session {
             self.model.tracking_dirty = false;
             be!(self).idle_since = std::time::Instant::now();
         }
-        if self.model.last_insert_id_dirty {
-            let id = backend::read_last_insert_id(be!(self))
-                .await
-                .map_err(Failure::from)?;
-            self.model.state.last_insert_id = id;
-            self.model.last_insert_id_dirty = false;
-            be!(self).idle_since = std::time::Instant::now();
+        // User variables and LAST_INSERT_ID(expr) are read only when the
+        // session leaves the connection (super::left): a read here would
+        // clear the warnings and ROW_COUNT() the client may ask for next.
+        if self.model.unexplained_change {
+            // Untracked state changed and no statement text explains it
+            // (a stored function, a trigger): it stays here.
+            self.model.unexplained_change = false;
+            self.model.pin_unknown();
         }
-        if !(self.model.user_variables_dirty || self.model.unexplained_change) {
-            return Ok(());
-        }
-        let variables = backend::read_user_variables(be!(self))
-            .await
-            .map_err(Failure::from)?;
-        self.model.user_variables_read(variables);
-        be!(self).idle_since = std::time::Instant::now();
         Ok(())
     }
 

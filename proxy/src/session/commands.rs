@@ -83,6 +83,9 @@ pub(super) enum Follow {
     Execute {
         /// Client statement id.
         id: u32,
+        /// What its text does that Torpor follows (a prepared `LOCK
+        /// TABLES`, `SET @x = ?`), if anything.
+        facts: Option<Box<StatementFacts>>,
     },
     /// A COM_STMT_FETCH from client statement `id`'s cursor.
     Fetch {
@@ -188,6 +191,9 @@ pub struct Session {
     /// The client sat idle past its `wait_timeout`: the session ends
     /// (as [`SessionError::ClientGone`]) with a reset.
     idle_timed_out: bool,
+    /// What the session left unread on the connection it gave back last
+    /// ([`super::left`]).
+    pub(super) left: Option<std::rc::Rc<super::left::Unread>>,
 }
 
 pub(super) fn client_protocol(error: ProtocolError, reply_seq: u8) -> Failure {
@@ -253,6 +259,7 @@ impl Session {
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
             ),
+            left: None,
             shared,
             idle_timed_out: false,
         }
@@ -294,7 +301,8 @@ impl Session {
                 (_, None) => {}
             }
         }
-        self.finish_backend(clean && !self.shared.shutdown.is_stopping());
+        self.finish_backend(clean && !self.shared.shutdown.is_stopping())
+            .await;
         self.count_traffic();
         self.metrics.client_closed(reason);
         // No KILL may touch the socket once it closes (its number is
@@ -878,7 +886,13 @@ impl Session {
         };
         let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
         let follow = match command {
-            Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute { id }),
+            Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute {
+                id,
+                facts: self
+                    .statements
+                    .get(id)
+                    .and_then(|s| super::model::execute_facts(&s.sql)),
+            }),
             Command::StmtFetch => Some(Follow::Fetch { id }),
             Command::StmtReset => Some(Follow::StatementReset { id }),
             _ => None,

@@ -164,10 +164,16 @@ impl Session {
         match follow {
             Follow::Plain | Follow::Prepare { .. } | Follow::Swallow => {}
             Follow::Query { facts, sql } => {
-                self.model.before_statement(&facts);
+                let facts = self.model.resolve(&facts);
+                self.model.before_statement(&facts, &sql);
                 self.model.after_statement(&facts, &sql, ok);
             }
-            Follow::Execute { id } => {
+            Follow::Execute { id, facts } => {
+                if let Some(facts) = facts {
+                    // The binary protocol cannot run PREPARE: no text needed.
+                    self.model.before_statement(&facts, b"");
+                    self.model.after_statement(&facts, b"", ok);
+                }
                 self.model.statement_settled(id, false);
                 let cursor = status.is_some_and(|s| s.has(ServerStatus::CURSOR_EXISTS));
                 self.model.cursor_opened(id, cursor);
@@ -184,6 +190,8 @@ impl Session {
             Follow::ResetConnection => {
                 if ok {
                     self.model.reset(None);
+                    // What it left elsewhere was reset too.
+                    self.left = None;
                     self.statements.clear();
                     // The server dropped every statement on the connection.
                     if let Some(backend) = self.backend.as_mut() {

@@ -239,9 +239,25 @@ async fn run(
         if let Borrowed::Conn(pooled) = borrowed {
             let Pooled {
                 conn: mut backend,
-                state,
+                mut state,
                 ..
             } = *pooled;
+            // Another session's state leaves this connection: what it
+            // left unread is read now (for it, and as the state here).
+            if let Some(left) = backend.left_by.take() {
+                match super::left::read(left, &mut backend).await {
+                    Ok(learned) => {
+                        state.user_variables = learned.user_variables;
+                        if let Some(id) = learned.last_insert_id {
+                            state.last_insert_id = id;
+                        }
+                    }
+                    Err(e) => {
+                        pool.forget();
+                        return Err(e);
+                    }
+                }
+            }
             let baseline = match service.baseline(response.collation, &mut backend).await {
                 Ok(baseline) => baseline,
                 Err(e) => {

@@ -8,6 +8,8 @@
 //!   session on a live backend connection, `change_user` does
 //!   COM_CHANGE_USER.
 //! - [`model`]: what Torpor knows of a session's state, and its pins.
+//! - [`left`]: user variables read back only when a session's state
+//!   leaves its connection, so the client's diagnostics stay untouched.
 //! - [`statements`]: session-stable prepared statement ids.
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
 //! - [`relay`]: streaming packets Torpor does not look into.
@@ -22,6 +24,7 @@ mod change_user;
 pub mod commands;
 mod drain;
 mod hangup;
+pub mod left;
 pub mod login;
 pub mod model;
 pub mod relay;

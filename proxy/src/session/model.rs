@@ -15,7 +15,13 @@
 //! | `cursor` | an execute that opened a cursor | its last row fetched, statement reset or closed |
 //! | `found-rows` | a statement with `SQL_CALC_FOUND_ROWS` | the end of the session's next statement (which may ask `FOUND_ROWS()`) |
 //! | `long-data` | COM_STMT_SEND_LONG_DATA | the statement's execute, reset or close |
-//! | `unknown-state` | a state change Torpor cannot name or reproduce | reset, change user |
+//! | `unknown-state` | a state change Torpor cannot name or reproduce: `SET @@name` without a scope (MariaDB does not track it), `CALL`, `EXECUTE IMMEDIATE` of text not in the statement, untracked changes no statement explains | reset, change user |
+//!
+//! Statements are recognized in every form they arrive in: text,
+//! prepared (COM_STMT_EXECUTE of the prepared text), `EXECUTE IMMEDIATE
+//! '…'` and `EXECUTE` of an SQL prepared statement. A session that ends
+//! pinned leaves its connection reset (COM_RESET_CONNECTION) before the
+//! pool lends it again.
 //!
 //! A pinned session keeps its backend connection; if that connection dies
 //! the client gets an error instead of a silent move — unless the open
@@ -212,11 +218,83 @@ impl SessionModel {
         self.pin_mask() != 0
     }
 
+    /// What a statement does, with the texts it runs looked at too: the
+    /// session's SQL-level prepared statements that it `EXECUTE`s.
+    pub fn resolve(&self, facts: &StatementFacts) -> StatementFacts {
+        let mut resolved = facts.clone();
+        for name in &facts.executes {
+            match self.state.sql_statements.get(name) {
+                Some(text) => {
+                    let mut inner = torpor_replay::classify::classify(text.as_bytes());
+                    // One level: a prepared EXECUTE of another prepared
+                    // statement is not followed further.
+                    inner.runs_unseen_sql |= !inner.executes.is_empty();
+                    inner.executes.clear();
+                    resolved.merge(inner);
+                }
+                // Not one Torpor knows (it failed to prepare, or came from
+                // a text it could not see): the server refuses it, or it
+                // does what cannot be known.
+                None => resolved.runs_unseen_sql = true,
+            }
+        }
+        resolved.executes.clear();
+        resolved
+    }
+
     /// Takes what a statement text said it does (before its reply).
-    pub fn before_statement(&mut self, facts: &StatementFacts) {
-        if facts.writes_user_variables {
+    /// User variables set to constants are known from the text; others
+    /// must be read back when the session leaves its connection
+    /// ([`super::left`]).
+    pub fn before_statement(&mut self, facts: &StatementFacts, sql: &[u8]) {
+        if facts.writes_user_variables && self.constant_assignments(sql).is_none() {
             self.user_variables_dirty = true;
         }
+    }
+
+    /// What `SET @a = <constant>, …` leaves in each variable, as the
+    /// expression a read-back would give (`None`: NULL, which reads as
+    /// unset); `None` when the text is not such a statement, or a string's
+    /// character set depends on a conversion Torpor does not redo.
+    fn constant_assignments(&self, sql: &[u8]) -> Option<Vec<(String, Option<String>)>> {
+        use torpor_replay::classify::{constant_user_assignments, Literal};
+        let variable = |name: &str| {
+            self.state
+                .variables
+                .get(name)
+                .or_else(|| self.baseline.variables.get(name).map(|(value, _)| value))
+                .map(|value| value.to_ascii_lowercase())
+        };
+        let mut values = Vec::new();
+        for (name, literal) in constant_user_assignments(sql)? {
+            let expression = match literal {
+                Literal::Null => None,
+                Literal::Int(text) | Literal::Decimal(text) => Some(text),
+                Literal::Str { bytes, introducer } => {
+                    let charset = match introducer {
+                        Some(charset) => charset,
+                        // A plain literal is in the connection's character
+                        // set, converted from the client's when they differ.
+                        None => {
+                            let connection = variable("character_set_connection")?;
+                            if variable("character_set_client")? != connection {
+                                return None;
+                            }
+                            connection
+                        }
+                    };
+                    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+                    let expression = crate::backend::user_variable_expression(
+                        Some(hex.as_bytes()),
+                        "STRING",
+                        &charset,
+                    );
+                    Some(expression)
+                }
+            };
+            values.push((name, expression));
+        }
+        Some(values)
     }
 
     /// Takes a statement's outcome: `ok` when it succeeded.
@@ -238,6 +316,14 @@ impl SessionModel {
         if facts.sets_last_insert_id {
             self.last_insert_id_dirty = true;
         }
+        if facts.writes_user_variables {
+            for (name, value) in self.constant_assignments(sql).unwrap_or_default() {
+                match value {
+                    Some(value) => self.state.user_variables.insert(name, value),
+                    None => self.state.user_variables.remove(&name),
+                };
+            }
+        }
         if facts.creates_temporary_table {
             self.temporary_tables = true;
         }
@@ -252,6 +338,12 @@ impl SessionModel {
         }
         if facts.unlocks_tables {
             self.table_locks = false;
+        }
+        // A change the server does not report and Torpor cannot name: the
+        // session stays on this connection (and the connection is closed
+        // or reset when the session ends), so no one else sees it.
+        if facts.sets_untracked_variable || facts.runs_unseen_sql {
+            self.unknown_state = true;
         }
         for name in &facts.deallocates {
             self.state.sql_statements.remove(name);
@@ -392,31 +484,18 @@ fn prepared_text(sql: &[u8]) -> Option<String> {
     if literal.kind != TokenKind::String {
         return None;
     }
-    let raw = literal.bytes(sql);
-    let quote = *raw.first()?;
-    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-    let mut text = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        let b = inner[i];
-        if b == b'\\' && i + 1 < inner.len() {
-            text.push(match inner[i + 1] {
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'r' => b'\r',
-                b'0' => 0,
-                other => other,
-            });
-            i += 2;
-        } else if b == quote && inner.get(i + 1) == Some(&quote) {
-            text.push(quote);
-            i += 2;
-        } else {
-            text.push(b);
-            i += 1;
-        }
+    String::from_utf8(torpor_replay::sql::unquote(literal.bytes(sql))?).ok()
+}
+
+/// What executing a prepared statement with text `sql` does to the
+/// session, when it does anything Torpor follows (`None` for the usual
+/// query, found without lexing).
+pub fn execute_facts(sql: &[u8]) -> Option<Box<StatementFacts>> {
+    if !torpor_replay::classify::may_change_state(sql) {
+        return None;
     }
-    String::from_utf8(text).ok()
+    let facts = torpor_replay::classify::classify(sql);
+    (facts != StatementFacts::default()).then(|| Box::new(facts))
 }
 
 /// The capabilities a backend connection needs so that its replies can be

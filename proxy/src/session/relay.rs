@@ -132,7 +132,9 @@ impl Session {
                 match command {
                     Command::StmtSendLongData => self.model.long_data_sent(id),
                     _ => {
-                        self.expect_reply(command, Follow::Execute { id }, JournalNote::Unrecorded)
+                        let facts = super::model::execute_facts(&sql);
+                        let follow = Follow::Execute { id, facts };
+                        self.expect_reply(command, follow, JournalNote::Unrecorded)
                     }
                 }
                 let start = HEADER_LEN;

@@ -1,0 +1,70 @@
+//! What a session leaves unread on a backend connection it gives back.
+//!
+//! The server does not report user variables (nor `LAST_INSERT_ID(expr)`
+//! inside a result set); Torpor reads them back. Reading them on the
+//! session's own connection right after its statement would change what
+//! the client reads next: MariaDB clears the warnings of the previous
+//! statement at the next one that opens a table (the read of
+//! `information_schema.USER_VARIABLES` does), and any SELECT changes
+//! `ROW_COUNT()` and `FOUND_ROWS()`. So they are read only when the
+//! session's state must leave that connection: when another session takes
+//! it (the taker reads, then hands the values to the owner), or when the
+//! worker is about to close it idle ([`settle_idle`]). A session that gets
+//! its own connection back reads nothing: its variables are still there.
+//!
+//! The owner keeps an `Rc<Unread>`; the connection carries the other end,
+//! a [`LeftBehind`]. A `LeftBehind` dropped unread (the connection died or
+//! was closed) marks the values lost, and the owner's next command fails
+//! as a pinned session's would.
+
+use crate::backend::{self, BackendConn};
+use crate::error::SessionError;
+use crate::pool::BackendPool;
+pub use crate::unread::{Learned, LeftBehind, Unread};
+
+/// Reads what the owner of `left` left on `conn`, hands it to the owner,
+/// and returns it (it is also the connection's state now).
+pub async fn read(left: LeftBehind, conn: &mut BackendConn) -> Result<Learned, SessionError> {
+    let user_variables = backend::read_user_variables(conn).await?;
+    let last_insert_id = match left.wants_last_insert_id() {
+        true => Some(backend::read_last_insert_id(conn).await?),
+        false => None,
+    };
+    let learned = Learned {
+        user_variables,
+        last_insert_id,
+    };
+    left.resolve(learned.clone());
+    Ok(learned)
+}
+
+/// Before the worker closes idle connections (`all`: every one, as when
+/// the service suspends; otherwise those `expiring`): reads what live
+/// sessions left on them, so that their state survives the close.
+pub async fn settle_idle(
+    pool: &BackendPool<BackendConn>,
+    expiring: impl Fn(std::time::Duration) -> bool,
+) {
+    let taken = pool.take_idle_where(|conn, idle_for| {
+        conn.left_by
+            .as_ref()
+            .is_some_and(|left| !left.orphaned() && expiring(idle_for))
+    });
+    for (key, mut pooled) in taken {
+        let Some(left) = pooled.conn.left_by.take() else {
+            pool.give_back(key, pooled);
+            continue;
+        };
+        match read(left, &mut pooled.conn).await {
+            Ok(learned) => {
+                pooled.state.user_variables = learned.user_variables;
+                if let Some(id) = learned.last_insert_id {
+                    pooled.state.last_insert_id = id;
+                }
+                pool.give_back(key, pooled);
+            }
+            // Dead: its place is free; the owner hears it was lost.
+            Err(_) => pool.forget(),
+        }
+    }
+}
