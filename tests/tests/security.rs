@@ -1,0 +1,125 @@
+//! Torpor under an attacker's and an operator's eyes (issue 14,
+//! "Security"): nothing it does may land on the host's own MariaDB, a
+//! silent socket cannot hold a login slot, and secrets need not appear on
+//! the command line.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use mysql::prelude::Queryable;
+use torpor::config::DriverKind;
+use torpor::scaler::process::{MariadbOptions, MariadbProcess};
+use torpor_tests::docker::{images_ready, mariadb_image};
+use torpor_tests::serverless::{name, Managed};
+
+/// Where Debian's MariaDB (and the container's) listens by default: the
+/// path the `mysql` crate reads from `@@socket` and then dials on the
+/// host when `prefer_socket` is left on.
+const HOST_SOCKET: &str = "/run/mysqld/mysqld.sock";
+
+/// A MariaDB of the test's own on the host's default socket path, with
+/// the general log on: whatever reaches it is written down.
+struct HostMariadb {
+    _process: MariadbProcess,
+    general_log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostMariadb {
+    /// Starts it; fails loudly when a live server already holds the path
+    /// (the test could not tell its statements from that server's).
+    fn start() -> HostMariadb {
+        let socket = Path::new(HOST_SOCKET);
+        if UnixStream::connect(socket).is_ok() {
+            panic!(
+                "a live server already listens on {HOST_SOCKET}: this test needs the path \
+                 (CI machines are fresh); stop that server to run it"
+            );
+        }
+        std::fs::create_dir_all(socket.parent().expect("a parent")).expect("creating /run/mysqld");
+        // A stale socket file of a dead server: mariadbd replaces it.
+        let dir = tempfile::Builder::new()
+            .prefix("torpor-host-mariadb-")
+            .tempdir()
+            .expect("temp dir");
+        let general_log = dir.path().join("general.log");
+        let process = MariadbProcess::start(MariadbOptions {
+            extra_args: vec![
+                format!("--socket={HOST_SOCKET}"),
+                "--general-log=1".into(),
+                format!("--general-log-file={}", general_log.display()),
+            ],
+            ..MariadbOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("cannot start the host MariaDB on {HOST_SOCKET}: {e}"));
+        assert!(
+            UnixStream::connect(socket).is_ok(),
+            "the host MariaDB does not listen on {HOST_SOCKET}"
+        );
+        HostMariadb {
+            _process: process,
+            general_log,
+            _dir: dir,
+        }
+    }
+
+    /// The general log's connections and statements so far (its header
+    /// lines left out).
+    fn logged(&self) -> Vec<String> {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.general_log) {
+            file.read_to_string(&mut text)
+                .expect("reading the general log");
+        }
+        text.lines()
+            .filter(|line| {
+                ["Connect", "Query", "Init DB", "Quit"]
+                    .iter()
+                    .any(|kind| line.contains(kind))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The docker driver's admin SQL (accounts at start, buffer pool at
+/// suspend and wake) connected to the container's published port, read
+/// `@@socket` and reconnected to that path on the host: the host's
+/// MariaDB got Torpor's `CREATE USER … WITH GRANT OPTION` and
+/// `SET GLOBAL`s. With a MariaDB on the host's default socket, a docker
+/// service is started, queried, suspended and woken: that MariaDB must
+/// see nothing.
+#[test]
+fn docker_admin_sql_never_reaches_the_hosts_mariadb() {
+    if images_ready(&[mariadb_image()]).is_none() {
+        return;
+    }
+    let host = HostMariadb::start();
+    let before = host.logged();
+    let service = name("sec", "hostsock");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let mut conn = managed.connect();
+    let one: Option<i64> = conn
+        .query_first("SELECT 1")
+        .expect("a query through torpor");
+    assert_eq!(one, Some(1));
+    assert_eq!(managed.act(&service, "suspend").0, 200);
+    assert_eq!(managed.act(&service, "wake").0, 200);
+    let one: Option<i64> = conn
+        .query_first("SELECT 1")
+        .expect("a query after the wake");
+    assert_eq!(one, Some(1));
+    drop(conn);
+    drop(managed);
+    let after = host.logged();
+    let new: Vec<&String> = after.iter().skip(before.len()).collect();
+    assert!(
+        new.is_empty(),
+        "the host's MariaDB on {HOST_SOCKET} saw Torpor's connections or statements:\n{}",
+        new.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
