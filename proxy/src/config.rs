@@ -236,6 +236,12 @@ pub struct Config {
     /// Client connections allowed at once, over all workers.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Seconds a client has from the greeting to proving its password
+    /// (MariaDB's `connect_timeout`); a silent socket is closed then.
+    /// Until it has logged in, a client does not count against
+    /// `max_connections`, so half-open logins cannot lock real ones out.
+    #[serde(default = "default_login_timeout_secs")]
+    pub login_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight commands may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -309,6 +315,9 @@ fn default_transaction_replay_max_bytes() -> usize {
 fn default_max_connections() -> usize {
     10_000
 }
+fn default_login_timeout_secs() -> u64 {
+    10
+}
 fn default_shutdown_grace_secs() -> u64 {
     10
 }
@@ -335,6 +344,7 @@ impl Default for Config {
             listen_socket: None,
             workers: 0,
             max_connections: default_max_connections(),
+            login_timeout_secs: default_login_timeout_secs(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
@@ -451,6 +461,11 @@ impl Config {
                 }
             }
         }
+        if self.login_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "login_timeout_secs must be at least 1: a silent socket would keep its connection forever".into(),
+            ));
+        }
         if let Some(listen) = self.admin.listen {
             if !listen.ip().is_loopback() && self.admin.token.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -530,6 +545,10 @@ pub struct Cli {
     /// Seconds in-flight commands get to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a client has to log in before its socket is closed
+    /// (default 10, as MariaDB's connect_timeout).
+    #[arg(long, value_name = "SECS")]
+    pub login_timeout_secs: Option<u64>,
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
@@ -634,6 +653,9 @@ impl Cli {
         if let Some(grace) = self.shutdown_grace_secs {
             config.shutdown_grace_secs = grace;
         }
+        if let Some(secs) = self.login_timeout_secs {
+            config.login_timeout_secs = secs;
+        }
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;
         }
@@ -689,6 +711,23 @@ mod tests {
         assert_eq!(config.users.len(), 2);
         assert_eq!(config.users[0].password.as_deref(), Some("new"));
         assert!(config.users[1].password_hash.is_some());
+    }
+
+    #[test]
+    fn login_timeout_defaults_to_connect_timeouts_and_is_never_zero() {
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.login_timeout_secs, 10);
+        let config = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "3"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.login_timeout_secs, 3);
+        let err = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "0"])
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("login_timeout_secs"), "{err}");
     }
 
     #[test]

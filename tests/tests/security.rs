@@ -4,14 +4,17 @@
 //! the command line.
 
 use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
 use torpor::scaler::process::{MariadbOptions, MariadbProcess};
 use torpor_tests::docker::{images_ready, mariadb_image};
 use torpor_tests::serverless::{name, Managed};
+use torpor_tests::{backend, connect, Torpor};
 
 /// Where Debian's MariaDB (and the container's) listens by default: the
 /// path the `mysql` crate reads from `@@socket` and then dials on the
@@ -122,4 +125,59 @@ fn docker_admin_sql_never_reaches_the_hosts_mariadb() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A socket that reads the greeting and then says nothing.
+fn silent_socket(addr: SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).expect("connecting");
+    // Only a guard against hanging the test run forever: the login
+    // timeout under test is far shorter.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("read timeout");
+    let mut header = [0u8; 4];
+    socket.read_exact(&mut header).expect("a greeting header");
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut greeting = vec![0u8; len];
+    socket.read_exact(&mut greeting).expect("the greeting");
+    assert_eq!(greeting.first(), Some(&10), "a handshake v10 greeting");
+    socket
+}
+
+/// What a silent socket finally sees: `true` when Torpor closed it (end
+/// of file, or a reset), `false` when the guard's read timeout ran out.
+fn closed_by_torpor(mut socket: TcpStream) -> bool {
+    let mut rest = Vec::new();
+    match socket.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// No login timeout: sockets that read the greeting and stayed silent
+/// held their `max_connections` slots forever, so with
+/// `--max-connections 5` five of them locked every login out (1040).
+/// Now a half-open login does not count against `max_connections` (a
+/// real client logs in beside them) and is dropped after the login
+/// timeout (the default, 10 s, as MariaDB's `connect_timeout`).
+#[test]
+fn silent_sockets_neither_lock_logins_out_nor_stay_open() {
+    let torpor = Torpor::start_with(backend().addr(), |c| c.max_connections = 5);
+    let silent: Vec<TcpStream> = (0..5).map(|_| silent_socket(torpor.addr())).collect();
+    let mut real = connect(torpor.addr());
+    let one: Option<i64> = real.query_first("SELECT 1").expect("a query");
+    assert_eq!(one, Some(1));
+    for socket in silent {
+        assert!(
+            closed_by_torpor(socket),
+            "a silent socket was still open after two minutes"
+        );
+    }
+    let one: Option<i64> = real
+        .query_first("SELECT 1")
+        .expect("the real client goes on");
+    assert_eq!(one, Some(1));
 }
