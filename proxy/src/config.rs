@@ -17,6 +17,8 @@
 //! password = "secret"      # or: password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
 //! ```
 
+pub mod secrets;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -199,9 +201,17 @@ pub struct AdminConfig {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     /// Bearer token every request must carry; required when `listen` is
-    /// not a loopback address.
+    /// not a loopback address. An empty one counts as none.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// The token, if one is set: an empty string is none, so that
+    /// `--admin-token ""` or an empty file cannot stand for a token.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|token| !token.is_empty())
+    }
 }
 
 /// One account clients may log in as.
@@ -467,7 +477,7 @@ impl Config {
             ));
         }
         if let Some(listen) = self.admin.listen {
-            if !listen.ip().is_loopback() && self.admin.token.is_none() {
+            if !listen.ip().is_loopback() && self.admin.token().is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "the admin API on {listen} is reachable from other hosts: set [admin] token"
                 )));
@@ -506,9 +516,13 @@ pub struct Cli {
     pub backend: Option<String>,
     /// An account clients may use, as NAME:PASSWORD; PASSWORD may also be a
     /// native hash (`*` and 40 hex digits). Repeatable. The same account
-    /// must exist on the backend.
+    /// must exist on the backend. Visible in `ps`: prefer --users-file or
+    /// TORPOR_USERS (NAME:PASSWORD lines).
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub users: Vec<String>,
+    /// A file of accounts, one NAME:PASSWORD per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
     /// Run a managed service "default" on a private MariaDB process
     /// (installing Debian's mariadb-server if it is missing) with the
     /// --user accounts: suspended when idle, parked after a longer
@@ -530,9 +544,14 @@ pub struct Cli {
     /// disables it).
     #[arg(long, value_name = "ADDR|off")]
     pub admin_listen: Option<String>,
-    /// Bearer token the admin API requires (needed off loopback).
-    #[arg(long, value_name = "TOKEN", env = "TORPOR_ADMIN_TOKEN")]
+    /// Bearer token the admin API requires (needed off loopback; empty
+    /// counts as none). Visible in `ps`: prefer --admin-token-file or
+    /// TORPOR_ADMIN_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Where Torpor keeps datadirs of process services and secrets.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -565,8 +584,18 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The configuration these flags describe: the file's, overridden.
+    /// The configuration these flags and the environment's secrets
+    /// (`TORPOR_USERS`, `TORPOR_ADMIN_TOKEN`) describe: the file's,
+    /// overridden.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.into_config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Cli::into_config`] with the environment read through `env`.
+    pub fn into_config_with_env(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -607,6 +636,12 @@ impl Cli {
                     .or(Some(SocketAddr::from(([127, 0, 0, 1], 6034))))
             }
         }
+        if let Some(path) = &self.admin_token_file {
+            config.admin.token = Some(secrets::read_secret_file(path)?);
+        }
+        if let Some(token) = env(secrets::ADMIN_TOKEN_ENV) {
+            config.admin.token = Some(token);
+        }
         if let Some(token) = self.admin_token {
             config.admin.token = Some(token);
         }
@@ -629,19 +664,25 @@ impl Cli {
                 connect_timeout_ms,
             });
         }
+        let mut accounts = Vec::new();
+        if let Some(path) = &self.users_file {
+            let text = secrets::read_secret_file(path)?;
+            let origin = format!("--users-file {}", path.display());
+            accounts.extend(secrets::parse_user_lines(&text, &origin)?);
+        }
+        if let Some(text) = env(secrets::USERS_ENV) {
+            accounts.extend(secrets::parse_user_lines(&text, secrets::USERS_ENV)?);
+        }
         for spec in &self.users {
-            let (name, secret) = spec.split_once(':').ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "--user wants NAME:PASSWORD, got '{}'",
-                    redact(spec)
-                ))
-            })?;
-            let is_hash = crate::scaler::process::is_native_hash(secret);
+            accounts.push(secrets::parse_user(spec, "--user")?);
+        }
+        for (name, secret) in accounts {
+            let is_hash = crate::scaler::process::is_native_hash(&secret);
             config.users.retain(|u| u.name != name);
             config.users.push(UserConfig {
-                name: name.to_string(),
-                password: (!is_hash).then(|| secret.to_string()),
-                password_hash: is_hash.then(|| secret.to_string()),
+                password: (!is_hash).then(|| secret.clone()),
+                password_hash: is_hash.then_some(secret),
+                name,
             });
         }
         if let Some(workers) = self.workers {
@@ -671,12 +712,6 @@ impl Cli {
         config.validate()?;
         Ok(config)
     }
-}
-
-/// A `--user` value with its secret removed, for error messages.
-fn redact(spec: &str) -> String {
-    spec.split_once(':')
-        .map_or_else(|| spec.to_string(), |(name, _)| format!("{name}:…"))
 }
 
 #[cfg(test)]
@@ -728,6 +763,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("login_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_the_environment_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "app:from-file\nro:from-file\n").unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "file-token\n").unwrap();
+        let args = [
+            "torpor",
+            "--backend",
+            "x:1",
+            "--users-file",
+            users.to_str().unwrap(),
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ];
+        let config = Cli::parse_from(args)
+            .into_config_with_env(|_| None)
+            .unwrap();
+        assert_eq!(config.admin.token(), Some("file-token"));
+        let password = |config: &Config, name: &str| {
+            config
+                .users
+                .iter()
+                .find(|u| u.name == name)
+                .and_then(|u| u.password.clone())
+        };
+        assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+        let env = |name: &str| match name {
+            "TORPOR_USERS" => Some("app:from-env\nnew:from-env".to_string()),
+            "TORPOR_ADMIN_TOKEN" => Some("env-token".to_string()),
+            _ => None,
+        };
+        let config = Cli::parse_from(args).into_config_with_env(env).unwrap();
+        assert_eq!(config.admin.token(), Some("env-token"));
+        assert_eq!(password(&config, "app").as_deref(), Some("from-env"));
+        assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+        assert_eq!(password(&config, "new").as_deref(), Some("from-env"));
+        let mut with_flags = args.to_vec();
+        with_flags.extend(["--user", "app:flag", "--admin-token", "flag-token"]);
+        let cli = Cli::parse_from(with_flags);
+        assert_eq!(secrets::command_line_warnings(&cli).len(), 2);
+        let config = cli.into_config_with_env(env).unwrap();
+        assert_eq!(config.admin.token(), Some("flag-token"));
+        assert_eq!(password(&config, "app").as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn an_empty_admin_token_counts_as_none() {
+        let refused = Cli::parse_from([
+            "torpor",
+            "--backend",
+            "x:1",
+            "--admin-listen",
+            "0.0.0.0:6034",
+            "--admin-token",
+            "",
+        ])
+        .into_config_with_env(|_| None)
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("[admin] token"), "{refused}");
+        let config = Config {
+            admin: AdminConfig {
+                listen: None,
+                token: Some(String::new()),
+            },
+            ..Config::default()
+        };
+        assert_eq!(config.admin.token(), None);
     }
 
     #[test]

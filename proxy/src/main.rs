@@ -16,6 +16,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     torpor::logging::init(config.log_format, &config.log_level);
+    for warning in torpor::config::secrets::command_line_warnings(&cli) {
+        tracing::warn!("{warning}");
+    }
     let proxy = match Proxy::start(config) {
         Ok(proxy) => proxy,
         Err(e) => {

@@ -50,7 +50,7 @@ impl Settings {
             backend_connections_per_worker: config.backend_connections_per_worker(),
             backend_idle_timeout: Duration::from_secs(config.backend_idle_timeout_secs),
             verify_replay: cfg!(debug_assertions) || config.verify_replay,
-            admin_token: config.admin.token.clone(),
+            admin_token: config.admin.token().map(str::to_string),
             login_timeout: Duration::from_secs(config.login_timeout_secs),
             shutdown_grace: config.shutdown_grace(),
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
+use torpor::scaler::process::free_port;
 use torpor::scaler::process::{MariadbOptions, MariadbProcess};
+use torpor_tests::binary::{Running, HANG_LIMIT};
 use torpor_tests::docker::{images_ready, mariadb_image};
 use torpor_tests::serverless::{name, Managed};
-use torpor_tests::{backend, connect, Torpor};
+use torpor_tests::{backend, connect, mysql_opts, Torpor, APP_PASSWORD, APP_USER};
 
 /// Where Debian's MariaDB (and the container's) listens by default: the
 /// path the `mysql` crate reads from `@@socket` and then dials on the
@@ -180,4 +182,129 @@ fn silent_sockets_neither_lock_logins_out_nor_stay_open() {
         .query_first("SELECT 1")
         .expect("the real client goes on");
     assert_eq!(one, Some(1));
+}
+
+/// A file of the test's own holding `text`.
+fn secret_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(file.path(), text).expect("writing it");
+    file
+}
+
+/// `GET /metrics` on the admin API at `addr`, with `token` if any: the
+/// status code.
+fn metrics_status(addr: SocketAddr, token: Option<&str>) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(HANG_LIMIT))
+        .build()
+        .into();
+    let mut request = agent.get(format!("http://{addr}/metrics"));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request
+        .call()
+        .unwrap_or_else(|e| panic!("admin API: {e}"))
+        .status()
+        .as_u16()
+}
+
+/// An empty admin token counted as set: with the admin API on 0.0.0.0,
+/// `--admin-token ""` started Torpor (answering 401 to everyone) where no
+/// token refuses to start. Now it refuses, as with no token.
+#[test]
+fn an_empty_admin_token_off_loopback_refuses_to_start() {
+    let users = secret_file(&format!("{APP_USER}:{APP_PASSWORD}\n"));
+    let backend = backend().addr().to_string();
+    let admin = format!("0.0.0.0:{}", free_port().expect("a free port"));
+    let empty_file = secret_file("\n");
+    for token in [
+        ["--admin-token", ""],
+        ["--admin-token-file", path(&empty_file)],
+    ] {
+        let mut running = Running::spawn(
+            &[
+                "--backend",
+                &backend,
+                "--users-file",
+                path(&users),
+                "--admin-listen",
+                &admin,
+                token[0],
+                token[1],
+            ],
+            false,
+        );
+        let status = running.wait_exit(HANG_LIMIT);
+        let log = running.log_text();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{token:?} on {admin} must refuse to start; log:\n{log}"
+        );
+        assert!(log.contains("[admin] token"), "{log}");
+    }
+}
+
+fn path(file: &tempfile::NamedTempFile) -> &str {
+    file.path().to_str().expect("a UTF-8 temp path")
+}
+
+/// Passwords (`--user NAME:PASSWORD`) and the admin token
+/// (`--admin-token`) could only be flags, which every user of the host
+/// reads in `ps`. Files serve both now: the client logs in, the admin API
+/// wants the file's token, the command line holds neither secret and the
+/// log warns of no flag.
+#[test]
+fn secrets_from_files_stay_off_the_command_line() {
+    let token = "file-token-5f2c";
+    let users = secret_file(&format!("# accounts\n{APP_USER}:{APP_PASSWORD}\n"));
+    let token_file = secret_file(&format!("{token}\n"));
+    let backend = backend().addr().to_string();
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().expect("a free port")));
+    let admin_flag = admin.to_string();
+    let mut running = Running::start_bare(
+        &[
+            "--backend",
+            &backend,
+            "--users-file",
+            path(&users),
+            "--admin-listen",
+            &admin_flag,
+            "--admin-token-file",
+            path(&token_file),
+        ],
+        false,
+    );
+    let mut conn = mysql::Conn::new(mysql_opts(running.addr, APP_USER, APP_PASSWORD))
+        .unwrap_or_else(|e| panic!("login with the file's password: {e}"));
+    let one: Option<i64> = conn.query_first("SELECT 1").expect("a query");
+    assert_eq!(one, Some(1));
+    assert_eq!(metrics_status(admin, None), 401);
+    assert_eq!(metrics_status(admin, Some("wrong")), 401);
+    assert_eq!(metrics_status(admin, Some(token)), 200);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", running.child.id())).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains(APP_PASSWORD), "{cmdline}");
+    assert!(!cmdline.contains(token), "{cmdline}");
+    let log = running.log_text();
+    assert!(!log.contains("command line"), "{log}");
+    drop(conn);
+    running.stop();
+}
+
+/// A password given as a flag still works, with a warning in the log.
+#[test]
+fn a_password_on_the_command_line_is_warned_about() {
+    let mut running = Running::start(&[], false);
+    let conn = mysql::Conn::new(mysql_opts(running.addr, APP_USER, APP_PASSWORD));
+    assert!(conn.is_ok(), "login with --user's password");
+    let log = running.log_text();
+    assert!(
+        log.contains("--user puts passwords on the command line"),
+        "{log}"
+    );
+    drop(conn);
+    running.stop();
 }
