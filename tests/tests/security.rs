@@ -308,3 +308,89 @@ fn a_password_on_the_command_line_is_warned_about() {
     drop(conn);
     running.stop();
 }
+
+/// A second Torpor on a port already in use bound it anyway (SO_REUSEPORT)
+/// and shared its clients with the first; it must refuse to start, as any
+/// server does.
+#[test]
+fn a_port_already_in_use_refuses_to_start() {
+    let first = Torpor::start();
+    let mut config = torpor_tests::test_config(backend().addr());
+    config.listen = first.addr();
+    match torpor::Proxy::start(config) {
+        Ok(second) => {
+            second.stop();
+            panic!("a second proxy started on {}, already in use", first.addr());
+        }
+        Err(e) => assert!(e.to_string().contains("in use"), "{e}"),
+    }
+    let mut conn = connect(first.addr());
+    let one: Option<i64> = conn.query_first("SELECT 1").expect("the first goes on");
+    assert_eq!(one, Some(1));
+}
+
+/// At the file limit each worker logged EMFILE every 20 ms, and the soft
+/// `RLIMIT_NOFILE` (often 1024) was where it got there: Torpor raises it
+/// to the hard limit at start. Started with a soft limit of 512, its
+/// `/proc/PID/limits` must show soft = hard.
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_one() {
+    use std::os::unix::process::CommandExt;
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed, on this stack frame.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    assert!(hard.rlim_max > 512, "the hard limit is too low to test");
+    let port = free_port().expect("a free port");
+    let mut command = std::process::Command::new(torpor_tests::torpor_binary());
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--backend", &backend().addr().to_string()])
+        .args(["--admin-listen", "off"])
+        .env("TORPOR_USERS", format!("{APP_USER}:{APP_PASSWORD}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the closure runs between fork and exec and only calls
+    // setrlimit, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = 512;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("torpor starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + HANG_LIMIT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "torpor never listened"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "torpor exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers,
+        vec![hard.rlim_max.to_string(), hard.rlim_max.to_string()],
+        "{line}"
+    );
+}
