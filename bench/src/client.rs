@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder};
+use mysql::{Conn, Opts};
+use torpor::scaler::admin_sql::tcp_opts_to_host;
 
 use crate::cli::Credentials;
 use crate::targets::Target;
@@ -22,15 +23,12 @@ pub const ROWS: u32 = 10_000;
 
 /// Connection options for `target`.
 pub fn opts(target: &Target, credentials: &Credentials) -> Opts {
-    OptsBuilder::new()
-        .ip_or_hostname(Some(target.host.clone()))
-        .tcp_port(target.port)
+    // Over TCP only: the crate would otherwise ask a loopback server for
+    // its Unix socket and reconnect through it, straight past any proxy.
+    tcp_opts_to_host(&target.host, target.port)
         .user(Some(credentials.user.clone()))
         .pass(Some(credentials.password.clone()))
         .db_name(Some(credentials.database.clone()))
-        // The crate would otherwise ask a loopback server for its Unix
-        // socket and reconnect through it: straight past any proxy.
-        .prefer_socket(false)
         // Known up front, so connecting is the handshake alone, without a
         // `SELECT @@max_allowed_packet` round trip of the crate's own.
         .max_allowed_packet(Some(64 * 1024 * 1024))

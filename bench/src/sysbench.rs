@@ -42,13 +42,25 @@ pub struct Invocation {
     pub histogram: bool,
 }
 
+/// `host` as a name that means TCP to client libraries: `localhost` is
+/// their word for the default Unix socket.
+fn tcp_host(host: &str) -> &str {
+    if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    }
+}
+
 impl Invocation {
     /// The arguments after `sysbench` for `target`.
     pub fn args(&self, target: &Target, credentials: &Credentials) -> Vec<String> {
         let mut args = vec![
             self.test.to_string(),
             "--db-driver=mysql".to_string(),
-            format!("--mysql-host={}", target.host),
+            // libmysqlclient takes `localhost` for "the default Unix
+            // socket", which is the host's own MariaDB, not the target.
+            format!("--mysql-host={}", tcp_host(&target.host)),
             format!("--mysql-port={}", target.port),
             format!("--mysql-user={}", credentials.user),
             format!("--mysql-password={}", credentials.password),
@@ -321,6 +333,12 @@ mod tests {
         include_str!("../tests/fixtures/sysbench-point-select-checkpoint.txt");
     /// A real `oltp_read_only --threads=16 --db-ps-mode=disable` run.
     const READ_ONLY: &str = include_str!("../tests/fixtures/sysbench-read-only.txt");
+
+    #[test]
+    fn localhost_is_dialed_over_tcp_not_the_hosts_socket() {
+        assert_eq!(tcp_host("localhost"), "127.0.0.1");
+        assert_eq!(tcp_host("db.example"), "db.example");
+    }
 
     #[test]
     fn final_report_wins_over_the_checkpoint() {

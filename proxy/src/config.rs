@@ -17,6 +17,8 @@
 //! password = "secret"      # or: password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
 //! ```
 
+pub mod secrets;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,9 +92,13 @@ pub struct BackendConfig {
     /// log in as they would to MariaDB. Without it, only `[[users]]` may.
     #[serde(default)]
     pub admin_user: Option<String>,
-    /// Its password.
+    /// Its password (or give `admin_password_file`, or the environment's
+    /// `TORPOR_BACKEND_ADMIN_PASSWORD`, which win in that order).
     #[serde(default)]
     pub admin_password: Option<String>,
+    /// A file holding the admin account's password.
+    #[serde(default)]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 /// What runs a managed service's MariaDB.
@@ -207,9 +213,17 @@ pub struct AdminConfig {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     /// Bearer token every request must carry; required when `listen` is
-    /// not a loopback address.
+    /// not a loopback address. An empty one counts as none.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// The token, if one is set: an empty string is none, so that
+    /// `--admin-token ""` or an empty file cannot stand for a token.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|token| !token.is_empty())
+    }
 }
 
 /// One account clients may log in as.
@@ -244,6 +258,12 @@ pub struct Config {
     /// Client connections allowed at once, over all workers.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Seconds a client has from the greeting to proving its password
+    /// (MariaDB's `connect_timeout`); a silent socket is closed then.
+    /// Until it has logged in, a client does not count against
+    /// `max_connections`, so half-open logins cannot lock real ones out.
+    #[serde(default = "default_login_timeout_secs")]
+    pub login_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight commands may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -326,6 +346,9 @@ fn default_transaction_replay_max_bytes() -> usize {
 fn default_max_connections() -> usize {
     10_000
 }
+fn default_login_timeout_secs() -> u64 {
+    10
+}
 fn default_shutdown_grace_secs() -> u64 {
     10
 }
@@ -352,6 +375,7 @@ impl Default for Config {
             listen_socket: None,
             workers: 0,
             max_connections: default_max_connections(),
+            login_timeout_secs: default_login_timeout_secs(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
@@ -469,8 +493,13 @@ impl Config {
                 }
             }
         }
+        if self.login_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "login_timeout_secs must be at least 1: a silent socket would keep its connection forever".into(),
+            ));
+        }
         if let Some(listen) = self.admin.listen {
-            if !listen.ip().is_loopback() && self.admin.token.is_none() {
+            if !listen.ip().is_loopback() && self.admin.token().is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "the admin API on {listen} is reachable from other hosts: set [admin] token"
                 )));
@@ -509,9 +538,13 @@ pub struct Cli {
     pub backend: Option<String>,
     /// An account clients may use, as NAME:PASSWORD; PASSWORD may also be a
     /// native hash (`*` and 40 hex digits). Repeatable. The same account
-    /// must exist on the backend.
+    /// must exist on the backend. Visible in `ps`: prefer --users-file or
+    /// TORPOR_USERS (NAME:PASSWORD lines).
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     pub users: Vec<String>,
+    /// A file of accounts, one NAME:PASSWORD per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
     /// Run a managed service "default" on a private MariaDB process
     /// (installing Debian's mariadb-server if it is missing) with the
     /// --user accounts: suspended when idle, parked after a longer
@@ -533,9 +566,14 @@ pub struct Cli {
     /// disables it).
     #[arg(long, value_name = "ADDR|off")]
     pub admin_listen: Option<String>,
-    /// Bearer token the admin API requires (needed off loopback).
-    #[arg(long, value_name = "TOKEN", env = "TORPOR_ADMIN_TOKEN")]
+    /// Bearer token the admin API requires (needed off loopback; empty
+    /// counts as none). Visible in `ps`: prefer --admin-token-file or
+    /// TORPOR_ADMIN_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Where Torpor keeps datadirs of process services and secrets.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -548,6 +586,10 @@ pub struct Cli {
     /// Seconds in-flight commands get to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a client has to log in before its socket is closed
+    /// (default 10, as MariaDB's connect_timeout).
+    #[arg(long, value_name = "SECS")]
+    pub login_timeout_secs: Option<u64>,
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
@@ -564,8 +606,18 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The configuration these flags describe: the file's, overridden.
+    /// The configuration these flags and the environment's secrets
+    /// (`TORPOR_USERS`, `TORPOR_ADMIN_TOKEN`) describe: the file's,
+    /// overridden.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.into_config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Cli::into_config`] with the environment read through `env`.
+    pub fn into_config_with_env(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -606,6 +658,20 @@ impl Cli {
                     .or(Some(SocketAddr::from(([127, 0, 0, 1], 6034))))
             }
         }
+        if let Some(backend) = config.backend.as_mut() {
+            if let Some(path) = &backend.admin_password_file {
+                backend.admin_password = Some(secrets::read_secret_file(path)?);
+            }
+            if let Some(password) = env(secrets::BACKEND_ADMIN_PASSWORD_ENV) {
+                backend.admin_password = Some(password);
+            }
+        }
+        if let Some(path) = &self.admin_token_file {
+            config.admin.token = Some(secrets::read_secret_file(path)?);
+        }
+        if let Some(token) = env(secrets::ADMIN_TOKEN_ENV) {
+            config.admin.token = Some(token);
+        }
         if let Some(token) = self.admin_token {
             config.admin.token = Some(token);
         }
@@ -623,31 +689,44 @@ impl Cli {
                 .backend
                 .as_ref()
                 .map_or_else(default_connect_timeout_ms, |b| b.connect_timeout_ms);
-            let (admin_user, admin_password) = config
+            let (admin_user, admin_password, admin_password_file) = config
                 .backend
                 .as_ref()
-                .map(|b| (b.admin_user.clone(), b.admin_password.clone()))
+                .map(|b| {
+                    (
+                        b.admin_user.clone(),
+                        b.admin_password.clone(),
+                        b.admin_password_file.clone(),
+                    )
+                })
                 .unwrap_or_default();
             config.backend = Some(BackendConfig {
                 address,
                 connect_timeout_ms,
                 admin_user,
                 admin_password,
+                admin_password_file,
             });
         }
+        let mut accounts = Vec::new();
+        if let Some(path) = &self.users_file {
+            let text = secrets::read_secret_file(path)?;
+            let origin = format!("--users-file {}", path.display());
+            accounts.extend(secrets::parse_user_lines(&text, &origin)?);
+        }
+        if let Some(text) = env(secrets::USERS_ENV) {
+            accounts.extend(secrets::parse_user_lines(&text, secrets::USERS_ENV)?);
+        }
         for spec in &self.users {
-            let (name, secret) = spec.split_once(':').ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "--user wants NAME:PASSWORD, got '{}'",
-                    redact(spec)
-                ))
-            })?;
-            let is_hash = crate::scaler::process::is_native_hash(secret);
+            accounts.push(secrets::parse_user(spec, "--user")?);
+        }
+        for (name, secret) in accounts {
+            let is_hash = crate::scaler::process::is_native_hash(&secret);
             config.users.retain(|u| u.name != name);
             config.users.push(UserConfig {
-                name: name.to_string(),
-                password: (!is_hash).then(|| secret.to_string()),
-                password_hash: is_hash.then(|| secret.to_string()),
+                password: (!is_hash).then(|| secret.clone()),
+                password_hash: is_hash.then_some(secret),
+                name,
             });
         }
         if let Some(workers) = self.workers {
@@ -658,6 +737,9 @@ impl Cli {
         }
         if let Some(grace) = self.shutdown_grace_secs {
             config.shutdown_grace_secs = grace;
+        }
+        if let Some(secs) = self.login_timeout_secs {
+            config.login_timeout_secs = secs;
         }
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;
@@ -674,12 +756,6 @@ impl Cli {
         config.validate()?;
         Ok(config)
     }
-}
-
-/// A `--user` value with its secret removed, for error messages.
-fn redact(spec: &str) -> String {
-    spec.split_once(':')
-        .map_or_else(|| spec.to_string(), |(name, _)| format!("{name}:…"))
 }
 
 #[cfg(test)]
@@ -714,6 +790,95 @@ mod tests {
         assert_eq!(config.users.len(), 2);
         assert_eq!(config.users[0].password.as_deref(), Some("new"));
         assert!(config.users[1].password_hash.is_some());
+    }
+
+    #[test]
+    fn login_timeout_defaults_to_connect_timeouts_and_is_never_zero() {
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.login_timeout_secs, 10);
+        let config = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "3"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.login_timeout_secs, 3);
+        let err = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "0"])
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("login_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_the_environment_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "app:from-file\nro:from-file\n").unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "file-token\n").unwrap();
+        let args = [
+            "torpor",
+            "--backend",
+            "x:1",
+            "--users-file",
+            users.to_str().unwrap(),
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ];
+        let config = Cli::parse_from(args)
+            .into_config_with_env(|_| None)
+            .unwrap();
+        assert_eq!(config.admin.token(), Some("file-token"));
+        let password = |config: &Config, name: &str| {
+            config
+                .users
+                .iter()
+                .find(|u| u.name == name)
+                .and_then(|u| u.password.clone())
+        };
+        assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+        let env = |name: &str| match name {
+            "TORPOR_USERS" => Some("app:from-env\nnew:from-env".to_string()),
+            "TORPOR_ADMIN_TOKEN" => Some("env-token".to_string()),
+            _ => None,
+        };
+        let config = Cli::parse_from(args).into_config_with_env(env).unwrap();
+        assert_eq!(config.admin.token(), Some("env-token"));
+        assert_eq!(password(&config, "app").as_deref(), Some("from-env"));
+        assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+        assert_eq!(password(&config, "new").as_deref(), Some("from-env"));
+        let mut with_flags = args.to_vec();
+        with_flags.extend(["--user", "app:flag", "--admin-token", "flag-token"]);
+        let cli = Cli::parse_from(with_flags);
+        assert_eq!(secrets::command_line_warnings(&cli).len(), 2);
+        let config = cli.into_config_with_env(env).unwrap();
+        assert_eq!(config.admin.token(), Some("flag-token"));
+        assert_eq!(password(&config, "app").as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn an_empty_admin_token_counts_as_none() {
+        let refused = Cli::parse_from([
+            "torpor",
+            "--backend",
+            "x:1",
+            "--admin-listen",
+            "0.0.0.0:6034",
+            "--admin-token",
+            "",
+        ])
+        .into_config_with_env(|_| None)
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("[admin] token"), "{refused}");
+        let config = Config {
+            admin: AdminConfig {
+                listen: None,
+                token: Some(String::new()),
+            },
+            ..Config::default()
+        };
+        assert_eq!(config.admin.token(), None);
     }
 
     #[test]

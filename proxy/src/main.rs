@@ -16,6 +16,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     torpor::logging::init(config.log_format, &config.log_level);
+    for warning in torpor::config::secrets::command_line_warnings(&cli) {
+        tracing::warn!("{warning}");
+    }
+    raise_file_limit();
     let proxy = match Proxy::start(config) {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -35,6 +39,36 @@ fn main() -> std::process::ExitCode {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each client and
+/// each backend connection is a descriptor, and the usual soft default
+/// (1024) would refuse clients (EMFILE) long before memory runs out.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct
+    // passed, which lives on this stack frame.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let from = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some(from)
+    };
+    match raised {
+        Some(from) => tracing::info!(from, to = limit.rlim_max, "raised the open files limit"),
+        None => tracing::warn!(
+            "cannot raise the open files limit: {}",
+            std::io::Error::last_os_error()
+        ),
     }
 }
 

@@ -102,6 +102,10 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         "shutdown_grace_secs",
     );
     note(
+        old.login_timeout_secs != new.login_timeout_secs,
+        "login_timeout_secs",
+    );
+    note(
         old.transaction_replay_max_bytes != new.transaction_replay_max_bytes,
         "transaction_replay_max_bytes",
     );
@@ -171,6 +175,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         backend_idle_timeout_secs: _,
         verify_replay: _,
         shutdown_grace_secs: _,
+        login_timeout_secs: _,
         transaction_replay_max_bytes: _,
     } = new;
     let mut fixed = Vec::new();
@@ -201,6 +206,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
                 b.connect_timeout_ms,
                 b.admin_user.clone(),
                 b.admin_password.clone(),
+                b.admin_password_file.clone(),
             )
         })
     };

@@ -25,6 +25,8 @@ pub struct Settings {
     pub verify_replay: bool,
     /// Bearer token the admin API requires, if any.
     pub admin_token: Option<String>,
+    /// How long a client has from the greeting to proving its password.
+    pub login_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight commands may take.
     pub shutdown_grace: Duration,
     /// Bytes of an open transaction journaled for replay (0: off).
@@ -48,7 +50,8 @@ impl Settings {
             backend_connections_per_worker: config.backend_connections_per_worker(),
             backend_idle_timeout: Duration::from_secs(config.backend_idle_timeout_secs),
             verify_replay: cfg!(debug_assertions) || config.verify_replay,
-            admin_token: config.admin.token.clone(),
+            admin_token: config.admin.token().map(str::to_string),
+            login_timeout: Duration::from_secs(config.login_timeout_secs),
             shutdown_grace: config.shutdown_grace(),
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,
         })

@@ -33,11 +33,16 @@ use crate::session;
 const URING_ENTRIES: u32 = 4096;
 
 /// Binds `count` listeners on the same address with SO_REUSEPORT. A port
-/// of 0 is resolved by the first bind and reused by the others.
+/// of 0 is resolved by the first bind and reused by the others. A port
+/// another process (or another Torpor) listens on is refused with
+/// `AddrInUse`: SO_REUSEPORT alone would share it and split its clients.
 pub fn bind_listeners(
     addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        ensure_port_free(addr)?;
+    }
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -53,6 +58,27 @@ pub fn bind_listeners(
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Fails with `AddrInUse` when something listens on `addr`: a probe bound
+/// without SO_REUSEPORT cannot share the port with anyone (SO_REUSEADDR
+/// only lets it past connections of an earlier run in TIME_WAIT). The
+/// probe closes before the workers' listeners bind.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "{addr} is already in use (another server, or another Torpor, listens there)"
+                ),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Which driver a worker ended up with, for logs.
@@ -245,6 +271,34 @@ async fn accept_local(listener: &monoio::net::UnixListener) -> Accepted {
     Ok((Conn::new_unix(stream, SMALL_BUFFER), Peer::Local))
 }
 
+/// How often a listener that keeps failing says so.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits a repeating failure's log line: the first is logged, then
+/// one per [`FAILURE_LOG_EVERY`] with the count of those left unsaid.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    /// Counts a failure at `now`; `Some(left unsaid since the last line)`
+    /// when this one should be logged.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < FAILURE_LOG_EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 /// What a worker gives every session it accepts, on any listener.
 #[derive(Clone)]
 struct Acceptor {
@@ -268,6 +322,7 @@ impl Acceptor {
     {
         let shutdown = Arc::clone(&self.shared.shutdown);
         let mut stop = std::pin::pin!(shutdown.wait());
+        let mut failures = FailureLog::default();
         loop {
             let accepted = monoio::select! {
                 accepted = accept() => accepted,
@@ -277,8 +332,11 @@ impl Acceptor {
                 Ok((client, peer)) => self.serve(client, peer),
                 Err(e) => {
                     // Out of file descriptors and the like: back off a
-                    // little instead of spinning.
-                    warn!(worker = self.index, "accept failed: {e}");
+                    // little instead of spinning, and say so once in a
+                    // while, not at every retry (50 lines a second each).
+                    if let Some(suppressed) = failures.record(Instant::now()) {
+                        warn!(worker = self.index, suppressed, "accept failed: {e}");
+                    }
                     monoio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -449,5 +507,22 @@ async fn tick(
             }
             activity.acked_epoch.store(epoch, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_accept_failure_is_logged_once_per_interval() {
+        let mut log = FailureLog::default();
+        let start = Instant::now();
+        assert_eq!(log.record(start), Some(0));
+        // An accept retried every 20 ms for the interval: one line.
+        let retries = (1..500).map(|i| start + Duration::from_millis(20 * i));
+        assert!(retries.clone().all(|at| log.record(at).is_none()));
+        assert_eq!(log.record(start + FAILURE_LOG_EVERY), Some(499));
+        assert_eq!(log.record(start + FAILURE_LOG_EVERY * 2), Some(0));
     }
 }

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use torpor::scaler::admin_sql::tcp_opts;
 use torpor::scaler::process::{find_program, Account, MariadbOptions, MariadbProcess};
 use torpor::{Config, Proxy};
 
@@ -146,6 +147,7 @@ pub fn test_config(backend: SocketAddr) -> Config {
         connect_timeout_ms: 5_000,
         admin_user: None,
         admin_password: None,
+        admin_password_file: None,
     });
     config.users = [
         (APP_USER, APP_PASSWORD),
@@ -162,15 +164,13 @@ pub fn test_config(backend: SocketAddr) -> Config {
     config
 }
 
-/// Connection options for the `mysql` crate.
+/// Connection options for the `mysql` crate: over TCP only (Torpor's
+/// [`tcp_opts`], so a loopback server's `@@socket` is never dialed).
 pub fn mysql_opts(addr: SocketAddr, user: &str, password: &str) -> mysql::Opts {
-    mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(addr.ip().to_string()))
-        .tcp_port(addr.port())
+    tcp_opts(addr)
         .user(Some(user))
         .pass(Some(password))
         .db_name(Some("test"))
-        .prefer_socket(false)
         .into()
 }
 

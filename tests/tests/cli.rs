@@ -508,6 +508,7 @@ fn the_client_on_torpors_unix_socket_sees_what_it_sees_on_mariadbs() {
     // The same socket serves a client library (and its sessions).
     let opts = mysql::OptsBuilder::new()
         .socket(Some(socket.to_string_lossy().into_owned()))
+        .prefer_socket(false)
         .user(Some(APP_USER))
         .pass(Some(APP_PASSWORD));
     let mut conn = mysql::Conn::new(opts).expect("login over the socket");

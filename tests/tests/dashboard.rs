@@ -872,13 +872,10 @@ fn the_compose_files_mariadb_and_torpor_serve_a_client() {
 
     // Docker's port proxy accepts before Torpor listens: retry the login
     // until Torpor answers it.
-    let opts: mysql::Opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(client.ip().to_string()))
-        .tcp_port(client.port())
+    let opts: mysql::Opts = torpor_tests::tcp_opts(client)
         .user(Some("app"))
         .pass(Some(password))
         .db_name(Some("app"))
-        .prefer_socket(false)
         .into();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut conn = loop {

@@ -117,12 +117,9 @@ fn tcp(endpoint: Endpoint) -> SocketAddr {
 }
 
 fn root_connect(addr: SocketAddr) -> mysql::Conn {
-    let opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(addr.ip().to_string()))
-        .tcp_port(addr.port())
+    let opts = torpor_tests::tcp_opts(addr)
         .user(Some("root"))
-        .pass(Some(ADMIN_PASSWORD))
-        .prefer_socket(false);
+        .pass(Some(ADMIN_PASSWORD));
     mysql::Conn::new(opts).unwrap_or_else(|e| panic!("cannot log in as root on {addr}: {e}"))
 }
 

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::book::{AccountBook, BackendAccount};
 use crate::endpoint::Endpoint;
+use crate::scaler::admin_sql;
 use crate::scaler::driver::AdminAccess;
 use crate::service::Service;
 
@@ -250,19 +251,15 @@ pub fn book_path(state_dir: &std::path::Path, service: &str) -> PathBuf {
 /// resolves client addresses to names.
 pub fn read_accounts(access: &AdminLogin) -> Result<AccountBook, String> {
     use mysql::prelude::Queryable;
-    let opts = mysql::OptsBuilder::new()
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()))
-        // Never the host's socket that @@socket names (the mysql crate's
-        // default): this account must reach this backend only.
-        .prefer_socket(false);
+    // Never the host's socket that @@socket names (the mysql crate's
+    // default): this account must reach this backend only.
     let opts = match &access.endpoint {
-        Endpoint::Tcp(address) => opts
-            .ip_or_hostname(Some(address.ip().to_string()))
-            .tcp_port(address.port()),
-        Endpoint::Unix(path) => opts.socket(Some(path.display().to_string())),
+        Endpoint::Tcp(address) => admin_sql::tcp_opts(*address),
+        Endpoint::Unix(path) => admin_sql::socket_opts(path),
     };
     let opts = opts
+        .user(Some(access.user.clone()))
+        .pass(Some(access.password.clone()))
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
         .read_timeout(Some(Duration::from_secs(10)))
         .write_timeout(Some(Duration::from_secs(10)));

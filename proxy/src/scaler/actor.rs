@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::driver::{AdminAccess, Driver, DriverError};
+pub use super::admin_sql::run_admin_sql;
+use super::driver::{Driver, DriverError};
 use super::lifecycle::{Event, State};
 use crate::service::{AdminAction, Reconfigure, Request, Service};
 
@@ -404,32 +405,5 @@ impl Actor {
         if let Err(e) = self.driver.stop() {
             warn!(service = %self.service.name, "stopping the backend: {e}");
         }
-    }
-}
-
-/// Runs `statements` on the backend as the scaler's admin account. Each
-/// failure is returned; the scaler treats them as warnings (a buffer pool
-/// that does not shrink is no reason to stay awake).
-pub fn run_admin_sql(access: &AdminAccess, statements: &[String]) -> Result<(), String> {
-    use mysql::prelude::Queryable;
-    let opts = mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(access.address.ip().to_string()))
-        .tcp_port(access.address.port())
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()))
-        .tcp_connect_timeout(Some(Duration::from_secs(5)))
-        .read_timeout(Some(Duration::from_secs(10)))
-        .write_timeout(Some(Duration::from_secs(10)));
-    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for statement in statements {
-        if let Err(e) = conn.query_drop(statement) {
-            failures.push(format!("{statement}: {e}"));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("; "))
     }
 }

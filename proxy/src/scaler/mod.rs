@@ -5,6 +5,7 @@
 //! woken by the next query.
 
 pub mod actor;
+pub mod admin_sql;
 pub mod docker;
 pub mod driver;
 pub mod lifecycle;

@@ -16,12 +16,13 @@ use torpor_replay::state::SessionState;
 
 use crate::accounts::Refusal;
 use crate::backend::{self, BackendConn, Login};
-use crate::context::Shared;
+use crate::context::{ConnectionPermit, Shared};
 use crate::error::{BackendErr, SessionError};
 use crate::net::{Conn, Peer};
 use crate::pool::{BackendPool, Borrowed, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
+use monoio::time::Instant;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -74,26 +75,42 @@ pub fn new_seed() -> Vec<u8> {
         .collect()
 }
 
-/// Where the login has got to: what the next packet's sequence id is.
+/// Where the login has got to: what the next packet's sequence id is,
+/// and until when the client may take to prove who it is.
 struct Exchange<'a> {
     client: &'a mut Conn,
     seq: u8,
+    /// The login timeout's end (MariaDB's `connect_timeout`): every wait
+    /// on the client ends there, so a silent or trickling socket is
+    /// closed instead of holding its task, buffers and descriptor.
+    deadline: Instant,
+}
+
+/// A client that did not finish its login in time: closed without a
+/// word, as MariaDB closes it after `connect_timeout`.
+fn login_timed_out() -> SessionError {
+    SessionError::client_io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "login timeout",
+    ))
 }
 
 impl Exchange<'_> {
     async fn send(&mut self, payload: &[u8]) -> Result<(), SessionError> {
         let mut wire = BytesMut::with_capacity(payload.len() + 4);
         self.seq = write_payload(&mut wire, self.seq, payload);
-        self.client
-            .write_all(wire)
+        monoio::time::timeout_at(self.deadline, self.client.write_all(wire))
             .await
+            .map_err(|_| login_timed_out())?
             .0
             .map_err(SessionError::client_io)
     }
 
     async fn receive(&mut self) -> Result<Vec<u8>, SessionError> {
-        let (seq, payload) = backend::read_packet(self.client, LOGIN_PACKET_LIMIT)
+        let read = backend::read_packet(self.client, LOGIN_PACKET_LIMIT);
+        let (seq, payload) = monoio::time::timeout_at(self.deadline, read)
             .await
+            .map_err(|_| login_timed_out())?
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::InvalidData => SessionError::ClientProtocol(
                     torpor_protocol::ProtocolError::malformed("login packet"),
@@ -114,16 +131,23 @@ impl Exchange<'_> {
 }
 
 /// Sends the greeting, authenticates the client and logs in to the
-/// backend. On failure the error is returned with the sequence id the
-/// client expects an ERR packet at.
+/// backend. The client counts against `max_connections` (the permit) only
+/// once its password is proven: half-open logins, bounded by the login
+/// timeout, cannot take the slots of clients that log in. On failure the
+/// error is returned with the sequence id the client expects an ERR
+/// packet at.
 pub async fn login(
     client: &mut Conn,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     connection_id: u32,
     peer: Peer,
     pools: &[Rc<BackendPool<BackendConn>>],
-) -> Result<Authenticated, (SessionError, u8)> {
-    let mut exchange = Exchange { client, seq: 0 };
+) -> Result<(Authenticated, ConnectionPermit), (SessionError, u8)> {
+    let mut exchange = Exchange {
+        client,
+        seq: 0,
+        deadline: Instant::now() + shared.settings().login_timeout,
+    };
     match run(&mut exchange, shared, connection_id, peer, pools).await {
         Ok(authenticated) => Ok(authenticated),
         Err(e) => Err((e, exchange.seq)),
@@ -132,11 +156,11 @@ pub async fn login(
 
 async fn run(
     exchange: &mut Exchange<'_>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     connection_id: u32,
     peer: Peer,
     pools: &[Rc<BackendPool<BackendConn>>],
-) -> Result<Authenticated, SessionError> {
+) -> Result<(Authenticated, ConnectionPermit), SessionError> {
     // Clients are greeted before they name their user (and so their
     // service): with the first service's greeting, known without waking
     // it once it ran.
@@ -156,6 +180,9 @@ async fn run(
     };
     let mut payload = BytesMut::with_capacity(128);
     greeting.encode(&mut payload);
+    // The client's time starts with the greeting, not with a wait for the
+    // backend's greeting details above.
+    exchange.deadline = Instant::now() + shared.settings().login_timeout;
     exchange.send(&payload).await?;
 
     let hello = exchange.receive().await?;
@@ -170,6 +197,7 @@ async fn run(
         service,
         account_host,
     } = authenticate(shared, &response.user, peer, &seed, &auth_response).await?;
+    let permit = shared.admit().ok_or(SessionError::TooManyConnections)?;
 
     let pool = pools
         .get(service.index)
@@ -349,7 +377,7 @@ async fn run(
             pool.forget();
         }
     }
-    Ok(Authenticated {
+    let authenticated = Authenticated {
         backend_caps: key.capabilities,
         user: response.user,
         account_host,
@@ -362,7 +390,8 @@ async fn run(
         attributes: response.attributes,
         max_packet_size: response.max_packet_size,
         model,
-    })
+    };
+    Ok((authenticated, permit))
 }
 
 /// Who a client proved it is.

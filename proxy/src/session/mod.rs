@@ -110,25 +110,26 @@ pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: Wor
     let control = &parts.control;
     control.set_fd(client.raw_fd());
     parts.metrics.client_opened();
-    let Some(_permit) = shared.admit() else {
-        parts.metrics.client_closed(CloseReason::Refused);
-        warn!(%peer, "connection refused: too many connections");
-        tell_client(&mut client, &SessionError::TooManyConnections, 0).await;
-        client.close().await;
-        return;
-    };
     let guard = shared.registry.register();
     let id = guard.id;
-    let authenticated = match login::login(&mut client, &shared, id, peer, &parts.pools).await {
-        Ok(authenticated) => authenticated,
-        Err((error, seq)) => {
-            parts.metrics.client_closed(CloseReason::LoginFailed);
-            report(id, peer, &error, "login");
-            tell_client(&mut client, &error, seq).await;
-            client.close().await;
-            return;
-        }
-    };
+    // The permit (a max_connections slot) is taken once the client has
+    // proven its password: see login::login.
+    let (authenticated, _permit) =
+        match login::login(&mut client, &shared, id, peer, &parts.pools).await {
+            Ok(logged_in) => logged_in,
+            Err((error, seq)) => {
+                if matches!(error, SessionError::TooManyConnections) {
+                    parts.metrics.client_closed(CloseReason::Refused);
+                    warn!(%peer, "connection refused: too many connections");
+                } else {
+                    parts.metrics.client_closed(CloseReason::LoginFailed);
+                }
+                report(id, peer, &error, "login");
+                tell_client(&mut client, &error, seq).await;
+                client.close().await;
+                return;
+            }
+        };
     let user = String::from_utf8_lossy(&authenticated.user).into_owned();
     let service = authenticated.service.name.clone();
     info!(id, %peer, %user, %service, "logged in");
