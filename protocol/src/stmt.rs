@@ -14,6 +14,14 @@ use crate::ProtocolError;
 /// COM_STMT_BULK_EXECUTE flag: parameter types follow.
 pub const BULK_SEND_TYPES: u16 = 128;
 
+/// The statement id that names "the statement this session prepared
+/// last" (MariaDB's `LAST_STMT_ID`): libmariadb's direct execute sends
+/// COM_STMT_PREPARE and a COM_STMT_EXECUTE with this id in one write,
+/// before it knows the id the prepare will return. Every command that
+/// names a statement accepts it; it names nothing after a prepare failed
+/// or the last statement was closed.
+pub const LAST_PREPARED: u32 = u32::MAX;
+
 /// Byte range of the statement id in every statement command.
 const ID: std::ops::Range<usize> = 1..5;
 

@@ -493,6 +493,7 @@ impl Session {
                             self.client.consume(total);
                             self.send_to_backend(&payload).await?;
                         }
+                        StatementStep::AfterPrepare => break Batch::Dispatched,
                         StatementStep::PrepareFirst(id) => {
                             if run == 0 && self.ledger.is_empty() {
                                 return Ok((Batch::Prepare { id }, 0));
@@ -742,13 +743,19 @@ impl Session {
         total: usize,
     ) -> Result<StatementStep, Failure> {
         let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
-        let Some(id) = stmt::statement_id(payload) else {
+        let Some(named) = stmt::statement_id(payload) else {
             return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
         };
+        if named == stmt::LAST_PREPARED && self.prepare_owed() {
+            // A direct execute: it names the statement whose prepare-OK
+            // has not come back yet. It goes once that reply is in.
+            return Ok(StatementStep::AfterPrepare);
+        }
+        let id = self.statements.resolve(named);
         let skey = BackendStatements::key(self.guard.id, id);
         let Some(statement) = self.statements.get(id) else {
             if command != Command::StmtClose && command != Command::StmtSendLongData {
-                self.reply_locally(&ClientError::unknown_statement(id, command));
+                self.reply_locally(&ClientError::unknown_statement(named, command));
             }
             return Ok(StatementStep::Consumed);
         };
@@ -844,6 +851,20 @@ impl Session {
         Ok(StatementStep::Forward)
     }
 
+    /// Whether a COM_STMT_PREPARE's reply is still owed: until it is in,
+    /// Torpor does not know which statement [`stmt::LAST_PREPARED`] names.
+    fn prepare_owed(&self) -> bool {
+        self.ledger.iter().any(|pending| {
+            matches!(
+                pending,
+                Pending::Reply {
+                    follow: Follow::Prepare { .. },
+                    ..
+                }
+            )
+        })
+    }
+
     /// Answers the front command with `error` without running it (its
     /// bytes are dropped); false when it is not whole in the buffer.
     pub(super) fn refuse_front_command(&mut self, error: &SessionError) -> bool {
@@ -910,4 +931,7 @@ enum StatementStep {
     Rewritten(Vec<u8>),
     /// The statement must first be prepared on this connection.
     PrepareFirst(u32),
+    /// It names the statement prepared last, whose prepare's reply is
+    /// still owed: it waits for the next batch.
+    AfterPrepare,
 }

@@ -153,7 +153,12 @@ impl Session {
             self.model.observe_status(status);
         }
         match follow {
-            Follow::Plain | Follow::Prepare { .. } | Follow::Swallow => {}
+            Follow::Plain | Follow::Swallow => {}
+            Follow::Prepare { .. } => {
+                if !ok {
+                    self.statements.prepare_failed();
+                }
+            }
             Follow::Query { facts, sql } => {
                 self.model.before_statement(&facts);
                 self.model.after_statement(&facts, &sql, ok);
