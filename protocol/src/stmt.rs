@@ -43,6 +43,19 @@ pub fn set_statement_id(payload: &mut [u8], id: u32) -> bool {
     }
 }
 
+/// COM_STMT_EXECUTE flag: open a read-only cursor (the only cursor flag
+/// MariaDB acts on).
+pub const CURSOR_TYPE_READ_ONLY: u8 = 1;
+
+/// Whether a COM_STMT_EXECUTE asks for a cursor: only then may its result
+/// end after the column definitions, its rows left for COM_STMT_FETCH.
+pub fn requests_cursor(payload: &[u8]) -> bool {
+    payload.first() == Some(&(Command::StmtExecute as u8))
+        && payload
+            .get(5)
+            .is_some_and(|flags| flags & CURSOR_TYPE_READ_ONLY != 0)
+}
+
 /// Where the parameter types of an execute sit, if it has any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TypesLayout {

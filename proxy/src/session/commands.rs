@@ -614,7 +614,21 @@ impl Session {
     /// Queues the reply `command` is owed, if it is owed one; a journaled
     /// command's reply is digested on its way.
     pub(super) fn expect_reply(&mut self, command: Command, follow: Follow, note: JournalNote) {
+        self.expect_reply_to(command, false, follow, note);
+    }
+
+    /// Queues the reply `command` is owed; `cursor` when it is an execute
+    /// that asked for a cursor (its rows may then come with
+    /// COM_STMT_FETCH instead).
+    pub(super) fn expect_reply_to(
+        &mut self,
+        command: Command,
+        cursor: bool,
+        follow: Follow,
+        note: JournalNote,
+    ) {
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
+            let tracker = tracker.with_cursor_requested(cursor);
             let walk = ReplyWalk::new(command, tracker, 1);
             let walk = match note {
                 JournalNote::Recorded(_) => walk.digested(),
@@ -840,7 +854,9 @@ impl Session {
                 Command::StmtReset => JournalNote::Neutral,
                 _ => JournalNote::Unrecorded,
             };
-            self.expect_reply(command, follow, note);
+            let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
+            let cursor = stmt::requests_cursor(payload);
+            self.expect_reply_to(command, cursor, follow, note);
         }
         if let Some(payload) = rewritten {
             return Ok(StatementStep::Rewritten(payload));
