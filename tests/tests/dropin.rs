@@ -224,3 +224,55 @@ fn capture_call_with_cursor() {
         println!("binary {caps:?}: {:?}", reply.packets);
     }
 }
+
+/// Opens `clients` connections to `addr` that each hold a transaction open
+/// until all of them have one (a barrier), then commit. Returns what each
+/// got: "ok", or the server error.
+fn concurrent_transactions(addr: SocketAddr, clients: usize) -> Vec<String> {
+    use mysql::prelude::Queryable;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let result = (|| -> mysql::Result<mysql::Conn> {
+                    let mut conn =
+                        mysql::Conn::new(torpor_tests::mysql_opts(addr, APP_USER, APP_PASSWORD))?;
+                    conn.query_drop("BEGIN")?;
+                    conn.query_drop(format!("INSERT INTO dropin_pool_bound VALUES ({i})"))?;
+                    Ok(conn)
+                })();
+                // Every client waits for the others, whatever it got, so
+                // that all transactions are open at once.
+                // Ended without COMMIT when the connection drops: rolled
+                // back, the table stays empty.
+                barrier.wait();
+                match result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => e.to_string(),
+                }
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .collect()
+}
+
+#[test]
+fn more_concurrent_transactions_than_the_old_pool_bound_succeed() {
+    use mysql::prelude::Queryable;
+    torpor_tests::admin_connect()
+        .query_drop("CREATE OR REPLACE TABLE test.dropin_pool_bound (id INT PRIMARY KEY)")
+        .expect("create the table");
+    let torpor = Torpor::start();
+    let clients = 60;
+    let direct = concurrent_transactions(backend().addr(), clients);
+    assert!(direct.iter().all(|r| r == "ok"), "directly: {direct:?}");
+    let proxied = concurrent_transactions(torpor.addr(), clients);
+    assert_eq!(
+        proxied, direct,
+        "through Torpor (left) and directly (right)"
+    );
+}

@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use torpor_protocol::stmt::LAST_PREPARED;
 
 /// Backend statements one connection keeps prepared at most, by default:
-/// MariaDB's server-wide `max_prepared_stmt_count` (16382) shared by the
-/// default 32 backend connections, with room to spare.
+/// MariaDB's server-wide `max_prepared_stmt_count` (16382) shared by 64
+/// backend connections.
 pub const MAX_PER_CONNECTION: usize = 256;
 
 /// What Torpor remembers of a client's prepared statement.
