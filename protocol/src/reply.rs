@@ -20,6 +20,10 @@
 //!   than 16 MiB, so its packet is always a full one), or with ERR.
 //! - A cursor: the metadata is followed by the terminator at once, with
 //!   SERVER_STATUS_CURSOR_EXISTS set; the rows come with COM_STMT_FETCH.
+//!   Only a COM_STMT_EXECUTE that asked for a cursor gets one
+//!   ([`ReplyTracker::with_cursor_requested`]): a stored procedure that
+//!   opened a cursor of its own sets the same flag on the EOF of a result
+//!   whose rows do follow (text and binary protocol alike).
 //! - SERVER_MORE_RESULTS_EXISTS on an OK or on a terminator means another
 //!   result follows (multi-statements, CALL and its trailing OK).
 //! - Under MARIADB_CLIENT_PROGRESS an ERR with code 0xFFFF is a progress
@@ -159,6 +163,9 @@ pub struct ReplyTracker {
     prepare_ok: Option<PrepareOk>,
     /// What the last packet was.
     last: PacketClass,
+    /// The command asked for a cursor: SERVER_STATUS_CURSOR_EXISTS after
+    /// the column definitions means the rows come with COM_STMT_FETCH.
+    cursor_requested: bool,
 }
 
 impl ReplyTracker {
@@ -180,7 +187,23 @@ impl ReplyTracker {
             continuation: false,
             prepare_ok: None,
             last: PacketClass::Other,
+            cursor_requested: false,
         })
+    }
+
+    /// The same tracker for a command that asked for a cursor when
+    /// `requested` (a COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY:
+    /// [`crate::stmt::requests_cursor`]). Without it, a column-definition
+    /// EOF with SERVER_STATUS_CURSOR_EXISTS is followed by rows.
+    pub fn with_cursor_requested(mut self, requested: bool) -> ReplyTracker {
+        self.cursor_requested = requested;
+        self
+    }
+
+    /// Whether the command asked for a cursor
+    /// ([`ReplyTracker::with_cursor_requested`]).
+    pub fn cursor_requested(&self) -> bool {
+        self.cursor_requested
     }
 
     /// Whether the reply has ended.
@@ -262,7 +285,7 @@ impl ReplyTracker {
             }
             State::ColumnsEof => {
                 let status = eof_status(head)?;
-                if status.has(ServerStatus::CURSOR_EXISTS) {
+                if self.cursor_requested && status.has(ServerStatus::CURSOR_EXISTS) {
                     Ok(self.end_of_result(status))
                 } else {
                     self.state = State::Rows;

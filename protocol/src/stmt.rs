@@ -14,6 +14,14 @@ use crate::ProtocolError;
 /// COM_STMT_BULK_EXECUTE flag: parameter types follow.
 pub const BULK_SEND_TYPES: u16 = 128;
 
+/// The statement id that names "the statement this session prepared
+/// last" (MariaDB's `LAST_STMT_ID`): libmariadb's direct execute sends
+/// COM_STMT_PREPARE and a COM_STMT_EXECUTE with this id in one write,
+/// before it knows the id the prepare will return. Every command that
+/// names a statement accepts it; it names nothing after a prepare failed
+/// or the last statement was closed.
+pub const LAST_PREPARED: u32 = u32::MAX;
+
 /// Byte range of the statement id in every statement command.
 const ID: std::ops::Range<usize> = 1..5;
 
@@ -33,6 +41,19 @@ pub fn set_statement_id(payload: &mut [u8], id: u32) -> bool {
         }
         None => false,
     }
+}
+
+/// COM_STMT_EXECUTE flag: open a read-only cursor (the only cursor flag
+/// MariaDB acts on).
+pub const CURSOR_TYPE_READ_ONLY: u8 = 1;
+
+/// Whether a COM_STMT_EXECUTE asks for a cursor: only then may its result
+/// end after the column definitions, its rows left for COM_STMT_FETCH.
+pub fn requests_cursor(payload: &[u8]) -> bool {
+    payload.first() == Some(&(Command::StmtExecute as u8))
+        && payload
+            .get(5)
+            .is_some_and(|flags| flags & CURSOR_TYPE_READ_ONLY != 0)
 }
 
 /// Where the parameter types of an execute sit, if it has any.

@@ -198,11 +198,11 @@ impl ClientError {
             TooManyConnections => {
                 ClientError::new(TOO_MANY_CONNECTIONS, b"08004", "Too many connections")
             }
-            PoolExhausted(why) => ClientError::new(
-                TOO_MANY_CONNECTIONS,
-                b"08004",
-                format!("Too many connections: no database connection behind Torpor became free ({why})"),
-            ),
+            // MariaDB's own text: clients match on it. Why the pool was
+            // exhausted is in Torpor's log.
+            PoolExhausted(_) => {
+                ClientError::new(TOO_MANY_CONNECTIONS, b"08004", "Too many connections")
+            }
             WakeFailed { service, cause } => ClientError::new(
                 CANNOT_CONNECT,
                 b"HY000",

@@ -271,7 +271,10 @@ pub struct Config {
     #[serde(default)]
     pub io_driver: IoDriver,
     /// Backend connections open at most, over all workers (each worker
-    /// gets its share). Sessions borrow them per transaction.
+    /// gets its share). Sessions borrow them per transaction. 0 (the
+    /// default): Torpor sets no bound of its own, so the backend's
+    /// `max_connections` is the bound, as it is for clients that connect
+    /// to it directly, and past it the client gets MariaDB's own 1040.
     #[serde(default = "default_max_backend_connections")]
     pub max_backend_connections: usize,
     /// How long a session waits for a free backend connection before it
@@ -356,7 +359,7 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 fn default_max_backend_connections() -> usize {
-    32
+    0
 }
 fn default_pool_wait_timeout_ms() -> u64 {
     10_000
@@ -422,8 +425,11 @@ impl Config {
         }
     }
 
-    /// Each worker's share of the backend connection bound.
+    /// Each worker's share of the backend connection bound (0: none).
     pub fn backend_connections_per_worker(&self) -> usize {
+        if self.max_backend_connections == 0 {
+            return 0;
+        }
         self.max_backend_connections
             .div_ceil(self.worker_count())
             .max(1)

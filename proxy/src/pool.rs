@@ -136,13 +136,24 @@ pub enum PoolError {
     Timeout,
 }
 
+/// The bound a configured `limit` stands for: 0 is none.
+fn bound(limit: usize) -> usize {
+    if limit == 0 {
+        usize::MAX
+    } else {
+        limit
+    }
+}
+
 impl<C> BackendPool<C> {
-    /// A pool holding at most `limit` connections (lent and idle).
+    /// A pool holding at most `limit` connections (lent and idle); 0: no
+    /// bound of its own (the backend's `max_connections` refuses the one
+    /// too many, with MariaDB's own error).
     pub fn new(limit: usize, idle_timeout: Duration, max_waiters: usize) -> BackendPool<C> {
         BackendPool {
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
-            limit: Cell::new(limit.max(1)),
+            limit: Cell::new(bound(limit)),
             idle_timeout: Cell::new(idle_timeout),
             waiters: RefCell::new(VecDeque::new()),
             max_waiters: Cell::new(max_waiters),
@@ -179,7 +190,7 @@ impl<C> BackendPool<C> {
     /// New bounds (a config reload). Connections lent out stay lent; idle
     /// ones over a lowered bound are closed now, the oldest first.
     pub fn set_limits(&self, limit: usize, idle_timeout: Duration, max_waiters: usize) {
-        self.limit.set(limit.max(1));
+        self.limit.set(bound(limit));
         self.idle_timeout.set(idle_timeout);
         self.max_waiters.set(max_waiters);
         let mut idle = self.idle.borrow_mut();
@@ -437,6 +448,18 @@ mod tests {
             schema: Some(schema.to_string()),
             ..SessionState::default()
         }
+    }
+
+    #[test]
+    fn a_bound_of_zero_is_none_of_torpors_own() {
+        let pool: BackendPool<u32> = BackendPool::new(0, Duration::from_secs(60), 8);
+        for _ in 0..1000 {
+            assert!(matches!(
+                pool.try_borrow(&key("app"), &SessionState::default(), 1),
+                Some(Borrowed::Open)
+            ));
+        }
+        assert_eq!(pool.open(), 1000);
     }
 
     #[test]

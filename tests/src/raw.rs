@@ -472,8 +472,22 @@ impl RawClient {
         kind: ReplyKind,
         file: Option<&[u8]>,
     ) -> io::Result<Reply> {
+        self.read_reply_tracked(kind, false, file)
+    }
+
+    /// Reads one reply of `kind` to a command that asked for a cursor
+    /// when `cursor` (a COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY: only
+    /// then may a result end after its column definitions), answering a
+    /// LOCAL INFILE request with `file`.
+    pub fn read_reply_tracked(
+        &mut self,
+        kind: ReplyKind,
+        cursor: bool,
+        file: Option<&[u8]>,
+    ) -> io::Result<Reply> {
         let mut tracker = ReplyTracker::new(kind, self.capabilities)
-            .ok_or_else(|| io::Error::other(format!("no reply to read for {kind:?}")))?;
+            .ok_or_else(|| io::Error::other(format!("no reply to read for {kind:?}")))?
+            .with_cursor_requested(cursor);
         let mut packets = Vec::new();
         loop {
             let packet = self.read_packet()?;
@@ -517,7 +531,10 @@ impl RawClient {
             .map_or(ReplyKind::Single, Command::reply_kind);
         match kind {
             ReplyKind::None => Ok(None),
-            kind => self.read_reply(kind).map(Some),
+            kind => {
+                let cursor = torpor_protocol::stmt::requests_cursor(payload);
+                self.read_reply_tracked(kind, cursor, None).map(Some)
+            }
         }
     }
 

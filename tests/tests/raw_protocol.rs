@@ -120,8 +120,9 @@ impl Pair {
                 .expect("tests send known commands")
                 .reply_kind();
             let reply = (kind != ReplyKind::None).then(|| {
+                let cursor = torpor_protocol::stmt::requests_cursor(&payload);
                 client
-                    .read_reply_with_file(kind, file)
+                    .read_reply_tracked(kind, cursor, file)
                     .unwrap_or_else(|e| panic!("{}: {what}: read: {e}", self.label))
             });
             replies.push(reply);

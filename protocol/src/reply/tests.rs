@@ -83,11 +83,20 @@ fn cached_metadata_with_and_without_definitions() {
 
 #[test]
 fn cursor_open_then_fetch() {
-    let step = ends_at_last(
-        ReplyKind::Results,
-        CLASSIC,
-        &[b"\x02", COLUMN_A, COLUMN_B, EOF_CURSOR],
-    );
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC)
+        .unwrap()
+        .with_cursor_requested(true);
+    let mut step = Step::More;
+    for (i, payload) in [&b"\x02"[..], COLUMN_A, COLUMN_B, EOF_CURSOR]
+        .iter()
+        .enumerate()
+    {
+        let header = PacketHeader {
+            len: payload.len(),
+            seq: i as u8 + 1,
+        };
+        step = tracker.on_packet(header, payload).unwrap();
+    }
     assert_eq!(step, Step::Done(Ending::Status(ServerStatus(0x42))));
     ends_at_last(
         ReplyKind::Results,
@@ -102,6 +111,92 @@ fn cursor_open_then_fetch() {
     ends_at_last(ReplyKind::Fetch, CLASSIC, &[BINARY_ROW, EOF_LAST_ROW]);
     ends_at_last(ReplyKind::Fetch, DEP, &[BINARY_ROW, BINARY_ROW, OK_END]);
     ends_at_last(ReplyKind::Fetch, DEP, &[ERR]);
+}
+
+// CALL of a procedure that opened a cursor of its own, then ran
+// `SELECT v AS first, n AS arg, 'row' AS what UNION ALL SELECT v + 1, n,
+// 'next'`: the column-definition EOF and the terminator carry
+// SERVER_STATUS_CURSOR_EXISTS (0x6a), yet the rows follow.
+const CALL_FIRST: &[u8] =
+    b"\x03def\x00\x00\x00\x05first\x00\x00\x0c?\x00\x0c\x00\x00\x00\x08\x80\x00\x00\x00\x00";
+const CALL_ARG: &[u8] =
+    b"\x03def\x00\x00\x00\x03arg\x00\x00\x0c?\x00\x0b\x00\x00\x00\x03\x80\x00\x00\x00\x00";
+const CALL_WHAT: &[u8] =
+    b"\x03def\x00\x00\x00\x04what\x00\x00\x0c-\x00\x10\x00\x00\x00\xfd\x01\x00'\x00\x00";
+const CALL_EOF: &[u8] = b"\xfe\x00\x00j\x00";
+const CALL_OK_END: &[u8] = b"\xfe\x00\x00j\x00\x00\x00";
+const CALL_TEXT_ROWS: [&[u8]; 2] = [b"\x011\x017\x03row", b"\x012\x017\x04next"];
+const CALL_BINARY_ROWS: [&[u8]; 2] = [
+    b"\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x03row",
+    b"\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x04next",
+];
+const CALL_OK: &[u8] = b"\x00\x00\x00\x22\x00\x00\x00";
+
+/// The whole reply to that CALL, as MariaDB 10.11.19 sent it.
+fn call_with_cursor(caps: Capabilities, rows: [&'static [u8]; 2]) -> Vec<&'static [u8]> {
+    let mut packets: Vec<&[u8]> = vec![b"\x03", CALL_FIRST, CALL_ARG, CALL_WHAT];
+    if caps.contains(DEP) {
+        packets.extend(rows);
+        packets.push(CALL_OK_END);
+    } else {
+        packets.push(CALL_EOF);
+        packets.extend(rows);
+        packets.push(CALL_EOF);
+    }
+    packets.push(CALL_OK);
+    packets
+}
+
+#[test]
+fn call_whose_procedure_opened_a_cursor_has_rows() {
+    for caps in [CLASSIC, DEP] {
+        // Text protocol, and an execute that asked for no cursor.
+        let step = ends_at_last(
+            ReplyKind::Results,
+            caps,
+            &call_with_cursor(caps, CALL_TEXT_ROWS),
+        );
+        assert_eq!(step, Step::Done(Ending::Status(ServerStatus(0x22))));
+        ends_at_last(
+            ReplyKind::Results,
+            caps,
+            &call_with_cursor(caps, CALL_BINARY_ROWS),
+        );
+    }
+}
+
+#[test]
+fn the_cursor_flag_ends_a_result_only_when_a_cursor_was_requested() {
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC)
+        .unwrap()
+        .with_cursor_requested(true);
+    assert!(tracker.cursor_requested());
+    for (i, payload) in [&b"\x02"[..], COLUMN_A, COLUMN_B, EOF_CURSOR]
+        .iter()
+        .enumerate()
+    {
+        let header = PacketHeader {
+            len: payload.len(),
+            seq: i as u8 + 1,
+        };
+        let step = tracker.on_packet(header, payload).unwrap();
+        if i == 3 {
+            assert_eq!(step, Step::Done(Ending::Status(ServerStatus(0x42))));
+        }
+    }
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC).unwrap();
+    assert!(!tracker.cursor_requested());
+    for (i, payload) in [&b"\x02"[..], COLUMN_A, COLUMN_B, EOF_CURSOR]
+        .iter()
+        .enumerate()
+    {
+        let header = PacketHeader {
+            len: payload.len(),
+            seq: i as u8 + 1,
+        };
+        let step = tracker.on_packet(header, payload).unwrap();
+        assert_eq!(step, Step::More, "no cursor was asked for: rows follow");
+    }
 }
 
 #[test]

@@ -578,6 +578,7 @@ impl Session {
                             self.client.consume(total);
                             self.send_to_backend(&payload).await?;
                         }
+                        StatementStep::AfterPrepare => break Batch::Dispatched,
                         StatementStep::PrepareFirst(id) => {
                             if run == 0 && self.ledger.is_empty() {
                                 return Ok((Batch::Prepare { id }, 0));
@@ -706,7 +707,21 @@ impl Session {
     /// Queues the reply `command` is owed, if it is owed one; a journaled
     /// command's reply is digested on its way.
     pub(super) fn expect_reply(&mut self, command: Command, follow: Follow, note: JournalNote) {
+        self.expect_reply_to(command, false, follow, note);
+    }
+
+    /// Queues the reply `command` is owed; `cursor` when it is an execute
+    /// that asked for a cursor (its rows may then come with
+    /// COM_STMT_FETCH instead).
+    pub(super) fn expect_reply_to(
+        &mut self,
+        command: Command,
+        cursor: bool,
+        follow: Follow,
+        note: JournalNote,
+    ) {
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
+            let tracker = tracker.with_cursor_requested(cursor);
             let walk = ReplyWalk::new(command, tracker, 1);
             let walk = match note {
                 JournalNote::Recorded(_) => walk.digested(),
@@ -846,13 +861,19 @@ impl Session {
         total: usize,
     ) -> Result<StatementStep, Failure> {
         let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
-        let Some(id) = stmt::statement_id(payload) else {
+        let Some(named) = stmt::statement_id(payload) else {
             return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
         };
+        if named == stmt::LAST_PREPARED && self.prepare_owed() {
+            // A direct execute: it names the statement whose prepare-OK
+            // has not come back yet. It goes once that reply is in.
+            return Ok(StatementStep::AfterPrepare);
+        }
+        let id = self.statements.resolve(named);
         let skey = BackendStatements::key(self.guard.id, id);
         let Some(statement) = self.statements.get(id) else {
             if command != Command::StmtClose && command != Command::StmtSendLongData {
-                self.reply_locally(&ClientError::unknown_statement(id, command));
+                self.reply_locally(&ClientError::unknown_statement(named, command));
             }
             return Ok(StatementStep::Consumed);
         };
@@ -943,7 +964,9 @@ impl Session {
                 Command::StmtReset => JournalNote::Neutral,
                 _ => JournalNote::Unrecorded,
             };
-            self.expect_reply(command, follow, note);
+            let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
+            let cursor = stmt::requests_cursor(payload);
+            self.expect_reply_to(command, cursor, follow, note);
         }
         if let Some(payload) = rewritten {
             return Ok(StatementStep::Rewritten(payload));
@@ -952,6 +975,20 @@ impl Session {
         let start = at + HEADER_LEN;
         stmt::set_statement_id(&mut self.client.rbuf[start..at + total], backend_id);
         Ok(StatementStep::Forward)
+    }
+
+    /// Whether a COM_STMT_PREPARE's reply is still owed: until it is in,
+    /// Torpor does not know which statement [`stmt::LAST_PREPARED`] names.
+    fn prepare_owed(&self) -> bool {
+        self.ledger.iter().any(|pending| {
+            matches!(
+                pending,
+                Pending::Reply {
+                    follow: Follow::Prepare { .. },
+                    ..
+                }
+            )
+        })
     }
 
     /// Answers the front command with `error` without running it (its
@@ -1020,4 +1057,7 @@ enum StatementStep {
     Rewritten(Vec<u8>),
     /// The statement must first be prepared on this connection.
     PrepareFirst(u32),
+    /// It names the statement prepared last, whose prepare's reply is
+    /// still owed: it waits for the next batch.
+    AfterPrepare,
 }

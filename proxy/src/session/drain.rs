@@ -92,7 +92,8 @@ impl Session {
                             let started = self.batch_started;
                             self.metrics.query_done(self.service.index, started);
                         }
-                        self.reply_ended(follow, ending);
+                        let cursor = walk.tracker().cursor_requested();
+                        self.reply_ended(follow, ending, cursor);
                         self.journal_reply_ended(note, &walk);
                     }
                 }
@@ -151,8 +152,11 @@ impl Session {
         Ok(())
     }
 
-    /// What the end of a reply teaches about the session.
-    fn reply_ended(&mut self, follow: Follow, ending: Ending) {
+    /// What the end of a reply teaches about the session; `cursor_requested`
+    /// when the command asked for a cursor (only then does
+    /// SERVER_STATUS_CURSOR_EXISTS mean one is open for the client: a
+    /// stored procedure's own cursors set it too).
+    fn reply_ended(&mut self, follow: Follow, ending: Ending, cursor_requested: bool) {
         let ok = !matches!(ending, Ending::Error);
         let status = match ending {
             Ending::Status(status) => Some(status),
@@ -162,7 +166,12 @@ impl Session {
             self.model.observe_status(status);
         }
         match follow {
-            Follow::Plain | Follow::Prepare { .. } | Follow::Swallow => {}
+            Follow::Plain | Follow::Swallow => {}
+            Follow::Prepare { .. } => {
+                if !ok {
+                    self.statements.prepare_failed();
+                }
+            }
             Follow::Query { facts, sql } => {
                 let facts = self.model.resolve(&facts);
                 self.model.before_statement(&facts, &sql);
@@ -175,7 +184,8 @@ impl Session {
                     self.model.after_statement(&facts, b"", ok);
                 }
                 self.model.statement_settled(id, false);
-                let cursor = status.is_some_and(|s| s.has(ServerStatus::CURSOR_EXISTS));
+                let cursor =
+                    cursor_requested && status.is_some_and(|s| s.has(ServerStatus::CURSOR_EXISTS));
                 self.model.cursor_opened(id, cursor);
             }
             Follow::Fetch { id } => {

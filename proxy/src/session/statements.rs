@@ -12,9 +12,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use torpor_protocol::stmt::LAST_PREPARED;
+
 /// Backend statements one connection keeps prepared at most, by default:
-/// MariaDB's server-wide `max_prepared_stmt_count` (16382) shared by the
-/// default 32 backend connections, with room to spare.
+/// MariaDB's server-wide `max_prepared_stmt_count` (16382) shared by 64
+/// backend connections.
 pub const MAX_PER_CONNECTION: usize = 256;
 
 /// What Torpor remembers of a client's prepared statement.
@@ -36,6 +38,8 @@ pub struct ClientStatement {
 pub struct Statements {
     next_id: u32,
     by_id: HashMap<u32, ClientStatement>,
+    /// The statement prepared last, which [`LAST_PREPARED`] names.
+    last: Option<u32>,
 }
 
 impl Statements {
@@ -46,7 +50,25 @@ impl Statements {
             self.next_id = self.next_id.wrapping_add(1).max(1);
         }
         self.by_id.insert(self.next_id, statement);
+        self.last = Some(self.next_id);
         self.next_id
+    }
+
+    /// A prepare failed: as in MariaDB, [`LAST_PREPARED`] names nothing
+    /// until the next prepare succeeds (a direct execute sent behind a
+    /// failed prepare gets "Unknown prepared statement handler").
+    pub fn prepare_failed(&mut self) {
+        self.last = None;
+    }
+
+    /// The client id a command's statement id `id` stands for:
+    /// [`LAST_PREPARED`] is the statement prepared last, when there is one
+    /// (else it stays, and is unknown).
+    pub fn resolve(&self, id: u32) -> u32 {
+        match (id, self.last) {
+            (LAST_PREPARED, Some(last)) => last,
+            _ => id,
+        }
     }
 
     /// The statement with client id `id`.
@@ -61,12 +83,16 @@ impl Statements {
 
     /// Forgets a statement the client closed.
     pub fn remove(&mut self, id: u32) -> Option<ClientStatement> {
+        if self.last == Some(id) {
+            self.last = None;
+        }
         self.by_id.remove(&id)
     }
 
     /// Forgets every statement (COM_RESET_CONNECTION, COM_CHANGE_USER).
     pub fn clear(&mut self) {
         self.by_id.clear();
+        self.last = None;
     }
 
     /// Number of statements.
@@ -284,6 +310,23 @@ mod tests {
         assert_eq!((a, b), (1, 2));
         statements.remove(a);
         assert_eq!(statements.add(statement()), 3, "ids are not reused at once");
+    }
+
+    #[test]
+    fn the_last_prepared_id_follows_prepares_failures_and_closes() {
+        let mut statements = Statements::default();
+        assert_eq!(statements.resolve(LAST_PREPARED), LAST_PREPARED);
+        let a = statements.add(statement());
+        let b = statements.add(statement());
+        assert_eq!(statements.resolve(LAST_PREPARED), b);
+        assert_eq!(statements.resolve(a), a, "other ids are left alone");
+        statements.prepare_failed();
+        assert_eq!(statements.resolve(LAST_PREPARED), LAST_PREPARED);
+        let c = statements.add(statement());
+        statements.remove(a);
+        assert_eq!(statements.resolve(LAST_PREPARED), c);
+        statements.remove(c);
+        assert_eq!(statements.resolve(LAST_PREPARED), LAST_PREPARED);
     }
 
     #[test]

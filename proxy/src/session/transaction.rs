@@ -545,7 +545,8 @@ async fn run_digested(
         .0
         .map_err(SessionError::BackendLost)?;
     let mut tracker = ReplyTracker::new(command.reply_kind(), conn.capabilities)
-        .ok_or(unexpected("reply kind"))?;
+        .ok_or(unexpected("reply kind"))?
+        .with_cursor_requested(torpor_protocol::stmt::requests_cursor(payload));
     let mut digest = ReplyDigest::new();
     loop {
         let (seq, packet) = read_packet(&mut conn.conn, usize::MAX)
