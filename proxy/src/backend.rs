@@ -398,7 +398,8 @@ const QUERY_PACKET_LIMIT: usize = 16 << 20;
 pub async fn read_baseline(backend: &mut BackendConn) -> Result<Baseline, SessionError> {
     let sql = "SELECT LOWER(VARIABLE_NAME), SESSION_VALUE, VARIABLE_TYPE, GLOBAL_VALUE \
                FROM information_schema.SYSTEM_VARIABLES \
-               WHERE VARIABLE_SCOPE IN ('SESSION', 'SESSION ONLY')";
+               WHERE VARIABLE_SCOPE IN ('SESSION', 'SESSION ONLY') \
+               OR VARIABLE_NAME = 'MAX_CONNECTIONS'";
     let rows = match run_query(backend, sql).await? {
         QueryResult::Rows(rows) => rows,
         QueryResult::Error(payload) => {
@@ -412,6 +413,13 @@ pub async fn read_baseline(backend: &mut BackendConn) -> Result<Baseline, Sessio
             continue;
         };
         let name = String::from_utf8_lossy(name).into_owned();
+        if name == "max_connections" {
+            // Global only: it bounds Torpor's pool, it is no session state.
+            baseline.server_max_connections = global
+                .as_deref()
+                .and_then(|g| String::from_utf8_lossy(g).parse().ok());
+            continue;
+        }
         if torpor_replay::tracking::SETTINGS.contains(&name.as_str()) {
             // This connection runs with Torpor's tracking; a client's
             // session starts with the server's own.

@@ -108,6 +108,8 @@ pub struct Service {
     pub stats: ServiceStats,
     address: RwLock<Option<Endpoint>>,
     backend_info: RwLock<Option<Arc<BackendInfo>>>,
+    /// The backend's `max_connections` (0 until read with a baseline).
+    server_max_connections: AtomicUsize,
     baselines: RwLock<HashMap<u8, Arc<Baseline>>>,
     requests: Option<mpsc::Sender<Request>>,
     /// Notified on every lifecycle change and failed wake.
@@ -118,6 +120,16 @@ pub struct Service {
     waiting: AtomicUsize,
     /// The accounts its backend holds, as last read.
     pub accounts: crate::accounts::AccountKeeper,
+}
+
+/// Backend connections Torpor opens at most for clients when the
+/// configuration sets no bound: what the server allows (`max_connections`)
+/// less a tenth of it (at least 4, at most 32) kept for Torpor's own
+/// connections and an operator's, so that at the bound clients wait in
+/// Torpor's queue instead of getting the server's 1040.
+pub fn default_pool_bound(server_max_connections: usize) -> usize {
+    let reserve = (server_max_connections / 10).clamp(4, 32);
+    server_max_connections.saturating_sub(reserve).max(1)
 }
 
 /// Counts a session as waiting for a wake while it lives.
@@ -169,6 +181,7 @@ impl Service {
             stats: ServiceStats::default(),
             address: RwLock::new(address),
             backend_info: RwLock::new(None),
+            server_max_connections: AtomicUsize::new(0),
             baselines: RwLock::new(HashMap::new()),
             requests,
             changed: Event::new(),
@@ -249,10 +262,28 @@ impl Service {
             return Ok(baseline);
         }
         let baseline = Arc::new(backend::read_baseline(fresh).await?);
+        if let Some(max) = baseline.server_max_connections {
+            self.server_max_connections.store(max, Ordering::Release);
+        }
         if let Ok(mut map) = self.baselines.write() {
             map.insert(collation, Arc::clone(&baseline));
         }
         Ok(baseline)
+    }
+
+    /// The bound of each worker's pool of this service's connections:
+    /// `configured` (per worker) when the configuration sets one, else
+    /// the backend's `max_connections` less a reserve for Torpor's own
+    /// connections (account reads, admin SQL, KILL QUERY) and an operator,
+    /// shared among `workers`; 0 (no bound) until that is known.
+    pub fn pool_bound_per_worker(&self, configured: usize, workers: usize) -> usize {
+        if configured > 0 {
+            return configured;
+        }
+        match self.server_max_connections.load(Ordering::Acquire) {
+            0 => 0,
+            max => (default_pool_bound(max) / workers.max(1)).max(1),
+        }
     }
 
     /// Returns once the service is active: at once when it is (one atomic
@@ -430,5 +461,18 @@ impl Drop for ClientCount {
         if let Some(w) = self.service.workers.get(self.worker) {
             w.clients.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_pool_bound;
+
+    #[test]
+    fn the_default_pool_bound_keeps_a_reserve_of_the_servers_connections() {
+        assert_eq!(default_pool_bound(151), 136, "MariaDB's default");
+        assert_eq!(default_pool_bound(30), 26);
+        assert_eq!(default_pool_bound(2000), 1968);
+        assert_eq!(default_pool_bound(3), 1);
     }
 }

@@ -379,12 +379,13 @@ async fn accept_loop(
     let buffers = Rc::new(BufferPool::default());
     let settings = shared.settings();
     // One pool per service, indexed like `shared.services`.
+    let workers = shared.config.worker_count();
     let pools: Rc<[Rc<BackendPool<BackendConn>>]> = shared
         .services
         .iter()
-        .map(|_| {
+        .map(|service| {
             Rc::new(BackendPool::new(
-                settings.backend_connections_per_worker,
+                service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
                 settings.backend_idle_timeout,
                 settings.max_connections,
             ))
@@ -462,9 +463,10 @@ async fn tick(
         }
         // A reload's new limits reach the pools here, within a second.
         let settings = shared.settings();
-        for pool in pools.iter() {
+        let workers = shared.config.worker_count();
+        for (service, pool) in shared.services.iter().zip(pools.iter()) {
             pool.set_limits(
-                settings.backend_connections_per_worker,
+                service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
                 settings.backend_idle_timeout,
                 settings.max_connections,
             );

@@ -42,6 +42,9 @@ pub struct Baseline {
     /// The `session_track_*` settings a new session starts with (the
     /// server's global values).
     pub tracking: crate::tracking::ClientTracking,
+    /// The server's `max_connections` (a global setting, not a session
+    /// variable: never replayed), when read.
+    pub server_max_connections: Option<usize>,
 }
 
 /// Session variables that are never carried from one connection to
