@@ -257,13 +257,7 @@ pub fn read_accounts(access: &AdminLogin) -> Result<AccountBook, String> {
         Endpoint::Tcp(address) => admin_sql::tcp_opts(*address),
         Endpoint::Unix(path) => admin_sql::socket_opts(path),
     };
-    let opts = opts
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()))
-        .tcp_connect_timeout(Some(Duration::from_secs(5)))
-        .read_timeout(Some(Duration::from_secs(10)))
-        .write_timeout(Some(Duration::from_secs(10)));
-    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+    let mut conn = admin_sql::admin_connect(opts, &access.user, &access.password)?;
     let rows: Vec<(String, String, String, String)> =
         conn.query(ACCOUNTS_SQL).map_err(|e| e.to_string())?;
     let skips: Option<i64> = conn

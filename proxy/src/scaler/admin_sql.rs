@@ -37,18 +37,29 @@ pub fn socket_opts(path: &std::path::Path) -> mysql::OptsBuilder {
         .prefer_socket(false)
 }
 
+/// An admin connection with `opts` as `user`: connect within 5 s, each
+/// read and write within 10 s (a backend that hangs must not hang the
+/// control plane).
+pub fn admin_connect(
+    opts: mysql::OptsBuilder,
+    user: &str,
+    password: &str,
+) -> Result<mysql::Conn, String> {
+    let opts = opts
+        .user(Some(user))
+        .pass(Some(password))
+        .tcp_connect_timeout(Some(Duration::from_secs(5)))
+        .read_timeout(Some(Duration::from_secs(10)))
+        .write_timeout(Some(Duration::from_secs(10)));
+    mysql::Conn::new(opts).map_err(|e| e.to_string())
+}
+
 /// Runs `statements` on the backend as the scaler's admin account. Each
 /// failure is returned; the scaler treats them as warnings (a buffer pool
 /// that does not shrink is no reason to stay awake).
 pub fn run_admin_sql(access: &AdminAccess, statements: &[String]) -> Result<(), String> {
     use mysql::prelude::Queryable;
-    let opts = tcp_opts(access.address)
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()))
-        .tcp_connect_timeout(Some(Duration::from_secs(5)))
-        .read_timeout(Some(Duration::from_secs(10)))
-        .write_timeout(Some(Duration::from_secs(10)));
-    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+    let mut conn = admin_connect(tcp_opts(access.address), &access.user, &access.password)?;
     let mut failures = Vec::new();
     for statement in statements {
         if let Err(e) = conn.query_drop(statement) {
