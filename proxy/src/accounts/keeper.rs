@@ -21,6 +21,7 @@ use super::book::{AccountBook, BackendAccount};
 use crate::endpoint::Endpoint;
 use crate::scaler::admin_sql;
 use crate::scaler::driver::AdminAccess;
+use crate::scaler::lifecycle::State;
 use crate::service::Service;
 
 /// How the refresher reaches a backend as an account that may read
@@ -368,7 +369,14 @@ fn refresh_loop(
             }
             let asked = keeper.requested.load(Ordering::Acquire);
             let access = keeper.access();
-            let Some(access) = access.filter(|_| service.lifecycle.is_active()) else {
+            // A read asked for (an account statement just ran) is made
+            // while the service is still on its way to sleep too: a park
+            // right after a CREATE USER must not leave the user out of the
+            // book that checks logins while it is parked.
+            let state = service.lifecycle.state();
+            let serving = state == State::Active
+                || (asked > keeper.answered.load(Ordering::Acquire) && state == State::Suspending);
+            let Some(access) = access.filter(|_| serving) else {
                 // Asleep or unreachable: logins use the last book.
                 keeper.answer(asked);
                 continue;
