@@ -11,12 +11,8 @@
 //! taken from `mysql_common`, whose codec compresses whole packets it
 //! frames itself; a proxy forwards runs of bytes it did not frame.
 
-use std::io::{Read, Write};
-
 use bytes::{Buf, BufMut, BytesMut};
-use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::ProtocolError;
 
@@ -34,44 +30,91 @@ pub const MIN_COMPRESS_LEN: usize = 50;
 /// Decodes every whole compressed packet at the front of `src` into
 /// `dst` (the plain stream), consuming them. Returns the sequence id of
 /// the last packet decoded, or `None` when `src` holds no whole packet.
+/// A one-off [`Decoder`]; a connection keeps one instead.
 pub fn decode(src: &mut BytesMut, dst: &mut BytesMut) -> Result<Option<u8>, ProtocolError> {
-    let bad = || ProtocolError::malformed("compressed packet");
-    let mut last = None;
-    while src.len() >= HEADER_LEN {
-        let length = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
-        let seq = src[3];
-        let plain = usize::from(src[4]) | usize::from(src[5]) << 8 | usize::from(src[6]) << 16;
-        if src.len() < HEADER_LEN + length {
-            break;
-        }
-        let payload = &src[HEADER_LEN..HEADER_LEN + length];
-        if plain == 0 {
-            dst.extend_from_slice(payload);
-        } else {
-            let start = dst.len();
-            dst.reserve(plain);
-            // At most `plain` bytes come out (one more is read to see that
-            // the payload claims no more than its header says).
-            let mut decoder = ZlibDecoder::new(payload).take(plain as u64 + 1);
-            let mut writer = dst.writer();
-            std::io::copy(&mut decoder, &mut writer).map_err(|_| bad())?;
-            let dst_ref = writer.into_inner();
-            if dst_ref.len() - start != plain {
-                return Err(bad());
-            }
-        }
-        src.advance(HEADER_LEN + length);
-        last = Some(seq);
-    }
-    Ok(last)
+    Decoder::new().decode(src, dst)
 }
 
-/// Wraps plain bytes in compressed packets, numbering them.
-#[derive(Debug)]
+/// Inflates compressed packets, keeping zlib's state (tens of KiB)
+/// between them: set up once per connection, reset per packet.
+pub struct Decoder {
+    inflate: Decompress,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder.
+    pub fn new() -> Decoder {
+        Decoder {
+            inflate: Decompress::new(true),
+        }
+    }
+
+    /// As [`decode`].
+    pub fn decode(
+        &mut self,
+        src: &mut BytesMut,
+        dst: &mut BytesMut,
+    ) -> Result<Option<u8>, ProtocolError> {
+        let bad = || ProtocolError::malformed("compressed packet");
+        let mut last = None;
+        while src.len() >= HEADER_LEN {
+            let length = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
+            let seq = src[3];
+            let plain = usize::from(src[4]) | usize::from(src[5]) << 8 | usize::from(src[6]) << 16;
+            if src.len() < HEADER_LEN + length {
+                break;
+            }
+            let payload = &src[HEADER_LEN..HEADER_LEN + length];
+            if plain == 0 {
+                dst.extend_from_slice(payload);
+            } else {
+                // Exactly `plain` bytes must come out, and the stream end.
+                let mut out = Vec::with_capacity(plain);
+                self.inflate.reset(true);
+                let status = self
+                    .inflate
+                    .decompress_vec(payload, &mut out, FlushDecompress::Finish)
+                    .map_err(|_| bad())?;
+                if status != Status::StreamEnd || out.len() != plain {
+                    return Err(bad());
+                }
+                dst.extend_from_slice(&out);
+            }
+            src.advance(HEADER_LEN + length);
+            last = Some(seq);
+        }
+        Ok(last)
+    }
+}
+
+/// Wraps plain bytes in compressed packets, numbering them. zlib's state
+/// (hundreds of KiB to set up) is kept between packets and reset per
+/// packet, so a small reply costs a deflate, not an allocation.
 pub struct Encoder {
     /// The sequence id of the next compressed packet.
     pub next_seq: u8,
-    level: Compression,
+    deflate: Compress,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
 }
 
 impl Default for Encoder {
@@ -87,48 +130,44 @@ impl Encoder {
     pub fn new() -> Encoder {
         Encoder {
             next_seq: 0,
-            level: Compression::fast(),
+            deflate: Compress::new(Compression::fast(), true),
+            scratch: Vec::new(),
         }
     }
 
     /// Appends `plain` to `dst` as compressed packets.
     pub fn encode(&mut self, plain: &[u8], dst: &mut BytesMut) {
         for run in plain.chunks(MAX_PAYLOAD) {
-            let start = dst.len();
-            dst.put_slice(&[0; HEADER_LEN]);
             let mut plain_len = 0;
+            let mut header_len = run.len();
             if run.len() >= MIN_COMPRESS_LEN {
-                let mut encoder = ZlibEncoder::new(dst.writer(), self.level);
-                let compressed = encoder.write_all(run).is_ok();
-                let writer = encoder.finish();
-                let fits = match writer {
-                    Ok(writer) => {
-                        let dst = writer.into_inner();
-                        compressed && dst.len() - start - HEADER_LEN < run.len()
-                    }
-                    Err(_) => false,
-                };
-                if fits {
+                self.scratch.clear();
+                // Room for all of it: a run that does not shrink is sent
+                // as it is anyway.
+                self.scratch.reserve(run.len());
+                self.deflate.reset();
+                let done = self
+                    .deflate
+                    .compress_vec(run, &mut self.scratch, FlushCompress::Finish);
+                if matches!(done, Ok(Status::StreamEnd)) && self.scratch.len() < run.len() {
                     plain_len = run.len();
-                } else {
-                    // Not smaller (or zlib failed): sent as it is.
-                    dst.truncate(start + HEADER_LEN);
+                    header_len = self.scratch.len();
                 }
             }
-            if plain_len == 0 {
-                dst.put_slice(run);
-            }
-            let length = dst.len() - start - HEADER_LEN;
-            let header = [
-                length as u8,
-                (length >> 8) as u8,
-                (length >> 16) as u8,
+            dst.put_slice(&[
+                header_len as u8,
+                (header_len >> 8) as u8,
+                (header_len >> 16) as u8,
                 self.next_seq,
                 plain_len as u8,
                 (plain_len >> 8) as u8,
                 (plain_len >> 16) as u8,
-            ];
-            dst[start..start + HEADER_LEN].copy_from_slice(&header);
+            ]);
+            if plain_len == 0 {
+                dst.put_slice(run);
+            } else {
+                dst.put_slice(&self.scratch);
+            }
             self.next_seq = self.next_seq.wrapping_add(1);
         }
     }

@@ -65,6 +65,7 @@ pub struct Conn {
 struct Compression {
     raw: BytesMut,
     encoder: compress::Encoder,
+    decoder: compress::Decoder,
 }
 
 impl Conn {
@@ -105,6 +106,7 @@ impl Conn {
         self.compression = Some(Box::new(Compression {
             raw: BytesMut::with_capacity(SMALL_BUFFER),
             encoder: compress::Encoder::new(),
+            decoder: compress::Decoder::new(),
         }));
     }
 
@@ -256,7 +258,9 @@ impl Conn {
                 return Err(io::Error::other("the connection is not compressed"));
             };
             let before = self.rbuf.len();
-            let last = compress::decode(&mut compression.raw, &mut self.rbuf)
+            let last = compression
+                .decoder
+                .decode(&mut compression.raw, &mut self.rbuf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if let Some(seq) = last {
                 // Replies continue the numbering of what the client sent.
