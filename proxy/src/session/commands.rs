@@ -34,9 +34,6 @@ use tracing::debug;
 use super::be;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
-use super::rewrite::{
-    mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
-};
 use super::statements::{BackendStatements, Statements};
 use super::transaction::JournalNote;
 use super::{report, tell_client, Failure};
@@ -751,104 +748,6 @@ impl Session {
             SessionError::BackendLost(error)
         };
         Failure { error, reply_seq }
-    }
-
-    /// The payload to send instead of `payload`, when the command names a
-    /// connection id that must be translated.
-    fn rewrite(&self, command: Command, payload: &[u8]) -> Option<Vec<u8>> {
-        match command {
-            Command::Query | Command::StmtPrepare => {
-                let sql = &payload[1..];
-                let mut changed = None;
-                if mentions_connection_id(sql) {
-                    changed = rewrite_connection_id(sql, self.guard.id);
-                }
-                let current = changed.as_deref().unwrap_or(sql);
-                if command == Command::Query && might_be_kill(current) {
-                    if let Some(kill) = parse_kill(current) {
-                        if let Some(thread) = self.map_kill(kill.id, kill.query_only) {
-                            changed = Some(splice(
-                                current,
-                                kill.id_range,
-                                thread.to_string().as_bytes(),
-                            ));
-                        }
-                    }
-                }
-                changed.map(|sql| {
-                    let mut out = Vec::with_capacity(sql.len() + 1);
-                    out.push(command as u8);
-                    out.extend_from_slice(&sql);
-                    out
-                })
-            }
-            Command::ProcessKill => {
-                let id = payload.get(1..5)?;
-                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                let thread = self.map_kill(u64::from(id), false)?;
-                let mut out = vec![Command::ProcessKill as u8];
-                out.extend_from_slice(&thread.to_le_bytes());
-                Some(out)
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether `command` KILLs a Torpor session that holds no backend
-    /// connection now (marking it killed when it is KILL CONNECTION).
-    fn kills_an_idle_session(&self, command: Command, payload: &[u8]) -> bool {
-        let (id, query_only) = match command {
-            Command::ProcessKill => match payload.get(1..5) {
-                Some(b) => (
-                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    false,
-                ),
-                None => return false,
-            },
-            Command::Query if might_be_kill(&payload[1..]) => {
-                let sql = &payload[1..];
-                let rewritten = mentions_connection_id(sql)
-                    .then(|| rewrite_connection_id(sql, self.guard.id))
-                    .flatten();
-                match parse_kill(rewritten.as_deref().unwrap_or(sql)) {
-                    Some(kill) => (kill.id, kill.query_only),
-                    None => return false,
-                }
-            }
-            _ => return false,
-        };
-        let Some(target) = self.shared.registry.get(id) else {
-            return false;
-        };
-        if target.backend_thread_id.load(Ordering::Acquire) != 0 {
-            return false;
-        }
-        if !query_only {
-            self.kill_session(&target, id);
-        }
-        true
-    }
-
-    /// Marks session `id` killed and, as MariaDB closes a killed
-    /// connection's socket at once, ends its wait for its client now (not
-    /// at its next command). A session that kills itself is answered
-    /// first (the backend's ERR 1927), then closed.
-    fn kill_session(&self, target: &crate::registry::SessionEntry, id: u64) {
-        target.killed.store(true, Ordering::Release);
-        if id != u64::from(self.guard.id) {
-            target.hang_up();
-        }
-    }
-
-    /// The backend thread to kill for client-visible id `id`; `None` when
-    /// `id` is not a Torpor session (it may be a backend thread id that
-    /// SHOW PROCESSLIST showed, and goes through unchanged).
-    fn map_kill(&self, id: u64, query_only: bool) -> Option<u32> {
-        let target = self.shared.registry.get(id)?;
-        if !query_only {
-            self.kill_session(&target, id);
-        }
-        Some(target.backend_thread_id.load(Ordering::Acquire))
     }
 
     /// Maps a statement command's client id to the backend connection's,

@@ -14,6 +14,8 @@
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
 //! - [`relay`]: streaming packets Torpor does not look into.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
+//! - `kill`: the session's side of it: which payload goes instead of the
+//!   client's, and KILL of another session (its socket closes at once).
 //! - `hangup`: a client gone mid-command (its statement is stopped) or
 //!   idle past its `wait_timeout` (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
@@ -24,6 +26,7 @@ mod change_user;
 pub mod commands;
 mod drain;
 mod hangup;
+mod kill;
 pub mod left;
 pub mod login;
 pub mod model;
