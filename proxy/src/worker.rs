@@ -6,10 +6,7 @@
 //! default profile in newer engines refuses `io_uring_setup`) and epoll
 //! otherwise; each worker logs which one it runs.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +25,11 @@ use crate::metrics::WorkerMetrics;
 use crate::net::{Conn, Peer, SMALL_BUFFER};
 use crate::pool::BackendPool;
 use crate::session;
+
+mod sessions;
+
+use sessions::Sessions;
+pub use sessions::{HangUp, SessionControl};
 
 /// Entries in each io_uring submission queue.
 const URING_ENTRIES: u32 = 4096;
@@ -179,85 +181,6 @@ pub fn uring_runtime(tuned: bool) -> std::io::Result<UringRuntime> {
         .build()
 }
 
-/// What a worker knows of one of its sessions: enough to end it on
-/// shutdown if it is idle. Sessions flip `idle` around each wait for the
-/// client; that is two `Cell` writes per command, and it spares the hot
-/// path any select! or wake-up registration for shutdown.
-#[derive(Debug, Default)]
-pub struct SessionControl {
-    fd: Cell<Option<RawFd>>,
-    idle: Cell<bool>,
-}
-
-impl SessionControl {
-    /// Records the client socket.
-    pub fn set_fd(&self, fd: RawFd) {
-        self.fd.set(Some(fd));
-    }
-
-    /// Marks the session as waiting for the client (or not).
-    pub fn set_idle(&self, idle: bool) {
-        self.idle.set(idle);
-    }
-
-    /// Ends an idle session's wait: its pending read sees end-of-file.
-    fn interrupt_if_idle(&self) {
-        if let (true, Some(fd)) = (self.idle.get(), self.fd.get()) {
-            // SAFETY: the fd belongs to a live session of this thread (it
-            // removes itself from the table before its socket closes);
-            // shutdown(2) only changes the socket's state.
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RD);
-            }
-        }
-    }
-}
-
-/// The sessions of one worker.
-#[derive(Default)]
-struct Sessions {
-    next: Cell<u64>,
-    table: RefCell<HashMap<u64, Rc<SessionControl>>>,
-}
-
-/// A session's place in its worker's table; removed on drop.
-struct SessionSlot {
-    sessions: Rc<Sessions>,
-    key: u64,
-}
-
-impl Sessions {
-    fn insert(self: &Rc<Self>) -> (SessionSlot, Rc<SessionControl>) {
-        let key = self.next.get();
-        self.next.set(key + 1);
-        let control = Rc::new(SessionControl::default());
-        self.table.borrow_mut().insert(key, Rc::clone(&control));
-        (
-            SessionSlot {
-                sessions: Rc::clone(self),
-                key,
-            },
-            control,
-        )
-    }
-
-    fn len(&self) -> usize {
-        self.table.borrow().len()
-    }
-
-    fn interrupt_idle(&self) {
-        for control in self.table.borrow().values() {
-            control.interrupt_if_idle();
-        }
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        self.sessions.table.borrow_mut().remove(&self.key);
-    }
-}
-
 /// A client connection a listener accepted.
 type Accepted = std::io::Result<(Conn, Peer)>;
 
@@ -376,6 +299,10 @@ async fn accept_loop(
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let local = local.map(monoio::net::UnixListener::from_std).transpose()?;
     let sessions = Rc::new(Sessions::default());
+    {
+        let shared = Arc::clone(&shared);
+        monoio::spawn(Rc::clone(&sessions).watch(move || shared.shutdown.is_stopping()));
+    }
     let buffers = Rc::new(BufferPool::default());
     let settings = shared.settings();
     // One pool per service, indexed like `shared.services`.

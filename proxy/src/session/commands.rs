@@ -15,14 +15,12 @@
 //! connection's id, in place (ids have a fixed width).
 
 use std::collections::VecDeque;
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use futures_util::future::{select, Either};
 use torpor_protocol::auth::ProvenPassword;
 use torpor_protocol::command::{Command, ReplyKind};
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
@@ -382,48 +380,25 @@ impl Session {
     /// it (the worker shuts the read side of idle sessions' sockets).
     async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
         self.client.shrink_if_idle();
-        self.control.set_idle(true);
+        // The worker's watch shuts the socket's read side once the session
+        // has been idle past its limit (see `crate::worker`): no timer here.
+        self.control.go_idle(self.idle_limit());
         if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let limit = self.idle_limit();
-        let fd = self.client.raw_fd();
-        let read = async {
-            if self.to_client.is_empty() {
-                Ok(self.client.read_more(want).await)
-            } else {
-                let out = std::mem::take(&mut self.to_client);
-                let (written, mut out, read) = self.client.send_and_receive(out, want).await;
-                out.clear();
-                self.to_client = out;
-                written.map(|()| read)
-            }
-        };
-        let mut timed_out = false;
-        let read = match limit {
-            None => read.await,
-            Some(limit) => {
-                let mut read = pin!(read);
-                match select(read.as_mut(), pin!(monoio::time::sleep(limit))).await {
-                    Either::Left((read, _)) => read,
-                    Either::Right(((), _)) => {
-                        // Idle too long. The read is not dropped half
-                        // done: shutting the socket's read side ends it.
-                        timed_out = true;
-                        // SAFETY: `fd` is this session's open client
-                        // socket; shutdown(2) only changes its state.
-                        unsafe {
-                            libc::shutdown(fd, libc::SHUT_RD);
-                        }
-                        read.await
-                    }
-                }
-            }
+        let read = if self.to_client.is_empty() {
+            Ok(self.client.read_more(want).await)
+        } else {
+            let out = std::mem::take(&mut self.to_client);
+            let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            out.clear();
+            self.to_client = out;
+            written.map(|()| read)
         };
         let read = read.map_err(SessionError::client_io)?;
-        self.control.set_idle(false);
-        if timed_out {
+        self.control.go_busy();
+        if self.control.timed_out() {
             debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
             self.idle_timed_out = true;
             return Err(SessionError::ClientGone.into());

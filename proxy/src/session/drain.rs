@@ -103,7 +103,8 @@ impl Session {
                     self.ensure_backend_buffer();
                     // A client that hangs up meanwhile has its statement
                     // stopped ([`super::hangup`]).
-                    let watch = self.hangup_watch();
+                    let control = std::rc::Rc::clone(&self.control);
+                    let entry = std::sync::Arc::clone(&self.guard.entry);
                     let reply = async {
                         if unsent > 0 {
                             let out = std::mem::take(&mut self.client.rbuf);
@@ -121,7 +122,7 @@ impl Session {
                             Ok(be!(self).conn.read_more(want.max(4096)).await)
                         }
                     };
-                    let read = match watch.race(reply).await {
+                    let read = match Session::unless_hung_up(&control, &entry, reply).await {
                         Some(read) => read?,
                         None => return Err(self.client_hung_up().await),
                     };

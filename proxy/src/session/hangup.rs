@@ -2,16 +2,17 @@
 //! long, as MariaDB would.
 //!
 //! - A client that hangs up while a command runs: MariaDB aborts the
-//!   statement (a `GET_LOCK` or `SLEEP` wait ends at once). Torpor looks
-//!   at the client socket while it waits for a reply
-//!   ([`HangupWatch`]), and when it is gone stops the statement with
+//!   statement (a `GET_LOCK` or `SLEEP` wait ends at once). The worker's
+//!   watch looks at the client socket while the session waits for a
+//!   reply ([`Session::unless_hung_up`]), and when it is gone the session
+//!   stops the statement with
 //!   `KILL QUERY` from a side connection; the backend connection, caught
 //!   mid-reply, is then closed, never pooled.
 //! - A session idle past its `wait_timeout` (`interactive_timeout` for a
 //!   client that set CLIENT_INTERACTIVE and did not change
 //!   `wait_timeout`): MariaDB 10.11 closes the socket with nothing sent,
 //!   and the client sees a reset ([`Session::idle_limit`],
-//!   [`reset_on_close`]).
+//!   [`reset_on_close`]); the worker's watch notices it.
 //!
 //! The watch never cancels a read that is still wanted: it peeks at the
 //! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
@@ -33,80 +34,10 @@ use super::Failure;
 use crate::backend::{self, Login};
 use crate::error::SessionError;
 use crate::registry::SessionEntry;
-
-/// How long a reply is awaited before the client socket is first looked
-/// at, and then how often: most replies come sooner, and cost nothing but
-/// a timer.
-const WATCH_EVERY: Duration = Duration::from_millis(100);
+use crate::worker::SessionControl;
 
 /// How long the side connection that stops a statement may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
-
-/// What a client socket shows without being read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PeerState {
-    /// Open, nothing to read.
-    Quiet,
-    /// Bytes wait (the client pipelines its next command): it is there.
-    Sent,
-    /// End-of-file or an error: the client is gone.
-    Gone,
-}
-
-/// Looks at the socket without consuming anything.
-fn peer_state(fd: RawFd) -> PeerState {
-    let mut byte = 0u8;
-    // SAFETY: `fd` is the session's open client socket (the session owns
-    // it for as long as it waits), and the buffer is one valid byte.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => PeerState::Gone,
-        n if n > 0 => PeerState::Sent,
-        _ => match std::io::Error::last_os_error().kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => PeerState::Quiet,
-            _ => PeerState::Gone,
-        },
-    }
-}
-
-/// Watches a session's client socket while a reply is awaited.
-pub(super) struct HangupWatch {
-    fd: RawFd,
-    entry: Arc<SessionEntry>,
-}
-
-impl HangupWatch {
-    /// Resolves when the client is gone. A client that sent more bytes is
-    /// there (they are its next commands): the watch then waits forever.
-    /// A session that KILL closed is not "hung up": its backend
-    /// connection is being killed, and that ends the reply.
-    async fn gone(&self) {
-        loop {
-            monoio::time::sleep(WATCH_EVERY).await;
-            match peer_state(self.fd) {
-                PeerState::Quiet => {}
-                PeerState::Gone if !self.entry.killed.load(Ordering::Acquire) => return,
-                PeerState::Gone | PeerState::Sent => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    /// Runs `reply` unless the client hangs up first: `None` then, and
-    /// `reply` is dropped (its connection must be closed, not reused).
-    pub(super) async fn race<F: Future>(&self, reply: F) -> Option<F::Output> {
-        match select(pin!(reply), pin!(self.gone())).await {
-            Either::Left((output, _)) => Some(output),
-            Either::Right(((), _)) => None,
-        }
-    }
-}
 
 /// Makes the next close of `fd` a reset, as MariaDB's close of a timed-out
 /// connection is (the client's next command fails on the spot).
@@ -129,11 +60,26 @@ pub(super) fn reset_on_close(fd: RawFd) {
 }
 
 impl Session {
-    /// A watch on this session's client socket.
-    pub(super) fn hangup_watch(&self) -> HangupWatch {
-        HangupWatch {
-            fd: self.client.raw_fd(),
-            entry: Arc::clone(&self.guard.entry),
+    /// Runs `reply` unless the client hangs up first: `None` then, and
+    /// `reply` is dropped (its connection must be closed, not reused).
+    /// The worker's watch looks at the client socket (see
+    /// `crate::worker`); this arms no timer. A session that KILL closed
+    /// is not "hung up": its backend connection is being killed, and that
+    /// ends the reply.
+    pub(super) async fn unless_hung_up<F: Future>(
+        control: &SessionControl,
+        entry: &SessionEntry,
+        reply: F,
+    ) -> Option<F::Output> {
+        let gone = async {
+            control.hang_up().await;
+            if entry.killed.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
+        match select(pin!(reply), pin!(gone)).await {
+            Either::Left((output, _)) => Some(output),
+            Either::Right(((), _)) => None,
         }
     }
 

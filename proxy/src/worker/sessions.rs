@@ -1,0 +1,321 @@
+//! A worker's table of its sessions, and the watch that looks over them.
+//!
+//! Sessions flip a few `Cell`s around each command (idle or busy, since
+//! when, whether a reply is awaited); the worker's watch reads them twice
+//! a second. That spares the hot path any timer or select per command:
+//! - a session idle past its `wait_timeout` has its client socket's read
+//!   side shut, which ends its wait for the client (it then closes as
+//!   MariaDB closes a timed-out connection);
+//! - a session that has awaited a reply for a while has its client socket
+//!   peeked at; a client that hung up wakes the session, which stops the
+//!   statement ([`crate::session`]'s hang-up handling);
+//! - at shutdown, idle sessions end.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often the watch looks over the sessions: the lateness, at most, of
+/// a `wait_timeout` close or of noticing a client that hung up.
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a reply is awaited before the client socket is looked at:
+/// most replies come sooner and cost no system call.
+const PEEK_AFTER: Duration = Duration::from_millis(100);
+
+/// What a worker knows of one of its sessions. Written by the session
+/// (a few `Cell` writes per command), read by the worker's watch.
+#[derive(Default)]
+pub struct SessionControl {
+    fd: Cell<Option<RawFd>>,
+    idle: Cell<bool>,
+    /// When the session last went idle or busy.
+    since: Cell<Option<Instant>>,
+    /// How long the session may stay idle (its `wait_timeout`).
+    idle_limit: Cell<Option<Duration>>,
+    /// Set by the watch: the session was idle past its limit.
+    timed_out: Cell<bool>,
+    /// The session awaits a reply and wants to hear of a hang-up.
+    watching: Cell<bool>,
+    /// Set by the watch: the client hung up while a reply was awaited.
+    hung_up: Cell<bool>,
+    /// Woken when `hung_up` is set.
+    waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for SessionControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionControl")
+            .field("fd", &self.fd.get())
+            .field("idle", &self.idle.get())
+            .field("since", &self.since.get())
+            .field("timed_out", &self.timed_out.get())
+            .field("watching", &self.watching.get())
+            .field("hung_up", &self.hung_up.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionControl {
+    /// Records the client socket.
+    pub fn set_fd(&self, fd: RawFd) {
+        self.fd.set(Some(fd));
+    }
+
+    /// Marks the session as waiting for the client, which it may do for
+    /// `limit` at most (`None`: for ever).
+    pub fn go_idle(&self, limit: Option<Duration>) {
+        self.idle.set(true);
+        self.idle_limit.set(limit);
+        self.since.set(Some(Instant::now()));
+    }
+
+    /// Marks the session as busy with a command.
+    pub fn go_busy(&self) {
+        self.idle.set(false);
+        self.since.set(Some(Instant::now()));
+    }
+
+    /// Whether the watch found the session idle past its limit (and shut
+    /// its socket's read side).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.get()
+    }
+
+    /// Resolves when the watch finds that the client hung up, for as long
+    /// as the returned future lives; see [`HangUp`].
+    pub fn hang_up(&self) -> HangUp<'_> {
+        self.hung_up.set(false);
+        self.watching.set(true);
+        HangUp { control: self }
+    }
+
+    /// Ends an idle session's wait: its pending read sees end-of-file.
+    pub fn interrupt_if_idle(&self) {
+        if self.idle.get() {
+            self.shut_read();
+        }
+    }
+
+    fn shut_read(&self) {
+        if let Some(fd) = self.fd.get() {
+            // SAFETY: the fd belongs to a live session of this thread (it
+            // removes itself from the table before its socket closes);
+            // shutdown(2) only changes the socket's state.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
+    }
+
+    /// One look of the watch at this session.
+    fn look(&self, now: Instant) {
+        let Some(since) = self.since.get() else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(since);
+        if self.idle.get() {
+            if let Some(limit) = self.idle_limit.get() {
+                if elapsed >= limit && !self.timed_out.get() {
+                    self.timed_out.set(true);
+                    self.shut_read();
+                }
+            }
+        } else if self.watching.get() && !self.hung_up.get() && elapsed >= PEEK_AFTER {
+            if let Some(fd) = self.fd.get() {
+                if peer_state(fd) == PeerState::Gone {
+                    self.hung_up.set(true);
+                    if let Some(waker) = self.waker.take() {
+                        waker.wake();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the watch finds the client gone while a reply is
+/// awaited. Dropping it stops the watching.
+pub struct HangUp<'a> {
+    control: &'a SessionControl,
+}
+
+impl Future for HangUp<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let control = self.control;
+        if control.hung_up.get() {
+            return Poll::Ready(());
+        }
+        let waker = match control.waker.take() {
+            Some(waker) if waker.will_wake(cx.waker()) => waker,
+            _ => cx.waker().clone(),
+        };
+        control.waker.set(Some(waker));
+        Poll::Pending
+    }
+}
+
+impl Drop for HangUp<'_> {
+    fn drop(&mut self) {
+        self.control.watching.set(false);
+        drop(self.control.waker.take());
+    }
+}
+
+/// What a client socket shows without being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    /// Open, nothing to read.
+    Quiet,
+    /// Bytes wait (the client pipelines its next command): it is there.
+    Sent,
+    /// End-of-file or an error: the client is gone.
+    Gone,
+}
+
+/// Looks at the socket without consuming anything (`MSG_PEEK`).
+fn peer_state(fd: RawFd) -> PeerState {
+    let mut byte = 0u8;
+    // SAFETY: `fd` is a live session's open client socket (sessions leave
+    // the table before their sockets close), and the buffer is one valid
+    // byte.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => PeerState::Gone,
+        n if n > 0 => PeerState::Sent,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => PeerState::Quiet,
+            _ => PeerState::Gone,
+        },
+    }
+}
+
+/// The sessions of one worker.
+#[derive(Default)]
+pub struct Sessions {
+    next: Cell<u64>,
+    table: RefCell<HashMap<u64, Rc<SessionControl>>>,
+}
+
+/// A session's place in its worker's table; removed on drop.
+pub struct SessionSlot {
+    sessions: Rc<Sessions>,
+    key: u64,
+}
+
+impl Sessions {
+    /// Adds a session to the table.
+    pub fn insert(self: &Rc<Self>) -> (SessionSlot, Rc<SessionControl>) {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        let control = Rc::new(SessionControl::default());
+        self.table.borrow_mut().insert(key, Rc::clone(&control));
+        (
+            SessionSlot {
+                sessions: Rc::clone(self),
+                key,
+            },
+            control,
+        )
+    }
+
+    /// Number of sessions.
+    pub fn len(&self) -> usize {
+        self.table.borrow().len()
+    }
+
+    /// Ends every idle session's wait for its client.
+    pub fn interrupt_idle(&self) {
+        for control in self.table.borrow().values() {
+            control.interrupt_if_idle();
+        }
+    }
+
+    /// Looks over every session once.
+    fn look(&self) {
+        let now = Instant::now();
+        // A woken session runs later, not inside this loop: the borrow
+        // ends before it can insert or remove itself.
+        for control in self.table.borrow().values() {
+            control.look(now);
+        }
+    }
+
+    /// The watch: looks over the sessions every [`WATCH_EVERY`] until the
+    /// worker stops.
+    pub async fn watch(self: Rc<Self>, stopping: impl Fn() -> bool) {
+        while !stopping() {
+            monoio::time::sleep(WATCH_EVERY).await;
+            self.look();
+        }
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.sessions.table.borrow_mut().remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn an_idle_session_past_its_limit_has_its_read_side_shut() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let control = SessionControl::default();
+        control.set_fd(ours.as_raw_fd());
+        control.go_idle(Some(Duration::from_secs(2)));
+        control.look(Instant::now() + Duration::from_secs(1));
+        assert!(!control.timed_out());
+        control.look(Instant::now() + Duration::from_secs(3));
+        assert!(control.timed_out());
+        // The shut read side reads as end-of-file.
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &ours, &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_busy_session_is_told_only_when_its_client_is_gone() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let control = SessionControl::default();
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        let later = Instant::now() + Duration::from_secs(1);
+        let hang_up = control.hang_up();
+        control.look(later);
+        assert!(!control.hung_up.get(), "the client is there");
+        drop(theirs);
+        control.look(later);
+        assert!(control.hung_up.get(), "the client is gone");
+        drop(hang_up);
+        assert!(!control.watching.get());
+    }
+
+    #[test]
+    fn a_client_that_sent_more_is_there() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &theirs, b"x").unwrap();
+        assert_eq!(peer_state(ours.as_raw_fd()), PeerState::Sent);
+        drop(theirs);
+        // Bytes still wait before the end-of-file: not yet gone.
+        assert_eq!(peer_state(ours.as_raw_fd()), PeerState::Sent);
+    }
+}
