@@ -84,6 +84,13 @@ const SET_FIRST: &[&str] = &[
     "character_set_server",
 ];
 
+/// Character-set variables and the collation that setting each resets.
+const COLLATION_OF: &[(&str, &str)] = &[
+    ("character_set_connection", "collation_connection"),
+    ("character_set_database", "collation_database"),
+    ("character_set_server", "collation_server"),
+];
+
 /// Whether a variable is carried between connections.
 pub fn is_carried(name: &str) -> bool {
     !NOT_CARRIED.contains(&name)
@@ -195,13 +202,28 @@ impl SessionState {
         let mut assignments: Vec<(bool, String)> = Vec::new();
         let names = self.variables.keys().chain(from.variables.keys());
         let mut seen = std::collections::BTreeSet::new();
+        // Setting a character set resets its collation: a collation that
+        // is equal on both sides is written anyway when its character set
+        // is, after it.
+        let charset_changes = |name: &str| {
+            COLLATION_OF
+                .iter()
+                .find(|(_, collation)| *collation == name)
+                .is_some_and(|(charset, _)| {
+                    self.variable(baseline, charset) != from.variable(baseline, charset)
+                })
+        };
+        let collations = COLLATION_OF.iter().map(|(_, collation)| collation);
+        let collations = collations.filter(|name| self.variable(baseline, name).is_some());
+        let mut names: Vec<&str> = names.map(String::as_str).collect();
+        names.extend(collations.copied());
         for name in names {
             if !seen.insert(name) {
                 continue;
             }
             let want = self.variable(baseline, name);
             let have = from.variable(baseline, name);
-            if want == have {
+            if want == have && !charset_changes(name) {
                 continue;
             }
             let Some(want) = want else {
@@ -218,7 +240,7 @@ impl SessionState {
                 _ if want == "NULL" => "NULL".to_string(),
                 _ => quote_string(want),
             };
-            let first = SET_FIRST.contains(&name.as_str());
+            let first = SET_FIRST.contains(&name);
             assignments.push((!first, format!("{} = {value}", session_var(name))));
         }
         if self.last_insert_id != from.last_insert_id {

@@ -272,3 +272,23 @@ fn last_insert_id_moves_with_the_session_and_is_reset_for_another() {
         ["SET @@SESSION.last_insert_id = 0"]
     );
 }
+
+#[test]
+fn a_collation_is_written_again_after_the_character_set_that_resets_it() {
+    let mut b = baseline();
+    b.variables.insert(
+        "character_set_connection".into(),
+        ("utf8mb4".into(), VarKind::Text),
+    );
+    let mut from = SessionState::default();
+    from.set_variable(&b, "collation_connection", "latin1_german1_ci");
+    let mut to = from.clone();
+    to.set_variable(&b, "character_set_connection", "latin1");
+    let statements = to.diff_from(&from, &b).unwrap();
+    assert_eq!(
+        statements,
+        vec!["SET @@SESSION.`character_set_connection` = 'latin1', \
+             @@SESSION.`collation_connection` = 'latin1_german1_ci'"
+            .to_string()]
+    );
+}
