@@ -193,6 +193,14 @@ impl ClientError {
                 b"70100",
                 "Lost connection to the database behind Torpor during COMMIT (or another statement that ends the transaction): whether it committed is unknown",
             ),
+            BackendDown { held } => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                match held.as_secs() {
+                    0 => "Can't connect to the database behind Torpor (backend unreachable); the session stays open and the next query tries again".to_string(),
+                    secs => format!("Can't connect to the database behind Torpor: unreachable for {secs} s; the session stays open and the next query tries again"),
+                },
+            ),
             Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
             Shutdown => ClientError::new(SERVER_SHUTDOWN, b"08S01", "Server shutdown in progress"),
             TooManyConnections => {
@@ -258,6 +266,9 @@ mod tests {
             SessionError::TooManyConnections,
             SessionError::Internal("x"),
             SessionError::TransactionNotReplayed { reason: "x".into() },
+            SessionError::BackendDown {
+                held: std::time::Duration::from_secs(60),
+            },
             SessionError::WakeFailed {
                 service: "s".into(),
                 cause: "c".into(),

@@ -331,7 +331,11 @@ impl Verdict {
 
     fn assert_clean(&self, case: &str) {
         assert_eq!(self.closed, 0, "[{case}] client sessions closed");
-        assert!(self.lost.is_empty(), "[{case}] lost commits: {:?}", self.lost);
+        assert!(
+            self.lost.is_empty(),
+            "[{case}] lost commits: {:?}",
+            self.lost
+        );
         assert!(
             self.duplicated.is_empty(),
             "[{case}] duplicated commits: {:?}",
@@ -342,7 +346,11 @@ impl Verdict {
             "[{case}] reported failed but committed: {:?}",
             self.present_but_failed
         );
-        assert!(self.torn.is_empty(), "[{case}] half-committed: {:?}", self.torn);
+        assert!(
+            self.torn.is_empty(),
+            "[{case}] half-committed: {:?}",
+            self.torn
+        );
         assert!(
             self.unrecorded.is_empty(),
             "[{case}] rows of no transaction: {:?}",
@@ -473,7 +481,10 @@ fn writers_idle_clients_and_a_login_ride_out_a_15_s_restart() {
         Err(e) => println!("  {e}"),
     }
     let kept = idle_after.iter().filter(|r| r.is_ok()).count();
-    println!("  idle sessions that work after it: {kept} of {}", idle.len());
+    println!(
+        "  idle sessions that work after it: {kept} of {}",
+        idle.len()
+    );
     assert!(outage >= Duration::from_secs(10));
     let (one, _) = login.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(one, Some(1));
@@ -505,3 +516,32 @@ fn writers_ride_out_a_kill_9_and_restart() {
     verdict.assert_clean("kill -9, 4 s");
 }
 
+#[test]
+fn a_command_held_past_the_bound_gets_1429_and_the_session_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = Restartable::start();
+    let torpor = Torpor::start_with(server.addr(), |config| {
+        config.outage_hold_secs = 2;
+    });
+    let mut conn = client(torpor.addr());
+    conn.query_drop("SET time_zone = '+03:00'").unwrap();
+    server.stop();
+    let started = Instant::now();
+    let error = conn
+        .query_drop("SELECT 1")
+        .expect_err("no backend for longer than the bound");
+    let held = started.elapsed();
+    assert_eq!(code_of(&error), Some(1429), "{error}");
+    assert!(
+        held >= Duration::from_millis(1500) && held < HANG_LIMIT,
+        "held {held:?}"
+    );
+    server.boot();
+    // The same session goes on, its state replayed on a new connection.
+    let zone: Option<String> = conn.query_first("SELECT @@time_zone").unwrap();
+    assert_eq!(zone.as_deref(), Some("+03:00"));
+    println!(
+        "outage figures [bound 2 s]: the command was held {:.1} s, then got 1429; the session went on",
+        held.as_secs_f64()
+    );
+}

@@ -334,12 +334,15 @@ impl Session {
             let Some(want) = self.bytes_missing() else {
                 self.batch_started = Instant::now();
                 if let Err(failure) = self.attach().await {
-                    // A failed wake fails the command, not the session.
-                    if matches!(failure.error, SessionError::WakeFailed { .. })
-                        && self.ledger.is_empty()
+                    // A failed wake fails the command, not the session;
+                    // so does a backend that stayed unreachable.
+                    if matches!(
+                        failure.error,
+                        SessionError::WakeFailed { .. } | SessionError::BackendDown { .. }
+                    ) && self.ledger.is_empty()
                         && self.refuse_front_command(&failure.error)
                     {
-                        report(self.guard.id, self.peer, &failure.error, "wake");
+                        report(self.guard.id, self.peer, &failure.error, "attach");
                         continue;
                     }
                     // Nor does a transaction that could not be replayed.

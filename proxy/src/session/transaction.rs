@@ -242,6 +242,14 @@ impl Session {
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
         let conn = match borrowed {
             Ok(conn) => conn,
+            // The backend stayed unreachable: the transaction is gone with
+            // it, and the session goes on.
+            Err(SessionError::BackendDown { held }) => {
+                return Err(self.give_up(format!(
+                    "the database was unreachable for {} s",
+                    held.as_secs()
+                )));
+            }
             Err(error) => {
                 self.model.transaction_lost();
                 self.metrics.transaction_replayed(self.service.index, false);
