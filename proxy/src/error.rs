@@ -95,6 +95,11 @@ pub enum SessionError {
         /// How long the command was held.
         held: std::time::Duration,
     },
+    /// The backend connection died while a statement outside a
+    /// transaction was in flight (sent, no reply): whether it ran is
+    /// unknown, it is not run again, and the session goes on.
+    #[error("lost the backend connection during a statement")]
+    CutInFlight,
     /// The connection was killed with KILL CONNECTION.
     #[error("connection killed")]
     Killed,
@@ -152,6 +157,7 @@ impl SessionError {
             | TransactionNotReplayed { .. }
             | OutcomeUnknown
             | BackendDown { .. }
+            | CutInFlight
             | WakeFailed { .. } => Fault::Backend,
             Killed | Shutdown | TooManyConnections | PoolExhausted(_) | Internal(_) => Fault::Proxy,
         }

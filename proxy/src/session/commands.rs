@@ -352,8 +352,12 @@ impl Session {
                 let (batch, run) = self.dispatch().await?;
                 if let Err(failure) = self.drain(run).await {
                     // A transaction's connection that died under a command
-                    // may be replayed, the command run again.
-                    self.after_lost_reply(failure).await?;
+                    // may be replayed, the command run again; otherwise
+                    // the commands cut in flight get errors and the
+                    // session goes on where it can.
+                    if let Err(failure) = self.after_lost_reply(failure).await {
+                        self.answer_cut(failure).await?;
+                    }
                     continue;
                 }
                 if self.guard.entry.killed.load(Ordering::Acquire) {

@@ -60,6 +60,16 @@ pub(super) enum JournalNote {
     Recorded(Box<Recorded>),
 }
 
+impl JournalNote {
+    /// The statement text of a journaled command.
+    pub(super) fn sql(&self) -> Option<&[u8]> {
+        match self {
+            JournalNote::Recorded(recorded) => Some(recorded.command.sql()),
+            _ => None,
+        }
+    }
+}
+
 /// A journaled command, as dispatched.
 #[derive(Debug)]
 pub(super) struct Recorded {
