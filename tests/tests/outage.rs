@@ -545,3 +545,42 @@ fn a_command_held_past_the_bound_gets_1429_and_the_session_goes_on() {
         held.as_secs_f64()
     );
 }
+
+#[test]
+fn a_statement_cut_in_flight_gets_1317_and_the_session_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = Restartable::start();
+    let torpor = torpor_for(&server);
+    let mut conn = client(torpor.addr());
+    conn.query_drop("SET time_zone = '+03:00'").unwrap();
+    let running = std::thread::spawn(move || {
+        let result = conn.query_first::<i64, _>("SELECT SLEEP(60) /* outage-cut */");
+        (conn, result)
+    });
+    let mut admin = server.admin();
+    let deadline = Instant::now() + HANG_LIMIT;
+    loop {
+        let n: Option<i64> = admin
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'SELECT SLEEP(60) /* outage-cut%'",
+            )
+            .unwrap();
+        if n > Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the statement never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(admin);
+    // Autocommit, no transaction to replay: whether it ran is unknown.
+    server.kill9();
+    let (mut conn, result) = running.join().unwrap();
+    server.boot();
+    let error = result.expect_err("its backend died under it");
+    println!("outage figures [statement cut in flight]: the client got {error}");
+    assert_eq!(code_of(&error), Some(OUTCOME_UNKNOWN), "{error}");
+    // The same session goes on, its state replayed on a new connection.
+    let zone: Option<String> = conn.query_first("SELECT @@time_zone").unwrap();
+    assert_eq!(zone.as_deref(), Some("+03:00"));
+}
