@@ -168,6 +168,10 @@ impl Session {
                 Err(error) if outage::is_outage(&error) => error,
                 Err(error) => return Err(error),
             };
+            if self.shared.shutdown.is_stopping() {
+                // Nothing to wait for: the session ends with the others.
+                return Err(SessionError::Shutdown);
+            }
             if !hold.pause(&self.service.outage).await {
                 debug!(id = self.guard.id, %error, "backend still unreachable at the end of the hold");
                 return Err(hold.expired());

@@ -360,8 +360,16 @@ async fn run(
             match attempt.await {
                 Ok(lent) => break lent,
                 Err(error) if outage::is_outage(&error) => {
+                    if shared.shutdown.is_stopping() {
+                        return Err(SessionError::Shutdown);
+                    }
                     if !hold.pause(&service.outage).await {
-                        return Err(hold.expired());
+                        // A login has no session to keep: the plain
+                        // "unreachable" (1429), not BackendDown's text.
+                        return Err(SessionError::BackendUnreachable(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("unreachable for {:?}", hold.held()),
+                        )));
                     }
                 }
                 Err(error) => return Err(error),
