@@ -356,7 +356,7 @@ impl Verdict {
             "[{case}] rows of no transaction: {:?}",
             self.unrecorded
         );
-        for ((code, what), _) in &self.errors {
+        for (code, what) in self.errors.keys() {
             assert!(
                 !(2000..3000).contains(code),
                 "[{case}] a client-library code {code} on {what}"
