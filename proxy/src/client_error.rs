@@ -193,6 +193,21 @@ impl ClientError {
                 b"70100",
                 "Lost connection to the database behind Torpor during COMMIT (or another statement that ends the transaction): whether it committed is unknown",
             ),
+            BackendDown { held } => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                match held.as_secs() {
+                    0 => "Can't connect to the database behind Torpor (backend unreachable); the session stays open and the next query tries again".to_string(),
+                    secs => format!("Can't connect to the database behind Torpor: unreachable for {secs} s; the session stays open and the next query tries again"),
+                },
+            ),
+            // As OutcomeUnknown, for a statement outside a transaction:
+            // it may have run (and committed) or not.
+            CutInFlight => ClientError::new(
+                QUERY_INTERRUPTED,
+                b"70100",
+                "Lost connection to the database behind Torpor during the query: whether it ran is unknown; the session stays open",
+            ),
             Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
             Shutdown => ClientError::new(SERVER_SHUTDOWN, b"08S01", "Server shutdown in progress"),
             TooManyConnections => {
@@ -258,6 +273,10 @@ mod tests {
             SessionError::TooManyConnections,
             SessionError::Internal("x"),
             SessionError::TransactionNotReplayed { reason: "x".into() },
+            SessionError::BackendDown {
+                held: std::time::Duration::from_secs(60),
+            },
+            SessionError::CutInFlight,
             SessionError::WakeFailed {
                 service: "s".into(),
                 cause: "c".into(),

@@ -281,6 +281,12 @@ pub struct Config {
     /// gets an error, in milliseconds.
     #[serde(default = "default_pool_wait_timeout_ms")]
     pub pool_wait_timeout_ms: u64,
+    /// How long a command (or a login) waits for a backend that cannot be
+    /// reached — stopped, restarting, crashed — while Torpor retries the
+    /// connect with backoff, in seconds; then it gets `1429` and the
+    /// session goes on. 0: no wait.
+    #[serde(default = "default_outage_hold_secs")]
+    pub outage_hold_secs: u64,
     /// Idle backend connections are closed after this many seconds.
     #[serde(default = "default_backend_idle_timeout_secs")]
     pub backend_idle_timeout_secs: u64,
@@ -364,6 +370,9 @@ fn default_max_backend_connections() -> usize {
 fn default_pool_wait_timeout_ms() -> u64 {
     10_000
 }
+fn default_outage_hold_secs() -> u64 {
+    60
+}
 fn default_backend_idle_timeout_secs() -> u64 {
     300
 }
@@ -383,6 +392,7 @@ impl Default for Config {
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
             pool_wait_timeout_ms: default_pool_wait_timeout_ms(),
+            outage_hold_secs: default_outage_hold_secs(),
             backend_idle_timeout_secs: default_backend_idle_timeout_secs(),
             verify_replay: false,
             transaction_replay_max_bytes: default_transaction_replay_max_bytes(),
@@ -599,6 +609,11 @@ pub struct Cli {
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
+    /// Seconds a command or login waits for an unreachable backend
+    /// (stopped, restarting) before it gets an error; the session stays
+    /// open (default 60; 0: no wait).
+    #[arg(long, value_name = "SECS")]
+    pub outage_hold_secs: Option<u64>,
     /// I/O driver: io_uring where allowed (falling back to epoll), or
     /// forced either way.
     #[arg(long, value_enum, value_name = "DRIVER")]
@@ -750,6 +765,9 @@ impl Cli {
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;
         }
+        if let Some(secs) = self.outage_hold_secs {
+            config.outage_hold_secs = secs;
+        }
         if let Some(driver) = self.io_driver {
             config.io_driver = driver;
         }
@@ -813,6 +831,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("login_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_outage_hold_defaults_to_a_minute_and_may_be_off() {
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.outage_hold_secs, 60);
+        let config = Cli::parse_from(["torpor", "--backend", "x:1", "--outage-hold-secs", "0"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.outage_hold_secs, 0);
+        let config = Config::from_toml(
+            "outage_hold_secs = 5\n[backend]\naddress = \"x:1\"\n",
+            "x.toml".into(),
+        )
+        .unwrap();
+        assert_eq!(config.outage_hold_secs, 5);
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub struct BackendErr {
     pub payload: Vec<u8>,
 }
 
+impl BackendErr {
+    /// The error code, when the payload is a well-formed ERR packet.
+    pub fn code(&self) -> Option<u16> {
+        match self.payload.as_slice() {
+            [0xff, low, high, ..] => Some(u16::from_le_bytes([*low, *high])),
+            _ => None,
+        }
+    }
+}
+
 /// Why a session failed or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -77,6 +87,19 @@ pub enum SessionError {
     /// unknown, and it is never run again.
     #[error("lost the backend connection during a statement that ends the transaction")]
     OutcomeUnknown,
+    /// The backend stayed unreachable (stopped, restarting) for as long as
+    /// a command may be held ([`crate::outage`]). The session goes on: the
+    /// command gets this error, the next one tries again.
+    #[error("backend unreachable for {held:?}")]
+    BackendDown {
+        /// How long the command was held.
+        held: std::time::Duration,
+    },
+    /// The backend connection died while a statement outside a
+    /// transaction was in flight (sent, no reply): whether it ran is
+    /// unknown, it is not run again, and the session goes on.
+    #[error("lost the backend connection during a statement")]
+    CutInFlight,
     /// The connection was killed with KILL CONNECTION.
     #[error("connection killed")]
     Killed,
@@ -133,6 +156,8 @@ impl SessionError {
             | BackendProtocol(_)
             | TransactionNotReplayed { .. }
             | OutcomeUnknown
+            | BackendDown { .. }
+            | CutInFlight
             | WakeFailed { .. } => Fault::Backend,
             Killed | Shutdown | TooManyConnections | PoolExhausted(_) | Internal(_) => Fault::Proxy,
         }
@@ -149,6 +174,7 @@ impl SessionError {
                 | TooManyConnections
                 | PoolExhausted(_)
                 | WakeFailed { .. }
+                | BackendDown { .. }
                 | TransactionNotReplayed { .. }
         )
     }

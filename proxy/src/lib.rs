@@ -30,6 +30,8 @@
 //! - [`logging`]: tracing output.
 //! - [`service`]: a database service as the workers see it: address,
 //!   cached greeting and baselines, lifecycle state, wakes.
+//! - [`outage`]: a backend that cannot be reached: commands and logins
+//!   held while the connect is tried again with backoff, up to a bound.
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), the
 //!   lifecycle state machine, one actor thread per managed service.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
@@ -51,6 +53,7 @@ pub mod local_listener;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod outage;
 pub mod pool;
 pub mod registry;
 pub mod reload;

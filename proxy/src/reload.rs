@@ -92,6 +92,10 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         "pool_wait_timeout_ms",
     );
     note(
+        old.outage_hold_secs != new.outage_hold_secs,
+        "outage_hold_secs",
+    );
+    note(
         old.backend_idle_timeout_secs != new.backend_idle_timeout_secs,
         "backend_idle_timeout_secs",
     );
@@ -172,6 +176,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         max_connections: _,
         max_backend_connections: _,
         pool_wait_timeout_ms: _,
+        outage_hold_secs: _,
         backend_idle_timeout_secs: _,
         verify_replay: _,
         shutdown_grace_secs: _,

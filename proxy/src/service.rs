@@ -120,6 +120,9 @@ pub struct Service {
     waiting: AtomicUsize,
     /// The accounts its backend holds, as last read.
     pub accounts: crate::accounts::AccountKeeper,
+    /// Whether its backend is unreachable now, and the event that ends
+    /// the holds of sessions waiting for it.
+    pub outage: crate::outage::Outage,
 }
 
 /// Backend connections Torpor opens at most for clients when the
@@ -189,6 +192,7 @@ impl Service {
             last_wake_error: Mutex::new(String::new()),
             waiting: AtomicUsize::new(0),
             accounts: crate::accounts::AccountKeeper::default(),
+            outage: crate::outage::Outage::default(),
         }
     }
 
@@ -214,12 +218,24 @@ impl Service {
         })
     }
 
-    /// Opens a backend connection for `login`.
+    /// Opens a backend connection for `login`. A failure that means the
+    /// backend is not there starts an outage ([`crate::outage`]); a
+    /// success ends one.
     pub async fn connect(
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        let opened = backend::connect(&self.backend_addr()?, login, self.connect_timeout).await?;
+        let opened =
+            match backend::connect(&self.backend_addr()?, login, self.connect_timeout).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    if crate::outage::is_outage(&error) {
+                        self.outage.seen(&self.name, &error);
+                    }
+                    return Err(error);
+                }
+            };
+        self.outage.ended(&self.name);
         self.stats.backend_opened();
         Ok(opened)
     }

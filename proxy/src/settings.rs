@@ -17,6 +17,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a session waits for a free backend connection.
     pub pool_wait: Duration,
+    /// How long a command or login waits for an unreachable backend.
+    pub outage_hold: Duration,
     /// Each worker's share of the backend connection bound.
     pub backend_connections_per_worker: usize,
     /// Idle backend connections are closed after this long.
@@ -47,6 +49,7 @@ impl Settings {
             users,
             max_connections: config.max_connections,
             pool_wait: Duration::from_millis(config.pool_wait_timeout_ms),
+            outage_hold: Duration::from_secs(config.outage_hold_secs),
             backend_connections_per_worker: config.backend_connections_per_worker(),
             backend_idle_timeout: Duration::from_secs(config.backend_idle_timeout_secs),
             verify_replay: cfg!(debug_assertions) || config.verify_replay,

@@ -497,6 +497,36 @@ pub fn is_plain_rollback(sql: &[u8]) -> bool {
         && words.next().is_none()
 }
 
+/// Whether `sql` only opens a transaction: `BEGIN [WORK]` or `START
+/// TRANSACTION` with its characteristics (`READ ONLY`, `READ WRITE`,
+/// `WITH CONSISTENT SNAPSHOT`), alone. Sent while no transaction is open,
+/// it changes nothing another connection could see, so when its
+/// connection dies with it in flight it may simply run again.
+pub fn is_plain_begin(sql: &[u8]) -> bool {
+    let tokens = significant(sql);
+    let semicolons_last = tokens
+        .iter()
+        .position(|t| t.is_punct(sql, b';'))
+        .is_none_or(|p| tokens[p..].iter().all(|t| t.is_punct(sql, b';')));
+    let mut words = tokens.iter().filter(|t| !t.is_punct(sql, b';'));
+    let Some(first) = words.next() else {
+        return false;
+    };
+    if !semicolons_last {
+        return false;
+    }
+    if first.is_word(sql, "begin") {
+        let second = words.next();
+        return second.is_none_or(|t| t.is_word(sql, "work")) && words.next().is_none();
+    }
+    if !first.is_word(sql, "start") || !words.next().is_some_and(|t| t.is_word(sql, "transaction"))
+    {
+        return false;
+    }
+    const CHARACTERISTICS: [&str; 6] = ["read", "only", "write", "with", "consistent", "snapshot"];
+    words.all(|t| t.is_punct(sql, b',') || CHARACTERISTICS.iter().any(|w| t.is_word(sql, w)))
+}
+
 /// The journal of the transaction open on a session's backend connection.
 ///
 /// Fed with every reply's end ([`TransactionJournal::reply_ended`]): the

@@ -26,6 +26,7 @@ use super::statements::BackendStatements;
 use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
+use crate::outage::{self, Hold};
 use crate::pool::{Borrowed, PoolKey, Pooled};
 
 /// A backend connection whose server was last heard from longer ago than
@@ -143,13 +144,45 @@ impl Session {
     }
 
     /// A backend connection in the session's state: from the pool (live,
-    /// aligned) or newly opened.
+    /// aligned) or newly opened. While the backend cannot be reached (an
+    /// outage: stopped, restarting), the session is held — its client
+    /// waits, no place in the pool is taken — and tries again with
+    /// backoff, up to `outage_hold_secs`; then [`SessionError::BackendDown`].
     pub(super) async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
-        let key = self.pool_key();
-        let wait = self.shared.settings().pool_wait;
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
+        let mut hold = Hold::new(self.shared.settings().outage_hold);
+        loop {
+            let error = match self.borrow_once().await {
+                Ok(conn) => {
+                    if hold.waited() {
+                        info!(
+                            id = self.guard.id,
+                            held_ms = hold.held().as_millis() as u64,
+                            "held through a backend outage"
+                        );
+                    }
+                    return Ok(conn);
+                }
+                Err(error) if outage::is_outage(&error) => error,
+                Err(error) => return Err(error),
+            };
+            if self.shared.shutdown.is_stopping() {
+                // Nothing to wait for: the session ends with the others.
+                return Err(SessionError::Shutdown);
+            }
+            if !hold.pause(&self.service.outage).await {
+                debug!(id = self.guard.id, %error, "backend still unreachable at the end of the hold");
+                return Err(hold.expired());
+            }
+        }
+    }
+
+    /// One try of [`Session::borrow_backend`].
+    async fn borrow_once(&mut self) -> Result<BackendConn, SessionError> {
+        let key = self.pool_key();
+        let wait = self.shared.settings().pool_wait;
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).

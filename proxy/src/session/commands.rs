@@ -332,12 +332,15 @@ impl Session {
             let Some(want) = self.bytes_missing() else {
                 self.batch_started = Instant::now();
                 if let Err(failure) = self.attach().await {
-                    // A failed wake fails the command, not the session.
-                    if matches!(failure.error, SessionError::WakeFailed { .. })
-                        && self.ledger.is_empty()
+                    // A failed wake fails the command, not the session;
+                    // so does a backend that stayed unreachable.
+                    if matches!(
+                        failure.error,
+                        SessionError::WakeFailed { .. } | SessionError::BackendDown { .. }
+                    ) && self.ledger.is_empty()
                         && self.refuse_front_command(&failure.error)
                     {
-                        report(self.guard.id, self.peer, &failure.error, "wake");
+                        report(self.guard.id, self.peer, &failure.error, "attach");
                         continue;
                     }
                     // Nor does a transaction that could not be replayed.
@@ -347,8 +350,12 @@ impl Session {
                 let (batch, run) = self.dispatch().await?;
                 if let Err(failure) = self.drain(run).await {
                     // A transaction's connection that died under a command
-                    // may be replayed, the command run again.
-                    self.after_lost_reply(failure).await?;
+                    // may be replayed, the command run again; otherwise
+                    // the commands cut in flight get errors and the
+                    // session goes on where it can.
+                    if let Err(failure) = self.after_lost_reply(failure).await {
+                        self.answer_cut(failure).await?;
+                    }
                     continue;
                 }
                 if self.guard.entry.killed.load(Ordering::Acquire) {

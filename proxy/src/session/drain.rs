@@ -157,7 +157,7 @@ impl Session {
     /// when the command asked for a cursor (only then does
     /// SERVER_STATUS_CURSOR_EXISTS mean one is open for the client: a
     /// stored procedure's own cursors set it too).
-    fn reply_ended(&mut self, follow: Follow, ending: Ending, cursor_requested: bool) {
+    pub(super) fn reply_ended(&mut self, follow: Follow, ending: Ending, cursor_requested: bool) {
         let ok = !matches!(ending, Ending::Error);
         let status = match ending {
             Ending::Status(status) => Some(status),

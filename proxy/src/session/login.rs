@@ -19,12 +19,14 @@ use crate::backend::{self, BackendConn, Login};
 use crate::context::{ConnectionPermit, Shared};
 use crate::error::{BackendErr, SessionError};
 use crate::net::{Conn, Peer};
+use crate::outage::{self, Hold};
 use crate::pool::{BackendPool, Borrowed, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
 use monoio::time::Instant;
 use std::rc::Rc;
 use std::sync::Arc;
+use tracing::info;
 
 /// Largest packet accepted from a client before it has logged in.
 pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
@@ -240,112 +242,149 @@ async fn run(
         let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
         (None, model, ok)
     } else {
-        let wait = shared.settings().pool_wait;
-        // Nothing may yield between the state check in `wait_active` and the
-        // borrow: a suspending worker counts lent connections (see
-        // scaler::actor).
-        let borrowed = loop {
-            service.wait_active().await?;
-            let borrowed = pool
-                .borrow(&key, &start, connection_id, wait)
-                .await
-                .map_err(SessionError::from)?;
-            match borrowed {
-                // Died in the pool (killed, timed out by the server, a
-                // restart): let it go and borrow again, so that no login
-                // starts on a dead connection.
-                Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {
-                    pool.forget();
-                }
-                borrowed => break borrowed,
-            }
-        };
-        // A pooled connection is brought to a fresh session's state (which
-        // also checks the schema exists); a new one logs in with the schema.
-        let verify = shared.settings().verify_replay;
-        let mut lent = None;
-        if let Borrowed::Conn(pooled) = borrowed {
-            let Pooled {
-                conn: mut backend,
-                mut state,
-                ..
-            } = *pooled;
-            // Another session's state leaves this connection: what it
-            // left unread is read now (for it, and as the state here).
-            if let Some(left) = backend.left_by.take() {
-                match super::left::read(left, &mut backend).await {
-                    Ok(learned) => {
-                        state.user_variables = learned.user_variables;
-                        if let Some(id) = learned.last_insert_id {
-                            state.last_insert_id = id;
+        // While the backend cannot be reached (stopped, restarting), the
+        // login is held — the client waits for its OK — and tries again
+        // with backoff, as commands are (crate::outage).
+        let mut hold = Hold::new(shared.settings().outage_hold);
+        let (backend, model, ok) = loop {
+            let attempt = async {
+                let wait = shared.settings().pool_wait;
+                // Nothing may yield between the state check in `wait_active` and the
+                // borrow: a suspending worker counts lent connections (see
+                // scaler::actor).
+                let borrowed = loop {
+                    service.wait_active().await?;
+                    let borrowed = pool
+                        .borrow(&key, &start, connection_id, wait)
+                        .await
+                        .map_err(SessionError::from)?;
+                    match borrowed {
+                        // Died in the pool (killed, timed out by the server, a
+                        // restart): let it go and borrow again, so that no login
+                        // starts on a dead connection.
+                        Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {
+                            pool.forget();
+                        }
+                        borrowed => break borrowed,
+                    }
+                };
+                // A pooled connection is brought to a fresh session's state (which
+                // also checks the schema exists); a new one logs in with the schema.
+                let verify = shared.settings().verify_replay;
+                let mut lent = None;
+                if let Borrowed::Conn(pooled) = borrowed {
+                    let Pooled {
+                        conn: mut backend,
+                        mut state,
+                        ..
+                    } = *pooled;
+                    // Another session's state leaves this connection: what it
+                    // left unread is read now (for it, and as the state here).
+                    if let Some(left) = backend.left_by.take() {
+                        match super::left::read(left, &mut backend).await {
+                            Ok(learned) => {
+                                state.user_variables = learned.user_variables;
+                                if let Some(id) = learned.last_insert_id {
+                                    state.last_insert_id = id;
+                                }
+                            }
+                            Err(e) => {
+                                pool.forget();
+                                return Err(e);
+                            }
                         }
                     }
-                    Err(e) => {
-                        pool.forget();
-                        return Err(e);
+                    let baseline = match service.baseline(response.collation, &mut backend).await {
+                        Ok(baseline) => baseline,
+                        Err(e) => {
+                            pool.forget();
+                            return Err(e);
+                        }
+                    };
+                    let model = SessionModel::new(baseline, schema.clone());
+                    match super::attach::replay_onto(
+                        &mut backend,
+                        &state,
+                        &model.state,
+                        &model.baseline,
+                        verify,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+                            lent = Some((backend, model, ok));
+                        }
+                        Err(Some(error)) => {
+                            pool.forget();
+                            return Err(error);
+                        }
+                        // It cannot be brought there (it has a schema, the session
+                        // none): its place goes to a new connection below.
+                        Err(None) => drop(backend),
                     }
                 }
-            }
-            let baseline = match service.baseline(response.collation, &mut backend).await {
-                Ok(baseline) => baseline,
-                Err(e) => {
-                    pool.forget();
-                    return Err(e);
-                }
+                let (backend, model, ok) = match lent {
+                    Some(lent) => lent,
+                    None => {
+                        let opened = service.connect(&login).await;
+                        let (mut backend, ok) = match opened {
+                            Ok(opened) => opened,
+                            Err(e) => {
+                                pool.forget();
+                                return Err(e);
+                            }
+                        };
+                        let baseline =
+                            match service.baseline(response.collation, &mut backend).await {
+                                Ok(baseline) => baseline,
+                                Err(e) => {
+                                    pool.forget();
+                                    return Err(e);
+                                }
+                            };
+                        let model = SessionModel::new(baseline, schema.clone());
+                        // The backend's OK describes the new session; the client is
+                        // told what its own tracking settings report.
+                        let ok = super::client_ok(
+                            &ok,
+                            backend.capabilities,
+                            capabilities,
+                            &model.baseline.tracking,
+                        );
+                        (backend, model, ok)
+                    }
+                };
+                Ok::<_, SessionError>((backend, model, ok))
             };
-            let model = SessionModel::new(baseline, schema.clone());
-            match super::attach::replay_onto(
-                &mut backend,
-                &state,
-                &model.state,
-                &model.baseline,
-                verify,
-            )
-            .await
-            {
-                Ok(_) => {
-                    let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-                    lent = Some((backend, model, ok));
-                }
-                Err(Some(error)) => {
-                    pool.forget();
-                    return Err(error);
-                }
-                // It cannot be brought there (it has a schema, the session
-                // none): its place goes to a new connection below.
-                Err(None) => drop(backend),
-            }
-        }
-        let (backend, model, ok) = match lent {
-            Some(lent) => lent,
-            None => {
-                let opened = service.connect(&login).await;
-                let (mut backend, ok) = match opened {
-                    Ok(opened) => opened,
-                    Err(e) => {
-                        pool.forget();
-                        return Err(e);
+            match attempt.await {
+                Ok(lent) => break lent,
+                Err(error) if outage::is_outage(&error) => {
+                    if shared.shutdown.is_stopping() {
+                        return Err(SessionError::Shutdown);
                     }
-                };
-                let baseline = match service.baseline(response.collation, &mut backend).await {
-                    Ok(baseline) => baseline,
-                    Err(e) => {
-                        pool.forget();
-                        return Err(e);
+                    if !hold.pause(&service.outage).await {
+                        // A login has no session to keep: the plain
+                        // "unreachable" (1429), not BackendDown's text.
+                        return Err(SessionError::BackendUnreachable(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("unreachable for {:?}", hold.held()),
+                        )));
                     }
-                };
-                let model = SessionModel::new(baseline, schema);
-                // The backend's OK describes the new session; the client is
-                // told what its own tracking settings report.
-                let ok = super::client_ok(
-                    &ok,
-                    backend.capabilities,
-                    capabilities,
-                    &model.baseline.tracking,
-                );
-                (backend, model, ok)
+                }
+                Err(error) => return Err(error),
             }
         };
+        if hold.waited() {
+            info!(
+                id = connection_id,
+                held_ms = hold.held().as_millis() as u64,
+                "login held through a backend outage"
+            );
+            // The wait was the backend's, not the client's: its time to
+            // take the OK starts now.
+            exchange.deadline = Instant::now() + shared.settings().login_timeout;
+        }
         (Some(backend), model, ok)
     };
     let sent = exchange.send(&ok).await;

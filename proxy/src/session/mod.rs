@@ -20,10 +20,13 @@
 //!   idle past its `wait_timeout` (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
 //!   the backend connection dies under it.
+//! - `cut`: commands cut in flight that replay does not take: each gets
+//!   its error, and the session goes on.
 
 mod attach;
 mod change_user;
 pub mod commands;
+mod cut;
 mod drain;
 mod hangup;
 mod kill;

@@ -164,7 +164,10 @@ impl Session {
             Ok(()) => Ok(()),
             Err(RelayError::From(None)) => Err(SessionError::ClientGone.into()),
             Err(RelayError::From(Some(e))) => Err(SessionError::client_io(e).into()),
-            Err(RelayError::To(e)) => Err(self.backend_lost(e)),
+            // Not a plain disconnect: the client may still be sending
+            // what was being relayed, so no command of its can be
+            // answered on its own (session::cut leaves it alone).
+            Err(RelayError::To(e)) => Err(self.backend_lost(std::io::Error::other(e))),
         }
     }
 }

@@ -97,6 +97,12 @@ impl ReplyWalk {
         !self.started
     }
 
+    /// Whether the walk stands between two packets (none half forwarded),
+    /// so that the client can still be sent a packet of Torpor's own.
+    pub fn between_packets(&self) -> bool {
+        self.body_left == 0
+    }
+
     /// The tracker (e.g. for the prepare-OK it decoded).
     pub fn tracker(&self) -> &ReplyTracker {
         &self.tracker

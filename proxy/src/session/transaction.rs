@@ -13,7 +13,9 @@
 //!   front of the client's buffer and runs again after the replay; one
 //!   that can (COMMIT above all) is never run again — the client is told
 //!   that its outcome is unknown. A plain ROLLBACK is answered OK either
-//!   way: the transaction is rolled back whether it ran or not.
+//!   way: the transaction is rolled back whether it ran or not. A plain
+//!   BEGIN sent while no transaction was open runs again on a new
+//!   connection: it had done nothing another connection could see.
 //!
 //! Replay happens only when the open transaction is the session's one pin
 //! (a temporary table, a lock, a cursor… keep the old answer: the session
@@ -32,8 +34,8 @@ use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOA
 use torpor_protocol::reply::{ReplyTracker, Step};
 use torpor_protocol::{stmt, ProtocolError};
 use torpor_replay::journal::{
-    interrupted, is_plain_rollback, Interrupted, JournalCommand, JournalEntry, Outcome,
-    ReplyDigest, TransactionJournal,
+    interrupted, is_plain_begin, is_plain_rollback, Interrupted, JournalCommand, JournalEntry,
+    Outcome, ReplyDigest, TransactionJournal,
 };
 use tracing::{info, warn};
 
@@ -58,6 +60,16 @@ pub(super) enum JournalNote {
     Unrecorded,
     /// A statement or execute that is journaled.
     Recorded(Box<Recorded>),
+}
+
+impl JournalNote {
+    /// The statement text of a journaled command.
+    pub(super) fn sql(&self) -> Option<&[u8]> {
+        match self {
+            JournalNote::Recorded(recorded) => Some(recorded.command.sql()),
+            _ => None,
+        }
+    }
 }
 
 /// A journaled command, as dispatched.
@@ -212,13 +224,29 @@ impl Session {
     /// [`interrupted`]), so it may simply run again on a new connection —
     /// when nothing else ties the session to the dead one.
     fn opens_a_transaction_only(&self) -> bool {
+        !self.model.autocommit() && self.nothing_open()
+    }
+
+    /// No transaction is open and nothing else ties the session to its
+    /// connection.
+    fn nothing_open(&self) -> bool {
         !self.journal.is_open()
             && !self.model.in_transaction()
-            && !self.model.autocommit()
             && self.model.pin_mask() == 0
             && !self.model.user_variables_dirty
             && !self.model.last_insert_id_dirty
             && !self.model.tracking_dirty
+    }
+
+    /// The command in flight is a plain `BEGIN` (or `START TRANSACTION`)
+    /// sent while no transaction was open: it had not done anything
+    /// another connection could see, so it may run again on a new one.
+    fn begins_with_nothing_open(&self) -> bool {
+        let begins = match self.ledger.front() {
+            Some(Pending::Reply { note, .. }) => note.sql().is_some_and(is_plain_begin),
+            _ => false,
+        };
+        begins && self.nothing_open()
     }
 
     /// The session's backend connection died while only its open
@@ -242,6 +270,14 @@ impl Session {
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
         let conn = match borrowed {
             Ok(conn) => conn,
+            // The backend stayed unreachable: the transaction is gone with
+            // it, and the session goes on.
+            Err(SessionError::BackendDown { held }) => {
+                return Err(self.give_up(format!(
+                    "the database was unreachable for {} s",
+                    held.as_secs()
+                )));
+            }
             Err(error) => {
                 self.model.transaction_lost();
                 self.metrics.transaction_replayed(self.service.index, false);
@@ -372,7 +408,8 @@ impl Session {
                 self.ledger.front(),
                 Some(Pending::Reply { walk, note: JournalNote::Recorded(_), .. }) if walk.untouched()
             );
-        let first_statement = self.opens_a_transaction_only();
+        let begins = self.begins_with_nothing_open();
+        let first_statement = self.opens_a_transaction_only() || begins;
         if !lost || killed || !only_reply || !(first_statement || self.pinned_by_transaction_only())
         {
             return Err(failure);
@@ -386,7 +423,14 @@ impl Session {
         };
         self.drop_backend();
         let command = recorded.command;
-        match interrupted(command.sql()) {
+        // A BEGIN with nothing open ends nothing (it would commit an open
+        // transaction, which is why `interrupted` calls it unknown).
+        let kind = if begins {
+            Interrupted::RunAgain
+        } else {
+            interrupted(command.sql())
+        };
+        match kind {
             Interrupted::OutcomeUnknown => {
                 info!(
                     id = self.guard.id,

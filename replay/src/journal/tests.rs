@@ -133,6 +133,31 @@ fn a_commit_is_never_run_again() {
 }
 
 #[test]
+fn a_plain_begin_is_told_apart() {
+    for sql in [
+        "BEGIN",
+        "begin work;",
+        "/* app */ START TRANSACTION",
+        "START TRANSACTION READ ONLY",
+        "start transaction with consistent snapshot, read write",
+    ] {
+        assert!(is_plain_begin(sql.as_bytes()), "{sql:?}");
+    }
+    for sql in [
+        "",
+        "COMMIT",
+        "BEGIN; INSERT INTO t VALUES (1)",
+        "BEGIN NOT ATOMIC SELECT 1; END",
+        "START SLAVE",
+        "START TRANSACTION; COMMIT",
+        "XA START 'x'",
+        "INSERT INTO t VALUES (1)",
+    ] {
+        assert!(!is_plain_begin(sql.as_bytes()), "{sql:?}");
+    }
+}
+
+#[test]
 fn a_transaction_is_journaled_from_its_first_statement_to_its_end() {
     let mut journal = TransactionJournal::new(DEFAULT_MAX_BYTES);
     journal.reply_ended(query("SELECT 1"), ok(0, 0), false, None);
