@@ -69,14 +69,13 @@ impl Decoder {
     ) -> Result<Option<u8>, ProtocolError> {
         let bad = || ProtocolError::malformed("compressed packet");
         let mut last = None;
-        while src.len() >= HEADER_LEN {
-            let length = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
-            let seq = src[3];
-            let plain = usize::from(src[4]) | usize::from(src[5]) << 8 | usize::from(src[6]) << 16;
-            if src.len() < HEADER_LEN + length {
+        while let Some((header, rest)) = src.split_first_chunk::<HEADER_LEN>() {
+            let [l0, l1, l2, seq, p0, p1, p2] = *header;
+            let length = usize::from(l0) | usize::from(l1) << 8 | usize::from(l2) << 16;
+            let plain = usize::from(p0) | usize::from(p1) << 8 | usize::from(p2) << 16;
+            let Some(payload) = rest.get(..length) else {
                 break;
-            }
-            let payload = &src[HEADER_LEN..HEADER_LEN + length];
+            };
             if plain == 0 {
                 dst.extend_from_slice(payload);
             } else {
