@@ -289,18 +289,27 @@ fn stmt() -> Seeds {
         ("execute_unbound", cat(&[&two, &execute(1, false, false)])),
         ("execute_cursor", cat(&[&two, &execute(1, false, true)])),
         ("bulk_execute", cat(&[&1u16.to_le_bytes(), &bulk])),
-        ("fetch", cat(&[&[0, 0], b"\x1c\x01\x00\x00\x00\x0a\x00\x00\x00"])),
+        (
+            "fetch",
+            cat(&[&[0, 0], b"\x1c\x01\x00\x00\x00\x0a\x00\x00\x00"]),
+        ),
     ]
 }
 
 fn compress() -> Seeds {
     let mut short = BytesMut::new();
     Encoder::new().encode(&frames(0, &[b"\x0e"]), &mut short);
-    let query = frames(0, &[b"\x03SELECT * FROM orders WHERE customer_id = 42 AND status = 'open' ORDER BY id"]);
+    let query = frames(
+        0,
+        &[b"\x03SELECT * FROM orders WHERE customer_id = 42 AND status = 'open' ORDER BY id"],
+    );
     let mut long = BytesMut::new();
     let mut encoder = Encoder::new();
     encoder.encode(&query, &mut long);
-    encoder.encode(&frames(1, &[b"\x01", COLUMN_A, EOF, TEXT_ROW, EOF]), &mut long);
+    encoder.encode(
+        &frames(1, &[b"\x01", COLUMN_A, EOF, TEXT_ROW, EOF]),
+        &mut long,
+    );
     vec![
         ("ping_plain", cat(&[&[128], &short])),
         ("query_zlib", cat(&[&[100], &long])),
@@ -343,7 +352,10 @@ fn reply_tracker() -> Seeds {
             "multi_results",
             cat(&[
                 &context(results, Capabilities::EMPTY, false),
-                &frames(1, &[b"\x01", COLUMN_A, EOF, TEXT_ROW, EOF_MORE, OK_MORE, OK]),
+                &frames(
+                    1,
+                    &[b"\x01", COLUMN_A, EOF, TEXT_ROW, EOF_MORE, OK_MORE, OK],
+                ),
             ]),
         ),
         (
@@ -380,13 +392,19 @@ fn reply_tracker() -> Seeds {
         ),
         (
             "progress_then_ok",
-            cat(&[&context(results, progress, false), &frames(1, &[PROGRESS, OK])]),
+            cat(&[
+                &context(results, progress, false),
+                &frames(1, &[PROGRESS, OK]),
+            ]),
         ),
         (
             "prepare_classic",
             cat(&[
                 &context(ReplyKind::Prepare, Capabilities::EMPTY, false),
-                &frames(1, &[PREPARE_OK, COLUMN_A, COLUMN_B, EOF, COLUMN_A, COLUMN_B, EOF]),
+                &frames(
+                    1,
+                    &[PREPARE_OK, COLUMN_A, COLUMN_B, EOF, COLUMN_A, COLUMN_B, EOF],
+                ),
             ]),
         ),
         (
@@ -412,24 +430,50 @@ fn reply_tracker() -> Seeds {
 
 const SQL: &[(&str, &str)] = &[
     ("select", "SELECT id, name FROM t WHERE id = 5"),
-    ("quotes_comments", "select 'a''b\\'c', \"x\" -- connection_id()\n#c\n/* k */`q``r`"),
+    (
+        "quotes_comments",
+        "select 'a''b\\'c', \"x\" -- connection_id()\n#c\n/* k */`q``r`",
+    ),
     ("numbers_variables", "@x:=1e-5+@@session.a-0x1F--1"),
-    ("set_user_vars", "SET @a = 1, @b = 'x', @c = _utf8mb4'y', @d = NULL, @e = -2.50"),
+    (
+        "set_user_vars",
+        "SET @a = 1, @b = 'x', @c = _utf8mb4'y', @d = NULL, @e = -2.50",
+    ),
     ("select_into", "SELECT a, b INTO @x, @y FROM t LIMIT 1"),
-    ("prepare", "PREPARE s FROM 'SELECT ?'; EXECUTE s USING @a; DEALLOCATE PREPARE s"),
-    ("execute_immediate", "EXECUTE IMMEDIATE 'LOCK TABLES t READ'"),
-    ("temporary", "CREATE TEMPORARY TABLE tmp (id INT); DROP TEMPORARY TABLE tmp"),
-    ("locks", "SELECT GET_LOCK('x', 1); LOCK TABLES t WRITE; UNLOCK TABLES"),
+    (
+        "prepare",
+        "PREPARE s FROM 'SELECT ?'; EXECUTE s USING @a; DEALLOCATE PREPARE s",
+    ),
+    (
+        "execute_immediate",
+        "EXECUTE IMMEDIATE 'LOCK TABLES t READ'",
+    ),
+    (
+        "temporary",
+        "CREATE TEMPORARY TABLE tmp (id INT); DROP TEMPORARY TABLE tmp",
+    ),
+    (
+        "locks",
+        "SELECT GET_LOCK('x', 1); LOCK TABLES t WRITE; UNLOCK TABLES",
+    ),
     ("untracked_set", "set sql_mode='', @@time_zone='+01:00'"),
-    ("previous", "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1; SELECT FOUND_ROWS(), LAST_INSERT_ID()"),
-    ("nondeterministic", "INSERT INTO t VALUES (NOW(), RAND(), CURRENT_TIMESTAMP)"),
+    (
+        "previous",
+        "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1; SELECT FOUND_ROWS(), LAST_INSERT_ID()",
+    ),
+    (
+        "nondeterministic",
+        "INSERT INTO t VALUES (NOW(), RAND(), CURRENT_TIMESTAMP)",
+    ),
     ("call", "CALL p(1, @out)"),
     ("unterminated", "/* abc 'def"),
     ("executable_comment", "/*!40101 SET NAMES utf8mb4 */"),
 ];
 
 fn sql() -> Seeds {
-    SQL.iter().map(|(name, text)| (*name, text.as_bytes().to_vec())).collect()
+    SQL.iter()
+        .map(|(name, text)| (*name, text.as_bytes().to_vec()))
+        .collect()
 }
 
 fn journal() -> Seeds {

@@ -58,7 +58,9 @@ fuzz_target!(|sql: &[u8]| {
 fn spell(literal: &Literal, text: &mut Vec<u8>) {
     match literal {
         Literal::Null => text.extend_from_slice(b"NULL"),
-        Literal::Int(digits) | Literal::Decimal(digits) => text.extend_from_slice(digits.as_bytes()),
+        Literal::Int(digits) | Literal::Decimal(digits) => {
+            text.extend_from_slice(digits.as_bytes())
+        }
         Literal::Str { bytes, introducer } => {
             if let Some(charset) = introducer {
                 text.push(b'_');

@@ -23,14 +23,19 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back.collation, greeting.collation);
     assert_eq!(back.status, greeting.status);
     assert_eq!(back.auth_plugin, greeting.auth_plugin);
-    let caps = greeting.capabilities;
-    if caps.contains(Capabilities::CLIENT_SECURE_CONNECTION | Capabilities::CLIENT_PLUGIN_AUTH)
-        && greeting.seed.len() <= 254
+    // A 20-byte seed (what native passwords use, and what Torpor sends)
+    // comes back as it was. Other lengths are normalized: the second part
+    // is padded to 12 bytes, and without CLIENT_PLUGIN_AUTH no length says
+    // how long a longer one is.
+    if greeting
+        .capabilities
+        .contains(Capabilities::CLIENT_SECURE_CONNECTION)
+        && greeting.seed.len() == 20
     {
         assert_eq!(back.seed, greeting.seed);
     }
-    // And from there on, encoding is a fixed point.
+    // And from there on, decoding and encoding are inverses.
     let mut again = BytesMut::new();
     back.encode(&mut again);
-    assert_eq!(again, wire);
+    assert_eq!(Greeting::parse(&again).as_ref(), Ok(&back));
 });

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(
         StoredPassword::Empty.verify(SEED, &response.auth_response),
-        response.auth_response.is_empty().then_some(ProvenPassword::Empty)
+        response
+            .auth_response
+            .is_empty()
+            .then_some(ProvenPassword::Empty)
     );
 
     let caps = response.capabilities;

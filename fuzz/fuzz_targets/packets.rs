@@ -32,10 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(status) = eof_status(payload) {
         assert_eq!(payload.first(), Some(&EOF_HEADER));
-        assert_eq!(
-            terminator_status(payload, Capabilities::EMPTY),
-            Ok(status)
-        );
+        assert_eq!(terminator_status(payload, Capabilities::EMPTY), Ok(status));
     }
     let _ = terminator_status(payload, caps);
 
@@ -44,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         if let (Some(state), Ok(message)) = (err.sql_state, std::str::from_utf8(err.message)) {
             let mut wire = BytesMut::new();
             assert_eq!(write_err(&mut wire, 3, err.code, &state, message), 4);
-            assert_eq!(&wire[4..], payload, "an ERR packet is written as it was read");
+            assert_eq!(
+                &wire[4..],
+                payload,
+                "an ERR packet is written as it was read"
+            );
         }
     }
 
@@ -58,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
                 None => wire.extend_from_slice(&[0xFB]),
             }
         }
-        assert!(wire.len() <= payload.len(), "minimal encoding is never longer");
+        assert!(
+            wire.len() <= payload.len(),
+            "minimal encoding is never longer"
+        );
         assert_eq!(text_row(&wire, columns).as_ref(), Ok(&values));
     }
 

@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(heads.is_finished(), whole.is_finished());
         assert_eq!(heads.prepare_ok(), whole.prepare_ok());
         at += HEADER_LEN + head.len();
-        assert!(at <= stream.len(), "the tracker was shown bytes past the input");
+        assert!(
+            at <= stream.len(),
+            "the tracker was shown bytes past the input"
+        );
 
         if was_finished {
             assert!(

@@ -78,9 +78,10 @@ fn capture(changes: &[SessionChange<'_>]) {
     baseline
         .variables
         .insert("autocommit".into(), ("ON".into(), VarKind::Text));
-    baseline
-        .variables
-        .insert("sql_mode".into(), ("STRICT_TRANS_TABLES".into(), VarKind::Text));
+    baseline.variables.insert(
+        "sql_mode".into(),
+        ("STRICT_TRANS_TABLES".into(), VarKind::Text),
+    );
     baseline
         .variables
         .insert("wait_timeout".into(), ("28800".into(), VarKind::Number));

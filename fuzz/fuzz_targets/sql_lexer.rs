@@ -30,7 +30,9 @@ fuzz_target!(|sql: &[u8]| {
             TokenKind::QuotedIdent => assert_eq!(bytes[0], b'`'),
             TokenKind::Variable => assert_eq!(bytes[0], b'@'),
             TokenKind::Punct => assert_eq!(bytes.len(), 1),
-            TokenKind::Space => assert!(bytes.iter().all(|c| c.is_ascii_whitespace() || *c == b'\x0b')),
+            TokenKind::Space => assert!(bytes
+                .iter()
+                .all(|c| c.is_ascii_whitespace() || *c == b'\x0b')),
             TokenKind::Word | TokenKind::Number | TokenKind::Comment => {}
         }
         let _ = token.is_word(sql, "select");

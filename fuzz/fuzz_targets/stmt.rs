@@ -10,8 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use torpor_protocol::command;
 use torpor_protocol::reply::PrepareOk;
 use torpor_protocol::stmt::{
-    param_types, requests_cursor, set_statement_id, statement_id, types_layout,
-    with_param_types,
+    param_types, requests_cursor, set_statement_id, statement_id, types_layout, with_param_types,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -47,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
     // Types added to an execute that had none are found there after.
     let wanted: Vec<u8> = (0..2 * usize::from(params)).map(|i| i as u8).collect();
     if let Ok(Some(with)) = with_param_types(payload, params, &wanted) {
-        assert_eq!(types, Ok(None), "types are added only where there were none");
+        assert_eq!(
+            types,
+            Ok(None),
+            "types are added only where there were none"
+        );
         assert_eq!(with.len(), payload.len() + wanted.len());
         assert_eq!(param_types(&with, params), Ok(Some(&wanted[..])));
         assert_eq!(statement_id(&with), id);
