@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         let deadlock = op & 0x10 != 0;
         let characteristics = (op & 0x20 != 0).then_some("SET TRANSACTION READ ONLY");
         match op & 0x07 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let command = match op & 0x07 {
                     0 => Some(JournalCommand::Query(bytes.to_vec())),
                     1 => Some(JournalCommand::Execute {
