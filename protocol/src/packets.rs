@@ -3,7 +3,7 @@
 //!
 //! The reply tracker only needs a packet's status flags, so they are read
 //! directly here; the full OK packet with session-state data is decoded
-//! with `mysql_common` where state tracking needs it.
+//! in [`crate::session_track`] where state tracking needs it.
 
 use bytes::{BufMut, BytesMut};
 
