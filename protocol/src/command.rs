@@ -198,8 +198,8 @@ impl Command {
 /// _FETCH, _CLOSE, _RESET, _SEND_LONG_DATA and _BULK_EXECUTE carry after
 /// the command byte.
 pub fn statement_id(payload: &[u8]) -> Option<u32> {
-    let bytes = payload.get(1..5)?;
-    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    let bytes = payload.get(1..)?.first_chunk::<4>()?;
+    Some(u32::from_le_bytes(*bytes))
 }
 
 #[cfg(test)]

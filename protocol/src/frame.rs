@@ -166,8 +166,10 @@ pub fn read_payload(buf: &[u8], limit: usize) -> Result<Option<Payload<'_>>, Pro
     let mut pos = 0;
     while pos < at {
         // The walk above proved every header and body is in `buf`.
-        let header = PacketHeader::parse(&buf[pos..]).ok_or(ProtocolError::malformed("packet"))?;
-        data.extend_from_slice(&buf[pos + HEADER_LEN..pos + header.total_len()]);
+        let packet = buf.get(pos..).ok_or(ProtocolError::malformed("packet"))?;
+        let header = PacketHeader::parse(packet).ok_or(ProtocolError::malformed("packet"))?;
+        let body = packet.get(HEADER_LEN..header.total_len());
+        data.extend_from_slice(body.ok_or(ProtocolError::malformed("packet"))?);
         pos += header.total_len();
     }
     Ok(Some(Payload {

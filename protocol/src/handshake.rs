@@ -42,44 +42,44 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
-        if self.buf.len() < n {
-            return Err(self.err());
-        }
-        let (head, rest) = self.buf.split_at(n);
+        let (head, rest) = self.buf.split_at_checked(n).ok_or_else(|| self.err())?;
         self.buf = rest;
         Ok(head)
     }
 
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or_else(|| self.err())?;
+        self.buf = rest;
+        Ok(*head)
+    }
+
     fn u8(&mut self) -> Result<u8, ProtocolError> {
-        Ok(self.take(1)?[0])
+        Ok(u8::from_le_bytes(self.array()?))
     }
 
     fn u16(&mut self) -> Result<u16, ProtocolError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        Ok(u16::from_le_bytes(self.array()?))
     }
 
     fn u32(&mut self) -> Result<u32, ProtocolError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.array()?))
     }
 
     /// A NUL-terminated string; a missing NUL at the very end is tolerated
     /// (old servers and some clients leave it out of the last field).
     fn null_str(&mut self) -> Result<&'a [u8], ProtocolError> {
-        match self.buf.iter().position(|&b| b == 0) {
-            Some(at) => {
-                let s = &self.buf[..at];
-                self.buf = &self.buf[at + 1..];
-                Ok(s)
-            }
-            None => Ok(self.rest()),
-        }
+        let mut parts = self.buf.splitn(2, |&b| b == 0);
+        let s = parts.next().unwrap_or_default();
+        self.buf = parts.next().unwrap_or_default();
+        Ok(s)
     }
 
     fn lenenc_bytes(&mut self) -> Result<&'a [u8], ProtocolError> {
         let (bytes, used) = lenenc::read_bytes(self.buf).ok_or_else(|| self.err())?;
-        self.buf = &self.buf[used..];
+        self.buf = self.buf.get(used..).ok_or_else(|| self.err())?;
         Ok(bytes)
     }
 
@@ -341,7 +341,7 @@ impl HandshakeResponse {
             lenenc::put_bytes(dst, &self.auth_response);
         } else {
             // CLIENT_SECURE_CONNECTION: one length byte.
-            let response = &self.auth_response[..self.auth_response.len().min(255)];
+            let response = self.auth_response.get(..255).unwrap_or(&self.auth_response);
             dst.put_u8(response.len() as u8);
             dst.put_slice(response);
         }
@@ -466,7 +466,7 @@ impl ChangeUser {
         dst.put_u8(crate::command::Command::ChangeUser as u8);
         dst.put_slice(&self.user);
         dst.put_u8(0);
-        let response = &self.auth_response[..self.auth_response.len().min(255)];
+        let response = self.auth_response.get(..255).unwrap_or(&self.auth_response);
         dst.put_u8(response.len() as u8);
         dst.put_slice(response);
         dst.put_slice(&self.database);

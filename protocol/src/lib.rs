@@ -32,6 +32,19 @@
 //! - [`lenenc`]: length-encoded integers and strings.
 //! - [`error`]: the crate's error type.
 
+// Peer bytes must never panic the proxy (sqlx #4139, go-mysql #557): no
+// unwrap, expect, panic or unchecked indexing outside tests. Where an index
+// truly cannot fail, an `#[allow]` next to it says why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod auth;
 pub mod caps;
 pub mod command;

@@ -3,7 +3,7 @@
 //!
 //! The reply tracker only needs a packet's status flags, so they are read
 //! directly here; the full OK packet with session-state data is decoded
-//! with `mysql_common` where state tracking needs it.
+//! in [`crate::session_track`] where state tracking needs it.
 
 use bytes::{BufMut, BytesMut};
 
@@ -57,10 +57,10 @@ pub fn ok_status(payload: &[u8]) -> Result<ServerStatus, ProtocolError> {
     let bad = || ProtocolError::malformed("OK packet");
     let rest = payload.get(1..).ok_or_else(bad)?;
     let (_, affected_len) = lenenc::read_int(rest).ok_or_else(bad)?;
-    let rest = &rest[affected_len..];
+    let rest = rest.get(affected_len..).ok_or_else(bad)?;
     let (_, insert_id_len) = lenenc::read_int(rest).ok_or_else(bad)?;
-    let status = rest.get(insert_id_len..insert_id_len + 2).ok_or_else(bad)?;
-    Ok(ServerStatus(u16::from_le_bytes([status[0], status[1]])))
+    let status = rest.get(insert_id_len..).and_then(|s| s.first_chunk::<2>());
+    Ok(ServerStatus(u16::from_le_bytes(*status.ok_or_else(bad)?)))
 }
 
 /// Reads the status flags of a classic EOF packet (0xFE, warnings, status).

@@ -25,7 +25,10 @@
 //!   opened a cursor of its own sets the same flag on the EOF of a result
 //!   whose rows do follow (text and binary protocol alike).
 //! - SERVER_MORE_RESULTS_EXISTS on an OK or on a terminator means another
-//!   result follows (multi-statements, CALL and its trailing OK).
+//!   result follows (multi-statements, CALL and its trailing OK), in the
+//!   reply to a command that can have results (COM_QUERY, COM_STMT_EXECUTE):
+//!   COM_FIELD_LIST and COM_STMT_FETCH replies end at their terminator
+//!   whatever it says.
 //! - Under MARIADB_CLIENT_PROGRESS an ERR with code 0xFFFF is a progress
 //!   report and ends nothing.
 //! - A payload of 0xFFFFFF bytes continues in the next packet, whose head
@@ -166,6 +169,9 @@ pub struct ReplyTracker {
     /// The command asked for a cursor: SERVER_STATUS_CURSOR_EXISTS after
     /// the column definitions means the rows come with COM_STMT_FETCH.
     cursor_requested: bool,
+    /// The reply may hold several results ([`ReplyKind::Results`]): a
+    /// terminator with SERVER_MORE_RESULTS_EXISTS is followed by another.
+    multi_results: bool,
 }
 
 impl ReplyTracker {
@@ -188,6 +194,7 @@ impl ReplyTracker {
             prepare_ok: None,
             last: PacketClass::Other,
             cursor_requested: false,
+            multi_results: kind == ReplyKind::Results,
         })
     }
 
@@ -376,7 +383,7 @@ impl ReplyTracker {
 
     /// After an OK or a result set's terminator: another result, or the end.
     fn end_of_result(&mut self, status: ServerStatus) -> Step {
-        if status.has(ServerStatus::MORE_RESULTS_EXISTS) {
+        if self.multi_results && status.has(ServerStatus::MORE_RESULTS_EXISTS) {
             self.state = State::ResultStart;
             Step::More
         } else {

@@ -17,7 +17,9 @@ pub fn text_row(payload: &[u8], columns: usize) -> Result<Vec<Option<&[u8]>>, Pr
         }
         let (value, used) = lenenc::read_bytes(rest).ok_or(ProtocolError::malformed("text row"))?;
         values.push(Some(value));
-        rest = &rest[used..];
+        rest = rest
+            .get(used..)
+            .ok_or(ProtocolError::malformed("text row"))?;
     }
     if !rest.is_empty() {
         return Err(ProtocolError::malformed("text row"));

@@ -69,30 +69,30 @@ impl<'a> OkPacket<'a> {
         let bad = || ProtocolError::malformed("OK packet");
         let (&header, rest) = payload.split_first().ok_or_else(bad)?;
         let (affected_rows, n) = lenenc::read_int(rest).ok_or_else(bad)?;
-        let rest = &rest[n..];
+        let rest = rest.get(n..).ok_or_else(bad)?;
         let (last_insert_id, n) = lenenc::read_int(rest).ok_or_else(bad)?;
-        let rest = &rest[n..];
-        let fixed = rest.get(..4).ok_or_else(bad)?;
-        let status = ServerStatus(u16::from_le_bytes([fixed[0], fixed[1]]));
-        let warnings = u16::from_le_bytes([fixed[2], fixed[3]]);
-        let rest = &rest[4..];
-        let (info, session_state) = if rest.is_empty() {
-            (&rest[..0], &rest[..0])
+        let rest = rest.get(n..).ok_or_else(bad)?;
+        let (status, rest) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
+        let status = ServerStatus(u16::from_le_bytes(*status));
+        let (warnings, rest) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
+        let warnings = u16::from_le_bytes(*warnings);
+        let (info, session_state): (&[u8], &[u8]) = if rest.is_empty() {
+            (&[], &[])
         } else if caps.contains(Capabilities::CLIENT_SESSION_TRACK) {
             let (info, n) = lenenc::read_bytes(rest).ok_or_else(bad)?;
-            let after = &rest[n..];
+            let after = rest.get(n..).ok_or_else(bad)?;
             if status.has(ServerStatus::SESSION_STATE_CHANGED) && !after.is_empty() {
                 let (state, _) = lenenc::read_bytes(after).ok_or_else(bad)?;
                 (info, state)
             } else {
-                (info, &after[..0])
+                (info, &[])
             }
         } else {
             // Servers write the info as a length-encoded string here too,
             // though old documents say string<EOF>; accept both.
             match lenenc::read_bytes(rest) {
-                Some((info, n)) if n == rest.len() => (info, &rest[..0]),
-                _ => (rest, &rest[..0]),
+                Some((info, n)) if n == rest.len() => (info, &[]),
+                _ => (rest, &[]),
             }
         };
         Ok(OkPacket {
@@ -202,14 +202,15 @@ pub fn parse_changes(mut block: &[u8]) -> Result<Vec<SessionChange<'_>>, Protoco
     let mut changes = Vec::new();
     while let Some((&kind, rest)) = block.split_first() {
         let (data, n) = lenenc::read_bytes(rest).ok_or_else(bad)?;
-        block = &rest[n..];
+        block = rest.get(n..).ok_or_else(bad)?;
         match kind {
             0 => {
                 let mut vars = data;
                 while !vars.is_empty() {
                     let (name, n) = lenenc::read_bytes(vars).ok_or_else(bad)?;
-                    let (value, m) = lenenc::read_bytes(&vars[n..]).ok_or_else(bad)?;
-                    vars = &vars[n + m..];
+                    vars = vars.get(n..).ok_or_else(bad)?;
+                    let (value, m) = lenenc::read_bytes(vars).ok_or_else(bad)?;
+                    vars = vars.get(m..).ok_or_else(bad)?;
                     changes.push(SessionChange::SystemVariable { name, value });
                 }
             }

@@ -27,8 +27,8 @@ const ID: std::ops::Range<usize> = 1..5;
 
 /// The statement id a statement command names.
 pub fn statement_id(payload: &[u8]) -> Option<u32> {
-    let b = payload.get(ID)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    let b = payload.get(ID.start..)?.first_chunk::<4>()?;
+    Some(u32::from_le_bytes(*b))
 }
 
 /// Replaces the statement id a statement command (or a prepare-OK packet)
@@ -89,8 +89,8 @@ pub fn types_layout(payload: &[u8], params: u16) -> Result<Option<TypesLayout>, 
         Some(Command::StmtBulkExecute) => {
             // id(4) flags(2)
             let flag_at = 5;
-            let flags = payload.get(5..7).ok_or_else(bad)?;
-            let flags = u16::from_le_bytes([flags[0], flags[1]]);
+            let flags = payload.get(5..).and_then(|b| b.first_chunk::<2>());
+            let flags = u16::from_le_bytes(*flags.ok_or_else(bad)?);
             Ok(Some(TypesLayout {
                 flag_at,
                 types_at: 7,
@@ -128,15 +128,22 @@ pub fn with_param_types(
     if layout.present || types.len() != 2 * usize::from(params) {
         return Ok(None);
     }
+    // `types_layout` found the flag byte(s) before `types_at`, so both
+    // are inside the payload; checked all the same.
+    let bad = || ProtocolError::malformed("statement execute");
+    let (before, after) = payload.split_at_checked(layout.types_at).ok_or_else(bad)?;
     let mut out = Vec::with_capacity(payload.len() + types.len());
-    out.extend_from_slice(&payload[..layout.types_at]);
+    out.extend_from_slice(before);
     out.extend_from_slice(types);
-    out.extend_from_slice(&payload[layout.types_at..]);
-    if payload[0] == Command::StmtExecute as u8 {
-        out[layout.flag_at] = 1;
+    out.extend_from_slice(after);
+    if payload.first() == Some(&(Command::StmtExecute as u8)) {
+        *out.get_mut(layout.flag_at).ok_or_else(bad)? = 1;
     } else {
-        let flags = u16::from_le_bytes([out[5], out[6]]) | BULK_SEND_TYPES;
-        out[5..7].copy_from_slice(&flags.to_le_bytes());
+        let slot = out
+            .get_mut(layout.flag_at..)
+            .and_then(|b| b.first_chunk_mut::<2>())
+            .ok_or_else(bad)?;
+        *slot = (u16::from_le_bytes(*slot) | BULK_SEND_TYPES).to_le_bytes();
     }
     Ok(Some(out))
 }

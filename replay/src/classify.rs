@@ -175,9 +175,9 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                 // `@x :=`, `SET @x =`, `SET … , @x =`, `INTO @x`.
                 // A `, @x` is assigned in a SET list or after INTO, not in
                 // a select list (`SELECT @a, @b`), which only reads.
+                let before = tokens.get(..i).unwrap_or_default();
                 let listed = prev.is_some_and(|p| p.is_punct(sql, b','))
-                    && (statement_starts_with(sql, &tokens[..i], &["set"])
-                        || into_before(sql, &tokens[..i]));
+                    && (statement_starts_with(sql, before, &["set"]) || into_before(sql, before));
                 let assigned = next.is_some_and(|n| n.is_punct(sql, b':'))
                     || listed
                     || prev.is_some_and(|p| p.is_word(sql, "set"))
@@ -324,7 +324,9 @@ pub fn constant_user_assignments(sql: &[u8]) -> Option<Vec<(String, Literal)>> {
         let name = var.bytes(sql);
         if var.kind != TokenKind::Variable
             || name.starts_with(b"@@")
-            || !name[1..]
+            || !name
+                .get(1..)
+                .unwrap_or_default()
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
             || name.len() < 2
@@ -339,9 +341,9 @@ pub fn constant_user_assignments(sql: &[u8]) -> Option<Vec<(String, Literal)>> {
             return None;
         }
         at += 1;
-        let (literal, used) = constant(sql, &tokens[at..])?;
+        let (literal, used) = constant(sql, tokens.get(at..)?)?;
         at += used;
-        let name = String::from_utf8_lossy(&name[1..]).to_lowercase();
+        let name = String::from_utf8_lossy(name.get(1..)?).to_lowercase();
         assignments.push((name, literal));
         match tokens.get(at) {
             None => return Some(assignments),
@@ -416,7 +418,10 @@ fn constant(sql: &[u8], tokens: &[Token]) -> Option<(Literal, usize)> {
 /// SET), where `name` has no `session.`/`local.` scope (`global.` changes
 /// no session).
 fn assigns_untracked(sql: &[u8], tokens: &[Token], i: usize) -> bool {
-    let text = tokens[i].bytes(sql).to_ascii_lowercase();
+    let Some(token) = tokens.get(i) else {
+        return false;
+    };
+    let text = token.bytes(sql).to_ascii_lowercase();
     let scoped = [&b"@@session."[..], b"@@local.", b"@@global."]
         .iter()
         .any(|scope| text.starts_with(scope));
@@ -428,7 +433,7 @@ fn assigns_untracked(sql: &[u8], tokens: &[Token], i: usize) -> bool {
     let assigned = next.is_some_and(|n| n.is_punct(sql, b'=') || n.is_punct(sql, b':'));
     let listed = prev.is_some_and(|p| p.is_word(sql, "set"))
         || prev.is_some_and(|p| p.is_punct(sql, b','))
-            && statement_starts_with(sql, &tokens[..i], &["set"]);
+            && statement_starts_with(sql, tokens.get(..i).unwrap_or_default(), &["set"]);
     assigned && listed
 }
 
@@ -438,12 +443,19 @@ fn into_before(sql: &[u8], before: &[Token]) -> bool {
         .iter()
         .rposition(|t| t.is_punct(sql, b';'))
         .map_or(0, |p| p + 1);
-    before[start..].iter().any(|t| t.is_word(sql, "into"))
+    before
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.is_word(sql, "into"))
 }
 
 /// Whether token `i` is the first of a statement (text start or after `;`).
 fn starts_statement(sql: &[u8], tokens: &[Token], i: usize) -> bool {
-    i == 0 || tokens[i - 1].is_punct(sql, b';')
+    match i.checked_sub(1) {
+        None => true,
+        Some(prev) => tokens.get(prev).is_some_and(|t| t.is_punct(sql, b';')),
+    }
 }
 
 /// Whether the statement that `before` ends in started with one of `words`.

@@ -355,7 +355,7 @@ pub fn hazard(sql: &[u8]) -> Option<Hazard> {
                         return Some(Hazard::Opaque);
                     }
                     if (token.is_word(sql, "update") || token.is_word(sql, "delete"))
-                        && unordered_limit(sql, &tokens[i..])
+                        && unordered_limit(sql, tokens.get(i..).unwrap_or_default())
                     {
                         return Some(Hazard::UnorderedLimit);
                     }
@@ -379,15 +379,14 @@ pub fn hazard(sql: &[u8]) -> Option<Hazard> {
 /// Whether the statement at the start of `tokens` (up to a `;`) has a
 /// LIMIT and no ORDER BY.
 fn unordered_limit(sql: &[u8], tokens: &[Token]) -> bool {
-    let end = tokens
-        .iter()
-        .position(|t| t.is_punct(sql, b';'))
-        .unwrap_or(tokens.len());
-    let statement = &tokens[..end];
+    let statement = tokens
+        .split(|t| t.is_punct(sql, b';'))
+        .next()
+        .unwrap_or_default();
     let limit = statement.iter().any(|t| t.is_word(sql, "limit"));
     let ordered = statement
         .windows(2)
-        .any(|w| w[0].is_word(sql, "order") && w[1].is_word(sql, "by"));
+        .any(|w| matches!(w, [order, by] if order.is_word(sql, "order") && by.is_word(sql, "by")));
     limit && !ordered
 }
 
@@ -488,7 +487,10 @@ pub fn is_plain_rollback(sql: &[u8]) -> bool {
     let semicolons_last = tokens
         .iter()
         .position(|t| t.is_punct(sql, b';'))
-        .is_none_or(|p| tokens[p..].iter().all(|t| t.is_punct(sql, b';')));
+        .is_none_or(|p| {
+            let rest = tokens.get(p..).unwrap_or_default();
+            rest.iter().all(|t| t.is_punct(sql, b';'))
+        });
     let first = words.next();
     let second = words.next();
     semicolons_last

@@ -17,6 +17,19 @@
 //!   compared against, and the statements that move a connection from one
 //!   state to another.
 
+// Peer bytes must never panic the proxy (sqlx #4139, go-mysql #557): no
+// unwrap, expect, panic or unchecked indexing outside tests. Where an index
+// truly cannot fail, an `#[allow]` next to it says why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod capture;
 pub mod classify;
 pub mod journal;

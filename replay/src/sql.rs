@@ -46,7 +46,8 @@ pub struct Token {
 impl Token {
     /// The token's bytes in `text`.
     pub fn bytes<'a>(&self, text: &'a [u8]) -> &'a [u8] {
-        &text[self.range.clone()]
+        // Empty for a range outside `text` (a token of another text).
+        text.get(self.range.clone()).unwrap_or_default()
     }
 
     /// Whether this is a word equal to `word`, ignoring ASCII case.
@@ -73,8 +74,8 @@ pub fn tokenize(text: &[u8]) -> Vec<Token> {
     // from empty cost several reallocations per statement.
     let mut tokens = Vec::with_capacity(text.len() / 4 + 4);
     let mut at = 0;
-    while at < text.len() {
-        let (kind, end) = next_token(text, at);
+    while let Some(&b) = text.get(at) {
+        let (kind, end) = next_token(text, at, b);
         debug_assert!(end > at);
         tokens.push(Token {
             kind,
@@ -89,8 +90,8 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
-fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
-    let b = text[at];
+/// The token that starts at `at` with byte `b`: its kind and end.
+fn next_token(text: &[u8], at: usize, b: u8) -> (TokenKind, usize) {
     let next = text.get(at + 1).copied();
     match b {
         b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' => {
@@ -128,21 +129,19 @@ fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
                 c.is_ascii_alphanumeric() || c == b'.' || c == b'_'
             });
             // "1e" followed by a sign is still one number: 1e-5.
+            let lexeme = text.get(at..end).unwrap_or_default();
             let end = if matches!(text.get(end), Some(b'+' | b'-'))
-                && text[at..end]
-                    .last()
-                    .is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
+                && lexeme.last().is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
             {
                 scan_while(text, end + 1, |c| c.is_ascii_digit())
             } else {
                 end
             };
             // A word that starts with digits (e.g. `1abc`) is an identifier.
-            let kind = if text[at..end]
-                .iter()
-                .all(|c| c.is_ascii_digit() || *c == b'.')
-                || text[at..end].starts_with(b"0x")
-                || text[at..end].iter().any(|c| c.eq_ignore_ascii_case(&b'e'))
+            let lexeme = text.get(at..end).unwrap_or_default();
+            let kind = if lexeme.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+                || lexeme.starts_with(b"0x")
+                || lexeme.iter().any(|c| c.eq_ignore_ascii_case(&b'e'))
             {
                 TokenKind::Number
             } else {
@@ -156,14 +155,15 @@ fn next_token(text: &[u8], at: usize) -> (TokenKind, usize) {
 }
 
 fn scan_while(text: &[u8], mut at: usize, keep: impl Fn(u8) -> bool) -> usize {
-    while at < text.len() && keep(text[at]) {
+    while text.get(at).is_some_and(|&c| keep(c)) {
         at += 1;
     }
     at
 }
 
 fn line_end(text: &[u8], at: usize) -> usize {
-    text[at..]
+    text.get(at..)
+        .unwrap_or_default()
         .iter()
         .position(|&c| c == b'\n')
         .map_or(text.len(), |i| at + i + 1)
@@ -180,8 +180,7 @@ fn find(text: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 /// stands for itself, and in strings a backslash escapes the next byte.
 fn quoted_end(text: &[u8], at: usize, quote: u8, backslash: bool) -> usize {
     let mut i = at + 1;
-    while i < text.len() {
-        let c = text[i];
+    while let Some(&c) = text.get(i) {
         if backslash && c == b'\\' {
             i += 2;
             continue;
@@ -289,7 +288,7 @@ pub fn unquote(raw: &[u8]) -> Option<Vec<u8>> {
     if !matches!(quote, b'\'' | b'"') || raw.len() < 2 || raw.last() != Some(&quote) {
         return None;
     }
-    let inner = &raw[1..raw.len() - 1];
+    let inner = raw.strip_prefix(&[quote])?.strip_suffix(&[quote])?;
     let mut text = Vec::with_capacity(inner.len());
     let mut i = 0;
     while let Some(&b) = inner.get(i) {

@@ -312,6 +312,28 @@ fn field_list() {
     ends_at_last(ReplyKind::FieldList, DEP, &[ERR]);
 }
 
+/// Found by the `reply_tracker` fuzz target: a COM_FIELD_LIST reply whose
+/// EOF had SERVER_MORE_RESULTS_EXISTS set was followed into a new result,
+/// which then took a LOCAL INFILE request (or waited for packets that never
+/// come). Only a reply that can hold results has more of them.
+#[test]
+fn field_list_and_fetch_end_at_their_terminator_whatever_it_says() {
+    let column =
+        b"\x03def\x02d1\x01t\x01t\x01a\x01a\x0c?\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00\xfb";
+    let step = ends_at_last(ReplyKind::FieldList, CLASSIC, &[column, EOF_MORE]);
+    assert_eq!(step, Step::Done(Ending::Status(ServerStatus(0x0a))));
+    ends_at_last(ReplyKind::FieldList, DEP, &[column, OK_END_MORE]);
+    ends_at_last(ReplyKind::Fetch, CLASSIC, &[BINARY_ROW, EOF_MORE]);
+    ends_at_last(ReplyKind::Fetch, DEP, &[BINARY_ROW, OK_END_MORE]);
+    let mut tracker = ReplyTracker::new(ReplyKind::FieldList, CLASSIC).unwrap();
+    let header = |len: usize| PacketHeader { len, seq: 1 };
+    tracker.on_packet(header(EOF_MORE.len()), EOF_MORE).unwrap();
+    assert!(
+        tracker.on_packet(header(3), b"\xfbab").is_err(),
+        "no LOCAL INFILE after a field list"
+    );
+}
+
 #[test]
 fn local_infile_waits_for_the_client() {
     let mut tracker = ReplyTracker::new(ReplyKind::Results, CLASSIC).unwrap();
