@@ -509,7 +509,11 @@ pub fn is_plain_begin(sql: &[u8]) -> bool {
     let semicolons_last = tokens
         .iter()
         .position(|t| t.is_punct(sql, b';'))
-        .is_none_or(|p| tokens[p..].iter().all(|t| t.is_punct(sql, b';')));
+        .is_none_or(|p| {
+            tokens
+                .get(p..)
+                .is_some_and(|rest| rest.iter().all(|t| t.is_punct(sql, b';')))
+        });
     let mut words = tokens.iter().filter(|t| !t.is_punct(sql, b';'));
     let Some(first) = words.next() else {
         return false;
