@@ -130,8 +130,15 @@ impl Proxy {
         config.validate()?;
         let count = config.worker_count();
         let nudge = Arc::new(event_listener::Event::new());
-        let mut services = scaler::services::build(&config, count, &nudge)?;
-        let shared = match Shared::new(config, Shutdown::new(), services.services.clone(), nudge) {
+        let registry = Arc::new(registry::Registry::default());
+        let mut services = scaler::services::build(&config, count, &nudge, &registry)?;
+        let shared = match Shared::new(
+            config,
+            Shutdown::new(),
+            services.services.clone(),
+            nudge,
+            registry,
+        ) {
             Ok(shared) => Arc::new(shared),
             Err(e) => {
                 services.shutdown();

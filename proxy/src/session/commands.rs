@@ -32,6 +32,7 @@ use torpor_replay::classify::{classify, may_change_state, StatementFacts};
 use tracing::debug;
 
 use super::be;
+use super::hangup::IdleLimit;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::statements::{BackendStatements, Statements};
@@ -400,17 +401,17 @@ impl Session {
                 written.map(|()| read)
             }
         };
-        let mut timed_out = false;
+        let mut timed_out = None;
         let read = match limit {
             None => read.await,
             Some(limit) => {
                 let mut read = pin!(read);
-                match select(read.as_mut(), pin!(monoio::time::sleep(limit))).await {
+                match select(read.as_mut(), pin!(monoio::time::sleep(limit.after()))).await {
                     Either::Left((read, _)) => read,
                     Either::Right(((), _)) => {
                         // Idle too long. The read is not dropped half
                         // done: shutting the socket's read side ends it.
-                        timed_out = true;
+                        timed_out = Some(limit);
                         // SAFETY: `fd` is this session's open client
                         // socket; shutdown(2) only changes its state.
                         unsafe {
@@ -423,10 +424,24 @@ impl Session {
         };
         let read = read.map_err(SessionError::client_io)?;
         self.control.set_idle(false);
-        if timed_out {
-            debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
-            self.idle_timed_out = true;
-            return Err(SessionError::ClientGone.into());
+        match timed_out {
+            Some(IdleLimit::WaitTimeout(_)) => {
+                debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
+                self.idle_timed_out = true;
+                return Err(SessionError::ClientGone.into());
+            }
+            // The client is told why at its next read (its next command
+            // reads this ERR as its reply); the backend connection, in
+            // the transaction, is closed, which rolls it back.
+            Some(IdleLimit::InTransaction(after)) => {
+                return Err(Failure {
+                    error: SessionError::IdleInTransaction {
+                        secs: after.as_secs(),
+                    },
+                    reply_seq: Some(1),
+                });
+            }
+            None => {}
         }
         self.count_traffic();
         if self.to_client.capacity() > 64 * 1024 {
