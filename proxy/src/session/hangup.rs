@@ -47,36 +47,6 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// How long the side connection that stops a statement may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
 
-/// How long a session may sit idle, and what ends it then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum IdleLimit {
-    /// Its `wait_timeout` (or `interactive_timeout`): closed with a
-    /// reset, nothing sent, as MariaDB does.
-    WaitTimeout(Duration),
-    /// Torpor's `idle_in_transaction_timeout_secs`, shorter than the
-    /// former: closed with an ERR that says why.
-    InTransaction(Duration),
-}
-
-impl IdleLimit {
-    /// The time it allows.
-    pub(super) fn after(self) -> Duration {
-        match self {
-            IdleLimit::WaitTimeout(after) | IdleLimit::InTransaction(after) => after,
-        }
-    }
-
-    /// The shorter of the session's `wait_timeout` and, when it is in a
-    /// transaction, the idle-in-transaction limit.
-    fn of(wait: Option<Duration>, in_transaction: Option<Duration>) -> Option<IdleLimit> {
-        match (wait, in_transaction) {
-            (Some(wait), Some(limit)) if wait <= limit => Some(IdleLimit::WaitTimeout(wait)),
-            (_, Some(limit)) => Some(IdleLimit::InTransaction(limit)),
-            (wait, None) => wait.map(IdleLimit::WaitTimeout),
-        }
-    }
-}
-
 /// What a client socket shows without being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerState {
@@ -247,6 +217,36 @@ impl Session {
             .parse()
             .ok()?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+}
+
+/// How long a session may sit idle, and what ends it then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdleLimit {
+    /// Its `wait_timeout` (or `interactive_timeout`): closed with a
+    /// reset, nothing sent, as MariaDB does.
+    WaitTimeout(Duration),
+    /// Torpor's `idle_in_transaction_timeout_secs`, shorter than the
+    /// former: closed with an ERR that says why.
+    InTransaction(Duration),
+}
+
+impl IdleLimit {
+    /// The time it allows.
+    pub(super) fn after(self) -> Duration {
+        match self {
+            IdleLimit::WaitTimeout(after) | IdleLimit::InTransaction(after) => after,
+        }
+    }
+
+    /// The shorter of the session's `wait_timeout` and, when it is in a
+    /// transaction, the idle-in-transaction limit.
+    fn of(wait: Option<Duration>, in_transaction: Option<Duration>) -> Option<IdleLimit> {
+        match (wait, in_transaction) {
+            (Some(wait), Some(limit)) if wait <= limit => Some(IdleLimit::WaitTimeout(wait)),
+            (_, Some(limit)) => Some(IdleLimit::InTransaction(limit)),
+            (wait, None) => wait.map(IdleLimit::WaitTimeout),
+        }
     }
 }
 
