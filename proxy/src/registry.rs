@@ -177,7 +177,7 @@ impl Registry {
                 })
             })
             .collect();
-        pinned.sort_by(|a, b| b.pinned_for.cmp(&a.pinned_for));
+        pinned.sort_by_key(|p| std::cmp::Reverse(p.pinned_for));
         pinned
     }
 
