@@ -129,7 +129,7 @@ pub struct MariadbOptions {
     pub datadir: Option<PathBuf>,
     /// Port to listen on (loopback); a free one when `None`.
     pub port: Option<u16>,
-    /// Accounts to create, each with all privileges on everything.
+    /// Accounts to create, each with its grants (and nothing else).
     pub accounts: Vec<Account>,
     /// InnoDB buffer pool size, e.g. `128M`.
     pub buffer_pool: String,
