@@ -84,7 +84,7 @@ import_image "$rootfs" "$overlay" "$image" \
     'ENTRYPOINT ["torpor", "--config", "/etc/torpor/torpor.toml"]' \
     'CMD []' \
     "USER $uid:$uid" \
-    'EXPOSE 6033' \
+    'EXPOSE 6033 6034' \
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     'HEALTHCHECK --interval=30s --timeout=3s --start-period=5s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6033"]' \
     "LABEL org.torpor.recipe=$recipe org.torpor.binary-sha256=$binary_sha org.torpor.version=$version"

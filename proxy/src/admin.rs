@@ -7,7 +7,7 @@
 //! - `POST /services/{name}/suspend | park | wake`: the action, answered
 //!   once it is done (200 with the service), or 409 with the reason it
 //!   was refused (a query running, a session pinned), 404 for an unknown
-//!   service.
+//!   service, 400 with the list of actions for an unknown action.
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
@@ -29,7 +29,8 @@ use tiny_http::{Header, Method, Response, Server};
 use tracing::{info, warn};
 
 use crate::context::Shared;
-use crate::service::{AdminAction, Request, Service};
+use crate::scaler::lifecycle::State;
+use crate::service::{AdminAction, KeptAwake, Request, Service};
 
 /// How long an action may take before the API answers 504 (the action
 /// goes on).
@@ -192,8 +193,11 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                 "wake" => AdminAction::Wake,
                 other => {
                     return (
-                        404,
-                        json!({"error": format!("unknown action '{other}': suspend, park or wake")}),
+                        400,
+                        json!({
+                            "error": format!("unknown action '{other}': suspend, park or wake"),
+                            "actions": ["suspend", "park", "wake"],
+                        }),
                     )
                 }
             };
@@ -243,12 +247,28 @@ fn describe(shared: &Shared, service: &Service) -> Value {
         .into_iter()
         .map(|(state, count)| (state.name().to_string(), json!(count)))
         .collect();
-    let pins: Vec<Value> = shared
-        .registry
-        .pins_of(service.index)
-        .into_iter()
-        .map(|(session, reasons)| json!({"session": session, "reasons": reasons}))
+    let pinned = shared.registry.pins_of(service.index);
+    let pins: Vec<Value> = pinned
+        .iter()
+        .map(|p| {
+            json!({
+                "session": p.session,
+                "reasons": p.reasons,
+                "pinned_ms": p.pinned_for.as_millis() as u64,
+            })
+        })
         .collect();
+    // Only an active backend is kept awake; a frozen one has nothing lent.
+    let kept_awake = KeptAwake::of(service.lent(), pinned)
+        .filter(|_| service.lifecycle.state() == State::Active)
+        .map(|awake| {
+            json!({
+                "open_transactions": awake.open_transactions,
+                "pinned_sessions": awake.pinned_sessions,
+                "queries_running": awake.queries_running,
+                "since_ms": awake.oldest.map(|p| p.pinned_for.as_millis() as u64),
+            })
+        });
     json!({
         "name": service.name,
         "state": service.lifecycle.state().name(),
@@ -261,6 +281,7 @@ fn describe(shared: &Shared, service: &Service) -> Value {
         },
         "idle_ms": service.idle_for().as_millis() as u64,
         "pins": pins,
+        "kept_awake": kept_awake,
         "transitions": transitions,
     })
 }

@@ -209,6 +209,14 @@ impl ClientError {
                 "Lost connection to the database behind Torpor during the query: whether it ran is unknown; the session stays open",
             ),
             Killed => ClientError::new(CONNECTION_KILLED, b"70100", "Connection was killed"),
+            // MariaDB has no such limit; as PostgreSQL's, it ends the
+            // session, and a killed connection is what clients know to
+            // reconnect after.
+            IdleInTransaction { secs } => ClientError::new(
+                CONNECTION_KILLED,
+                b"70100",
+                format!("Connection was killed: idle in a transaction for more than {secs} s (Torpor's idle_in_transaction_timeout_secs); the transaction was rolled back"),
+            ),
             Shutdown => ClientError::new(SERVER_SHUTDOWN, b"08S01", "Server shutdown in progress"),
             TooManyConnections => {
                 ClientError::new(TOO_MANY_CONNECTIONS, b"08004", "Too many connections")
@@ -269,6 +277,7 @@ mod tests {
             SessionError::BackendProtocol(torpor_protocol::ProtocolError::malformed("x")),
             SessionError::OutcomeUnknown,
             SessionError::Killed,
+            SessionError::IdleInTransaction { secs: 1 },
             SessionError::Shutdown,
             SessionError::TooManyConnections,
             SessionError::Internal("x"),

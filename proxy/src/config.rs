@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Deserialize;
 
 /// Why the configuration could not be used.
@@ -51,6 +51,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// Where the admin API listens, from the environment (a flag wins): what a
+/// container image's user sets to reach the API and `/metrics` from other
+/// containers (`0.0.0.0:6034`, with `TORPOR_ADMIN_TOKEN`), or `off`.
+pub const ADMIN_LISTEN_ENV: &str = "TORPOR_ADMIN_LISTEN";
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
@@ -154,7 +159,7 @@ pub struct ServiceConfig {
     #[serde(default = "default_suspended_buffer_pool_mib")]
     pub suspended_buffer_pool_mib: u64,
     /// `process`: the datadir is a temporary one, removed when Torpor
-    /// stops (`--spawn-mariadb` without `--spawn-datadir`).
+    /// stops (`--spawn-mariadb --spawn-temporary`).
     #[serde(skip)]
     pub temporary: bool,
 }
@@ -239,6 +244,12 @@ pub struct UserConfig {
     /// `SELECT PASSWORD('…')` or `mysql.user.authentication_string` show it.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Managed services: what the account Torpor creates on the backend
+    /// may do, each `PRIVILEGES ON OBJECT` (optionally `WITH GRANT
+    /// OPTION`). Default: `ALL PRIVILEGES ON test.*`, what the official
+    /// image gives `MARIADB_USER` on its database.
+    #[serde(default)]
+    pub grants: Option<Vec<String>>,
 }
 
 /// The whole configuration.
@@ -301,6 +312,13 @@ pub struct Config {
     /// as before. 0 turns transaction replay off.
     #[serde(default = "default_transaction_replay_max_bytes")]
     pub transaction_replay_max_bytes: usize,
+    /// Seconds a session may sit idle inside an open transaction before
+    /// it is closed with an error (the transaction rolled back), as
+    /// PostgreSQL's `idle_in_transaction_session_timeout`; 0 (the
+    /// default, as MariaDB has no such limit): never. Such a session
+    /// keeps its service awake.
+    #[serde(default)]
+    pub idle_in_transaction_timeout_secs: u64,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -396,6 +414,7 @@ impl Default for Config {
             backend_idle_timeout_secs: default_backend_idle_timeout_secs(),
             verify_replay: false,
             transaction_replay_max_bytes: default_transaction_replay_max_bytes(),
+            idle_in_transaction_timeout_secs: 0,
             log_format: LogFormat::Text,
             log_level: default_log_level(),
             backend: None,
@@ -522,6 +541,10 @@ impl Config {
             }
         }
         for user in &self.users {
+            for grant in user.grants.iter().flatten() {
+                crate::scaler::process::check_grant(grant)
+                    .map_err(|e| ConfigError::Invalid(format!("user '{}': {e}", user.name)))?;
+            }
             if user.password.is_some() == user.password_hash.is_some() {
                 return Err(ConfigError::Invalid(format!(
                     "user '{}': give exactly one of password and password_hash",
@@ -562,24 +585,34 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub users_file: Option<PathBuf>,
     /// Run a managed service "default" on a private MariaDB process
-    /// (installing Debian's mariadb-server if it is missing) with the
-    /// --user accounts: suspended when idle, parked after a longer
-    /// silence, woken by the next query.
+    /// (Debian's mariadb-server must be installed) with the --user
+    /// accounts: suspended when idle, parked after a longer silence,
+    /// woken by the next query. Its data is kept between runs, in
+    /// <state-dir>/services/default/data unless --spawn-datadir says.
     #[arg(long, conflicts_with = "backend")]
     pub spawn_mariadb: bool,
-    /// Datadir for --spawn-mariadb, kept between runs; a temporary one
-    /// (removed on exit) when not given.
-    #[arg(long, value_name = "DIR", requires = "spawn_mariadb")]
+    /// Datadir for --spawn-mariadb, kept between runs.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "spawn_mariadb",
+        conflicts_with = "spawn_temporary"
+    )]
     pub spawn_datadir: Option<PathBuf>,
+    /// With --spawn-mariadb: a throwaway datadir, removed (tables and
+    /// all) when Torpor exits.
+    #[arg(long, requires = "spawn_mariadb")]
+    pub spawn_temporary: bool,
     /// Seconds without queries before a managed service is suspended
-    /// (0: never). Applies to every service.
+    /// (0: never). Applies to every service (the file's per service
+    /// otherwise).
     #[arg(long, value_name = "SECS")]
     pub suspend_after_secs: Option<u64>,
     /// Seconds suspended before a managed service is parked (0: never).
     #[arg(long, value_name = "SECS")]
     pub park_after_secs: Option<u64>,
-    /// Where the admin HTTP API listens (default 127.0.0.1:6034; `off`
-    /// disables it).
+    /// Where the admin HTTP API listens (`off` disables it); also
+    /// TORPOR_ADMIN_LISTEN. Off loopback it needs a token.
     #[arg(long, value_name = "ADDR|off")]
     pub admin_listen: Option<String>,
     /// Bearer token the admin API requires (needed off loopback; empty
@@ -602,8 +635,8 @@ pub struct Cli {
     /// Seconds in-flight commands get to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
-    /// Seconds a client has to log in before its socket is closed
-    /// (default 10, as MariaDB's connect_timeout).
+    /// Seconds a client has to log in before its socket is closed (as
+    /// MariaDB's connect_timeout).
     #[arg(long, value_name = "SECS")]
     pub login_timeout_secs: Option<u64>,
     /// Backend connections open at most (sessions share them).
@@ -614,6 +647,10 @@ pub struct Cli {
     /// open (default 60; 0: no wait).
     #[arg(long, value_name = "SECS")]
     pub outage_hold_secs: Option<u64>,
+    /// Seconds a session may sit idle in an open transaction before it
+    /// is closed with an error and its transaction rolled back (0: never).
+    #[arg(long, value_name = "SECS")]
+    pub idle_in_transaction_timeout_secs: Option<u64>,
     /// I/O driver: io_uring where allowed (falling back to epoll), or
     /// forced either way.
     #[arg(long, value_enum, value_name = "DRIVER")]
@@ -626,7 +663,78 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
+/// The default the configuration gives each option that has one, as
+/// `--help` shows it. The flags themselves have no clap default: a flag
+/// not given leaves the file's value, so the defaults are written into
+/// the help text instead, from [`Config::default`].
+fn shown_defaults() -> Vec<(&'static str, String)> {
+    let config = Config::default();
+    let service = ServiceConfig::new("default", DriverKind::Process);
+    let name = |value: &dyn Fn() -> Option<clap::builder::PossibleValue>| {
+        value().map_or_else(String::new, |v| v.get_name().to_string())
+    };
+    vec![
+        ("listen", config.listen.to_string()),
+        ("admin_listen", "127.0.0.1:6034".to_string()),
+        ("state_dir", config.state_dir.display().to_string()),
+        ("workers", format!("{} (one per core)", config.workers)),
+        ("max_connections", config.max_connections.to_string()),
+        (
+            "shutdown_grace_secs",
+            config.shutdown_grace_secs.to_string(),
+        ),
+        ("login_timeout_secs", config.login_timeout_secs.to_string()),
+        (
+            "max_backend_connections",
+            format!(
+                "{} (the backend's max_connections less a reserve)",
+                config.max_backend_connections
+            ),
+        ),
+        (
+            "idle_in_transaction_timeout_secs",
+            format!("{} (never)", config.idle_in_transaction_timeout_secs),
+        ),
+        ("suspend_after_secs", service.suspend_after_secs.to_string()),
+        ("park_after_secs", service.park_after_secs.to_string()),
+        ("io_driver", name(&|| config.io_driver.to_possible_value())),
+        (
+            "log_format",
+            name(&|| config.log_format.to_possible_value()),
+        ),
+        ("log_level", config.log_level.clone()),
+    ]
+}
+
 impl Cli {
+    /// The command line, with each option's default in its help.
+    pub fn command_with_defaults() -> clap::Command {
+        let mut command = Cli::command();
+        for (id, default) in shown_defaults() {
+            command = command.mut_arg(id, |arg| {
+                let shown = format!(" [default: {default}]");
+                let help = arg.get_help().map(|h| h.to_string() + &shown);
+                let long_help = arg.get_long_help().map(|h| h.to_string() + &shown);
+                let arg = match help {
+                    Some(help) => arg.help(help),
+                    None => arg,
+                };
+                match long_help {
+                    Some(long_help) => arg.long_help(long_help),
+                    None => arg,
+                }
+            });
+        }
+        command
+    }
+
+    /// Parses the process's arguments (with [`Cli::command_with_defaults`]
+    /// for `--help`); exits with clap's message on a bad one.
+    pub fn parse_with_defaults() -> Cli {
+        let matches = Cli::command_with_defaults().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// The configuration these flags and the environment's secrets
     /// (`TORPOR_USERS`, `TORPOR_ADMIN_TOKEN`) describe: the file's,
     /// overridden.
@@ -645,7 +753,7 @@ impl Cli {
         };
         if self.spawn_mariadb {
             let mut service = ServiceConfig::new("default", DriverKind::Process);
-            service.temporary = self.spawn_datadir.is_none();
+            service.temporary = self.spawn_temporary;
             service.datadir = self.spawn_datadir.clone();
             config.backend = None;
             config.services = vec![service];
@@ -662,13 +770,17 @@ impl Cli {
                 .iter_mut()
                 .for_each(|s| s.park_after_secs = secs);
         }
-        match self.admin_listen.as_deref() {
+        let (admin_listen, origin) = match self.admin_listen.clone() {
+            Some(addr) => (Some(addr), "--admin-listen"),
+            None => (env(ADMIN_LISTEN_ENV), ADMIN_LISTEN_ENV),
+        };
+        match admin_listen.as_deref() {
             Some("off") => config.admin.listen = None,
             Some(addr) => {
-                config.admin.listen =
-                    Some(addr.parse().map_err(|e| {
-                        ConfigError::Invalid(format!("--admin-listen '{addr}': {e}"))
-                    })?)
+                config.admin.listen = Some(
+                    addr.parse()
+                        .map_err(|e| ConfigError::Invalid(format!("{origin} '{addr}': {e}")))?,
+                )
             }
             // The binary's default (a library user, like the tests, opts
             // in); a port already taken is a warning at start, not a stop.
@@ -743,11 +855,18 @@ impl Cli {
         }
         for (name, secret) in accounts {
             let is_hash = crate::scaler::process::is_native_hash(&secret);
+            // A password given here replaces the file's; its grants stay.
+            let grants = config
+                .users
+                .iter()
+                .find(|u| u.name == name)
+                .and_then(|u| u.grants.clone());
             config.users.retain(|u| u.name != name);
             config.users.push(UserConfig {
                 password: (!is_hash).then(|| secret.clone()),
                 password_hash: is_hash.then_some(secret),
                 name,
+                grants,
             });
         }
         if let Some(workers) = self.workers {
@@ -767,6 +886,9 @@ impl Cli {
         }
         if let Some(secs) = self.outage_hold_secs {
             config.outage_hold_secs = secs;
+        }
+        if let Some(secs) = self.idle_in_transaction_timeout_secs {
+            config.idle_in_transaction_timeout_secs = secs;
         }
         if let Some(driver) = self.io_driver {
             config.io_driver = driver;
@@ -899,6 +1021,37 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_comes_from_the_environment_and_the_flag_wins() {
+        let env = |listen: &'static str| {
+            move |name: &str| match name {
+                "TORPOR_ADMIN_LISTEN" => Some(listen.to_string()),
+                "TORPOR_ADMIN_TOKEN" => Some("t".to_string()),
+                _ => None,
+            }
+        };
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config_with_env(env("0.0.0.0:6034"))
+            .unwrap();
+        assert_eq!(config.admin.listen, Some("0.0.0.0:6034".parse().unwrap()));
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config_with_env(env("off"))
+            .unwrap();
+        assert_eq!(config.admin.listen, None);
+        let config = Cli::parse_from(["torpor", "--backend", "x:1", "--admin-listen", "off"])
+            .into_config_with_env(env("0.0.0.0:6034"))
+            .unwrap();
+        assert_eq!(config.admin.listen, None);
+        // Off loopback without a token: refused, as with the flag.
+        let refused = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config_with_env(|name| {
+                (name == "TORPOR_ADMIN_LISTEN").then(|| "0.0.0.0:6034".to_string())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("[admin] token"), "{refused}");
+    }
+
+    #[test]
     fn an_empty_admin_token_counts_as_none() {
         let refused = Cli::parse_from([
             "torpor",
@@ -921,6 +1074,27 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config.admin.token(), None);
+    }
+
+    #[test]
+    fn help_shows_the_configurations_defaults() {
+        let help = Cli::command_with_defaults().render_long_help().to_string();
+        for (id, default) in shown_defaults() {
+            let flag = format!("--{}", id.replace('_', "-"));
+            let at = help
+                .find(&flag)
+                .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+            let next = help[at + flag.len()..]
+                .find("\n  -")
+                .map_or(help.len(), |n| at + flag.len() + n);
+            assert!(
+                help[at..next].contains(&format!("[default: {default}]")),
+                "{flag} does not show its default {default}:\n{}",
+                &help[at..next]
+            );
+        }
+        assert!(help.contains("[default: 127.0.0.1:6033]"), "{help}");
+        assert!(help.contains("[default: 14400]"), "{help}");
     }
 
     #[test]

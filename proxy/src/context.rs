@@ -46,13 +46,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state from a validated configuration and the
-    /// services built from it ([`crate::scaler::services`]).
+    /// Builds the shared state from a validated configuration, the
+    /// services built from it ([`crate::scaler::services`]) and the
+    /// session registry their scalers read pins from.
     pub fn new(
         config: Config,
         shutdown: Arc<Shutdown>,
         services: Vec<Arc<Service>>,
         nudge: Arc<Event>,
+        registry: Arc<Registry>,
     ) -> Result<Shared, ConfigError> {
         if services.is_empty() {
             return Err(ConfigError::Invalid(
@@ -65,7 +67,7 @@ impl Shared {
             applied: Mutex::new(config.clone()),
             services,
             nudge,
-            registry: Arc::new(Registry::default()),
+            registry,
             shutdown,
             connections: AtomicUsize::new(0),
             metrics: Metrics::new(config.admin.listen.is_some()),

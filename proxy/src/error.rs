@@ -103,6 +103,14 @@ pub enum SessionError {
     /// The connection was killed with KILL CONNECTION.
     #[error("connection killed")]
     Killed,
+    /// The client sat idle in an open transaction past
+    /// `idle_in_transaction_timeout_secs`: the session is closed, its
+    /// transaction rolled back with its backend connection.
+    #[error("idle in a transaction for more than {secs} s (idle_in_transaction_timeout_secs)")]
+    IdleInTransaction {
+        /// The limit, in seconds.
+        secs: u64,
+    },
     /// Torpor is shutting down.
     #[error("shutting down")]
     Shutdown,
@@ -148,6 +156,7 @@ impl SessionError {
             | ClientIo(_)
             | ClientProtocol(_)
             | AccessDenied { .. }
+            | IdleInTransaction { .. }
             | Unsupported(_)
             | UnsupportedPlugin { .. } => Fault::Client,
             BackendUnreachable(_)

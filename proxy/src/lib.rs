@@ -20,7 +20,8 @@
 //!   borrow per transaction.
 //! - [`unread`]: what a session left unread on a connection it gave back.
 //! - [`context`]: what all workers share (config, users, registry, limits).
-//! - [`registry`]: client-visible connection ids, for KILL.
+//! - [`registry`]: client-visible connection ids, for KILL; sessions'
+//!   pins, for the admin API and the scalers.
 //! - [`users`]: accounts and their stored password hashes.
 //! - [`accounts`]: accounts read from the backend (`CREATE USER` through
 //!   Torpor or not), kept fresh and saved for logins while it sleeps.
@@ -133,8 +134,15 @@ impl Proxy {
         config.validate()?;
         let count = config.worker_count();
         let nudge = Arc::new(event_listener::Event::new());
-        let mut services = scaler::services::build(&config, count, &nudge)?;
-        let shared = match Shared::new(config, Shutdown::new(), services.services.clone(), nudge) {
+        let registry = Arc::new(registry::Registry::default());
+        let mut services = scaler::services::build(&config, count, &nudge, &registry)?;
+        let shared = match Shared::new(
+            config,
+            Shutdown::new(),
+            services.services.clone(),
+            nudge,
+            registry,
+        ) {
             Ok(shared) => Arc::new(shared),
             Err(e) => {
                 services.shutdown();

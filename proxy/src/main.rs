@@ -2,12 +2,11 @@
 //! for a signal: SIGTERM/SIGINT stop, SIGHUP reloads the configuration
 //! (the file again, with the same flags over it).
 
-use clap::Parser;
 use torpor::config::Cli;
 use torpor::Proxy;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_defaults();
     let config = match cli.clone().into_config() {
         Ok(config) => config,
         Err(e) => {

@@ -198,8 +198,8 @@ impl Metrics {
         let mut counts: std::collections::HashMap<(usize, &'static str), u64> =
             shown.iter().map(|&key| (key, 0)).collect();
         for service in services {
-            for (_, reasons) in registry.pins_of(service.index) {
-                for reason in reasons {
+            for pinned in registry.pins_of(service.index) {
+                for reason in pinned.reasons {
                     *counts.entry((service.index, reason)).or_default() += 1;
                 }
             }

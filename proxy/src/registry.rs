@@ -13,6 +13,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -29,9 +30,9 @@ pub struct SessionEntry {
     /// The index of the service the session logged in to.
     pub service: AtomicUsize,
     /// Why the session cannot move to another backend connection now
-    /// (names from `session::model::PinReason`); published only when it
-    /// changes, for the admin API.
-    pub pins: Mutex<Vec<&'static str>>,
+    /// (names from `session::model::PinReason`), and since when;
+    /// published only when it changes, for the admin API and the scaler.
+    pins: Mutex<Pins>,
     /// The client's socket while the session may still read from it:
     /// KILL from any worker ends the victim's wait for its client at once
     /// ([`SessionEntry::hang_up`]). Behind a lock so that the session can
@@ -39,7 +40,47 @@ pub struct SessionEntry {
     client_fd: Mutex<Option<RawFd>>,
 }
 
+/// A session's pins as published.
+#[derive(Debug, Default)]
+struct Pins {
+    reasons: Vec<&'static str>,
+    /// When the session became pinned (its reasons may have changed
+    /// since, it has not been free in between).
+    since: Option<Instant>,
+}
+
+/// A pinned session, as the admin API and the scaler see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedSession {
+    /// Its client-visible id.
+    pub session: u32,
+    /// Why it is pinned (`transaction`, `temporary-table`, …).
+    pub reasons: Vec<&'static str>,
+    /// How long it has been pinned.
+    pub pinned_for: Duration,
+}
+
+impl PinnedSession {
+    /// Whether an open transaction is one of the reasons.
+    pub fn in_transaction(&self) -> bool {
+        self.reasons.contains(&"transaction")
+    }
+}
+
 impl SessionEntry {
+    /// Publishes the session's pins (none: it is free); the time it
+    /// became pinned is kept while it stays pinned.
+    pub fn set_pins(&self, reasons: Vec<&'static str>) {
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.since = match (reasons.is_empty(), pins.since) {
+                (true, _) => None,
+                (false, Some(since)) => Some(since),
+                (false, None) => Some(Instant::now()),
+            };
+            pins.reasons = reasons;
+        }
+    }
+
     /// Records the client's socket (the session reads from it).
     pub fn set_client_fd(&self, fd: RawFd) {
         if let Ok(mut slot) = self.client_fd.lock() {
@@ -120,16 +161,24 @@ impl Registry {
         self.sessions.len()
     }
 
-    /// Sessions of service `service` that are pinned, with their reasons.
-    pub fn pins_of(&self, service: usize) -> Vec<(u32, Vec<&'static str>)> {
-        self.sessions
+    /// Sessions of service `service` that are pinned, longest pinned
+    /// first.
+    pub fn pins_of(&self, service: usize) -> Vec<PinnedSession> {
+        let mut pinned: Vec<PinnedSession> = self
+            .sessions
             .iter()
             .filter(|e| e.value().service.load(Ordering::Relaxed) == service)
             .filter_map(|e| {
-                let pins = e.value().pins.lock().ok()?.clone();
-                (!pins.is_empty()).then_some((*e.key(), pins))
+                let pins = e.value().pins.lock().ok()?;
+                (!pins.reasons.is_empty()).then(|| PinnedSession {
+                    session: *e.key(),
+                    reasons: pins.reasons.clone(),
+                    pinned_for: pins.since.map_or(Duration::ZERO, |since| since.elapsed()),
+                })
             })
-            .collect()
+            .collect();
+        pinned.sort_by_key(|p| std::cmp::Reverse(p.pinned_for));
+        pinned
     }
 
     /// Whether no session is live.

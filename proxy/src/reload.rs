@@ -113,6 +113,10 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         old.transaction_replay_max_bytes != new.transaction_replay_max_bytes,
         "transaction_replay_max_bytes",
     );
+    note(
+        old.idle_in_transaction_timeout_secs != new.idle_in_transaction_timeout_secs,
+        "idle_in_transaction_timeout_secs",
+    );
     let mut services = Vec::new();
     for (before, after) in old.services.iter().zip(&new.services) {
         let name = &after.name;
@@ -182,6 +186,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         shutdown_grace_secs: _,
         login_timeout_secs: _,
         transaction_replay_max_bytes: _,
+        idle_in_transaction_timeout_secs: _,
     } = new;
     let mut fixed = Vec::new();
     let mut note = |differs: bool, key: String| {
@@ -367,6 +372,7 @@ mod tests {
             name: name.into(),
             password: Some(password.into()),
             password_hash: None,
+            grants: None,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Bytes of an open transaction journaled for replay (0: off).
     pub transaction_replay_max_bytes: usize,
+    /// How long a session may sit idle in an open transaction; `None`:
+    /// as long as it likes.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -57,6 +60,8 @@ impl Settings {
             login_timeout: Duration::from_secs(config.login_timeout_secs),
             shutdown_grace: config.shutdown_grace(),
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,
+            idle_in_transaction_timeout: (config.idle_in_transaction_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.idle_in_transaction_timeout_secs)),
         })
     }
 }

@@ -56,10 +56,9 @@ pub fn backend() -> Arc<MariadbProcess> {
         (ADMIN_USER, ADMIN_PASSWORD),
     ]
     .iter()
-    .map(|(user, password)| Account {
-        user: user.to_string(),
-        password: password.to_string(),
-    })
+    // Every privilege, as tests of account statements need (a managed
+    // service's accounts get only what their configuration grants).
+    .map(|(user, password)| Account::superuser(user, password))
     .collect();
     let options = MariadbOptions {
         accounts,
@@ -159,6 +158,7 @@ pub fn test_config(backend: SocketAddr) -> Config {
         name: name.to_string(),
         password: Some(password.to_string()),
         password_hash: None,
+        grants: None,
     })
     .collect();
     config

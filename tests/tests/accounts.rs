@@ -226,7 +226,13 @@ fn a_user_created_on_a_managed_service_logs_in_while_it_is_parked() {
     use torpor_tests::serverless::Managed;
 
     let name = "acctparked";
-    let managed = Managed::start(DriverKind::Process, name, |_, _| {});
+    // The app account makes accounts: its configuration grants it every
+    // privilege (a managed account gets ALL on `test` only by default).
+    let managed = Managed::start(DriverKind::Process, name, |_, config| {
+        for user in &mut config.users {
+            user.grants = Some(vec![torpor::scaler::process::GRANT_EVERYTHING.into()]);
+        }
+    });
     let mut session = managed.connect();
     session
         .query_drop("CREATE USER acct_parked IDENTIFIED BY 'parked-pw'")

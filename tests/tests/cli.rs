@@ -447,6 +447,27 @@ fn torpor_help_documents_every_option() {
                 "torpor {flag}: {option} has no description:\n{help}"
             );
         }
+        // Each option that has a default shows it, as the configuration
+        // has it.
+        for (option, default) in [
+            ("--listen", "127.0.0.1:6033"),
+            ("--workers", "0 (one per core)"),
+            ("--max-connections", "10000"),
+            ("--shutdown-grace-secs", "10"),
+            ("--login-timeout-secs", "10"),
+            ("--admin-listen", "127.0.0.1:6034"),
+            ("--suspend-after-secs", "10"),
+            ("--park-after-secs", "14400"),
+            ("--idle-in-transaction-timeout-secs", "0 (never)"),
+            ("--io-driver", "auto"),
+            ("--log-format", "text"),
+            ("--log-level", "info"),
+        ] {
+            assert!(
+                sections[option].contains(&format!("[default: {default}]")),
+                "torpor {flag}: {option} does not show its default {default}:\n{help}"
+            );
+        }
         if flag == "--help" {
             // The values of the enumerated options are spelled out.
             for (option, values) in [

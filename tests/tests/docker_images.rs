@@ -464,3 +464,121 @@ fn seccomp_profiles_differ_only_in_io_uring() {
     assert_eq!(without(&allow), without(&deny));
     assert_eq!(allow["defaultAction"], "SCMP_ACT_ERRNO");
 }
+
+/// README's `docker run` line for the Torpor image, word for word.
+const README_RUN: &str = "docker run -d --name torpor --network db -p 127.0.0.1:6033:6033 -p 127.0.0.1:6034:6034 -e TORPOR_USERS=app:secret -e TORPOR_ADMIN_LISTEN=0.0.0.0:6034 -e TORPOR_ADMIN_TOKEN=change-me torpor/torpor:dev";
+
+/// An HTTP/1.0 `GET path` on the admin API from a container on `network`
+/// (the Torpor image's bash, as a scraper in another container would
+/// reach it): the whole response, status line first.
+fn get_from_network(network: &Network, host: &str, path: &str, token: Option<&str>) -> String {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\\r\\n"));
+    let script = format!(
+        "exec 3<>/dev/tcp/{host}/6034 && printf 'GET {path} HTTP/1.0\\r\\n{auth}\\r\\n' >&3 && timeout 20 cat <&3"
+    );
+    let image = torpor_image();
+    docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &network.name,
+        "--entrypoint",
+        "bash",
+        &image,
+        "-c",
+        &script,
+    ])
+}
+
+/// The README's one-line `docker run` works as written (only names and
+/// host ports are the test's own): clients log in, and the admin API and
+/// `/metrics` are reachable from another container and from the host's
+/// published port with the token, and refused without it.
+#[test]
+fn torpor_image_runs_as_the_readme_says_with_its_admin_api_open() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    assert!(
+        readme.lines().any(|line| line == README_RUN),
+        "README no longer has the line this test runs:\n{README_RUN}"
+    );
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, _) = start_mariadb(&network);
+    let alias = unique_name("torpor-alias");
+    let users = format!("TORPOR_USERS={APP_USER}:{APP_PASSWORD}");
+    let image = torpor_image();
+    // The line, with what the test needs instead: its own network, an
+    // alias in place of the fixed name, ephemeral host ports, the test
+    // database's password and the image under test.
+    let mut substitutions = [
+        (vec!["docker", "run", "-d"], vec![]),
+        (vec!["--name", "torpor"], vec!["--network-alias", &alias]),
+        (vec!["--network", "db"], vec!["--network", &network.name]),
+        (
+            vec!["-p", "127.0.0.1:6033:6033"],
+            vec!["-p", "127.0.0.1::6033"],
+        ),
+        (
+            vec!["-p", "127.0.0.1:6034:6034"],
+            vec!["-p", "127.0.0.1::6034"],
+        ),
+        (vec!["-e", "TORPOR_USERS=app:secret"], vec!["-e", &users]),
+        (vec!["torpor/torpor:dev"], vec![&image]),
+    ]
+    .map(|(from, to)| (from, to, false));
+    let words: Vec<&str> = README_RUN.split(' ').collect();
+    let mut options: Vec<&str> = Vec::new();
+    let mut at = 0;
+    'words: while at < words.len() {
+        for (from, to, used) in substitutions.iter_mut() {
+            if words[at..].starts_with(from) {
+                options.extend(to.iter().copied());
+                at += from.len();
+                *used = true;
+                continue 'words;
+            }
+        }
+        options.push(words[at]);
+        at += 1;
+    }
+    assert!(
+        substitutions.iter().all(|(_, _, used)| *used),
+        "a substitution no longer matches README's line: {substitutions:?}"
+    );
+    // Container::run adds `run --detach --name` and takes the image last.
+    let image_at = options.iter().position(|w| *w == image).expect("image");
+    let (before, after) = options.split_at(image_at);
+    let torpor = Container::run("torpor", before, &image, &after[1..]);
+    let addr = torpor.wait_for_greeting(6033, Duration::from_secs(30));
+    check_queries_through(addr, "readme_run");
+
+    let from_network = get_from_network(&network, &alias, "/metrics", Some("change-me"));
+    assert!(
+        from_network.starts_with("HTTP/1.") && from_network.contains(" 200 "),
+        "no /metrics from another container:\n{from_network}"
+    );
+    assert!(
+        from_network.contains("torpor_client_connections"),
+        "{from_network}"
+    );
+    let refused = get_from_network(&network, &alias, "/services", None);
+    assert!(refused.contains(" 401 "), "without the token:\n{refused}");
+
+    let admin = torpor.published(6034);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(&format!("http://{admin}/services"))
+        .header("Authorization", "Bearer change-me")
+        .call()
+        .expect("admin API from the host");
+    let body = response.body_mut().read_to_string().expect("body");
+    assert_eq!(response.status().as_u16(), 200, "{body}");
+    assert!(body.contains("\"name\":\"default\""), "{body}");
+}

@@ -149,3 +149,47 @@ fn suspends_racing_wakes_never_fail_a_query() {
         "no suspend happened in {round} queries: the race was not run"
     );
 }
+
+/// A managed account gets what the official MariaDB image gives
+/// `MARIADB_USER`: every privilege on its database (`test`), no global
+/// rights and no grant option; an account whose configuration lists
+/// grants gets those.
+#[test]
+fn managed_accounts_get_their_database_not_global_rights() {
+    let service = name("proc", "grants");
+    let managed = Managed::start(DriverKind::Process, &service, |_, config| {
+        config.users.push(torpor::config::UserConfig {
+            name: "reader".into(),
+            password: Some("reader-pw".into()),
+            password_hash: None,
+            grants: Some(vec!["SELECT ON test.*".into()]),
+        });
+    });
+    let mut conn = managed.connect();
+    let grants: Vec<String> = conn.query("SHOW GRANTS").expect("show grants");
+    assert_eq!(grants.len(), 2, "{grants:#?}");
+    assert!(
+        grants[0].starts_with("GRANT USAGE ON *.* TO `app`@`%`"),
+        "{grants:#?}"
+    );
+    assert_eq!(grants[1], "GRANT ALL PRIVILEGES ON `test`.* TO `app`@`%`");
+    assert!(
+        conn.query_drop("CREATE DATABASE grants_elsewhere").is_err(),
+        "a managed account made a database besides its own"
+    );
+    conn.query_drop("CREATE TABLE test.granted (id INT)")
+        .expect("its own database is all its own");
+
+    let mut reader = mysql::Conn::new(torpor_tests::mysql_opts(
+        managed.addr(),
+        "reader",
+        "reader-pw",
+    ))
+    .expect("reader logs in");
+    let grants: Vec<String> = reader.query("SHOW GRANTS").expect("show grants");
+    assert_eq!(
+        grants.get(1).map(String::as_str),
+        Some("GRANT SELECT ON `test`.* TO `reader`@`%`"),
+        "{grants:#?}"
+    );
+}

@@ -192,12 +192,57 @@ pub fn tail(path: &Path, lines: usize) -> String {
 
 /// Where a program is, installing the Debian package that holds it when
 /// it is missing (so that one command works on a fresh machine), or an
-/// error naming that package.
+/// error naming that package. The benchmark is a tool a person runs at a
+/// terminal, so it may install what it measures; the `torpor` server
+/// never installs anything.
 pub fn require_program(name: &'static str, package: &str) -> anyhow::Result<PathBuf> {
-    match torpor::scaler::process::ensure_program(&[name], package) {
-        Ok(path) => Ok(path),
-        Err(e) => bail!("{name} not found in PATH or the sbin folders and not installed: {e} (Debian: apt-get install {package})"),
+    if let Some(path) = torpor::scaler::process::find_program(&[name]) {
+        return Ok(path);
     }
+    if let Err(e) = apt_install(package) {
+        bail!("{name} not found in PATH or the sbin folders and not installed: {e} (Debian: apt-get install {package})");
+    }
+    torpor::scaler::process::find_program(&[name]).with_context(|| {
+        format!("{name} is still missing after installing {package} (Debian: apt-get install {package})")
+    })
+}
+
+/// `apt-get install -y package`, as root or with `sudo -n` (nothing is
+/// asked interactively); says on stderr what it installs.
+fn apt_install(package: &str) -> anyhow::Result<()> {
+    let find = |program: &str| {
+        torpor::scaler::process::find_program(&[program])
+            .with_context(|| format!("{program} is not installed"))
+    };
+    let apt = find("apt-get")?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let prefix: Vec<PathBuf> = if root {
+        Vec::new()
+    } else {
+        vec![find("sudo")?, PathBuf::from("-n")]
+    };
+    eprintln!("torpor-bench: installing Debian's {package} package");
+    for args in [vec!["update", "-qq"], vec!["install", "-y", "-qq", package]] {
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(&apt);
+                command
+            }
+            None => Command::new(&apt),
+        };
+        let status = command
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed with {status}", args.join(" "));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,14 +51,12 @@ impl Spawned {
             .map(torpor_target::binary)
             .transpose()?;
         if plan.mariadb {
-            torpor::scaler::process::ensure_installed().context("--spawn-mariadb")?;
+            super::child::require_program("mariadbd", "mariadb-server")
+                .context("--spawn-mariadb")?;
             eprintln!("starting a private MariaDB …");
             let credentials = &settings.credentials;
             let mariadb = MariadbProcess::start(MariadbOptions {
-                accounts: vec![Account {
-                    user: credentials.user.clone(),
-                    password: credentials.password.clone(),
-                }],
+                accounts: vec![Account::superuser(&credentials.user, &credentials.password)],
                 ready_timeout: plan.timeout,
                 ..Default::default()
             })

@@ -22,7 +22,8 @@ use tracing::{info, warn};
 pub use super::admin_sql::run_admin_sql;
 use super::driver::{Driver, DriverError};
 use super::lifecycle::{Event, State};
-use crate::service::{AdminAction, Reconfigure, Request, Service};
+use crate::registry::Registry;
+use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, Service};
 
 /// When a service suspends and parks, and how big its buffer pool is.
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ pub fn spawn(
     timers: Timers,
     startup_sql: StartupSql,
     temporary: bool,
+    registry: Arc<Registry>,
     requests: mpsc::Receiver<Request>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -72,6 +74,9 @@ pub fn spawn(
                 timers,
                 startup_sql,
                 temporary,
+                registry,
+                kept_awake_told: false,
+                pins_checked: Instant::now(),
                 suspended_at: None,
                 accounts_pending: false,
             };
@@ -86,6 +91,13 @@ struct Actor {
     startup_sql: StartupSql,
     /// The backend and its data go when Torpor stops.
     temporary: bool,
+    /// Where sessions publish their pins: what keeps the service awake.
+    registry: Arc<Registry>,
+    /// The log said what keeps the service awake past its suspend time;
+    /// said again only once nothing was lent in between.
+    kept_awake_told: bool,
+    /// When the sessions' pins were last looked at.
+    pins_checked: Instant,
     suspended_at: Option<Instant>,
     /// A reload changed the accounts while the backend could not take
     /// them (frozen, stopped, or the SQL failed): run them after the
@@ -96,6 +108,10 @@ struct Actor {
 /// How often an active service checks whether it has been idle long
 /// enough: the suspend happens at most this late.
 const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+/// How often, at most, the sessions' pins are looked at while the
+/// service has connections lent out.
+const PIN_CHECK: Duration = Duration::from_secs(1);
 
 impl Actor {
     fn run(&mut self, requests: mpsc::Receiver<Request>) {
@@ -140,10 +156,36 @@ impl Actor {
                 let Some(after) = self.timers.suspend_after else {
                     return;
                 };
-                if self.service.lent() == 0 && self.service.idle_for() >= after {
-                    if let Err(why) = self.suspend() {
-                        tracing::debug!(service = %self.service.name, "no suspend: {why}");
+                if self.service.lent() == 0 {
+                    self.kept_awake_told = false;
+                    if self.service.idle_for() >= after {
+                        if let Err(why) = self.suspend() {
+                            tracing::debug!(service = %self.service.name, "no suspend: {why}");
+                        }
                     }
+                    return;
+                }
+                // A connection lent out counts as activity. When a session
+                // has held one pinned for longer than the service may idle,
+                // the log says once what keeps the service awake: an idle
+                // transaction may hold it for hours, and nobody else would
+                // say so. The sessions are looked at once a second at most.
+                if self.kept_awake_told || self.pins_checked.elapsed() < PIN_CHECK {
+                    return;
+                }
+                self.pins_checked = Instant::now();
+                let Some(awake) = KeptAwake::now(&self.service, &self.registry) else {
+                    return;
+                };
+                let held = awake.oldest.as_ref().map(|p| p.pinned_for);
+                if held.is_some_and(|held| held >= after) {
+                    self.kept_awake_told = true;
+                    info!(
+                        service = %self.service.name,
+                        held_secs = held.unwrap_or_default().as_secs(),
+                        "kept awake past suspend_after_secs: {}",
+                        awake.describe()
+                    );
                 }
             }
             State::Suspended => {

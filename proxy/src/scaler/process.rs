@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 /// Why a private MariaDB could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// A program is not installed and could not be installed.
-    #[error("{program} is not installed and could not be installed (Debian: apt-get install the package that has it)")]
+    /// A program is not installed. Torpor never installs anything
+    /// itself: a server does not change its host.
+    #[error("{program} is not installed (looked in PATH and the sbin folders): install it first, on Debian `sudo apt-get install -y {package}`")]
     NotInstalled {
         /// The program looked for.
         program: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
     },
     /// A step failed with an I/O error.
     #[error("{step}: {source}")]
@@ -45,14 +48,70 @@ pub enum ProcessError {
     NotReady(String),
 }
 
-/// An account to create at boot, with all privileges.
-#[derive(Debug, Clone)]
+/// An account to create at boot, with its grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// User name (host `%`).
     pub user: String,
     /// Plaintext password, or a native hash (`*` and 40 hex digits, as
     /// `PASSWORD()` shows it).
     pub password: String,
+    /// What it may do, each as `PRIVILEGES ON OBJECT`, optionally ending
+    /// in `WITH GRANT OPTION` (e.g. `ALL PRIVILEGES ON test.*`): the
+    /// account gets these and nothing else.
+    pub grants: Vec<String>,
+}
+
+/// Every privilege on everything, and the right to grant them: the
+/// scaler's own admin account, and the test harness's accounts.
+pub const GRANT_EVERYTHING: &str = "ALL PRIVILEGES ON *.* WITH GRANT OPTION";
+
+/// The database every MariaDB Torpor runs has (created at each start).
+pub const DEFAULT_DATABASE: &str = "test";
+
+/// What a managed account may do when the configuration does not say:
+/// what the official MariaDB image gives `MARIADB_USER`, every privilege
+/// on its database (here [`DEFAULT_DATABASE`]), no global rights, no
+/// grant option.
+pub fn default_grants() -> Vec<String> {
+    vec![format!("ALL PRIVILEGES ON `{DEFAULT_DATABASE}`.*")]
+}
+
+impl Account {
+    /// An account with every privilege on everything, grant option
+    /// included ([`GRANT_EVERYTHING`]).
+    pub fn superuser(user: &str, password: &str) -> Account {
+        Account {
+            user: user.to_string(),
+            password: password.to_string(),
+            grants: vec![GRANT_EVERYTHING.to_string()],
+        }
+    }
+}
+
+/// Checks one grant of the configuration: `PRIVILEGES ON OBJECT`,
+/// optionally `WITH GRANT OPTION`, one statement's worth.
+pub fn check_grant(grant: &str) -> Result<(), String> {
+    let (body, _) = split_grant_option(grant);
+    let upper = body.to_ascii_uppercase();
+    match upper.find(" ON ") {
+        Some(at) if at > 0 && !upper[at + 4..].trim().is_empty() && !grant.contains(';') => Ok(()),
+        _ => Err(format!(
+            "grant '{grant}': write it as PRIVILEGES ON OBJECT, e.g. \"SELECT, INSERT ON shop.*\", optionally ending in WITH GRANT OPTION"
+        )),
+    }
+}
+
+/// `grant` without a trailing `WITH GRANT OPTION`, and whether it had one.
+fn split_grant_option(grant: &str) -> (&str, bool) {
+    let trimmed = grant.trim();
+    const SUFFIX: &str = " WITH GRANT OPTION";
+    match trimmed.len().checked_sub(SUFFIX.len()) {
+        Some(at) if trimmed.is_char_boundary(at) && trimmed[at..].eq_ignore_ascii_case(SUFFIX) => {
+            (trimmed[..at].trim_end(), true)
+        }
+        _ => (trimmed, false),
+    }
 }
 
 /// Whether `secret` is a native password hash rather than a password.
@@ -70,7 +129,7 @@ pub struct MariadbOptions {
     pub datadir: Option<PathBuf>,
     /// Port to listen on (loopback); a free one when `None`.
     pub port: Option<u16>,
-    /// Accounts to create, each with all privileges on everything.
+    /// Accounts to create, each with its grants (and nothing else).
     pub accounts: Vec<Account>,
     /// InnoDB buffer pool size, e.g. `128M`.
     pub buffer_pool: String,
@@ -151,9 +210,7 @@ impl MariadbProcess {
     /// Initializes (when needed) and starts a server; returns once it
     /// answers with a handshake.
     pub fn start(options: MariadbOptions) -> Result<MariadbProcess, ProcessError> {
-        let mariadbd = find_program(&["mariadbd", "mysqld"]).ok_or(ProcessError::NotInstalled {
-            program: "mariadbd",
-        })?;
+        let mariadbd = require_program(&["mariadbd", "mysqld"], "mariadb-server")?;
         let rundir = tempfile::Builder::new()
             .prefix("torpor-mariadb-run-")
             .tempdir()
@@ -369,56 +426,34 @@ impl Drop for MariadbProcess {
     }
 }
 
-/// Makes sure MariaDB's server is installed, installing Debian's
-/// `mariadb-server` package when it is not (as root, or with `sudo -n`).
-/// Says on stderr what it does: this runs for a person at a terminal.
+/// Checks that MariaDB's server is installed, and says what to install
+/// when it is not: Torpor runs `mariadbd`, it never installs it (README's
+/// first command, or the image, does).
 pub fn ensure_installed() -> Result<(), ProcessError> {
-    ensure_program(&["mariadbd", "mysqld"], "mariadb-server").map(|_| ())
+    require_program(&["mariadbd", "mysqld"], "mariadb-server")?;
+    require_program(
+        &["mariadb-install-db", "mysql_install_db"],
+        "mariadb-server",
+    )
+    .map(|_| ())
 }
 
-/// Finds a program by any of its names, installing the Debian `package`
-/// that holds it when it is missing (as root, or with `sudo -n`; nothing
-/// is asked interactively). Says on stderr what it installs.
-pub fn ensure_program(names: &[&'static str], package: &str) -> Result<PathBuf, ProcessError> {
-    let program = names.first().copied().unwrap_or("program");
-    if let Some(path) = find_program(names) {
-        return Ok(path);
-    }
-    let apt = find_program(&["apt-get"]).ok_or(ProcessError::NotInstalled { program })?;
-    let mut prefix: Vec<PathBuf> = Vec::new();
-    if !running_as_root() {
-        let sudo = find_program(&["sudo"]).ok_or(ProcessError::NotInstalled { program })?;
-        prefix.push(sudo);
-        prefix.push(PathBuf::from("-n"));
-    }
-    eprintln!("torpor: {program} is not installed; installing Debian's {package} package");
-    for args in [vec!["update", "-qq"], vec!["install", "-y", "-qq", package]] {
-        let mut command = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&apt);
-                c
-            }
-            None => Command::new(&apt),
-        };
-        let status = command
-            .args(&args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status()
-            .map_err(io("running apt-get"))?;
-        if !status.success() {
-            return Err(ProcessError::NotInstalled { program });
-        }
-    }
-    find_program(names).ok_or(ProcessError::NotInstalled { program })
+/// Finds a program by any of its names, or says which Debian `package`
+/// holds it.
+pub fn require_program(
+    names: &[&'static str],
+    package: &'static str,
+) -> Result<PathBuf, ProcessError> {
+    find_program(names).ok_or(ProcessError::NotInstalled {
+        program: names.first().copied().unwrap_or("program"),
+        package,
+    })
 }
 
 fn install_db(datadir: &Path) -> Result<(), ProcessError> {
-    let install = find_program(&["mariadb-install-db", "mysql_install_db"]).ok_or(
-        ProcessError::NotInstalled {
-            program: "mariadb-install-db",
-        },
+    let install = require_program(
+        &["mariadb-install-db", "mysql_install_db"],
+        "mariadb-server",
     )?;
     // Its own temporary folder: bootstraps running side by side (tests)
     // otherwise trip over each other's temporary tables in /tmp.
@@ -460,8 +495,10 @@ fn init_sql(accounts: &[Account]) -> String {
     sql
 }
 
-/// Statements that create (or update) each account, with all privileges
-/// on everything.
+/// Statements that create (or update) each account and give it exactly
+/// its grants: what it held before is revoked first, so an account made
+/// by an older Torpor (with every privilege) or changed by hand gets what
+/// the configuration says at every start and reload.
 pub fn account_sql(accounts: &[Account]) -> Vec<String> {
     let mut sql = Vec::new();
     for account in accounts {
@@ -474,8 +511,17 @@ pub fn account_sql(accounts: &[Account]) -> Vec<String> {
         sql.push(format!("CREATE USER IF NOT EXISTS {user}@'%' {identified}"));
         sql.push(format!("ALTER USER {user}@'%' {identified}"));
         sql.push(format!(
-            "GRANT ALL PRIVILEGES ON *.* TO {user}@'%' WITH GRANT OPTION"
+            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM {user}@'%'"
         ));
+        for grant in &account.grants {
+            let (body, with_grant_option) = split_grant_option(grant);
+            let option = if with_grant_option {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            };
+            sql.push(format!("GRANT {body} TO {user}@'%'{option}"));
+        }
     }
     sql
 }
@@ -501,6 +547,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_program_names_the_package_to_install() {
+        let error = require_program(&["torpor-no-such-program"], "mariadb-server")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("apt-get install -y mariadb-server"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn grants_keep_their_grant_option_after_the_account() {
+        let sql = account_sql(&[Account {
+            user: "ops".into(),
+            password: "pw".into(),
+            grants: vec![
+                "SELECT, INSERT ON shop.*".into(),
+                "all privileges on *.* with grant option".into(),
+            ],
+        }]);
+        assert!(sql.contains(&"GRANT SELECT, INSERT ON shop.* TO 'ops'@'%'".to_string()));
+        assert!(
+            sql.contains(&"GRANT all privileges on *.* TO 'ops'@'%' WITH GRANT OPTION".to_string())
+        );
+        assert!(check_grant("SELECT ON shop.*").is_ok());
+        assert!(check_grant("ALL ON *.* WITH GRANT OPTION").is_ok());
+        assert!(check_grant("SELECT").is_err());
+        assert!(check_grant("SELECT ON a.*; DROP USER root").is_err());
+    }
+
+    #[test]
     fn quoting_escapes_quotes_and_backslashes() {
         assert_eq!(sql_quote("a'b\\c"), "'a''b\\\\c'");
     }
@@ -509,10 +586,10 @@ mod tests {
     fn hashes_are_told_from_passwords() {
         assert!(is_native_hash("*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"));
         assert!(!is_native_hash("*secret"));
-        let sql = init_sql(&[Account {
-            user: "ro".into(),
-            password: "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7".into(),
-        }]);
+        let sql = init_sql(&[Account::superuser(
+            "ro",
+            "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7",
+        )]);
         assert!(sql.contains("IDENTIFIED BY PASSWORD '*14E6"));
     }
 
@@ -521,9 +598,12 @@ mod tests {
         let sql = init_sql(&[Account {
             user: "app".into(),
             password: "secret".into(),
+            grants: default_grants(),
         }]);
         assert!(sql.contains("CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'secret'"));
-        assert!(sql.contains("GRANT ALL PRIVILEGES ON *.* TO 'app'@'%'"));
+        assert!(sql.contains("REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'app'@'%'"));
+        assert!(sql.contains("GRANT ALL PRIVILEGES ON `test`.* TO 'app'@'%';"));
+        assert!(!sql.contains("*.* TO 'app'"), "{sql}");
         assert!(sql.contains("DROP USER IF EXISTS ''@'localhost'"));
     }
 }

@@ -122,10 +122,7 @@ impl Driver for ProcessDriver {
             ))
         })?;
         let mut accounts = self.options.accounts.clone();
-        accounts.push(Account {
-            user: ADMIN_USER.to_string(),
-            password: self.options.admin_password.clone(),
-        });
+        accounts.push(Account::superuser(ADMIN_USER, &self.options.admin_password));
         let start = |port| {
             MariadbProcess::start(MariadbOptions {
                 datadir: Some(self.options.datadir.clone()),

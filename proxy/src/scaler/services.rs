@@ -21,6 +21,7 @@ use super::process_driver::{ProcessDriver, ProcessOptions};
 use crate::accounts::keeper::AdminLogin;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
+use crate::registry::Registry;
 use crate::service::{Request, Service};
 
 /// The running services and their actor threads.
@@ -51,8 +52,14 @@ impl Services {
     }
 }
 
-/// Builds the services of `config` for `workers` workers.
-pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Services, ConfigError> {
+/// Builds the services of `config` for `workers` workers; their actors
+/// read what keeps them awake from `registry`.
+pub fn build(
+    config: &Config,
+    workers: usize,
+    nudge: &Arc<Event>,
+    registry: &Arc<Registry>,
+) -> Result<Services, ConfigError> {
     let mut built = Services {
         services: Vec::new(),
         actors: Vec::new(),
@@ -116,6 +123,7 @@ pub fn build(config: &Config, workers: usize, nudge: &Arc<Event>) -> Result<Serv
             timers,
             startup_sql,
             service_config.temporary,
+            Arc::clone(registry),
             rx,
         )
         .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
@@ -145,6 +153,7 @@ pub fn accounts_of(config: &Config, service: &ServiceConfig) -> Vec<Account> {
             Some(Account {
                 user: u.name.clone(),
                 password: u.password.clone().or_else(|| u.password_hash.clone())?,
+                grants: u.grants.clone().unwrap_or_else(process::default_grants),
             })
         })
         .collect()
@@ -167,12 +176,22 @@ fn driver_for(
                     .map_err(|e| ConfigError::Invalid(format!("temporary datadir: {e}")))?;
                 let path = dir.path().to_path_buf();
                 built.temporary.push(dir);
+                tracing::warn!(
+                    service = %service.name,
+                    datadir = %path.display(),
+                    "the service's datadir is temporary: its tables are removed when Torpor exits"
+                );
                 (path, random_secret())
             } else {
                 let datadir = service
                     .datadir
                     .clone()
                     .unwrap_or_else(|| service_dir.join("data"));
+                tracing::info!(
+                    service = %service.name,
+                    datadir = %datadir.display(),
+                    "the service keeps its data in its datadir, across restarts"
+                );
                 (datadir, admin_secret(&service_dir)?)
             };
             let accounts_copy = accounts.clone();

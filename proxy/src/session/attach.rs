@@ -407,9 +407,7 @@ impl Session {
             return;
         }
         let names: Vec<&'static str> = self.model.pins().iter().map(|p| p.name()).collect();
-        if let Ok(mut pins) = self.guard.entry.pins.lock() {
-            *pins = names;
-        }
+        self.guard.entry.set_pins(names);
         self.pins_published = mask;
     }
 

@@ -30,6 +30,7 @@ use torpor_replay::classify::{classify, may_change_state, StatementFacts};
 use tracing::debug;
 
 use super::be;
+use super::hangup::IdleLimit;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::statements::{BackendStatements, Statements};
@@ -389,7 +390,8 @@ impl Session {
         self.client.shrink_if_idle();
         // The worker's watch shuts the socket's read side once the session
         // has been idle past its limit (see `crate::worker`): no timer here.
-        self.control.go_idle(self.idle_limit());
+        let limit = self.idle_limit();
+        self.control.go_idle(limit.map(IdleLimit::after));
         if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
@@ -405,10 +407,24 @@ impl Session {
         };
         let read = read.map_err(SessionError::client_io)?;
         self.control.go_busy();
-        if self.control.timed_out() {
-            debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
-            self.idle_timed_out = true;
-            return Err(SessionError::ClientGone.into());
+        match limit.filter(|_| self.control.timed_out()) {
+            Some(IdleLimit::WaitTimeout(_)) => {
+                debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
+                self.idle_timed_out = true;
+                return Err(SessionError::ClientGone.into());
+            }
+            // The client is told why at its next read (its next command
+            // reads this ERR as its reply); the backend connection, in
+            // the transaction, is closed, which rolls it back.
+            Some(IdleLimit::InTransaction(after)) => {
+                return Err(Failure {
+                    error: SessionError::IdleInTransaction {
+                        secs: after.as_secs(),
+                    },
+                    reply_seq: Some(1),
+                });
+            }
+            None => {}
         }
         self.count_traffic();
         if self.to_client.capacity() > 64 * 1024 {

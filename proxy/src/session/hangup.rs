@@ -13,6 +13,11 @@
 //!   `wait_timeout`): MariaDB 10.11 closes the socket with nothing sent,
 //!   and the client sees a reset ([`Session::idle_limit`],
 //!   [`reset_on_close`]); the worker's watch notices it.
+//! - A session idle inside an open transaction past Torpor's
+//!   `idle_in_transaction_timeout_secs` (off by default; MariaDB has no
+//!   such limit): closed with an error, as PostgreSQL's
+//!   `idle_in_transaction_session_timeout` does, its transaction rolled
+//!   back with its backend connection ([`IdleLimit::InTransaction`]).
 //!
 //! The watch never cancels a read that is still wanted: it peeks at the
 //! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
@@ -129,10 +134,21 @@ impl Session {
     }
 
     /// How long the session may sit idle before it is closed: its
-    /// `wait_timeout`, or for an interactive client that never set it,
-    /// `interactive_timeout` (what MariaDB gives such a session at
-    /// login). `None` when unknown or 0.
-    pub(super) fn idle_limit(&self) -> Option<Duration> {
+    /// [`Session::wait_timeout`], or, inside an open transaction, Torpor's
+    /// idle-in-transaction limit when that is shorter. `None`: no limit.
+    pub(super) fn idle_limit(&self) -> Option<IdleLimit> {
+        let in_transaction = if self.model.in_transaction() {
+            self.shared.settings().idle_in_transaction_timeout
+        } else {
+            None
+        };
+        IdleLimit::of(self.wait_timeout(), in_transaction)
+    }
+
+    /// The session's `wait_timeout`, or for an interactive client that
+    /// never set it, `interactive_timeout` (what MariaDB gives such a
+    /// session at login). `None` when unknown or 0.
+    fn wait_timeout(&self) -> Option<Duration> {
         let state = &self.model.state;
         let name = if self.capabilities.contains(Capabilities::CLIENT_INTERACTIVE)
             && !state.variables.contains_key("wait_timeout")
@@ -147,5 +163,81 @@ impl Session {
             .parse()
             .ok()?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+}
+
+/// How long a session may sit idle, and what ends it then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdleLimit {
+    /// Its `wait_timeout` (or `interactive_timeout`): closed with a
+    /// reset, nothing sent, as MariaDB does.
+    WaitTimeout(Duration),
+    /// Torpor's `idle_in_transaction_timeout_secs`, shorter than the
+    /// former: closed with an ERR that says why.
+    InTransaction(Duration),
+}
+
+impl IdleLimit {
+    /// The time it allows.
+    pub(super) fn after(self) -> Duration {
+        match self {
+            IdleLimit::WaitTimeout(after) | IdleLimit::InTransaction(after) => after,
+        }
+    }
+
+    /// The shorter of the session's `wait_timeout` and, when it is in a
+    /// transaction, the idle-in-transaction limit.
+    fn of(wait: Option<Duration>, in_transaction: Option<Duration>) -> Option<IdleLimit> {
+        match (wait, in_transaction) {
+            (Some(wait), Some(limit)) if wait <= limit => Some(IdleLimit::WaitTimeout(wait)),
+            (_, Some(limit)) => Some(IdleLimit::InTransaction(limit)),
+            (wait, None) => wait.map(IdleLimit::WaitTimeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn the_shorter_limit_decides_and_wait_timeout_wins_a_tie() {
+        let secs = Duration::from_secs;
+        let cases = [
+            (None, None, None),
+            (
+                Some(secs(28800)),
+                None,
+                Some(IdleLimit::WaitTimeout(secs(28800))),
+            ),
+            (
+                None,
+                Some(secs(30)),
+                Some(IdleLimit::InTransaction(secs(30))),
+            ),
+            (
+                Some(secs(28800)),
+                Some(secs(30)),
+                Some(IdleLimit::InTransaction(secs(30))),
+            ),
+            (
+                Some(secs(10)),
+                Some(secs(30)),
+                Some(IdleLimit::WaitTimeout(secs(10))),
+            ),
+            (
+                Some(secs(30)),
+                Some(secs(30)),
+                Some(IdleLimit::WaitTimeout(secs(30))),
+            ),
+        ];
+        for (wait, in_transaction, want) in cases {
+            assert_eq!(
+                IdleLimit::of(wait, in_transaction),
+                want,
+                "{wait:?} {in_transaction:?}"
+            );
+        }
     }
 }

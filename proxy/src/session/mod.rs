@@ -17,7 +17,8 @@
 //! - `kill`: the session's side of it: which payload goes instead of the
 //!   client's, and KILL of another session (its socket closes at once).
 //! - `hangup`: a client gone mid-command (its statement is stopped) or
-//!   idle past its `wait_timeout` (its session is closed).
+//!   idle past its `wait_timeout`, or past `idle_in_transaction_timeout_secs`
+//!   in an open transaction (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
 //!   the backend connection dies under it.
 //! - `cut`: commands cut in flight that replay does not take: each gets
