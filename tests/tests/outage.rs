@@ -73,6 +73,7 @@ impl Restartable {
         .map(|(user, password)| Account {
             user: user.to_string(),
             password: password.to_string(),
+            grants: vec![torpor::scaler::process::GRANT_EVERYTHING.to_string()],
         })
         .collect();
         MariadbOptions {
