@@ -56,6 +56,21 @@ pub struct StatementFacts {
     /// `EXECUTE name`: SQL-level prepared statements run (their text is
     /// the session's to look up).
     pub executes: Vec<String>,
+    /// `COMMIT` or `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`), and what it
+    /// says about closing the connection afterwards.
+    pub ends_transaction: Option<Completion>,
+}
+
+/// What a `COMMIT` or `ROLLBACK` says about the connection afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// `… RELEASE`: MariaDB closes the connection once it has answered.
+    Release,
+    /// `… NO RELEASE`: the connection stays, whatever `completion_type`
+    /// says.
+    NoRelease,
+    /// Neither: `completion_type` decides (`RELEASE` closes).
+    AsConfigured,
 }
 
 impl StatementFacts {
@@ -78,6 +93,7 @@ impl StatementFacts {
         self.sets_untracked_variable |= other.sets_untracked_variable;
         self.runs_unseen_sql |= other.runs_unseen_sql;
         self.executes.extend(other.executes);
+        self.ends_transaction = self.ends_transaction.or(other.ends_transaction);
     }
 }
 
@@ -129,6 +145,8 @@ const INTERESTING: &[&[u8]] = &[
     b"last_insert_id",
     b"execute",
     b"call",
+    b"commit",
+    b"rollback",
 ];
 
 /// Cheap check: could [`classify`] find anything that matters for state
@@ -247,6 +265,11 @@ pub fn classify(sql: &[u8]) -> StatementFacts {
                     && next.is_some_and(|n| n.is_word(sql, "tables") || n.is_word(sql, "table"))
                 {
                     facts.unlocks_tables = true;
+                }
+                if (token.is_word(sql, "commit") || token.is_word(sql, "rollback"))
+                    && starts_statement(sql, &tokens, i)
+                {
+                    facts.ends_transaction = completion(sql, tokens.get(i + 1..).unwrap_or(&[]));
                 }
                 if token.is_word(sql, "call") && starts_statement(sql, &tokens, i) {
                     facts.runs_unseen_sql = true;
@@ -458,6 +481,32 @@ fn starts_statement(sql: &[u8], tokens: &[Token], i: usize) -> bool {
     }
 }
 
+/// What the rest of a `COMMIT` / `ROLLBACK` statement (`rest`, the tokens
+/// after that word) says: `None` for `ROLLBACK [WORK] TO …`, which ends
+/// no transaction.
+fn completion(sql: &[u8], rest: &[Token]) -> Option<Completion> {
+    let end = rest
+        .iter()
+        .position(|t| t.is_punct(sql, b';'))
+        .unwrap_or(rest.len());
+    let words = rest.get(..end).unwrap_or(&[]);
+    let after_work = match words.first() {
+        Some(first) if first.is_word(sql, "work") => words.get(1..).unwrap_or(&[]),
+        _ => words,
+    };
+    if after_work.first().is_some_and(|t| t.is_word(sql, "to")) {
+        return None;
+    }
+    let release = words.iter().position(|t| t.is_word(sql, "release"));
+    Some(match release {
+        Some(at) if at > 0 && words.get(at - 1).is_some_and(|t| t.is_word(sql, "no")) => {
+            Completion::NoRelease
+        }
+        Some(_) => Completion::Release,
+        None => Completion::AsConfigured,
+    })
+}
+
 /// Whether the statement that `before` ends in started with one of `words`.
 fn statement_starts_with(sql: &[u8], before: &[Token], words: &[&str]) -> bool {
     let start = before
@@ -621,5 +670,21 @@ mod tests {
         assert!(classify(b"INSERT INTO t VALUES (CURRENT_TIMESTAMP)").nondeterministic);
         assert!(!classify(b"UPDATE t SET c = c + 1 WHERE id = 5").nondeterministic);
         assert!(!classify(b"SELECT 'now()'").nondeterministic);
+    }
+
+    #[test]
+    fn commit_and_rollback_say_whether_the_connection_closes() {
+        let of = |sql: &[u8]| classify(sql).ends_transaction;
+        assert_eq!(of(b"COMMIT"), Some(Completion::AsConfigured));
+        assert_eq!(of(b"commit work and no chain"), Some(Completion::AsConfigured));
+        assert_eq!(of(b"COMMIT RELEASE"), Some(Completion::Release));
+        assert_eq!(of(b"COMMIT WORK AND CHAIN RELEASE"), Some(Completion::Release));
+        assert_eq!(of(b"ROLLBACK NO RELEASE"), Some(Completion::NoRelease));
+        assert_eq!(of(b"ROLLBACK WORK RELEASE;"), Some(Completion::Release));
+        assert_eq!(of(b"ROLLBACK TO SAVEPOINT a"), None);
+        assert_eq!(of(b"ROLLBACK WORK TO a"), None);
+        assert_eq!(of(b"SELECT 'COMMIT RELEASE'"), None);
+        assert_eq!(of(b"DO RELEASE_LOCK('a')"), None);
+        assert!(may_change_state(b"COMMIT"));
     }
 }

@@ -276,3 +276,60 @@ fn more_concurrent_transactions_than_the_old_pool_bound_succeed() {
         "through Torpor (left) and directly (right)"
     );
 }
+
+/// `COMMIT RELEASE` and `COMMIT` under `completion_type = RELEASE`:
+/// MariaDB answers, then closes the connection; through Torpor the client
+/// sees the same (PyMySQL's next query finds the connection gone), and
+/// with one backend connection the next client is served on a live one.
+#[test]
+fn commit_release_ends_the_session_as_mariadb_does() {
+    let torpor = Torpor::start_with(backend().addr(), |c| c.max_backend_connections = 1);
+    let body = r#"
+import pymysql
+for setup, end in [(None, "COMMIT RELEASE"), ("SET SESSION completion_type = 'RELEASE'", "COMMIT"),
+                   ("SET SESSION completion_type = 'RELEASE'", "ROLLBACK NO RELEASE")]:
+    c = pymysql.connect(host=host, port=port, user=user, password=password, database="test")
+    cur = c.cursor()
+    if setup:
+        cur.execute(setup)
+    cur.execute("BEGIN")
+    cur.execute(end)
+    print(end, "answered")
+    try:
+        cur.execute("SELECT 'still here'")
+        print(end, "then", cur.fetchall())
+    except pymysql.err.OperationalError as e:
+        print(end, "then", e.args[0])
+"#;
+    let script = format!(
+        "import sys\nhost, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\n{body}"
+    );
+    let run = |addr: SocketAddr| {
+        let python = require_program("python3", "python3");
+        let output = Command::new(python)
+            .arg("-c")
+            .arg(&script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg(APP_USER)
+            .arg(APP_PASSWORD)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let direct = run(backend().addr());
+    assert!(
+        direct.contains("COMMIT RELEASE then 2013"),
+        "MariaDB closes the connection: {direct}"
+    );
+    let through = run(torpor.addr());
+    assert_eq!(through, direct);
+    // The connection MariaDB closed is not handed to the next client.
+    let again = run(torpor.addr());
+    assert_eq!(again, direct);
+}

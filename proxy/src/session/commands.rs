@@ -187,6 +187,9 @@ pub struct Session {
     /// The client sat idle past its `wait_timeout`: the session ends
     /// (as [`SessionError::ClientGone`]) with a reset.
     idle_timed_out: bool,
+    /// The last statement was a `COMMIT`/`ROLLBACK` that releases the
+    /// connection: MariaDB closed it after its answer; the session ends.
+    pub(super) released: bool,
     /// What the session left unread on the connection it gave back last
     /// ([`super::left`]).
     pub(super) left: Option<std::rc::Rc<super::left::Unread>>,
@@ -258,6 +261,7 @@ impl Session {
             left: None,
             shared,
             idle_timed_out: false,
+            released: false,
         }
     }
 
@@ -366,6 +370,15 @@ impl Session {
                         error: SessionError::Killed,
                         reply_seq: None,
                     });
+                }
+                if self.released {
+                    // `COMMIT RELEASE` (or `completion_type = RELEASE`):
+                    // the client gets its answer, then the close MariaDB
+                    // gives; the backend connection, closed by the server,
+                    // is forgotten.
+                    self.flush_client().await?;
+                    self.drop_backend();
+                    return Ok(());
                 }
                 self.after_batch().await?;
                 // The accounts are read again now that the statement ran.

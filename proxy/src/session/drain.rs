@@ -16,6 +16,8 @@ use torpor_protocol::reply::{Ending, PacketClass, PrepareOk};
 use torpor_protocol::session_track::OkPacket;
 use torpor_protocol::{stmt, Capabilities};
 
+use torpor_replay::classify::Completion;
+
 use super::be;
 use super::commands::{Follow, Pending, Session};
 use super::relay::relay_packets;
@@ -174,6 +176,7 @@ impl Session {
                 }
             }
             Follow::Query { facts, sql } => {
+                self.released = ok && self.releases_connection(facts.ends_transaction);
                 let facts = self.model.resolve(&facts);
                 self.model.before_statement(&facts, &sql);
                 self.model.after_statement(&facts, &sql, ok);
@@ -346,6 +349,23 @@ impl Session {
         };
         if backend.conn.rbuf.is_empty() && backend.conn.rbuf.capacity() > 0 {
             self.buffers.give(std::mem::take(&mut backend.conn.rbuf));
+        }
+    }
+}
+
+impl Session {
+    /// Whether a `COMMIT`/`ROLLBACK` that succeeded made MariaDB close the
+    /// connection: `… RELEASE`, or neither form with `completion_type =
+    /// RELEASE`.
+    fn releases_connection(&self, completion: Option<Completion>) -> bool {
+        match completion {
+            Some(Completion::Release) => true,
+            Some(Completion::AsConfigured) => self
+                .model
+                .state
+                .variable(&self.model.baseline, "completion_type")
+                .is_some_and(|v| v.eq_ignore_ascii_case("RELEASE") || v.trim() == "2"),
+            Some(Completion::NoRelease) | None => false,
         }
     }
 }
