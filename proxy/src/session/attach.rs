@@ -26,7 +26,7 @@ use super::statements::BackendStatements;
 use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
-use crate::pool::{Borrowed, PoolKey, Pooled};
+use crate::pool::{Borrowed, Lent, PoolKey, Pooled};
 
 /// A backend connection whose server was last heard from longer ago than
 /// this is checked before it is used (one non-blocking peek): a KILL or a
@@ -143,8 +143,9 @@ impl Session {
     }
 
     /// A backend connection in the session's state: from the pool (live,
-    /// aligned) or newly opened.
-    pub(super) async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
+    /// aligned) or newly opened. Whatever fails on the way drops what was
+    /// lent, which closes it and frees its place.
+    pub(super) async fn borrow_backend(&mut self) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
         let wait = self.shared.settings().pool_wait;
         // Already read by whoever took the connection the session left:
@@ -169,7 +170,6 @@ impl Session {
                     if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
-                        self.pool.forget();
                         continue;
                     }
                     if let Some(left) = conn.left_by.take() {
@@ -190,48 +190,28 @@ impl Session {
                                         state.last_insert_id = id;
                                     }
                                 }
-                                Err(_) => {
-                                    self.pool.forget();
-                                    continue;
-                                }
+                                Err(_) => continue,
                             }
                         }
                     }
                     if let Err(error) = self.take_left(true).await {
-                        let pooled = Pooled {
-                            conn,
-                            state,
-                            last_session,
-                        };
-                        self.pool.give_back(key, pooled);
+                        conn.give_back(key, state, last_session);
                         return Err(error);
                     }
                     match self.align(&mut conn, &state).await {
                         Ok(()) => return Ok(conn),
-                        Err(Some(error)) => {
-                            self.pool.forget();
-                            return Err(error);
-                        }
+                        Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
-                        // the session none): a new connection instead.
+                        // the session none): a new connection in its place.
                         Err(None) => {
-                            drop(conn);
-                            return self
-                                .open_backend()
-                                .await
-                                .inspect_err(|_| self.pool.forget());
+                            let place = conn.close();
+                            return Ok(place.fill(self.open_backend().await?));
                         }
                     }
                 }
-                Borrowed::Open => {
-                    if let Err(error) = self.take_left(true).await {
-                        self.pool.forget();
-                        return Err(error);
-                    }
-                    return self
-                        .open_backend()
-                        .await
-                        .inspect_err(|_| self.pool.forget());
+                Borrowed::Open(place) => {
+                    self.take_left(true).await?;
+                    return Ok(place.fill(self.open_backend().await?));
                 }
             }
         }
@@ -355,14 +335,7 @@ impl Session {
                 .backend_thread_id
                 .store(0, Ordering::Release);
             let key = self.pool_key();
-            self.pool.give_back(
-                key,
-                Pooled {
-                    conn,
-                    state: self.model.state.clone(),
-                    last_session: self.guard.id,
-                },
-            );
+            conn.give_back(key, self.model.state.clone(), self.guard.id);
         }
     }
 
@@ -383,8 +356,8 @@ impl Session {
     /// Closes the session's backend connection (it failed, or it is in a
     /// state no other session may see); its place in the pool is freed.
     pub(super) fn drop_backend(&mut self) {
+        // Dropped: closed, and its place in the pool freed.
         if self.backend.take().is_some() {
-            self.pool.forget();
             self.guard
                 .entry
                 .backend_thread_id

@@ -44,7 +44,7 @@ use crate::context::Shared;
 use crate::error::SessionError;
 use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, Peer};
-use crate::pool::BackendPool;
+use crate::pool::{BackendPool, Lent};
 use crate::registry::SessionGuard;
 use crate::service::{ClientCount, Service};
 use crate::worker::SessionControl;
@@ -138,7 +138,7 @@ pub struct Session {
     /// The backend connection serving the session now: attached for a
     /// transaction (for a statement in autocommit), or while something
     /// pins the session; `None` between them.
-    pub(super) backend: Option<BackendConn>,
+    pub(super) backend: Option<Lent<BackendConn>>,
     /// The capabilities of the session's backend connections (all alike).
     pub(super) backend_caps: Capabilities,
     /// The worker's pool of backend connections to the session's service.
@@ -587,6 +587,8 @@ impl Session {
                 }
                 _ => {}
             }
+            #[cfg(debug_assertions)]
+            panic_if_a_test_asks(command, payload);
             if self.kills_an_idle_session(command, payload) {
                 // The target has no backend connection now: nothing runs
                 // to interrupt; a KILL CONNECTION marked it (it ends at its
@@ -943,6 +945,21 @@ impl Session {
             status |= torpor_protocol::packets::ServerStatus::AUTOCOMMIT;
         }
         status
+    }
+}
+
+/// Debug builds only (so never in a release): a test's way to make a
+/// session panic while it holds a backend connection, to see what a bug
+/// that panics leaves behind. It takes both the statement
+/// `SELECT 'torpor-test-panic'` and `TORPOR_TEST_PANIC=1` in the
+/// environment (read only when the statement comes).
+#[cfg(debug_assertions)]
+fn panic_if_a_test_asks(command: Command, payload: &[u8]) {
+    if command == Command::Query
+        && payload.get(1..) == Some(&b"SELECT 'torpor-test-panic'"[..])
+        && std::env::var_os("TORPOR_TEST_PANIC").is_some_and(|v| v == "1")
+    {
+        panic!("torpor-test-panic: a panic a test asked for");
     }
 }
 
