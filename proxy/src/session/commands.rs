@@ -185,9 +185,10 @@ pub struct Session {
     /// A statement of the current batch may change accounts: logins wait
     /// until it ran and the accounts were read again (the guard's drop).
     pub(super) accounts_change: std::cell::RefCell<Option<crate::accounts::keeper::AccountChange>>,
-    /// The client sat idle past its `wait_timeout`: the session ends
-    /// (as [`SessionError::ClientGone`]) with a reset.
-    idle_timed_out: bool,
+    /// The client sat idle past its `wait_timeout`, or left a command
+    /// half sent past `net_read_timeout`: the session ends with a reset,
+    /// as MariaDB 10.11 closes a connection it gave up waiting for.
+    pub(super) reset_on_close: bool,
     /// What the session left unread on the connection it gave back last
     /// ([`super::left`]).
     pub(super) left: Option<std::rc::Rc<super::left::Unread>>,
@@ -258,7 +259,7 @@ impl Session {
             ),
             left: None,
             shared,
-            idle_timed_out: false,
+            reset_on_close: false,
         }
     }
 
@@ -305,9 +306,10 @@ impl Session {
         // No KILL may touch the socket once it closes (its number is
         // reused).
         self.guard.entry.clear_client_fd();
-        if self.idle_timed_out {
-            // MariaDB 10.11 resets a connection idle past wait_timeout,
-            // with nothing sent: the socket closes when `self` drops.
+        if self.reset_on_close {
+            // MariaDB 10.11 resets a connection it stopped waiting for
+            // (past wait_timeout, even mid-command), with nothing sent: the
+            // socket closes when `self` drops.
             super::hangup::reset_on_close(self.client.raw_fd());
             return reason;
         }
@@ -387,7 +389,15 @@ impl Session {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let limit = self.idle_limit();
+        // Half a command buffered: the rest must come within
+        // net_read_timeout (a pinned session holds its backend connection
+        // meanwhile), or within wait_timeout if that is shorter.
+        let mid_command = !self.client.rbuf.is_empty();
+        let limit = match self.idle_limit() {
+            Some(idle) if mid_command => Some(idle.min(self.shared.settings().net_read_timeout)),
+            None if mid_command => Some(self.shared.settings().net_read_timeout),
+            idle => idle,
+        };
         let fd = self.client.raw_fd();
         let read = async {
             if self.to_client.is_empty() {
@@ -424,8 +434,11 @@ impl Session {
         let read = read.map_err(SessionError::client_io)?;
         self.control.set_idle(false);
         if timed_out {
+            if mid_command {
+                return Err(self.stalled());
+            }
             debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
-            self.idle_timed_out = true;
+            self.reset_on_close = true;
             return Err(SessionError::ClientGone.into());
         }
         self.count_traffic();
@@ -441,6 +454,18 @@ impl Session {
             Ok(_) => Ok(()),
             Err(e) => Err(SessionError::client_io(e).into()),
         }
+    }
+
+    /// The client left a command half sent past `net_read_timeout` (or
+    /// its `wait_timeout`): the session ends, the socket is reset, and a
+    /// backend connection caught mid-command is closed with it.
+    pub(super) fn stalled(&mut self) -> Failure {
+        self.reset_on_close = true;
+        SessionError::client_io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no more of the command came within net_read_timeout",
+        ))
+        .into()
     }
 
     /// Whether the client is in the middle of sending a command (so that

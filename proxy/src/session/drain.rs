@@ -137,8 +137,12 @@ impl Session {
                 Walked::LocalInfile => {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
+                    let read_limit = self.shared.settings().net_read_timeout;
                     let result =
-                        relay_packets(&mut self.client, &mut be!(self).conn, |h| h.len == 0).await;
+                        relay_packets(&mut self.client, &mut be!(self).conn, read_limit, |h| {
+                            h.len == 0
+                        })
+                        .await;
                     self.relay_result(result)?;
                 }
             }

@@ -4,6 +4,7 @@
 //! only), and LOCAL INFILE data.
 
 use std::io;
+use std::time::Duration;
 
 use torpor_protocol::command::Command;
 use torpor_protocol::frame::{PacketHeader, HEADER_LEN, MAX_PAYLOAD};
@@ -28,10 +29,13 @@ pub enum RelayError {
 
 /// Forwards packets from `from` to `to`, starting at a packet boundary of
 /// `from`'s buffer, until a packet for which `is_last` says yes has gone
-/// through whole. Bytes after that packet stay in `from`'s buffer.
+/// through whole. Bytes after that packet stay in `from`'s buffer. A wait
+/// of more than `read_limit` for `from`'s next bytes fails it
+/// (`From(TimedOut)`): half a command must not hold `to` forever.
 pub async fn relay_packets(
     from: &mut Conn,
     to: &mut Conn,
+    read_limit: Duration,
     mut is_last: impl FnMut(PacketHeader) -> bool,
 ) -> Result<(), RelayError> {
     let mut body_left = 0usize;
@@ -66,7 +70,7 @@ pub async fn relay_packets(
             return Ok(());
         }
         let want = body_left.clamp(HEADER_LEN, 1 << 20);
-        match from.read_more(want).await {
+        match from.read_more_within(want, read_limit).await {
             Ok(0) => return Err(RelayError::From(None)),
             Ok(_) => {}
             Err(e) => return Err(RelayError::From(Some(e))),
@@ -152,17 +156,25 @@ impl Session {
                 ))
             }
         }
-        let result = relay_packets(&mut self.client, &mut be!(self).conn, |h| {
+        let read_limit = self.shared.settings().net_read_timeout;
+        let result = relay_packets(&mut self.client, &mut be!(self).conn, read_limit, |h| {
             h.len < MAX_PAYLOAD
         })
         .await;
         self.relay_result(result).map(|()| None)
     }
 
-    pub(super) fn relay_result(&self, result: Result<(), RelayError>) -> Result<(), Failure> {
+    /// What a relay from the client to the backend ended with. A client
+    /// that stalled past `net_read_timeout` is closed (reset, as MariaDB
+    /// closes a connection it gave up on); its backend connection, caught
+    /// mid-command, goes with the failed session, never to the pool.
+    pub(super) fn relay_result(&mut self, result: Result<(), RelayError>) -> Result<(), Failure> {
         match result {
             Ok(()) => Ok(()),
             Err(RelayError::From(None)) => Err(SessionError::ClientGone.into()),
+            Err(RelayError::From(Some(e))) if e.kind() == io::ErrorKind::TimedOut => {
+                Err(self.stalled())
+            }
             Err(RelayError::From(Some(e))) => Err(SessionError::client_io(e).into()),
             Err(RelayError::To(e)) => Err(self.backend_lost(e)),
         }
