@@ -1,18 +1,26 @@
-//! Clients that stop half-way through a command.
+//! Clients that stop half-way through a command, and commands larger
+//! than the backend takes.
 //!
 //! - A client that stalls mid-command (a COM_QUERY over 16 MiB, streamed
 //!   to the backend as it arrives) is closed after `net_read_timeout_secs`
 //!   and its backend connection, caught mid-command, is closed: its place
 //!   in the pool comes back, where it used to be held forever.
+//! - A command over the backend's `max_allowed_packet` gets what MariaDB
+//!   sends — ERR 1153 (08S01) right after the packet header, then the
+//!   connection closes — byte for byte, compared with the server itself.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
+use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
 use torpor_protocol::frame::MAX_PAYLOAD;
 use torpor_tests::raw::{base_capabilities, Aftermath, Closing, LoginOptions, RawClient};
-use torpor_tests::{backend, connect, Torpor};
+use torpor_tests::{
+    backend, connect, mysql_opts, Torpor, ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER,
+};
 
 /// How long anything that should happen may take, however loaded the
 /// machine: generous, never a timing assertion.
@@ -134,4 +142,87 @@ fn a_client_stalled_mid_command_gives_its_backend_connection_back() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A private MariaDB with `max_allowed_packet` = `max` (e.g. `1M`).
+fn server_with_max_allowed_packet(max: &str) -> MariadbProcess {
+    let accounts = [(APP_USER, APP_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)]
+        .iter()
+        .map(|(user, password)| Account {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+        .collect();
+    MariadbProcess::start(MariadbOptions {
+        accounts,
+        buffer_pool: "32M".to_string(),
+        extra_args: vec![format!("--max-allowed-packet={max}")],
+        ..MariadbOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"))
+}
+
+/// What a raw client that logs in to `addr` and sends `wire` gets back,
+/// until the connection closes.
+fn send_and_watch(addr: SocketAddr, wire: &[u8]) -> Aftermath {
+    let mut client = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    // The server may close before it read everything: a failed write
+    // is part of what is observed, not a test failure.
+    let _ = client.write_raw(wire);
+    client.read_to_end(LIMIT)
+}
+
+/// Sends `wire` to MariaDB directly and through Torpor: Torpor's reply
+/// must be MariaDB's, and the connection must close after it.
+fn same_as_mariadb(server: &MariadbProcess, torpor: &Torpor, what: &str, wire: &[u8]) {
+    let direct = send_and_watch(server.addr(), wire);
+    let proxied = send_and_watch(torpor.addr(), wire);
+    println!("{what}: MariaDB {direct:?}");
+    println!("{what}: Torpor  {proxied:?}");
+    let err = direct
+        .packets
+        .first()
+        .unwrap_or_else(|| panic!("{what}: MariaDB sent nothing"));
+    assert_eq!(&err.payload[..3], b"\xff\x81\x04", "{what}: MariaDB's 1153");
+    assert_eq!(proxied.packets, direct.packets, "{what}");
+    assert!(
+        !matches!(proxied.closing, Closing::TimedOut),
+        "{what}: Torpor kept the connection open"
+    );
+}
+
+#[test]
+fn a_command_over_max_allowed_packet_gets_what_mariadb_sends() {
+    let server = server_with_max_allowed_packet("1M");
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    let max = 1 << 20;
+    // MariaDB answers once the header is in: the first 64 KiB are sent.
+    // At the bound (a buffered packet), over it (a streamed one), and a
+    // multi-packet command.
+    for len in [max, 2 * max, MAX_PAYLOAD + 10] {
+        let wire = query_start(len, 64 * 1024);
+        same_as_mariadb(&server, &torpor, &format!("{len} bytes"), &wire);
+    }
+    // Just under the bound runs, through Torpor as on MariaDB.
+    let text = "y".repeat(max - 100);
+    let mut conn = mysql::Conn::new(mysql_opts(torpor.addr(), APP_USER, APP_PASSWORD))
+        .expect("connect through Torpor");
+    let got: Option<String> = conn
+        .query_first(format!("SELECT '{text}'"))
+        .expect("a query under max_allowed_packet");
+    assert_eq!(got.map(|g| g.len()), Some(text.len()));
+}
+
+#[test]
+fn a_multi_packet_command_reaching_max_allowed_packet_half_way_gets_what_mariadb_sends() {
+    let server = server_with_max_allowed_packet("17M");
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    // The first packet (16 MiB - 1) is under the bound; the second's
+    // header brings the command past it: refused there, at sequence id 2.
+    let len = MAX_PAYLOAD + 2 * 1024 * 1024;
+    let mut wire = query_start(len, MAX_PAYLOAD);
+    wire.extend_from_slice(&((len - MAX_PAYLOAD) as u32).to_le_bytes()[..3]);
+    wire.push(1);
+    wire.extend_from_slice(&[b'x'; 1024]);
+    same_as_mariadb(&server, &torpor, "16 MiB + 2 MiB", &wire);
 }

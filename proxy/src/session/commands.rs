@@ -333,6 +333,13 @@ impl Session {
                     reply_seq: self.client_waits().then_some(1),
                 });
             }
+            // MariaDB refuses a command over max_allowed_packet as soon as
+            // its header is in (see super::relay).
+            if let Some(refusal) =
+                PacketHeader::parse(&self.client.rbuf).and_then(|header| self.too_large(header))
+            {
+                return Err(refusal);
+            }
             let Some(want) = self.bytes_missing() else {
                 self.batch_started = Instant::now();
                 if let Err(failure) = self.attach().await {
@@ -516,6 +523,10 @@ impl Session {
                     },
                     header.seq.wrapping_add(1),
                 ));
+            }
+            if self.too_large(header).is_some() {
+                // Refused once the commands before it are answered.
+                break Batch::Dispatched;
             }
             let whole = buf.len() >= header.total_len();
             if header.is_continued() || (!whole && header.len > WHOLE_PACKET_LIMIT) {
