@@ -293,7 +293,7 @@ async fn run(
                 match replayed {
                     Ok(_) => {
                         let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-                        Lending::Ready(backend, model, ok)
+                        Lending::Ready(Box::new((backend, model, ok)))
                     }
                     Err(Some(error)) => return Err(error),
                     // It cannot be brought there (it has a schema, the
@@ -303,7 +303,7 @@ async fn run(
             }
         };
         let (backend, model, ok) = match lending {
-            Lending::Ready(backend, model, ok) => (backend, model, ok),
+            Lending::Ready(ready) => *ready,
             Lending::Open(place) => {
                 let (backend, ok) = service.connect(&login).await?;
                 let mut backend = place.fill(backend);
@@ -364,7 +364,7 @@ async fn run(
 enum Lending {
     /// A pooled one, brought to a fresh session's state: with the
     /// session's model and the OK that ends the login.
-    Ready(Lent<BackendConn>, SessionModel, Vec<u8>),
+    Ready(Box<(Lent<BackendConn>, SessionModel, Vec<u8>)>),
     /// A place to open a new one in.
     Open(Place<BackendConn>),
 }
