@@ -12,6 +12,11 @@
 //!   `wait_timeout`): MariaDB 10.11 closes the socket with nothing sent,
 //!   and the client sees a reset ([`Session::idle_limit`],
 //!   [`reset_on_close`]).
+//! - A client that leaves a command half sent: each wait for more of it
+//!   ends after `net_read_timeout_secs` (shorter than MariaDB's own wait,
+//!   which is `wait_timeout`: a command on its way may hold a backend
+//!   connection), and the session is closed the same way
+//!   ([`Session::stalled`]).
 //!
 //! The watch never cancels a read that is still wanted: it peeks at the
 //! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
@@ -201,5 +206,94 @@ impl Session {
             .parse()
             .ok()?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+
+    /// Sends the client what it is owed and waits for its next bytes: the
+    /// one place a session is idle, and so the one place a shutdown ends
+    /// it (the worker shuts the read side of idle sessions' sockets).
+    pub(super) async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
+        self.client.shrink_if_idle();
+        self.control.set_idle(true);
+        if self.shared.shutdown.is_stopping() {
+            self.flush_client().await?;
+            return Err(SessionError::Shutdown.into());
+        }
+        // Half a command buffered: the rest must come within
+        // net_read_timeout (a pinned session holds its backend connection
+        // meanwhile), or within wait_timeout if that is shorter.
+        let mid_command = !self.client.rbuf.is_empty();
+        let limit = match self.idle_limit() {
+            Some(idle) if mid_command => Some(idle.min(self.shared.settings().net_read_timeout)),
+            None if mid_command => Some(self.shared.settings().net_read_timeout),
+            idle => idle,
+        };
+        let fd = self.client.raw_fd();
+        let read = async {
+            if self.to_client.is_empty() {
+                Ok(self.client.read_more(want).await)
+            } else {
+                let out = std::mem::take(&mut self.to_client);
+                let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+                out.clear();
+                self.to_client = out;
+                written.map(|()| read)
+            }
+        };
+        let mut timed_out = false;
+        let read = match limit {
+            None => read.await,
+            Some(limit) => {
+                let mut read = pin!(read);
+                match select(read.as_mut(), pin!(monoio::time::sleep(limit))).await {
+                    Either::Left((read, _)) => read,
+                    Either::Right(((), _)) => {
+                        // Idle too long. The read is not dropped half
+                        // done: shutting the socket's read side ends it.
+                        timed_out = true;
+                        // SAFETY: `fd` is this session's open client
+                        // socket; shutdown(2) only changes its state.
+                        unsafe {
+                            libc::shutdown(fd, libc::SHUT_RD);
+                        }
+                        read.await
+                    }
+                }
+            }
+        };
+        let read = read.map_err(SessionError::client_io)?;
+        self.control.set_idle(false);
+        if timed_out {
+            if mid_command {
+                return Err(self.stalled());
+            }
+            debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
+            self.reset_on_close = true;
+            return Err(SessionError::ClientGone.into());
+        }
+        self.count_traffic();
+        if self.to_client.capacity() > 64 * 1024 {
+            self.to_client = bytes::BytesMut::new();
+        }
+        match read {
+            Ok(0) if self.guard.entry.killed.load(Ordering::Acquire) => {
+                Err(SessionError::Killed.into())
+            }
+            Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
+            Ok(0) => Err(SessionError::ClientGone.into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(SessionError::client_io(e).into()),
+        }
+    }
+
+    /// The client left a command half sent past `net_read_timeout` (or
+    /// its `wait_timeout`): the session ends, the socket is reset, and a
+    /// backend connection caught mid-command is closed with it.
+    pub(super) fn stalled(&mut self) -> Failure {
+        self.reset_on_close = true;
+        SessionError::client_io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no more of the command came within net_read_timeout",
+        ))
+        .into()
     }
 }

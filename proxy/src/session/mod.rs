@@ -12,12 +12,14 @@
 //!   leaves its connection, so the client's diagnostics stay untouched.
 //! - [`statements`]: session-stable prepared statement ids.
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
-//! - [`relay`]: streaming packets Torpor does not look into.
+//! - [`relay`]: streaming packets Torpor does not look into, and the
+//!   refusal of a command over `max_allowed_packet`.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
 //! - `kill`: the session's side of it: which payload goes instead of the
 //!   client's, and KILL of another session (its socket closes at once).
-//! - `hangup`: a client gone mid-command (its statement is stopped) or
-//!   idle past its `wait_timeout` (its session is closed).
+//! - `hangup`: waiting for the client; a client gone mid-command (its
+//!   statement is stopped), idle past its `wait_timeout`, or stalled
+//!   half-way through sending a command (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
 //!   the backend connection dies under it.
 
