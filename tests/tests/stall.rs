@@ -144,6 +144,44 @@ fn a_client_stalled_mid_command_gives_its_backend_connection_back() {
     }
 }
 
+#[test]
+fn a_client_that_stalls_mid_command_in_a_transaction_is_closed_too() {
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 1;
+        config.pool_wait_timeout_ms = 30_000;
+        config.net_read_timeout_secs = 2;
+    });
+    // In a transaction the session holds the pool's one connection, and a
+    // half-sent small command is buffered, not streamed: the session
+    // waits for the rest of it (until wait_timeout, 8 hours, before).
+    let mut stalled = RawClient::connect(torpor.addr(), &LoginOptions::app(base_capabilities()));
+    stalled.query("BEGIN").expect_ok("BEGIN");
+    stalled.query("SELECT 1");
+    stalled
+        .write_raw(&query_start(100, 10))
+        .expect("half a command");
+    let started = Instant::now();
+    let after = stalled.read_to_end(LIMIT);
+    println!(
+        "stalled client in a transaction: {:?} after {:?}, packets {:?}",
+        after.closing,
+        started.elapsed(),
+        after.packets
+    );
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the stalled session was never closed"
+    );
+    assert!(after.packets.is_empty(), "{:?}", after.packets);
+    // Its connection went (rolled back with it): the next client has it.
+    let mut next = connect(torpor.addr());
+    let value: Option<i64> = next
+        .query_first("SELECT 8")
+        .unwrap_or_else(|e| panic!("a new client after the stall: {e}"));
+    assert_eq!(value, Some(8));
+}
+
 /// A private MariaDB with `max_allowed_packet` = `max` (e.g. `1M`).
 fn server_with_max_allowed_packet(max: &str) -> MariadbProcess {
     let accounts = [(APP_USER, APP_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)]
