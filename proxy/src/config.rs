@@ -275,6 +275,12 @@ pub struct Config {
     /// `max_connections`, so half-open logins cannot lock real ones out.
     #[serde(default = "default_login_timeout_secs")]
     pub login_timeout_secs: u64,
+    /// Seconds a client may leave a command half sent (MariaDB's
+    /// `net_read_timeout`): each wait for more of a command's bytes ends
+    /// then, and the client is closed — a command streaming to the
+    /// backend holds a backend connection until its last byte.
+    #[serde(default = "default_net_read_timeout_secs")]
+    pub net_read_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight commands may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -376,6 +382,9 @@ fn default_max_connections() -> usize {
 fn default_login_timeout_secs() -> u64 {
     10
 }
+fn default_net_read_timeout_secs() -> u64 {
+    30
+}
 fn default_shutdown_grace_secs() -> u64 {
     10
 }
@@ -406,6 +415,7 @@ impl Default for Config {
             workers: 0,
             max_connections: default_max_connections(),
             login_timeout_secs: default_login_timeout_secs(),
+            net_read_timeout_secs: default_net_read_timeout_secs(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
@@ -533,6 +543,11 @@ impl Config {
                 "login_timeout_secs must be at least 1: a silent socket would keep its connection forever".into(),
             ));
         }
+        if self.net_read_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "net_read_timeout_secs must be at least 1: a client that stops mid-command would keep its backend connection forever".into(),
+            ));
+        }
         if let Some(listen) = self.admin.listen {
             if !listen.ip().is_loopback() && self.admin.token().is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -639,6 +654,10 @@ pub struct Cli {
     /// MariaDB's connect_timeout).
     #[arg(long, value_name = "SECS")]
     pub login_timeout_secs: Option<u64>,
+    /// Seconds a client may leave a command half sent before its socket
+    /// is closed (default 30, as MariaDB's net_read_timeout).
+    #[arg(long, value_name = "SECS")]
+    pub net_read_timeout_secs: Option<u64>,
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
@@ -881,6 +900,9 @@ impl Cli {
         if let Some(secs) = self.login_timeout_secs {
             config.login_timeout_secs = secs;
         }
+        if let Some(secs) = self.net_read_timeout_secs {
+            config.net_read_timeout_secs = secs;
+        }
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;
         }
@@ -971,6 +993,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.outage_hold_secs, 5);
+    }
+
+    #[test]
+    fn net_read_timeout_defaults_to_mariadbs_and_is_never_zero() {
+        let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+            .into_config()
+            .unwrap();
+        assert_eq!(config.net_read_timeout_secs, 30);
+        let args = ["torpor", "--backend", "x:1", "--net-read-timeout-secs", "2"];
+        let config = Cli::parse_from(args).into_config().unwrap();
+        assert_eq!(config.net_read_timeout_secs, 2);
+        let args = ["torpor", "--backend", "x:1", "--net-read-timeout-secs", "0"];
+        let err = Cli::parse_from(args).into_config().unwrap_err().to_string();
+        assert!(err.contains("net_read_timeout_secs"), "{err}");
     }
 
     #[test]

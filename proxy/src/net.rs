@@ -18,8 +18,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use futures_util::future::{select, Either};
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
@@ -158,6 +160,30 @@ impl Conn {
         self.rbuf = slice.into_inner();
         self.count_read(&result);
         result
+    }
+
+    /// Like [`Conn::read_more`], but a wait longer than `limit` without a
+    /// byte ends in a `TimedOut` error. The read is not dropped half done
+    /// (io_uring may already be filling the buffer): the socket's read
+    /// side is shut, which ends it, so after a time-out the connection is
+    /// good for nothing but closing.
+    pub async fn read_more_within(&mut self, want: usize, limit: Duration) -> io::Result<usize> {
+        let fd = self.fd;
+        let read = std::pin::pin!(self.read_more(want));
+        let sleep = std::pin::pin!(monoio::time::sleep(limit));
+        match select(read, sleep).await {
+            Either::Left((read, _)) => read,
+            Either::Right(((), read)) => {
+                // SAFETY: `fd` is this connection's open socket (it closes
+                // only when the connection drops); shutdown(2) only changes
+                // its state.
+                unsafe {
+                    libc::shutdown(fd, libc::SHUT_RD);
+                }
+                let _ = read.await;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))
+            }
+        }
     }
 
     /// Writes all of `out` and, in the same submission, reads more onto

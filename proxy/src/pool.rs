@@ -17,9 +17,18 @@
 //! longer than the idle timeout is closed; a borrower that finds none free
 //! and none may be opened waits in a bounded queue, first come first
 //! served, and gets a clear error when its wait times out.
+//!
+//! What the pool lends is a value: a [`Lent`] connection, or a [`Place`]
+//! to open one in. Either counts as lent while it lives; given back with
+//! [`Lent::give_back`] it goes to a waiter or the idle set, and dropped
+//! any other way — an error, an early return, a session that panics and
+//! unwinds — it is closed and its place freed. So no path can leave the
+//! worker counting a connection lent forever (which would keep its
+//! service from ever suspending, and a full pool full).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -45,7 +54,7 @@ pub struct PoolKey {
 
 /// A backend connection (`C`: [`crate::backend::BackendConn`]; generic
 /// so the pool's rules are unit-tested on their own) with the session
-/// state it has.
+/// state it has; borrowers get it as a `Pooled<Lent<C>>`.
 pub struct Pooled<C> {
     /// The connection.
     pub conn: C,
@@ -56,6 +65,79 @@ pub struct Pooled<C> {
     /// what `ROW_COUNT()` and `FOUND_ROWS()` say of its own previous
     /// statement.
     pub last_session: u32,
+}
+
+/// A place counted among the pool's open connections, held by whoever
+/// will open a connection in it (or holds one, inside a [`Lent`]).
+/// Dropped, it is freed, and a waiter may have it.
+pub struct Place<C> {
+    pool: Rc<BackendPool<C>>,
+    /// False once the place went back with its connection.
+    held: bool,
+}
+
+impl<C> Place<C> {
+    /// The connection opened in this place, lent.
+    pub fn fill(self, conn: C) -> Lent<C> {
+        Lent { conn, place: self }
+    }
+}
+
+impl<C> Drop for Place<C> {
+    fn drop(&mut self) {
+        if self.held {
+            self.pool.forget();
+        }
+    }
+}
+
+/// A connection lent out of the pool. Use it through `Deref`; give it
+/// back clean with [`Lent::give_back`]. Dropped otherwise, it is closed
+/// and its place freed.
+pub struct Lent<C> {
+    // Declared first, so dropped first: the connection closes before its
+    // place is offered to a waiter.
+    conn: C,
+    place: Place<C>,
+}
+
+impl<C> Lent<C> {
+    /// Takes the connection back, clean (see the pool rules), with the
+    /// key and the state it has now and the session that used it: to a
+    /// waiter of its key first, else into the idle set.
+    pub fn give_back(self, key: PoolKey, state: SessionState, last_session: u32) {
+        let Lent { conn, mut place } = self;
+        place.held = false;
+        place.pool.take_back(
+            key,
+            Pooled {
+                conn,
+                state,
+                last_session,
+            },
+        );
+    }
+
+    /// Closes the connection, keeping its place (to open another in).
+    pub fn close(self) -> Place<C> {
+        let Lent { conn, place } = self;
+        drop(conn);
+        place
+    }
+}
+
+impl<C> Deref for Lent<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.conn
+    }
+}
+
+impl<C> DerefMut for Lent<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
 }
 
 struct Idle<C> {
@@ -80,6 +162,32 @@ impl<C> Default for Slot<C> {
     }
 }
 
+/// A borrower's place in the queue. Dropped — the wait is over, or its
+/// future was dropped half-way (a cancelled select, a task that ends) —
+/// it leaves the queue, and a handoff that landed meanwhile goes back to
+/// the pool instead of vanishing with the slot (a connection closed
+/// without its place ever being freed).
+struct Queued<'a, C> {
+    pool: &'a BackendPool<C>,
+    key: PoolKey,
+    slot: Rc<Slot<C>>,
+}
+
+impl<C> Drop for Queued<'_, C> {
+    fn drop(&mut self) {
+        self.pool
+            .waiters
+            .borrow_mut()
+            .retain(|(_, s)| !Rc::ptr_eq(s, &self.slot));
+        let landed = self.slot.handoff.borrow_mut().take();
+        match landed {
+            Some(Handoff::Conn(pooled)) => self.pool.take_back(self.key.clone(), *pooled),
+            Some(Handoff::Room) => self.pool.forget(),
+            None => {}
+        }
+    }
+}
+
 /// What a waiter is given.
 enum Handoff<C> {
     /// A connection another session gave back, of the waiter's key.
@@ -90,10 +198,16 @@ enum Handoff<C> {
 
 /// What [`BackendPool::borrow`] found.
 pub enum Borrowed<C> {
-    /// An idle connection of the key.
-    Conn(Box<Pooled<C>>),
-    /// None idle, but one may be opened (the place is counted already;
-    /// give it back with [`BackendPool::forget`] if opening fails).
+    /// An idle connection of the key, lent.
+    Conn(Box<Pooled<Lent<C>>>),
+    /// None idle, but one may be opened in this place (dropped unused, it
+    /// is freed).
+    Open(Place<C>),
+}
+
+/// What [`BackendPool::find`] found, before it is lent.
+enum Found<C> {
+    Idle(Box<Pooled<C>>),
     Open,
 }
 
@@ -206,15 +320,50 @@ impl<C> BackendPool<C> {
 
     /// A connection of `key` for `session`: the idle one it used last if
     /// no one used it since; else an idle one no session used (in `state`
-    /// first); else, below the bound, leave to open one; else the longest
+    /// first); else, below the bound, a place to open one; else the longest
     /// idle one of another session (in `state` first); `None` when the
     /// pool is at its bound with nothing idle.
     pub fn try_borrow(
-        &self,
+        self: &Rc<Self>,
         key: &PoolKey,
         state: &SessionState,
         session: u32,
     ) -> Option<Borrowed<C>> {
+        self.find(key, state, session).map(|found| self.lend(found))
+    }
+
+    /// What a borrower holds of what was found (counted as open already).
+    fn lend(self: &Rc<Self>, found: Found<C>) -> Borrowed<C> {
+        match found {
+            Found::Idle(pooled) => Borrowed::Conn(Box::new(self.lend_idle(*pooled))),
+            Found::Open => Borrowed::Open(self.place()),
+        }
+    }
+
+    /// A place counted already, as the value that frees it.
+    fn place(self: &Rc<Self>) -> Place<C> {
+        Place {
+            pool: Rc::clone(self),
+            held: true,
+        }
+    }
+
+    /// An idle connection taken out (its place counted), lent.
+    fn lend_idle(self: &Rc<Self>, pooled: Pooled<C>) -> Pooled<Lent<C>> {
+        let Pooled {
+            conn,
+            state,
+            last_session,
+        } = pooled;
+        Pooled {
+            conn: self.place().fill(conn),
+            state,
+            last_session,
+        }
+    }
+
+    /// See [`BackendPool::try_borrow`]; what is found counts as lent.
+    fn find(&self, key: &PoolKey, state: &SessionState, session: u32) -> Option<Found<C>> {
         self.expire();
         let mut idle = self.idle.borrow_mut();
         let own = (session != 0)
@@ -236,22 +385,22 @@ impl<C> BackendPool<C> {
                 .or_else(|| oldest(&|i| i.pooled.last_session == 0))
         });
         if let Some(at) = unowned {
-            return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
+            return Some(Found::Idle(Box::new(idle.swap_remove(at).pooled)));
         }
         if self.open.get() < self.limit.get() {
             self.open.set(self.open.get() + 1);
-            return Some(Borrowed::Open);
+            return Some(Found::Open);
         }
         let others = oldest(&|i| i.pooled.state == *state).or_else(|| oldest(&|_| true));
         if let Some(at) = others {
-            return Some(Borrowed::Conn(Box::new(idle.swap_remove(at).pooled)));
+            return Some(Found::Idle(Box::new(idle.swap_remove(at).pooled)));
         }
         // At the bound with idle connections of other keys: close the
         // oldest of them to make room.
         if let Some(oldest) = (0..idle.len()).min_by_key(|&i| idle[i].since) {
             let Idle { pooled, .. } = idle.swap_remove(oldest);
             drop(pooled);
-            return Some(Borrowed::Open);
+            return Some(Found::Open);
         }
         None
     }
@@ -259,50 +408,52 @@ impl<C> BackendPool<C> {
     /// Like [`BackendPool::try_borrow`], waiting (first come, first served)
     /// up to `timeout` for a connection to come back.
     pub async fn borrow(
-        &self,
+        self: &Rc<Self>,
         key: &PoolKey,
         state: &SessionState,
         session: u32,
         timeout: Duration,
     ) -> Result<Borrowed<C>, PoolError> {
         if self.waiters.borrow().is_empty() {
-            if let Some(found) = self.try_borrow(key, state, session) {
+            if let Some(found) = self.find(key, state, session) {
                 self.count(|s| match found {
-                    Borrowed::Conn(_) => s.hits += 1,
-                    Borrowed::Open => s.opened += 1,
+                    Found::Idle(_) => s.hits += 1,
+                    Found::Open => s.opened += 1,
                 });
-                return Ok(found);
+                return Ok(self.lend(found));
             }
         }
         if self.waiters.borrow().len() >= self.max_waiters.get() {
             self.count(|s| s.queue_full += 1);
             return Err(PoolError::QueueFull);
         }
-        let slot = Rc::new(Slot::default());
+        // Leaves the queue however the wait ends (a handoff, the timeout,
+        // or the waiting future dropped): see `Queued::drop`.
+        let queued = Queued {
+            pool: self,
+            key: key.clone(),
+            slot: Rc::new(Slot::default()),
+        };
         self.waiters
             .borrow_mut()
-            .push_back((key.clone(), Rc::clone(&slot)));
+            .push_back((key.clone(), Rc::clone(&queued.slot)));
         let wait = std::future::poll_fn(|cx| {
-            if let Some(handoff) = slot.handoff.borrow_mut().take() {
+            if let Some(handoff) = queued.slot.handoff.borrow_mut().take() {
                 return Poll::Ready(handoff);
             }
-            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            *queued.slot.waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         });
-        let result = match monoio::time::timeout(timeout, wait).await {
-            Ok(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
-            Ok(Handoff::Room) => Ok(Borrowed::Open),
-            Err(_) => {
-                self.waiters
-                    .borrow_mut()
-                    .retain(|(_, s)| !Rc::ptr_eq(s, &slot));
-                // A handoff may have landed as the time ran out.
-                match slot.handoff.borrow_mut().take() {
-                    Some(Handoff::Conn(pooled)) => Ok(Borrowed::Conn(pooled)),
-                    Some(Handoff::Room) => Ok(Borrowed::Open),
-                    None => Err(PoolError::Timeout),
-                }
-            }
+        let handoff = match monoio::time::timeout(timeout, wait).await {
+            Ok(handoff) => Some(handoff),
+            // A handoff may have landed as the time ran out.
+            Err(_) => queued.slot.handoff.borrow_mut().take(),
+        };
+        drop(queued);
+        let result = match handoff {
+            Some(Handoff::Conn(pooled)) => Ok(self.lend(Found::Idle(pooled))),
+            Some(Handoff::Room) => Ok(self.lend(Found::Open)),
+            None => Err(PoolError::Timeout),
         };
         self.count(|s| match result {
             Ok(_) => s.waited += 1,
@@ -313,7 +464,7 @@ impl<C> BackendPool<C> {
 
     /// Takes back a clean connection: to a waiter of its key first, else
     /// into the idle set.
-    pub fn give_back(&self, key: PoolKey, pooled: Pooled<C>) {
+    fn take_back(&self, key: PoolKey, pooled: Pooled<C>) {
         let mut waiters = self.waiters.borrow_mut();
         if let Some(at) = waiters.iter().position(|(k, _)| *k == key) {
             if let Some((_, slot)) = waiters.remove(at) {
@@ -333,13 +484,13 @@ impl<C> BackendPool<C> {
             since: Instant::now(),
         });
         // A waiter of another key can have this place if idle ones are
-        // all of other keys: it will close one (see try_borrow).
+        // all of other keys: it will close one (see find).
         self.wake_one_for_room();
     }
 
-    /// A lent connection was closed (error, or the session could not use
-    /// it): its place is free.
-    pub fn forget(&self) {
+    /// A lent connection was closed, or a place given up: it is free.
+    /// (Only [`Place`]'s drop calls it.)
+    fn forget(&self) {
         self.open.set(self.open.get().saturating_sub(1));
         self.wake_one_for_room();
     }
@@ -353,9 +504,9 @@ impl<C> BackendPool<C> {
             return;
         };
         // Take an idle connection of its key, or make room.
-        let handoff = match self.try_borrow(&key, &SessionState::default(), 0) {
-            Some(Borrowed::Conn(pooled)) => Handoff::Conn(pooled),
-            Some(Borrowed::Open) => Handoff::Room,
+        let handoff = match self.find(&key, &SessionState::default(), 0) {
+            Some(Found::Idle(pooled)) => Handoff::Conn(pooled),
+            Some(Found::Open) => Handoff::Room,
             None => {
                 self.waiters.borrow_mut().push_front((key, slot));
                 return;
@@ -401,24 +552,28 @@ impl<C> BackendPool<C> {
     }
 
     /// Takes out the idle connections `pick` chooses (given how long each
-    /// has been idle), to be given back with [`BackendPool::give_back`]
-    /// or forgotten: they count as lent meanwhile.
+    /// has been idle), lent, to be given back or dropped.
     pub fn take_idle_where(
-        &self,
+        self: &Rc<Self>,
         pick: impl Fn(&C, Duration) -> bool,
-    ) -> Vec<(PoolKey, Pooled<C>)> {
-        let mut idle = self.idle.borrow_mut();
-        let mut taken = Vec::new();
-        let mut at = 0;
-        while at < idle.len() {
-            if pick(&idle[at].pooled.conn, idle[at].since.elapsed()) {
-                let Idle { key, pooled, .. } = idle.swap_remove(at);
-                taken.push((key, pooled));
-            } else {
-                at += 1;
+    ) -> Vec<(PoolKey, Pooled<Lent<C>>)> {
+        let mut picked = Vec::new();
+        {
+            let mut idle = self.idle.borrow_mut();
+            let mut at = 0;
+            while at < idle.len() {
+                if pick(&idle[at].pooled.conn, idle[at].since.elapsed()) {
+                    let Idle { key, pooled, .. } = idle.swap_remove(at);
+                    picked.push((key, pooled));
+                } else {
+                    at += 1;
+                }
             }
         }
-        taken
+        picked
+            .into_iter()
+            .map(|(key, pooled)| (key, self.lend_idle(pooled)))
+            .collect()
     }
 
     /// Applies `f` to every idle connection (e.g. to queue closes of a
@@ -450,49 +605,53 @@ mod tests {
         }
     }
 
+    fn pool(limit: usize, idle_timeout: Duration, max_waiters: usize) -> Rc<BackendPool<u32>> {
+        Rc::new(BackendPool::new(limit, idle_timeout, max_waiters))
+    }
+
+    /// A place to open a connection in (else the test fails).
+    #[track_caller]
+    fn place(pool: &Rc<BackendPool<u32>>, key: &PoolKey, session: u32) -> Place<u32> {
+        match pool.try_borrow(key, &state("a"), session) {
+            Some(Borrowed::Open(place)) => place,
+            Some(Borrowed::Conn(_)) => panic!("an idle connection, not a place"),
+            None => panic!("nothing"),
+        }
+    }
+
+    /// An idle connection lent (else the test fails).
+    #[track_caller]
+    fn idle(
+        pool: &Rc<BackendPool<u32>>,
+        key: &PoolKey,
+        state: &SessionState,
+        session: u32,
+    ) -> Lent<u32> {
+        match pool.try_borrow(key, state, session) {
+            Some(Borrowed::Conn(found)) => found.conn,
+            Some(Borrowed::Open(_)) => panic!("a place, not an idle connection"),
+            None => panic!("nothing"),
+        }
+    }
+
     #[test]
     fn a_bound_of_zero_is_none_of_torpors_own() {
-        let pool: BackendPool<u32> = BackendPool::new(0, Duration::from_secs(60), 8);
-        for _ in 0..1000 {
-            assert!(matches!(
-                pool.try_borrow(&key("app"), &SessionState::default(), 1),
-                Some(Borrowed::Open)
-            ));
-        }
+        let pool = pool(0, Duration::from_secs(60), 8);
+        let places: Vec<_> = (0..1000).map(|_| place(&pool, &key("app"), 1)).collect();
         assert_eq!(pool.open(), 1000);
+        drop(places);
+        assert_eq!(pool.open(), 0);
     }
 
     #[test]
     fn prefers_a_connection_already_in_the_sessions_state() {
-        let pool: BackendPool<u32> = BackendPool::new(4, Duration::from_secs(60), 8);
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
-        pool.give_back(
-            key("app"),
-            Pooled {
-                conn: 1,
-                state: state("a"),
-                last_session: 0,
-            },
-        );
-        pool.give_back(
-            key("app"),
-            Pooled {
-                conn: 2,
-                state: state("b"),
-                last_session: 0,
-            },
-        );
-        let Some(Borrowed::Conn(found)) = pool.try_borrow(&key("app"), &state("a"), 0) else {
-            panic!("an idle connection")
-        };
-        assert_eq!(found.conn, 1);
+        let pool = pool(4, Duration::from_secs(60), 8);
+        let first = place(&pool, &key("app"), 0);
+        let second = place(&pool, &key("app"), 0);
+        first.fill(1).give_back(key("app"), state("a"), 0);
+        second.fill(2).give_back(key("app"), state("b"), 0);
+        let found = idle(&pool, &key("app"), &state("a"), 0);
+        assert_eq!(*found, 1);
         assert_eq!(pool.open(), 2);
         assert!(
             pool.try_borrow(&key("other"), &state("a"), 0).is_some(),
@@ -502,99 +661,82 @@ mod tests {
 
     #[test]
     fn a_session_gets_back_the_connection_it_used_last_if_no_one_took_it() {
-        let pool: BackendPool<u32> = BackendPool::new(4, Duration::from_secs(60), 8);
-        for _ in 0..2 {
-            assert!(matches!(
-                pool.try_borrow(&key("app"), &state("a"), 0),
-                Some(Borrowed::Open)
-            ));
-        }
-        let back = |conn, last_session| {
-            pool.give_back(
-                key("app"),
-                Pooled {
-                    conn,
-                    state: state("a"),
-                    last_session,
-                },
-            )
-        };
-        back(1, 5);
-        back(2, 6);
-        let take = |session| match pool.try_borrow(&key("app"), &state("a"), session) {
-            Some(Borrowed::Conn(found)) => found.conn,
-            _ => panic!("an idle connection"),
-        };
+        let pool = pool(4, Duration::from_secs(60), 8);
+        let first = place(&pool, &key("app"), 0);
+        let second = place(&pool, &key("app"), 0);
+        first.fill(1).give_back(key("app"), state("a"), 5);
+        second.fill(2).give_back(key("app"), state("a"), 6);
+        let take = |session| idle(&pool, &key("app"), &state("a"), session);
         // Session 5's own, though connection 2 came back later.
-        assert_eq!(take(5), 1);
-        back(1, 5);
-        // Session 7 has none of its own and there is room: a new one.
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 7),
-            Some(Borrowed::Open)
-        ));
+        let own = take(5);
+        assert_eq!(*own, 1);
+        own.give_back(key("app"), state("a"), 5);
+        // Session 7 has none of its own and there is room: a new place.
+        let _seventh = place(&pool, &key("app"), 7);
         // At the bound (4), 8 takes the longest idle of another's (2),
         // so that 5 still finds its own.
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
-        assert_eq!(take(8), 2);
-        assert_eq!(take(5), 1);
+        let _fourth = place(&pool, &key("app"), 0);
+        let eighth = take(8);
+        assert_eq!(*eighth, 2);
+        let own = take(5);
+        assert_eq!(*own, 1);
         // A session that ended leaves its connection to anyone.
-        back(1, 5);
+        own.give_back(key("app"), state("a"), 5);
         pool.disown(5);
-        assert_eq!(take(9), 1);
+        assert_eq!(*take(9), 1);
     }
 
     #[test]
     fn the_bound_holds_and_other_keys_make_room() {
-        let pool: BackendPool<u32> = BackendPool::new(1, Duration::from_secs(60), 8);
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
+        let pool = pool(1, Duration::from_secs(60), 8);
+        let only = place(&pool, &key("app"), 0);
         assert!(
             pool.try_borrow(&key("app"), &state("a"), 0).is_none(),
             "at the bound"
         );
-        pool.give_back(
-            key("app"),
-            Pooled {
-                conn: 1,
-                state: state("a"),
-                last_session: 0,
-            },
-        );
+        only.fill(1).give_back(key("app"), state("a"), 0);
         // Another user: the idle connection of the first is closed for it.
-        assert!(matches!(
-            pool.try_borrow(&key("other"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
+        let other = place(&pool, &key("other"), 0);
         assert_eq!(pool.open(), 1);
         assert_eq!(pool.idle(), 0);
-        pool.forget();
+        drop(other);
         assert_eq!(pool.open(), 0);
     }
 
     #[test]
     fn idle_connections_expire() {
-        let pool: BackendPool<u32> = BackendPool::new(2, Duration::from_millis(0), 8);
-        assert!(matches!(
-            pool.try_borrow(&key("app"), &state("a"), 0),
-            Some(Borrowed::Open)
-        ));
-        pool.give_back(
-            key("app"),
-            Pooled {
-                conn: 1,
-                state: state("a"),
-                last_session: 0,
-            },
-        );
+        let pool = pool(2, Duration::from_millis(0), 8);
+        place(&pool, &key("app"), 0)
+            .fill(1)
+            .give_back(key("app"), state("a"), 0);
         std::thread::sleep(Duration::from_millis(2));
         pool.expire();
         assert_eq!((pool.open(), pool.idle()), (0, 0));
+    }
+
+    #[test]
+    fn what_is_lent_frees_its_place_however_it_is_dropped() {
+        let pool = pool(2, Duration::from_secs(60), 8);
+        // Closed (an error): the place stays with the borrower, to open
+        // another connection in, until it is dropped.
+        let lent = place(&pool, &key("app"), 0).fill(1);
+        let place = lent.close();
+        assert_eq!(pool.open(), 1);
+        drop(place);
+        assert_eq!(pool.open(), 0);
+        // A session that panics while it holds a connection (the worker
+        // catches the panic): unwinding drops it, and its place is free.
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = super::tests::place(&pool, &key("app"), 0).fill(2);
+            panic!("a bug in the session");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(pool.open(), 0, "no place is counted lent forever");
+        // Given back, it is idle, not lent.
+        super::tests::place(&pool, &key("app"), 0)
+            .fill(3)
+            .give_back(key("app"), state("a"), 0);
+        assert_eq!((pool.open(), pool.idle()), (1, 1));
     }
 
     #[test]
@@ -604,17 +746,18 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let pool: Rc<BackendPool<u32>> =
-                Rc::new(BackendPool::new(1, Duration::from_secs(60), 1));
-            assert!(matches!(
-                pool.try_borrow(&key("app"), &state("a"), 0),
-                Some(Borrowed::Open)
-            ));
+            let pool = pool(1, Duration::from_secs(60), 1);
+            let only = place(&pool, &key("app"), 0);
             let waiting = {
                 let pool = Rc::clone(&pool);
                 monoio::spawn(async move {
-                    pool.borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
-                        .await
+                    let borrowed = pool
+                        .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
+                        .await;
+                    match borrowed {
+                        Ok(Borrowed::Conn(pooled)) => Some(*pooled.conn),
+                        _ => None,
+                    }
                 })
             };
             monoio::time::sleep(Duration::from_millis(5)).await;
@@ -623,18 +766,11 @@ mod tests {
                 .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
                 .await;
             assert!(matches!(refused, Err(PoolError::QueueFull)));
-            pool.give_back(
-                key("app"),
-                Pooled {
-                    conn: 7,
-                    state: state("a"),
-                    last_session: 0,
-                },
-            );
-            match waiting.await {
-                Ok(Borrowed::Conn(pooled)) => assert_eq!(pooled.conn, 7),
-                _ => panic!("the waiter gets the returned connection"),
-            }
+            only.fill(7).give_back(key("app"), state("a"), 0);
+            assert_eq!(waiting.await, Some(7), "the waiter gets it");
+            // The waiter dropped it: closed, its place free.
+            assert_eq!(pool.open(), 0);
+            let _again = place(&pool, &key("app"), 0);
             let timed_out = pool
                 .borrow(&key("app"), &state("a"), 0, Duration::from_millis(10))
                 .await;
@@ -651,6 +787,32 @@ mod tests {
                 }
             );
             assert_eq!(pool.take_stats(), PoolStats::default(), "taken");
+        });
+    }
+
+    #[test]
+    fn a_wait_given_up_after_its_handoff_landed_gives_it_back() {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let pool = pool(1, Duration::from_secs(60), 4);
+            let only = place(&pool, &key("app"), 0);
+            let (app, a) = (key("app"), state("a"));
+            let mut wait = Box::pin(pool.borrow(&app, &a, 0, Duration::from_secs(5)));
+            // Polled once: it is queued.
+            let polled = futures_util::poll!(wait.as_mut());
+            assert!(polled.is_pending());
+            // The handoff lands, then the waiting future is dropped (a
+            // cancelled select) before it ran again.
+            only.fill(9).give_back(key("app"), state("a"), 0);
+            drop(wait);
+            assert_eq!(
+                (pool.open(), pool.idle()),
+                (1, 1),
+                "back in the pool, not lost with the waiter"
+            );
         });
     }
 }

@@ -29,6 +29,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// How long a client has from the greeting to proving its password.
     pub login_timeout: Duration,
+    /// How long a client may leave a command half sent.
+    pub net_read_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight commands may take.
     pub shutdown_grace: Duration,
     /// Bytes of an open transaction journaled for replay (0: off).
@@ -58,6 +60,7 @@ impl Settings {
             verify_replay: cfg!(debug_assertions) || config.verify_replay,
             admin_token: config.admin.token().map(str::to_string),
             login_timeout: Duration::from_secs(config.login_timeout_secs),
+            net_read_timeout: Duration::from_secs(config.net_read_timeout_secs),
             shutdown_grace: config.shutdown_grace(),
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,
             idle_in_transaction_timeout: (config.idle_in_transaction_timeout_secs > 0)

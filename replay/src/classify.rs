@@ -676,9 +676,15 @@ mod tests {
     fn commit_and_rollback_say_whether_the_connection_closes() {
         let of = |sql: &[u8]| classify(sql).ends_transaction;
         assert_eq!(of(b"COMMIT"), Some(Completion::AsConfigured));
-        assert_eq!(of(b"commit work and no chain"), Some(Completion::AsConfigured));
+        assert_eq!(
+            of(b"commit work and no chain"),
+            Some(Completion::AsConfigured)
+        );
         assert_eq!(of(b"COMMIT RELEASE"), Some(Completion::Release));
-        assert_eq!(of(b"COMMIT WORK AND CHAIN RELEASE"), Some(Completion::Release));
+        assert_eq!(
+            of(b"COMMIT WORK AND CHAIN RELEASE"),
+            Some(Completion::Release)
+        );
         assert_eq!(of(b"ROLLBACK NO RELEASE"), Some(Completion::NoRelease));
         assert_eq!(of(b"ROLLBACK WORK RELEASE;"), Some(Completion::Release));
         assert_eq!(of(b"ROLLBACK TO SAVEPOINT a"), None);

@@ -27,7 +27,7 @@ use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
 use crate::outage::{self, Hold};
-use crate::pool::{Borrowed, PoolKey, Pooled};
+use crate::pool::{Borrowed, Lent, PoolKey, Pooled};
 
 /// A backend connection whose server was last heard from longer ago than
 /// this is checked before it is used (one non-blocking peek): a KILL or a
@@ -144,11 +144,13 @@ impl Session {
     }
 
     /// A backend connection in the session's state: from the pool (live,
-    /// aligned) or newly opened. While the backend cannot be reached (an
-    /// outage: stopped, restarting), the session is held — its client
-    /// waits, no place in the pool is taken — and tries again with
-    /// backoff, up to `outage_hold_secs`; then [`SessionError::BackendDown`].
-    pub(super) async fn borrow_backend(&mut self) -> Result<BackendConn, SessionError> {
+    /// aligned) or newly opened. Whatever fails on the way drops what was
+    /// lent, which closes it and frees its place. While the backend cannot
+    /// be reached (an outage: stopped, restarting), the session is held —
+    /// its client waits, no place in the pool is taken — and tries again
+    /// with backoff, up to `outage_hold_secs`; then
+    /// [`SessionError::BackendDown`].
+    pub(super) async fn borrow_backend(&mut self) -> Result<Lent<BackendConn>, SessionError> {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
@@ -180,7 +182,7 @@ impl Session {
     }
 
     /// One try of [`Session::borrow_backend`].
-    async fn borrow_once(&mut self) -> Result<BackendConn, SessionError> {
+    async fn borrow_once(&mut self) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
         let wait = self.shared.settings().pool_wait;
         loop {
@@ -202,7 +204,6 @@ impl Session {
                     if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
-                        self.pool.forget();
                         continue;
                     }
                     if let Some(left) = conn.left_by.take() {
@@ -223,48 +224,28 @@ impl Session {
                                         state.last_insert_id = id;
                                     }
                                 }
-                                Err(_) => {
-                                    self.pool.forget();
-                                    continue;
-                                }
+                                Err(_) => continue,
                             }
                         }
                     }
                     if let Err(error) = self.take_left(true).await {
-                        let pooled = Pooled {
-                            conn,
-                            state,
-                            last_session,
-                        };
-                        self.pool.give_back(key, pooled);
+                        conn.give_back(key, state, last_session);
                         return Err(error);
                     }
                     match self.align(&mut conn, &state).await {
                         Ok(()) => return Ok(conn),
-                        Err(Some(error)) => {
-                            self.pool.forget();
-                            return Err(error);
-                        }
+                        Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
-                        // the session none): a new connection instead.
+                        // the session none): a new connection in its place.
                         Err(None) => {
-                            drop(conn);
-                            return self
-                                .open_backend()
-                                .await
-                                .inspect_err(|_| self.pool.forget());
+                            let place = conn.close();
+                            return Ok(place.fill(self.open_backend().await?));
                         }
                     }
                 }
-                Borrowed::Open => {
-                    if let Err(error) = self.take_left(true).await {
-                        self.pool.forget();
-                        return Err(error);
-                    }
-                    return self
-                        .open_backend()
-                        .await
-                        .inspect_err(|_| self.pool.forget());
+                Borrowed::Open(place) => {
+                    self.take_left(true).await?;
+                    return Ok(place.fill(self.open_backend().await?));
                 }
             }
         }
@@ -388,14 +369,7 @@ impl Session {
                 .backend_thread_id
                 .store(0, Ordering::Release);
             let key = self.pool_key();
-            self.pool.give_back(
-                key,
-                Pooled {
-                    conn,
-                    state: self.model.state.clone(),
-                    last_session: self.guard.id,
-                },
-            );
+            conn.give_back(key, self.model.state.clone(), self.guard.id);
         }
     }
 
@@ -414,8 +388,8 @@ impl Session {
     /// Closes the session's backend connection (it failed, or it is in a
     /// state no other session may see); its place in the pool is freed.
     pub(super) fn drop_backend(&mut self) {
+        // Dropped: closed, and its place in the pool freed.
         if self.backend.take().is_some() {
-            self.pool.forget();
             self.guard
                 .entry
                 .backend_thread_id

@@ -51,9 +51,15 @@ impl Session {
                 .await
                 .0
                 .map_err(|e| Failure::from(SessionError::client_io(e)))?;
-            let (seq, answer) = read_packet(&mut self.client, WHOLE_PACKET_LIMIT)
-                .await
-                .map_err(|e| Failure::from(SessionError::client_io(e)))?;
+            // The backend connection waits with the client: an answer
+            // that does not come ends the session (the socket is closed, so
+            // a read dropped half done loses nothing anyone reads).
+            let read_limit = self.shared.settings().net_read_timeout;
+            let answer = read_packet(&mut self.client, WHOLE_PACKET_LIMIT);
+            let (seq, answer) = match monoio::time::timeout(read_limit, answer).await {
+                Ok(answer) => answer.map_err(|e| Failure::from(SessionError::client_io(e)))?,
+                Err(_) => return Err(self.stalled()),
+            };
             reply_seq = seq.wrapping_add(1);
             response = answer;
         }

@@ -27,10 +27,8 @@ use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
 use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
 use torpor_replay::classify::{classify, may_change_state, StatementFacts};
-use tracing::debug;
 
 use super::be;
-use super::hangup::IdleLimit;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::statements::{BackendStatements, Statements};
@@ -43,7 +41,7 @@ use crate::context::Shared;
 use crate::error::SessionError;
 use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, Peer};
-use crate::pool::BackendPool;
+use crate::pool::{BackendPool, Lent};
 use crate::registry::SessionGuard;
 use crate::service::{ClientCount, Service};
 use crate::worker::SessionControl;
@@ -137,7 +135,7 @@ pub struct Session {
     /// The backend connection serving the session now: attached for a
     /// transaction (for a statement in autocommit), or while something
     /// pins the session; `None` between them.
-    pub(super) backend: Option<BackendConn>,
+    pub(super) backend: Option<Lent<BackendConn>>,
     /// The capabilities of the session's backend connections (all alike).
     pub(super) backend_caps: Capabilities,
     /// The worker's pool of backend connections to the session's service.
@@ -184,9 +182,10 @@ pub struct Session {
     /// A statement of the current batch may change accounts: logins wait
     /// until it ran and the accounts were read again (the guard's drop).
     pub(super) accounts_change: std::cell::RefCell<Option<crate::accounts::keeper::AccountChange>>,
-    /// The client sat idle past its `wait_timeout`: the session ends
-    /// (as [`SessionError::ClientGone`]) with a reset.
-    idle_timed_out: bool,
+    /// The client sat idle past its `wait_timeout`, or left a command
+    /// half sent past `net_read_timeout`: the session ends with a reset,
+    /// as MariaDB 10.11 closes a connection it gave up waiting for.
+    pub(super) reset_on_close: bool,
     /// The last statement was a `COMMIT`/`ROLLBACK` that releases the
     /// connection: MariaDB closed it after its answer; the session ends.
     pub(super) released: bool,
@@ -260,7 +259,7 @@ impl Session {
             ),
             left: None,
             shared,
-            idle_timed_out: false,
+            reset_on_close: false,
             released: false,
         }
     }
@@ -308,9 +307,10 @@ impl Session {
         // No KILL may touch the socket once it closes (its number is
         // reused).
         self.guard.entry.clear_client_fd();
-        if self.idle_timed_out {
-            // MariaDB 10.11 resets a connection idle past wait_timeout,
-            // with nothing sent: the socket closes when `self` drops.
+        if self.reset_on_close {
+            // MariaDB 10.11 resets a connection it stopped waiting for
+            // (past wait_timeout, even mid-command), with nothing sent: the
+            // socket closes when `self` drops.
             super::hangup::reset_on_close(self.client.raw_fd());
             return reason;
         }
@@ -320,7 +320,7 @@ impl Session {
 
     /// Adds what the client connection carried since the last call to
     /// the worker's metrics.
-    fn count_traffic(&mut self) {
+    pub(super) fn count_traffic(&mut self) {
         let (received, sent) = self.client.take_traffic();
         self.metrics
             .client_bytes(self.service.index, received, sent);
@@ -333,6 +333,13 @@ impl Session {
                     error: SessionError::Killed,
                     reply_seq: self.client_waits().then_some(1),
                 });
+            }
+            // MariaDB refuses a command over max_allowed_packet as soon as
+            // its header is in (see super::relay).
+            if let Some(refusal) =
+                PacketHeader::parse(&self.client.rbuf).and_then(|header| self.too_large(header))
+            {
+                return Err(refusal);
             }
             let Some(want) = self.bytes_missing() else {
                 self.batch_started = Instant::now();
@@ -396,64 +403,6 @@ impl Session {
         }
     }
 
-    /// Sends the client what it is owed and waits for its next bytes: the
-    /// one place a session is idle, and so the one place a shutdown ends
-    /// it (the worker shuts the read side of idle sessions' sockets).
-    async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
-        self.client.shrink_if_idle();
-        // The worker's watch shuts the socket's read side once the session
-        // has been idle past its limit (see `crate::worker`): no timer here.
-        let limit = self.idle_limit();
-        self.control.go_idle(limit.map(IdleLimit::after));
-        if self.shared.shutdown.is_stopping() {
-            self.flush_client().await?;
-            return Err(SessionError::Shutdown.into());
-        }
-        let read = if self.to_client.is_empty() {
-            Ok(self.client.read_more(want).await)
-        } else {
-            let out = std::mem::take(&mut self.to_client);
-            let (written, mut out, read) = self.client.send_and_receive(out, want).await;
-            out.clear();
-            self.to_client = out;
-            written.map(|()| read)
-        };
-        let read = read.map_err(SessionError::client_io)?;
-        self.control.go_busy();
-        match limit.filter(|_| self.control.timed_out()) {
-            Some(IdleLimit::WaitTimeout(_)) => {
-                debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
-                self.idle_timed_out = true;
-                return Err(SessionError::ClientGone.into());
-            }
-            // The client is told why at its next read (its next command
-            // reads this ERR as its reply); the backend connection, in
-            // the transaction, is closed, which rolls it back.
-            Some(IdleLimit::InTransaction(after)) => {
-                return Err(Failure {
-                    error: SessionError::IdleInTransaction {
-                        secs: after.as_secs(),
-                    },
-                    reply_seq: Some(1),
-                });
-            }
-            None => {}
-        }
-        self.count_traffic();
-        if self.to_client.capacity() > 64 * 1024 {
-            self.to_client = BytesMut::new();
-        }
-        match read {
-            Ok(0) if self.guard.entry.killed.load(Ordering::Acquire) => {
-                Err(SessionError::Killed.into())
-            }
-            Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
-            Ok(0) => Err(SessionError::ClientGone.into()),
-            Ok(_) => Ok(()),
-            Err(e) => Err(SessionError::client_io(e).into()),
-        }
-    }
-
     /// Whether the client is in the middle of sending a command (so that
     /// an ERR would be read as its reply).
     fn client_waits(&self) -> bool {
@@ -502,6 +451,10 @@ impl Session {
                     },
                     header.seq.wrapping_add(1),
                 ));
+            }
+            if self.too_large(header).is_some() {
+                // Refused once the commands before it are answered.
+                break Batch::Dispatched;
             }
             let whole = buf.len() >= header.total_len();
             if header.is_continued() || (!whole && header.len > WHOLE_PACKET_LIMIT) {
@@ -598,6 +551,8 @@ impl Session {
                 }
                 _ => {}
             }
+            #[cfg(debug_assertions)]
+            panic_if_a_test_asks(command, payload);
             if self.kills_an_idle_session(command, payload) {
                 // The target has no backend connection now: nothing runs
                 // to interrupt; a KILL CONNECTION marked it (it ends at its
@@ -954,6 +909,21 @@ impl Session {
             status |= torpor_protocol::packets::ServerStatus::AUTOCOMMIT;
         }
         status
+    }
+}
+
+/// Debug builds only (so never in a release): a test's way to make a
+/// session panic while it holds a backend connection, to see what a bug
+/// that panics leaves behind. It takes both the statement
+/// `SELECT 'torpor-test-panic'` and `TORPOR_TEST_PANIC=1` in the
+/// environment (read only when the statement comes).
+#[cfg(debug_assertions)]
+fn panic_if_a_test_asks(command: Command, payload: &[u8]) {
+    if command == Command::Query
+        && payload.get(1..) == Some(&b"SELECT 'torpor-test-panic'"[..])
+        && std::env::var_os("TORPOR_TEST_PANIC").is_some_and(|v| v == "1")
+    {
+        panic!("torpor-test-panic: a panic a test asked for");
     }
 }
 

@@ -20,7 +20,7 @@ use torpor_replay::classify::Completion;
 
 use super::be;
 use super::commands::{Follow, Pending, Session};
-use super::relay::relay_packets;
+use super::relay::{relay_packets, Relayed};
 use super::reply::{Special, Walked};
 use super::statements::{BackendStatements, ClientStatement};
 use super::Failure;
@@ -140,8 +140,17 @@ impl Session {
                 Walked::LocalInfile => {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
-                    let result =
-                        relay_packets(&mut self.client, &mut be!(self).conn, |h| h.len == 0).await;
+                    let read_limit = self.shared.settings().net_read_timeout;
+                    let result = relay_packets(
+                        &mut self.client,
+                        &mut be!(self).conn,
+                        read_limit,
+                        |h| match h.len {
+                            0 => Relayed::Last,
+                            _ => Relayed::More,
+                        },
+                    )
+                    .await;
                     self.relay_result(result)?;
                 }
             }

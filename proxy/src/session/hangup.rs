@@ -18,6 +18,11 @@
 //!   such limit): closed with an error, as PostgreSQL's
 //!   `idle_in_transaction_session_timeout` does, its transaction rolled
 //!   back with its backend connection ([`IdleLimit::InTransaction`]).
+//! - A client that leaves a command half sent: each wait for more of it
+//!   ends after `net_read_timeout_secs` (shorter than MariaDB's own wait,
+//!   which is `wait_timeout`: a command on its way may hold a backend
+//!   connection), and the session is closed the same way
+//!   ([`Session::stalled`]).
 //!
 //! The watch never cancels a read that is still wanted: it peeks at the
 //! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
@@ -163,6 +168,87 @@ impl Session {
             .parse()
             .ok()?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+
+    /// Sends the client what it is owed and waits for its next bytes: the
+    /// one place a session is idle, and so the one place a shutdown ends
+    /// it (the worker shuts the read side of idle sessions' sockets).
+    pub(super) async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
+        self.client.shrink_if_idle();
+        // Half a command buffered: the rest must come within
+        // net_read_timeout (a pinned session holds its backend connection
+        // meanwhile), or within the idle limit if that is shorter.
+        let mid_command = !self.client.rbuf.is_empty();
+        let limit = self.idle_limit();
+        let net_read = self.shared.settings().net_read_timeout;
+        let allowed = match limit.map(IdleLimit::after) {
+            Some(idle) if mid_command => Some(idle.min(net_read)),
+            None if mid_command => Some(net_read),
+            idle => idle,
+        };
+        // The worker's watch shuts the socket's read side once the session
+        // has waited past `allowed` (see `crate::worker`): no timer here.
+        self.control.go_idle(allowed);
+        if self.shared.shutdown.is_stopping() {
+            self.flush_client().await?;
+            return Err(SessionError::Shutdown.into());
+        }
+        let read = if self.to_client.is_empty() {
+            Ok(self.client.read_more(want).await)
+        } else {
+            let out = std::mem::take(&mut self.to_client);
+            let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            out.clear();
+            self.to_client = out;
+            written.map(|()| read)
+        };
+        let read = read.map_err(SessionError::client_io)?;
+        self.control.go_busy();
+        if self.control.timed_out() {
+            if mid_command {
+                return Err(self.stalled());
+            }
+            if let Some(IdleLimit::InTransaction(after)) = limit {
+                // The client is told why at its next read (its next
+                // command reads this ERR as its reply); the backend
+                // connection, in the transaction, is closed, which rolls
+                // it back.
+                return Err(Failure {
+                    error: SessionError::IdleInTransaction {
+                        secs: after.as_secs(),
+                    },
+                    reply_seq: Some(1),
+                });
+            }
+            debug!(id = self.guard.id, peer = %self.peer, "idle past wait_timeout: closed");
+            self.reset_on_close = true;
+            return Err(SessionError::ClientGone.into());
+        }
+        self.count_traffic();
+        if self.to_client.capacity() > 64 * 1024 {
+            self.to_client = bytes::BytesMut::new();
+        }
+        match read {
+            Ok(0) if self.guard.entry.killed.load(Ordering::Acquire) => {
+                Err(SessionError::Killed.into())
+            }
+            Ok(0) if self.shared.shutdown.is_stopping() => Err(SessionError::Shutdown.into()),
+            Ok(0) => Err(SessionError::ClientGone.into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(SessionError::client_io(e).into()),
+        }
+    }
+
+    /// The client left a command half sent past `net_read_timeout` (or
+    /// its `wait_timeout`): the session ends, the socket is reset, and a
+    /// backend connection caught mid-command is closed with it.
+    pub(super) fn stalled(&mut self) -> Failure {
+        self.reset_on_close = true;
+        SessionError::client_io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no more of the command came within net_read_timeout",
+        ))
+        .into()
     }
 }
 

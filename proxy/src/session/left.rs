@@ -19,6 +19,8 @@
 
 use crate::backend::{self, BackendConn};
 use crate::error::SessionError;
+use std::rc::Rc;
+
 use crate::pool::BackendPool;
 pub use crate::unread::{Learned, LeftBehind, Unread};
 
@@ -42,7 +44,7 @@ pub async fn read(left: LeftBehind, conn: &mut BackendConn) -> Result<Learned, S
 /// the service suspends; otherwise those `expiring`): reads what live
 /// sessions left on them, so that their state survives the close.
 pub async fn settle_idle(
-    pool: &BackendPool<BackendConn>,
+    pool: &Rc<BackendPool<BackendConn>>,
     expiring: impl Fn(std::time::Duration) -> bool,
 ) {
     let taken = pool.take_idle_where(|conn, idle_for| {
@@ -52,19 +54,21 @@ pub async fn settle_idle(
     });
     for (key, mut pooled) in taken {
         let Some(left) = pooled.conn.left_by.take() else {
-            pool.give_back(key, pooled);
+            pooled
+                .conn
+                .give_back(key, pooled.state, pooled.last_session);
             continue;
         };
-        match read(left, &mut pooled.conn).await {
-            Ok(learned) => {
-                pooled.state.user_variables = learned.user_variables;
-                if let Some(id) = learned.last_insert_id {
-                    pooled.state.last_insert_id = id;
-                }
-                pool.give_back(key, pooled);
+        // Dead, it is dropped (its place freed); the owner hears the
+        // values were lost.
+        if let Ok(learned) = read(left, &mut pooled.conn).await {
+            pooled.state.user_variables = learned.user_variables;
+            if let Some(id) = learned.last_insert_id {
+                pooled.state.last_insert_id = id;
             }
-            // Dead: its place is free; the owner hears it was lost.
-            Err(_) => pool.forget(),
+            pooled
+                .conn
+                .give_back(key, pooled.state, pooled.last_session);
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::context::{ConnectionPermit, Shared};
 use crate::error::{BackendErr, SessionError};
 use crate::net::{Conn, Peer};
 use crate::outage::{self, Hold};
-use crate::pool::{BackendPool, Borrowed, PoolKey, Pooled};
+use crate::pool::{BackendPool, Borrowed, Lent, Place, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
 use monoio::time::Instant;
@@ -49,7 +49,7 @@ pub struct Authenticated {
     /// The backend connection, logged in as the user; `None` when the
     /// service sleeps (the login did not wake it) or the connection went
     /// back to the pool.
-    pub backend: Option<BackendConn>,
+    pub backend: Option<Lent<BackendConn>>,
     /// The capabilities the session's backend connections use.
     pub backend_caps: Capabilities,
     /// The client's collation (new backend connections open with it).
@@ -249,9 +249,9 @@ async fn run(
         let (backend, model, ok) = loop {
             let attempt = async {
                 let wait = shared.settings().pool_wait;
-                // Nothing may yield between the state check in `wait_active` and the
-                // borrow: a suspending worker counts lent connections (see
-                // scaler::actor).
+                // Nothing may yield between the state check in `wait_active`
+                // and the borrow: a suspending worker counts lent
+                // connections (see scaler::actor).
                 let borrowed = loop {
                     service.wait_active().await?;
                     let borrowed = pool
@@ -259,93 +259,70 @@ async fn run(
                         .await
                         .map_err(SessionError::from)?;
                     match borrowed {
-                        // Died in the pool (killed, timed out by the server, a
-                        // restart): let it go and borrow again, so that no login
-                        // starts on a dead connection.
-                        Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {
-                            pool.forget();
-                        }
+                        // Died in the pool (killed, timed out by the server,
+                        // a restart): let it go (dropped: closed, its place
+                        // freed) and borrow again, so that no login starts
+                        // on a dead connection.
+                        Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {}
                         borrowed => break borrowed,
                     }
                 };
-                // A pooled connection is brought to a fresh session's state (which
-                // also checks the schema exists); a new one logs in with the schema.
+                // A pooled connection is brought to a fresh session's state
+                // (which also checks the schema exists); a new one logs in
+                // with the schema. What fails on the way is dropped: closed,
+                // its place freed.
                 let verify = shared.settings().verify_replay;
-                let mut lent = None;
-                if let Borrowed::Conn(pooled) = borrowed {
-                    let Pooled {
-                        conn: mut backend,
-                        mut state,
-                        ..
-                    } = *pooled;
-                    // Another session's state leaves this connection: what it
-                    // left unread is read now (for it, and as the state here).
-                    if let Some(left) = backend.left_by.take() {
-                        match super::left::read(left, &mut backend).await {
-                            Ok(learned) => {
-                                state.user_variables = learned.user_variables;
-                                if let Some(id) = learned.last_insert_id {
-                                    state.last_insert_id = id;
-                                }
-                            }
-                            Err(e) => {
-                                pool.forget();
-                                return Err(e);
+                let lending = match borrowed {
+                    Borrowed::Open(place) => Lending::Open(place),
+                    Borrowed::Conn(pooled) => {
+                        let Pooled {
+                            conn: mut backend,
+                            mut state,
+                            ..
+                        } = *pooled;
+                        // Another session's state leaves this connection:
+                        // what it left unread is read now (for it, and as
+                        // the state here).
+                        if let Some(left) = backend.left_by.take() {
+                            let learned = super::left::read(left, &mut backend).await?;
+                            state.user_variables = learned.user_variables;
+                            if let Some(id) = learned.last_insert_id {
+                                state.last_insert_id = id;
                             }
                         }
-                    }
-                    let baseline = match service.baseline(response.collation, &mut backend).await {
-                        Ok(baseline) => baseline,
-                        Err(e) => {
-                            pool.forget();
-                            return Err(e);
-                        }
-                    };
-                    let model = SessionModel::new(baseline, schema.clone());
-                    match super::attach::replay_onto(
-                        &mut backend,
-                        &state,
-                        &model.state,
-                        &model.baseline,
-                        verify,
-                    )
-                    .await
-                    {
-                        Ok(_) => {
-                            let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-                            lent = Some((backend, model, ok));
-                        }
-                        Err(Some(error)) => {
-                            pool.forget();
-                            return Err(error);
-                        }
-                        // It cannot be brought there (it has a schema, the session
-                        // none): its place goes to a new connection below.
-                        Err(None) => drop(backend),
-                    }
-                }
-                let (backend, model, ok) = match lent {
-                    Some(lent) => lent,
-                    None => {
-                        let opened = service.connect(&login).await;
-                        let (mut backend, ok) = match opened {
-                            Ok(opened) => opened,
-                            Err(e) => {
-                                pool.forget();
-                                return Err(e);
-                            }
-                        };
-                        let baseline =
-                            match service.baseline(response.collation, &mut backend).await {
-                                Ok(baseline) => baseline,
-                                Err(e) => {
-                                    pool.forget();
-                                    return Err(e);
-                                }
-                            };
+                        let baseline = service.baseline(response.collation, &mut backend).await?;
                         let model = SessionModel::new(baseline, schema.clone());
-                        // The backend's OK describes the new session; the client is
-                        // told what its own tracking settings report.
+                        let replayed = super::attach::replay_onto(
+                            &mut backend,
+                            &state,
+                            &model.state,
+                            &model.baseline,
+                            verify,
+                        )
+                        .await;
+                        match replayed {
+                            Ok(_) => {
+                                let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+                                Lending::Ready(Box::new((backend, model, ok)))
+                            }
+                            Err(Some(error)) => return Err(error),
+                            // It cannot be brought there (it has a schema,
+                            // the session none): a new connection in its
+                            // place below.
+                            Err(None) => Lending::Open(backend.close()),
+                        }
+                    }
+                };
+                let lent = match lending {
+                    Lending::Ready(ready) => *ready,
+                    Lending::Open(place) => {
+                        let (backend, ok) = service.connect(&login).await?;
+                        let mut backend = place.fill(backend);
+                        let baseline = service.baseline(response.collation, &mut backend).await?;
+                        let model = SessionModel::new(baseline, schema.clone());
+                        // The backend's OK describes the new session; the
+                        // client is told what its own tracking settings
+                        // report.
                         let ok = super::client_ok(
                             &ok,
                             backend.capabilities,
@@ -355,7 +332,7 @@ async fn run(
                         (backend, model, ok)
                     }
                 };
-                Ok::<_, SessionError>((backend, model, ok))
+                Ok::<_, SessionError>(lent)
             };
             match attempt.await {
                 Ok(lent) => break lent,
@@ -394,14 +371,7 @@ async fn run(
     }
     if let Err(e) = sent {
         if let Some(conn) = backend {
-            pool.give_back(
-                key,
-                Pooled {
-                    conn,
-                    state: model.state.clone(),
-                    last_session: connection_id,
-                },
-            );
+            conn.give_back(key, model.state.clone(), connection_id);
         }
         return Err(e);
     }
@@ -413,7 +383,6 @@ async fn run(
     if let Some(conn) = backend.as_mut().filter(|b| b.needs_tracking) {
         if backend::ensure_tracking(conn).await.is_err() {
             backend = None;
-            pool.forget();
         }
     }
     let authenticated = Authenticated {
@@ -431,6 +400,15 @@ async fn run(
         model,
     };
     Ok((authenticated, permit))
+}
+
+/// Where a login's backend connection comes from.
+enum Lending {
+    /// A pooled one, brought to a fresh session's state: with the
+    /// session's model and the OK that ends the login.
+    Ready(Box<(Lent<BackendConn>, SessionModel, Vec<u8>)>),
+    /// A place to open a new one in.
+    Open(Place<BackendConn>),
 }
 
 /// Who a client proved it is.

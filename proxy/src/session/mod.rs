@@ -12,13 +12,15 @@
 //!   leaves its connection, so the client's diagnostics stay untouched.
 //! - [`statements`]: session-stable prepared statement ids.
 //! - [`reply`]: finding reply boundaries in the backend's read buffer.
-//! - [`relay`]: streaming packets Torpor does not look into.
+//! - [`relay`]: streaming packets Torpor does not look into, and the
+//!   refusal of a command over `max_allowed_packet`.
 //! - [`rewrite`]: KILL and CONNECTION_ID() id translation.
 //! - `kill`: the session's side of it: which payload goes instead of the
 //!   client's, and KILL of another session (its socket closes at once).
-//! - `hangup`: a client gone mid-command (its statement is stopped) or
-//!   idle past its `wait_timeout`, or past `idle_in_transaction_timeout_secs`
-//!   in an open transaction (its session is closed).
+//! - `hangup`: waiting for the client; a client gone mid-command (its
+//!   statement is stopped), idle past its `wait_timeout`, past
+//!   `idle_in_transaction_timeout_secs` in an open transaction, or stalled
+//!   half-way through sending a command (its session is closed).
 //! - `transaction`: the open transaction's journal, and its replay when
 //!   the backend connection dies under it.
 //! - `cut`: commands cut in flight that replay does not take: each gets

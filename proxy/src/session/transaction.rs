@@ -48,6 +48,7 @@ use super::{report, Failure};
 use crate::backend::{self, read_packet, BackendConn, QueryResult};
 use crate::client_error::ClientError;
 use crate::error::SessionError;
+use crate::pool::Lent;
 
 /// What the transaction journal keeps of a command whose reply is owed.
 #[derive(Debug)]
@@ -326,7 +327,7 @@ impl Session {
     }
 
     /// Makes `conn` the session's backend connection.
-    fn hold(&mut self, conn: BackendConn) {
+    fn hold(&mut self, conn: Lent<BackendConn>) {
         self.guard
             .entry
             .backend_thread_id

@@ -71,6 +71,7 @@ impl SessionControl {
     /// `limit` at most (`None`: for ever).
     pub fn go_idle(&self, limit: Option<Duration>) {
         self.idle.set(true);
+        self.timed_out.set(false);
         self.idle_limit.set(limit);
         self.since.set(Some(Instant::now()));
     }

@@ -1,0 +1,267 @@
+//! Clients that stop half-way through a command, and commands larger
+//! than the backend takes.
+//!
+//! - A client that stalls mid-command (a COM_QUERY over 16 MiB, streamed
+//!   to the backend as it arrives) is closed after `net_read_timeout_secs`
+//!   and its backend connection, caught mid-command, is closed: its place
+//!   in the pool comes back, where it used to be held forever.
+//! - A command over the backend's `max_allowed_packet` gets what MariaDB
+//!   sends — ERR 1153 (08S01) right after the packet header, then the
+//!   connection closes — byte for byte, compared with the server itself.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
+use torpor_protocol::frame::MAX_PAYLOAD;
+use torpor_tests::raw::{base_capabilities, Aftermath, Closing, LoginOptions, RawClient};
+use torpor_tests::{
+    backend, connect, mysql_opts, Torpor, ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER,
+};
+
+/// How long anything that should happen may take, however loaded the
+/// machine: generous, never a timing assertion.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The wire bytes of the start of a COM_QUERY of `len` payload bytes:
+/// the first packet's header and `sent` bytes of its payload (the rest,
+/// and any continuation packets, never sent).
+fn query_start(len: usize, sent: usize) -> Vec<u8> {
+    let first = len.min(MAX_PAYLOAD);
+    let mut wire = Vec::with_capacity(4 + sent);
+    wire.extend_from_slice(&(first as u32).to_le_bytes()[..3]);
+    wire.push(0);
+    let mut payload = b"\x03SELECT '".to_vec();
+    payload.resize(sent, b'x');
+    wire.extend_from_slice(&payload[..sent]);
+    wire
+}
+
+#[test]
+fn a_client_stalled_mid_command_gives_its_backend_connection_back() {
+    let timeout_secs = 2;
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        // One backend connection: the stalled session takes it.
+        config.max_backend_connections = 1;
+        // Longer than the read timeout, so that a client waiting for the
+        // connection gets it once the stalled session lets it go.
+        config.pool_wait_timeout_ms = 30_000;
+        config.net_read_timeout_secs = timeout_secs;
+    });
+    let addr = torpor.addr();
+    // A healthy client, logged in before the stall, keeps querying.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let healthy = std::thread::spawn({
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        let mut conn = connect(addr);
+        move || -> Result<(), String> {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                n += 1;
+                let got: Option<u64> = conn
+                    .query_first(format!("SELECT {n}"))
+                    .map_err(|e| format!("query {n}: {e}"))?;
+                if got != Some(n) {
+                    return Err(format!("query {n}: wrong answer {got:?}"));
+                }
+                done.store(n, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        }
+    });
+
+    // More than 16 MiB: the first packet whole, then 1 KiB of the
+    // continuation, and then nothing.
+    let mut stalled = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    let len = MAX_PAYLOAD + 4 * 1024 * 1024;
+    let mut wire = query_start(len, MAX_PAYLOAD);
+    wire.extend_from_slice(&((len - MAX_PAYLOAD) as u32).to_le_bytes()[..3]);
+    wire.push(1);
+    wire.extend_from_slice(&[b'x'; 1024]);
+    let started = Instant::now();
+    stalled.write_raw(&wire).expect("the first 16 MiB go out");
+
+    // The stalled session is closed (nothing sent: MariaDB sends nothing
+    // either when it gives up on a half-sent command).
+    let after: Aftermath = stalled.read_to_end(LIMIT);
+    println!(
+        "stalled client: {:?} after {:?}, packets {:?}",
+        after.closing,
+        started.elapsed(),
+        after.packets
+    );
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the stalled session was never closed"
+    );
+    assert!(after.packets.is_empty(), "{:?}", after.packets);
+
+    // Its backend connection's place came back: a new client gets the
+    // pool's one connection (it waits at most the pool wait for it).
+    let mut fresh = connect(addr);
+    let value: Option<i64> = fresh
+        .query_first("SELECT 7")
+        .unwrap_or_else(|e| panic!("a new client after the stall: {e}"));
+    assert_eq!(value, Some(7));
+
+    // The healthy client went on meanwhile (waiting for the connection
+    // while the stalled session held it) and never saw an error.
+    let before = done.load(Ordering::Acquire);
+    let deadline = Instant::now() + LIMIT;
+    while done.load(Ordering::Acquire) <= before && !healthy.is_finished() {
+        assert!(Instant::now() < deadline, "the healthy client is stuck");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Release);
+    match healthy.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the healthy client saw an error: {e}"),
+        Err(_) => panic!("the healthy client panicked"),
+    }
+    // The half-sent query never ran: the backend connection it went to
+    // was closed, not handed to anyone (its server notices the close a
+    // moment later).
+    let mut admin = torpor_tests::admin_connect();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let open: Option<i64> = admin
+            .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+            .unwrap();
+        if open.unwrap_or(0) <= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open:?} backend connections for 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_client_that_stalls_mid_command_in_a_transaction_is_closed_too() {
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 1;
+        config.pool_wait_timeout_ms = 30_000;
+        config.net_read_timeout_secs = 2;
+    });
+    // In a transaction the session holds the pool's one connection, and a
+    // half-sent small command is buffered, not streamed: the session
+    // waits for the rest of it (until wait_timeout, 8 hours, before).
+    let mut stalled = RawClient::connect(torpor.addr(), &LoginOptions::app(base_capabilities()));
+    stalled.query("BEGIN").expect_ok("BEGIN");
+    stalled.query("SELECT 1");
+    stalled
+        .write_raw(&query_start(100, 10))
+        .expect("half a command");
+    let started = Instant::now();
+    let after = stalled.read_to_end(LIMIT);
+    println!(
+        "stalled client in a transaction: {:?} after {:?}, packets {:?}",
+        after.closing,
+        started.elapsed(),
+        after.packets
+    );
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the stalled session was never closed"
+    );
+    assert!(after.packets.is_empty(), "{:?}", after.packets);
+    // Its connection went (rolled back with it): the next client has it.
+    let mut next = connect(torpor.addr());
+    let value: Option<i64> = next
+        .query_first("SELECT 8")
+        .unwrap_or_else(|e| panic!("a new client after the stall: {e}"));
+    assert_eq!(value, Some(8));
+}
+
+/// A private MariaDB with `max_allowed_packet` = `max` (e.g. `1M`).
+fn server_with_max_allowed_packet(max: &str) -> MariadbProcess {
+    let accounts = [(APP_USER, APP_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)]
+        .iter()
+        .map(|(user, password)| Account {
+            user: user.to_string(),
+            password: password.to_string(),
+            grants: vec![torpor::scaler::process::GRANT_EVERYTHING.to_string()],
+        })
+        .collect();
+    MariadbProcess::start(MariadbOptions {
+        accounts,
+        buffer_pool: "32M".to_string(),
+        extra_args: vec![format!("--max-allowed-packet={max}")],
+        ..MariadbOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"))
+}
+
+/// What a raw client that logs in to `addr` and sends `wire` gets back,
+/// until the connection closes.
+fn send_and_watch(addr: SocketAddr, wire: &[u8]) -> Aftermath {
+    let mut client = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    // The server may close before it read everything: a failed write
+    // is part of what is observed, not a test failure.
+    let _ = client.write_raw(wire);
+    client.read_to_end(LIMIT)
+}
+
+/// Sends `wire` to MariaDB directly and through Torpor: Torpor's reply
+/// must be MariaDB's, and the connection must close after it.
+fn same_as_mariadb(server: &MariadbProcess, torpor: &Torpor, what: &str, wire: &[u8]) {
+    let direct = send_and_watch(server.addr(), wire);
+    let proxied = send_and_watch(torpor.addr(), wire);
+    println!("{what}: MariaDB {direct:?}");
+    println!("{what}: Torpor  {proxied:?}");
+    let err = direct
+        .packets
+        .first()
+        .unwrap_or_else(|| panic!("{what}: MariaDB sent nothing"));
+    assert_eq!(&err.payload[..3], b"\xff\x81\x04", "{what}: MariaDB's 1153");
+    assert_eq!(proxied.packets, direct.packets, "{what}");
+    assert!(
+        !matches!(proxied.closing, Closing::TimedOut),
+        "{what}: Torpor kept the connection open"
+    );
+}
+
+#[test]
+fn a_command_over_max_allowed_packet_gets_what_mariadb_sends() {
+    let server = server_with_max_allowed_packet("1M");
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    let max = 1 << 20;
+    // MariaDB answers once the header is in: the first 64 KiB are sent.
+    // At the bound (a buffered packet), over it (a streamed one), and a
+    // multi-packet command.
+    for len in [max, 2 * max, MAX_PAYLOAD + 10] {
+        let wire = query_start(len, 64 * 1024);
+        same_as_mariadb(&server, &torpor, &format!("{len} bytes"), &wire);
+    }
+    // Just under the bound runs, through Torpor as on MariaDB.
+    let text = "y".repeat(max - 100);
+    let mut conn = mysql::Conn::new(mysql_opts(torpor.addr(), APP_USER, APP_PASSWORD))
+        .expect("connect through Torpor");
+    let got: Option<String> = conn
+        .query_first(format!("SELECT '{text}'"))
+        .expect("a query under max_allowed_packet");
+    assert_eq!(got.map(|g| g.len()), Some(text.len()));
+}
+
+#[test]
+fn a_multi_packet_command_reaching_max_allowed_packet_half_way_gets_what_mariadb_sends() {
+    let server = server_with_max_allowed_packet("17M");
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    // The first packet (16 MiB - 1) is under the bound; the second's
+    // header brings the command past it: refused there, at sequence id 2.
+    let len = MAX_PAYLOAD + 2 * 1024 * 1024;
+    let mut wire = query_start(len, MAX_PAYLOAD);
+    wire.extend_from_slice(&((len - MAX_PAYLOAD) as u32).to_le_bytes()[..3]);
+    wire.push(1);
+    wire.extend_from_slice(&[b'x'; 1024]);
+    same_as_mariadb(&server, &torpor, "16 MiB + 2 MiB", &wire);
+}
