@@ -213,8 +213,10 @@ impl SessionState {
                     self.variable(baseline, charset) != from.variable(baseline, charset)
                 })
         };
+        // Only a collation the session set: one it never named is its
+        // character set's default, which setting the character set gives.
         let collations = COLLATION_OF.iter().map(|(_, collation)| collation);
-        let collations = collations.filter(|name| self.variable(baseline, name).is_some());
+        let collations = collations.filter(|name| self.variables.contains_key(**name));
         let mut names: Vec<&str> = names.map(String::as_str).collect();
         names.extend(collations.copied());
         for name in names {

@@ -292,3 +292,19 @@ fn a_collation_is_written_again_after_the_character_set_that_resets_it() {
             .to_string()]
     );
 }
+
+#[test]
+fn a_collation_the_session_never_named_is_left_to_its_character_set() {
+    let mut b = baseline();
+    b.variables.insert(
+        "character_set_connection".into(),
+        ("utf8mb4".into(), VarKind::Text),
+    );
+    let mut to = SessionState::default();
+    to.set_variable(&b, "character_set_connection", "latin1");
+    let statements = to.diff_from(&SessionState::default(), &b).unwrap();
+    assert_eq!(
+        statements,
+        vec!["SET @@SESSION.`character_set_connection` = 'latin1'".to_string()]
+    );
+}
