@@ -517,6 +517,44 @@ fn writers_ride_out_a_kill_9_and_restart() {
     verdict.assert_clean("kill -9, 4 s");
 }
 
+/// Issue 14's fault suite: the backend connections Torpor holds for the
+/// app are killed every 2 s (from an admin connection, as an operator or
+/// MariaDB's own timeouts would) while eight writers commit. Transaction
+/// replay and the idle checks must keep every session open and every
+/// commit exact.
+#[test]
+fn writers_ride_out_their_backend_connections_killed_every_2_s() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Restartable::start();
+    create_table(&server, "kills");
+    let torpor = torpor_for(&server);
+    let writers = Writers::start(torpor.addr(), "kills");
+    writers.wait_for_commits(100);
+    let mut admin = server.admin();
+    let mut killed = 0;
+    for _ in 0..5 {
+        let threads: Vec<u64> = admin
+            .query(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{APP_USER}'"
+            ))
+            .expect("processlist");
+        for thread in threads {
+            // A connection may have closed meanwhile (1094): fine.
+            if admin.query_drop(format!("KILL {thread}")).is_ok() {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    writers.wait_for_commits(100);
+    let logs = writers.finish();
+    let verdict = check(&server, "kills", &logs);
+    verdict.print("backend connections killed every 2 s");
+    println!("  backend connections killed: {killed}");
+    assert!(killed > 0, "no backend connection was killed");
+    verdict.assert_clean("backend connections killed every 2 s");
+}
+
 #[test]
 fn a_command_held_past_the_bound_gets_1429_and_the_session_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
