@@ -301,6 +301,12 @@ impl<C> BackendPool<C> {
         self.limit.get()
     }
 
+    /// Whether the pool has no bound yet (a service whose backend's
+    /// `max_connections` was not known when the pool was made).
+    pub fn is_unbounded(&self) -> bool {
+        self.limit.get() == usize::MAX
+    }
+
     /// New bounds (a config reload). Connections lent out stay lent; idle
     /// ones over a lowered bound are closed now, the oldest first.
     pub fn set_limits(&self, limit: usize, idle_timeout: Duration, max_waiters: usize) {

@@ -352,6 +352,19 @@ async fn run(
                 Err(error) => return Err(error),
             }
         };
+        if pool.is_unbounded() {
+            // The first connection to the backend has just read its
+            // max_connections: the default bound follows it now, not at
+            // the worker's next tick (a burst of logins in the first
+            // second opened a connection each, past the backend's limit).
+            let settings = shared.settings();
+            let workers = shared.config.worker_count();
+            pool.set_limits(
+                service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
+                settings.backend_idle_timeout,
+                settings.max_connections,
+            );
+        }
         if hold.waited() {
             info!(
                 id = connection_id,
