@@ -1,0 +1,227 @@
+//! Parsing, defaults and checks of the configuration: flags, file and
+//! environment.
+
+use super::*;
+
+#[test]
+fn flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torpor.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:7000\"\nworkers = 3\n[backend]\naddress = \"db:3306\"\n\
+         [[users]]\nname = \"app\"\npassword = \"old\"\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from([
+        "torpor",
+        "--config",
+        path.to_str().unwrap(),
+        "--backend",
+        "127.0.0.1:3307",
+        "--user",
+        "app:new",
+        "--user",
+        "ro:*14E65567ABDB5135D0CFD9A70B3032C179A49EE7",
+    ]);
+    let config = cli.into_config().unwrap();
+    assert_eq!(config.listen.port(), 7000);
+    assert_eq!(config.workers, 3);
+    assert_eq!(config.backend.unwrap().address, "127.0.0.1:3307");
+    assert_eq!(config.users.len(), 2);
+    assert_eq!(config.users[0].password.as_deref(), Some("new"));
+    assert!(config.users[1].password_hash.is_some());
+}
+
+#[test]
+fn login_timeout_defaults_to_connect_timeouts_and_is_never_zero() {
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.login_timeout_secs, 10);
+    let config = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "3"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.login_timeout_secs, 3);
+    let err = Cli::parse_from(["torpor", "--backend", "x:1", "--login-timeout-secs", "0"])
+        .into_config()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("login_timeout_secs"), "{err}");
+}
+
+#[test]
+fn the_outage_hold_defaults_to_a_minute_and_may_be_off() {
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.outage_hold_secs, 60);
+    let config = Cli::parse_from(["torpor", "--backend", "x:1", "--outage-hold-secs", "0"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.outage_hold_secs, 0);
+    let config = Config::from_toml(
+        "outage_hold_secs = 5\n[backend]\naddress = \"x:1\"\n",
+        "x.toml".into(),
+    )
+    .unwrap();
+    assert_eq!(config.outage_hold_secs, 5);
+}
+
+#[test]
+fn net_read_timeout_defaults_to_mariadbs_and_is_never_zero() {
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.net_read_timeout_secs, 30);
+    let args = ["torpor", "--backend", "x:1", "--net-read-timeout-secs", "2"];
+    let config = Cli::parse_from(args).into_config().unwrap();
+    assert_eq!(config.net_read_timeout_secs, 2);
+    let args = ["torpor", "--backend", "x:1", "--net-read-timeout-secs", "0"];
+    let err = Cli::parse_from(args).into_config().unwrap_err().to_string();
+    assert!(err.contains("net_read_timeout_secs"), "{err}");
+}
+
+#[test]
+fn secrets_come_from_files_and_the_environment_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "app:from-file\nro:from-file\n").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "file-token\n").unwrap();
+    let args = [
+        "torpor",
+        "--backend",
+        "x:1",
+        "--users-file",
+        users.to_str().unwrap(),
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ];
+    let config = Cli::parse_from(args)
+        .into_config_with_env(|_| None)
+        .unwrap();
+    assert_eq!(config.admin.token(), Some("file-token"));
+    let password = |config: &Config, name: &str| {
+        config
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .and_then(|u| u.password.clone())
+    };
+    assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+    let env = |name: &str| match name {
+        "TORPOR_USERS" => Some("app:from-env\nnew:from-env".to_string()),
+        "TORPOR_ADMIN_TOKEN" => Some("env-token".to_string()),
+        _ => None,
+    };
+    let config = Cli::parse_from(args).into_config_with_env(env).unwrap();
+    assert_eq!(config.admin.token(), Some("env-token"));
+    assert_eq!(password(&config, "app").as_deref(), Some("from-env"));
+    assert_eq!(password(&config, "ro").as_deref(), Some("from-file"));
+    assert_eq!(password(&config, "new").as_deref(), Some("from-env"));
+    let mut with_flags = args.to_vec();
+    with_flags.extend(["--user", "app:flag", "--admin-token", "flag-token"]);
+    let cli = Cli::parse_from(with_flags);
+    assert_eq!(secrets::command_line_warnings(&cli).len(), 2);
+    let config = cli.into_config_with_env(env).unwrap();
+    assert_eq!(config.admin.token(), Some("flag-token"));
+    assert_eq!(password(&config, "app").as_deref(), Some("flag"));
+}
+
+#[test]
+fn the_admin_listener_comes_from_the_environment_and_the_flag_wins() {
+    let env = |listen: &'static str| {
+        move |name: &str| match name {
+            "TORPOR_ADMIN_LISTEN" => Some(listen.to_string()),
+            "TORPOR_ADMIN_TOKEN" => Some("t".to_string()),
+            _ => None,
+        }
+    };
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config_with_env(env("0.0.0.0:6034"))
+        .unwrap();
+    assert_eq!(config.admin.listen, Some("0.0.0.0:6034".parse().unwrap()));
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config_with_env(env("off"))
+        .unwrap();
+    assert_eq!(config.admin.listen, None);
+    let config = Cli::parse_from(["torpor", "--backend", "x:1", "--admin-listen", "off"])
+        .into_config_with_env(env("0.0.0.0:6034"))
+        .unwrap();
+    assert_eq!(config.admin.listen, None);
+    // Off loopback without a token: refused, as with the flag.
+    let refused = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config_with_env(|name| {
+            (name == "TORPOR_ADMIN_LISTEN").then(|| "0.0.0.0:6034".to_string())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("[admin] token"), "{refused}");
+}
+
+#[test]
+fn an_empty_admin_token_counts_as_none() {
+    let refused = Cli::parse_from([
+        "torpor",
+        "--backend",
+        "x:1",
+        "--admin-listen",
+        "0.0.0.0:6034",
+        "--admin-token",
+        "",
+    ])
+    .into_config_with_env(|_| None)
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("[admin] token"), "{refused}");
+    let config = Config {
+        admin: AdminConfig {
+            listen: None,
+            token: Some(String::new()),
+        },
+        ..Config::default()
+    };
+    assert_eq!(config.admin.token(), None);
+}
+
+#[test]
+fn help_shows_the_configurations_defaults() {
+    let help = Cli::command_with_defaults().render_long_help().to_string();
+    for (id, default) in shown_defaults() {
+        let flag = format!("--{}", id.replace('_', "-"));
+        let at = help
+            .find(&flag)
+            .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+        let next = help[at + flag.len()..]
+            .find("\n  -")
+            .map_or(help.len(), |n| at + flag.len() + n);
+        assert!(
+            help[at..next].contains(&format!("[default: {default}]")),
+            "{flag} does not show its default {default}:\n{}",
+            &help[at..next]
+        );
+    }
+    assert!(help.contains("[default: 127.0.0.1:6033]"), "{help}");
+    assert!(help.contains("[default: 14400]"), "{help}");
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let cli = Cli::parse_from(["torpor", "--backend", "x:1", "--user", "nopassword"]);
+    let err = cli.into_config().unwrap_err().to_string();
+    assert!(err.contains("NAME:PASSWORD"), "{err}");
+    let err = Cli::parse_from(["torpor"])
+        .into_config()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no backend"), "{err}");
+    let err = Config::from_toml("listen = 5", "x.toml".into())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x.toml"), "{err}");
+    let err = Config::from_toml("bogus = 1", "x.toml".into())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bogus"), "{err}");
+}
