@@ -128,6 +128,15 @@ impl StoredPassword {
 }
 
 impl ProvenPassword {
+    /// The `mysql_native_password` hash, `SHA1(SHA1(password))`, of the
+    /// password proven (`None` for the empty password, which has none).
+    pub fn native_hash(&self) -> Option<[u8; 20]> {
+        match self {
+            ProvenPassword::Empty => None,
+            ProvenPassword::Sha1(sha1_password) => Some(sha1(&[sha1_password])),
+        }
+    }
+
     /// The response a client with this password sends for `seed`.
     pub fn respond(&self, seed: &[u8]) -> Vec<u8> {
         match self {

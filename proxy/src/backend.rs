@@ -174,10 +174,14 @@ pub fn capabilities_for(client: Capabilities, server: Capabilities) -> Capabilit
         | Capabilities::CLIENT_PLUGIN_AUTH
         | Capabilities::CLIENT_CONNECT_ATTRS
         | (server & Capabilities::CLIENT_SESSION_TRACK);
-    // Compression is the client leg's alone: backend connections are
-    // plain (and shared by clients that asked for it and clients that
-    // did not).
-    capabilities & !(Capabilities::CLIENT_CONNECT_WITH_DB | Capabilities::CLIENT_COMPRESS)
+    // Compression and TLS are the client leg's alone: backend
+    // connections are plain (and shared by clients that asked for them
+    // and clients that did not).
+    capabilities
+        & !(Capabilities::CLIENT_CONNECT_WITH_DB
+            | Capabilities::CLIENT_COMPRESS
+            | Capabilities::CLIENT_SSL
+            | Capabilities::CLIENT_SSL_VERIFY_SERVER_CERT)
 }
 
 /// Opens a connection and logs in. Returns the connection and the payload

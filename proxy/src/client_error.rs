@@ -44,6 +44,8 @@ pub const PACKETS_OUT_OF_ORDER: u16 = 1156;
 pub const NET_READ_ERROR: u16 = 1158;
 /// ER_LOCK_DEADLOCK: "the transaction was rolled back, run it again".
 pub const DEADLOCK: u16 = 1213;
+/// ER_SECURE_TRANSPORT_REQUIRED.
+pub const SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 /// ER_CONNECTION_KILLED.
 pub const CONNECTION_KILLED: u16 = 1927;
 /// ER_QUERY_INTERRUPTED: the statement stopped before its end; the
@@ -121,7 +123,9 @@ impl ClientError {
         use torpor_protocol::ProtocolError as P;
         use SessionError::*;
         Some(match error {
-            ClientGone | ClientIo(_) | BackendRefused(_) => return None,
+            // A failed TLS handshake: the alert said it, nothing can be
+            // said in plain text on a TLS connection.
+            ClientGone | ClientIo(_) | ClientTls(_) | BackendRefused(_) => return None,
             ClientProtocol(P::TooLarge { .. }) => ClientError::new(
                 PACKET_TOO_LARGE,
                 b"08S01",
@@ -139,6 +143,12 @@ impl ClientError {
                 UNKNOWN_COMMAND,
                 b"08S01",
                 format!("Torpor does not support {what}"),
+            ),
+            // MariaDB 10.11's own words for it.
+            InsecureTransport => ClientError::new(
+                SECURE_TRANSPORT_REQUIRED,
+                b"08004",
+                "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
             ),
             AccessDenied {
                 user,

@@ -231,6 +231,36 @@ impl AdminConfig {
     }
 }
 
+/// TLS on the client leg (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Offer TLS to clients (default on).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The certificate chain, PEM (leaf first). With `key`; without
+    /// both, a self-signed certificate kept in `state_dir/tls/`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// One account clients may log in as.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,6 +382,13 @@ pub struct Config {
     /// Torpor, and when a login finds no account).
     #[serde(default = "default_accounts_refresh_secs")]
     pub accounts_refresh_secs: u64,
+    /// TLS on the client leg.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Refuse logins over plain TCP, as MariaDB's
+    /// `require_secure_transport` does (the Unix socket is exempt).
+    #[serde(default)]
+    pub require_secure_transport: bool,
 }
 
 fn default_accounts_refresh_secs() -> u64 {
@@ -433,6 +470,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             state_dir: default_state_dir(),
             accounts_refresh_secs: default_accounts_refresh_secs(),
+            tls: TlsConfig::default(),
+            require_secure_transport: false,
         }
     }
 }
@@ -482,6 +521,11 @@ impl Config {
     /// Checks what serde cannot: a backend or services are set, users
     /// are well formed and each routes to one service.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.require_secure_transport && !self.tls.enabled && self.listen_socket.is_none() {
+            return Err(ConfigError::Invalid(
+                "require_secure_transport with TLS off and no listen_socket: no client could log in".into(),
+            ));
+        }
         match (self.backend.is_some(), self.services.is_empty()) {
             (false, true) => {
                 return Err(ConfigError::Invalid(
@@ -680,6 +724,28 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `debug`, `torpor=trace` (also RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Offer TLS to clients (`on`, the default, or `off`).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub tls: Option<bool>,
+    /// The TLS certificate chain (PEM); with --tls-key. Without both, a
+    /// self-signed certificate kept in <state-dir>/tls/.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins over plain TCP (MariaDB's require_secure_transport;
+    /// the Unix socket is exempt).
+    #[arg(long)]
+    pub require_secure_transport: bool,
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "ON" | "1" | "true" => Ok(true),
+        "off" | "OFF" | "0" | "false" => Ok(false),
+        _ => Err(format!("'{value}': give on or off")),
+    }
 }
 
 /// The default the configuration gives each option that has one, as
@@ -920,6 +986,16 @@ impl Cli {
         }
         if let Some(level) = self.log_level {
             config.log_level = level;
+        }
+        if let Some(on) = self.tls {
+            config.tls.enabled = on;
+        }
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.tls.cert = Some(cert);
+            config.tls.key = Some(key);
+        }
+        if self.require_secure_transport {
+            config.require_secure_transport = true;
         }
         config.validate()?;
         Ok(config)

@@ -51,6 +51,10 @@ pub enum SessionError {
     /// The client asked for something Torpor does not do (yet).
     #[error("unsupported by Torpor: {0}")]
     Unsupported(&'static str),
+    /// The client's TLS handshake failed (it sent something that is not
+    /// TLS, or TLS that rustls refuses); the alert was sent.
+    #[error("client TLS handshake failed: {0}")]
+    ClientTls(#[source] io::Error),
     /// Wrong user name or password.
     #[error("access denied for user '{user}'@'{host}'")]
     AccessDenied {
@@ -114,6 +118,9 @@ pub enum SessionError {
     /// Torpor is shutting down.
     #[error("shutting down")]
     Shutdown,
+    /// A plain TCP login while `require_secure_transport` is on.
+    #[error("plain TCP login while require_secure_transport is on")]
+    InsecureTransport,
     /// The connection limit is reached.
     #[error("too many connections")]
     TooManyConnections,
@@ -158,6 +165,8 @@ impl SessionError {
             | AccessDenied { .. }
             | IdleInTransaction { .. }
             | Unsupported(_)
+            | InsecureTransport
+            | ClientTls(_)
             | UnsupportedPlugin { .. } => Fault::Client,
             BackendUnreachable(_)
             | BackendRefused(_)

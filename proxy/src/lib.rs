@@ -14,6 +14,8 @@
 //!   command loop → close.
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a connection (TCP or Unix socket) with its read buffer.
+//! - [`tls`]: TLS on the client leg: certificates, rustls over a
+//!   connection's buffers, the zero-configuration proof.
 //! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
 //! - [`buffers`]: each worker's pool of large read buffers.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
@@ -63,6 +65,7 @@ pub mod service;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod tls;
 pub mod unread;
 pub mod users;
 pub mod worker;

@@ -15,6 +15,12 @@
 //! protocol on this connection ([`Conn::start_compression`]): reads go to
 //! a raw buffer and come out plain in the read buffer, writes are
 //! compressed on their way out. Callers see plain packets either way.
+//!
+//! A client that sent an SSLRequest gets TLS on this connection
+//! ([`Conn::start_tls`]): the same way down, one layer lower (socket ↔
+//! [`TlsLayer`] ↔ compression ↔ read buffer). The socket's halves, its
+//! descriptor (the worker's peek, shutdown(2)) and the read buffer stay
+//! as they are.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,6 +35,8 @@ use monoio::io::{
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
 use torpor_protocol::compress;
+
+use crate::tls::layer::TlsLayer;
 
 /// Capacity a client connection's read buffer starts with and shrinks
 /// back to: enough for the commands of most workloads, small enough that
@@ -60,6 +68,8 @@ pub struct Conn {
     sent: u64,
     /// The compressed protocol's state, once it is on.
     compression: Option<Box<Compression>>,
+    /// TLS, once the handshake started.
+    tls: Option<Box<TlsLayer>>,
 }
 
 /// A compressed connection's bytes read and not yet decompressed, and the
@@ -96,6 +106,158 @@ impl Conn {
             received: 0,
             sent: 0,
             compression: None,
+            tls: None,
+        }
+    }
+
+    /// Turns TLS on (after an SSLRequest) and runs the handshake. Bytes
+    /// already buffered came after the SSLRequest: they are the start of
+    /// the client's ClientHello. An `InvalidData` error is a client that
+    /// did not speak TLS (the alert that says so was sent); the
+    /// connection is then good for nothing but closing.
+    pub async fn start_tls(
+        &mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> io::Result<()> {
+        let layer = TlsLayer::new(config, &self.rbuf)?;
+        self.rbuf.clear();
+        self.tls = Some(Box::new(layer));
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Err(io::Error::other("TLS is not on"));
+            };
+            let mut absorbed = Ok(());
+            while tls.is_handshaking() && !tls.raw.is_empty() {
+                match tls.absorb() {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        absorbed = Err(e);
+                        break;
+                    }
+                }
+            }
+            let handshaking = tls.is_handshaking();
+            // Handshake messages, or the alert that ends a failed one.
+            self.flush_tls().await?;
+            absorbed?;
+            if !handshaking {
+                return Ok(());
+            }
+            if self.read_ciphertext(SMALL_BUFFER).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Whether TLS is on.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS protocol and cipher suite, for the log.
+    pub fn tls_description(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| tls.describe())
+    }
+
+    /// Reads ciphertext onto the TLS layer's buffer. Returns how many
+    /// bytes came; 0: the peer closed.
+    async fn read_ciphertext(&mut self, want: usize) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Err(io::Error::other("TLS is not on"));
+        };
+        let mut raw = std::mem::take(&mut tls.raw);
+        if raw.capacity() - raw.len() < want {
+            raw.reserve(want.max(SMALL_BUFFER));
+        }
+        let len = raw.len();
+        let cap = raw.capacity();
+        let target = raw.slice_mut(len..cap);
+        let (result, slice) = match &mut self.halves {
+            Halves::Tcp(reader, _) => reader.read(target).await,
+            Halves::Unix(reader, _) => reader.read(target).await,
+        };
+        if let Some(tls) = self.tls.as_mut() {
+            tls.raw = slice.into_inner();
+        }
+        self.count_read(&result);
+        result
+    }
+
+    /// Writes what the TLS layer has to send.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        let mut wire = Vec::new();
+        tls.take_output(&mut wire)?;
+        if wire.is_empty() {
+            return Ok(());
+        }
+        let (result, _) = self.write_socket(wire).await;
+        result.map(|_| ())
+    }
+
+    /// Reads plaintext onto the end of `buf`: from the socket as it is,
+    /// or decrypted when TLS is on (then every byte decryptable is
+    /// moved, so nothing waits inside rustls that `buf` does not show).
+    /// Returns how many bytes were added; 0 means the peer closed.
+    async fn read_plain(
+        &mut self,
+        mut buf: BytesMut,
+        want: usize,
+    ) -> (io::Result<usize>, BytesMut) {
+        if self.tls.is_none() {
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
+            let len = buf.len();
+            let cap = buf.capacity();
+            let target = buf.slice_mut(len..cap);
+            let (result, slice) = match &mut self.halves {
+                Halves::Tcp(reader, _) => reader.read(target).await,
+                Halves::Unix(reader, _) => reader.read(target).await,
+            };
+            self.count_read(&result);
+            return (result, slice.into_inner());
+        }
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return (Err(io::Error::other("TLS is not on")), buf);
+            };
+            let decrypted = tls.decrypt(&mut buf);
+            // Alerts, key updates: sent before anything else happens.
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+            match decrypted {
+                Err(e) => return (Err(e), buf),
+                Ok(d) if d.added > 0 => return (Ok(d.added), buf),
+                // close_notify: as a plain socket's end.
+                Ok(d) if d.closed => return (Ok(0), buf),
+                Ok(_) => {}
+            }
+            match self.read_ciphertext(want).await {
+                Ok(0) => return (Ok(0), buf),
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Writes plaintext: to the socket as it is, or encrypted.
+    async fn write_plain(&mut self, plain: &[u8]) -> io::Result<()> {
+        match self.tls.as_mut() {
+            None => {
+                let (result, _) = self.write_socket(plain.to_vec()).await;
+                result.map(|_| ())
+            }
+            Some(tls) => {
+                let mut wire = Vec::with_capacity(plain.len() + 64);
+                tls.encrypt(plain, &mut wire)?;
+                let (result, _) = self.write_socket(wire).await;
+                result.map(|_| ())
+            }
         }
     }
 
@@ -152,6 +314,12 @@ impl Conn {
         if self.compression.is_some() {
             return self.read_more_compressed(want).await;
         }
+        if self.tls.is_some() {
+            let buf = std::mem::take(&mut self.rbuf);
+            let (result, buf) = self.read_plain(buf, want).await;
+            self.rbuf = buf;
+            return result;
+        }
         let target = self.read_target(want);
         let (result, slice) = match &mut self.halves {
             Halves::Tcp(reader, _) => reader.read(target).await,
@@ -194,8 +362,10 @@ impl Conn {
         out: B,
         want: usize,
     ) -> (io::Result<()>, B, io::Result<usize>) {
-        if self.compression.is_some() {
-            // One after the other: the write is compressed first.
+        if self.compression.is_some() || self.tls.is_some() {
+            // One after the other: the write is compressed or encrypted
+            // first (and TLS reads may have to write: alerts, key
+            // updates).
             let (written, out) = self.write_all(out).await;
             if written.is_err() {
                 return (written, out, Ok(0));
@@ -220,14 +390,14 @@ impl Conn {
 
     /// Writes all of `buf` and hands it back.
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> (io::Result<()>, B) {
-        if self.compression.is_some() {
+        if self.compression.is_some() || self.tls.is_some() {
             // SAFETY: an `IoBuf` promises that `read_ptr()` points to
             // `bytes_init()` initialized bytes that stay valid while the
             // buffer lives; `buf` lives (and is not written) until the
-            // slice's last use in `write_compressed`, which returns before
+            // slice's last use in `write_layered`, which returns before
             // `buf` is handed back.
             let plain = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-            let result = self.write_compressed(plain).await;
+            let result = self.write_layered(plain).await;
             return (result, buf);
         }
         let (result, buf) = self.write_whole(buf).await;
@@ -243,9 +413,9 @@ impl Conn {
         if n == 0 {
             return Ok(());
         }
-        if self.compression.is_some() {
+        if self.compression.is_some() || self.tls.is_some() {
             let result = match from.get(..n) {
-                Some(plain) => self.write_compressed(plain).await,
+                Some(plain) => self.write_layered(plain).await,
                 None => Err(io::Error::other("forwarding more than is buffered")),
             };
             from.advance(n.min(from.len()));
@@ -261,17 +431,18 @@ impl Conn {
         result.map(|_| ())
     }
 
-    /// Compresses `plain` and writes it (compressed connections only).
-    async fn write_compressed(&mut self, plain: &[u8]) -> io::Result<()> {
+    /// Writes `plain` through the layers that are on: compressed, then
+    /// encrypted.
+    async fn write_layered(&mut self, plain: &[u8]) -> io::Result<()> {
         let Some(compression) = self.compression.as_mut() else {
-            return Err(io::Error::other("the connection is not compressed"));
+            return self.write_plain(plain).await;
         };
         let mut wire = BytesMut::with_capacity(plain.len() / 2 + compress::HEADER_LEN + 16);
         compression.encoder.encode(plain, &mut wire);
-        let (result, _) = self.write_whole(wire).await;
-        if let Ok(n) = result {
-            self.sent += n as u64;
+        if self.tls.is_some() {
+            return self.write_plain(&wire).await;
         }
+        let (result, _) = self.write_socket(wire).await;
         result.map(|_| ())
     }
 
@@ -296,26 +467,27 @@ impl Conn {
             if added > 0 {
                 return Ok(added);
             }
-            // No whole packet yet: read more of the raw stream.
-            let mut raw = std::mem::take(&mut compression.raw);
-            if raw.capacity() - raw.len() < want {
-                raw.reserve(want.max(SMALL_BUFFER));
-            }
-            let len = raw.len();
-            let cap = raw.capacity();
-            let target = raw.slice_mut(len..cap);
-            let (result, slice) = match &mut self.halves {
-                Halves::Tcp(reader, _) => reader.read(target).await,
-                Halves::Unix(reader, _) => reader.read(target).await,
-            };
+            // No whole packet yet: read more of the raw stream (decrypted
+            // when TLS is on).
+            let raw = std::mem::take(&mut compression.raw);
+            let (result, raw) = self.read_plain(raw, want.max(SMALL_BUFFER)).await;
             if let Some(compression) = self.compression.as_mut() {
-                compression.raw = slice.into_inner();
+                compression.raw = raw;
             }
-            self.count_read(&result);
             if result? == 0 {
                 return Ok(0);
             }
         }
+    }
+
+    /// Writes all of `buf` to the socket as it is (plain connections,
+    /// and the wire bytes of compressed or encrypted ones), counted.
+    async fn write_socket<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        let (result, buf) = self.write_whole(buf).await;
+        if let Ok(n) = result {
+            self.sent += n as u64;
+        }
+        (result, buf)
     }
 
     async fn write_whole<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
@@ -338,8 +510,13 @@ impl Conn {
         }
     }
 
-    /// Shuts the write side down, so the peer sees an orderly close.
+    /// Shuts the write side down, so the peer sees an orderly close (on
+    /// TLS, close_notify first).
     pub async fn close(mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify();
+            let _ = self.flush_tls().await;
+        }
         let _ = match &mut self.halves {
             Halves::Tcp(_, writer) => writer.shutdown().await,
             Halves::Unix(_, writer) => writer.shutdown().await,

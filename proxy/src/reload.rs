@@ -192,6 +192,8 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         net_read_timeout_secs: _,
         transaction_replay_max_bytes: _,
         idle_in_transaction_timeout_secs: _,
+        tls: _,
+        require_secure_transport: _,
     } = new;
     let mut fixed = Vec::new();
     let mut note = |differs: bool, key: String| {

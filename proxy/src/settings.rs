@@ -38,6 +38,11 @@ pub struct Settings {
     /// How long a session may sit idle in an open transaction; `None`:
     /// as long as it likes.
     pub idle_in_transaction_timeout: Option<Duration>,
+    /// TLS for clients that ask for it; `None`: TLS off. A reload reads
+    /// the certificate again: new connections get the new one.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Plain TCP logins are refused.
+    pub require_secure_transport: bool,
 }
 
 impl Settings {
@@ -65,6 +70,8 @@ impl Settings {
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,
             idle_in_transaction_timeout: (config.idle_in_transaction_timeout_secs > 0)
                 .then(|| Duration::from_secs(config.idle_in_transaction_timeout_secs)),
+            tls: crate::tls::TlsSettings::load(&config.tls, &config.state_dir)?,
+            require_secure_transport: config.require_secure_transport,
         })
     }
 }

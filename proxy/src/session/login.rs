@@ -26,7 +26,7 @@ use crate::session::model::SessionModel;
 use monoio::time::Instant;
 use std::rc::Rc;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{debug, info};
 
 /// Largest packet accepted from a client before it has logged in.
 pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
@@ -169,7 +169,15 @@ async fn run(
     let info = shared.greeting_service().backend_info().await?;
     // Compression is Torpor's own on the client leg (the backend leg
     // stays plain), offered when the backend offers it, as MariaDB would.
-    let offered = info.capabilities & (Capabilities::FORWARDABLE | Capabilities::CLIENT_COMPRESS);
+    let mut offered =
+        info.capabilities & (Capabilities::FORWARDABLE | Capabilities::CLIENT_COMPRESS);
+    // TLS is Torpor's own on the client leg, offered whenever it has a
+    // certificate (the settings a SIGHUP reloads: a new certificate is
+    // for new connections).
+    let tls = shared.settings().tls.clone();
+    if tls.is_some() {
+        offered = offered | Capabilities::CLIENT_SSL;
+    }
     let seed = new_seed();
     let greeting = Greeting {
         server_version: info.server_version.clone(),
@@ -187,11 +195,48 @@ async fn run(
     exchange.deadline = Instant::now() + shared.settings().login_timeout;
     exchange.send(&payload).await?;
 
-    let hello = exchange.receive().await?;
+    let mut hello = exchange.receive().await?;
+    if let ClientHello::SslRequest { .. } =
+        ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?
+    {
+        let Some(tls) = tls.as_ref() else {
+            return Err(SessionError::Unsupported("TLS (it is off)"));
+        };
+        // The handshake response comes over TLS, numbered after the
+        // SSLRequest, as MariaDB reads it.
+        let handshake = exchange
+            .client
+            .start_tls(std::sync::Arc::clone(&tls.config));
+        monoio::time::timeout_at(exchange.deadline, handshake)
+            .await
+            .map_err(|_| login_timed_out())?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => SessionError::ClientTls(e),
+                _ => SessionError::client_io(e),
+            })?;
+        debug!(
+            id = connection_id,
+            %peer,
+            tls = exchange.client.tls_description().unwrap_or_default(),
+            "TLS handshake done"
+        );
+        hello = exchange.receive().await?;
+    }
     let response = match ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)? {
-        ClientHello::SslRequest { .. } => return Err(SessionError::Unsupported("TLS yet")),
+        // A second SSLRequest, or one over TLS.
+        ClientHello::SslRequest { .. } => {
+            return Err(SessionError::ClientProtocol(
+                torpor_protocol::ProtocolError::malformed("SSLRequest after TLS"),
+            ))
+        }
         ClientHello::Response(response) => response,
     };
+    if shared.settings().require_secure_transport
+        && matches!(peer, Peer::Tcp(_))
+        && !exchange.client.is_tls()
+    {
+        return Err(SessionError::InsecureTransport);
+    }
     let capabilities = Capabilities::negotiate(response.capabilities, offered);
     let auth_response = native_response(exchange, &response, capabilities, &seed).await?;
     let Identified {
@@ -377,6 +422,14 @@ async fn run(
         }
         (Some(backend), model, ok)
     };
+    // Over TLS, the OK carries the zero-configuration proof that MariaDB
+    // 11.4+ clients check when they could not verify the certificate:
+    // made from Torpor's own certificate and scramble (the backend's OK
+    // would name another certificate and scramble).
+    let ok = match (&tls, exchange.client.is_tls(), password.native_hash()) {
+        (Some(tls), true, Some(hash)) => with_info(&ok, capabilities, &tls.proof(&hash, &seed)),
+        _ => ok,
+    };
     let sent = exchange.send(&ok).await;
     if sent.is_ok() && capabilities.contains(Capabilities::CLIENT_COMPRESS) {
         // Everything after the OK that ends the login is compressed.
@@ -530,6 +583,19 @@ async fn native_response(
 /// Relays a backend's ERR packet at the client's sequence id.
 pub fn relay_error(err: &BackendErr, seq: u8, dst: &mut BytesMut) {
     write_payload(dst, seq, &err.payload);
+}
+
+/// `ok` (as a client with `client` capabilities reads it) with `info` as
+/// its info field; unchanged if it does not parse.
+fn with_info(ok: &[u8], client: Capabilities, info: &[u8]) -> Vec<u8> {
+    use torpor_protocol::session_track::OkPacket;
+    let Ok(mut parsed) = OkPacket::parse(ok, client) else {
+        return ok.to_vec();
+    };
+    parsed.info = info;
+    let mut out = BytesMut::with_capacity(ok.len() + info.len() + 2);
+    parsed.encode_for(client, &mut out);
+    out.to_vec()
 }
 
 /// The OK a fresh session's login gets when Torpor lends it a pooled
