@@ -100,6 +100,14 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         "backend_idle_timeout_secs",
     );
     note(old.verify_replay != new.verify_replay, "verify_replay");
+    // The certificate files are read again at every reload (Settings):
+    // a certificate renewed in place reaches new connections with a
+    // SIGHUP even when no key changed.
+    note(old.tls != new.tls, "tls");
+    note(
+        old.require_secure_transport != new.require_secure_transport,
+        "require_secure_transport",
+    );
     note(old.admin.token != new.admin.token, "admin.token");
     note(
         old.shutdown_grace_secs != new.shutdown_grace_secs,

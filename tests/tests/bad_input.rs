@@ -388,9 +388,16 @@ fn length_header_beyond_the_proxy_buffers() {
     healthy.finish();
 }
 
+/// With TLS turned off (`[tls] enabled = false`), Torpor does not offer
+/// it, and a client that asks anyway is refused, never left hanging.
+/// (With TLS on, the default, tests/tls.rs covers bad TLS input.)
 #[test]
-fn ssl_request_is_refused_not_hung() {
-    let (torpor, healthy) = setup();
+fn ssl_request_with_tls_off_is_refused_not_hung() {
+    let torpor = Torpor::start_with(backend().addr(), |c| {
+        c.workers = 1;
+        c.tls.enabled = false;
+    });
+    let healthy = Healthy::start(torpor.addr());
     let caps = Capabilities::CLIENT_SSL
         | Capabilities::CLIENT_PROTOCOL_41
         | Capabilities::CLIENT_SECURE_CONNECTION
@@ -399,7 +406,7 @@ fn ssl_request_is_refused_not_hung() {
         let offered = client.greeting.as_ref().unwrap().capabilities;
         assert!(
             !offered.contains(Capabilities::CLIENT_SSL),
-            "Torpor does not offer TLS"
+            "Torpor with TLS off does not offer it"
         );
         let mut payload = BytesMut::new();
         payload.put_u32_le(caps.mysql_bits());

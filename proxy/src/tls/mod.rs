@@ -107,7 +107,7 @@ impl TlsSettings {
 
     /// The zero-configuration proof a MariaDB 11.4+ client checks when it
     /// could not verify the certificate itself: the OK packet that ends
-    /// the login carries `0x01` and hex(SHA256(password_hash ‖ scramble ‖
+    /// the login carries `0x01` and HEX(SHA256(password_hash ‖ scramble ‖
     /// SHA256(certificate DER))) as its info. Only a server that knows the
     /// password's hash (Torpor holds `SHA1(SHA1(password))`) and saw the
     /// scramble it sent can make it, so a man in the middle with another
@@ -120,8 +120,10 @@ impl TlsSettings {
         let sum = digest.finalize();
         let mut info = Vec::with_capacity(1 + 2 * sum.len());
         info.push(1);
+        // Upper case: Connector/C 3.4 compares the hex it makes itself
+        // (mysql_hex_string, upper case) with strcmp.
         for byte in sum {
-            info.extend_from_slice(format!("{byte:02x}").as_bytes());
+            info.extend_from_slice(format!("{byte:02X}").as_bytes());
         }
         info
     }
@@ -173,6 +175,11 @@ fn self_signed(state_dir: &Path) -> Result<Pair, ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("self-signed certificate: {e}")))?;
     let source = match write_self_signed(&cert_path, &key_path, &cert.pem(), &key.serialize_pem()) {
         Ok(()) => CertSource::SelfSigned(cert_path),
+        // Another Torpor on this state_dir made its pair first: that one.
+        Err(_) if cert_path.exists() && key_path.exists() => {
+            let (chain, key) = read_pem(&cert_path, &key_path)?;
+            return Ok((chain, key, CertSource::SelfSigned(cert_path)));
+        }
         Err(e) => {
             tracing::warn!(
                 dir = %state_dir.display(),
@@ -184,6 +191,10 @@ fn self_signed(state_dir: &Path) -> Result<Pair, ConfigError> {
     Ok((chain, key_der, source))
 }
 
+/// Writes the pair into a fresh folder beside `state_dir/tls` and renames
+/// it into place: a Torpor that reads the pair sees both files whole and
+/// matching, and of two Torpors starting at once on one `state_dir` the
+/// second's rename fails and it reads the first's pair.
 fn write_self_signed(
     cert: &Path,
     key: &Path,
@@ -192,20 +203,32 @@ fn write_self_signed(
 ) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = cert.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // The key first, created private; a crash between the two leaves no
-    // certificate, and the next start makes both again.
+    let (Some(dir), Some(cert_name), Some(key_name)) =
+        (cert.parent(), cert.file_name(), key.file_name())
+    else {
+        return Err(std::io::Error::other("no folder for the certificate"));
+    };
+    let parent = dir.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".tls-")
+        .tempdir_in(parent)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(key)?;
+        .open(staging.path().join(key_name))?;
     file.write_all(key_pem.as_bytes())?;
     file.sync_all()?;
-    std::fs::write(cert, cert_pem)
+    std::fs::write(staging.path().join(cert_name), cert_pem)?;
+    let staged = staging.keep();
+    match std::fs::rename(&staged, dir) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn the_proof_is_0x01_and_64_hex_digits_of_the_three_parts() {
+    fn the_proof_is_0x01_and_64_upper_case_hex_digits_of_the_three_parts() {
         let dir = tempfile::tempdir().unwrap();
         let tls = TlsSettings::load(&TlsConfig::default(), dir.path())
             .unwrap()
@@ -258,7 +281,7 @@ mod tests {
         whole.extend_from_slice(&tls.cert_digest);
         let want: String = Sha256::digest(&whole)
             .iter()
-            .map(|b| format!("{b:02x}"))
+            .map(|b| format!("{b:02X}"))
             .collect();
         assert_eq!(&proof[1..], want.as_bytes());
     }
