@@ -386,7 +386,8 @@ pub struct Config {
     #[serde(default)]
     pub tls: TlsConfig,
     /// Refuse logins over plain TCP, as MariaDB's
-    /// `require_secure_transport` does (the Unix socket is exempt).
+    /// `require_secure_transport` does (the Unix socket is exempt): with
+    /// MariaDB 10.11's answer, 1045 access denied.
     #[serde(default)]
     pub require_secure_transport: bool,
 }
@@ -734,8 +735,8 @@ pub struct Cli {
     /// The TLS certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Refuse logins over plain TCP (MariaDB's require_secure_transport;
-    /// the Unix socket is exempt).
+    /// Refuse logins over plain TCP with 1045 access denied, as MariaDB
+    /// 10.11's require_secure_transport does (the Unix socket is exempt).
     #[arg(long)]
     pub require_secure_transport: bool,
 }

@@ -118,9 +118,18 @@ pub enum SessionError {
     /// Torpor is shutting down.
     #[error("shutting down")]
     Shutdown,
-    /// A plain TCP login while `require_secure_transport` is on.
-    #[error("plain TCP login while require_secure_transport is on")]
-    InsecureTransport,
+    /// A plain TCP login while `require_secure_transport` is on. The
+    /// client is told what MariaDB 10.11 tells it: access denied, as for
+    /// a wrong password (the log says why).
+    #[error("plain TCP login for '{user}'@'{host}' while require_secure_transport is on")]
+    InsecureTransport {
+        /// The user name, as the client sent it (lossy UTF-8).
+        user: String,
+        /// The client's address.
+        host: String,
+        /// Whether the client sent a password.
+        using_password: bool,
+    },
     /// The connection limit is reached.
     #[error("too many connections")]
     TooManyConnections,
@@ -165,7 +174,7 @@ impl SessionError {
             | AccessDenied { .. }
             | IdleInTransaction { .. }
             | Unsupported(_)
-            | InsecureTransport
+            | InsecureTransport { .. }
             | ClientTls(_)
             | UnsupportedPlugin { .. } => Fault::Client,
             BackendUnreachable(_)

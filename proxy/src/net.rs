@@ -508,6 +508,12 @@ impl Conn {
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::with_capacity(SMALL_BUFFER);
         }
+        // The ciphertext buffer: the next read reserves what it needs.
+        if let Some(tls) = self.tls.as_mut().filter(|tls| tls.raw.is_empty()) {
+            if tls.raw.capacity() > SMALL_BUFFER {
+                tls.raw = BytesMut::new();
+            }
+        }
     }
 
     /// Shuts the write side down, so the peer sees an orderly close (on

@@ -8,12 +8,18 @@
 //! Python socket's class and version, the connector's `tls_version`):
 //! `SHOW STATUS LIKE 'Ssl_cipher'` would be answered by the backend.
 //!
+//! Zero-configuration TLS: Connector/C 3.4 (MariaDB 11.4's client
+//! library, from PyPI's mariadb-binary) with verification on and no CA
+//! trusts Torpor's self-signed certificate through the proof in the
+//! login's OK, and refuses MariaDB 10.11's, which sends none.
+//!
 //! Also: close_notify after COM_QUIT; a client that hangs up mid-query
 //! over TLS still has its statement stopped; bad TLS input (garbage after
 //! SSLRequest, silence after it) closes that connection cleanly and a
 //! concurrent client sees nothing; `require_secure_transport` answers a
-//! plain TCP login exactly as MariaDB 10.11 does (a second private
-//! MariaDB with TLS and require_secure_transport, compared side by side).
+//! plain TCP login exactly as MariaDB 10.11 does — 1045 access denied,
+//! whatever the password (a second private MariaDB with TLS and
+//! require_secure_transport, compared side by side).
 //!
 //! Each test uses its own tables: tests run in parallel against one
 //! MariaDB.
@@ -77,6 +83,7 @@ fn mariadb(addr: SocketAddr, args: &[&str]) -> Run {
         .arg(format!("--port={}", addr.port()))
         .arg(format!("--user={APP_USER}"))
         .arg(format!("--password={APP_PASSWORD}"))
+        .arg("--database=test")
         .args(args)
         .output()
         .expect("the mariadb client runs");
@@ -258,8 +265,10 @@ conn = mariadb.connect(host=host, port=port, user=user, password=password, datab
 print("tls", conn.tls_version, bool(conn.tls_cipher))
 cur = conn.cursor()
 cur.execute("CREATE OR REPLACE TABLE tls_connector (id INT PRIMARY KEY, v VARCHAR(20), b LONGBLOB)")
-# Parameterized: COM_STMT_PREPARE and a direct COM_STMT_EXECUTE in one write.
-cur.execute("INSERT INTO tls_connector VALUES (?, ?, ?)", (1, "one", b"x" * 3000000))
+# Parameterized: COM_STMT_PREPARE and a direct COM_STMT_EXECUTE in one write
+# (under 1 MiB: a larger direct execute is refused by Torpor with or
+# without TLS, a limitation of its own).
+cur.execute("INSERT INTO tls_connector VALUES (?, ?, ?)", (1, "one", b"x" * 900000))
 cur.executemany("INSERT INTO tls_connector VALUES (?, ?, ?)", [(2, "two", None), (3, "three", b"y")])
 conn.commit()
 conn.autocommit = False
@@ -268,7 +277,7 @@ conn.rollback()
 conn.autocommit = True
 cur.execute("SELECT id, v FROM tls_connector WHERE id >= ? ORDER BY id", (1,))
 print("rows", cur.fetchall())
-cur.execute("SELECT LENGTH(b), b = REPEAT('x', 3000000) FROM tls_connector WHERE id = ?", (1,))
+cur.execute("SELECT LENGTH(b), b = REPEAT('x', 900000) FROM tls_connector WHERE id = ?", (1,))
 print("blob", cur.fetchall())
 cur.execute("SELECT b FROM tls_connector WHERE id = ?", (1,))
 print("blob back", len(cur.fetchone()[0]))
@@ -283,8 +292,8 @@ conn.close()
         out.contains("rows [(1, 'one'), (2, 'two'), (3, 'three')]"),
         "rows: {out}"
     );
-    assert!(out.contains("blob [(3000000, 1)]"), "blob: {out}");
-    assert!(out.contains("blob back 3000000"), "blob back: {out}");
+    assert!(out.contains("blob [(900000, 1)]"), "blob: {out}");
+    assert!(out.contains("blob back 900000"), "blob back: {out}");
     assert!(out.contains("many 6000"), "large result: {out}");
 }
 
@@ -439,8 +448,8 @@ fn a_tls_client_that_hangs_up_mid_query_has_its_statement_stopped() {
 }
 
 /// What a plain TCP login is told, as the `mysql` crate reads it.
-fn plain_login_error(addr: SocketAddr) -> (u16, String, String) {
-    let opts = torpor_tests::mysql_opts(addr, APP_USER, APP_PASSWORD);
+fn plain_login_error(addr: SocketAddr, password: &str) -> (u16, String, String) {
+    let opts = torpor_tests::mysql_opts(addr, APP_USER, password);
     match mysql::Conn::new(opts) {
         Ok(_) => panic!("a plain login to {addr} was let in"),
         Err(mysql::Error::MySqlError(e)) => (e.code, e.state, e.message),
@@ -448,24 +457,124 @@ fn plain_login_error(addr: SocketAddr) -> (u16, String, String) {
     }
 }
 
-#[test]
-fn require_secure_transport_refuses_plain_logins_as_mariadb_does() {
-    // A MariaDB of its own, with TLS (Torpor's kind of self-signed
-    // certificate) and require_secure_transport; Torpor reaches it over
-    // its Unix socket, which the setting exempts.
+/// A private MariaDB of its own with TLS, on a self-signed certificate
+/// of Torpor's kind, and `extra` options; the certificates' folder goes
+/// with it.
+fn mariadb_with_tls(extra: &[&str]) -> (MariadbProcess, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), certs.path()).unwrap();
     let (cert, key) = torpor::tls::self_signed_paths(certs.path());
-    let mariadb_server = MariadbProcess::start(MariadbOptions {
+    let mut extra_args = vec![
+        format!("--ssl-cert={}", cert.display()),
+        format!("--ssl-key={}", key.display()),
+    ];
+    extra_args.extend(extra.iter().map(|s| s.to_string()));
+    let server = MariadbProcess::start(MariadbOptions {
         accounts: vec![Account::superuser(APP_USER, APP_PASSWORD)],
-        extra_args: vec![
-            format!("--ssl-cert={}", cert.display()),
-            format!("--ssl-key={}", key.display()),
-            "--require-secure-transport=ON".to_string(),
-        ],
+        extra_args,
         ..MariadbOptions::default()
     })
-    .expect("a MariaDB with require_secure_transport");
+    .expect("a private MariaDB with TLS");
+    (server, certs)
+}
+
+/// Where tests/run installs Connector/C 3.4 (PyPI's mariadb-binary
+/// 2.0.0rc2, which bundles libmariadb 3.4.8): a folder of its own, so
+/// that it does not shadow the mariadb 1.1.14 module other tests use.
+fn connector_c_34() -> PathBuf {
+    let dir = std::env::var_os("TORPOR_CONNECTOR_C34")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/torpor/connector-c-3.4")
+        });
+    assert!(
+        dir.join("mariadb_binary").is_dir(),
+        "Connector/C 3.4 is not installed in {}: tests/run installs it (python3 -m pip install --no-deps --target {} mariadb==2.0.0rc2 mariadb-binary==2.0.0rc2)",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// Connects with Connector/C 3.4 as an 11.4+ client does with no CA:
+/// TLS on, certificate verification on, nothing to verify it with but
+/// the server's proof. Prints what it got.
+const ZERO_CONFIG_SCRIPT: &str = r#"
+import sys
+import mariadb_binary as mariadb
+host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+for label, pw in (("right", password), ("wrong", "not-the-password")):
+    try:
+        conn = mariadb.connect(host=host, port=port, user=user, password=pw, database="test",
+                               ssl=True, ssl_verify_cert=True)
+        cur = conn.cursor()
+        cur.execute("SELECT ? + 1", (41,))
+        print(label, "connected", conn.tls_version, cur.fetchall())
+        conn.close()
+    except mariadb.Error as e:
+        print(label, "error", e.errno, str(e).split(" (errno")[0])
+"#;
+
+fn zero_config(addr: SocketAddr) -> String {
+    let output = Command::new(require_program("python3", "python3"))
+        .env("PYTHONPATH", connector_c_34())
+        .arg("-c")
+        .arg(ZERO_CONFIG_SCRIPT)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(APP_USER)
+        .arg(APP_PASSWORD)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn an_11_4_client_trusts_torpors_self_signed_certificate_through_the_proof() {
+    // 127.0.0.2: loopback, but not a name the client takes for local
+    // (127.0.0.1, ::1 and sockets skip the check, as against MariaDB).
+    let (mariadb_server, _certs) = mariadb_with_tls(&["--bind-address=127.0.0.1,127.0.0.2"]);
+    let direct = SocketAddr::from(([127, 0, 0, 2], mariadb_server.addr().port()));
+    let state = tempfile::tempdir().unwrap();
+    let torpor = Torpor::start_with(mariadb_server.addr(), |config| {
+        config.state_dir = state.path().to_path_buf();
+        config.listen = SocketAddr::from(([127, 0, 0, 2], 0));
+    });
+
+    // MariaDB 10.11 sends no proof: the client refuses its self-signed
+    // certificate, as it refuses any it cannot verify.
+    let refused = zero_config(direct);
+    assert!(
+        refused.contains(
+            "right error 2026 TLS/SSL error: Certificate verification failure: The certificate is NOT trusted."
+        ),
+        "MariaDB 10.11 directly: {refused}"
+    );
+    // Torpor proves it holds the password's hash: the client trusts it.
+    let out = zero_config(torpor.addr());
+    assert!(
+        out.contains("right connected TLSv1.2 [(42,)]"),
+        "through Torpor: {out}"
+    );
+    // A wrong password is refused as such, before any proof.
+    assert!(
+        out.contains("wrong error 1045 Access denied for user 'app'@'127.0.0.1'"),
+        "a wrong password: {out}"
+    );
+}
+
+#[test]
+fn require_secure_transport_refuses_plain_logins_as_mariadb_does() {
+    // A MariaDB of its own, with TLS and require_secure_transport; Torpor
+    // reaches it over its Unix socket, which the setting exempts.
+    let (mariadb_server, _certs) = mariadb_with_tls(&["--require-secure-transport=ON"]);
     let state = tempfile::tempdir().unwrap();
     let socket = mariadb_server.socket().display().to_string();
     let torpor = Torpor::start_with(mariadb_server.addr(), |config| {
@@ -476,18 +585,25 @@ fn require_secure_transport_refuses_plain_logins_as_mariadb_does() {
         }
     });
 
-    let direct = plain_login_error(mariadb_server.addr());
-    let proxied = plain_login_error(torpor.addr());
+    let direct = plain_login_error(mariadb_server.addr(), APP_PASSWORD);
+    let proxied = plain_login_error(torpor.addr(), APP_PASSWORD);
+    // MariaDB 10.11 says "access denied", as for a wrong password (not
+    // ER_SECURE_TRANSPORT_REQUIRED, 3159).
     assert_eq!(
         direct,
         (
-            3159,
-            "08004".to_string(),
-            "Connections using insecure transport are prohibited while --require_secure_transport=ON.".to_string()
+            1045,
+            "28000".to_string(),
+            "Access denied for user 'app'@'127.0.0.1' (using password: YES)".to_string()
         ),
         "MariaDB's own answer"
     );
     assert_eq!(proxied, direct, "Torpor answers as MariaDB");
+    assert_eq!(
+        plain_login_error(torpor.addr(), "wrong"),
+        plain_login_error(mariadb_server.addr(), "wrong"),
+        "a wrong password: the same answer"
+    );
 
     // The CLI prints the same, and over TLS both let it in.
     for addr in [mariadb_server.addr(), torpor.addr()] {
@@ -495,7 +611,7 @@ fn require_secure_transport_refuses_plain_logins_as_mariadb_does() {
         assert_eq!(refused.code, Some(1));
         assert_eq!(
             refused.stderr.trim(),
-            "ERROR 3159 (08004): Connections using insecure transport are prohibited while --require_secure_transport=ON."
+            "ERROR 1045 (28000): Access denied for user 'app'@'127.0.0.1' (using password: YES)"
         );
         let run = mariadb(addr, &["--ssl", "-e", "status"]);
         assert_eq!(run.code, Some(0), "{addr}: {}", run.stderr);

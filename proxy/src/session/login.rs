@@ -235,7 +235,11 @@ async fn run(
         && matches!(peer, Peer::Tcp(_))
         && !exchange.client.is_tls()
     {
-        return Err(SessionError::InsecureTransport);
+        return Err(SessionError::InsecureTransport {
+            user: String::from_utf8_lossy(&response.user).into_owned(),
+            host: peer.host(),
+            using_password: !response.auth_response.is_empty(),
+        });
     }
     let capabilities = Capabilities::negotiate(response.capabilities, offered);
     let auth_response = native_response(exchange, &response, capabilities, &seed).await?;

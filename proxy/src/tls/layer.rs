@@ -39,9 +39,10 @@ impl TlsLayer {
     /// after its SSLRequest, read with it (the start of its ClientHello).
     pub fn new(config: Arc<ServerConfig>, already: &[u8]) -> io::Result<TlsLayer> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        let mut raw = BytesMut::with_capacity(already.len().max(CHUNK));
-        raw.extend_from_slice(already);
-        Ok(TlsLayer { conn, raw })
+        Ok(TlsLayer {
+            conn,
+            raw: BytesMut::from(already),
+        })
     }
 
     /// Whether the handshake is still under way.
