@@ -789,6 +789,10 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
             name(&|| config.log_format.to_possible_value()),
         ),
         ("log_level", config.log_level.clone()),
+        (
+            "tls",
+            if config.tls.enabled { "on" } else { "off" }.to_string(),
+        ),
     ]
 }
 

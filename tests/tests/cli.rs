@@ -462,6 +462,7 @@ fn torpor_help_documents_every_option() {
             ("--io-driver", "auto"),
             ("--log-format", "text"),
             ("--log-level", "info"),
+            ("--tls", "on"),
         ] {
             assert!(
                 sections[option].contains(&format!("[default: {default}]")),

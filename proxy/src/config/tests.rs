@@ -225,3 +225,44 @@ fn bad_values_are_explained() {
         .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn tls_is_on_by_default_and_the_file_and_flags_set_it() {
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.tls, TlsConfig::default());
+    assert!(config.tls.enabled && config.tls.cert.is_none());
+    assert!(!config.require_secure_transport);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torpor.toml");
+    std::fs::write(
+        &path,
+        "require_secure_transport = true\n[backend]\naddress = \"db:3306\"\n\
+         [tls]\ncert = \"/etc/torpor/chain.pem\"\nkey = \"/etc/torpor/key.pem\"\n",
+    )
+    .unwrap();
+    let config = Cli::parse_from(["torpor", "--config", path.to_str().unwrap()])
+        .into_config()
+        .unwrap();
+    assert!(config.require_secure_transport);
+    assert_eq!(
+        config.tls.cert.as_deref(),
+        Some(std::path::Path::new("/etc/torpor/chain.pem"))
+    );
+
+    // TLS off and plain TCP refused, with no socket: nobody could log in.
+    let refused = Cli::parse_from([
+        "torpor",
+        "--backend",
+        "x:1",
+        "--tls",
+        "off",
+        "--require-secure-transport",
+    ])
+    .into_config();
+    assert!(refused.is_err());
+    // A cert without its key is refused by clap.
+    assert!(Cli::try_parse_from(["torpor", "--backend", "x:1", "--tls-cert", "c.pem"]).is_err());
+}
