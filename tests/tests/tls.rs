@@ -13,6 +13,9 @@
 //! trusts Torpor's self-signed certificate through the proof in the
 //! login's OK, and refuses MariaDB 10.11's, which sends none.
 //!
+//! A certificate renewed in place reaches new connections with a SIGHUP
+//! (the real binary), while a session that logged in before keeps its own.
+//!
 //! Also: close_notify after COM_QUIT; a client that hangs up mid-query
 //! over TLS still has its statement stopped; bad TLS input (garbage after
 //! SSLRequest, silence after it) closes that connection cleanly and a
@@ -617,4 +620,114 @@ fn require_secure_transport_refuses_plain_logins_as_mariadb_does() {
         assert_eq!(run.code, Some(0), "{addr}: {}", run.stderr);
         assert!(ssl_line(&run.stdout).contains("Cipher in use is"));
     }
+}
+
+/// Makes a self-signed pair (as Torpor makes its own) and renames it into
+/// `dir` as cert.pem and key.pem, as a certificate renewal in place would.
+fn install_pair(dir: &Path) {
+    let made = tempfile::tempdir().unwrap();
+    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), made.path()).unwrap();
+    let (cert, key) = torpor::tls::self_signed_paths(made.path());
+    for (from, name) in [(key, "key.pem"), (cert, "cert.pem")] {
+        let next = dir.join(format!("{name}.next"));
+        std::fs::copy(from, &next).unwrap();
+        std::fs::rename(&next, dir.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn sighup_gives_new_connections_a_renewed_certificate_and_sessions_keep_theirs() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use torpor_tests::binary::Running;
+
+    let dir = tempfile::tempdir().unwrap();
+    install_pair(dir.path());
+    let first = dir.path().join("first-ca.pem");
+    std::fs::copy(dir.path().join("cert.pem"), &first).unwrap();
+    let config = dir.path().join("torpor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backend]\naddress = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            backend().addr(),
+            dir.path().join("cert.pem").display(),
+            dir.path().join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut torpor = Running::start_bare(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--user",
+            &format!("{APP_USER}:{APP_PASSWORD}"),
+            "--admin-listen",
+            "off",
+        ],
+        false,
+    );
+    let addr = torpor.addr;
+
+    // A session on the first certificate, kept open across the reload.
+    let script = r#"
+import sys, ssl, pymysql
+host, port, user, password, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+conn = pymysql.connect(host=host, port=port, user=user, password=password, database="test",
+                       ssl=ssl.create_default_context(cafile=ca))
+cur = conn.cursor()
+cur.execute("SET @kept = 42")
+print("ready", flush=True)
+sys.stdin.readline()
+cur.execute("SELECT @kept")
+print("kept", cur.fetchone()[0], type(conn._sock).__name__, flush=True)
+"#;
+    let mut kept = Command::new(require_program("python3", "python3"))
+        .arg("-c")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(APP_USER)
+        .arg(APP_PASSWORD)
+        .arg(&first)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(kept.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+
+    let verify = |ca: &Path| {
+        mariadb(
+            addr,
+            &[
+                "--ssl",
+                "--ssl-verify-server-cert",
+                &format!("--ssl-ca={}", ca.display()),
+                "-e",
+                "SELECT 1",
+            ],
+        )
+    };
+    assert_eq!(verify(&first).code, Some(0), "the first certificate");
+
+    // Renewed in place, then SIGHUP: new connections get the new one.
+    install_pair(dir.path());
+    let second = dir.path().join("cert.pem");
+    torpor.signal(libc::SIGHUP);
+    torpor.wait_log("config reloaded", 1);
+    let run = verify(&second);
+    assert_eq!(run.code, Some(0), "the renewed certificate: {}", run.stderr);
+    let run = verify(&first);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "the old CA no longer fits new connections"
+    );
+    assert!(run.stderr.contains("ERROR 2026"), "{}", run.stderr);
+
+    // The session that logged in before goes on, on its own certificate.
+    writeln!(kept.stdin.as_mut().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "kept 42 SSLSocket");
+    assert!(kept.wait().unwrap().success());
 }
