@@ -188,6 +188,15 @@ fn a_wrong_ca_is_refused_by_the_cli_as_by_mariadb() {
         "the client's own TLS error: {}",
         run.stderr
     );
+    // MariaDB with a certificate of the same kind, given the same wrong
+    // CA: the same refusal, word for word.
+    let (mariadb_server, _certs) = mariadb_with_tls(&[]);
+    let direct = mariadb(
+        mariadb_server.addr(),
+        &["--ssl", "--ssl-verify-server-cert", &ca, "-e", "SELECT 1"],
+    );
+    assert_eq!(direct.code, Some(1));
+    assert_eq!(run.stderr, direct.stderr, "as MariaDB refuses it");
     // Torpor goes on serving.
     let run = mariadb(torpor.addr(), &["--ssl", "-e", "SELECT 41 + 1"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
