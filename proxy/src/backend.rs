@@ -2,6 +2,7 @@
 //! in as a client's user with the `SHA1(password)` the client proved.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,6 +20,7 @@ use torpor_replay::state::{Baseline, VarKind};
 use crate::endpoint::Endpoint;
 use crate::error::{BackendErr, SessionError};
 use crate::net::Conn;
+use crate::tls::backend::BackendTls;
 
 /// Largest packet accepted during a login exchange.
 const LOGIN_PACKET_LIMIT: usize = 1 << 20;
@@ -26,6 +28,9 @@ const LOGIN_PACKET_LIMIT: usize = 1 << 20;
 /// Read buffer capacity of a backend connection while it logs in; replies
 /// are read into pooled large buffers ([`crate::buffers`]).
 const LOGIN_BUFFER: usize = 4 * 1024;
+
+/// An SSLRequest's length: a handshake response's fixed part.
+const SSL_REQUEST_LEN: usize = 32;
 
 /// What the backend's greeting says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,14 +196,31 @@ pub async fn connect(
     addr: &Endpoint,
     login: &Login<'_>,
     limit: Duration,
+    tls: Option<&BackendTls>,
 ) -> Result<(BackendConn, Vec<u8>), SessionError> {
     let (mut conn, greeting) = open(addr, limit).await?;
     let mut capabilities = capabilities_for(login.capabilities, greeting.capabilities);
     if login.database.is_some() {
         capabilities = capabilities | Capabilities::CLIENT_CONNECT_WITH_DB;
     }
+    // TLS over TCP only: a Unix socket is this host's own.
+    let tls = tls.filter(|_| matches!(addr, Endpoint::Tcp(_)));
+    let use_tls = match tls {
+        Some(tls) if greeting.capabilities.contains(Capabilities::CLIENT_SSL) => Some(tls),
+        Some(tls) if tls.required => {
+            return Err(SessionError::BackendTls(io::Error::other(
+                "the backend offers no TLS and [backend] tls is required",
+            )))
+        }
+        _ => None,
+    };
+    let wire_capabilities = if use_tls.is_some() {
+        capabilities | Capabilities::CLIENT_SSL
+    } else {
+        capabilities
+    };
     let response = HandshakeResponse {
-        capabilities,
+        capabilities: wire_capabilities,
         max_packet_size: login.max_packet_size,
         collation: login.collation,
         user: login.user.to_vec(),
@@ -210,7 +232,23 @@ pub async fn connect(
     let mut payload = BytesMut::new();
     response.encode(&mut payload);
     let io_err = SessionError::BackendUnreachable;
-    send(&mut conn, 1, &payload).await.map_err(io_err)?;
+    let mut seq = 1;
+    if let Some(tls) = use_tls {
+        // The SSLRequest is the response's first 32 bytes (capabilities,
+        // max packet size, collation, filler with MariaDB's extended
+        // capabilities); the whole response follows over TLS.
+        let request = payload.get(..SSL_REQUEST_LEN).unwrap_or_default();
+        send(&mut conn, seq, request).await.map_err(io_err)?;
+        seq += 1;
+        let handshake = conn.start_tls_client(Arc::clone(&tls.config), tls.name.clone());
+        with_timeout(limit, "TLS handshake timed out", handshake)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => SessionError::BackendTls(e),
+                _ => SessionError::BackendUnreachable(e),
+            })?;
+    }
+    send(&mut conn, seq, &payload).await.map_err(io_err)?;
     let ok = finish_auth(&mut conn, login.password, limit).await?;
     let backend = BackendConn {
         conn,

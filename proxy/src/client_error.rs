@@ -174,6 +174,11 @@ impl ClientError {
                 b"HY000",
                 "Can't connect to the database behind Torpor (backend unreachable)",
             ),
+            BackendTls(_) => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                "Can't connect to the database behind Torpor (its TLS connection failed)",
+            ),
             BackendLost(_) => ClientError::new(
                 SERVER_LOST,
                 b"70100",

@@ -104,6 +104,27 @@ pub struct BackendConfig {
     /// A file holding the admin account's password.
     #[serde(default)]
     pub admin_password_file: Option<PathBuf>,
+    /// TLS to the backend (TCP addresses; a Unix socket stays plain).
+    #[serde(default)]
+    pub tls: BackendTlsMode,
+    /// The CA certificates (PEM) the backend's certificate must chain to
+    /// (a self-signed certificate may be its own); needed unless `tls` is
+    /// off.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Whether backend connections use TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendTlsMode {
+    /// Plain (the default: a backend on the same host, or its socket).
+    #[default]
+    Off,
+    /// TLS when the backend offers it, plain otherwise.
+    Preferred,
+    /// TLS, or no connection.
+    Required,
 }
 
 /// What runs a managed service's MariaDB.
@@ -522,6 +543,13 @@ impl Config {
     /// Checks what serde cannot: a backend or services are set, users
     /// are well formed and each routes to one service.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(backend) = &self.backend {
+            if backend.tls != BackendTlsMode::Off && backend.tls_ca.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[backend] tls needs tls_ca: the CA file the backend's certificate is checked against".into(),
+                ));
+            }
+        }
         if self.require_secure_transport && !self.tls.enabled && self.listen_socket.is_none() {
             return Err(ConfigError::Invalid(
                 "require_secure_transport with TLS off and no listen_socket: no client could log in".into(),
@@ -923,12 +951,19 @@ impl Cli {
                     )
                 })
                 .unwrap_or_default();
+            let (tls, tls_ca) = config
+                .backend
+                .as_ref()
+                .map(|b| (b.tls, b.tls_ca.clone()))
+                .unwrap_or_default();
             config.backend = Some(BackendConfig {
                 address,
                 connect_timeout_ms,
                 admin_user,
                 admin_password,
                 admin_password_file,
+                tls,
+                tls_ca,
             });
         }
         let mut accounts = Vec::new();

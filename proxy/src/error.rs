@@ -68,6 +68,11 @@ pub enum SessionError {
     /// No connection to the backend could be made.
     #[error("backend unreachable: {0}")]
     BackendUnreachable(#[source] io::Error),
+    /// TLS to the backend failed: it offers none while `[backend] tls` is
+    /// required, or its certificate is not trusted. Not an outage (trying
+    /// again soon does not help): the login fails at once.
+    #[error("backend TLS failed: {0}")]
+    BackendTls(#[source] io::Error),
     /// The backend refused the login or a command with an ERR packet that
     /// is relayed to the client as it is.
     #[error("backend refused")]
@@ -178,6 +183,7 @@ impl SessionError {
             | ClientTls(_)
             | UnsupportedPlugin { .. } => Fault::Client,
             BackendUnreachable(_)
+            | BackendTls(_)
             | BackendRefused(_)
             | BackendLost(_)
             | BackendProtocol(_)

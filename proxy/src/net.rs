@@ -122,6 +122,24 @@ impl Conn {
         let layer = TlsLayer::new(config, &self.rbuf)?;
         self.rbuf.clear();
         self.tls = Some(Box::new(layer));
+        self.handshake().await
+    }
+
+    /// Turns TLS on as the client (a backend connection, after its
+    /// SSLRequest) and runs the handshake; the server's certificate is
+    /// verified against `config`'s roots for `name`. An `InvalidData`
+    /// error is a handshake that failed (a certificate not trusted).
+    pub async fn start_tls_client(
+        &mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        self.tls = Some(Box::new(TlsLayer::client(config, name)?));
+        self.handshake().await
+    }
+
+    /// Runs the TLS handshake to its end.
+    async fn handshake(&mut self) -> io::Result<()> {
         loop {
             let Some(tls) = self.tls.as_mut() else {
                 return Err(io::Error::other("TLS is not on"));

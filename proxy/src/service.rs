@@ -124,6 +124,8 @@ pub struct Service {
     /// Whether its backend is unreachable now, and the event that ends
     /// the holds of sessions waiting for it.
     pub outage: crate::outage::Outage,
+    /// TLS to its backend (`[backend] tls`); unset: plain.
+    backend_tls: std::sync::OnceLock<crate::tls::backend::BackendTls>,
 }
 
 /// Backend connections Torpor opens at most for clients when the
@@ -194,7 +196,14 @@ impl Service {
             waiting: AtomicUsize::new(0),
             accounts: crate::accounts::AccountKeeper::default(),
             outage: crate::outage::Outage::default(),
+            backend_tls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Backend connections over TCP use TLS as `tls` says (set once,
+    /// when the service is built).
+    pub fn set_backend_tls(&self, tls: crate::tls::backend::BackendTls) {
+        let _ = self.backend_tls.set(tls);
     }
 
     /// Where the backend listens now, if it runs.
@@ -226,16 +235,22 @@ impl Service {
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        let opened =
-            match backend::connect(&self.backend_addr()?, login, self.connect_timeout).await {
-                Ok(opened) => opened,
-                Err(error) => {
-                    if crate::outage::is_outage(&error) {
-                        self.outage.seen(&self.name, &error);
-                    }
-                    return Err(error);
+        let opened = match backend::connect(
+            &self.backend_addr()?,
+            login,
+            self.connect_timeout,
+            self.backend_tls.get(),
+        )
+        .await
+        {
+            Ok(opened) => opened,
+            Err(error) => {
+                if crate::outage::is_outage(&error) {
+                    self.outage.seen(&self.name, &error);
                 }
-            };
+                return Err(error);
+            }
+        };
         self.outage.ended(&self.name);
         self.stats.backend_opened();
         Ok(opened)

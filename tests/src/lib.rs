@@ -147,6 +147,8 @@ pub fn test_config(backend: SocketAddr) -> Config {
         admin_user: None,
         admin_password: None,
         admin_password_file: None,
+        tls: torpor::config::BackendTlsMode::Off,
+        tls_ca: None,
     });
     config.users = [
         (APP_USER, APP_PASSWORD),

@@ -740,3 +740,95 @@ print("kept", cur.fetchone()[0], type(conn._sock).__name__, flush=True)
     assert_eq!(lines.next().unwrap().unwrap(), "kept 42 SSLSocket");
     assert!(kept.wait().unwrap().success());
 }
+
+/// What a login through Torpor gets: the server's error, if any.
+fn login_through(addr: SocketAddr) -> Result<(), (u16, String)> {
+    let opts = torpor_tests::mysql_opts(addr, APP_USER, APP_PASSWORD);
+    match mysql::Conn::new(opts) {
+        Ok(mut conn) => {
+            let one: Option<u32> = conn.query_first("SELECT 1").unwrap();
+            assert_eq!(one, Some(1));
+            Ok(())
+        }
+        Err(mysql::Error::MySqlError(e)) => Err((e.code, e.message)),
+        Err(other) => panic!("not a server error from {addr}: {other}"),
+    }
+}
+
+#[test]
+fn the_backend_leg_speaks_tls_as_backend_tls_says() {
+    use torpor::config::BackendTlsMode;
+    // A MariaDB that refuses plain TCP: only TLS gets in.
+    let (secure, certs) = mariadb_with_tls(&["--require-secure-transport=ON"]);
+    let (ca, _) = torpor::tls::self_signed_paths(certs.path());
+    let through = |address: String, mode: BackendTlsMode, ca: Option<PathBuf>| {
+        let state = tempfile::tempdir().unwrap();
+        let torpor = Torpor::start_with(backend().addr(), |config| {
+            config.state_dir = state.path().to_path_buf();
+            if let Some(backend) = config.backend.as_mut() {
+                backend.address = address;
+                backend.tls = mode;
+                backend.tls_ca = ca;
+                backend.connect_timeout_ms = 2_000;
+            }
+            config.outage_hold_secs = 0;
+        });
+        login_through(torpor.addr())
+    };
+    let secure_addr = secure.addr().to_string();
+
+    // Required, with the CA: in, and the backend sees a TLS session.
+    assert_eq!(
+        through(
+            secure_addr.clone(),
+            BackendTlsMode::Required,
+            Some(ca.clone())
+        ),
+        Ok(())
+    );
+    {
+        let state = tempfile::tempdir().unwrap();
+        let torpor = Torpor::start_with(backend().addr(), |config| {
+            config.state_dir = state.path().to_path_buf();
+            if let Some(backend) = config.backend.as_mut() {
+                backend.address = secure_addr.clone();
+                backend.tls = BackendTlsMode::Required;
+                backend.tls_ca = Some(ca.clone());
+            }
+        });
+        let mut conn = connect(torpor.addr());
+        // Answered by the backend about the backend leg: TLS there.
+        let cipher: Option<(String, String)> = conn
+            .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            .unwrap();
+        let cipher = cipher.unwrap().1;
+        assert!(!cipher.is_empty(), "the backend leg is encrypted");
+        let rows: Vec<(u32, String)> = conn
+            .query("SELECT seq, REPEAT('b', 1000) FROM seq_1_to_3000")
+            .unwrap();
+        assert_eq!(rows.len(), 3000);
+    }
+    // Off: plain TCP, which this backend refuses (its 1045, relayed).
+    let off = through(secure_addr.clone(), BackendTlsMode::Off, None);
+    assert!(matches!(off, Err((1045, _))), "{off:?}");
+    // Preferred against a backend without TLS: plain.
+    let plain = backend().addr().to_string();
+    assert_eq!(
+        through(plain.clone(), BackendTlsMode::Preferred, Some(ca.clone())),
+        Ok(())
+    );
+    // Required against a backend without TLS, or with a CA that did not
+    // sign its certificate: refused at once, not held as an outage.
+    let cannot = "Can't connect to the database behind Torpor (its TLS connection failed)";
+    assert_eq!(
+        through(plain, BackendTlsMode::Required, Some(ca.clone())),
+        Err((1429, cannot.to_string()))
+    );
+    let other = tempfile::tempdir().unwrap();
+    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), other.path()).unwrap();
+    let wrong = torpor::tls::self_signed_paths(other.path()).0;
+    assert_eq!(
+        through(secure_addr, BackendTlsMode::Required, Some(wrong)),
+        Err((1429, cannot.to_string()))
+    );
+}

@@ -80,6 +80,9 @@ pub fn build(
             Arc::clone(nudge),
             None,
         ));
+        if let Some(tls) = crate::tls::backend::BackendTls::load(backend)? {
+            service.set_backend_tls(tls);
+        }
         if let Some(user) = &backend.admin_user {
             service.accounts.set_access(Some(AdminLogin {
                 endpoint: address,

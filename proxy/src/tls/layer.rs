@@ -13,14 +13,16 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// How many plaintext bytes are taken out of rustls at a time.
 const CHUNK: usize = 16 * 1024;
 
-/// One connection's TLS state.
+/// One connection's TLS state: the server side on the client leg, the
+/// client side on the backend leg.
 pub struct TlsLayer {
-    conn: ServerConnection,
+    conn: Connection,
     /// Ciphertext read from the socket and not yet given to rustls.
     pub raw: BytesMut,
 }
@@ -40,8 +42,17 @@ impl TlsLayer {
     pub fn new(config: Arc<ServerConfig>, already: &[u8]) -> io::Result<TlsLayer> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(TlsLayer {
-            conn,
+            conn: Connection::Server(conn),
             raw: BytesMut::from(already),
+        })
+    }
+
+    /// A client-side session to `name` (a backend connection).
+    pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<TlsLayer> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Ok(TlsLayer {
+            conn: Connection::Client(conn),
+            raw: BytesMut::new(),
         })
     }
 
@@ -67,7 +78,10 @@ impl TlsLayer {
 
     /// The server name the client asked for (SNI), if any.
     pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
+        match &self.conn {
+            Connection::Server(conn) => conn.server_name(),
+            Connection::Client(_) => None,
+        }
     }
 
     /// Gives rustls the ciphertext buffered in [`TlsLayer::raw`] and moves

@@ -6,10 +6,13 @@
 //!   proof MariaDB 11.4+ clients check ([`TlsSettings::proof`]).
 //! - [`layer`]: rustls driven over a connection's own buffers (what
 //!   `crate::net::Conn` calls when TLS is on).
+//! - [`backend`]: the backend leg's client configuration (`[backend]
+//!   tls`, `tls_ca`).
 //!
 //! rustls with the `ring` provider: no OpenSSL in the binary, and no C
 //! toolchain beyond the one `ring` itself needs.
 
+pub mod backend;
 pub mod layer;
 
 use std::path::{Path, PathBuf};
