@@ -665,7 +665,7 @@ fn sighup_gives_new_connections_a_renewed_certificate_and_sessions_keep_theirs()
         ),
     )
     .unwrap();
-    let mut torpor = Running::start_bare(
+    let torpor = Running::start_bare(
         &[
             "--config",
             config.to_str().unwrap(),
