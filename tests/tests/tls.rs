@@ -243,9 +243,10 @@ cur.execute("INSERT INTO tls_pymysql VALUES (%s, %s)", (3, "three"))
 conn.rollback()
 cur.execute("SELECT id, v FROM tls_pymysql WHERE id > %s ORDER BY id", (0,))
 print("rows", cur.fetchall())
-cur.execute("SELECT REPEAT('z', 8388608)")
+# Over 16 MiB: a row in several packets, in many TLS records.
+cur.execute("SELECT REPEAT('z', 17825792)")
 big = cur.fetchone()[0]
-print("big", len(big), big == "z" * 8388608)
+print("big", len(big), big == "z" * 17825792)
 cur.execute("DROP TABLE tls_pymysql")
 # COM_QUIT by hand, then read: close_notify is a clean end of the TLS
 # stream (b""); an end without it raises SSLEOFError here.
@@ -262,7 +263,7 @@ except ssl.SSLEOFError as e:
         "PyMySQL's socket is TLS: {out}"
     );
     assert!(out.contains("rows ((1, 'one'), (2, 'two'))"), "rows: {out}");
-    assert!(out.contains("big 8388608 True"), "large result: {out}");
+    assert!(out.contains("big 17825792 True"), "large result: {out}");
     assert!(out.contains("after quit b''"), "close_notify: {out}");
 }
 
@@ -295,6 +296,10 @@ cur.execute("SELECT b FROM tls_connector WHERE id = ?", (1,))
 print("blob back", len(cur.fetchone()[0]))
 cur.execute("SELECT seq, REPEAT('q', 1000) FROM seq_1_to_6000")
 print("many", len(cur.fetchall()))
+# A prepared statement's result over 16 MiB (binary protocol).
+cur.execute("SELECT REPEAT(?, ?)", ("p", 17825792))
+huge = cur.fetchone()[0]
+print("huge", len(huge), huge == "p" * 17825792)
 cur.execute("DROP TABLE tls_connector")
 conn.close()
 "#;
@@ -307,6 +312,7 @@ conn.close()
     assert!(out.contains("blob [(900000, 1)]"), "blob: {out}");
     assert!(out.contains("blob back 900000"), "blob back: {out}");
     assert!(out.contains("many 6000"), "large result: {out}");
+    assert!(out.contains("huge 17825792 True"), "over 16 MiB: {out}");
 }
 
 /// Reads one packet (header and payload).
