@@ -380,10 +380,12 @@ impl Conn {
         out: B,
         want: usize,
     ) -> (io::Result<()>, B, io::Result<usize>) {
+        if self.tls.is_some() && self.compression.is_none() {
+            return self.send_and_receive_tls(out, want).await;
+        }
         if self.compression.is_some() || self.tls.is_some() {
-            // One after the other: the write is compressed or encrypted
-            // first (and TLS reads may have to write: alerts, key
-            // updates).
+            // One after the other: the write is compressed (and then
+            // maybe encrypted) first.
             let (written, out) = self.write_all(out).await;
             if written.is_err() {
                 return (written, out, Ok(0));
@@ -404,6 +406,62 @@ impl Conn {
             self.sent += n as u64;
         }
         (write_result.map(|_| ()), out, read_result)
+    }
+
+    /// [`Conn::send_and_receive`] on TLS: `out` is encrypted first, then
+    /// its records are written in the same submission as a read of
+    /// ciphertext, as on a plain connection; what the read brought is
+    /// decrypted (and read further until plaintext or the end comes).
+    async fn send_and_receive_tls<B: IoBuf>(
+        &mut self,
+        out: B,
+        want: usize,
+    ) -> (io::Result<()>, B, io::Result<usize>) {
+        // SAFETY: as in `write_all`: `out` lives, unwritten, until the
+        // slice's last use in `encrypt`, before it is handed back.
+        let plain = unsafe { std::slice::from_raw_parts(out.read_ptr(), out.bytes_init()) };
+        let Some(tls) = self.tls.as_mut() else {
+            return (Err(io::Error::other("TLS is not on")), out, Ok(0));
+        };
+        let mut wire = Vec::with_capacity(plain.len() + 64);
+        if let Err(e) = tls.encrypt(plain, &mut wire) {
+            return (Err(e), out, Ok(0));
+        }
+        let mut raw = std::mem::take(&mut tls.raw);
+        if raw.capacity() - raw.len() < want {
+            raw.reserve(want.max(SMALL_BUFFER));
+        }
+        let len = raw.len();
+        let cap = raw.capacity();
+        let target = raw.slice_mut(len..cap);
+        let (written, read) = match &mut self.halves {
+            Halves::Tcp(reader, writer) => write_and_read(reader, writer, wire, target).await,
+            Halves::Unix(reader, writer) => write_and_read(reader, writer, wire, target).await,
+        };
+        let (write_result, _) = written;
+        let (read_result, slice) = read;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.raw = slice.into_inner();
+        }
+        self.count_read(&read_result);
+        if let Ok(n) = write_result {
+            self.sent += n as u64;
+        }
+        if let Err(e) = write_result {
+            return (Err(e), out, Ok(0));
+        }
+        let read = match read_result {
+            Ok(0) => Ok(0),
+            // Decrypts what came (reading on while no whole record has).
+            Ok(_) => {
+                let buf = std::mem::take(&mut self.rbuf);
+                let (result, buf) = self.read_plain(buf, want).await;
+                self.rbuf = buf;
+                result
+            }
+            Err(e) => Err(e),
+        };
+        (Ok(()), out, read)
     }
 
     /// Writes all of `buf` and hands it back.
