@@ -104,36 +104,32 @@ impl Session {
                     self.flush_client().await?;
                     self.ensure_backend_buffer();
                     // A client that hangs up meanwhile has its statement
-                    // stopped ([`super::hangup`]).
-                    let control = std::rc::Rc::clone(&self.control);
-                    let entry = std::sync::Arc::clone(&self.guard.entry);
-                    let reply = async {
-                        if unsent > 0 {
-                            let out = std::mem::take(&mut self.client.rbuf);
-                            let backend = be!(self);
-                            let (written, out, read) = backend
-                                .conn
-                                .send_and_receive(out.slice(0..unsent), want.max(4096))
-                                .await;
-                            self.client.rbuf = out.into_inner();
-                            self.client.consume(unsent);
-                            unsent = 0;
-                            written.map_err(|e| self.backend_lost(e))?;
-                            Ok(read)
-                        } else {
-                            Ok(be!(self).conn.read_more(want.max(4096)).await)
-                        }
+                    // stopped: the worker's watch ends this wait
+                    // ([`super::hangup`]).
+                    let awaiting = self.control.await_reply(be!(self).conn.raw_fd());
+                    let read = if unsent > 0 {
+                        let out = std::mem::take(&mut self.client.rbuf);
+                        let backend = be!(self);
+                        let (written, out, read) = backend
+                            .conn
+                            .send_and_receive(out.slice(0..unsent), want.max(4096))
+                            .await;
+                        self.client.rbuf = out.into_inner();
+                        self.client.consume(unsent);
+                        unsent = 0;
+                        written.map_err(|e| self.backend_lost(e))?;
+                        read
+                    } else {
+                        be!(self).conn.read_more(want.max(4096)).await
                     };
-                    let read = match Session::unless_hung_up(&control, &entry, reply).await {
-                        Some(read) => read?,
-                        None => return Err(self.client_hung_up().await),
-                    };
+                    drop(awaiting);
                     match read {
-                        Ok(0) => {
+                        Ok(n) if n > 0 => {}
+                        _ if self.hung_up_meanwhile() => return Err(self.client_hung_up().await),
+                        Ok(_) => {
                             let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
                             return Err(self.backend_lost(eof));
                         }
-                        Ok(_) => {}
                         Err(e) => return Err(self.backend_lost(e)),
                     }
                 }

@@ -4,10 +4,10 @@
 //! - A client that hangs up while a command runs: MariaDB aborts the
 //!   statement (a `GET_LOCK` or `SLEEP` wait ends at once). The worker's
 //!   watch looks at the client socket while the session waits for a
-//!   reply ([`Session::unless_hung_up`]), and when it is gone the session
-//!   stops the statement with
-//!   `KILL QUERY` from a side connection; the backend connection, caught
-//!   mid-reply, is then closed, never pooled.
+//!   reply, and when it is gone shuts the read side of the backend socket
+//!   the reply comes on ([`Session::hung_up_meanwhile`]); the session then
+//!   stops the statement with `KILL QUERY` from a side connection. The
+//!   backend connection, caught mid-reply, is then closed, never pooled.
 //! - A session idle past its `wait_timeout` (`interactive_timeout` for a
 //!   client that set CLIENT_INTERACTIVE and did not change
 //!   `wait_timeout`): MariaDB 10.11 closes the socket with nothing sent,
@@ -24,27 +24,23 @@
 //!   connection), and the session is closed the same way
 //!   ([`Session::stalled`]).
 //!
-//! The watch never cancels a read that is still wanted: it peeks at the
-//! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
-//! it races is dropped only on a connection that is closed right after.
+//! The watch never takes a byte from a client: it peeks at the client
+//! socket (`MSG_PEEK`), and ends a reply's wait only on a backend
+//! connection that is closed right after.
 
-use std::future::Future;
 use std::os::fd::RawFd;
-use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use torpor_protocol::Capabilities;
 use tracing::debug;
 
 use super::commands::Session;
+use super::model::NumericVariable;
 use super::Failure;
 use crate::backend::{self, Login};
 use crate::error::SessionError;
-use crate::registry::SessionEntry;
-use crate::worker::SessionControl;
 
 /// How long the side connection that stops a statement may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
@@ -70,27 +66,13 @@ pub(super) fn reset_on_close(fd: RawFd) {
 }
 
 impl Session {
-    /// Runs `reply` unless the client hangs up first: `None` then, and
-    /// `reply` is dropped (its connection must be closed, not reused).
-    /// The worker's watch looks at the client socket (see
-    /// `crate::worker`); this arms no timer. A session that KILL closed
-    /// is not "hung up": its backend connection is being killed, and that
-    /// ends the reply.
-    pub(super) async fn unless_hung_up<F: Future>(
-        control: &SessionControl,
-        entry: &SessionEntry,
-        reply: F,
-    ) -> Option<F::Output> {
-        let gone = async {
-            control.hang_up().await;
-            if entry.killed.load(Ordering::Acquire) {
-                std::future::pending::<()>().await;
-            }
-        };
-        match select(pin!(reply), pin!(gone)).await {
-            Either::Left((output, _)) => Some(output),
-            Either::Right(((), _)) => None,
-        }
+    /// Whether a reply's wait ended because the client hung up: the
+    /// worker's watch found it gone and shut the backend socket's read
+    /// side (see `crate::worker`; no timer, no select per reply). A
+    /// session that KILL closed is not "hung up": its backend connection
+    /// is being killed, and that ends the reply.
+    pub(super) fn hung_up_meanwhile(&self) -> bool {
+        self.control.hung_up() && !self.guard.entry.killed.load(Ordering::Acquire)
     }
 
     /// The client hung up mid-command: stops the statement its backend
@@ -154,19 +136,15 @@ impl Session {
     /// never set it, `interactive_timeout` (what MariaDB gives such a
     /// session at login). `None` when unknown or 0.
     fn wait_timeout(&self) -> Option<Duration> {
-        let state = &self.model.state;
+        let model = &self.model;
         let name = if self.capabilities.contains(Capabilities::CLIENT_INTERACTIVE)
-            && !state.variables.contains_key("wait_timeout")
+            && !model.sets(NumericVariable::WaitTimeout)
         {
-            "interactive_timeout"
+            NumericVariable::InteractiveTimeout
         } else {
-            "wait_timeout"
+            NumericVariable::WaitTimeout
         };
-        let seconds: u64 = state
-            .variable(&self.model.baseline, name)?
-            .trim()
-            .parse()
-            .ok()?;
+        let seconds = model.number(name)?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
     }
 

@@ -7,17 +7,17 @@
 //!   side shut, which ends its wait for the client (it then closes as
 //!   MariaDB closes a timed-out connection);
 //! - a session that has awaited a reply for a while has its client socket
-//!   peeked at; a client that hung up wakes the session, which stops the
-//!   statement ([`crate::session`]'s hang-up handling);
+//!   peeked at; when the client hung up, the watch shuts the read side of
+//!   the backend socket the reply was awaited on, which ends that wait,
+//!   and the session stops the statement ([`crate::session`]'s hang-up
+//!   handling). The session only writes which socket it awaits: no waker,
+//!   no select per reply;
 //! - at shutdown, idle sessions end.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::os::fd::RawFd;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How often the watch looks over the sessions: the lateness, at most, of
@@ -40,12 +40,11 @@ pub struct SessionControl {
     idle_limit: Cell<Option<Duration>>,
     /// Set by the watch: the session was idle past its limit.
     timed_out: Cell<bool>,
-    /// The session awaits a reply and wants to hear of a hang-up.
-    watching: Cell<bool>,
-    /// Set by the watch: the client hung up while a reply was awaited.
+    /// The backend socket a reply is awaited on, while it is.
+    reply_fd: Cell<Option<RawFd>>,
+    /// Set by the watch: the client hung up while a reply was awaited
+    /// (and the watch shut the read side of `reply_fd`).
     hung_up: Cell<bool>,
-    /// Woken when `hung_up` is set.
-    waker: Cell<Option<Waker>>,
 }
 
 impl std::fmt::Debug for SessionControl {
@@ -55,7 +54,7 @@ impl std::fmt::Debug for SessionControl {
             .field("idle", &self.idle.get())
             .field("since", &self.since.get())
             .field("timed_out", &self.timed_out.get())
-            .field("watching", &self.watching.get())
+            .field("reply_fd", &self.reply_fd.get())
             .field("hung_up", &self.hung_up.get())
             .finish_non_exhaustive()
     }
@@ -88,12 +87,22 @@ impl SessionControl {
         self.timed_out.get()
     }
 
-    /// Resolves when the watch finds that the client hung up, for as long
-    /// as the returned future lives; see [`HangUp`].
-    pub fn hang_up(&self) -> HangUp<'_> {
+    /// Marks the session as awaiting a reply on backend socket `fd`, for
+    /// as long as the returned guard lives: if the client hangs up
+    /// meanwhile, the watch sets [`SessionControl::hung_up`] and shuts the
+    /// read side of `fd`, so the wait ends with end-of-file. The fd must
+    /// stay open while the guard lives.
+    pub fn await_reply(self: &Rc<Self>, fd: RawFd) -> AwaitingReply {
         self.hung_up.set(false);
-        self.watching.set(true);
-        HangUp { control: self }
+        self.reply_fd.set(Some(fd));
+        AwaitingReply {
+            control: Rc::clone(self),
+        }
+    }
+
+    /// Whether the watch found the client gone while a reply was awaited.
+    pub fn hung_up(&self) -> bool {
+        self.hung_up.get()
     }
 
     /// Ends an idle session's wait: its pending read sees end-of-file.
@@ -127,46 +136,28 @@ impl SessionControl {
                     self.shut_read();
                 }
             }
-        } else if self.watching.get() && !self.hung_up.get() && elapsed >= PEEK_AFTER {
-            if let Some(fd) = self.fd.get() {
-                if peer_state(fd) == PeerState::Gone {
-                    self.hung_up.set(true);
-                    if let Some(waker) = self.waker.take() {
-                        waker.wake();
-                    }
+        } else if let (Some(reply_fd), Some(fd)) = (self.reply_fd.get(), self.fd.get()) {
+            if !self.hung_up.get() && elapsed >= PEEK_AFTER && peer_state(fd) == PeerState::Gone {
+                self.hung_up.set(true);
+                // SAFETY: `reply_fd` is the session's open backend socket
+                // (its guard clears it before the connection can close);
+                // shutdown(2) only changes the socket's state.
+                unsafe {
+                    libc::shutdown(reply_fd, libc::SHUT_RD);
                 }
             }
         }
     }
 }
 
-/// Resolves when the watch finds the client gone while a reply is
-/// awaited. Dropping it stops the watching.
-pub struct HangUp<'a> {
-    control: &'a SessionControl,
+/// A session's wait for a reply, as the watch sees it; ends on drop.
+pub struct AwaitingReply {
+    control: Rc<SessionControl>,
 }
 
-impl Future for HangUp<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let control = self.control;
-        if control.hung_up.get() {
-            return Poll::Ready(());
-        }
-        let waker = match control.waker.take() {
-            Some(waker) if waker.will_wake(cx.waker()) => waker,
-            _ => cx.waker().clone(),
-        };
-        control.waker.set(Some(waker));
-        Poll::Pending
-    }
-}
-
-impl Drop for HangUp<'_> {
+impl Drop for AwaitingReply {
     fn drop(&mut self) {
-        self.control.watching.set(false);
-        drop(self.control.waker.take());
+        self.control.reply_fd.set(None);
     }
 }
 
@@ -296,18 +287,35 @@ mod tests {
     #[test]
     fn a_busy_session_is_told_only_when_its_client_is_gone() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let control = SessionControl::default();
+        let (backend, server) = UnixStream::pair().unwrap();
+        let control = Rc::new(SessionControl::default());
         control.set_fd(ours.as_raw_fd());
         control.go_busy();
         let later = Instant::now() + Duration::from_secs(1);
-        let hang_up = control.hang_up();
+        let awaiting = control.await_reply(backend.as_raw_fd());
         control.look(later);
-        assert!(!control.hung_up.get(), "the client is there");
+        assert!(!control.hung_up(), "the client is there");
         drop(theirs);
         control.look(later);
-        assert!(control.hung_up.get(), "the client is gone");
-        drop(hang_up);
-        assert!(!control.watching.get());
+        assert!(control.hung_up(), "the client is gone");
+        // The wait for the reply ends: the backend socket reads as
+        // end-of-file although its server is still there.
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &backend, &mut buf).unwrap(), 0);
+        drop(awaiting);
+        assert_eq!(control.reply_fd.get(), None);
+        drop(server);
+    }
+
+    #[test]
+    fn a_session_not_awaiting_a_reply_is_left_alone() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let control = Rc::new(SessionControl::default());
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        drop(theirs);
+        control.look(Instant::now() + Duration::from_secs(1));
+        assert!(!control.hung_up());
     }
 
     #[test]
