@@ -1,6 +1,11 @@
-//! Clients that stop half-way through a command, and commands larger
-//! than the backend takes.
+//! Clients that stop half-way through a command or stop reading a reply,
+//! and commands larger than the backend takes.
 //!
+//! - A client that stops reading a large result set is closed after
+//!   `net_write_timeout_secs` (MariaDB's `net_write_timeout`), and the
+//!   backend connection its reply came from is closed: the statement
+//!   ends and the pool's place comes back, where both used to be held
+//!   for as long as the client sat there.
 //! - A client that stalls mid-command (a COM_QUERY over 16 MiB, streamed
 //!   to the backend as it arrives) is closed after `net_read_timeout_secs`
 //!   and its backend connection, caught mid-command, is closed: its place
@@ -180,6 +185,85 @@ fn a_client_that_stalls_mid_command_in_a_transaction_is_closed_too() {
         .query_first("SELECT 8")
         .unwrap_or_else(|e| panic!("a new client after the stall: {e}"));
     assert_eq!(value, Some(8));
+}
+
+/// How many statements whose text contains `marker` run on the backend
+/// (the marker is split in the query, so that it does not count itself).
+fn running(admin: &mut mysql::Conn, marker: &str) -> i64 {
+    let (head, tail) = marker.split_at(marker.len() / 2);
+    admin
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, ?, '%')",
+            (head, tail),
+        )
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_client_that_stops_reading_a_large_result_gives_its_backend_connection_back() {
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        // One backend connection: the session whose client stopped
+        // reading holds it while its reply is stuck.
+        config.max_backend_connections = 1;
+        // Longer than the write timeout, so that a client waiting for the
+        // connection gets it once the stuck session lets it go.
+        config.pool_wait_timeout_ms = 60_000;
+        config.net_write_timeout_secs = 2;
+    });
+    let addr = torpor.addr();
+    // 200 MB of result: far more than the sockets on its way buffer.
+    let marker = "stops-reading-200mb";
+    let mut stuck = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    stuck
+        .send_command(&torpor_tests::raw::com_query(&format!(
+            "SELECT REPEAT('x', 1000000) FROM seq_1_to_200 /* {marker} */"
+        )))
+        .expect("the query goes out");
+    let started = Instant::now();
+    let mut admin = torpor_tests::admin_connect();
+    while running(&mut admin, marker) == 0 {
+        assert!(started.elapsed() < LIMIT, "the big query never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A new client needs the pool's one connection, which the stuck
+    // session holds until its write times out (before: for ever, and this
+    // login failed with 1040 after the pool wait).
+    let mut fresh = connect(addr);
+    let value: Option<i64> = fresh
+        .query_first("SELECT 9")
+        .unwrap_or_else(|e| panic!("a new client while a reply is stuck: {e}"));
+    assert_eq!(value, Some(9));
+    println!(
+        "a new client got the stuck session's backend connection after {:?}",
+        started.elapsed()
+    );
+    // The statement ended on the backend with its connection.
+    let deadline = Instant::now() + LIMIT;
+    while running(&mut admin, marker) > 0 {
+        assert!(Instant::now() < deadline, "the big query still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The stuck client finds its connection reset, after what it had
+    // been sent, as MariaDB resets one it gave up writing to.
+    let after = stuck.read_to_end(LIMIT);
+    println!(
+        "the client that stopped reading: {:?} after {} whole packets",
+        after.closing,
+        after.packets.len()
+    );
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the stuck session was never closed"
+    );
+    assert!(
+        after
+            .packets
+            .iter()
+            .all(|p| p.payload.first() != Some(&0xff)),
+        "no ERR comes in the middle of a result set"
+    );
 }
 
 /// A private MariaDB with `max_allowed_packet` = `max` (e.g. `1M`).

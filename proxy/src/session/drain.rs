@@ -318,22 +318,27 @@ impl Session {
             return Ok(());
         }
         self.flush_client().await?;
-        self.client
-            .forward_from(&mut be!(self).conn.rbuf, n)
-            .await
-            .map_err(|e| SessionError::client_io(e).into())
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
+        let result = self.client.forward_from(&mut be!(self).conn.rbuf, n).await;
+        self.control.write_done();
+        result.map_err(|e| self.client_write_failed(e))
     }
 
-    /// Writes what is queued for the client.
+    /// Writes what is queued for the client, within `net_write_timeout`
+    /// (the worker's watch ends a write that waits longer).
     pub(super) async fn flush_client(&mut self) -> Result<(), Failure> {
         if self.to_client.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.to_client);
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
         let (result, mut buf) = self.client.write_all(buf).await;
+        self.control.write_done();
         buf.clear();
         self.to_client = buf;
-        result.map_err(|e| SessionError::client_io(e).into())
+        result.map_err(|e| self.client_write_failed(e))
     }
 
     /// Gives the backend connection a large pooled read buffer for the

@@ -9,6 +9,10 @@
 //! - a session that has awaited a reply for a while has its client socket
 //!   peeked at; a client that hung up wakes the session, which stops the
 //!   statement ([`crate::session`]'s hang-up handling);
+//! - a session whose write to its client has waited past its
+//!   `net_write_timeout` (a client that stopped reading a reply) has its
+//!   client socket shut both ways, which fails the write: the session
+//!   ends, and the backend connection caught mid-reply is closed with it;
 //! - at shutdown, idle sessions end.
 
 use std::cell::{Cell, RefCell};
@@ -46,6 +50,12 @@ pub struct SessionControl {
     hung_up: Cell<bool>,
     /// Woken when `hung_up` is set.
     waker: Cell<Option<Waker>>,
+    /// Since when a write to the client has been waiting, and how long it
+    /// may (`net_write_timeout`).
+    writing: Cell<Option<(Instant, Duration)>>,
+    /// Set by the watch: a write waited past its limit (and the socket
+    /// was shut).
+    write_timed_out: Cell<bool>,
 }
 
 impl std::fmt::Debug for SessionControl {
@@ -57,6 +67,7 @@ impl std::fmt::Debug for SessionControl {
             .field("timed_out", &self.timed_out.get())
             .field("watching", &self.watching.get())
             .field("hung_up", &self.hung_up.get())
+            .field("writing", &self.writing.get())
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +91,23 @@ impl SessionControl {
     pub fn go_busy(&self) {
         self.idle.set(false);
         self.since.set(Some(Instant::now()));
+    }
+
+    /// A write to the client starts; it may wait up to `limit` for the
+    /// client to read (see [`SessionControl::write_done`]).
+    pub fn write_started(&self, limit: Duration) {
+        self.writing.set(Some((Instant::now(), limit)));
+    }
+
+    /// The write to the client finished (or failed).
+    pub fn write_done(&self) {
+        self.writing.set(None);
+    }
+
+    /// Whether the watch found a write to the client waiting past its
+    /// limit, and shut the socket to end it.
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out.get()
     }
 
     /// Whether the watch found the session idle past its limit (and shut
@@ -116,6 +144,19 @@ impl SessionControl {
 
     /// One look of the watch at this session.
     fn look(&self, now: Instant) {
+        if let Some((started, limit)) = self.writing.get() {
+            if now.saturating_duration_since(started) >= limit && !self.write_timed_out.get() {
+                self.write_timed_out.set(true);
+                if let Some(fd) = self.fd.get() {
+                    // SAFETY: as in `shut_read`. Shutting the write side
+                    // fails the write that waits (EPIPE); the read side
+                    // goes too, since the session is over.
+                    unsafe {
+                        libc::shutdown(fd, libc::SHUT_RDWR);
+                    }
+                }
+            }
+        }
         let Some(since) = self.since.get() else {
             return;
         };
@@ -308,6 +349,28 @@ mod tests {
         assert!(control.hung_up.get(), "the client is gone");
         drop(hang_up);
         assert!(!control.watching.get());
+    }
+
+    #[test]
+    fn a_write_past_its_limit_has_the_socket_shut() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let control = SessionControl::default();
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        control.write_started(Duration::from_secs(2));
+        control.look(Instant::now() + Duration::from_secs(1));
+        assert!(!control.write_timed_out());
+        control.look(Instant::now() + Duration::from_secs(3));
+        assert!(control.write_timed_out());
+        // The shut write side refuses writes.
+        let write = std::io::Write::write(&mut &ours, b"x");
+        assert!(write.is_err(), "{write:?}");
+        // A write that finished in time is never timed out.
+        let control = SessionControl::default();
+        control.write_started(Duration::from_secs(2));
+        control.write_done();
+        control.look(Instant::now() + Duration::from_secs(3));
+        assert!(!control.write_timed_out());
     }
 
     #[test]
