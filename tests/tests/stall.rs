@@ -349,3 +349,136 @@ fn a_multi_packet_command_reaching_max_allowed_packet_half_way_gets_what_mariadb
     wire.extend_from_slice(&[b'x'; 1024]);
     same_as_mariadb(&server, &torpor, "16 MiB + 2 MiB", &wire);
 }
+
+/// What a raw client gets for `LOAD DATA LOCAL INFILE` into `table` when
+/// it answers the server's file request with packets of `sizes` bytes
+/// (lines of 100 bytes), then the empty packet: every packet that came
+/// back (sequence id and payload), and whether the connection closed
+/// after the reply (`None`: still open 3 s later).
+fn load_local(
+    addr: SocketAddr,
+    table: &str,
+    sizes: &[usize],
+) -> (Vec<(u8, Vec<u8>)>, Option<String>) {
+    let mut client = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    client
+        .send_command(&torpor_tests::raw::com_query(&format!(
+            "LOAD DATA LOCAL INFILE 'rows.txt' INTO TABLE test.{table}"
+        )))
+        .expect("the statement goes out");
+    let request = client.read_packet().expect("the file request");
+    assert_eq!(request.payload.first(), Some(&0xfb), "{request:?}");
+    let mut wire = Vec::new();
+    let mut seq = request.seq.wrapping_add(1);
+    for &size in sizes.iter().chain([0].iter()) {
+        wire.extend_from_slice(&(size as u32).to_le_bytes()[..3]);
+        wire.push(seq);
+        seq = seq.wrapping_add(1);
+        let line = [&[b'x'; 99][..], b"\n"].concat();
+        wire.extend(line.iter().cycle().take(size));
+    }
+    // The server may close before it read everything: part of what is
+    // observed.
+    let _ = client.write_raw(&wire);
+    // The reply: progress reports (ERR 0xFFFF), then an OK or an ERR.
+    let mut packets = Vec::new();
+    loop {
+        let Ok(packet) = client.read_packet() else {
+            break;
+        };
+        let progress = packet.payload.starts_with(b"\xff\xff\xff");
+        packets.push((packet.seq, packet.payload));
+        if !progress {
+            break;
+        }
+    }
+    let after = client.read_to_end(Duration::from_secs(3));
+    packets.extend(after.packets.into_iter().map(|p| (p.seq, p.payload)));
+    let closing = match after.closing {
+        Closing::TimedOut => None,
+        Closing::Closed => Some("closed".to_string()),
+        Closing::Failed(e) => Some(format!("{:?}", e.kind())),
+    };
+    (packets, closing)
+}
+
+/// `LOAD DATA LOCAL INFILE` data packets against `max_allowed_packet`,
+/// directly and through Torpor: the same error, or the same success.
+#[test]
+fn local_infile_packets_against_max_allowed_packet_as_mariadb() {
+    let server = server_with_max_allowed_packet("1M");
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    let mut admin = mysql::Conn::new(mysql_opts(server.addr(), ADMIN_USER, ADMIN_PASSWORD))
+        .expect("admin connection");
+    let cases: [(&str, Vec<usize>); 3] = [
+        // 2 MiB in 64 packets of 32 KiB: each under the limit.
+        ("small packets, 2 MiB in all", vec![32 * 1024; 64]),
+        // One packet over the limit.
+        ("one 2 MiB packet", vec![2 << 20]),
+        // Small ones, then one at the limit.
+        (
+            "small packets, then 1 MiB",
+            vec![32 * 1024, 32 * 1024, 1 << 20],
+        ),
+    ];
+    for (i, (what, sizes)) in cases.iter().enumerate() {
+        let direct_table = format!("infile_direct_{i}");
+        let proxied_table = format!("infile_torpor_{i}");
+        for table in [&direct_table, &proxied_table] {
+            admin
+                .query_drop(format!("CREATE TABLE test.{table} (v VARCHAR(100))"))
+                .unwrap();
+        }
+        let (direct, direct_closing) = load_local(server.addr(), &direct_table, sizes);
+        let (proxied, proxied_closing) = load_local(torpor.addr(), &proxied_table, sizes);
+        // Progress reports come as the server likes: not compared.
+        let replies = |packets: Vec<(u8, Vec<u8>)>| -> Vec<(u8, Vec<u8>)> {
+            packets
+                .into_iter()
+                .filter(|(_, p)| !p.starts_with(b"\xff\xff\xff"))
+                .collect()
+        };
+        let (direct, proxied) = (replies(direct), replies(proxied));
+        let show = |packets: &[(u8, Vec<u8>)]| -> Vec<String> {
+            packets
+                .iter()
+                .map(|(seq, p)| {
+                    format!(
+                        "#{seq} {}",
+                        torpor_tests::raw::show_bytes(&p[..p.len().min(80)])
+                    )
+                })
+                .collect()
+        };
+        println!(
+            "{what}: MariaDB {:?}, closing {direct_closing:?}",
+            show(&direct)
+        );
+        println!(
+            "{what}: Torpor  {:?}, closing {proxied_closing:?}",
+            show(&proxied)
+        );
+        let rows = |table: &str| -> Option<i64> {
+            mysql::Conn::new(mysql_opts(server.addr(), ADMIN_USER, ADMIN_PASSWORD))
+                .unwrap()
+                .query_first(format!("SELECT COUNT(*) FROM test.{table}"))
+                .unwrap()
+        };
+        assert_eq!(
+            rows(&proxied_table),
+            rows(&direct_table),
+            "{what}: rows loaded"
+        );
+        let first =
+            |packets: &[(u8, Vec<u8>)]| packets.first().and_then(|(_, p)| p.first().copied());
+        assert_eq!(first(&proxied), first(&direct), "{what}: OK or ERR");
+        if first(&direct) == Some(0xff) {
+            assert_eq!(proxied, direct, "{what}: the same error");
+        }
+        assert_eq!(
+            proxied_closing.is_some(),
+            direct_closing.is_some(),
+            "{what}: the connection closes as MariaDB's does"
+        );
+    }
+}

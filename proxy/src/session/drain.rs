@@ -141,12 +141,17 @@ impl Session {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
                     let read_limit = self.shared.settings().net_read_timeout;
+                    // MariaDB reads the file packet by packet: one that
+                    // reaches max_allowed_packet is refused as a command
+                    // would be (1153 after its header, then the close).
+                    let max = self.max_allowed_packet();
                     let result = relay_packets(
                         &mut self.client,
                         &mut be!(self).conn,
                         read_limit,
                         |h| match h.len {
                             0 => Relayed::Last,
+                            len if max.is_some_and(|max| len >= max) => Relayed::Refuse,
                             _ => Relayed::More,
                         },
                     )
