@@ -382,10 +382,7 @@ fn load_local(
     let _ = client.write_raw(&wire);
     // The reply: progress reports (ERR 0xFFFF), then an OK or an ERR.
     let mut packets = Vec::new();
-    loop {
-        let Ok(packet) = client.read_packet() else {
-            break;
-        };
+    while let Ok(packet) = client.read_packet() {
         let progress = packet.payload.starts_with(b"\xff\xff\xff");
         packets.push((packet.seq, packet.payload));
         if !progress {
