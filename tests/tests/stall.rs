@@ -266,6 +266,55 @@ fn a_client_that_stops_reading_a_large_result_gives_its_backend_connection_back(
     );
 }
 
+/// A client in a transaction (pinned to the pool's one connection) that
+/// sends small commands one at a time and never reads their replies:
+/// Torpor's write of the replies blocks once the sockets on the way are
+/// full, and after `net_write_timeout_secs` the session is closed and the
+/// connection comes back.
+#[test]
+fn a_client_that_sends_commands_and_never_reads_gives_its_backend_connection_back() {
+    let torpor = Torpor::start_with(backend().addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 1;
+        config.pool_wait_timeout_ms = 60_000;
+        config.net_write_timeout_secs = 2;
+    });
+    let addr = torpor.addr();
+    let mut deaf = RawClient::connect(addr, &LoginOptions::app(base_capabilities()));
+    deaf.query("BEGIN").expect_ok("BEGIN");
+    deaf.query("SELECT 1");
+    // 20 MB of replies, 10 KB each, asked for one at a time; the sends
+    // fail once Torpor closed the connection.
+    let command = torpor_tests::raw::com_query("SELECT REPEAT('x', 10000)");
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0;
+        for _ in 0..2000 {
+            if deaf.send_command(&command).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (sent, deaf)
+    });
+    let started = Instant::now();
+    let mut fresh = connect(addr);
+    let value: Option<i64> = fresh
+        .query_first("SELECT 10")
+        .unwrap_or_else(|e| panic!("a new client while the deaf one holds the connection: {e}"));
+    assert_eq!(value, Some(10));
+    let (sent, mut deaf) = sender.join().expect("sender");
+    println!(
+        "a new client got the connection after {:?}; the deaf client sent {sent} commands",
+        started.elapsed()
+    );
+    let after = deaf.read_to_end(LIMIT);
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the deaf client's session was never closed"
+    );
+}
+
 /// A private MariaDB with `max_allowed_packet` = `max` (e.g. `1M`).
 fn server_with_max_allowed_packet(max: &str) -> MariadbProcess {
     let accounts = [(APP_USER, APP_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)]

@@ -199,15 +199,23 @@ impl Session {
             return Err(SessionError::Shutdown.into());
         }
         let read = if self.to_client.is_empty() {
-            Ok(self.client.read_more(want).await)
+            self.client.read_more(want).await
         } else {
+            // The replies may not fit in the socket: a client that stopped
+            // reading them is closed after net_write_timeout (the watch
+            // tells a finished write from a stuck one by the socket).
             let out = std::mem::take(&mut self.to_client);
+            self.control
+                .write_started(self.shared.settings().net_write_timeout);
             let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            self.control.write_done();
             out.clear();
             self.to_client = out;
-            written.map(|()| read)
+            if let Err(e) = written {
+                return Err(self.client_write_failed(e));
+            }
+            read
         };
-        let read = read.map_err(SessionError::client_io)?;
         self.control.go_busy();
         if self.control.timed_out() {
             if mid_command {

@@ -144,10 +144,18 @@ impl SessionControl {
 
     /// One look of the watch at this session.
     fn look(&self, now: Instant) {
-        if let Some((started, limit)) = self.writing.get() {
+        if let (Some((started, limit)), Some(fd)) = (self.writing.get(), self.fd.get()) {
+            // A write that started long ago may have finished and left
+            // the session waiting for its client's next command (a write
+            // and a read submitted together), or may go on slowly: only a
+            // socket still full means the client is not reading. One with
+            // room starts the count again, so an idle session costs one
+            // look at its socket per limit, not one per watch.
             if now.saturating_duration_since(started) >= limit && !self.write_timed_out.get() {
-                self.write_timed_out.set(true);
-                if let Some(fd) = self.fd.get() {
+                if writable(fd) {
+                    self.writing.set(Some((now, limit)));
+                } else {
+                    self.write_timed_out.set(true);
                     // SAFETY: as in `shut_read`. Shutting the write side
                     // fails the write that waits (EPIPE); the read side
                     // goes too, since the session is over.
@@ -157,6 +165,11 @@ impl SessionControl {
                 }
             }
         }
+        self.look_at_idle_or_busy(now);
+    }
+
+    /// The idle limit and the hang-up check of [`SessionControl::look`].
+    fn look_at_idle_or_busy(&self, now: Instant) {
         let Some(since) = self.since.get() else {
             return;
         };
@@ -220,6 +233,20 @@ enum PeerState {
     Sent,
     /// End-of-file or an error: the client is gone.
     Gone,
+}
+
+/// Whether a write to the socket would not block (or fail at once): its
+/// send buffer has room, or it is closed or in error.
+fn writable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a live session's open socket (see
+    // `peer_state`), and a zero timeout: poll(2) only fills `revents`.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n != 0 && poll.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// Looks at the socket without consuming anything (`MSG_PEEK`).
@@ -352,21 +379,33 @@ mod tests {
     }
 
     #[test]
-    fn a_write_past_its_limit_has_the_socket_shut() {
+    fn a_write_to_a_full_socket_past_its_limit_has_the_socket_shut() {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let control = SessionControl::default();
         control.set_fd(ours.as_raw_fd());
         control.go_busy();
+        let start = Instant::now();
         control.write_started(Duration::from_secs(2));
-        control.look(Instant::now() + Duration::from_secs(1));
+        // Room in the socket: the write went through or goes on, nothing
+        // is stuck; the count starts again.
+        control.look(start + Duration::from_secs(3));
         assert!(!control.write_timed_out());
-        control.look(Instant::now() + Duration::from_secs(3));
+        // The peer reads nothing: the socket fills up.
+        ours.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &ours, &[0u8; 4096]).is_ok() {}
+        control.look(start + Duration::from_secs(4));
+        assert!(!control.write_timed_out(), "not past the limit again yet");
+        control.look(start + Duration::from_secs(6));
         assert!(control.write_timed_out());
         // The shut write side refuses writes.
         let write = std::io::Write::write(&mut &ours, b"x");
         assert!(write.is_err(), "{write:?}");
-        // A write that finished in time is never timed out.
+        // A write that finished is never timed out.
+        let (full, _peer) = UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &full, &[0u8; 4096]).is_ok() {}
         let control = SessionControl::default();
+        control.set_fd(full.as_raw_fd());
         control.write_started(Duration::from_secs(2));
         control.write_done();
         control.look(Instant::now() + Duration::from_secs(3));
