@@ -137,12 +137,17 @@ impl Session {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
                     let read_limit = self.shared.settings().net_read_timeout;
+                    // MariaDB reads the file packet by packet: one that
+                    // reaches max_allowed_packet is refused as a command
+                    // would be (1153 after its header, then the close).
+                    let max = self.max_allowed_packet();
                     let result = relay_packets(
                         &mut self.client,
                         &mut be!(self).conn,
                         read_limit,
                         |h| match h.len {
                             0 => Relayed::Last,
+                            len if max.is_some_and(|max| len >= max) => Relayed::Refuse,
                             _ => Relayed::More,
                         },
                     )
@@ -314,22 +319,27 @@ impl Session {
             return Ok(());
         }
         self.flush_client().await?;
-        self.client
-            .forward_from(&mut be!(self).conn.rbuf, n)
-            .await
-            .map_err(|e| SessionError::client_io(e).into())
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
+        let result = self.client.forward_from(&mut be!(self).conn.rbuf, n).await;
+        self.control.write_done();
+        result.map_err(|e| self.client_write_failed(e))
     }
 
-    /// Writes what is queued for the client.
+    /// Writes what is queued for the client, within `net_write_timeout`
+    /// (the worker's watch ends a write that waits longer).
     pub(super) async fn flush_client(&mut self) -> Result<(), Failure> {
         if self.to_client.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.to_client);
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
         let (result, mut buf) = self.client.write_all(buf).await;
+        self.control.write_done();
         buf.clear();
         self.to_client = buf;
-        result.map_err(|e| SessionError::client_io(e).into())
+        result.map_err(|e| self.client_write_failed(e))
     }
 
     /// Gives the backend connection a large pooled read buffer for the

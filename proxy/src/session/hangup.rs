@@ -18,6 +18,11 @@
 //!   such limit): closed with an error, as PostgreSQL's
 //!   `idle_in_transaction_session_timeout` does, its transaction rolled
 //!   back with its backend connection ([`IdleLimit::InTransaction`]).
+//! - A client that stops reading a reply: a write to it that waits past
+//!   `net_write_timeout_secs` (MariaDB's `net_write_timeout`) is ended by
+//!   the worker's watch, and the session closes with a reset
+//!   ([`Session::client_write_failed`]); the backend connection the
+//!   reply came from is closed, not held for ever.
 //! - A client that leaves a command half sent: each wait for more of it
 //!   ends after `net_read_timeout_secs` (shorter than MariaDB's own wait,
 //!   which is `wait_timeout`: a command on its way may hold a backend
@@ -172,15 +177,23 @@ impl Session {
             return Err(SessionError::Shutdown.into());
         }
         let read = if self.to_client.is_empty() {
-            Ok(self.client.read_more(want).await)
+            self.client.read_more(want).await
         } else {
+            // The replies may not fit in the socket: a client that stopped
+            // reading them is closed after net_write_timeout (the watch
+            // tells a finished write from a stuck one by the socket).
             let out = std::mem::take(&mut self.to_client);
+            self.control
+                .write_started(self.shared.settings().net_write_timeout);
             let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            self.control.write_done();
             out.clear();
             self.to_client = out;
-            written.map(|()| read)
+            if let Err(e) = written {
+                return Err(self.client_write_failed(e));
+            }
+            read
         };
-        let read = read.map_err(SessionError::client_io)?;
         self.control.go_busy();
         if self.control.timed_out() {
             if mid_command {
@@ -215,6 +228,23 @@ impl Session {
             Ok(_) => Ok(()),
             Err(e) => Err(SessionError::client_io(e).into()),
         }
+    }
+
+    /// A write to the client failed with `error`. When the worker's watch
+    /// ended it (the client read nothing for `net_write_timeout`), the
+    /// session ends as MariaDB ends it, with the socket reset; its backend
+    /// connection, caught mid-reply, is closed with it, never pooled.
+    pub(super) fn client_write_failed(&mut self, error: std::io::Error) -> Failure {
+        if !self.control.write_timed_out() {
+            return SessionError::client_io(error).into();
+        }
+        debug!(id = self.guard.id, peer = %self.peer, "client read nothing within net_write_timeout: closed");
+        self.reset_on_close = true;
+        SessionError::client_io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client read nothing within net_write_timeout",
+        ))
+        .into()
     }
 
     /// The client left a command half sent past `net_read_timeout` (or

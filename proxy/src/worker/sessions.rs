@@ -12,6 +12,10 @@
 //!   and the session stops the statement ([`crate::session`]'s hang-up
 //!   handling). The session only writes which socket it awaits: no waker,
 //!   no select per reply;
+//! - a session whose write to its client has waited past its
+//!   `net_write_timeout` (a client that stopped reading a reply) has its
+//!   client socket shut both ways, which fails the write: the session
+//!   ends, and the backend connection caught mid-reply is closed with it;
 //! - at shutdown, idle sessions end.
 
 use std::cell::{Cell, RefCell};
@@ -45,6 +49,12 @@ pub struct SessionControl {
     /// Set by the watch: the client hung up while a reply was awaited
     /// (and the watch shut the read side of `reply_fd`).
     hung_up: Cell<bool>,
+    /// Since when a write to the client has been waiting, and how long it
+    /// may (`net_write_timeout`).
+    writing: Cell<Option<(Instant, Duration)>>,
+    /// Set by the watch: a write waited past its limit (and the socket
+    /// was shut).
+    write_timed_out: Cell<bool>,
 }
 
 impl std::fmt::Debug for SessionControl {
@@ -56,6 +66,7 @@ impl std::fmt::Debug for SessionControl {
             .field("timed_out", &self.timed_out.get())
             .field("reply_fd", &self.reply_fd.get())
             .field("hung_up", &self.hung_up.get())
+            .field("writing", &self.writing.get())
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +90,23 @@ impl SessionControl {
     pub fn go_busy(&self) {
         self.idle.set(false);
         self.since.set(Some(Instant::now()));
+    }
+
+    /// A write to the client starts; it may wait up to `limit` for the
+    /// client to read (see [`SessionControl::write_done`]).
+    pub fn write_started(&self, limit: Duration) {
+        self.writing.set(Some((Instant::now(), limit)));
+    }
+
+    /// The write to the client finished (or failed).
+    pub fn write_done(&self) {
+        self.writing.set(None);
+    }
+
+    /// Whether the watch found a write to the client waiting past its
+    /// limit, and shut the socket to end it.
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out.get()
     }
 
     /// Whether the watch found the session idle past its limit (and shut
@@ -125,6 +153,32 @@ impl SessionControl {
 
     /// One look of the watch at this session.
     fn look(&self, now: Instant) {
+        if let (Some((started, limit)), Some(fd)) = (self.writing.get(), self.fd.get()) {
+            // A write that started long ago may have finished and left
+            // the session waiting for its client's next command (a write
+            // and a read submitted together), or may go on slowly: only a
+            // socket still full means the client is not reading. One with
+            // room starts the count again, so an idle session costs one
+            // look at its socket per limit, not one per watch.
+            if now.saturating_duration_since(started) >= limit && !self.write_timed_out.get() {
+                if writable(fd) {
+                    self.writing.set(Some((now, limit)));
+                } else {
+                    self.write_timed_out.set(true);
+                    // SAFETY: as in `shut_read`. Shutting the write side
+                    // fails the write that waits (EPIPE); the read side
+                    // goes too, since the session is over.
+                    unsafe {
+                        libc::shutdown(fd, libc::SHUT_RDWR);
+                    }
+                }
+            }
+        }
+        self.look_at_idle_or_busy(now);
+    }
+
+    /// The idle limit and the hang-up check of [`SessionControl::look`].
+    fn look_at_idle_or_busy(&self, now: Instant) {
         let Some(since) = self.since.get() else {
             return;
         };
@@ -170,6 +224,20 @@ enum PeerState {
     Sent,
     /// End-of-file or an error: the client is gone.
     Gone,
+}
+
+/// Whether a write to the socket would not block (or fail at once): its
+/// send buffer has room, or it is closed or in error.
+fn writable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a live session's open socket (see
+    // `peer_state`), and a zero timeout: poll(2) only fills `revents`.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n != 0 && poll.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// Looks at the socket without consuming anything (`MSG_PEEK`).
@@ -316,6 +384,40 @@ mod tests {
         drop(theirs);
         control.look(Instant::now() + Duration::from_secs(1));
         assert!(!control.hung_up());
+    }
+
+    #[test]
+    fn a_write_to_a_full_socket_past_its_limit_has_the_socket_shut() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let control = SessionControl::default();
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        let start = Instant::now();
+        control.write_started(Duration::from_secs(2));
+        // Room in the socket: the write went through or goes on, nothing
+        // is stuck; the count starts again.
+        control.look(start + Duration::from_secs(3));
+        assert!(!control.write_timed_out());
+        // The peer reads nothing: the socket fills up.
+        ours.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &ours, &[0u8; 4096]).is_ok() {}
+        control.look(start + Duration::from_secs(4));
+        assert!(!control.write_timed_out(), "not past the limit again yet");
+        control.look(start + Duration::from_secs(6));
+        assert!(control.write_timed_out());
+        // The shut write side refuses writes.
+        let write = std::io::Write::write(&mut &ours, b"x");
+        assert!(write.is_err(), "{write:?}");
+        // A write that finished is never timed out.
+        let (full, _peer) = UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &full, &[0u8; 4096]).is_ok() {}
+        let control = SessionControl::default();
+        control.set_fd(full.as_raw_fd());
+        control.write_started(Duration::from_secs(2));
+        control.write_done();
+        control.look(Instant::now() + Duration::from_secs(3));
+        assert!(!control.write_timed_out());
     }
 
     #[test]
