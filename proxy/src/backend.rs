@@ -43,6 +43,28 @@ pub struct BackendInfo {
     pub collation: u8,
 }
 
+impl BackendInfo {
+    /// What clients are greeted with while a backend Torpor has never
+    /// reached cannot be reached (Torpor started during an outage): the
+    /// oldest MariaDB Torpor is meant for (10.6), with the capabilities
+    /// every MariaDB since offers, so that nothing a client negotiates is
+    /// missing on the backend once it comes. Never cached: the backend's
+    /// own greeting replaces it as soon as it answers.
+    pub fn unseen() -> BackendInfo {
+        BackendInfo {
+            server_version: b"5.5.5-10.6.0-MariaDB-torpor".to_vec(),
+            // MariaDB clears CLIENT_MYSQL to say it has extended flags;
+            // the last two are client-side flags no server offers.
+            capabilities: Capabilities::FORWARDABLE
+                & !(Capabilities::CLIENT_MYSQL
+                    | Capabilities::CLIENT_SSL_VERIFY_SERVER_CERT
+                    | Capabilities::CLIENT_REMEMBER_OPTIONS),
+            // utf8mb4_general_ci, MariaDB's default.
+            collation: 45,
+        }
+    }
+}
+
 /// A logged-in backend connection.
 pub struct BackendConn {
     /// The connection and its read buffer.

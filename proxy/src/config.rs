@@ -332,6 +332,12 @@ pub struct Config {
     /// backend holds a backend connection until its last byte.
     #[serde(default = "default_net_read_timeout_secs")]
     pub net_read_timeout_secs: u64,
+    /// Seconds a write to a client may wait for the client to read
+    /// (MariaDB's `net_write_timeout`): a client that stops reading a
+    /// reply is closed then, and the backend connection its reply came
+    /// from is closed with it instead of being held for ever.
+    #[serde(default = "default_net_write_timeout_secs")]
+    pub net_write_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight commands may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -444,6 +450,9 @@ fn default_login_timeout_secs() -> u64 {
 fn default_net_read_timeout_secs() -> u64 {
     30
 }
+fn default_net_write_timeout_secs() -> u64 {
+    60
+}
 fn default_shutdown_grace_secs() -> u64 {
     10
 }
@@ -475,6 +484,7 @@ impl Default for Config {
             max_connections: default_max_connections(),
             login_timeout_secs: default_login_timeout_secs(),
             net_read_timeout_secs: default_net_read_timeout_secs(),
+            net_write_timeout_secs: default_net_write_timeout_secs(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
@@ -621,6 +631,11 @@ impl Config {
                 "net_read_timeout_secs must be at least 1: a client that stops mid-command would keep its backend connection forever".into(),
             ));
         }
+        if self.net_write_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "net_write_timeout_secs must be at least 1: a client that stops reading a reply would keep its backend connection forever".into(),
+            ));
+        }
         if let Some(listen) = self.admin.listen {
             if !listen.ip().is_loopback() && self.admin.token().is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -731,6 +746,10 @@ pub struct Cli {
     /// is closed (default 30, as MariaDB's net_read_timeout).
     #[arg(long, value_name = "SECS")]
     pub net_read_timeout_secs: Option<u64>,
+    /// Seconds a client may leave a reply unread before its socket is
+    /// closed (default 60, as MariaDB's net_write_timeout).
+    #[arg(long, value_name = "SECS")]
+    pub net_write_timeout_secs: Option<u64>,
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
@@ -1008,6 +1027,9 @@ impl Cli {
         }
         if let Some(secs) = self.net_read_timeout_secs {
             config.net_read_timeout_secs = secs;
+        }
+        if let Some(secs) = self.net_write_timeout_secs {
+            config.net_write_timeout_secs = secs;
         }
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;

@@ -70,6 +70,13 @@ const WAKE_BOUNDS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
 
+/// Upper bounds of the outage hold buckets, in seconds: a backend found
+/// again at the first retry (50 ms) up to the longest sensible
+/// `outage_hold_secs`.
+const HOLD_BOUNDS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Wake samples kept for the next scrape; beyond this (no scrape for
 /// hundreds of wakes) newer ones are dropped rather than memory grown.
 const MAX_PENDING_WAKES: usize = 1024;
@@ -94,6 +101,8 @@ const SERVICE_STATE: &str = "torpor_service_state";
 const TRANSITIONS: &str = "torpor_service_transitions_total";
 const WAKE_DURATION: &str = "torpor_wake_duration_seconds";
 const DECISIONS: &str = "torpor_scaler_decisions_total";
+const HOLDING: &str = "torpor_outage_holds";
+const HOLD_DURATION: &str = "torpor_outage_hold_duration_seconds";
 
 /// A proxy's metrics: the recorder its workers register handles with, and
 /// the handle `/metrics` renders.
@@ -125,6 +134,9 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(QUERY_DURATION.into()), &query_bounds)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(WAKE_DURATION.into()), &WAKE_BOUNDS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(HOLD_DURATION.into()), &HOLD_BOUNDS)
             });
         // Only an empty bucket list is refused, and ours are constants.
         let recorder = match builder {
@@ -295,6 +307,16 @@ fn describe_all() {
         Unit::Seconds,
         "Time to wake a service, by where it woke from (suspended: thawed; parked: started)."
     );
+    describe_gauge!(
+        HOLDING,
+        Unit::Count,
+        "Commands and logins held now because the backend cannot be reached (an outage), per service."
+    );
+    describe_histogram!(
+        HOLD_DURATION,
+        Unit::Seconds,
+        "Commands and logins held through an outage, and how long each was held, by what was held (command, login) and how the hold ended (ok: the backend came back; failed: the bound was spent or the session ended)."
+    );
     describe_counter!(
         DECISIONS,
         Unit::Count,
@@ -323,6 +345,13 @@ fn publish_service(service: &Service) {
     }
     for (from, took) in service.stats.take_wakes() {
         histogram!(WAKE_DURATION, "service" => name.clone(), "from" => from).record(took);
+    }
+    let holds = service.outage.stats();
+    gauge!(HOLDING, "service" => name.clone()).set(holds.holding() as f64);
+    for hold in holds.take_ended() {
+        let result = if hold.through { "ok" } else { "failed" };
+        histogram!(HOLD_DURATION, "service" => name.clone(), "what" => hold.what.name(), "result" => result)
+            .record(hold.seconds);
     }
 }
 

@@ -12,8 +12,11 @@
 //!   unreachable (logged once per outage), and the event that wakes every
 //!   held session of every worker as soon as one of them got through.
 //! - [`Hold`] is one command's (or login's) wait through an outage.
+//! - [`HoldStats`] counts the holds for the metrics
+//!   (`torpor_outage_holds`, `torpor_outage_hold_duration_seconds`).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
@@ -59,6 +62,68 @@ pub struct Outage {
     since: Mutex<Option<Instant>>,
     /// Notified when a connection got through again.
     over: Event,
+    /// The holds of this service's sessions, for the metrics.
+    stats: Arc<HoldStats>,
+}
+
+/// What a hold waited for: a command's backend connection, or a login's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// A command (or the first query after a login).
+    Command,
+    /// A login.
+    Login,
+}
+
+impl Holding {
+    /// The metric label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Holding::Command => "command",
+            Holding::Login => "login",
+        }
+    }
+}
+
+/// Ended holds kept for the next scrape; beyond this (no scrape through
+/// a long outage of many sessions) newer ones are dropped.
+const MAX_PENDING_HOLDS: usize = 4096;
+
+/// A service's outage holds, read when `/metrics` is scraped: how many
+/// wait now, and the holds that ended since the last scrape. Written only
+/// by holds that waited (never on a command's way when the backend is
+/// there).
+#[derive(Debug, Default)]
+pub struct HoldStats {
+    holding: AtomicU64,
+    ended: Mutex<Vec<EndedHold>>,
+}
+
+/// One hold that ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndedHold {
+    /// What it held.
+    pub what: Holding,
+    /// Whether it got its backend connection (else: the bound was spent,
+    /// or the session ended meanwhile).
+    pub through: bool,
+    /// How long it held, in seconds.
+    pub seconds: f64,
+}
+
+impl HoldStats {
+    /// Commands and logins held now.
+    pub fn holding(&self) -> u64 {
+        self.holding.load(Ordering::Relaxed)
+    }
+
+    /// The holds that ended since the last call.
+    pub fn take_ended(&self) -> Vec<EndedHold> {
+        self.ended
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
 }
 
 impl Outage {
@@ -113,25 +178,43 @@ impl Outage {
     pub fn is_down(&self) -> bool {
         self.since.lock().map(|s| s.is_some()).unwrap_or(false)
     }
+
+    /// The holds of the service's sessions.
+    pub fn stats(&self) -> &HoldStats {
+        &self.stats
+    }
 }
 
 /// One command's (or login's) wait through an outage: how long it may
-/// still wait, and how many tries it made.
+/// still wait, and how many tries it made. Once it has waited it counts
+/// in its service's [`HoldStats`] until it drops.
 #[derive(Debug)]
 pub struct Hold {
     started: Instant,
     bound: Duration,
     attempt: u32,
+    what: Holding,
+    /// Set at the first pause: the stats it counts in.
+    stats: Option<Arc<HoldStats>>,
+    through: bool,
 }
 
 impl Hold {
-    /// A hold of at most `bound`, starting now.
-    pub fn new(bound: Duration) -> Hold {
+    /// A hold of `what`, of at most `bound`, starting now.
+    pub fn new(bound: Duration, what: Holding) -> Hold {
         Hold {
             started: Instant::now(),
             bound,
             attempt: 0,
+            what,
+            stats: None,
+            through: false,
         }
+    }
+
+    /// The backend connection came: the hold ended well.
+    pub fn got_through(&mut self) {
+        self.through = true;
     }
 
     /// Waits before the next try: the backoff's pause, cut short when
@@ -144,6 +227,10 @@ impl Hold {
         }
         let delay = retry_delay(self.attempt).min(left);
         self.attempt = self.attempt.saturating_add(1);
+        if self.stats.is_none() {
+            outage.stats.holding.fetch_add(1, Ordering::Relaxed);
+            self.stats = Some(Arc::clone(&outage.stats));
+        }
         outage.wait(delay).await;
         true
     }
@@ -161,6 +248,24 @@ impl Hold {
     /// The error once the bound is spent: the backend stayed unreachable.
     pub fn expired(&self) -> SessionError {
         SessionError::BackendDown { held: self.held() }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(stats) = self.stats.take() else {
+            return;
+        };
+        stats.holding.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut ended) = stats.ended.lock() {
+            if ended.len() < MAX_PENDING_HOLDS {
+                ended.push(EndedHold {
+                    what: self.what,
+                    through: self.through,
+                    seconds: self.held().as_secs_f64(),
+                });
+            }
+        };
     }
 }
 
@@ -217,18 +322,32 @@ mod tests {
                 &SessionError::BackendUnreachable(std::io::Error::other("x")),
             );
             assert!(outage.is_down());
-            let mut hold = Hold::new(Duration::from_millis(120));
+            let mut hold = Hold::new(Duration::from_millis(120), Holding::Command);
             let mut pauses = 0;
             while hold.pause(&outage).await {
                 pauses += 1;
                 assert!(pauses < 100, "the hold never ends");
+                assert_eq!(outage.stats().holding(), 1);
             }
             assert!(pauses >= 1);
             assert!(hold.held() >= Duration::from_millis(120));
             assert!(matches!(hold.expired(), SessionError::BackendDown { .. }));
-            let mut none = Hold::new(Duration::ZERO);
+            drop(hold);
+            assert_eq!(outage.stats().holding(), 0);
+            let ended = outage.stats().take_ended();
+            assert_eq!(ended.len(), 1);
+            assert!(!ended[0].through && ended[0].seconds >= 0.12);
+            let mut none = Hold::new(Duration::ZERO, Holding::Login);
             assert!(!none.pause(&outage).await, "a bound of 0 holds nothing");
             assert!(!none.waited());
+            drop(none);
+            assert!(outage.stats().take_ended().is_empty(), "it never held");
+            let mut good = Hold::new(Duration::from_secs(60), Holding::Login);
+            assert!(good.pause(&outage).await);
+            good.got_through();
+            drop(good);
+            let ended = outage.stats().take_ended();
+            assert_eq!((ended[0].what, ended[0].through), (Holding::Login, true));
         });
     }
 

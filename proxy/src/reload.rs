@@ -122,6 +122,10 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         "net_read_timeout_secs",
     );
     note(
+        old.net_write_timeout_secs != new.net_write_timeout_secs,
+        "net_write_timeout_secs",
+    );
+    note(
         old.transaction_replay_max_bytes != new.transaction_replay_max_bytes,
         "transaction_replay_max_bytes",
     );
@@ -198,6 +202,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         shutdown_grace_secs: _,
         login_timeout_secs: _,
         net_read_timeout_secs: _,
+        net_write_timeout_secs: _,
         transaction_replay_max_bytes: _,
         idle_in_transaction_timeout_secs: _,
         tls: _,

@@ -268,7 +268,15 @@ impl Service {
             return Ok(info);
         }
         self.wait_active().await?;
-        let info = Arc::new(backend::probe(&self.backend_addr()?, self.connect_timeout).await?);
+        let probed = backend::probe(&self.backend_addr()?, self.connect_timeout).await;
+        // As a connection's open: an outage starts, or ends (which sends
+        // every held login and command on at once).
+        match &probed {
+            Err(error) if crate::outage::is_outage(error) => self.outage.seen(&self.name, error),
+            Err(_) => {}
+            Ok(_) => self.outage.ended(&self.name),
+        }
+        let info = Arc::new(probed?);
         if let Ok(mut slot) = self.backend_info.write() {
             *slot = Some(Arc::clone(&info));
         }

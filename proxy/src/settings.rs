@@ -31,6 +31,8 @@ pub struct Settings {
     pub login_timeout: Duration,
     /// How long a client may leave a command half sent.
     pub net_read_timeout: Duration,
+    /// How long a write may wait for a client that does not read.
+    pub net_write_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight commands may take.
     pub shutdown_grace: Duration,
     /// Bytes of an open transaction journaled for replay (0: off).
@@ -66,6 +68,7 @@ impl Settings {
             admin_token: config.admin.token().map(str::to_string),
             login_timeout: Duration::from_secs(config.login_timeout_secs),
             net_read_timeout: Duration::from_secs(config.net_read_timeout_secs),
+            net_write_timeout: Duration::from_secs(config.net_write_timeout_secs),
             shutdown_grace: config.shutdown_grace(),
             transaction_replay_max_bytes: config.transaction_replay_max_bytes,
             idle_in_transaction_timeout: (config.idle_in_transaction_timeout_secs > 0)

@@ -29,7 +29,7 @@ use crate::session;
 mod sessions;
 
 use sessions::Sessions;
-pub use sessions::{HangUp, SessionControl};
+pub use sessions::{AwaitingReply, SessionControl};
 
 /// Entries in each io_uring submission queue.
 const URING_ENTRIES: u32 = 4096;

@@ -134,44 +134,13 @@ pub(crate) const CHANGES_BETWEEN_RUNS: &[&str] = &[
 /// run again elsewhere, they answer for another statement.
 const ANSWERS_FOR_THE_PREVIOUS_STATEMENT: &[&str] = &["found_rows", "row_count", "last_insert_id"];
 
-/// Words whose presence makes a statement worth classifying; checked
-/// before lexing because every query goes through here.
-const INTERESTING: &[&[u8]] = &[
-    b"prepare",
-    b"temporary",
-    b"lock",
-    b"found_rows",
-    b"row_count",
-    b"last_insert_id",
-    b"execute",
-    b"call",
-    b"commit",
-    b"rollback",
-];
-
 /// Cheap check: could [`classify`] find anything that matters for state
 /// (user variables, SQL PREPARE, temporary tables, locks, functions of the
 /// previous statement)? A `false` is certain; a `true` means "lex it".
+/// The same pass answers other questions ([`crate::mentions`]): callers
+/// that ask several use that.
 pub fn may_change_state(sql: &[u8]) -> bool {
-    if memchr::memchr(b'@', sql).is_some() {
-        return true;
-    }
-    INTERESTING
-        .iter()
-        .any(|word| contains_ignore_case(sql, word))
-}
-
-/// Case-insensitive substring search for an ASCII lower-case `word`: a
-/// SIMD search for its first byte in both cases, then a comparison.
-fn contains_ignore_case(haystack: &[u8], word: &[u8]) -> bool {
-    let Some(&first) = word.first() else {
-        return true;
-    };
-    memchr::memchr2_iter(first, first.to_ascii_uppercase(), haystack).any(|at| {
-        haystack
-            .get(at..at + word.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(word))
-    })
+    crate::mentions::mentions(sql).may_change_state()
 }
 
 /// Looks at a statement text.

@@ -6,6 +6,8 @@
 //!   comment rules, enough to find statements' keywords and rewrite
 //!   function calls without ever looking inside strings or comments.
 //!
+//! - [`mentions`]: one pass over a statement's text for the words that
+//!   make it worth lexing (every query goes through it).
 //! - [`classify`]: what a statement does that session tracking does not
 //!   report (user variables, temporary tables, locks, PREPARE, …).
 //! - [`journal`]: an open transaction's statements and digests of their
@@ -33,6 +35,7 @@
 pub mod capture;
 pub mod classify;
 pub mod journal;
+pub mod mentions;
 pub mod sql;
 pub mod state;
 pub mod tracking;

@@ -1,7 +1,9 @@
-//! Broken, truncated, oversized and random input sent to Torpor by raw
-//! clients, while a healthy client (the `mysql` crate, in another thread)
-//! keeps running queries through the same proxy and must never see an
-//! error.
+//! Broken, truncated, oversized, slow, silent and random input sent to
+//! Torpor by raw clients, while a healthy client (the `mysql` crate, in
+//! another thread) keeps running queries through the same proxy and must
+//! never see an error, nor wait more than [`STALL`] between two answers
+//! (a functional stall: the bad input held up the worker it shares with
+//! the healthy client; a correctness bound, not a performance figure).
 //!
 //! Every bad connection must end with a clear MySQL error (code and
 //! SQLSTATE checked) or an orderly close, within a generous timeout, never
@@ -33,12 +35,16 @@ use torpor_tests::{backend, connect, Torpor};
 /// How long a bad connection may take to be answered or closed.
 const ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
+/// The longest the healthy client may wait between two answers: longer
+/// is a stall (its statements take well under a millisecond).
+const STALL: Duration = Duration::from_secs(1);
+
 /// A client that runs queries in a loop until told to stop, and records
-/// the first error it sees.
+/// the first error it sees and the longest gap between two answers.
 struct Healthy {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
-    handle: JoinHandle<Result<(), String>>,
+    handle: JoinHandle<Result<Duration, String>>,
 }
 
 impl Healthy {
@@ -55,6 +61,13 @@ impl Healthy {
                 ))
                 .map_err(|e| format!("connect: {e}"))?;
                 let mut n = 0u64;
+                let mut last = Instant::now();
+                let mut longest = Duration::ZERO;
+                let mut answered = |at: &mut Instant| {
+                    let now = Instant::now();
+                    longest = longest.max(now - *at);
+                    *at = now;
+                };
                 while !stop.load(Ordering::Acquire) {
                     n += 1;
                     let text: Option<(u64, String)> = conn
@@ -63,15 +76,17 @@ impl Healthy {
                     if text != Some((n, "h".repeat((n % 50) as usize))) {
                         return Err(format!("query {n}: wrong answer {text:?}"));
                     }
+                    answered(&mut last);
                     let bound: Option<u64> = conn
                         .exec_first("SELECT ? + 1", (n,))
                         .map_err(|e| format!("execute {n}: {e}"))?;
                     if bound != Some(n + 1) {
                         return Err(format!("execute {n}: wrong answer {bound:?}"));
                     }
+                    answered(&mut last);
                     done.store(n, Ordering::Release);
                 }
-                Ok(())
+                Ok(longest)
             }
         });
         let healthy = Healthy { stop, done, handle };
@@ -98,13 +113,25 @@ impl Healthy {
         }
     }
 
-    /// Checks it kept going after the bad input and never saw an error.
+    /// Checks it kept going after the bad input, never saw an error and
+    /// never waited [`STALL`] or more between two answers.
+    #[track_caller]
     fn finish(self) {
         let before = self.done.load(Ordering::Acquire);
         self.wait_for_progress(before);
         self.stop.store(true, Ordering::Release);
+        let rounds = self.done.load(Ordering::Acquire);
         match self.handle.join() {
-            Ok(Ok(())) => {}
+            Ok(Ok(longest)) => {
+                eprintln!(
+                    "healthy client: {rounds} rounds, no error, longest gap between answers {:.1} ms",
+                    longest.as_secs_f64() * 1e3
+                );
+                assert!(
+                    longest < STALL,
+                    "the healthy client stalled: {longest:?} between two answers"
+                );
+            }
             Ok(Err(e)) => panic!("the healthy client saw an error: {e}"),
             Err(_) => panic!("the healthy client panicked"),
         }
@@ -535,5 +562,146 @@ fn random_junk_fuzz() {
     let mut conn = connect(torpor.addr());
     let one: Option<u8> = conn.query_first("SELECT 1").unwrap();
     assert_eq!(one, Some(1));
+    healthy.finish();
+}
+
+/// Sockets that connect, read the greeting and say nothing more: closed
+/// at the login timeout, and meanwhile nothing of theirs holds the worker
+/// up.
+#[test]
+fn silent_sockets_do_not_stall_a_healthy_client() {
+    let torpor = Torpor::start_with(backend().addr(), |c| {
+        c.workers = 1;
+        c.login_timeout_secs = 2;
+    });
+    let healthy = Healthy::start(torpor.addr());
+    let mut silent: Vec<RawClient> = (0..200).map(|_| greeted(&torpor)).collect();
+    for (i, socket) in silent.iter_mut().enumerate() {
+        let got = outcome(&format!("silent socket {i}"), socket);
+        // Closed without a word, as MariaDB closes it after
+        // connect_timeout.
+        assert!(matches!(got, Outcome::Closed), "silent socket {i}: {got:?}");
+    }
+    wait_for_sessions_to_end(&torpor);
+    healthy.finish();
+}
+
+/// Slowloris: logins sent a byte a second. Each is closed at the login
+/// timeout, however steadily it trickles, and the healthy client beside
+/// them never waits.
+#[test]
+fn slowloris_logins_do_not_stall_a_healthy_client() {
+    let torpor = Torpor::start_with(backend().addr(), |c| {
+        c.workers = 1;
+        c.login_timeout_secs = 3;
+    });
+    let healthy = Healthy::start(torpor.addr());
+    let started = Instant::now();
+    let trickles: Vec<JoinHandle<(usize, Aftermath)>> = (0..20)
+        .map(|_| {
+            let mut client = greeted(&torpor);
+            std::thread::spawn(move || {
+                let response = handshake_response(&client);
+                let mut wire = vec![response.len() as u8, 0, 0, 1];
+                wire.extend_from_slice(&response);
+                let mut sent = 0;
+                for byte in &wire {
+                    if client.write_raw(&[*byte]).is_err() {
+                        break;
+                    }
+                    // Until Torpor closes it: a write after the close
+                    // fails (the first one draws a reset).
+                    sent += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                (sent, client.read_to_end(ANSWER_LIMIT))
+            })
+        })
+        .collect();
+    for (i, trickle) in trickles.into_iter().enumerate() {
+        let (sent, after) = trickle.join().expect("slowloris thread");
+        eprintln!("slowloris {i}: {sent} bytes sent, then {:?}", after.closing);
+        assert!(
+            !matches!(after.closing, Closing::TimedOut),
+            "slowloris {i} was never closed"
+        );
+        assert!(
+            after.packets.is_empty(),
+            "slowloris {i}: {:?}",
+            after.packets
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the slowloris logins were not cut at the login timeout"
+    );
+    wait_for_sessions_to_end(&torpor);
+    healthy.finish();
+}
+
+/// A logged-in client that stops half-way through a command over 16 MiB
+/// (streamed to the backend as it arrives): closed after
+/// `net_read_timeout_secs`, and the healthy client on the same worker
+/// never waits meanwhile.
+#[test]
+fn a_stalled_large_command_does_not_stall_a_healthy_client() {
+    let torpor = Torpor::start_with(backend().addr(), |c| {
+        c.workers = 1;
+        c.net_read_timeout_secs = 2;
+    });
+    let healthy = Healthy::start(torpor.addr());
+    let mut stalled = logged_in(&torpor);
+    let len = torpor_protocol::frame::MAX_PAYLOAD + 1024 * 1024;
+    let mut wire = vec![0xff, 0xff, 0xff, 0, Command::Query as u8];
+    wire.extend_from_slice(b"SELECT '");
+    wire.resize(4 + torpor_protocol::frame::MAX_PAYLOAD, b'x');
+    wire.extend_from_slice(
+        &((len - torpor_protocol::frame::MAX_PAYLOAD) as u32).to_le_bytes()[..3],
+    );
+    wire.push(1);
+    wire.extend_from_slice(&[b'x'; 1024]);
+    stalled.write_raw(&wire).expect("16 MiB of a command");
+    let after = stalled.read_to_end(ANSWER_LIMIT);
+    assert!(
+        !matches!(after.closing, Closing::TimedOut),
+        "the stalled command's session was never closed"
+    );
+    assert!(after.packets.is_empty(), "{:?}", after.packets);
+    wait_for_sessions_to_end(&torpor);
+    healthy.finish();
+}
+
+/// 2,000 connections opened and dropped as fast as four threads can
+/// (half of them before the greeting, half after it, some of those
+/// half-way through a login): every session ends, and the healthy client
+/// never waits.
+#[test]
+fn two_thousand_connections_opened_and_dropped_do_not_stall_a_healthy_client() {
+    let torpor = Torpor::start_with(backend().addr(), |c| c.workers = 1);
+    let healthy = Healthy::start(torpor.addr());
+    let addr = torpor.addr();
+    let openers: Vec<JoinHandle<usize>> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut opened = 0;
+                for i in 0..500 {
+                    let Ok(mut client) = RawClient::open(addr) else {
+                        continue;
+                    };
+                    opened += 1;
+                    if (t + i) % 2 == 1 && client.read_greeting().is_ok() && i % 10 == 1 {
+                        let response = handshake_response(&client);
+                        let _ = client.send_packet(1, &response[..response.len() / 2]);
+                    }
+                    drop(client);
+                }
+                opened
+            })
+        })
+        .collect();
+    let opened: usize = openers.into_iter().map(|t| t.join().expect("opener")).sum();
+    eprintln!("{opened} connections opened and dropped");
+    assert_eq!(opened, 2000, "some connections could not be opened");
+    wait_for_sessions_to_end(&torpor);
     healthy.finish();
 }

@@ -189,7 +189,9 @@ fn unreachable_backend_is_a_server_error_without_the_address() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let torpor = Torpor::start_with(closed, |_| {});
+    // Torpor greets without it (it terminates the handshake itself) and
+    // holds the login as through any outage: a short hold, then 1429.
+    let torpor = Torpor::start_with(closed, |c| c.outage_hold_secs = 1);
     let error = login_error(torpor.addr(), &LoginOptions::app(base_capabilities()));
     assert_eq!(
         (error.code, error.state.as_str()),

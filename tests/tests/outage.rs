@@ -623,3 +623,149 @@ fn a_statement_cut_in_flight_gets_1317_and_the_session_goes_on() {
     let zone: Option<String> = conn.query_first("SELECT @@time_zone").unwrap();
     assert_eq!(zone.as_deref(), Some("+03:00"));
 }
+
+/// The value of the first sample of `/metrics` at `admin` whose name is
+/// `metric` and whose labels include every one of `labels`.
+fn sample(admin: SocketAddr, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut response = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    let text = response.body_mut().read_to_string().expect("body");
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Issue 14: a Torpor started while its plain backend is down greets a
+/// client at once (it terminates the handshake itself) and holds its
+/// login until the backend comes; then the backend's own greeting is
+/// used. Holds are counted in `/metrics` (`torpor_outage_holds`,
+/// `torpor_outage_hold_duration_seconds`): logins and commands.
+#[test]
+fn torpor_started_while_its_backend_is_down_greets_at_once_and_holds_the_login() {
+    use torpor_tests::raw::{base_capabilities, com_query, LoginOptions, RawClient};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = Restartable::start();
+    server.stop();
+    let torpor = Torpor::start_with(server.addr(), |config| {
+        config.admin.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let admin = torpor.admin_addr().expect("admin API");
+    let addr = torpor.addr();
+
+    // The greeting comes while the backend is still down.
+    let mut raw = RawClient::open(addr).expect("connect");
+    let greeting = raw
+        .read_greeting()
+        .unwrap_or_else(|e| panic!("no greeting while the backend is down: {e:?}"))
+        .clone();
+    let stand_in = greeting.capabilities;
+    println!(
+        "outage figures [started during an outage]: greeted as {:?}",
+        String::from_utf8_lossy(&greeting.server_version)
+    );
+    // The logins: a raw one and the mysql crate's, both held.
+    let options = LoginOptions::app(base_capabilities());
+    let raw_login = std::thread::spawn(move || {
+        raw.login(&options).map_err(|e| format!("{e:?}"))?;
+        let reply = raw
+            .command(&com_query("SELECT 1"))
+            .map_err(|e| e.to_string())?;
+        match reply.and_then(|r| r.error()) {
+            None => Ok(()),
+            Some(e) => Err(e.to_string()),
+        }
+    });
+    let crate_login = std::thread::spawn(move || {
+        let mut conn = mysql::Conn::new(mysql_opts(addr, APP_USER, APP_PASSWORD))
+            .map_err(|e| format!("login: {e}"))?;
+        conn.query_first::<i64, _>("SELECT 2")
+            .map_err(|e| format!("first query: {e}"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !raw_login.is_finished() && !crate_login.is_finished(),
+        "a login did not wait for the backend"
+    );
+    let holding = sample(admin, "torpor_outage_holds", &[]);
+    server.boot();
+    raw_login
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the raw login held through the outage: {e}"));
+    let two = crate_login
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the mysql crate's login held through the outage: {e}"));
+    assert_eq!(two, Some(2));
+
+    // Clients now get the backend's own greeting, which offers at least
+    // what the stand-in did (nothing a held client negotiated is missing
+    // on the backend).
+    let mut later = RawClient::open(addr).expect("connect");
+    let real = later.read_greeting().expect("greeting").clone();
+    assert_ne!(real.server_version, greeting.server_version);
+    assert!(
+        real.capabilities.contains(stand_in),
+        "the stand-in offered {:?} that the backend does not",
+        stand_in & !real.capabilities
+    );
+
+    // A command held through a restart is counted too.
+    let mut conn = client(addr);
+    server.stop();
+    let command = std::thread::spawn(move || conn.query_first::<i64, _>("SELECT 3"));
+    std::thread::sleep(Duration::from_secs(2));
+    server.boot();
+    let three = command
+        .join()
+        .unwrap()
+        .expect("a command held through the restart");
+    assert_eq!(three, Some(3));
+
+    // Workers publish at once; the scrape reads the ended holds.
+    let deadline = Instant::now() + HANG_LIMIT;
+    let count = |what: &str| {
+        sample(
+            admin,
+            "torpor_outage_hold_duration_seconds_count",
+            &[("what", what), ("result", "ok")],
+        )
+    };
+    let (mut logins, mut logins_held, mut commands) = (None, None, None);
+    while Instant::now() < deadline {
+        logins = logins.or_else(|| count("login"));
+        logins_held = logins_held.or_else(|| {
+            sample(
+                admin,
+                "torpor_outage_hold_duration_seconds_sum",
+                &[("what", "login"), ("result", "ok")],
+            )
+        });
+        commands = commands.or_else(|| count("command"));
+        if logins.is_some() && commands.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now_holding = sample(admin, "torpor_outage_holds", &[]);
+    println!(
+        "outage figures [started during an outage]: logins held {logins:?} for {logins_held:?} s in all; commands held {commands:?}; held during the outage (gauge) {holding:?}, after {now_holding:?}"
+    );
+    assert_eq!(logins, Some(2.0), "the two logins held");
+    assert!(
+        logins_held.is_some_and(|s| s >= 2.0),
+        "the logins were held for the 3 s outage: {logins_held:?} s"
+    );
+    assert!(commands.is_some_and(|n| n >= 1.0), "{commands:?}");
+    assert_eq!(holding, Some(2.0), "two logins held during the outage");
+    assert_eq!(now_holding, Some(0.0));
+}

@@ -83,6 +83,32 @@ fn net_read_timeout_defaults_to_mariadbs_and_is_never_zero() {
 }
 
 #[test]
+fn net_write_timeout_defaults_to_mariadbs_and_is_never_zero() {
+    let config = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    assert_eq!(config.net_write_timeout_secs, 60);
+    let args = [
+        "torpor",
+        "--backend",
+        "x:1",
+        "--net-write-timeout-secs",
+        "3",
+    ];
+    let config = Cli::parse_from(args).into_config().unwrap();
+    assert_eq!(config.net_write_timeout_secs, 3);
+    let args = [
+        "torpor",
+        "--backend",
+        "x:1",
+        "--net-write-timeout-secs",
+        "0",
+    ];
+    let err = Cli::parse_from(args).into_config().unwrap_err().to_string();
+    assert!(err.contains("net_write_timeout_secs"), "{err}");
+}
+
+#[test]
 fn secrets_come_from_files_and_the_environment_and_flags_win() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");

@@ -26,7 +26,7 @@ use super::statements::BackendStatements;
 use super::Failure;
 use crate::backend::{self, read_packet, BackendConn, Login, QueryResult};
 use crate::error::{BackendErr, SessionError};
-use crate::outage::{self, Hold};
+use crate::outage::{self, Hold, Holding};
 use crate::pool::{Borrowed, Lent, PoolKey, Pooled};
 
 /// A backend connection whose server was last heard from longer ago than
@@ -154,10 +154,11 @@ impl Session {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
-        let mut hold = Hold::new(self.shared.settings().outage_hold);
+        let mut hold = Hold::new(self.shared.settings().outage_hold, Holding::Command);
         loop {
             let error = match self.borrow_once().await {
                 Ok(conn) => {
+                    hold.got_through();
                     if hold.waited() {
                         info!(
                             id = self.guard.id,

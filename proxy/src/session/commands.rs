@@ -26,7 +26,8 @@ use torpor_protocol::command::{Command, ReplyKind};
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN};
 use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
-use torpor_replay::classify::{classify, may_change_state, StatementFacts};
+use torpor_replay::classify::{classify, StatementFacts};
+use torpor_replay::mentions::{mentions, Mentions};
 
 use super::be;
 use super::model::SessionModel;
@@ -553,7 +554,15 @@ impl Session {
             }
             #[cfg(debug_assertions)]
             panic_if_a_test_asks(command, payload);
-            if self.kills_an_idle_session(command, payload) {
+            // One pass over the text answers every question asked of it
+            // below.
+            let mentioned = match command {
+                Command::Query | Command::StmtPrepare => {
+                    mentions(payload.get(1..).unwrap_or_default())
+                }
+                _ => Mentions::default(),
+            };
+            if self.kills_an_idle_session(command, payload, mentioned) {
                 // The target has no backend connection now: nothing runs
                 // to interrupt; a KILL CONNECTION marked it (it ends at its
                 // next command). Answered here.
@@ -563,10 +572,11 @@ impl Session {
                 self.reply_ok_locally();
                 continue;
             }
-            if let Some(rewritten) = self.rewrite(command, payload) {
+            if let Some(rewritten) = self.rewrite(command, payload, mentioned) {
                 // What is prepared again elsewhere is what was sent: the
                 // rewritten text.
-                let follow = self.follow_for(command, &rewritten);
+                let mentioned = mentions(rewritten.get(1..).unwrap_or_default());
+                let follow = self.follow_for(command, &rewritten, mentioned);
                 let note = self.note_for(command, &rewritten);
                 self.forward_run(run).await?;
                 run = 0;
@@ -575,7 +585,7 @@ impl Session {
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
-            let follow = self.follow_for(command, payload);
+            let follow = self.follow_for(command, payload, mentioned);
             let note = self.note_for(command, payload);
             self.expect_reply(command, follow, note);
             run += total;
@@ -617,8 +627,9 @@ impl Session {
         n
     }
 
-    /// What Torpor must learn from the reply to `command`.
-    fn follow_for(&self, command: Command, payload: &[u8]) -> Follow {
+    /// What Torpor must learn from the reply to `command` (`mentions`:
+    /// what its text mentions, when it has one).
+    fn follow_for(&self, command: Command, payload: &[u8], mentions: Mentions) -> Follow {
         match command {
             Command::Query => {
                 let sql = &payload[1..];
@@ -630,7 +641,7 @@ impl Session {
                         )));
                     }
                 }
-                if may_change_state(sql) {
+                if mentions.may_change_state() {
                     let facts = classify(sql);
                     if facts != StatementFacts::default() {
                         return Follow::Query {

@@ -104,36 +104,32 @@ impl Session {
                     self.flush_client().await?;
                     self.ensure_backend_buffer();
                     // A client that hangs up meanwhile has its statement
-                    // stopped ([`super::hangup`]).
-                    let control = std::rc::Rc::clone(&self.control);
-                    let entry = std::sync::Arc::clone(&self.guard.entry);
-                    let reply = async {
-                        if unsent > 0 {
-                            let out = std::mem::take(&mut self.client.rbuf);
-                            let backend = be!(self);
-                            let (written, out, read) = backend
-                                .conn
-                                .send_and_receive(out.slice(0..unsent), want.max(4096))
-                                .await;
-                            self.client.rbuf = out.into_inner();
-                            self.client.consume(unsent);
-                            unsent = 0;
-                            written.map_err(|e| self.backend_lost(e))?;
-                            Ok(read)
-                        } else {
-                            Ok(be!(self).conn.read_more(want.max(4096)).await)
-                        }
+                    // stopped: the worker's watch ends this wait
+                    // ([`super::hangup`]).
+                    let awaiting = self.control.await_reply(be!(self).conn.raw_fd());
+                    let read = if unsent > 0 {
+                        let out = std::mem::take(&mut self.client.rbuf);
+                        let backend = be!(self);
+                        let (written, out, read) = backend
+                            .conn
+                            .send_and_receive(out.slice(0..unsent), want.max(4096))
+                            .await;
+                        self.client.rbuf = out.into_inner();
+                        self.client.consume(unsent);
+                        unsent = 0;
+                        written.map_err(|e| self.backend_lost(e))?;
+                        read
+                    } else {
+                        be!(self).conn.read_more(want.max(4096)).await
                     };
-                    let read = match Session::unless_hung_up(&control, &entry, reply).await {
-                        Some(read) => read?,
-                        None => return Err(self.client_hung_up().await),
-                    };
+                    drop(awaiting);
                     match read {
-                        Ok(0) => {
+                        Ok(n) if n > 0 => {}
+                        _ if self.hung_up_meanwhile() => return Err(self.client_hung_up().await),
+                        Ok(_) => {
                             let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
                             return Err(self.backend_lost(eof));
                         }
-                        Ok(_) => {}
                         Err(e) => return Err(self.backend_lost(e)),
                     }
                 }
@@ -141,12 +137,17 @@ impl Session {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
                     let read_limit = self.shared.settings().net_read_timeout;
+                    // MariaDB reads the file packet by packet: one that
+                    // reaches max_allowed_packet is refused as a command
+                    // would be (1153 after its header, then the close).
+                    let max = self.max_allowed_packet();
                     let result = relay_packets(
                         &mut self.client,
                         &mut be!(self).conn,
                         read_limit,
                         |h| match h.len {
                             0 => Relayed::Last,
+                            len if max.is_some_and(|max| len >= max) => Relayed::Refuse,
                             _ => Relayed::More,
                         },
                     )
@@ -318,22 +319,27 @@ impl Session {
             return Ok(());
         }
         self.flush_client().await?;
-        self.client
-            .forward_from(&mut be!(self).conn.rbuf, n)
-            .await
-            .map_err(|e| SessionError::client_io(e).into())
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
+        let result = self.client.forward_from(&mut be!(self).conn.rbuf, n).await;
+        self.control.write_done();
+        result.map_err(|e| self.client_write_failed(e))
     }
 
-    /// Writes what is queued for the client.
+    /// Writes what is queued for the client, within `net_write_timeout`
+    /// (the worker's watch ends a write that waits longer).
     pub(super) async fn flush_client(&mut self) -> Result<(), Failure> {
         if self.to_client.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.to_client);
+        self.control
+            .write_started(self.shared.settings().net_write_timeout);
         let (result, mut buf) = self.client.write_all(buf).await;
+        self.control.write_done();
         buf.clear();
         self.to_client = buf;
-        result.map_err(|e| SessionError::client_io(e).into())
+        result.map_err(|e| self.client_write_failed(e))
     }
 
     /// Gives the backend connection a large pooled read buffer for the

@@ -4,10 +4,10 @@
 //! - A client that hangs up while a command runs: MariaDB aborts the
 //!   statement (a `GET_LOCK` or `SLEEP` wait ends at once). The worker's
 //!   watch looks at the client socket while the session waits for a
-//!   reply ([`Session::unless_hung_up`]), and when it is gone the session
-//!   stops the statement with
-//!   `KILL QUERY` from a side connection; the backend connection, caught
-//!   mid-reply, is then closed, never pooled.
+//!   reply, and when it is gone shuts the read side of the backend socket
+//!   the reply comes on ([`Session::hung_up_meanwhile`]); the session then
+//!   stops the statement with `KILL QUERY` from a side connection. The
+//!   backend connection, caught mid-reply, is then closed, never pooled.
 //! - A session idle past its `wait_timeout` (`interactive_timeout` for a
 //!   client that set CLIENT_INTERACTIVE and did not change
 //!   `wait_timeout`): MariaDB 10.11 closes the socket with nothing sent,
@@ -18,33 +18,34 @@
 //!   such limit): closed with an error, as PostgreSQL's
 //!   `idle_in_transaction_session_timeout` does, its transaction rolled
 //!   back with its backend connection ([`IdleLimit::InTransaction`]).
+//! - A client that stops reading a reply: a write to it that waits past
+//!   `net_write_timeout_secs` (MariaDB's `net_write_timeout`) is ended by
+//!   the worker's watch, and the session closes with a reset
+//!   ([`Session::client_write_failed`]); the backend connection the
+//!   reply came from is closed, not held for ever.
 //! - A client that leaves a command half sent: each wait for more of it
 //!   ends after `net_read_timeout_secs` (shorter than MariaDB's own wait,
 //!   which is `wait_timeout`: a command on its way may hold a backend
 //!   connection), and the session is closed the same way
 //!   ([`Session::stalled`]).
 //!
-//! The watch never cancels a read that is still wanted: it peeks at the
-//! client socket (`MSG_PEEK`, never consuming a byte), and the reply read
-//! it races is dropped only on a connection that is closed right after.
+//! The watch never takes a byte from a client: it peeks at the client
+//! socket (`MSG_PEEK`), and ends a reply's wait only on a backend
+//! connection that is closed right after.
 
-use std::future::Future;
 use std::os::fd::RawFd;
-use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use torpor_protocol::Capabilities;
 use tracing::debug;
 
 use super::commands::Session;
+use super::model::NumericVariable;
 use super::Failure;
 use crate::backend::{self, Login};
 use crate::error::SessionError;
-use crate::registry::SessionEntry;
-use crate::worker::SessionControl;
 
 /// How long the side connection that stops a statement may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
@@ -70,27 +71,13 @@ pub(super) fn reset_on_close(fd: RawFd) {
 }
 
 impl Session {
-    /// Runs `reply` unless the client hangs up first: `None` then, and
-    /// `reply` is dropped (its connection must be closed, not reused).
-    /// The worker's watch looks at the client socket (see
-    /// `crate::worker`); this arms no timer. A session that KILL closed
-    /// is not "hung up": its backend connection is being killed, and that
-    /// ends the reply.
-    pub(super) async fn unless_hung_up<F: Future>(
-        control: &SessionControl,
-        entry: &SessionEntry,
-        reply: F,
-    ) -> Option<F::Output> {
-        let gone = async {
-            control.hang_up().await;
-            if entry.killed.load(Ordering::Acquire) {
-                std::future::pending::<()>().await;
-            }
-        };
-        match select(pin!(reply), pin!(gone)).await {
-            Either::Left((output, _)) => Some(output),
-            Either::Right(((), _)) => None,
-        }
+    /// Whether a reply's wait ended because the client hung up: the
+    /// worker's watch found it gone and shut the backend socket's read
+    /// side (see `crate::worker`; no timer, no select per reply). A
+    /// session that KILL closed is not "hung up": its backend connection
+    /// is being killed, and that ends the reply.
+    pub(super) fn hung_up_meanwhile(&self) -> bool {
+        self.control.hung_up() && !self.guard.entry.killed.load(Ordering::Acquire)
     }
 
     /// The client hung up mid-command: stops the statement its backend
@@ -154,19 +141,15 @@ impl Session {
     /// never set it, `interactive_timeout` (what MariaDB gives such a
     /// session at login). `None` when unknown or 0.
     fn wait_timeout(&self) -> Option<Duration> {
-        let state = &self.model.state;
+        let model = &self.model;
         let name = if self.capabilities.contains(Capabilities::CLIENT_INTERACTIVE)
-            && !state.variables.contains_key("wait_timeout")
+            && !model.sets(NumericVariable::WaitTimeout)
         {
-            "interactive_timeout"
+            NumericVariable::InteractiveTimeout
         } else {
-            "wait_timeout"
+            NumericVariable::WaitTimeout
         };
-        let seconds: u64 = state
-            .variable(&self.model.baseline, name)?
-            .trim()
-            .parse()
-            .ok()?;
+        let seconds = model.number(name)?;
         (seconds > 0).then(|| Duration::from_secs(seconds))
     }
 
@@ -194,15 +177,23 @@ impl Session {
             return Err(SessionError::Shutdown.into());
         }
         let read = if self.to_client.is_empty() {
-            Ok(self.client.read_more(want).await)
+            self.client.read_more(want).await
         } else {
+            // The replies may not fit in the socket: a client that stopped
+            // reading them is closed after net_write_timeout (the watch
+            // tells a finished write from a stuck one by the socket).
             let out = std::mem::take(&mut self.to_client);
+            self.control
+                .write_started(self.shared.settings().net_write_timeout);
             let (written, mut out, read) = self.client.send_and_receive(out, want).await;
+            self.control.write_done();
             out.clear();
             self.to_client = out;
-            written.map(|()| read)
+            if let Err(e) = written {
+                return Err(self.client_write_failed(e));
+            }
+            read
         };
-        let read = read.map_err(SessionError::client_io)?;
         self.control.go_busy();
         if self.control.timed_out() {
             if mid_command {
@@ -237,6 +228,23 @@ impl Session {
             Ok(_) => Ok(()),
             Err(e) => Err(SessionError::client_io(e).into()),
         }
+    }
+
+    /// A write to the client failed with `error`. When the worker's watch
+    /// ended it (the client read nothing for `net_write_timeout`), the
+    /// session ends as MariaDB ends it, with the socket reset; its backend
+    /// connection, caught mid-reply, is closed with it, never pooled.
+    pub(super) fn client_write_failed(&mut self, error: std::io::Error) -> Failure {
+        if !self.control.write_timed_out() {
+            return SessionError::client_io(error).into();
+        }
+        debug!(id = self.guard.id, peer = %self.peer, "client read nothing within net_write_timeout: closed");
+        self.reset_on_close = true;
+        SessionError::client_io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client read nothing within net_write_timeout",
+        ))
+        .into()
     }
 
     /// The client left a command half sent past `net_read_timeout` (or

@@ -8,19 +8,25 @@ use std::sync::atomic::Ordering;
 use torpor_protocol::command::Command;
 
 use super::commands::Session;
-use super::rewrite::{
-    mentions_connection_id, might_be_kill, parse_kill, rewrite_connection_id, splice,
-};
+use torpor_replay::mentions::Mentions;
+
+use super::rewrite::{might_be_kill, parse_kill, rewrite_connection_id, splice};
 
 impl Session {
     /// The payload to send instead of `payload`, when the command names a
     /// connection id that must be translated.
-    pub(super) fn rewrite(&self, command: Command, payload: &[u8]) -> Option<Vec<u8>> {
+    /// `mentions`: what the text of a query or prepare mentions.
+    pub(super) fn rewrite(
+        &self,
+        command: Command,
+        payload: &[u8],
+        mentions: Mentions,
+    ) -> Option<Vec<u8>> {
         match command {
             Command::Query | Command::StmtPrepare => {
                 let sql = &payload[1..];
                 let mut changed = None;
-                if mentions_connection_id(sql) {
+                if mentions.connection_id() {
                     changed = rewrite_connection_id(sql, self.guard.id);
                 }
                 let current = changed.as_deref().unwrap_or(sql);
@@ -56,7 +62,12 @@ impl Session {
 
     /// Whether `command` KILLs a Torpor session that holds no backend
     /// connection now (marking it killed when it is KILL CONNECTION).
-    pub(super) fn kills_an_idle_session(&self, command: Command, payload: &[u8]) -> bool {
+    pub(super) fn kills_an_idle_session(
+        &self,
+        command: Command,
+        payload: &[u8],
+        mentions: Mentions,
+    ) -> bool {
         let (id, query_only) = match command {
             Command::ProcessKill => match payload.get(1..5) {
                 Some(b) => (
@@ -67,7 +78,8 @@ impl Session {
             },
             Command::Query if might_be_kill(&payload[1..]) => {
                 let sql = &payload[1..];
-                let rewritten = mentions_connection_id(sql)
+                let rewritten = mentions
+                    .connection_id()
                     .then(|| rewrite_connection_id(sql, self.guard.id))
                     .flatten();
                 match parse_kill(rewritten.as_deref().unwrap_or(sql)) {

@@ -15,11 +15,11 @@ use torpor_protocol::Capabilities;
 use torpor_replay::state::SessionState;
 
 use crate::accounts::Refusal;
-use crate::backend::{self, BackendConn, Login};
+use crate::backend::{self, BackendConn, BackendInfo, Login};
 use crate::context::{ConnectionPermit, Shared};
 use crate::error::{BackendErr, SessionError};
 use crate::net::{Conn, Peer};
-use crate::outage::{self, Hold};
+use crate::outage::{self, Hold, Holding};
 use crate::pool::{BackendPool, Borrowed, Lent, Place, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
@@ -165,8 +165,14 @@ async fn run(
 ) -> Result<(Authenticated, ConnectionPermit), SessionError> {
     // Clients are greeted before they name their user (and so their
     // service): with the first service's greeting, known without waking
-    // it once it ran.
-    let info = shared.greeting_service().backend_info().await?;
+    // it once it ran. A backend never reached yet that cannot be reached
+    // now (Torpor started during an outage) does not delay the greeting:
+    // the login is held below, as during any outage.
+    let info = match shared.greeting_service().backend_info().await {
+        Ok(info) => info,
+        Err(error) if outage::is_outage(&error) => Arc::new(BackendInfo::unseen()),
+        Err(error) => return Err(error),
+    };
     // Compression is Torpor's own on the client leg (the backend leg
     // stays plain), offered when the backend offers it, as MariaDB would.
     let mut offered =
@@ -253,7 +259,25 @@ async fn run(
     let pool = pools
         .get(service.index)
         .ok_or(SessionError::Internal("no pool for the service"))?;
-    let info = service.backend_info().await?;
+    // While the backend cannot be reached (stopped, restarting, or never
+    // reached since Torpor started), the login is held — the client waits
+    // for its OK — and tries again with backoff, as commands are
+    // (crate::outage).
+    let mut hold = Hold::new(shared.settings().outage_hold, Holding::Login);
+    let info = loop {
+        match service.backend_info().await {
+            Ok(info) => break info,
+            Err(error) if outage::is_outage(&error) => {
+                if shared.shutdown.is_stopping() {
+                    return Err(SessionError::Shutdown);
+                }
+                if !hold.pause(&service.outage).await {
+                    return Err(login_unreachable(&hold));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    };
     let login = Login {
         user: &response.user,
         password: &password,
@@ -291,10 +315,6 @@ async fn run(
         let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
         (None, model, ok)
     } else {
-        // While the backend cannot be reached (stopped, restarting), the
-        // login is held — the client waits for its OK — and tries again
-        // with backoff, as commands are (crate::outage).
-        let mut hold = Hold::new(shared.settings().outage_hold);
         let (backend, model, ok) = loop {
             let attempt = async {
                 let wait = shared.settings().pool_wait;
@@ -390,12 +410,7 @@ async fn run(
                         return Err(SessionError::Shutdown);
                     }
                     if !hold.pause(&service.outage).await {
-                        // A login has no session to keep: the plain
-                        // "unreachable" (1429), not BackendDown's text.
-                        return Err(SessionError::BackendUnreachable(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("unreachable for {:?}", hold.held()),
-                        )));
+                        return Err(login_unreachable(&hold));
                     }
                 }
                 Err(error) => return Err(error),
@@ -426,6 +441,8 @@ async fn run(
         }
         (Some(backend), model, ok)
     };
+    hold.got_through();
+    drop(hold);
     // Over TLS, the OK carries the zero-configuration proof that MariaDB
     // 11.4+ clients check when they could not verify the certificate:
     // made from Torpor's own certificate and scramble (the backend's OK
@@ -470,6 +487,16 @@ async fn run(
         model,
     };
     Ok((authenticated, permit))
+}
+
+/// A login held past `outage_hold_secs`: a login has no session to keep,
+/// so the plain "unreachable" (1429), not [`SessionError::BackendDown`]'s
+/// text.
+fn login_unreachable(hold: &Hold) -> SessionError {
+    SessionError::BackendUnreachable(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("unreachable for {:?}", hold.held()),
+    ))
 }
 
 /// Where a login's backend connection comes from.

@@ -126,6 +126,10 @@ pub struct SessionModel {
     /// temporary table): user variables are read back, and if they did not
     /// change, the session is pinned as `unknown-state`.
     pub unexplained_change: bool,
+    /// The baseline's values of the variables read around every command,
+    /// parsed once (a lookup in the baseline's few hundred variables and a
+    /// parse, per command, cost more than the rest of the bookkeeping).
+    baseline_numbers: BaselineNumbers,
     /// The session tracking the client asked for (what it is told).
     pub tracking: ClientTracking,
     /// The client changed a `session_track_*` setting, which changed the
@@ -137,6 +141,7 @@ impl SessionModel {
     /// A session that starts in `schema` on a fresh connection.
     pub fn new(baseline: Arc<Baseline>, schema: Option<String>) -> SessionModel {
         let baseline_tracking = baseline.tracking.clone();
+        let baseline_numbers = BaselineNumbers::of(&baseline);
         SessionModel {
             state: SessionState {
                 schema,
@@ -154,9 +159,29 @@ impl SessionModel {
             last_insert_id_dirty: false,
             found_rows_pending: false,
             unexplained_change: false,
+            baseline_numbers,
             tracking: baseline_tracking,
             tracking_dirty: false,
         }
+    }
+
+    /// A numeric session variable that is read around every command
+    /// (`wait_timeout`, `interactive_timeout`, `max_allowed_packet`): the
+    /// session's own value when it set one, else the baseline's, parsed
+    /// once. `None` when unknown or not a number.
+    pub fn number(&self, name: NumericVariable) -> Option<u64> {
+        // Most sessions set no variable: then nothing is looked up.
+        if !self.state.variables.is_empty() {
+            if let Some(value) = self.state.variables.get(name.name()) {
+                return value.trim().parse().ok();
+            }
+        }
+        self.baseline_numbers.get(name)
+    }
+
+    /// Whether the session set `name` itself.
+    pub fn sets(&self, name: NumericVariable) -> bool {
+        self.state.variables.contains_key(name.name())
     }
 
     /// Every reason the session is pinned now, one bit each
@@ -568,5 +593,52 @@ mod tests {
         let sql = b"DEALLOCATE PREPARE s";
         model.after_statement(&classify(sql), sql, true);
         assert!(model.state.sql_statements.is_empty());
+    }
+}
+
+/// The numeric session variables Torpor reads around every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericVariable {
+    /// `wait_timeout`.
+    WaitTimeout,
+    /// `interactive_timeout`.
+    InteractiveTimeout,
+    /// `max_allowed_packet`.
+    MaxAllowedPacket,
+}
+
+impl NumericVariable {
+    const ALL: [NumericVariable; 3] = [
+        NumericVariable::WaitTimeout,
+        NumericVariable::InteractiveTimeout,
+        NumericVariable::MaxAllowedPacket,
+    ];
+
+    /// The variable's name, as the state and the baseline key it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumericVariable::WaitTimeout => "wait_timeout",
+            NumericVariable::InteractiveTimeout => "interactive_timeout",
+            NumericVariable::MaxAllowedPacket => "max_allowed_packet",
+        }
+    }
+}
+
+/// The baseline's [`NumericVariable`]s, parsed.
+#[derive(Debug, Clone, Copy, Default)]
+struct BaselineNumbers([Option<u64>; 3]);
+
+impl BaselineNumbers {
+    fn of(baseline: &Baseline) -> BaselineNumbers {
+        BaselineNumbers(NumericVariable::ALL.map(|name| {
+            baseline
+                .variables
+                .get(name.name())
+                .and_then(|(value, _)| value.trim().parse().ok())
+        }))
+    }
+
+    fn get(&self, name: NumericVariable) -> Option<u64> {
+        self.0[name as usize]
     }
 }

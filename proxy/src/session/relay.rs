@@ -21,6 +21,7 @@ use torpor_protocol::{stmt, ProtocolError};
 
 use super::be;
 use super::commands::{client_protocol, Follow, Session, STREAM_HEAD};
+use super::model::NumericVariable;
 use super::statements::BackendStatements;
 use super::transaction::JournalNote;
 use super::Failure;
@@ -225,9 +226,8 @@ impl Session {
 
     /// The backend's `max_allowed_packet` for this session, when known.
     pub(super) fn max_allowed_packet(&self) -> Option<usize> {
-        let state = &self.model.state;
-        let value = state.variable(&self.model.baseline, "max_allowed_packet")?;
-        value.trim().parse().ok()
+        let max = self.model.number(NumericVariable::MaxAllowedPacket)?;
+        usize::try_from(max).ok()
     }
 
     /// MariaDB's refusal of the command at the front of the client's

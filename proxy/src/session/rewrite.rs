@@ -76,17 +76,6 @@ pub fn splice(sql: &[u8], range: std::ops::Range<usize>, with: &[u8]) -> Vec<u8>
     out
 }
 
-/// Cheap check before lexing: could `sql` call CONNECTION_ID()? Runs on
-/// every query, so it looks for `_id` with SIMD (memchr) in each case
-/// spelling and only then compares the word before it.
-pub fn mentions_connection_id(sql: &[u8]) -> bool {
-    const WORD: &[u8] = b"connection";
-    [b"_id", b"_ID", b"_Id", b"_iD"].iter().any(|needle| {
-        memchr::memmem::find_iter(sql, needle)
-            .any(|at| at >= WORD.len() && sql[at - WORD.len()..at].eq_ignore_ascii_case(WORD))
-    })
-}
-
 /// Cheap check before lexing: could `sql` be a KILL statement? True when
 /// its first word is `kill`, or when it starts with a comment (then the
 /// lexer decides).
@@ -285,9 +274,6 @@ mod tests {
         assert_eq!(rewrite("SELECT 1 /* CONNECTION_ID() */"), None);
         assert_eq!(rewrite("SELECT db.connection_id()"), None);
         assert_eq!(rewrite("SELECT my_connection_id()"), None);
-        assert!(mentions_connection_id(b"select CONNECTION_ID()"));
-        assert!(!mentions_connection_id(b"select 1"));
-        assert!(mentions_connection_id(b"select Connection_Id()"));
         assert!(might_be_kill(b"  KILL 5"));
         assert!(might_be_kill(b"/* c */ kill 5"));
         assert!(!might_be_kill(b"select 1"));

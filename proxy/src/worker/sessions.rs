@@ -7,17 +7,21 @@
 //!   side shut, which ends its wait for the client (it then closes as
 //!   MariaDB closes a timed-out connection);
 //! - a session that has awaited a reply for a while has its client socket
-//!   peeked at; a client that hung up wakes the session, which stops the
-//!   statement ([`crate::session`]'s hang-up handling);
+//!   peeked at; when the client hung up, the watch shuts the read side of
+//!   the backend socket the reply was awaited on, which ends that wait,
+//!   and the session stops the statement ([`crate::session`]'s hang-up
+//!   handling). The session only writes which socket it awaits: no waker,
+//!   no select per reply;
+//! - a session whose write to its client has waited past its
+//!   `net_write_timeout` (a client that stopped reading a reply) has its
+//!   client socket shut both ways, which fails the write: the session
+//!   ends, and the backend connection caught mid-reply is closed with it;
 //! - at shutdown, idle sessions end.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::os::fd::RawFd;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How often the watch looks over the sessions: the lateness, at most, of
@@ -40,12 +44,17 @@ pub struct SessionControl {
     idle_limit: Cell<Option<Duration>>,
     /// Set by the watch: the session was idle past its limit.
     timed_out: Cell<bool>,
-    /// The session awaits a reply and wants to hear of a hang-up.
-    watching: Cell<bool>,
-    /// Set by the watch: the client hung up while a reply was awaited.
+    /// The backend socket a reply is awaited on, while it is.
+    reply_fd: Cell<Option<RawFd>>,
+    /// Set by the watch: the client hung up while a reply was awaited
+    /// (and the watch shut the read side of `reply_fd`).
     hung_up: Cell<bool>,
-    /// Woken when `hung_up` is set.
-    waker: Cell<Option<Waker>>,
+    /// Since when a write to the client has been waiting, and how long it
+    /// may (`net_write_timeout`).
+    writing: Cell<Option<(Instant, Duration)>>,
+    /// Set by the watch: a write waited past its limit (and the socket
+    /// was shut).
+    write_timed_out: Cell<bool>,
 }
 
 impl std::fmt::Debug for SessionControl {
@@ -55,8 +64,9 @@ impl std::fmt::Debug for SessionControl {
             .field("idle", &self.idle.get())
             .field("since", &self.since.get())
             .field("timed_out", &self.timed_out.get())
-            .field("watching", &self.watching.get())
+            .field("reply_fd", &self.reply_fd.get())
             .field("hung_up", &self.hung_up.get())
+            .field("writing", &self.writing.get())
             .finish_non_exhaustive()
     }
 }
@@ -82,18 +92,45 @@ impl SessionControl {
         self.since.set(Some(Instant::now()));
     }
 
+    /// A write to the client starts; it may wait up to `limit` for the
+    /// client to read (see [`SessionControl::write_done`]).
+    pub fn write_started(&self, limit: Duration) {
+        self.writing.set(Some((Instant::now(), limit)));
+    }
+
+    /// The write to the client finished (or failed).
+    pub fn write_done(&self) {
+        self.writing.set(None);
+    }
+
+    /// Whether the watch found a write to the client waiting past its
+    /// limit, and shut the socket to end it.
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out.get()
+    }
+
     /// Whether the watch found the session idle past its limit (and shut
     /// its socket's read side).
     pub fn timed_out(&self) -> bool {
         self.timed_out.get()
     }
 
-    /// Resolves when the watch finds that the client hung up, for as long
-    /// as the returned future lives; see [`HangUp`].
-    pub fn hang_up(&self) -> HangUp<'_> {
+    /// Marks the session as awaiting a reply on backend socket `fd`, for
+    /// as long as the returned guard lives: if the client hangs up
+    /// meanwhile, the watch sets [`SessionControl::hung_up`] and shuts the
+    /// read side of `fd`, so the wait ends with end-of-file. The fd must
+    /// stay open while the guard lives.
+    pub fn await_reply(self: &Rc<Self>, fd: RawFd) -> AwaitingReply {
         self.hung_up.set(false);
-        self.watching.set(true);
-        HangUp { control: self }
+        self.reply_fd.set(Some(fd));
+        AwaitingReply {
+            control: Rc::clone(self),
+        }
+    }
+
+    /// Whether the watch found the client gone while a reply was awaited.
+    pub fn hung_up(&self) -> bool {
+        self.hung_up.get()
     }
 
     /// Ends an idle session's wait: its pending read sees end-of-file.
@@ -116,6 +153,32 @@ impl SessionControl {
 
     /// One look of the watch at this session.
     fn look(&self, now: Instant) {
+        if let (Some((started, limit)), Some(fd)) = (self.writing.get(), self.fd.get()) {
+            // A write that started long ago may have finished and left
+            // the session waiting for its client's next command (a write
+            // and a read submitted together), or may go on slowly: only a
+            // socket still full means the client is not reading. One with
+            // room starts the count again, so an idle session costs one
+            // look at its socket per limit, not one per watch.
+            if now.saturating_duration_since(started) >= limit && !self.write_timed_out.get() {
+                if writable(fd) {
+                    self.writing.set(Some((now, limit)));
+                } else {
+                    self.write_timed_out.set(true);
+                    // SAFETY: as in `shut_read`. Shutting the write side
+                    // fails the write that waits (EPIPE); the read side
+                    // goes too, since the session is over.
+                    unsafe {
+                        libc::shutdown(fd, libc::SHUT_RDWR);
+                    }
+                }
+            }
+        }
+        self.look_at_idle_or_busy(now);
+    }
+
+    /// The idle limit and the hang-up check of [`SessionControl::look`].
+    fn look_at_idle_or_busy(&self, now: Instant) {
         let Some(since) = self.since.get() else {
             return;
         };
@@ -127,46 +190,28 @@ impl SessionControl {
                     self.shut_read();
                 }
             }
-        } else if self.watching.get() && !self.hung_up.get() && elapsed >= PEEK_AFTER {
-            if let Some(fd) = self.fd.get() {
-                if peer_state(fd) == PeerState::Gone {
-                    self.hung_up.set(true);
-                    if let Some(waker) = self.waker.take() {
-                        waker.wake();
-                    }
+        } else if let (Some(reply_fd), Some(fd)) = (self.reply_fd.get(), self.fd.get()) {
+            if !self.hung_up.get() && elapsed >= PEEK_AFTER && peer_state(fd) == PeerState::Gone {
+                self.hung_up.set(true);
+                // SAFETY: `reply_fd` is the session's open backend socket
+                // (its guard clears it before the connection can close);
+                // shutdown(2) only changes the socket's state.
+                unsafe {
+                    libc::shutdown(reply_fd, libc::SHUT_RD);
                 }
             }
         }
     }
 }
 
-/// Resolves when the watch finds the client gone while a reply is
-/// awaited. Dropping it stops the watching.
-pub struct HangUp<'a> {
-    control: &'a SessionControl,
+/// A session's wait for a reply, as the watch sees it; ends on drop.
+pub struct AwaitingReply {
+    control: Rc<SessionControl>,
 }
 
-impl Future for HangUp<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let control = self.control;
-        if control.hung_up.get() {
-            return Poll::Ready(());
-        }
-        let waker = match control.waker.take() {
-            Some(waker) if waker.will_wake(cx.waker()) => waker,
-            _ => cx.waker().clone(),
-        };
-        control.waker.set(Some(waker));
-        Poll::Pending
-    }
-}
-
-impl Drop for HangUp<'_> {
+impl Drop for AwaitingReply {
     fn drop(&mut self) {
-        self.control.watching.set(false);
-        drop(self.control.waker.take());
+        self.control.reply_fd.set(None);
     }
 }
 
@@ -179,6 +224,20 @@ enum PeerState {
     Sent,
     /// End-of-file or an error: the client is gone.
     Gone,
+}
+
+/// Whether a write to the socket would not block (or fail at once): its
+/// send buffer has room, or it is closed or in error.
+fn writable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a live session's open socket (see
+    // `peer_state`), and a zero timeout: poll(2) only fills `revents`.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n != 0 && poll.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// Looks at the socket without consuming anything (`MSG_PEEK`).
@@ -296,18 +355,69 @@ mod tests {
     #[test]
     fn a_busy_session_is_told_only_when_its_client_is_gone() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let control = SessionControl::default();
+        let (backend, server) = UnixStream::pair().unwrap();
+        let control = Rc::new(SessionControl::default());
         control.set_fd(ours.as_raw_fd());
         control.go_busy();
         let later = Instant::now() + Duration::from_secs(1);
-        let hang_up = control.hang_up();
+        let awaiting = control.await_reply(backend.as_raw_fd());
         control.look(later);
-        assert!(!control.hung_up.get(), "the client is there");
+        assert!(!control.hung_up(), "the client is there");
         drop(theirs);
         control.look(later);
-        assert!(control.hung_up.get(), "the client is gone");
-        drop(hang_up);
-        assert!(!control.watching.get());
+        assert!(control.hung_up(), "the client is gone");
+        // The wait for the reply ends: the backend socket reads as
+        // end-of-file although its server is still there.
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &backend, &mut buf).unwrap(), 0);
+        drop(awaiting);
+        assert_eq!(control.reply_fd.get(), None);
+        drop(server);
+    }
+
+    #[test]
+    fn a_session_not_awaiting_a_reply_is_left_alone() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let control = Rc::new(SessionControl::default());
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        drop(theirs);
+        control.look(Instant::now() + Duration::from_secs(1));
+        assert!(!control.hung_up());
+    }
+
+    #[test]
+    fn a_write_to_a_full_socket_past_its_limit_has_the_socket_shut() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let control = SessionControl::default();
+        control.set_fd(ours.as_raw_fd());
+        control.go_busy();
+        let start = Instant::now();
+        control.write_started(Duration::from_secs(2));
+        // Room in the socket: the write went through or goes on, nothing
+        // is stuck; the count starts again.
+        control.look(start + Duration::from_secs(3));
+        assert!(!control.write_timed_out());
+        // The peer reads nothing: the socket fills up.
+        ours.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &ours, &[0u8; 4096]).is_ok() {}
+        control.look(start + Duration::from_secs(4));
+        assert!(!control.write_timed_out(), "not past the limit again yet");
+        control.look(start + Duration::from_secs(6));
+        assert!(control.write_timed_out());
+        // The shut write side refuses writes.
+        let write = std::io::Write::write(&mut &ours, b"x");
+        assert!(write.is_err(), "{write:?}");
+        // A write that finished is never timed out.
+        let (full, _peer) = UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        while std::io::Write::write(&mut &full, &[0u8; 4096]).is_ok() {}
+        let control = SessionControl::default();
+        control.set_fd(full.as_raw_fd());
+        control.write_started(Duration::from_secs(2));
+        control.write_done();
+        control.look(Instant::now() + Duration::from_secs(3));
+        assert!(!control.write_timed_out());
     }
 
     #[test]
