@@ -98,6 +98,36 @@ cur.execute("DROP TABLE dropin_direct_execute")
     );
 }
 
+/// A direct execute whose parameters make it larger than Torpor buffers
+/// whole (1 MiB): it streams through, naming the statement its prepare
+/// (in the same write) creates. It closed the session ("oversized command
+/// for an unknown statement").
+#[test]
+fn a_large_direct_execute_streams_through() {
+    let torpor = Torpor::start();
+    let body = r#"
+cur.execute("CREATE OR REPLACE TABLE dropin_large_direct (id INT PRIMARY KEY, v LONGBLOB)")
+big = bytes(range(256)) * (3 * 4096)
+run("insert 3 MiB", lambda: (cur.execute("INSERT INTO dropin_large_direct VALUES (?, ?)", (1, big)), cur.rowcount)[1])
+run("insert 1.5 MiB", lambda: (cur.execute("INSERT INTO dropin_large_direct VALUES (?, ?)", (2, big[: 3 << 19])), cur.rowcount)[1])
+def read_back():
+    cur.execute("SELECT id, LENGTH(v), MD5(v) FROM dropin_large_direct ORDER BY id")
+    return cur.fetchall()
+run("read back", read_back)
+run("after", lambda: (cur.execute("SELECT ? + 1", (41,)), cur.fetchall())[1])
+cur.execute("DROP TABLE dropin_large_direct")
+"#;
+    let (proxied, direct) = python_both(&torpor, body);
+    assert!(
+        direct.contains("insert 3 MiB 1") && direct.contains("after [(42,)]"),
+        "the script ran directly:\n{direct}"
+    );
+    assert_eq!(
+        proxied, direct,
+        "through Torpor (left) and directly (right)"
+    );
+}
+
 /// A procedure that opens a cursor of its own and returns a result: its
 /// column-definition EOF carries SERVER_STATUS_CURSOR_EXISTS although the
 /// client asked for no cursor and the rows follow.

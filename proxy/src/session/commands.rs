@@ -462,6 +462,11 @@ impl Session {
                 if buf.len() < HEADER_LEN + STREAM_HEAD {
                     break Batch::Dispatched;
                 }
+                if self.names_statement_being_prepared(&buf[HEADER_LEN..HEADER_LEN + STREAM_HEAD]) {
+                    // A direct execute too large to buffer: it streams
+                    // once the prepare-OK it depends on is in.
+                    break Batch::Dispatched;
+                }
                 // A command too large to buffer: its packets go through as
                 // they arrive, looked at only for the command byte and the
                 // statement id.
@@ -855,6 +860,25 @@ impl Session {
 
     /// Whether a COM_STMT_PREPARE's reply is still owed: until it is in,
     /// Torpor does not know which statement [`stmt::LAST_PREPARED`] names.
+    /// Whether a statement command's head (`head`: its first bytes)
+    /// names the statement whose prepare-OK has not come back yet (MariaDB's
+    /// direct execute, statement id 0xFFFFFFFF).
+    fn names_statement_being_prepared(&self, head: &[u8]) -> bool {
+        let statement_command = head
+            .first()
+            .copied()
+            .and_then(Command::from_byte)
+            .is_some_and(|c| {
+                matches!(
+                    c,
+                    Command::StmtExecute | Command::StmtBulkExecute | Command::StmtSendLongData
+                )
+            });
+        statement_command
+            && stmt::statement_id(head) == Some(stmt::LAST_PREPARED)
+            && self.prepare_owed()
+    }
+
     fn prepare_owed(&self) -> bool {
         self.ledger.iter().any(|pending| {
             matches!(

@@ -153,9 +153,12 @@ impl Session {
                 | Command::StmtBulkExecute
                 | Command::StmtSendLongData),
             ) => {
-                let Some(id) = stmt::statement_id(head) else {
+                let Some(named) = stmt::statement_id(head) else {
                     return Err(client_protocol(ProtocolError::malformed(command.name()), 1));
                 };
+                // 0xFFFFFFFF (a direct execute) names the statement last
+                // prepared, whose prepare-OK is in by now (see dispatch).
+                let id = self.statements.resolve(named);
                 let skey = BackendStatements::key(self.guard.id, id);
                 if self.statements.get(id).is_none() {
                     return Err(Failure {
