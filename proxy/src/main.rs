@@ -19,6 +19,19 @@ fn main() -> std::process::ExitCode {
         tracing::warn!("{warning}");
     }
     raise_file_limit();
+    // Caught before anything listens: a SIGTERM (or a SIGHUP, whose default
+    // action also kills) while Torpor starts is acted on once it runs, not
+    // a kill in the middle of serving its first clients.
+    let (stop_signals, reload_signals) = match (
+        torpor::shutdown::Shutdown::catch_stop_signals(),
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]),
+    ) {
+        (Ok(stop), Ok(reload)) => (stop, reload),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("torpor: cannot install signal handlers: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let proxy = match Proxy::start(config) {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -26,11 +39,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    if let Err(e) = proxy.shutdown_handle().install_signal_handlers() {
+    if let Err(e) = proxy
+        .shutdown_handle()
+        .install_signal_handlers(stop_signals)
+    {
         eprintln!("torpor: cannot install signal handlers: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    if let Err(e) = reload_on_sighup(cli, proxy.reloader()) {
+    if let Err(e) = reload_on_sighup(cli, proxy.reloader(), reload_signals) {
         eprintln!("torpor: cannot install the SIGHUP handler: {e}");
         return std::process::ExitCode::FAILURE;
     }
@@ -74,8 +90,11 @@ fn raise_file_limit() {
 /// Reloads on each SIGHUP, from a thread of its own: the configuration is
 /// read again as at start (the file, the flags over it) and applied if it
 /// can be; the outcome is logged either way.
-fn reload_on_sighup(cli: Cli, reloader: torpor::reload::Reloader) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+fn reload_on_sighup(
+    cli: Cli,
+    reloader: torpor::reload::Reloader,
+    mut signals: signal_hook::iterator::Signals,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("torpor-reload".into())
         .spawn(move || {

@@ -47,11 +47,22 @@ impl Shutdown {
         }
     }
 
-    /// Triggers the shutdown on SIGTERM or SIGINT, from a thread of its
-    /// own. A second signal while stopping exits at once.
-    pub fn install_signal_handlers(self: &Arc<Self>) -> std::io::Result<()> {
+    /// Catches SIGTERM and SIGINT from now on (they no longer kill the
+    /// process); [`Shutdown::install_signal_handlers`] acts on them,
+    /// including those that came in between. Called before anything
+    /// listens, so that a signal during start-up stops Torpor cleanly.
+    pub fn catch_stop_signals() -> std::io::Result<signal_hook::iterator::Signals> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    }
+
+    /// Triggers the shutdown on the signals `signals` caught (SIGTERM or
+    /// SIGINT, [`Shutdown::catch_stop_signals`]), from a thread of its own.
+    /// A second signal while stopping exits at once.
+    pub fn install_signal_handlers(
+        self: &Arc<Self>,
+        mut signals: signal_hook::iterator::Signals,
+    ) -> std::io::Result<()> {
         let shutdown = Arc::clone(self);
         std::thread::Builder::new()
             .name("torpor-signals".into())
