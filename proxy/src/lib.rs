@@ -15,7 +15,9 @@
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a connection (TCP or Unix socket) with its read buffer.
 //! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
-//! - [`buffers`]: each worker's pool of large read buffers.
+//! - [`buffers`]: each worker's pools of read and reply buffers.
+//! - [`trim`]: giving freed memory back to the system after a burst of
+//!   connections.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
 //!   borrow per transaction.
 //! - [`unread`]: what a session left unread on a connection it gave back.
@@ -63,6 +65,7 @@ pub mod service;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod trim;
 pub mod unread;
 pub mod users;
 pub mod worker;

@@ -370,14 +370,16 @@ async fn accept_loop(
 /// actor nudges: idle backend connections past their timeout close; for a
 /// service that is suspending (or asleep) every idle connection closes;
 /// and what the worker has lent and when it last saw use is published for
-/// the actors; what the worker's sessions recorded goes to the metrics.
-/// Nothing here runs per query.
+/// the actors; what the worker's sessions recorded goes to the metrics;
+/// and worker 0 gives freed memory back after a burst of connections
+/// closed ([`crate::trim`]). Nothing here runs per query.
 async fn tick(
     index: usize,
     shared: Arc<Shared>,
     pools: Rc<[Rc<BackendPool<BackendConn>>]>,
     metrics: Rc<WorkerMetrics>,
 ) {
+    let mut trim = crate::trim::BurstTrim::default();
     loop {
         let nudged = shared.nudge.listen();
         monoio::select! {
@@ -387,6 +389,10 @@ async fn tick(
         metrics.flush(pools.iter().map(|pool| pool.take_stats()));
         if shared.shutdown.is_stopping() {
             return;
+        }
+        // The allocator's arenas are the process's: one worker decides.
+        if index == 0 && trim.observe(shared.registry.len()) {
+            crate::trim::give_back_free_memory();
         }
         // A reload's new limits reach the pools here, within a second.
         let settings = shared.settings();
