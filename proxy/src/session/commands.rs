@@ -163,6 +163,10 @@ pub struct Session {
     pub(super) peer: Peer,
     pub(super) control: Rc<SessionControl>,
     pub(super) buffers: Rc<BufferPool>,
+    /// The worker's small buffers: the client's read buffer and
+    /// `to_client` come from there when the client sends, and go back
+    /// when it is idle.
+    pub(super) small_buffers: Rc<BufferPool>,
     pub(super) ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
     /// waiting on the backend.
@@ -215,6 +219,7 @@ impl Session {
             index,
             control,
             buffers,
+            small_buffers,
             pools,
             metrics,
         } = parts;
@@ -247,6 +252,7 @@ impl Session {
             peer,
             control,
             buffers,
+            small_buffers,
             ledger: VecDeque::new(),
             to_client: BytesMut::new(),
             model: authenticated.model,

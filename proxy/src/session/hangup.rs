@@ -29,6 +29,7 @@
 //! it races is dropped only on a connection that is closed right after.
 
 use std::future::Future;
+use std::io::ErrorKind;
 use std::os::fd::RawFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
@@ -193,7 +194,9 @@ impl Session {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = if self.to_client.is_empty() {
+        let read = if !mid_command && !self.client.is_compressed() {
+            self.wait_holding_nothing(want).await
+        } else if self.to_client.is_empty() {
             Ok(self.client.read_more(want).await)
         } else {
             let out = std::mem::take(&mut self.to_client);
@@ -236,6 +239,44 @@ impl Session {
             Ok(0) => Err(SessionError::ClientGone.into()),
             Ok(_) => Ok(()),
             Err(e) => Err(SessionError::client_io(e).into()),
+        }
+    }
+
+    /// Between commands: writes what the client is owed, gives the read
+    /// and reply buffers back to the worker's pool, and waits for the
+    /// client's next bytes holding neither (a held idle client costs no
+    /// buffer); then takes buffers again and reads.
+    async fn wait_holding_nothing(
+        &mut self,
+        want: usize,
+    ) -> std::io::Result<std::io::Result<usize>> {
+        let small = std::rc::Rc::clone(&self.small_buffers);
+        small.give(std::mem::take(&mut self.client.rbuf));
+        let ready = if self.to_client.is_empty() {
+            small.give(std::mem::take(&mut self.to_client));
+            self.client.readable().await
+        } else {
+            let out = std::mem::take(&mut self.to_client);
+            let (written, ready) = self
+                .client
+                .send_then_readable(out, |mut out| {
+                    out.clear();
+                    small.give(out);
+                })
+                .await;
+            written?;
+            ready
+        };
+        if let Err(e) = ready {
+            return Ok(Err(e));
+        }
+        self.client.rbuf = small.take();
+        self.to_client = small.take();
+        match self.client.read_ready() {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                Ok(self.client.read_more(want).await)
+            }
+            read => Ok(read),
         }
     }
 

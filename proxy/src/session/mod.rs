@@ -108,6 +108,8 @@ pub struct WorkerParts {
     pub control: Rc<SessionControl>,
     /// The worker's large read buffers.
     pub buffers: Rc<BufferPool>,
+    /// The worker's small buffers (client commands and replies).
+    pub small_buffers: Rc<BufferPool>,
     /// The worker's backend connections, one pool per service.
     pub pools: Rc<[Rc<BackendPool<BackendConn>>]>,
     /// The worker's metrics.
