@@ -226,16 +226,21 @@ impl Service {
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        let opened =
-            match backend::connect(&self.backend_addr()?, login, self.connect_timeout).await {
-                Ok(opened) => opened,
-                Err(error) => {
-                    if crate::outage::is_outage(&error) {
-                        self.outage.seen(&self.name, &error);
-                    }
-                    return Err(error);
+        // Boxed: a backend login's future is large, and every session
+        // task that may open a connection would otherwise carry its size
+        // while idle (one allocation per connection opened is nothing
+        // next to a TCP and MySQL handshake).
+        let addr = self.backend_addr()?;
+        let connect = Box::pin(backend::connect(&addr, login, self.connect_timeout));
+        let opened = match connect.await {
+            Ok(opened) => opened,
+            Err(error) => {
+                if crate::outage::is_outage(&error) {
+                    self.outage.seen(&self.name, &error);
                 }
-            };
+                return Err(error);
+            }
+        };
         self.outage.ended(&self.name);
         self.stats.backend_opened();
         Ok(opened)

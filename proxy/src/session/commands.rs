@@ -371,7 +371,7 @@ impl Session {
                     // may be replayed, the command run again; otherwise
                     // the commands cut in flight get errors and the
                     // session goes on where it can.
-                    if let Err(failure) = self.after_lost_reply(failure).await {
+                    if let Err(failure) = Box::pin(self.after_lost_reply(failure)).await {
                         self.answer_cut(failure).await?;
                     }
                     continue;
@@ -399,8 +399,8 @@ impl Session {
                 match batch {
                     Batch::Dispatched => {}
                     Batch::Quit => return Ok(()),
-                    Batch::ChangeUser => self.change_user().await?,
-                    Batch::Prepare { id } => self.prepare_again(id).await?,
+                    Batch::ChangeUser => Box::pin(self.change_user()).await?,
+                    Batch::Prepare { id } => Box::pin(self.prepare_again(id)).await?,
                 }
                 self.release_if_free();
                 continue;
