@@ -241,7 +241,9 @@ impl Conn {
     /// one plain nonblocking `recv` (after [`Conn::readable`] said there
     /// is something: no second trip through the runtime for it). `Ok(0)`
     /// means the peer closed; `WouldBlock`, that nothing was there after
-    /// all. Uncompressed connections only.
+    /// all. Uncompressed connections only, and only on a stream whose
+    /// bytes are the protocol's (a stream that decrypts must read
+    /// through its own layer instead: this reads the socket itself).
     pub fn read_ready(&mut self) -> io::Result<usize> {
         if self.rbuf.capacity() == self.rbuf.len() {
             self.rbuf.reserve(SMALL_BUFFER);
