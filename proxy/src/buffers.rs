@@ -1,45 +1,84 @@
-//! A worker's pool of large read buffers.
+//! A worker's pools of read and reply buffers.
 //!
 //! A backend connection needs a large buffer only while a reply streams
-//! through it; between commands it needs none. Taking one from the pool
-//! for the reply and giving it back after keeps idle sessions small (a few
-//! KiB each) without a large allocation per command.
+//! through it; between commands it needs none. A client connection needs
+//! a small one only from the moment its client has sent something until
+//! the reply is written; an idle client holds none (it waits for its
+//! socket to become readable, see [`crate::net::Conn::readable`]). Taking
+//! buffers from the worker's pools when they are needed and giving them
+//! back after keeps idle sessions small without an allocation per
+//! command. Each pool keeps a bounded number of free buffers, so after a
+//! burst of busy connections the rest goes back to the allocator.
 
 use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Size of the pooled buffers.
+use crate::net::SMALL_BUFFER;
+
+/// Size of the large pooled buffers (backend replies).
 pub const LARGE_BUFFER: usize = 128 * 1024;
 
-/// How many free buffers a worker keeps.
-const KEEP: usize = 256;
+/// How many free large buffers a worker keeps (32 MiB).
+const KEEP_LARGE: usize = 256;
 
-/// Free large buffers of one worker.
-#[derive(Debug, Default)]
+/// How many free small buffers a worker keeps (4 MiB): enough for every
+/// session of a busy worker to have one in hand.
+const KEEP_SMALL: usize = 1024;
+
+/// Free buffers of one size, of one worker.
+#[derive(Debug)]
 pub struct BufferPool {
+    size: usize,
+    keep: usize,
     free: RefCell<Vec<BytesMut>>,
 }
 
+impl Default for BufferPool {
+    /// A pool of large buffers.
+    fn default() -> Self {
+        BufferPool::large()
+    }
+}
+
 impl BufferPool {
-    /// An empty buffer of [`LARGE_BUFFER`] capacity.
+    /// A pool of [`LARGE_BUFFER`]s.
+    pub fn large() -> BufferPool {
+        BufferPool::new(LARGE_BUFFER, KEEP_LARGE)
+    }
+
+    /// A pool of [`SMALL_BUFFER`]s.
+    pub fn small() -> BufferPool {
+        BufferPool::new(SMALL_BUFFER, KEEP_SMALL)
+    }
+
+    fn new(size: usize, keep: usize) -> BufferPool {
+        BufferPool {
+            size,
+            keep,
+            free: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer of the pool's size.
     pub fn take(&self) -> BytesMut {
         self.free
             .borrow_mut()
             .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(LARGE_BUFFER))
+            .unwrap_or_else(|| BytesMut::with_capacity(self.size))
     }
 
     /// Takes back an empty buffer; one that still holds bytes, or whose
-    /// memory cannot be reclaimed whole, is dropped instead.
+    /// memory cannot be reclaimed whole, or that grew well past the
+    /// pool's size, is dropped instead, as is any beyond the pool's bound.
     pub fn give(&self, mut buf: BytesMut) {
-        if !buf.is_empty() {
+        if !buf.is_empty() || buf.capacity() == 0 {
             return;
         }
         // Reclaims the whole allocation when nothing else refers to it.
-        buf.reserve(LARGE_BUFFER);
+        buf.reserve(self.size);
         let mut free = self.free.borrow_mut();
-        if buf.capacity() >= LARGE_BUFFER && buf.capacity() <= 2 * LARGE_BUFFER && free.len() < KEEP
+        if buf.capacity() >= self.size && buf.capacity() <= 2 * self.size && free.len() < self.keep
         {
             free.push(buf);
         }
@@ -76,5 +115,27 @@ mod tests {
         busy.extend_from_slice(b"x");
         pool.give(busy);
         assert!(pool.is_empty(), "a buffer with bytes in it is not pooled");
+    }
+
+    #[test]
+    fn small_buffers_are_kept_up_to_the_bound_and_grown_ones_dropped() {
+        let pool = BufferPool::small();
+        let taken: Vec<BytesMut> = (0..KEEP_SMALL + 10).map(|_| pool.take()).collect();
+        assert!(taken.iter().all(|b| b.capacity() >= SMALL_BUFFER));
+        for buf in taken {
+            pool.give(buf);
+        }
+        assert_eq!(
+            pool.len(),
+            KEEP_SMALL,
+            "what a burst leaves beyond the bound is freed"
+        );
+        let mut grown = pool.take();
+        grown.reserve(10 * SMALL_BUFFER);
+        pool.give(grown);
+        assert_eq!(pool.len(), KEEP_SMALL - 1, "a buffer that grew is not kept");
+        // A session that never had a buffer gives nothing back.
+        pool.give(BytesMut::new());
+        assert_eq!(pool.len(), KEEP_SMALL - 1);
     }
 }

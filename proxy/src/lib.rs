@@ -17,7 +17,9 @@
 //! - [`tls`]: TLS on the client leg: certificates, rustls over a
 //!   connection's buffers, the zero-configuration proof.
 //! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
-//! - [`buffers`]: each worker's pool of large read buffers.
+//! - [`buffers`]: each worker's pools of read and reply buffers.
+//! - [`trim`]: giving freed memory back to the system after a burst of
+//!   connections.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
 //!   borrow per transaction.
 //! - [`unread`]: what a session left unread on a connection it gave back.
@@ -66,6 +68,7 @@ pub mod session;
 pub mod settings;
 pub mod shutdown;
 pub mod tls;
+pub mod trim;
 pub mod unread;
 pub mod users;
 pub mod worker;

@@ -464,6 +464,101 @@ impl Conn {
         (Ok(()), out, read)
     }
 
+    /// Waits until the socket has bytes to read (or its peer closed, or
+    /// its read side was shut), holding no buffer: an idle client costs
+    /// no read buffer (io_uring holds the buffer of a pending read; a
+    /// readiness wait is a poll and holds none). The caller then puts a
+    /// buffer in [`Conn::rbuf`] and reads. Only on a connection with
+    /// nothing buffered and no compression: bytes already decompressed
+    /// (or, for a stream that decrypts, already decrypted) would never
+    /// make the socket readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        // SAFETY: the halves share the stream through this cell and each
+        // takes `&mut` to it for its own operations (monoio's split); the
+        // readiness wait only clones the stream's fd into its poll
+        // operation and reads nothing else of it.
+        match &self.halves {
+            Halves::Tcp(reader, _) => unsafe { &*reader.0.get() }.readable(false).await,
+            Halves::Unix(reader, _) => unsafe { &*reader.0.get() }.readable(false).await,
+        }
+    }
+
+    /// Reads what the socket holds now onto the end of the buffer, with
+    /// one plain nonblocking `recv` (after [`Conn::readable`] said there
+    /// is something: no second trip through the runtime for it). `Ok(0)`
+    /// means the peer closed; `WouldBlock`, that nothing was there after
+    /// all. Uncompressed connections only, and only on a stream whose
+    /// bytes are the protocol's (a stream that decrypts must read
+    /// through its own layer instead: this reads the socket itself).
+    pub fn read_ready(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() == self.rbuf.len() {
+            self.rbuf.reserve(SMALL_BUFFER);
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        // SAFETY: `fd` is this connection's open socket; recv(2) writes at
+        // most `spare.len()` bytes into the buffer's spare capacity, which
+        // the slice covers.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // SAFETY: recv(2) initialized the first `n` bytes of the spare
+        // capacity.
+        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+        self.received += n as u64;
+        Ok(n)
+    }
+
+    /// Writes all of `out` and, in the same submission, waits until the
+    /// socket is readable (as [`Conn::readable`]). `written` gets `out`
+    /// back as soon as the write is done, so that it need not be held
+    /// while the client thinks. Uncompressed connections only.
+    pub async fn send_then_readable<B: IoBuf>(
+        &mut self,
+        out: B,
+        written: impl FnOnce(B),
+    ) -> (io::Result<()>, io::Result<()>) {
+        let n = out.bytes_init();
+        let (write, ready) = match &mut self.halves {
+            Halves::Tcp(reader, writer) => {
+                // SAFETY: as in `readable`.
+                let stream = unsafe { &*reader.0.get() };
+                monoio::join!(
+                    async {
+                        let (result, out) = writer.write_all(out).await;
+                        written(out);
+                        result
+                    },
+                    stream.readable(false)
+                )
+            }
+            Halves::Unix(reader, writer) => {
+                // SAFETY: as in `readable`.
+                let stream = unsafe { &*reader.0.get() };
+                monoio::join!(
+                    async {
+                        let (result, out) = writer.write_all(out).await;
+                        written(out);
+                        result
+                    },
+                    stream.readable(false)
+                )
+            }
+        };
+        if write.is_ok() {
+            self.sent += n as u64;
+        }
+        (write.map(|_| ()), ready)
+    }
+
     /// Writes all of `buf` and hands it back.
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> (io::Result<()>, B) {
         if self.compression.is_some() || self.tls.is_some() {

@@ -235,14 +235,18 @@ impl Service {
         &self,
         login: &backend::Login<'_>,
     ) -> Result<(BackendConn, Vec<u8>), SessionError> {
-        let opened = match backend::connect(
-            &self.backend_addr()?,
+        // Boxed: a backend login's future is large, and every session
+        // task that may open a connection would otherwise carry its size
+        // while idle (one allocation per connection opened is nothing
+        // next to a TCP and MySQL handshake).
+        let addr = self.backend_addr()?;
+        let connect = Box::pin(backend::connect(
+            &addr,
             login,
             self.connect_timeout,
             self.backend_tls.get(),
-        )
-        .await
-        {
+        ));
+        let opened = match connect.await {
             Ok(opened) => opened,
             Err(error) => {
                 if crate::outage::is_outage(&error) {

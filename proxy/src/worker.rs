@@ -22,7 +22,7 @@ use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
 use crate::metrics::WorkerMetrics;
-use crate::net::{Conn, Peer, SMALL_BUFFER};
+use crate::net::{Conn, Peer};
 use crate::pool::BackendPool;
 use crate::session;
 
@@ -186,12 +186,12 @@ type Accepted = std::io::Result<(Conn, Peer)>;
 
 async fn accept_tcp(listener: &monoio::net::TcpListener) -> Accepted {
     let (stream, peer) = listener.accept().await?;
-    Ok((Conn::new(stream, SMALL_BUFFER)?, Peer::Tcp(peer)))
+    Ok((Conn::new(stream, 0)?, Peer::Tcp(peer)))
 }
 
 async fn accept_local(listener: &monoio::net::UnixListener) -> Accepted {
     let (stream, _) = listener.accept().await?;
-    Ok((Conn::new_unix(stream, SMALL_BUFFER), Peer::Local))
+    Ok((Conn::new_unix(stream, 0), Peer::Local))
 }
 
 /// How often a listener that keeps failing says so.
@@ -229,6 +229,7 @@ struct Acceptor {
     shared: Arc<Shared>,
     sessions: Rc<Sessions>,
     buffers: Rc<BufferPool>,
+    small_buffers: Rc<BufferPool>,
     pools: Rc<[Rc<BackendPool<BackendConn>>]>,
     metrics: Rc<WorkerMetrics>,
 }
@@ -266,7 +267,10 @@ impl Acceptor {
         }
     }
 
-    fn serve(&self, client: Conn, peer: Peer) {
+    fn serve(&self, mut client: Conn, peer: Peer) {
+        // The login's read buffer comes from the pool it goes back to
+        // when the session first waits for its client.
+        client.rbuf = self.small_buffers.take();
         let (slot, control) = self.sessions.insert();
         let index = self.index;
         let shared = Arc::clone(&self.shared);
@@ -274,19 +278,24 @@ impl Acceptor {
             index,
             control,
             buffers: Rc::clone(&self.buffers),
+            small_buffers: Rc::clone(&self.small_buffers),
             pools: Rc::clone(&self.pools),
             metrics: Rc::clone(&self.metrics),
         };
-        monoio::spawn(async move {
-            // A bug that panics ends its own session (its sockets close
-            // as it unwinds), not the worker and every other session on
-            // it.
-            let serve = session::serve(client, peer, shared, parts);
-            if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
-                error!(worker = index, %peer, "session panicked; it was closed");
-            }
-            drop(slot);
-        });
+        // A bug that panics ends its own session (its sockets close as it
+        // unwinds), not the worker and every other session on it. A
+        // combinator rather than an async block: a block that awaits a
+        // future held in a local keeps two copies of it, and this one is
+        // the session's whole state, held for as long as its client.
+        let serve = AssertUnwindSafe(session::serve(client, peer, shared, parts))
+            .catch_unwind()
+            .map(move |result| {
+                if result.is_err() {
+                    error!(worker = index, %peer, "session panicked; it was closed");
+                }
+                drop(slot);
+            });
+        monoio::spawn(serve);
     }
 }
 
@@ -303,7 +312,8 @@ async fn accept_loop(
         let shared = Arc::clone(&shared);
         monoio::spawn(Rc::clone(&sessions).watch(move || shared.shutdown.is_stopping()));
     }
-    let buffers = Rc::new(BufferPool::default());
+    let buffers = Rc::new(BufferPool::large());
+    let small_buffers = Rc::new(BufferPool::small());
     let settings = shared.settings();
     // One pool per service, indexed like `shared.services`.
     let workers = shared.config.worker_count();
@@ -331,6 +341,7 @@ async fn accept_loop(
         shared: Arc::clone(&shared),
         sessions: Rc::clone(&sessions),
         buffers,
+        small_buffers,
         pools: Rc::clone(&pools),
         metrics,
     };
@@ -370,14 +381,16 @@ async fn accept_loop(
 /// actor nudges: idle backend connections past their timeout close; for a
 /// service that is suspending (or asleep) every idle connection closes;
 /// and what the worker has lent and when it last saw use is published for
-/// the actors; what the worker's sessions recorded goes to the metrics.
-/// Nothing here runs per query.
+/// the actors; what the worker's sessions recorded goes to the metrics;
+/// and worker 0 gives freed memory back after a burst of connections
+/// closed ([`crate::trim`]). Nothing here runs per query.
 async fn tick(
     index: usize,
     shared: Arc<Shared>,
     pools: Rc<[Rc<BackendPool<BackendConn>>]>,
     metrics: Rc<WorkerMetrics>,
 ) {
+    let mut trim = crate::trim::BurstTrim::default();
     loop {
         let nudged = shared.nudge.listen();
         monoio::select! {
@@ -387,6 +400,10 @@ async fn tick(
         metrics.flush(pools.iter().map(|pool| pool.take_stats()));
         if shared.shutdown.is_stopping() {
             return;
+        }
+        // The allocator's arenas are the process's: one worker decides.
+        if index == 0 && trim.observe(shared.registry.len()) {
+            crate::trim::give_back_free_memory();
         }
         // A reload's new limits reach the pools here, within a second.
         let settings = shared.settings();

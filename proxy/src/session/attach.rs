@@ -110,7 +110,10 @@ impl Session {
                     id = self.guard.id,
                     "backend connection lost in a transaction: replaying it"
                 );
-                return self.replay_transaction().await;
+                // Boxed, as every rare path of the command loop: the
+                // session's task stays the size of what it does per
+                // command (see `crate::session`).
+                return Box::pin(self.replay_transaction()).await;
             }
             let pins = self.model.pins();
             // User variables not read yet died with the connection.

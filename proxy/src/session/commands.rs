@@ -164,6 +164,13 @@ pub struct Session {
     pub(super) peer: Peer,
     pub(super) control: Rc<SessionControl>,
     pub(super) buffers: Rc<BufferPool>,
+    /// The worker's small buffers: the client's read buffer and
+    /// `to_client` come from there when the client sends, and go back
+    /// when it is idle.
+    pub(super) small_buffers: Rc<BufferPool>,
+    /// Waits for the client in a row that were short (see
+    /// `Session::holds_nothing_while_idle`).
+    pub(super) short_waits: u8,
     pub(super) ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
     /// waiting on the backend.
@@ -216,6 +223,7 @@ impl Session {
             index,
             control,
             buffers,
+            small_buffers,
             pools,
             metrics,
         } = parts;
@@ -248,6 +256,8 @@ impl Session {
             peer,
             control,
             buffers,
+            small_buffers,
+            short_waits: 0,
             ledger: VecDeque::new(),
             to_client: BytesMut::new(),
             model: authenticated.model,
@@ -366,7 +376,7 @@ impl Session {
                     // may be replayed, the command run again; otherwise
                     // the commands cut in flight get errors and the
                     // session goes on where it can.
-                    if let Err(failure) = self.after_lost_reply(failure).await {
+                    if let Err(failure) = Box::pin(self.after_lost_reply(failure)).await {
                         self.answer_cut(failure).await?;
                     }
                     continue;
@@ -394,8 +404,8 @@ impl Session {
                 match batch {
                     Batch::Dispatched => {}
                     Batch::Quit => return Ok(()),
-                    Batch::ChangeUser => self.change_user().await?,
-                    Batch::Prepare { id } => self.prepare_again(id).await?,
+                    Batch::ChangeUser => Box::pin(self.change_user()).await?,
+                    Batch::Prepare { id } => Box::pin(self.prepare_again(id)).await?,
                 }
                 self.release_if_free();
                 continue;

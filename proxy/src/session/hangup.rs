@@ -33,6 +33,7 @@
 //! socket (`MSG_PEEK`), and ends a reply's wait only on a backend
 //! connection that is closed right after.
 
+use std::io::ErrorKind;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,6 +47,13 @@ use super::model::NumericVariable;
 use super::Failure;
 use crate::backend::{self, Login};
 use crate::error::SessionError;
+
+/// A wait for the client shorter than this counts as a busy client's.
+const SHORT_WAIT: Duration = Duration::from_secs(1);
+
+/// After this many short waits in a row, a session keeps its read buffer
+/// through its waits (see [`Session::holds_nothing_while_idle`]).
+const BUSY_AFTER_SHORT_WAITS: u8 = 8;
 
 /// How long the side connection that stops a statement may take.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
@@ -176,7 +184,12 @@ impl Session {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = if self.to_client.is_empty() {
+        let read = if !mid_command && self.holds_nothing_while_idle() {
+            match self.wait_holding_nothing(want).await {
+                Ok(read) => read,
+                Err(e) => return Err(self.client_write_failed(e)),
+            }
+        } else if self.to_client.is_empty() {
             self.client.read_more(want).await
         } else {
             // The replies may not fit in the socket: a client that stopped
@@ -194,7 +207,12 @@ impl Session {
             }
             read
         };
-        self.control.go_busy();
+        let waited = self.control.go_busy();
+        self.short_waits = if waited < SHORT_WAIT {
+            self.short_waits.saturating_add(1)
+        } else {
+            0
+        };
         if self.control.timed_out() {
             if mid_command {
                 return Err(self.stalled());
@@ -245,6 +263,64 @@ impl Session {
             "the client read nothing within net_write_timeout",
         ))
         .into()
+    }
+
+    /// Whether the next wait for the client should hold no buffer
+    /// ([`Session::wait_holding_nothing`]). It costs a readiness wait and
+    /// then a `recv` (one system call more than a read with a buffer), so
+    /// a session whose last [`BUSY_AFTER_SHORT_WAITS`] waits were each
+    /// shorter than [`SHORT_WAIT`] (a client sending command after command)
+    /// reads with its buffer as before; any other waits holding nothing.
+    /// Compressed and TLS connections read through their layers: always
+    /// with a buffer.
+    fn holds_nothing_while_idle(&self) -> bool {
+        self.short_waits < BUSY_AFTER_SHORT_WAITS
+            && !self.client.is_compressed()
+            && !self.client.is_tls()
+    }
+
+    /// Between commands: writes what the client is owed, gives the read
+    /// and reply buffers back to the worker's pool, and waits for the
+    /// client's next bytes holding neither (a held idle client costs no
+    /// buffer); then takes buffers again and reads.
+    async fn wait_holding_nothing(
+        &mut self,
+        want: usize,
+    ) -> std::io::Result<std::io::Result<usize>> {
+        let small = std::rc::Rc::clone(&self.small_buffers);
+        small.give(std::mem::take(&mut self.client.rbuf));
+        let ready = if self.to_client.is_empty() {
+            small.give(std::mem::take(&mut self.to_client));
+            self.client.readable().await
+        } else {
+            // As in `wait_for_client`: a client that stops reading is
+            // closed after net_write_timeout.
+            let out = std::mem::take(&mut self.to_client);
+            let control = std::rc::Rc::clone(&self.control);
+            control.write_started(self.shared.settings().net_write_timeout);
+            let (written, ready) = self
+                .client
+                .send_then_readable(out, |mut out| {
+                    control.write_done();
+                    out.clear();
+                    small.give(out);
+                })
+                .await;
+            self.control.write_done();
+            written?;
+            ready
+        };
+        if let Err(e) = ready {
+            return Ok(Err(e));
+        }
+        self.client.rbuf = small.take();
+        self.to_client = small.take();
+        match self.client.read_ready() {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                Ok(self.client.read_more(want).await)
+            }
+            read => Ok(read),
+        }
     }
 
     /// The client left a command half sent past `net_read_timeout` (or

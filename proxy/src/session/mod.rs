@@ -108,6 +108,8 @@ pub struct WorkerParts {
     pub control: Rc<SessionControl>,
     /// The worker's large read buffers.
     pub buffers: Rc<BufferPool>,
+    /// The worker's small buffers (client commands and replies).
+    pub small_buffers: Rc<BufferPool>,
     /// The worker's backend connections, one pool per service.
     pub pools: Rc<[Rc<BackendPool<BackendConn>>]>,
     /// The worker's metrics.
@@ -123,8 +125,11 @@ pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: Wor
     let id = guard.id;
     // The permit (a max_connections slot) is taken once the client has
     // proven its password: see login::login.
+    // The login's future is boxed: it is large and done with after the
+    // login, and the session's task would otherwise keep its size for as
+    // long as the client stays connected.
     let (authenticated, _permit) =
-        match login::login(&mut client, &shared, id, peer, &parts.pools).await {
+        match Box::pin(login::login(&mut client, &shared, id, peer, &parts.pools)).await {
             Ok(logged_in) => logged_in,
             Err((error, seq)) => {
                 if matches!(error, SessionError::TooManyConnections) {
@@ -143,15 +148,23 @@ pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: Wor
     let service = authenticated.service.name.clone();
     info!(id, %peer, %user, %service, "logged in");
     let logged_in = std::time::Instant::now();
-    let session = commands::Session::new(
-        client,
-        authenticated,
-        guard,
-        Arc::clone(&shared),
-        peer,
-        parts,
-    );
-    let reason = session.run().await;
+    // The command loop's future is boxed, and the session built in a
+    // block that ends before the await: a local, or a temporary of the
+    // awaiting statement, would keep a second copy of the session in this
+    // task for its whole life (one allocation per session, not per
+    // command).
+    let run = {
+        let session = commands::Session::new(
+            client,
+            authenticated,
+            guard,
+            Arc::clone(&shared),
+            peer,
+            parts,
+        );
+        Box::pin(session.run())
+    };
+    let reason = run.await;
     // The lifecycle's last line: who, how long, and why it ended (never
     // a password or query text).
     info!(

@@ -86,10 +86,17 @@ impl SessionControl {
         self.since.set(Some(Instant::now()));
     }
 
-    /// Marks the session as busy with a command.
-    pub fn go_busy(&self) {
+    /// Marks the session as busy with a command; returns how long it was
+    /// idle (zero if it was not).
+    pub fn go_busy(&self) -> Duration {
+        let now = Instant::now();
+        let idle_for = match (self.idle.get(), self.since.get()) {
+            (true, Some(since)) => now.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        };
         self.idle.set(false);
-        self.since.set(Some(Instant::now()));
+        self.since.set(Some(now));
+        idle_for
     }
 
     /// A write to the client starts; it may wait up to `limit` for the
