@@ -1,7 +1,9 @@
 //! Parsing, defaults and checks of the configuration: flags, file and
 //! environment.
 
+use super::cli::shown_defaults;
 use super::*;
+use clap::Parser;
 
 #[test]
 fn flags_override_the_file() {

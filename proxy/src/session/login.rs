@@ -268,12 +268,7 @@ async fn run(
         match service.backend_info().await {
             Ok(info) => break info,
             Err(error) if outage::is_outage(&error) => {
-                if shared.shutdown.is_stopping() {
-                    return Err(SessionError::Shutdown);
-                }
-                if !hold.pause(&service.outage).await {
-                    return Err(login_unreachable(&hold));
-                }
+                hold_login(shared, &service.outage, &mut hold).await?;
             }
             Err(error) => return Err(error),
         }
@@ -406,12 +401,7 @@ async fn run(
             match attempt.await {
                 Ok(lent) => break lent,
                 Err(error) if outage::is_outage(&error) => {
-                    if shared.shutdown.is_stopping() {
-                        return Err(SessionError::Shutdown);
-                    }
-                    if !hold.pause(&service.outage).await {
-                        return Err(login_unreachable(&hold));
-                    }
+                    hold_login(shared, &service.outage, &mut hold).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -487,6 +477,23 @@ async fn run(
         model,
     };
     Ok((authenticated, permit))
+}
+
+/// After a try that found the backend unreachable: waits before the next
+/// one, the login held; or says why the login ends (Torpor stops, or the
+/// hold reached `outage_hold_secs`).
+async fn hold_login(
+    shared: &Shared,
+    outage: &crate::outage::Outage,
+    hold: &mut Hold,
+) -> Result<(), SessionError> {
+    if shared.shutdown.is_stopping() {
+        return Err(SessionError::Shutdown);
+    }
+    if !hold.pause(outage).await {
+        return Err(login_unreachable(hold));
+    }
+    Ok(())
 }
 
 /// A login held past `outage_hold_secs`: a login has no session to keep,
