@@ -306,6 +306,68 @@ fn resize_sets_the_engine_limits() {
     assert_eq!(one, Some(1));
 }
 
+/// The usage the autoscaler samples, read from the container's cgroup:
+/// CPU time that grows by what a busy query burns, the server's memory,
+/// and the limits a resize set, read back from the kernel.
+#[test]
+fn usage_reads_the_containers_cgroup_and_follows_a_resize() {
+    if ready().is_none() {
+        return;
+    }
+    let mut service = Service::new("usage", |options| {
+        options.resources = Resources {
+            cpus: 1.0,
+            memory_mib: 1024,
+        };
+    });
+    let addr = tcp(service.start().expect("start"));
+    let before = service.usage().expect("usage of a running container");
+    assert_eq!(before.cpu_limit, Some(1.0), "{before:?}");
+    assert_eq!(before.memory_limit_bytes, Some(1024 * 1024 * 1024));
+    assert!(
+        before.working_set_bytes > 20 * 1024 * 1024
+            && before.working_set_bytes <= before.memory_bytes,
+        "mariadbd holds tens of MiB: {before:?}"
+    );
+
+    // About a second of one CPU, burnt inside the container.
+    let mut conn = root_connect(addr);
+    let started = Instant::now();
+    let _: Option<i64> = conn
+        .query_first("SELECT BENCHMARK(20000000, MD5('torpor'))")
+        .unwrap();
+    let wall = started.elapsed();
+    let after = service.usage().expect("usage after the query");
+    let burnt = Duration::from_nanos(after.cpu_nanos - before.cpu_nanos);
+    eprintln!("timing: BENCHMARK took {wall:?} of wall time and {burnt:?} of CPU");
+    assert!(
+        burnt >= wall / 2 && burnt <= wall * 2 + Duration::from_millis(500),
+        "the cgroup counted {burnt:?} of CPU for a {wall:?} query"
+    );
+
+    service
+        .resize(Resources {
+            cpus: 0.5,
+            memory_mib: 768,
+        })
+        .expect("resize");
+    let resized = service.usage().expect("usage after the resize");
+    assert_eq!(resized.cpu_limit, Some(0.5), "{resized:?}");
+    assert_eq!(resized.memory_limit_bytes, Some(768 * 1024 * 1024));
+
+    // Frozen, it reads still (and burns nothing).
+    service.freeze().expect("freeze");
+    let frozen = service.usage().expect("usage of a frozen container");
+    std::thread::sleep(Duration::from_millis(300));
+    let still = service.usage().expect("usage again");
+    assert_eq!(
+        frozen.cpu_nanos, still.cpu_nanos,
+        "a frozen container burns no CPU"
+    );
+    service.stop().expect("stop");
+    assert!(service.usage().is_err(), "a stopped container has no usage");
+}
+
 #[test]
 fn a_container_removed_underneath_is_gone_and_start_creates_it_again() {
     if ready().is_none() {

@@ -193,3 +193,55 @@ fn managed_accounts_get_their_database_not_global_rights() {
         "{grants:#?}"
     );
 }
+
+/// The process driver's usage, which the autoscaler samples: mariadbd's
+/// own CPU time and resident memory from `/proc` (it shares Torpor's
+/// cgroup), growing by what a busy query burns; no limits; none once it
+/// stopped.
+#[test]
+fn process_usage_counts_mariadbd_alone() {
+    use torpor::scaler::driver::Driver;
+    use torpor::scaler::process_driver::{ProcessDriver, ProcessOptions, ADMIN_USER};
+
+    if !mariadb_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = ProcessDriver::new(ProcessOptions {
+        datadir: dir.path().join("data"),
+        accounts: Vec::new(),
+        admin_password: "admin-secret".into(),
+        buffer_pool: "64M".into(),
+        ready_timeout: Duration::from_secs(60),
+    });
+    driver.start().expect("mariadbd starts");
+    let before = driver.usage().expect("usage of a running mariadbd");
+    assert!(
+        before.memory_bytes > 20 * 1024 * 1024,
+        "mariadbd holds tens of MiB: {before:?}"
+    );
+    assert_eq!((before.cpu_limit, before.memory_limit_bytes), (None, None));
+
+    let access = driver.admin_access().expect("admin access");
+    assert_eq!(access.user, ADMIN_USER);
+    let opts = torpor_tests::tcp_opts(access.address)
+        .user(Some(access.user.clone()))
+        .pass(Some(access.password.clone()));
+    let mut conn = mysql::Conn::new(opts).expect("admin login");
+    let started = std::time::Instant::now();
+    let _: Option<i64> = conn
+        .query_first("SELECT BENCHMARK(20000000, MD5('torpor'))")
+        .unwrap();
+    let wall = started.elapsed();
+    let after = driver.usage().expect("usage after the query");
+    let burnt = Duration::from_nanos(after.cpu_nanos - before.cpu_nanos);
+    eprintln!("timing: BENCHMARK took {wall:?} of wall time and {burnt:?} of CPU");
+    // /proc counts in clock ticks (10 ms): generous bounds.
+    assert!(
+        burnt >= wall / 2 && burnt <= wall * 2 + Duration::from_millis(500),
+        "/proc counted {burnt:?} of CPU for a {wall:?} query"
+    );
+    drop(conn);
+    driver.destroy().expect("destroy");
+    assert!(driver.usage().is_err(), "a stopped mariadbd has no usage");
+}

@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::handshake_arrives;
+use super::usage::{Usage, UsageSource};
 use crate::endpoint::Endpoint;
 
 /// The image a service runs unless configured otherwise.
@@ -152,6 +153,9 @@ pub struct DockerDriver {
     address: Option<SocketAddr>,
     /// The container's id as of the last engine call that saw it.
     container_id: Option<String>,
+    /// Where the running container's usage is read (its cgroup), found
+    /// once per start.
+    usage_source: Option<UsageSource>,
 }
 
 impl std::fmt::Debug for DockerDriver {
@@ -185,6 +189,8 @@ struct Inspected {
     exit_code: Option<i64>,
     /// The memory limit in bytes; 0 or `None` for none.
     memory: Option<i64>,
+    /// Its main process on this host, while it runs.
+    pid: Option<u32>,
 }
 
 impl DockerDriver {
@@ -207,6 +213,7 @@ impl DockerDriver {
             negotiated: false,
             address: None,
             container_id: None,
+            usage_source: None,
         })
     }
 
@@ -289,6 +296,22 @@ impl DockerDriver {
     fn forget(&mut self) {
         self.address = None;
         self.container_id = None;
+        self.usage_source = None;
+    }
+
+    /// The cgroup of the running container, through its main process.
+    fn find_usage_source(&mut self) -> Result<UsageSource, DriverError> {
+        let found = self.inspect_existing()?;
+        let name = self.options.container_name();
+        let pid = found
+            .pid
+            .filter(|&pid| pid > 0)
+            .ok_or_else(|| DriverError::Failed(format!("{name} is {}", found.status)))?;
+        UsageSource::cgroup_of(pid).ok_or_else(|| {
+            DriverError::Failed(format!(
+                "no cgroup of {name} (pid {pid}) under this host's /sys/fs/cgroup"
+            ))
+        })
     }
 
     /// Creates the volume (labelled) and the container.
@@ -636,6 +659,25 @@ impl Driver for DockerDriver {
         Ok(())
     }
 
+    fn usage(&mut self) -> Result<Usage, DriverError> {
+        if let Some(source) = &self.usage_source {
+            if let Ok(usage) = source.read() {
+                return Ok(usage);
+            }
+        }
+        // Not found yet, or gone (the container restarted or was
+        // replaced): look it up again.
+        let source = self.find_usage_source()?;
+        let usage = source.read().map_err(|e| {
+            DriverError::Failed(format!(
+                "reading {}'s usage: {e}",
+                self.options.container_name()
+            ))
+        })?;
+        self.usage_source = Some(source);
+        Ok(usage)
+    }
+
     fn admin_access(&self) -> Option<AdminAccess> {
         Some(AdminAccess {
             address: self.address?,
@@ -746,6 +788,9 @@ fn inspected(response: &ContainerInspectResponse) -> Inspected {
         address,
         exit_code: state.and_then(|s| s.exit_code),
         memory: response.host_config.as_ref().and_then(|h| h.memory),
+        pid: state
+            .and_then(|s| s.pid)
+            .and_then(|pid| u32::try_from(pid).ok()),
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use super::usage::Usage;
 use crate::endpoint::Endpoint;
 
 /// CPU and memory a backend may use.
@@ -77,6 +78,11 @@ pub trait Driver: Send {
 
     /// Applies CPU and memory limits to the running backend.
     fn resize(&mut self, resources: Resources) -> Result<(), DriverError>;
+
+    /// What the running backend uses now, and the limits it runs under:
+    /// a few file reads (its cgroup, or `/proc`), cheap enough for the
+    /// policy's 200 ms sampling. Frozen backends read too.
+    fn usage(&mut self) -> Result<Usage, DriverError>;
 
     /// How to log in for administrative SQL, once started.
     fn admin_access(&self) -> Option<AdminAccess>;

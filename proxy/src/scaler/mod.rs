@@ -2,13 +2,16 @@
 //! [`driver::Driver`] (a container, [`docker`], or a process,
 //! [`process_driver`]) and moved through its [`lifecycle`] by its
 //! [`actor`] thread: suspended when idle, parked after a longer silence,
-//! woken by the next query.
+//! woken by the next query. Its autoscaling [`policy`] is a pure
+//! function of the [`usage`] the drivers read.
 
 pub mod actor;
 pub mod admin_sql;
 pub mod docker;
 pub mod driver;
 pub mod lifecycle;
+pub mod policy;
 pub mod process;
 pub mod process_driver;
 pub mod services;
+pub mod usage;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
+use super::usage::{Usage, UsageSource};
 use crate::endpoint::Endpoint;
 
 /// The account the scaler uses for administrative SQL on a process
@@ -200,6 +201,15 @@ impl Driver for ProcessDriver {
             "the process driver sets no CPU or memory limits"
         );
         Ok(())
+    }
+
+    fn usage(&mut self) -> Result<Usage, DriverError> {
+        let pid = self.pid()?;
+        // mariadbd shares Torpor's own cgroup (none is made for it yet):
+        // its /proc entries count it alone.
+        UsageSource::Process(pid.unsigned_abs())
+            .read()
+            .map_err(|e| DriverError::Failed(format!("reading mariadbd's usage: {e}")))
     }
 
     fn admin_access(&self) -> Option<AdminAccess> {
