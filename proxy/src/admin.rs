@@ -8,6 +8,11 @@
 //!   once it is done (200 with the service), or 409 with the reason it
 //!   was refused (a query running, a session pinned), 404 for an unknown
 //!   service, 400 with the list of actions for an unknown action.
+//! - `POST /services/{name}/resize?cpus=1.5&memory_mib=2048&autoscale=off`:
+//!   a managed service's new limits now (buffer pool in proportion; what
+//!   is not given stays), and autoscaling turned on or off; the service
+//!   shows its limits, usage, buffer pool and recent resizes with their
+//!   reasons under `scaling`.
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
@@ -30,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::context::Shared;
 use crate::scaler::lifecycle::State;
-use crate::service::{AdminAction, KeptAwake, Request, Service};
+use crate::service::{AdminAction, KeptAwake, Request, ResizeRequest, Service};
 
 /// How long an action may take before the API answers 504 (the action
 /// goes on).
@@ -191,12 +196,16 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                 "suspend" => AdminAction::Suspend,
                 "park" => AdminAction::Park,
                 "wake" => AdminAction::Wake,
+                "resize" => match resize_request(url) {
+                    Ok(request) => AdminAction::Resize(request),
+                    Err(why) => return (400, json!({ "error": why })),
+                },
                 other => {
                     return (
                         400,
                         json!({
-                            "error": format!("unknown action '{other}': suspend, park or wake"),
-                            "actions": ["suspend", "park", "wake"],
+                            "error": format!("unknown action '{other}': suspend, park, wake or resize"),
+                            "actions": ["suspend", "park", "wake", "resize"],
                         }),
                     )
                 }
@@ -208,6 +217,42 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
             json!({"error": format!("no such endpoint: {method} {path}")}),
         ),
     }
+}
+
+/// The parameters of `POST /services/{name}/resize?…`.
+fn resize_request(url: &str) -> Result<ResizeRequest, String> {
+    let mut request = ResizeRequest::default();
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = || format!("{key}={value:?} is not a valid value");
+        match key {
+            "cpus" => {
+                let cpus: f64 = value.parse().map_err(|_| bad())?;
+                if !(cpus.is_finite() && cpus > 0.0) {
+                    return Err(bad());
+                }
+                request.cpus = Some(cpus);
+            }
+            "memory_mib" => request.memory_mib = Some(value.parse().map_err(|_| bad())?),
+            "autoscale" => {
+                request.autoscale = Some(match value {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(bad()),
+                })
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter '{other}': cpus, memory_mib, autoscale=on|off"
+                ))
+            }
+        }
+    }
+    if request == ResizeRequest::default() {
+        return Err("give cpus, memory_mib or autoscale=on|off".into());
+    }
+    Ok(request)
 }
 
 fn find<'a>(shared: &'a Shared, name: &str) -> Option<&'a Arc<Service>> {
@@ -283,5 +328,44 @@ fn describe(shared: &Shared, service: &Service) -> Value {
         "pins": pins,
         "kept_awake": kept_awake,
         "transitions": transitions,
+        "scaling": service
+            .is_managed()
+            .then(|| service.scaling.lock().ok().map(|view| json!(*view)))
+            .flatten(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_parameters_are_read_and_nonsense_refused() {
+        let request = resize_request("/services/a/resize?cpus=1.5&memory_mib=2048").unwrap();
+        assert_eq!(
+            request,
+            ResizeRequest {
+                cpus: Some(1.5),
+                memory_mib: Some(2048),
+                autoscale: None,
+            }
+        );
+        assert_eq!(
+            resize_request("/x?autoscale=off").unwrap().autoscale,
+            Some(false)
+        );
+        for bad in [
+            "/x",
+            "/x?",
+            "/x?cpus=",
+            "/x?cpus=-1",
+            "/x?cpus=NaN",
+            "/x?cpus=inf",
+            "/x?memory_mib=1.5",
+            "/x?autoscale=maybe",
+            "/x?cpu=1",
+        ] {
+            assert!(resize_request(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

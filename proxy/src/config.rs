@@ -17,6 +17,7 @@
 //! password = "secret"      # or: password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
 //! ```
 
+pub mod autoscale;
 mod cli;
 pub mod secrets;
 
@@ -182,6 +183,11 @@ pub struct ServiceConfig {
     /// InnoDB buffer pool the backend shrinks to before it is frozen.
     #[serde(default = "default_suspended_buffer_pool_mib")]
     pub suspended_buffer_pool_mib: u64,
+    /// `[services.autoscale]`: CPU and memory follow the load, between
+    /// bounds (the buffer pool keeps its share of memory); absent, the
+    /// service keeps `cpus` and `memory_mib`.
+    #[serde(default)]
+    pub autoscale: Option<autoscale::AutoscaleConfig>,
     /// `process`: the datadir is a temporary one, removed when Torpor
     /// stops (`--spawn-mariadb --spawn-temporary`).
     #[serde(skip)]
@@ -229,6 +235,7 @@ impl ServiceConfig {
             memory_mib: default_memory_mib(),
             buffer_pool_mib: default_buffer_pool_mib(),
             suspended_buffer_pool_mib: default_suspended_buffer_pool_mib(),
+            autoscale: None,
             temporary: false,
         }
     }
@@ -593,6 +600,16 @@ impl Config {
                     "service name '{}': use letters, digits, '-' and '_'",
                     service.name
                 )));
+            }
+            if let Some(autoscale) = &service.autoscale {
+                autoscale
+                    .check(service.cpus, service.memory_mib)
+                    .map_err(|why| {
+                        ConfigError::Invalid(format!(
+                            "service '{}': [services.autoscale]: {why}",
+                            service.name
+                        ))
+                    })?;
             }
             if !names.insert(&service.name) {
                 return Err(ConfigError::Invalid(format!(

@@ -50,7 +50,7 @@ pub struct Reconfigure {
 }
 
 /// What an operator can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AdminAction {
     /// Suspend now (refused while a query runs or a session is pinned).
     Suspend,
@@ -58,6 +58,20 @@ pub enum AdminAction {
     Park,
     /// Wake now.
     Wake,
+    /// Resize now: CPUs and memory (what is not given stays), and turn
+    /// autoscaling on or off.
+    Resize(ResizeRequest),
+}
+
+/// An operator's resize ([`AdminAction::Resize`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResizeRequest {
+    /// CPUs to give the backend.
+    pub cpus: Option<f64>,
+    /// Memory to give it, MiB.
+    pub memory_mib: Option<u64>,
+    /// Autoscaling on (`true`) or off from now on.
+    pub autoscale: Option<bool>,
 }
 
 /// One worker's view of its use of a service, published by the worker's
@@ -126,6 +140,9 @@ pub struct Service {
     pub outage: crate::outage::Outage,
     /// TLS to its backend (`[backend] tls`); unset: plain.
     backend_tls: std::sync::OnceLock<crate::tls::backend::BackendTls>,
+    /// Its size and use as the scaler last saw them (its actor writes,
+    /// the admin API reads).
+    pub scaling: Mutex<crate::scaler::autoscaler::ScalingView>,
 }
 
 /// Backend connections Torpor opens at most for clients when the
@@ -197,6 +214,7 @@ impl Service {
             accounts: crate::accounts::AccountKeeper::default(),
             outage: crate::outage::Outage::default(),
             backend_tls: std::sync::OnceLock::new(),
+            scaling: Mutex::default(),
         }
     }
 

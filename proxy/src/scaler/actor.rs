@@ -20,10 +20,13 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 pub use super::admin_sql::run_admin_sql;
-use super::driver::{Driver, DriverError};
+use super::autoscaler::{unix_ms, Autoscaler, Resized};
+use super::driver::{Driver, DriverError, Resources};
 use super::lifecycle::{Event, State};
+use super::policy::{Autoscale, Reason};
+use super::resize::{self, PoolSizing};
 use crate::registry::Registry;
-use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, Service};
+use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
 
 /// When a service suspends and parks, and how big its buffer pool is.
 #[derive(Debug, Clone)]
@@ -41,6 +44,18 @@ pub struct Timers {
     pub suspended_buffer_pool_bytes: u64,
 }
 
+/// A service's size: where it starts, and how it follows its load.
+#[derive(Debug, Clone)]
+pub struct Sizing {
+    /// The resources it starts with.
+    pub start: Resources,
+    /// Autoscaling bounds and steps, and whether it is on; `None`: the
+    /// service keeps its size unless an operator changes it.
+    pub autoscale: Option<(Autoscale, bool)>,
+    /// The buffer pool's share of memory.
+    pub pool: PoolSizing,
+}
+
 /// SQL the scaler runs on the backend with its admin account.
 #[derive(Debug, Clone, Default)]
 pub struct StartupSql {
@@ -54,23 +69,50 @@ pub struct StartupSql {
     pub accounts_after_start: bool,
 }
 
+/// How an actor runs its service.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// When it suspends and parks, and its buffer pool sizes.
+    pub timers: Timers,
+    /// Its size and how it scales.
+    pub sizing: Sizing,
+    /// SQL to run on the backend.
+    pub startup_sql: StartupSql,
+    /// The backend and its data go when Torpor stops.
+    pub temporary: bool,
+}
+
 /// Starts the actor thread of `service`. It ends on [`Request::Shutdown`]
 /// (stopping the backend, data kept) or when every sender is gone.
 pub fn spawn(
     service: Arc<Service>,
     driver: Box<dyn Driver>,
-    timers: Timers,
-    startup_sql: StartupSql,
-    temporary: bool,
+    plan: Plan,
     registry: Arc<Registry>,
     requests: mpsc::Receiver<Request>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let Plan {
+        timers,
+        sizing,
+        startup_sql,
+        temporary,
+    } = plan;
     std::thread::Builder::new()
         .name(format!("torpor-svc-{}", service.name))
         .spawn(move || {
+            if let Ok(mut view) = service.scaling.lock() {
+                view.resources = Some(sizing.start);
+                view.autoscale = sizing.autoscale.as_ref().is_some_and(|(_, on)| *on);
+                view.buffer_pool_bytes = Some(timers.buffer_pool_bytes);
+            }
             let mut actor = Actor {
                 service,
                 driver,
+                resources: sizing.start,
+                autoscaler: sizing
+                    .autoscale
+                    .map(|(config, on)| Autoscaler::new(config, on)),
+                pool: sizing.pool,
                 timers,
                 startup_sql,
                 temporary,
@@ -87,6 +129,12 @@ pub fn spawn(
 struct Actor {
     service: Arc<Service>,
     driver: Box<dyn Driver>,
+    /// The limits the backend runs under now.
+    resources: Resources,
+    /// Samples usage and decides resizes, for a service that autoscales.
+    autoscaler: Option<Autoscaler>,
+    /// The buffer pool's share of memory, kept through resizes.
+    pool: PoolSizing,
     timers: Timers,
     startup_sql: StartupSql,
     /// The backend and its data go when Torpor stops.
@@ -141,6 +189,11 @@ impl Actor {
     }
 
     fn next_check(&self) -> Duration {
+        if let (State::Active, Some(autoscaler)) =
+            (self.service.lifecycle.state(), &self.autoscaler)
+        {
+            return autoscaler.due_in().min(IDLE_CHECK);
+        }
         match (self.service.lifecycle.state(), self.suspended_at) {
             (State::Suspended, Some(at)) => match self.timers.park_after {
                 Some(after) => after.saturating_sub(at.elapsed()).max(IDLE_CHECK),
@@ -153,6 +206,7 @@ impl Actor {
     fn on_timer(&mut self) {
         match self.service.lifecycle.state() {
             State::Active => {
+                self.autoscale();
                 let Some(after) = self.timers.suspend_after else {
                     return;
                 };
@@ -226,7 +280,139 @@ impl Actor {
                 self.park()
             }
             AdminAction::Wake => self.wake(),
+            AdminAction::Resize(request) => self.operator_resize(request),
         }
+    }
+
+    /// Samples the backend when a sample is due and applies what the
+    /// policy decides.
+    fn autoscale(&mut self) {
+        let Some(autoscaler) = &mut self.autoscaler else {
+            return;
+        };
+        let decision = {
+            let Ok(mut view) = self.service.scaling.lock() else {
+                return;
+            };
+            autoscaler.sample(
+                self.driver.as_mut(),
+                self.resources,
+                self.timers.buffer_pool_bytes,
+                &mut view,
+            )
+        };
+        if let Some(decision) = decision {
+            let _ = self.resize_to(decision.to, Some(decision.reason));
+        }
+    }
+
+    /// An operator's resize: now, whatever the policy would say; it
+    /// samples on from the new size (or not, if turned off).
+    fn operator_resize(&mut self, request: ResizeRequest) -> Result<(), String> {
+        if let Some(on) = request.autoscale {
+            let Some(autoscaler) = &mut self.autoscaler else {
+                return Err(
+                    "the service has no [services.autoscale] section: no bounds to scale within"
+                        .into(),
+                );
+            };
+            autoscaler.enabled = on;
+            autoscaler.restart();
+            if let Ok(mut view) = self.service.scaling.lock() {
+                view.autoscale = on;
+            }
+        }
+        if request.cpus.is_none() && request.memory_mib.is_none() {
+            return Ok(());
+        }
+        let to = Resources {
+            cpus: request.cpus.unwrap_or(self.resources.cpus),
+            memory_mib: request.memory_mib.unwrap_or(self.resources.memory_mib),
+        };
+        if !(to.cpus > 0.0 && to.memory_mib > 0) {
+            return Err("cpus and memory_mib must be above 0".into());
+        }
+        if self.service.lifecycle.state() != State::Active {
+            return Err(format!(
+                "service is {}: wake it first",
+                self.service.lifecycle.state().name()
+            ));
+        }
+        self.resize_to(to, None)
+    }
+
+    /// Resizes the running backend to `to` (buffer pool in proportion),
+    /// records it for the admin API and metrics.
+    fn resize_to(&mut self, to: Resources, reason: Option<Reason>) -> Result<(), String> {
+        let from = self.resources;
+        let started = Instant::now();
+        let outcome = resize::apply(
+            self.driver.as_mut(),
+            &self.service.name,
+            from,
+            to,
+            self.pool,
+        );
+        let took = started.elapsed();
+        let (applied, error) = match &outcome {
+            Ok(applied) => (Some(*applied), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if let Some(applied) = applied {
+            self.resources = applied.resources;
+            self.timers.buffer_pool_bytes = self.pool.bytes_for(applied.resources.memory_mib);
+        }
+        if let Some(autoscaler) = &mut self.autoscaler {
+            autoscaler.restart();
+        }
+        let direction = if to.cpus > from.cpus || to.memory_mib > from.memory_mib {
+            "up"
+        } else {
+            "down"
+        };
+        let why = reason.map_or("operator", |r| r.label());
+        match &error {
+            None => info!(
+                service = %self.service.name,
+                from_cpus = from.cpus,
+                from_memory_mib = from.memory_mib,
+                cpus = self.resources.cpus,
+                memory_mib = self.resources.memory_mib,
+                reason = why,
+                ms = took.as_millis() as u64,
+                "resized"
+            ),
+            Some(e) => warn!(service = %self.service.name, reason = why, "resize refused: {e}"),
+        }
+        if error.is_none() {
+            metrics::counter!(
+                "torpor_resizes_total",
+                "service" => self.service.name.clone(),
+                "direction" => direction,
+                "reason" => why
+            )
+            .increment(1);
+            metrics::histogram!(
+                "torpor_resize_duration_seconds",
+                "service" => self.service.name.clone()
+            )
+            .record(took.as_secs_f64());
+        }
+        if let Ok(mut view) = self.service.scaling.lock() {
+            view.resources = Some(self.resources);
+            view.buffer_pool_bytes = applied
+                .and_then(|a| a.buffer_pool_bytes)
+                .or(Some(self.timers.buffer_pool_bytes));
+            view.record(Resized {
+                at_unix_ms: unix_ms(),
+                from,
+                to: self.resources,
+                reason,
+                took_ms: took.as_millis() as u64,
+                error: error.clone(),
+            });
+        }
+        error.map_or(Ok(()), Err)
     }
 
     /// Active → Suspending → Suspended, or back to Active when a worker
@@ -282,6 +468,9 @@ impl Actor {
             return Err(format!("freeze failed: {e}"));
         }
         self.suspended_at = Some(Instant::now());
+        if let Some(autoscaler) = &mut self.autoscaler {
+            autoscaler.restart();
+        }
         self.transition(Event::Frozen);
         info!(service = %self.service.name, ms = started.elapsed().as_millis() as u64, "suspended");
         Ok(())
@@ -347,6 +536,9 @@ impl Actor {
                 // The idle clock starts again: a service just woken is not
                 // idle since before it slept.
                 self.service.touch();
+                if let Some(autoscaler) = &mut self.autoscaler {
+                    autoscaler.restart();
+                }
                 self.transition(Event::Ready);
                 let took = started.elapsed();
                 self.service.stats.woke(from, took);

@@ -73,6 +73,17 @@ pub fn run_admin_sql(access: &AdminAccess, statements: &[String]) -> Result<(), 
     }
 }
 
+/// Runs `query` as the scaler's admin account and reads the number in
+/// the first column of its first row (a server variable read back after
+/// a change).
+pub fn admin_number(access: &AdminAccess, query: &str) -> Result<u64, String> {
+    use mysql::prelude::Queryable;
+    let mut conn = admin_connect(tcp_opts(access.address), &access.user, &access.password)?;
+    conn.query_first::<u64, _>(query)
+        .map_err(|e| format!("{query}: {e}"))?
+        .ok_or_else(|| format!("{query}: no row"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,13 @@
 
 pub mod actor;
 pub mod admin_sql;
+pub mod autoscaler;
 pub mod docker;
 pub mod driver;
 pub mod lifecycle;
 pub mod policy;
 pub mod process;
 pub mod process_driver;
+pub mod resize;
 pub mod services;
 pub mod usage;

@@ -10,7 +10,8 @@
 //!   of the CPU limit → one CPU step and one memory step more;
 //! - down: CPU used over the last `down_over` (30 s) is at most `down_at`
 //!   (20 %) of the limit → one step less of each, never below what the
-//!   server holds beyond its buffer pool plus a margin;
+//!   server holds beyond its buffer pool, plus the smaller pool, plus a
+//!   tenth;
 //! - memory pressure: the working set reaches `memory_grow_at` (85 %) of
 //!   the memory limit → one memory step more, CPU unchanged;
 //! - always within the service's minimum and maximum; after a change the
@@ -46,9 +47,9 @@ pub struct Autoscale {
     pub down_over: Duration,
     /// Grow memory when the working set reaches this share of the limit.
     pub memory_grow_at: f64,
-    /// Memory kept free above what the server holds beyond its buffer
-    /// pool when shrinking, MiB.
-    pub memory_margin_mib: u64,
+    /// Memory kept free when shrinking, as a share of the new limit, above
+    /// what the server holds beyond its buffer pool.
+    pub memory_margin: f64,
 }
 
 impl Default for Autoscale {
@@ -71,7 +72,7 @@ impl Default for Autoscale {
             down_at: 0.2,
             down_over: Duration::from_secs(30),
             memory_grow_at: 0.85,
-            memory_margin_mib: 256,
+            memory_margin: 0.1,
         }
     }
 }
@@ -278,7 +279,8 @@ impl Policy {
             now.buffer_pool_bytes as f64 / (current.memory_mib * MIB) as f64
         };
         let pool_then = (pool_share * (wanted_mib * MIB) as f64) as u64;
-        (beyond_pool + pool_then).div_ceil(MIB) + self.config.memory_margin_mib
+        let margin = (wanted_mib as f64 * self.config.memory_margin) as u64;
+        (beyond_pool + pool_then).div_ceil(MIB) + margin
     }
 }
 
@@ -403,11 +405,11 @@ mod tests {
         let mut feed = Feed::new(small());
         // 850 MiB held, of which a 512 MiB pool (half of 1 GiB): at 512 MiB
         // of memory the pool would be 256 MiB, so the server needs 338 +
-        // 256 + the 256 margin = 850 MiB.
+        // 256 + a tenth of 512 (51) = 645 MiB.
         feed.working_set = 850 * MIB;
         feed.buffer_pool = 512 * MIB;
         let (_, decision) = feed.run(0.0, 40.0, res(1.0, 1024)).expect("scales down");
-        assert_eq!(decision.to, res(0.5, 850));
+        assert_eq!(decision.to, res(0.5, 645));
     }
 
     #[test]

@@ -12,12 +12,14 @@ use std::time::Duration;
 use event_listener::Event;
 use rand::Rng;
 
-use super::actor::{self, Timers};
+use super::actor::{self, Plan, Sizing, Timers};
 use super::docker::{DockerDriver, DockerOptions};
 use super::driver::{Driver, Resources};
 use super::lifecycle::State;
+use super::policy::Autoscale;
 use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
+use super::resize::PoolSizing;
 use crate::accounts::keeper::AdminLogin;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
@@ -120,16 +122,14 @@ pub fn build(
             buffer_pool_bytes: service_config.buffer_pool_mib * mib,
             suspended_buffer_pool_bytes: service_config.suspended_buffer_pool_mib * mib,
         };
-        let handle = actor::spawn(
-            Arc::clone(&service),
-            driver,
+        let plan = Plan {
             timers,
+            sizing: sizing_of(service_config),
             startup_sql,
-            service_config.temporary,
-            Arc::clone(registry),
-            rx,
-        )
-        .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
+            temporary: service_config.temporary,
+        };
+        let handle = actor::spawn(Arc::clone(&service), driver, plan, Arc::clone(registry), rx)
+            .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
         // The backend starts now, in the background: the first login
         // needs its greeting anyway.
         service.request(Request::Wake);
@@ -137,6 +137,42 @@ pub fn build(
         built.services.push(service);
     }
     Ok(built)
+}
+
+/// Where a service starts and how it scales, from its config.
+pub fn sizing_of(service: &ServiceConfig) -> Sizing {
+    let start = Resources {
+        cpus: service.cpus,
+        memory_mib: service.memory_mib,
+    };
+    let autoscale = service.autoscale.as_ref().map(|a| {
+        let policy = Autoscale {
+            min: Resources {
+                cpus: a.min_cpus,
+                memory_mib: a.min_memory_mib,
+            },
+            max: Resources {
+                cpus: a.max_cpus,
+                memory_mib: a.max_memory_mib,
+            },
+            cpu_step: a.cpu_step,
+            memory_step_mib: a.memory_step_mib,
+            up_over: Duration::from_millis(a.scale_up_after_ms),
+            down_over: Duration::from_secs(a.scale_down_after_secs),
+            ..Autoscale::default()
+        };
+        (policy, a.enabled)
+    });
+    let share = if service.memory_mib == 0 {
+        0.0
+    } else {
+        (service.buffer_pool_mib as f64 / service.memory_mib as f64).min(1.0)
+    };
+    Sizing {
+        start,
+        autoscale,
+        pool: PoolSizing { share },
+    }
 }
 
 /// `Some(value seconds)`, or `None` for 0 ("never").
