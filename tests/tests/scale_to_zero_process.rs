@@ -213,6 +213,8 @@ fn process_usage_counts_mariadbd_alone() {
         admin_password: "admin-secret".into(),
         buffer_pool: "64M".into(),
         ready_timeout: Duration::from_secs(60),
+        limits: None,
+        cgroup_name: String::new(),
     });
     driver.start().expect("mariadbd starts");
     let before = driver.usage().expect("usage of a running mariadbd");
@@ -246,4 +248,93 @@ fn process_usage_counts_mariadbd_alone() {
     drop(conn);
     driver.destroy().expect("destroy");
     assert!(driver.usage().is_err(), "a stopped mariadbd has no usage");
+}
+
+/// A process service with limits runs mariadbd in a cgroup of Torpor's
+/// own (as root): the limits read back from the kernel, every page the
+/// server touched is charged there, a busy query gets no more CPU than
+/// its half CPU, and a resize changes the limits. Without root the driver
+/// says so and resizes nothing but the buffer pool; this test then only
+/// checks that starting and resizing are not errors.
+#[test]
+fn process_resize_limits_mariadbd_through_its_own_cgroup() {
+    use torpor::scaler::driver::{Driver, Resources};
+    use torpor::scaler::process_driver::{ProcessDriver, ProcessOptions};
+
+    if !mariadb_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = ProcessDriver::new(ProcessOptions {
+        datadir: dir.path().join("data"),
+        accounts: Vec::new(),
+        admin_password: "admin-secret".into(),
+        buffer_pool: "64M".into(),
+        ready_timeout: Duration::from_secs(60),
+        limits: Some(Resources {
+            cpus: 0.5,
+            memory_mib: 768,
+        }),
+        cgroup_name: format!("torpor.test-resize.{}", std::process::id()),
+    });
+    driver.start().expect("mariadbd starts");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: no cgroup, buffer pool only");
+        driver
+            .resize(Resources {
+                cpus: 1.0,
+                memory_mib: 1024,
+            })
+            .expect("resize");
+        driver.destroy().expect("destroy");
+        return;
+    }
+    let usage = driver.usage().expect("usage");
+    assert_eq!(usage.cpu_limit, Some(0.5), "{usage:?}");
+    assert_eq!(usage.memory_limit_bytes, Some(768 * 1024 * 1024));
+    assert!(
+        usage.memory_bytes > 20 * 1024 * 1024,
+        "charges moved in: {usage:?}"
+    );
+
+    let access = driver.admin_access().expect("admin access");
+    let opts = torpor_tests::tcp_opts(access.address)
+        .user(Some(access.user.clone()))
+        .pass(Some(access.password.clone()));
+    let mut conn = mysql::Conn::new(opts).expect("admin login");
+    let before = driver.usage().expect("usage").cpu_nanos;
+    let started = std::time::Instant::now();
+    let _: Option<i64> = conn
+        .query_first("SELECT BENCHMARK(5000000, MD5('torpor'))")
+        .unwrap();
+    let wall = started.elapsed();
+    let burnt = Duration::from_nanos(driver.usage().expect("usage").cpu_nanos - before);
+    eprintln!("timing: BENCHMARK under half a CPU took {wall:?} of wall time and {burnt:?} of CPU");
+    // Half a CPU: what it burns is at most half the wall time (plus a
+    // CFS period of slack), however idle the machine is.
+    assert!(
+        burnt <= wall / 2 + Duration::from_millis(150) && burnt >= Duration::from_millis(300),
+        "{burnt:?} of CPU in {wall:?} under a 0.5 CPU limit"
+    );
+    let whole = Resources {
+        cpus: 1.0,
+        memory_mib: 1024,
+    };
+    driver.resize(whole).expect("resize");
+    let usage = driver.usage().expect("usage");
+    assert_eq!(usage.cpu_limit, Some(1.0), "{usage:?}");
+    assert_eq!(usage.memory_limit_bytes, Some(1024 * 1024 * 1024));
+    drop(conn);
+    driver.destroy().expect("destroy");
+    let hierarchies = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !hierarchies.is_empty()
+            && !std::path::Path::new(&format!(
+                "/sys/fs/cgroup/memory/torpor.test-resize.{}",
+                std::process::id()
+            ))
+            .exists(),
+        "the cgroup is removed with the service"
+    );
 }

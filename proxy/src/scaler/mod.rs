@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod admin_sql;
 pub mod autoscaler;
+pub mod cgroup;
 pub mod docker;
 pub mod driver;
 pub mod lifecycle;

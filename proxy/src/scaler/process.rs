@@ -137,6 +137,10 @@ pub struct MariadbOptions {
     pub extra_args: Vec<String>,
     /// How long to wait for the first handshake.
     pub ready_timeout: Duration,
+    /// `cgroup.procs` files `mariadbd` joins before it runs its first
+    /// instruction (a cgroup of Torpor's own): every page it touches is
+    /// charged there, which a move after the start would not do.
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 impl Default for MariadbOptions {
@@ -148,6 +152,7 @@ impl Default for MariadbOptions {
             buffer_pool: "128M".to_string(),
             extra_args: Vec::new(),
             ready_timeout: Duration::from_secs(60),
+            cgroup_procs: Vec::new(),
         }
     }
 }
@@ -272,11 +277,30 @@ impl MariadbProcess {
             if running_as_root() {
                 command.arg("--user=root");
             }
+            // Made before the fork: the child may not allocate.
+            let cgroup_procs: Vec<std::ffi::CString> = options
+                .cgroup_procs
+                .iter()
+                .filter_map(|path| std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok())
+                .collect();
             // SAFETY: the closure runs in the child between fork and exec and
-            // only calls prctl, which is async-signal-safe.
+            // only calls prctl, open, write and close on buffers made before
+            // the fork, all async-signal-safe.
             unsafe {
-                command.pre_exec(|| {
+                command.pre_exec(move || {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    for procs in &cgroup_procs {
+                        // "0": the writing process itself.
+                        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                        if fd < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                        libc::close(fd);
+                        if written != 1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                     Ok(())
                 });
             }

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::cgroup::OwnCgroup;
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
 use super::usage::{Usage, UsageSource};
@@ -31,6 +32,11 @@ pub struct ProcessOptions {
     pub buffer_pool: String,
     /// How long a start or thaw may take to greet.
     pub ready_timeout: Duration,
+    /// CPU and memory limits from the start (a cgroup of Torpor's own;
+    /// `None`: none until a resize asks for them).
+    pub limits: Option<Resources>,
+    /// The name of that cgroup, unique on the host.
+    pub cgroup_name: String,
 }
 
 /// A service backend run as a local process.
@@ -38,6 +44,11 @@ pub struct ProcessOptions {
 pub struct ProcessDriver {
     options: ProcessOptions,
     running: Option<MariadbProcess>,
+    /// The cgroup that carries mariadbd's limits, once one was asked for.
+    cgroup: Option<OwnCgroup>,
+    /// Why no cgroup could be made (said once in the log; resizes then
+    /// change the buffer pool only).
+    no_cgroup: Option<String>,
     /// The port of the last start, tried again on the next.
     port: Option<u16>,
 }
@@ -48,6 +59,8 @@ impl ProcessDriver {
         ProcessDriver {
             options,
             running: None,
+            cgroup: None,
+            no_cgroup: None,
             port: None,
         }
     }
@@ -82,6 +95,39 @@ impl ProcessDriver {
         self.running
             .as_ref()
             .ok_or_else(|| DriverError::Gone("mariadbd is not running".into()))
+    }
+
+    /// Puts the running mariadbd under `limits`, in a cgroup made the
+    /// first time. Where none can be made, says why once and succeeds:
+    /// the buffer pool (the actor's SQL) still bounds its memory.
+    fn apply_limits(&mut self, limits: Resources) -> Result<(), DriverError> {
+        let pid = self.pid()?.unsigned_abs();
+        self.make_cgroup();
+        let Some(cgroup) = &self.cgroup else {
+            return Ok(());
+        };
+        cgroup
+            .adopt(pid)
+            .and_then(|()| cgroup.limit(limits))
+            .map_err(|e| DriverError::Failed(format!("limiting mariadbd: {e}")))?;
+        self.options.limits = Some(limits);
+        Ok(())
+    }
+
+    /// Makes the cgroup once; where it cannot, says why once.
+    fn make_cgroup(&mut self) {
+        if self.cgroup.is_some() || self.no_cgroup.is_some() {
+            return;
+        }
+        match OwnCgroup::create(&self.options.cgroup_name) {
+            Ok(cgroup) => self.cgroup = Some(cgroup),
+            Err(why) => {
+                tracing::info!(
+                    "mariadbd runs without CPU and memory limits (no cgroup of its own: {why}); resizes change its buffer pool only"
+                );
+                self.no_cgroup = Some(why);
+            }
+        }
     }
 
     /// Where sessions reach the running server: its Unix socket, the
@@ -124,6 +170,15 @@ impl Driver for ProcessDriver {
         })?;
         let mut accounts = self.options.accounts.clone();
         accounts.push(Account::superuser(ADMIN_USER, &self.options.admin_password));
+        // A service with limits starts inside its cgroup.
+        if self.options.limits.is_some() {
+            self.make_cgroup();
+        }
+        let cgroup_procs = self
+            .cgroup
+            .as_ref()
+            .map(OwnCgroup::procs_files)
+            .unwrap_or_default();
         let start = |port| {
             MariadbProcess::start(MariadbOptions {
                 datadir: Some(self.options.datadir.clone()),
@@ -132,6 +187,7 @@ impl Driver for ProcessDriver {
                 buffer_pool: self.options.buffer_pool.clone(),
                 extra_args: vec!["--innodb-buffer-pool-dump-at-shutdown=ON".into()],
                 ready_timeout: self.options.ready_timeout,
+                cgroup_procs: cgroup_procs.clone(),
             })
         };
         // The same port as before when it is still free (clients never see
@@ -143,6 +199,9 @@ impl Driver for ProcessDriver {
         .map_err(|e| DriverError::NotReady(e.to_string()))?;
         self.port = Some(process.addr().port());
         self.running = Some(process);
+        if let Some(limits) = self.options.limits {
+            self.apply_limits(limits)?;
+        }
         self.endpoint()
     }
 
@@ -193,21 +252,18 @@ impl Driver for ProcessDriver {
     }
 
     fn resize(&mut self, resources: Resources) -> Result<(), DriverError> {
-        // A plain process has no CPU or memory limit to change without a
-        // cgroup of its own; the buffer pool (set by the actor through
-        // SQL) is what bounds its memory.
-        tracing::debug!(
-            ?resources,
-            "the process driver sets no CPU or memory limits"
-        );
-        Ok(())
+        self.apply_limits(resources)
     }
 
     fn usage(&mut self) -> Result<Usage, DriverError> {
         let pid = self.pid()?;
-        // mariadbd shares Torpor's own cgroup (none is made for it yet):
-        // its /proc entries count it alone.
-        UsageSource::Process(pid.unsigned_abs())
+        // Without a cgroup of its own mariadbd shares Torpor's: its /proc
+        // entries count it alone.
+        let source = match &self.cgroup {
+            Some(cgroup) => cgroup.usage_source(),
+            None => UsageSource::Process(pid.unsigned_abs()),
+        };
+        source
             .read()
             .map_err(|e| DriverError::Failed(format!("reading mariadbd's usage: {e}")))
     }
@@ -236,6 +292,8 @@ impl Driver for ProcessDriver {
         if self.running.is_some() {
             self.stop()?;
         }
+        // Empty now: its directories go.
+        self.cgroup = None;
         std::fs::remove_dir_all(&self.options.datadir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {

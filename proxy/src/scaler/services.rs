@@ -240,6 +240,13 @@ fn driver_for(
                 admin_password,
                 buffer_pool: format!("{}M", service.buffer_pool_mib),
                 ready_timeout: Duration::from_secs(service.wake_timeout_secs),
+                // Limits only for a service that scales: a fixed one runs
+                // as mariadbd always did here.
+                limits: service.autoscale.as_ref().map(|_| Resources {
+                    cpus: service.cpus,
+                    memory_mib: service.memory_mib,
+                }),
+                cgroup_name: format!("torpor.{}.{}", service.name, std::process::id()),
             });
             // Accounts are created at every boot through --init-file.
             let startup = actor::StartupSql {

@@ -122,6 +122,52 @@ fn locate(mountinfo: &str, membership: &str) -> Option<UsageSource> {
     Some(UsageSource::CgroupV2(unified.dir_of(path)?))
 }
 
+/// Where each cgroup hierarchy of this host is mounted: the v1 ones by
+/// their controllers, and the v2 one (`None` where there is none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hierarchies {
+    /// v1: (controllers of the hierarchy, its mount point).
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+    /// The v2 hierarchy's mount point.
+    pub v2: Option<PathBuf>,
+}
+
+impl Hierarchies {
+    /// This host's, from `/proc/self/mountinfo` (only hierarchies mounted
+    /// from their root: a container's view of a subtree is not one
+    /// Torpor can make cgroups at the top of).
+    pub fn of_this_host() -> Hierarchies {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Hierarchies::parse(&text)
+    }
+
+    fn parse(mountinfo: &str) -> Hierarchies {
+        let mut found = Hierarchies::default();
+        for mount in mountinfo.lines().filter_map(Mount::parse) {
+            if mount.root != "/" {
+                continue;
+            }
+            match mount.fstype {
+                "cgroup" => found.v1.push((
+                    mount.v1_controllers().map(str::to_string).collect(),
+                    PathBuf::from(mount.point),
+                )),
+                "cgroup2" if found.v2.is_none() => found.v2 = Some(PathBuf::from(mount.point)),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// The v1 mount point of `controller`.
+    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(controllers, _)| controllers.iter().any(|c| c == controller))
+            .map(|(_, point)| point.as_path())
+    }
+}
+
 /// One line of `/proc/self/mountinfo`, the fields `locate` needs.
 struct Mount<'a> {
     /// The directory of the filesystem that is mounted (a cgroup path).
@@ -349,6 +395,21 @@ mod tests {
         assert_eq!(locate(mounts, "0::/elsewhere\n"), None);
         assert_eq!(locate("", "0::/\n"), None);
         assert_eq!(locate("garbage\n", "garbage\n"), None);
+    }
+
+    #[test]
+    fn hierarchies_are_found_by_controller() {
+        let found = Hierarchies::parse(HYBRID_MOUNTS);
+        assert_eq!(
+            found.v1_mount("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(
+            found.v1_mount("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpuacct"))
+        );
+        assert_eq!(found.v1_mount("pids"), None);
+        assert_eq!(found.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
     }
 
     #[test]
