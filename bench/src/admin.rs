@@ -185,6 +185,37 @@ impl Admin {
         parse_reply(status, &body).with_context(|| format!("POST {}{path}", self.base))
     }
 
+    /// Asks for new limits of the service `name` (Torpor's
+    /// `POST /services/{name}/resize`) and waits for the answer.
+    pub fn resize(&self, name: &str, cpus: f64, memory_mib: u64) -> anyhow::Result<Reply> {
+        let path = format!(
+            "/services/{}/resize?cpus={cpus}&memory_mib={memory_mib}",
+            encode_segment(name)
+        );
+        let (status, body) = self.call("POST", &path)?;
+        parse_reply(status, &body).with_context(|| format!("POST {}{path}", self.base))
+    }
+
+    /// The CPUs and memory (MiB) the service `name` runs with, from its
+    /// `scaling` view; `None` when Torpor shows none (a static backend).
+    pub fn size(&self, name: &str) -> anyhow::Result<Option<(f64, u64)>> {
+        let path = format!("/services/{}", encode_segment(name));
+        let (status, body) = self.call("GET", &path)?;
+        if status != 200 {
+            bail!(
+                "GET {}{path} answered {status}: {}",
+                self.base,
+                error_text(&body)
+            );
+        }
+        let service: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("GET {}{path}", self.base))?;
+        let resources = &service["scaling"]["resources"];
+        Ok(resources["cpus"]
+            .as_f64()
+            .zip(resources["memory_mib"].as_u64()))
+    }
+
     /// Whether `GET /readyz` answers 200 now.
     pub fn is_ready(&self) -> bool {
         matches!(self.call("GET", "/readyz"), Ok((200, _)))

@@ -103,6 +103,13 @@ const WAKE_DURATION: &str = "torpor_wake_duration_seconds";
 const DECISIONS: &str = "torpor_scaler_decisions_total";
 const HOLDING: &str = "torpor_outage_holds";
 const HOLD_DURATION: &str = "torpor_outage_hold_duration_seconds";
+const RESIZES: &str = "torpor_resizes_total";
+const RESIZE_DURATION: &str = "torpor_resize_duration_seconds";
+const CPUS_LIMIT: &str = "torpor_service_cpus_limit";
+const CPUS_USED: &str = "torpor_service_cpus_used";
+const MEMORY_LIMIT: &str = "torpor_service_memory_limit_bytes";
+const MEMORY_USED: &str = "torpor_service_memory_working_set_bytes";
+const BUFFER_POOL: &str = "torpor_service_buffer_pool_bytes";
 
 /// A proxy's metrics: the recorder its workers register handles with, and
 /// the handle `/metrics` renders.
@@ -137,6 +144,9 @@ impl Metrics {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(HOLD_DURATION.into()), &HOLD_BOUNDS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RESIZE_DURATION.into()), &WAKE_BOUNDS)
             });
         // Only an empty bucket list is refused, and ours are constants.
         let recorder = match builder {
@@ -307,6 +317,41 @@ fn describe_all() {
         Unit::Seconds,
         "Time to wake a service, by where it woke from (suspended: thawed; parked: started)."
     );
+    describe_counter!(
+        RESIZES,
+        Unit::Count,
+        "Resizes carried out, by direction (up: more of either resource; down) and reason (cpu_high, cpu_low, memory_high: the autoscaler; operator: the admin API)."
+    );
+    describe_histogram!(
+        RESIZE_DURATION,
+        Unit::Seconds,
+        "Time from a resize decision to the new limits applied (buffer pool included; its reload runs after, in the background)."
+    );
+    describe_gauge!(
+        CPUS_LIMIT,
+        Unit::Count,
+        "CPUs the service's backend may use."
+    );
+    describe_gauge!(
+        CPUS_USED,
+        Unit::Count,
+        "CPUs the service's backend used between its last two samples (200 ms apart while active)."
+    );
+    describe_gauge!(
+        MEMORY_LIMIT,
+        Unit::Bytes,
+        "The memory limit of the service's backend."
+    );
+    describe_gauge!(
+        MEMORY_USED,
+        Unit::Bytes,
+        "Memory the service's backend holds that the kernel cannot drop (charged memory less inactive file cache)."
+    );
+    describe_gauge!(
+        BUFFER_POOL,
+        Unit::Bytes,
+        "The InnoDB buffer pool size of the service's backend, as last set and read back."
+    );
     describe_gauge!(
         HOLDING,
         Unit::Count,
@@ -345,6 +390,27 @@ fn publish_service(service: &Service) {
     }
     for (from, took) in service.stats.take_wakes() {
         histogram!(WAKE_DURATION, "service" => name.clone(), "from" => from).record(took);
+    }
+    for resize in service.stats.take_resizes() {
+        counter!(RESIZES, "service" => name.clone(), "direction" => resize.direction, "reason" => resize.reason)
+            .increment(1);
+        histogram!(RESIZE_DURATION, "service" => name.clone()).record(resize.seconds);
+    }
+    if let Ok(view) = service.scaling.lock() {
+        if let Some(resources) = view.resources {
+            gauge!(CPUS_LIMIT, "service" => name.clone()).set(resources.cpus);
+            gauge!(MEMORY_LIMIT, "service" => name.clone())
+                .set((resources.memory_mib * 1024 * 1024) as f64);
+        }
+        if let Some(used) = view.cpus_used {
+            gauge!(CPUS_USED, "service" => name.clone()).set(used);
+        }
+        if let Some(usage) = view.usage {
+            gauge!(MEMORY_USED, "service" => name.clone()).set(usage.working_set_bytes as f64);
+        }
+        if let Some(bytes) = view.buffer_pool_bytes {
+            gauge!(BUFFER_POOL, "service" => name.clone()).set(bytes as f64);
+        }
     }
     let holds = service.outage.stats();
     gauge!(HOLDING, "service" => name.clone()).set(holds.holding() as f64);
@@ -476,6 +542,19 @@ pub struct ServiceStats {
     backend_opened: AtomicU64,
     /// Wakes since the last scrape: where from, and seconds taken.
     wakes: Mutex<Vec<(&'static str, f64)>>,
+    /// Resizes since the last scrape.
+    resizes: Mutex<Vec<ResizeSample>>,
+}
+
+/// A resize, as metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResizeSample {
+    /// `up` (more of either resource) or `down`.
+    pub direction: &'static str,
+    /// `cpu_high`, `cpu_low`, `memory_high` or `operator`.
+    pub reason: &'static str,
+    /// From the decision to the limits applied.
+    pub seconds: f64,
 }
 
 impl ServiceStats {
@@ -497,6 +576,23 @@ impl ServiceStats {
                 wakes.push((from, took.as_secs_f64()));
             }
         }
+    }
+
+    /// Records a resize carried out.
+    pub fn resized(&self, resize: ResizeSample) {
+        if let Ok(mut resizes) = self.resizes.lock() {
+            if resizes.len() < MAX_PENDING_WAKES {
+                resizes.push(resize);
+            }
+        }
+    }
+
+    /// The resizes since the last call.
+    fn take_resizes(&self) -> Vec<ResizeSample> {
+        self.resizes
+            .lock()
+            .map(|mut resizes| std::mem::take(&mut *resizes))
+            .unwrap_or_default()
     }
 
     /// Counts a backend connection opened.

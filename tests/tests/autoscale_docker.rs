@@ -176,6 +176,36 @@ fn a_busy_service_grows_and_an_idle_one_shrinks_back() {
     let one: Option<i64> = observer.query_first("SELECT 1").unwrap();
     assert_eq!(one, Some(1));
 
+    // Metrics count each resize by direction and reason, and show the
+    // limits now.
+    let admin = managed.admin_addr().expect("admin API");
+    let metrics = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics text");
+    for line in [
+        "direction=\"up\",reason=\"cpu_high\"",
+        "direction=\"down\",reason=\"cpu_low\"",
+        "direction=\"up\",reason=\"operator\"",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("torpor_resizes_total")
+                    && l.contains(line)
+                    && l.ends_with(" 1")),
+            "no torpor_resizes_total with {line} at 1 in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("torpor_service_cpus_limit") && l.ends_with(" 0.75")),
+        "{metrics}"
+    );
+
     // Nonsense is refused with a reason, and changes nothing.
     let (status, body) = managed.act(&service, "resize?cpus=-1");
     assert_eq!(status, 400, "{body}");

@@ -16,7 +16,7 @@
 //!   connections: the cost of the diff run on each move.
 //! - [`sysbench`]: sysbench's point select and read-only tests.
 //! - [`serverless`]: Torpor's wake after suspend and park, suspends at
-//!   random moments, and (later) resize and relocation stalls.
+//!   random moments, the stall of a resize, and (later) of a relocation.
 
 pub mod concurrent;
 pub mod connections;
@@ -215,7 +215,11 @@ impl WorkloadKind {
                 "Torpor: a client querying after random pauses while the service is suspended \
                  at random moments: errors (want 0) and wake latency"
             }
-            WorkloadKind::ResizeStall => "Torpor: the stall a steady client sees during a resize",
+            WorkloadKind::ResizeStall => {
+                "Torpor: a steady client's point selects while the service is resized to twice \
+                 its CPUs and memory and back, --wake-cycles times: p50/p99/max against its \
+                 own steady p99, and errors (want 0)"
+            }
             WorkloadKind::RelocateStall => {
                 "Torpor: the stall a steady client sees during a relocation"
             }

@@ -25,6 +25,7 @@ use super::driver::{Driver, DriverError, Resources};
 use super::lifecycle::{Event, State};
 use super::policy::{Autoscale, Reason};
 use super::resize::{self, PoolSizing};
+use crate::metrics::ResizeSample;
 use crate::registry::Registry;
 use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
 
@@ -385,18 +386,11 @@ impl Actor {
             Some(e) => warn!(service = %self.service.name, reason = why, "resize refused: {e}"),
         }
         if error.is_none() {
-            metrics::counter!(
-                "torpor_resizes_total",
-                "service" => self.service.name.clone(),
-                "direction" => direction,
-                "reason" => why
-            )
-            .increment(1);
-            metrics::histogram!(
-                "torpor_resize_duration_seconds",
-                "service" => self.service.name.clone()
-            )
-            .record(took.as_secs_f64());
+            self.service.stats.resized(ResizeSample {
+                direction,
+                reason: why,
+                seconds: took.as_secs_f64(),
+            });
         }
         if let Ok(mut view) = self.service.scaling.lock() {
             view.resources = Some(self.resources);

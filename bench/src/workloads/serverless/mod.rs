@@ -1,8 +1,8 @@
 //! Torpor's serverless behaviour, driven through its admin API: the first
 //! query after the service was suspended or parked ([`wake`]), and a
 //! client that queries while suspends land at random moments
-//! ([`random`]). Resize and relocation stalls wait for an API that can
-//! resize and relocate.
+//! ([`random`]), and a steady client while the service is resized
+//! ([`resize`]). The relocation stall waits for an API that can relocate.
 //!
 //! These run only on a Torpor target with an admin address; everywhere
 //! else they report "not available" with the reason, never a number. They
@@ -11,6 +11,7 @@
 //! baseline's database.
 
 pub mod random;
+pub mod resize;
 pub mod wake;
 
 use anyhow::Context;
@@ -32,9 +33,9 @@ pub const NO_ADMIN_ADDRESS: &str = "no admin address (give --admin NAME=HOST:POR
 pub const DATA_PATH_TORPOR: &str = "this Torpor fronts the baseline's database (--backend) and \
      has no admin API; --spawn-torpor-serverless starts one that has";
 
-/// Why resize and relocation stalls cannot be measured yet.
-pub const NO_RESIZE_API: &str =
-    "needs resize and relocate calls in Torpor's admin API, which it does not have yet";
+/// Why the relocation stall cannot be measured yet.
+pub const NO_RELOCATE_API: &str =
+    "needs a relocate call in Torpor's admin API, which it does not have yet";
 
 /// Why the other workloads do not run on the serverless Torpor.
 pub const SERVERLESS_ONLY: &str = "this Torpor fronts a MariaDB of its own, not the database \
@@ -90,7 +91,8 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
             cycles,
         ),
         WorkloadKind::RandomSuspend => random::run(ctx, target, &admin),
-        _ => Ok(Outcome::NotAvailable(NO_RESIZE_API.to_string())),
+        WorkloadKind::ResizeStall => resize::run(ctx, target, &admin, cycles),
+        _ => Ok(Outcome::NotAvailable(NO_RELOCATE_API.to_string())),
     }
 }
 
@@ -100,11 +102,8 @@ pub fn availability(kind: WorkloadKind, target: &Target) -> Result<&str, &'stati
     if !target.is_torpor() {
         return Err(NOT_TORPOR);
     }
-    if matches!(
-        kind,
-        WorkloadKind::ResizeStall | WorkloadKind::RelocateStall
-    ) {
-        return Err(NO_RESIZE_API);
+    if kind == WorkloadKind::RelocateStall {
+        return Err(NO_RELOCATE_API);
     }
     match (&target.admin, target.origin) {
         (Some(address), _) => Ok(address),
@@ -269,10 +268,17 @@ mod tests {
     }
 
     #[test]
-    fn resize_and_relocation_wait_for_their_api() {
+    fn relocation_waits_for_its_api_and_resize_runs() {
         let serverless = target("t", Origin::SpawnedTorporServerless, Some("h:1"));
+        assert_eq!(
+            availability(WorkloadKind::RelocateStall, &serverless),
+            Err(NO_RELOCATE_API)
+        );
+        assert_eq!(
+            availability(WorkloadKind::ResizeStall, &serverless),
+            Ok("h:1")
+        );
         for kind in [WorkloadKind::ResizeStall, WorkloadKind::RelocateStall] {
-            assert_eq!(availability(kind, &serverless), Err(NO_RESIZE_API));
             assert_eq!(
                 availability(kind, &target("direct", Origin::SpawnedMariadb, None)),
                 Err(NOT_TORPOR)
