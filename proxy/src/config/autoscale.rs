@@ -140,4 +140,38 @@ mod tests {
             "typos are refused"
         );
     }
+
+    /// The README's example, as a whole config.
+    #[test]
+    fn the_readme_example_parses_and_validates() {
+        let text = r#"
+[[users]]
+name = "app"
+password = "secret"
+
+[[services]]
+name = "shop"
+driver = "docker"
+cpus = 0.5
+memory_mib = 2048
+buffer_pool_mib = 1024
+
+[services.autoscale]
+min_cpus = 0.5
+max_cpus = 4.0
+min_memory_mib = 512
+max_memory_mib = 16384
+cpu_step = 0.5
+memory_step_mib = 2048
+scale_up_after_ms = 1000
+scale_down_after_secs = 30
+"#;
+        let config = crate::config::Config::from_toml(text, "readme.toml".into()).unwrap();
+        config.validate().unwrap();
+        let autoscale = config.services[0].autoscale.clone().unwrap();
+        assert_eq!(autoscale.max_cpus, 4.0);
+        let mut bad = config.clone();
+        bad.services[0].cpus = 8.0;
+        assert!(bad.validate().unwrap_err().to_string().contains("max_cpus"));
+    }
 }
