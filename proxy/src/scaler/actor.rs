@@ -546,7 +546,9 @@ impl Actor {
                 // The driver may have left nothing running: a parked
                 // service is the honest state for a later retry.
                 self.transition(Event::WakeFailed);
-                self.service.wake_failed(cause.clone());
+                // Clients get the kind of failure; the operator (the log,
+                // the admin API's answer) gets the whole text.
+                self.service.wake_failed(e.client_cause().to_string());
                 Err(cause)
             }
         }

@@ -46,6 +46,19 @@ pub enum DriverError {
     Gone(String),
 }
 
+impl DriverError {
+    /// The cause in words a client may see: what happened, never the
+    /// engine's text, paths, container names or addresses (those go to
+    /// Torpor's log, where the operator reads them).
+    pub fn client_cause(&self) -> &'static str {
+        match self {
+            DriverError::Failed(_) => "its server could not be started; Torpor's log says why",
+            DriverError::NotReady(_) => "its server did not become ready in time",
+            DriverError::Gone(_) => "its server is gone",
+        }
+    }
+}
+
 /// Runs one service's MariaDB.
 ///
 /// The lifecycle ([`super::lifecycle`]) calls these in this order:
