@@ -84,3 +84,34 @@ fn a_failed_wake_is_an_error_and_the_next_query_recovers() {
     managed.wait_for(State::Active, Duration::from_secs(180));
     session.check();
 }
+
+/// Sessions reach the container through its Unix socket, in a folder of
+/// the service's state shared with the container (a cheaper hop than the
+/// published TCP port), through a suspend and a park too.
+#[test]
+fn sessions_reach_the_container_through_its_shared_socket() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "socket");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let socket = managed
+        .state_dir
+        .path()
+        .join("services")
+        .join(&service)
+        .join("run")
+        .join("mysqld.sock");
+    let expected = torpor::endpoint::Endpoint::Unix(socket);
+    assert_eq!(managed.backend_addr(), Some(expected.clone()));
+    let mut session = Stateful::open(&managed);
+    for action in ["suspend", "park"] {
+        assert_eq!(managed.act(&service, action).0, 200, "{action}");
+        session.check();
+        assert_eq!(
+            managed.backend_addr(),
+            Some(expected.clone()),
+            "after {action}"
+        );
+    }
+}

@@ -271,6 +271,19 @@ fn driver_for(
             options.buffer_pool = format!("{}M", service.buffer_pool_mib);
             // A first start initializes the volume: allow it more than a wake.
             options.ready_timeout = Duration::from_secs(service.wake_timeout_secs.max(120));
+            // Sessions reach the server through its socket in a folder
+            // shared with the container, unless the path is too long for
+            // a socket address (108 bytes with its terminating NUL).
+            let socket_dir = service_dir.join("run");
+            if socket_dir.join("mysqld.sock").as_os_str().len() < 100 {
+                options.socket_dir = Some(socket_dir);
+            } else {
+                tracing::info!(
+                    service = %service.name,
+                    dir = %socket_dir.display(),
+                    "the state folder's path is too long for a socket: sessions reach the container over TCP"
+                );
+            }
             let driver = DockerDriver::new(options)
                 .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
             // The image creates only root: the service's accounts (and
