@@ -157,7 +157,9 @@ pub struct Session {
     pub(super) password: ProvenPassword,
     pub(super) seed: Vec<u8>,
     pub(super) collation: u8,
-    pub(super) attributes: torpor_protocol::handshake::Attributes,
+    /// The client's connection attributes, packed (a held session keeps
+    /// them for the backend connections it opens).
+    pub(super) attributes: torpor_protocol::handshake::PackedAttributes,
     pub(super) max_packet_size: u32,
     pub(super) guard: SessionGuard,
     pub(super) shared: Arc<Shared>,
