@@ -161,35 +161,26 @@ impl Session {
         (seconds > 0).then(|| Duration::from_secs(seconds))
     }
 
-    /// Sends the client what it is owed and waits for its next bytes: the
-    /// one place a session is idle, and so the one place a shutdown ends
-    /// it (the worker shuts the read side of idle sessions' sockets).
+    /// Whether the session's next wait for its client is one that holds
+    /// nothing ([`Session::wait_idle`]): no command half sent, and a
+    /// client that is not sending command after command
+    /// ([`Session::holds_nothing_while_idle`]).
+    pub(super) fn waits_holding_nothing(&self) -> bool {
+        self.client.rbuf.is_empty() && self.holds_nothing_while_idle()
+    }
+
+    /// Sends the client what it is owed and waits for its next bytes,
+    /// with its read buffer: a client half-way through a command, or one
+    /// that sends command after command. One of the two places a session
+    /// waits for its client, and so where a shutdown ends it (the worker
+    /// shuts the read side of idle sessions' sockets).
     pub(super) async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
-        self.client.shrink_if_idle();
-        // Half a command buffered: the rest must come within
-        // net_read_timeout (a pinned session holds its backend connection
-        // meanwhile), or within the idle limit if that is shorter.
-        let mid_command = !self.client.rbuf.is_empty();
-        let limit = self.idle_limit();
-        let net_read = self.shared.settings().net_read_timeout;
-        let allowed = match limit.map(IdleLimit::after) {
-            Some(idle) if mid_command => Some(idle.min(net_read)),
-            None if mid_command => Some(net_read),
-            idle => idle,
-        };
-        // The worker's watch shuts the socket's read side once the session
-        // has waited past `allowed` (see `crate::worker`): no timer here.
-        self.control.go_idle(allowed);
+        let wait = self.start_wait();
         if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = if !mid_command && self.holds_nothing_while_idle() {
-            match self.wait_holding_nothing(want).await {
-                Ok(read) => read,
-                Err(e) => return Err(self.client_write_failed(e)),
-            }
-        } else if self.to_client.is_empty() {
+        let read = if self.to_client.is_empty() {
             self.client.read_more(want).await
         } else {
             // The replies may not fit in the socket: a client that stopped
@@ -207,6 +198,51 @@ impl Session {
             }
             read
         };
+        self.end_wait(wait, read)
+    }
+
+    /// The wait of an idle client, holding nothing
+    /// ([`Session::wait_holding_nothing`]); the other place a session
+    /// waits for its client (see [`Session::wait_for_client`]). Runs
+    /// outside the command path's future, which an idle session does not
+    /// keep.
+    pub(super) async fn wait_idle(&mut self, want: usize) -> Result<(), Failure> {
+        let wait = self.start_wait();
+        if self.shared.shutdown.is_stopping() {
+            self.flush_client().await?;
+            return Err(SessionError::Shutdown.into());
+        }
+        let read = match self.wait_holding_nothing(want).await {
+            Ok(read) => read,
+            Err(e) => return Err(self.client_write_failed(e)),
+        };
+        self.end_wait(wait, read)
+    }
+
+    /// Before a wait for the client: tells the worker's watch how long
+    /// the session may wait.
+    fn start_wait(&mut self) -> Wait {
+        self.client.shrink_if_idle();
+        // Half a command buffered: the rest must come within
+        // net_read_timeout (a pinned session holds its backend connection
+        // meanwhile), or within the idle limit if that is shorter.
+        let mid_command = !self.client.rbuf.is_empty();
+        let limit = self.idle_limit();
+        let net_read = self.shared.settings().net_read_timeout;
+        let allowed = match limit.map(IdleLimit::after) {
+            Some(idle) if mid_command => Some(idle.min(net_read)),
+            None if mid_command => Some(net_read),
+            idle => idle,
+        };
+        // The worker's watch shuts the socket's read side once the session
+        // has waited past `allowed` (see `crate::worker`): no timer here.
+        self.control.go_idle(allowed);
+        Wait { mid_command, limit }
+    }
+
+    /// After a wait for the client that read `read`: what it means for
+    /// the session (a time-out, a client gone, bytes to go on with).
+    fn end_wait(&mut self, wait: Wait, read: std::io::Result<usize>) -> Result<(), Failure> {
         let waited = self.control.go_busy();
         self.short_waits = if waited < SHORT_WAIT {
             self.short_waits.saturating_add(1)
@@ -214,10 +250,10 @@ impl Session {
             0
         };
         if self.control.timed_out() {
-            if mid_command {
+            if wait.mid_command {
                 return Err(self.stalled());
             }
-            if let Some(IdleLimit::InTransaction(after)) = limit {
+            if let Some(IdleLimit::InTransaction(after)) = wait.limit {
                 // The client is told why at its next read (its next
                 // command reads this ERR as its reply); the backend
                 // connection, in the transaction, is closed, which rolls
@@ -289,6 +325,12 @@ impl Session {
     ) -> std::io::Result<std::io::Result<usize>> {
         let small = std::rc::Rc::clone(&self.small_buffers);
         small.give(std::mem::take(&mut self.client.rbuf));
+        // Nor the ledger's room (four entries of a couple of hundred bytes
+        // once a command ran): taken again with the next command's reply.
+        // A busy client, which waits with its buffer, keeps it.
+        if self.ledger.is_empty() {
+            self.ledger = std::collections::VecDeque::new();
+        }
         let ready = if self.to_client.is_empty() {
             small.give(std::mem::take(&mut self.to_client));
             self.client.readable().await
@@ -334,6 +376,14 @@ impl Session {
         ))
         .into()
     }
+}
+
+/// What a wait for the client needs to know once it is over.
+struct Wait {
+    /// Half a command was buffered when it began.
+    mid_command: bool,
+    /// The idle limit it ran under.
+    limit: Option<IdleLimit>,
 }
 
 /// How long a session may sit idle, and what ends it then.
