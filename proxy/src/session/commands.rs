@@ -186,7 +186,7 @@ pub struct Session {
     /// when it is idle.
     pub(super) small_buffers: Rc<BufferPool>,
     /// Waits for the client in a row that were short (see
-    /// `Session::holds_nothing_while_idle`).
+    /// `Session::waits_idle`).
     pub(super) short_waits: u8,
     pub(super) ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
@@ -394,8 +394,8 @@ impl Session {
     /// client does not hold it: it ends when the session would wait for
     /// a client that is not busy, and the wait happens here, holding only
     /// the session. One allocation per spell, not per command: a client
-    /// that sends command after command (see
-    /// `Session::holds_nothing_while_idle`) stays in one spell.
+    /// that sends command after command (see `Session::waits_idle`)
+    /// stays in one spell.
     async fn command_loop(&mut self) -> Result<(), Failure> {
         loop {
             match Box::pin(self.spell()).await? {
@@ -480,7 +480,7 @@ impl Session {
                 self.release_if_free();
                 continue;
             };
-            if self.waits_holding_nothing() {
+            if self.waits_idle() {
                 return Ok(Spell::Idle(want));
             }
             self.wait_for_client(want).await?;

@@ -52,7 +52,12 @@ use crate::error::SessionError;
 const SHORT_WAIT: Duration = Duration::from_secs(1);
 
 /// After this many short waits in a row, a session keeps its read buffer
-/// through its waits (see [`Session::holds_nothing_while_idle`]).
+/// and its command path's future through its waits (see
+/// [`Session::waits_idle`]). Waiting holding nothing costs a readiness
+/// wait and then a `recv` (one system call more than a read with a
+/// buffer), and leaving the command path's future an allocation when the
+/// next command comes: a client sending command after command would pay
+/// both on every query.
 const BUSY_AFTER_SHORT_WAITS: u8 = 8;
 
 /// How long the side connection that stops a statement may take.
@@ -161,17 +166,18 @@ impl Session {
         (seconds > 0).then(|| Duration::from_secs(seconds))
     }
 
-    /// Whether the session's next wait for its client is one that holds
-    /// nothing ([`Session::wait_idle`]): no command half sent, and a
-    /// client that is not sending command after command
-    /// ([`Session::holds_nothing_while_idle`]).
-    pub(super) fn waits_holding_nothing(&self) -> bool {
-        self.client.rbuf.is_empty() && self.holds_nothing_while_idle()
+    /// Whether the session's next wait for its client is an idle one
+    /// ([`Session::wait_idle`]): no command half sent, and a client that
+    /// is not sending command after command (its last
+    /// [`BUSY_AFTER_SHORT_WAITS`] waits each shorter than [`SHORT_WAIT`]).
+    pub(super) fn waits_idle(&self) -> bool {
+        self.client.rbuf.is_empty() && self.short_waits < BUSY_AFTER_SHORT_WAITS
     }
 
     /// Sends the client what it is owed and waits for its next bytes,
-    /// with its read buffer: a client half-way through a command, or one
-    /// that sends command after command. One of the two places a session
+    /// with its read buffer, in one submission: a client half-way
+    /// through a command, or one that sends command after command. One
+    /// of the two places a session
     /// waits for its client, and so where a shutdown ends it (the worker
     /// shuts the read side of idle sessions' sockets).
     pub(super) async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
@@ -201,20 +207,30 @@ impl Session {
         self.end_wait(wait, read)
     }
 
-    /// The wait of an idle client, holding nothing
-    /// ([`Session::wait_holding_nothing`]); the other place a session
-    /// waits for its client (see [`Session::wait_for_client`]). Runs
-    /// outside the command path's future, which an idle session does not
-    /// keep.
+    /// The wait of an idle client ([`Session::waits_idle`]); the other
+    /// place a session waits for its client (see
+    /// [`Session::wait_for_client`]). Runs outside the command path's
+    /// future, which an idle session does not keep; what it awaits is
+    /// what the session's task holds while its client is idle. A plain
+    /// connection waits holding no buffer
+    /// ([`Session::wait_holding_nothing`]); a compressed or TLS one, which
+    /// reads through its layers, writes what the client is owed and then
+    /// reads with its buffer (two submissions: the futures of the joint
+    /// write-and-read would make every idle session's task larger).
     pub(super) async fn wait_idle(&mut self, want: usize) -> Result<(), Failure> {
         let wait = self.start_wait();
         if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = match self.wait_holding_nothing(want).await {
-            Ok(read) => read,
-            Err(e) => return Err(self.client_write_failed(e)),
+        let read = if self.client.is_compressed() || self.client.is_tls() {
+            self.flush_client().await?;
+            self.client.read_more(want).await
+        } else {
+            match self.wait_holding_nothing(want).await {
+                Ok(read) => read,
+                Err(e) => return Err(self.client_write_failed(e)),
+            }
         };
         self.end_wait(wait, read)
     }
@@ -299,20 +315,6 @@ impl Session {
             "the client read nothing within net_write_timeout",
         ))
         .into()
-    }
-
-    /// Whether the next wait for the client should hold no buffer
-    /// ([`Session::wait_holding_nothing`]). It costs a readiness wait and
-    /// then a `recv` (one system call more than a read with a buffer), so
-    /// a session whose last [`BUSY_AFTER_SHORT_WAITS`] waits were each
-    /// shorter than [`SHORT_WAIT`] (a client sending command after command)
-    /// reads with its buffer as before; any other waits holding nothing.
-    /// Compressed and TLS connections read through their layers: always
-    /// with a buffer.
-    fn holds_nothing_while_idle(&self) -> bool {
-        self.short_waits < BUSY_AFTER_SHORT_WAITS
-            && !self.client.is_compressed()
-            && !self.client.is_tls()
     }
 
     /// Between commands: writes what the client is owed, gives the read
