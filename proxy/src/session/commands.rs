@@ -120,8 +120,8 @@ enum Spell {
     /// The session is over (the client quit, or its connection was
     /// released).
     Ended,
-    /// The session waits for its client holding nothing: `want` bytes
-    /// are to be read once it sends.
+    /// The session waits for an idle client (`Session::wait_idle`):
+    /// `want` bytes are to be read once it sends.
     Idle(usize),
 }
 
@@ -406,7 +406,7 @@ impl Session {
     }
 
     /// Runs commands until the session ends, or until it would wait for
-    /// an idle client holding nothing ([`Spell::Idle`]).
+    /// an idle client ([`Spell::Idle`]).
     async fn spell(&mut self) -> Result<Spell, Failure> {
         loop {
             if self.guard.entry.killed.load(Ordering::Acquire) {
