@@ -26,6 +26,38 @@ pub const SSL_REQUEST_LEN: usize = 32;
 /// Connection attributes: (key, value) pairs in the order sent.
 pub type Attributes = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Connection attributes packed as they go on the wire: each key and
+/// value a length-encoded string, in the order sent, with no outer
+/// length. One allocation however many pairs a client sends: what a
+/// proxy keeps for each held client, to pass them on to the connections
+/// it opens for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedAttributes(Box<[u8]>);
+
+impl PackedAttributes {
+    /// Packs `attributes`.
+    pub fn pack(attributes: &[(Vec<u8>, Vec<u8>)]) -> PackedAttributes {
+        let mut block = BytesMut::new();
+        for (key, value) in attributes {
+            lenenc::put_bytes(&mut block, key);
+            lenenc::put_bytes(&mut block, value);
+        }
+        PackedAttributes(block.to_vec().into_boxed_slice())
+    }
+
+    /// The pairs again, in their order.
+    pub fn unpack(&self) -> Attributes {
+        let mut r = Reader::new(&self.0, "connection attributes");
+        let mut attributes = Vec::new();
+        // `pack` wrote whole pairs: a pair cut short cannot happen, and
+        // would only end the list.
+        while let (Ok(key), Ok(value)) = (r.lenenc_bytes(), r.lenenc_bytes()) {
+            attributes.push((key.to_vec(), value.to_vec()));
+        }
+        attributes
+    }
+}
+
 /// A checked reader over a payload.
 struct Reader<'a> {
     buf: &'a [u8],

@@ -105,7 +105,7 @@ pub struct Login<'a> {
     /// The schema the client asked for.
     pub database: Option<&'a [u8]>,
     /// The client's connection attributes.
-    pub attributes: &'a [(Vec<u8>, Vec<u8>)],
+    pub attributes: &'a torpor_protocol::handshake::PackedAttributes,
     /// The client's max packet size.
     pub max_packet_size: u32,
 }
@@ -249,7 +249,7 @@ pub async fn connect(
         auth_response: login.password.respond(&greeting.seed),
         database: login.database.map(<[u8]>::to_vec),
         auth_plugin: Some(NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec()),
-        attributes: login.attributes.to_vec(),
+        attributes: login.attributes.unpack(),
     };
     let mut payload = BytesMut::new();
     response.encode(&mut payload);

@@ -6,13 +6,17 @@
 //! the server's defaults, or what the client set. [`ClientTracking`] says
 //! which reported changes it keeps.
 
+use std::sync::Arc;
+
 use torpor_protocol::session_track::SessionChange;
 
 /// The four `session_track_*` settings of a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTracking {
     /// `session_track_system_variables`: names (lower case), or `*`.
-    pub system_variables: Vec<String>,
+    /// Shared: every session starts with the server's list, and most
+    /// keep it, so a held session costs no copy of it.
+    pub system_variables: Arc<[String]>,
     /// `session_track_schema`.
     pub schema: bool,
     /// `session_track_state_change`.

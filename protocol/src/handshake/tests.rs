@@ -130,6 +130,13 @@ mod properties {
         }
 
         #[test]
+        fn packed_attributes_unpack_to_what_was_packed(
+            attributes in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..10), proptest::collection::vec(any::<u8>(), 0..300)), 0..8),
+        ) {
+            prop_assert_eq!(PackedAttributes::pack(&attributes).unpack(), attributes);
+        }
+
+        #[test]
         fn response_round_trip(
             user in proptest::collection::vec(1u8..=255, 0..20),
             response in proptest::collection::vec(any::<u8>(), 0..40),

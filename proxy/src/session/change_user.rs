@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use torpor_protocol::auth::NATIVE_PASSWORD_PLUGIN;
 use torpor_protocol::frame::write_payload;
-use torpor_protocol::handshake::{AuthSwitch, ChangeUser};
+use torpor_protocol::handshake::{AuthSwitch, ChangeUser, PackedAttributes};
 use tracing::debug;
 
 use super::be;
@@ -136,7 +136,7 @@ impl Session {
         if let Some(collation) = change.collation {
             self.collation = collation as u8;
         }
-        self.attributes = change.attributes;
+        self.attributes = PackedAttributes::pack(&change.attributes);
         self.user = change.user;
         self.account_host = identified.account_host;
         self.password = password;

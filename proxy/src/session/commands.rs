@@ -28,6 +28,7 @@ use torpor_protocol::reply::ReplyTracker;
 use torpor_protocol::{stmt, Capabilities, ProtocolError};
 use torpor_replay::classify::{classify, StatementFacts};
 use torpor_replay::mentions::{mentions, Mentions};
+use tracing::info;
 
 use super::be;
 use super::model::SessionModel;
@@ -38,7 +39,7 @@ use super::{report, tell_client, Failure};
 use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
-use crate::context::Shared;
+use crate::context::{ConnectionPermit, Shared};
 use crate::error::SessionError;
 use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, Peer};
@@ -114,6 +115,16 @@ pub(super) enum Pending {
     Local(BytesMut),
 }
 
+/// How a spell of commands ([`Session::spell`]) ended.
+enum Spell {
+    /// The session is over (the client quit, or its connection was
+    /// released).
+    Ended,
+    /// The session waits for an idle client (`Session::wait_idle`):
+    /// `want` bytes are to be read once it sends.
+    Idle(usize),
+}
+
 /// What stopped a batch of commands.
 pub(super) enum Batch {
     /// Everything buffered was dispatched (or the pipeline limit reached).
@@ -145,6 +156,10 @@ pub struct Session {
     pub(super) service: Arc<Service>,
     /// Counts the session among its service's clients while it lives.
     _client_count: ClientCount,
+    /// The session's `max_connections` slot.
+    _permit: ConnectionPermit,
+    /// When the client logged in (for the line that logs its close).
+    logged_in: Instant,
     /// The pins the registry shows for this session
     /// ([`super::model::SessionModel::pin_mask`]), so that only a change
     /// is published.
@@ -157,7 +172,9 @@ pub struct Session {
     pub(super) password: ProvenPassword,
     pub(super) seed: Vec<u8>,
     pub(super) collation: u8,
-    pub(super) attributes: torpor_protocol::handshake::Attributes,
+    /// The client's connection attributes, packed (a held session keeps
+    /// them for the backend connections it opens).
+    pub(super) attributes: torpor_protocol::handshake::PackedAttributes,
     pub(super) max_packet_size: u32,
     pub(super) guard: SessionGuard,
     pub(super) shared: Arc<Shared>,
@@ -169,7 +186,7 @@ pub struct Session {
     /// when it is idle.
     pub(super) small_buffers: Rc<BufferPool>,
     /// Waits for the client in a row that were short (see
-    /// `Session::holds_nothing_while_idle`).
+    /// `Session::waits_idle`).
     pub(super) short_waits: u8,
     pub(super) ledger: VecDeque<Pending>,
     /// Bytes for the client, written when the ledger is drained or before
@@ -214,6 +231,7 @@ impl Session {
     pub fn new(
         client: Conn,
         authenticated: super::login::Authenticated,
+        permit: ConnectionPermit,
         guard: SessionGuard,
         shared: Arc<Shared>,
         peer: Peer,
@@ -250,6 +268,8 @@ impl Session {
             backend: authenticated.backend,
             pool,
             _client_count: ClientCount::new(Arc::clone(&service), index),
+            _permit: permit,
+            logged_in: Instant::now(),
             service,
             pins_published: 0,
             guard,
@@ -277,12 +297,29 @@ impl Session {
 
     /// Runs the command loop until the client quits or something fails,
     /// then closes both connections.
-    pub async fn run(mut self) -> CloseReason {
-        // The login's connection goes back to the pool until the first
-        // query: an idle session holds none.
-        self.release_if_free();
-        self.guard.entry.set_client_fd(self.client.raw_fd());
-        let result = self.command_loop().await;
+    ///
+    /// Not an `async fn`: one moves its argument into a local of its
+    /// future and keeps the argument's place too, so the session would be
+    /// held twice for as long as its client stays. The block's capture is
+    /// the session's only place.
+    pub fn run(self) -> impl std::future::Future<Output = CloseReason> {
+        let mut session = self;
+        async move {
+            // The login's connection goes back to the pool until the first
+            // query: an idle session holds none.
+            session.release_if_free();
+            session.guard.entry.set_client_fd(session.client.raw_fd());
+            let result = session.command_loop().await;
+            // Boxed: run once, at the end, and not worth a place in the
+            // future that waits for the client.
+            Box::pin(session.close(result)).await
+        }
+    }
+
+    /// Ends the session after its command loop ended with `result`: tells
+    /// the client what it is owed, gives back or closes the backend
+    /// connection, and closes the client's.
+    async fn close(mut self, result: Result<(), Failure>) -> CloseReason {
         // A session that ended between commands leaves a clean backend
         // connection, which goes back to the pool.
         let clean = match &result {
@@ -318,14 +355,26 @@ impl Session {
         // No KILL may touch the socket once it closes (its number is
         // reused).
         self.guard.entry.clear_client_fd();
+        // The lifecycle's last line: who, how long, and why it ended
+        // (never a password or query text).
+        info!(
+            id = self.guard.id,
+            peer = %self.peer,
+            user = %String::from_utf8_lossy(&self.user),
+            service = %self.service.name,
+            reason = reason.name(),
+            duration_ms = self.logged_in.elapsed().as_millis() as u64,
+            "connection closed"
+        );
         if self.reset_on_close {
             // MariaDB 10.11 resets a connection it stopped waiting for
             // (past wait_timeout, even mid-command), with nothing sent: the
-            // socket closes when `self` drops.
+            // socket closes when the session drops.
             super::hangup::reset_on_close(self.client.raw_fd());
             return reason;
         }
-        self.client.close().await;
+        let Session { client, .. } = self;
+        client.close().await;
         reason
     }
 
@@ -337,7 +386,28 @@ impl Session {
             .client_bytes(self.service.index, received, sent);
     }
 
+    /// The command loop: spells of commands, and the waits of an idle
+    /// client between them.
+    ///
+    /// A spell's future (the per-command path: attach, dispatch, drain
+    /// and what they await) is several KiB, and is boxed so that an idle
+    /// client does not hold it: it ends when the session would wait for
+    /// a client that is not busy, and the wait happens here, holding only
+    /// the session. One allocation per spell, not per command: a client
+    /// that sends command after command (see `Session::waits_idle`)
+    /// stays in one spell.
     async fn command_loop(&mut self) -> Result<(), Failure> {
+        loop {
+            match Box::pin(self.spell()).await? {
+                Spell::Ended => return Ok(()),
+                Spell::Idle(want) => self.wait_idle(want).await?,
+            }
+        }
+    }
+
+    /// Runs commands until the session ends, or until it would wait for
+    /// an idle client ([`Spell::Idle`]).
+    async fn spell(&mut self) -> Result<Spell, Failure> {
         loop {
             if self.guard.entry.killed.load(Ordering::Acquire) {
                 return Err(Failure {
@@ -396,20 +466,23 @@ impl Session {
                     // is forgotten.
                     self.flush_client().await?;
                     self.drop_backend();
-                    return Ok(());
+                    return Ok(Spell::Ended);
                 }
                 self.after_batch().await?;
                 // The accounts are read again now that the statement ran.
                 drop(self.accounts_change.take());
                 match batch {
                     Batch::Dispatched => {}
-                    Batch::Quit => return Ok(()),
+                    Batch::Quit => return Ok(Spell::Ended),
                     Batch::ChangeUser => Box::pin(self.change_user()).await?,
                     Batch::Prepare { id } => Box::pin(self.prepare_again(id)).await?,
                 }
                 self.release_if_free();
                 continue;
             };
+            if self.waits_idle() {
+                return Ok(Spell::Idle(want));
+            }
             self.wait_for_client(want).await?;
         }
     }

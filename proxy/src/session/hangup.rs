@@ -52,7 +52,12 @@ use crate::error::SessionError;
 const SHORT_WAIT: Duration = Duration::from_secs(1);
 
 /// After this many short waits in a row, a session keeps its read buffer
-/// through its waits (see [`Session::holds_nothing_while_idle`]).
+/// and its command path's future through its waits (see
+/// [`Session::waits_idle`]). Waiting holding nothing costs a readiness
+/// wait and then a `recv` (one system call more than a read with a
+/// buffer), and leaving the command path's future an allocation when the
+/// next command comes: a client sending command after command would pay
+/// both on every query.
 const BUSY_AFTER_SHORT_WAITS: u8 = 8;
 
 /// How long the side connection that stops a statement may take.
@@ -161,35 +166,27 @@ impl Session {
         (seconds > 0).then(|| Duration::from_secs(seconds))
     }
 
-    /// Sends the client what it is owed and waits for its next bytes: the
-    /// one place a session is idle, and so the one place a shutdown ends
-    /// it (the worker shuts the read side of idle sessions' sockets).
+    /// Whether the session's next wait for its client is an idle one
+    /// ([`Session::wait_idle`]): no command half sent, and a client that
+    /// is not sending command after command (its last
+    /// [`BUSY_AFTER_SHORT_WAITS`] waits each shorter than [`SHORT_WAIT`]).
+    pub(super) fn waits_idle(&self) -> bool {
+        self.client.rbuf.is_empty() && self.short_waits < BUSY_AFTER_SHORT_WAITS
+    }
+
+    /// Sends the client what it is owed and waits for its next bytes,
+    /// with its read buffer, in one submission: a client half-way
+    /// through a command, or one that sends command after command. One
+    /// of the two places a session
+    /// waits for its client, and so where a shutdown ends it (the worker
+    /// shuts the read side of idle sessions' sockets).
     pub(super) async fn wait_for_client(&mut self, want: usize) -> Result<(), Failure> {
-        self.client.shrink_if_idle();
-        // Half a command buffered: the rest must come within
-        // net_read_timeout (a pinned session holds its backend connection
-        // meanwhile), or within the idle limit if that is shorter.
-        let mid_command = !self.client.rbuf.is_empty();
-        let limit = self.idle_limit();
-        let net_read = self.shared.settings().net_read_timeout;
-        let allowed = match limit.map(IdleLimit::after) {
-            Some(idle) if mid_command => Some(idle.min(net_read)),
-            None if mid_command => Some(net_read),
-            idle => idle,
-        };
-        // The worker's watch shuts the socket's read side once the session
-        // has waited past `allowed` (see `crate::worker`): no timer here.
-        self.control.go_idle(allowed);
+        let wait = self.start_wait();
         if self.shared.shutdown.is_stopping() {
             self.flush_client().await?;
             return Err(SessionError::Shutdown.into());
         }
-        let read = if !mid_command && self.holds_nothing_while_idle() {
-            match self.wait_holding_nothing(want).await {
-                Ok(read) => read,
-                Err(e) => return Err(self.client_write_failed(e)),
-            }
-        } else if self.to_client.is_empty() {
+        let read = if self.to_client.is_empty() {
             self.client.read_more(want).await
         } else {
             // The replies may not fit in the socket: a client that stopped
@@ -207,6 +204,61 @@ impl Session {
             }
             read
         };
+        self.end_wait(wait, read)
+    }
+
+    /// The wait of an idle client ([`Session::waits_idle`]); the other
+    /// place a session waits for its client (see
+    /// [`Session::wait_for_client`]). Runs outside the command path's
+    /// future, which an idle session does not keep; what it awaits is
+    /// what the session's task holds while its client is idle. A plain
+    /// connection waits holding no buffer
+    /// ([`Session::wait_holding_nothing`]); a compressed or TLS one, which
+    /// reads through its layers, writes what the client is owed and then
+    /// reads with its buffer (two submissions: the futures of the joint
+    /// write-and-read would make every idle session's task larger).
+    pub(super) async fn wait_idle(&mut self, want: usize) -> Result<(), Failure> {
+        let wait = self.start_wait();
+        if self.shared.shutdown.is_stopping() {
+            self.flush_client().await?;
+            return Err(SessionError::Shutdown.into());
+        }
+        let read = if self.client.is_compressed() || self.client.is_tls() {
+            self.flush_client().await?;
+            self.client.read_more(want).await
+        } else {
+            match self.wait_holding_nothing(want).await {
+                Ok(read) => read,
+                Err(e) => return Err(self.client_write_failed(e)),
+            }
+        };
+        self.end_wait(wait, read)
+    }
+
+    /// Before a wait for the client: tells the worker's watch how long
+    /// the session may wait.
+    fn start_wait(&mut self) -> Wait {
+        self.client.shrink_if_idle();
+        // Half a command buffered: the rest must come within
+        // net_read_timeout (a pinned session holds its backend connection
+        // meanwhile), or within the idle limit if that is shorter.
+        let mid_command = !self.client.rbuf.is_empty();
+        let limit = self.idle_limit();
+        let net_read = self.shared.settings().net_read_timeout;
+        let allowed = match limit.map(IdleLimit::after) {
+            Some(idle) if mid_command => Some(idle.min(net_read)),
+            None if mid_command => Some(net_read),
+            idle => idle,
+        };
+        // The worker's watch shuts the socket's read side once the session
+        // has waited past `allowed` (see `crate::worker`): no timer here.
+        self.control.go_idle(allowed);
+        Wait { mid_command, limit }
+    }
+
+    /// After a wait for the client that read `read`: what it means for
+    /// the session (a time-out, a client gone, bytes to go on with).
+    fn end_wait(&mut self, wait: Wait, read: std::io::Result<usize>) -> Result<(), Failure> {
         let waited = self.control.go_busy();
         self.short_waits = if waited < SHORT_WAIT {
             self.short_waits.saturating_add(1)
@@ -214,10 +266,10 @@ impl Session {
             0
         };
         if self.control.timed_out() {
-            if mid_command {
+            if wait.mid_command {
                 return Err(self.stalled());
             }
-            if let Some(IdleLimit::InTransaction(after)) = limit {
+            if let Some(IdleLimit::InTransaction(after)) = wait.limit {
                 // The client is told why at its next read (its next
                 // command reads this ERR as its reply); the backend
                 // connection, in the transaction, is closed, which rolls
@@ -265,20 +317,6 @@ impl Session {
         .into()
     }
 
-    /// Whether the next wait for the client should hold no buffer
-    /// ([`Session::wait_holding_nothing`]). It costs a readiness wait and
-    /// then a `recv` (one system call more than a read with a buffer), so
-    /// a session whose last [`BUSY_AFTER_SHORT_WAITS`] waits were each
-    /// shorter than [`SHORT_WAIT`] (a client sending command after command)
-    /// reads with its buffer as before; any other waits holding nothing.
-    /// Compressed and TLS connections read through their layers: always
-    /// with a buffer.
-    fn holds_nothing_while_idle(&self) -> bool {
-        self.short_waits < BUSY_AFTER_SHORT_WAITS
-            && !self.client.is_compressed()
-            && !self.client.is_tls()
-    }
-
     /// Between commands: writes what the client is owed, gives the read
     /// and reply buffers back to the worker's pool, and waits for the
     /// client's next bytes holding neither (a held idle client costs no
@@ -289,6 +327,12 @@ impl Session {
     ) -> std::io::Result<std::io::Result<usize>> {
         let small = std::rc::Rc::clone(&self.small_buffers);
         small.give(std::mem::take(&mut self.client.rbuf));
+        // Nor the ledger's room (four entries of a couple of hundred bytes
+        // once a command ran): taken again with the next command's reply.
+        // A busy client, which waits with its buffer, keeps it.
+        if self.ledger.is_empty() {
+            self.ledger = std::collections::VecDeque::new();
+        }
         let ready = if self.to_client.is_empty() {
             small.give(std::mem::take(&mut self.to_client));
             self.client.readable().await
@@ -334,6 +378,14 @@ impl Session {
         ))
         .into()
     }
+}
+
+/// What a wait for the client needs to know once it is over.
+struct Wait {
+    /// Half a command was buffered when it began.
+    mid_command: bool,
+    /// The idle limit it ran under.
+    limit: Option<IdleLimit>,
 }
 
 /// How long a session may sit idle, and what ends it then.

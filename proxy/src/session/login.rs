@@ -7,7 +7,7 @@ use rand::Rng;
 use torpor_protocol::auth::{ProvenPassword, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
 use torpor_protocol::frame::write_payload;
 use torpor_protocol::handshake::{
-    Attributes, AuthSwitch, ClientHello, Greeting, HandshakeResponse,
+    AuthSwitch, ClientHello, Greeting, HandshakeResponse, PackedAttributes,
 };
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::Capabilities;
@@ -56,7 +56,7 @@ pub struct Authenticated {
     pub collation: u8,
     /// The client's connection attributes (passed to new backend
     /// connections).
-    pub attributes: Attributes,
+    pub attributes: PackedAttributes,
     /// The client's max packet size.
     pub max_packet_size: u32,
     /// What Torpor knows of the new session's state.
@@ -273,13 +273,14 @@ async fn run(
             Err(error) => return Err(error),
         }
     };
+    let attributes = PackedAttributes::pack(&response.attributes);
     let login = Login {
         user: &response.user,
         password: &password,
         capabilities,
         collation: response.collation,
         database: response.database.as_deref().filter(|db| !db.is_empty()),
-        attributes: &response.attributes,
+        attributes: &attributes,
         max_packet_size: response.max_packet_size,
     };
     let schema = response
@@ -472,7 +473,7 @@ async fn run(
         service,
         backend,
         collation: response.collation,
-        attributes: response.attributes,
+        attributes,
         max_packet_size: response.max_packet_size,
         model,
     };

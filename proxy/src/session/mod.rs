@@ -117,19 +117,37 @@ pub struct WorkerParts {
 }
 
 /// Serves one accepted client connection to its end.
-pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: WorkerParts) {
-    let control = &parts.control;
-    control.set_fd(client.raw_fd());
+///
+/// The task this future becomes lives as long as its client, and is as
+/// large as the largest state it can be in: so everything up to the
+/// command loop (the login, a refusal) is one boxed future, freed once
+/// the client is logged in, and the command loop another, which holds
+/// the session. What stays in the task itself is the two boxes.
+pub async fn serve(client: Conn, peer: Peer, shared: Arc<Shared>, parts: WorkerParts) {
+    if let Some(run) = Box::pin(start(client, peer, shared, parts)).await {
+        run.await;
+    }
+}
+
+/// Logs the client in and builds its session; `None` when the login
+/// failed (the client was told why, its connection closed). The command
+/// loop's future comes back boxed, with the session in it: built in this
+/// future, which ends before the loop runs, so no second copy of the
+/// session stays in the task.
+async fn start(
+    mut client: Conn,
+    peer: Peer,
+    shared: Arc<Shared>,
+    parts: WorkerParts,
+) -> Option<std::pin::Pin<Box<impl std::future::Future<Output = CloseReason>>>> {
+    parts.control.set_fd(client.raw_fd());
     parts.metrics.client_opened();
     let guard = shared.registry.register();
     let id = guard.id;
     // The permit (a max_connections slot) is taken once the client has
     // proven its password: see login::login.
-    // The login's future is boxed: it is large and done with after the
-    // login, and the session's task would otherwise keep its size for as
-    // long as the client stays connected.
-    let (authenticated, _permit) =
-        match Box::pin(login::login(&mut client, &shared, id, peer, &parts.pools)).await {
+    let (authenticated, permit) =
+        match login::login(&mut client, &shared, id, peer, &parts.pools).await {
             Ok(logged_in) => logged_in,
             Err((error, seq)) => {
                 if matches!(error, SessionError::TooManyConnections) {
@@ -141,41 +159,26 @@ pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: Wor
                 report(id, peer, &error, "login");
                 tell_client(&mut client, &error, seq).await;
                 client.close().await;
-                return;
+                return None;
             }
         };
-    let user = String::from_utf8_lossy(&authenticated.user).into_owned();
-    let service = authenticated.service.name.clone();
-    info!(id, %peer, %user, %service, "logged in");
-    let logged_in = std::time::Instant::now();
-    // The command loop's future is boxed, and the session built in a
-    // block that ends before the await: a local, or a temporary of the
-    // awaiting statement, would keep a second copy of the session in this
-    // task for its whole life (one allocation per session, not per
-    // command).
-    let run = {
-        let session = commands::Session::new(
-            client,
-            authenticated,
-            guard,
-            Arc::clone(&shared),
-            peer,
-            parts,
-        );
-        Box::pin(session.run())
-    };
-    let reason = run.await;
-    // The lifecycle's last line: who, how long, and why it ended (never
-    // a password or query text).
     info!(
         id,
         %peer,
-        %user,
-        %service,
-        reason = reason.name(),
-        duration_ms = logged_in.elapsed().as_millis() as u64,
-        "connection closed"
+        user = %String::from_utf8_lossy(&authenticated.user),
+        service = %authenticated.service.name,
+        "logged in"
     );
+    let session = commands::Session::new(
+        client,
+        authenticated,
+        permit,
+        guard,
+        Arc::clone(&shared),
+        peer,
+        parts,
+    );
+    Some(Box::pin(session.run()))
 }
 
 /// Logs a session's end once, at the level its fault deserves.
