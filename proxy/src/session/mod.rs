@@ -146,7 +146,10 @@ pub async fn serve(mut client: Conn, peer: Peer, shared: Arc<Shared>, parts: Wor
         };
     let user = String::from_utf8_lossy(&authenticated.user).into_owned();
     let service = authenticated.service.name.clone();
-    info!(id, %peer, %user, %service, "logged in");
+    match client.tls_server_name() {
+        Some(server_name) => info!(id, %peer, %user, %service, server_name, "logged in"),
+        None => info!(id, %peer, %user, %service, "logged in"),
+    }
     let logged_in = std::time::Instant::now();
     // The command loop's future is boxed, and the session built in a
     // block that ends before the await: a local, or a temporary of the
