@@ -75,6 +75,31 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// The backend presented another certificate than the pinned one. Its
+/// `Debug` is its message: rustls shows the error that way in the log.
+struct NotPinned {
+    seen: Fingerprint,
+    pinned: Fingerprint,
+}
+
+impl fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the backend's certificate is {}, not the pinned {}",
+            self.seen, self.pinned
+        )
+    }
+}
+
+impl fmt::Debug for NotPinned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for NotPinned {}
+
 /// Trusts the one certificate whose fingerprint is pinned.
 #[derive(Debug)]
 pub struct PinnedVerifier {
@@ -103,10 +128,10 @@ impl ServerCertVerifier for PinnedVerifier {
         if seen == self.pin {
             return Ok(ServerCertVerified::assertion());
         }
-        let why = std::io::Error::other(format!(
-            "the backend's certificate is {seen}, not the pinned {}",
-            self.pin
-        ));
+        let why = NotPinned {
+            seen,
+            pinned: self.pin,
+        };
         Err(Error::InvalidCertificate(CertificateError::Other(
             OtherError(Arc::new(why)),
         )))
