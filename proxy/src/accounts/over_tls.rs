@@ -23,11 +23,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// Runs `queries` as the admin account of `access`, over TLS as `tls`
 /// says; returns the rows of each (text protocol, `None` for NULL). A
 /// query the server refuses is an error naming it.
-pub fn query(
-    access: &AdminLogin,
-    tls: &BackendTls,
-    queries: &[&str],
-) -> Result<Vec<Rows>, String> {
+pub fn query(access: &AdminLogin, tls: &BackendTls, queries: &[&str]) -> Result<Vec<Rows>, String> {
     let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
