@@ -21,11 +21,17 @@ pub const TABLE: &str = "torpor_bench_kv";
 /// Rows in [`TABLE`]; the large-result workload reads them all.
 pub const ROWS: u32 = 10_000;
 
-/// Connection options for `target`.
+/// Connection options for `target` (over TLS, verifying the server's
+/// certificate, for a target with a CA).
 pub fn opts(target: &Target, credentials: &Credentials) -> Opts {
+    let tls = target
+        .tls_ca
+        .as_ref()
+        .map(|ca| mysql::SslOpts::default().with_root_cert_path(Some(ca.clone())));
     // Over TCP only: the crate would otherwise ask a loopback server for
     // its Unix socket and reconnect through it, straight past any proxy.
     tcp_opts_to_host(&target.host, target.port)
+        .ssl_opts(tls)
         .user(Some(credentials.user.clone()))
         .pass(Some(credentials.password.clone()))
         .db_name(Some(credentials.database.clone()))

@@ -413,6 +413,7 @@ mod tests {
             pid: None,
             origin: Origin::Given,
             admin: None,
+            tls_ca: None,
         };
         let credentials = Credentials {
             user: "bench".into(),

@@ -77,6 +77,9 @@ trap 'as_root rm -rf "$overlay"' EXIT
 as_root chmod 755 "$overlay"
 as_root install -D -o 0 -g 0 -m 755 "$binary" "$overlay/usr/local/bin/torpor"
 as_root install -D -o 0 -g 0 -m 644 "$here/torpor.toml" "$overlay/etc/torpor/torpor.toml"
+# state_dir: the torpor user's, a volume (the self-signed certificate
+# made there at first start survives the container).
+as_root install -d -o "$uid" -g "$uid" -m 700 "$overlay/var/lib/torpor"
 version=$("$binary" --version | awk '{ print $2 }')
 
 log "importing $image (torpor $version, binary $binary_sha)"
@@ -85,6 +88,7 @@ import_image "$rootfs" "$overlay" "$image" \
     'CMD []' \
     "USER $uid:$uid" \
     'EXPOSE 6033 6034' \
+    'VOLUME /var/lib/torpor' \
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     'HEALTHCHECK --interval=30s --timeout=3s --start-period=5s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6033"]' \
     "LABEL org.torpor.recipe=$recipe org.torpor.binary-sha256=$binary_sha org.torpor.version=$version"

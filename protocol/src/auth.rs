@@ -128,6 +128,16 @@ impl StoredPassword {
 }
 
 impl ProvenPassword {
+    /// What knowing `password` proves: how Torpor logs in with an
+    /// account whose password it was given (the accounts reader's).
+    pub fn from_plaintext(password: &str) -> ProvenPassword {
+        if password.is_empty() {
+            ProvenPassword::Empty
+        } else {
+            ProvenPassword::Sha1(sha1(&[password.as_bytes()]))
+        }
+    }
+
     /// The `mysql_native_password` hash, `SHA1(SHA1(password))`, of the
     /// password proven (`None` for the empty password, which has none).
     pub fn native_hash(&self) -> Option<[u8; 20]> {
@@ -183,6 +193,8 @@ mod tests {
             .verify(seed, &expected)
             .expect("right password verifies");
         assert_eq!(proven.respond(seed), expected.to_vec());
+        assert_eq!(ProvenPassword::from_plaintext("secret"), proven);
+        assert_eq!(ProvenPassword::from_plaintext(""), ProvenPassword::Empty);
     }
 
     #[test]

@@ -262,7 +262,10 @@ pub async fn connect(
         let request = payload.get(..SSL_REQUEST_LEN).unwrap_or_default();
         send(&mut conn, seq, request).await.map_err(io_err)?;
         seq += 1;
-        let handshake = conn.start_tls_client(Arc::clone(&tls.config), tls.name.clone());
+        let name = tls.name_for(addr).ok_or_else(|| {
+            SessionError::BackendTls(io::Error::other("no name to check the certificate against"))
+        })?;
+        let handshake = conn.start_tls_client(Arc::clone(&tls.config), name);
         with_timeout(limit, "TLS handshake timed out", handshake)
             .await
             .map_err(|e| match e.kind() {

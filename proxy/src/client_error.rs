@@ -174,6 +174,11 @@ impl ClientError {
                 b"HY000",
                 "Can't connect to the database behind Torpor (backend unreachable)",
             ),
+            BackendTls(e) if crate::tls::backend::is_untrusted_certificate(e) => ClientError::new(
+                CANNOT_CONNECT,
+                b"HY000",
+                "Can't connect to the database behind Torpor (its TLS certificate is not trusted)",
+            ),
             BackendTls(_) => ClientError::new(
                 CANNOT_CONNECT,
                 b"HY000",

@@ -113,9 +113,61 @@ pub struct BackendConfig {
     pub tls: BackendTlsMode,
     /// The CA certificates (PEM) the backend's certificate must chain to
     /// (a self-signed certificate may be its own); needed unless `tls` is
-    /// off.
+    /// off (or give `tls_fingerprint`).
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// The backend's certificate pinned by its SHA-256 fingerprint
+    /// (`sha256:` and 64 hex digits, colons allowed), instead of a CA.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
+}
+
+impl BackendConfig {
+    /// Its TLS options.
+    pub fn tls_options(&self) -> BackendTlsOptions<'_> {
+        BackendTlsOptions {
+            section: "[backend]".to_string(),
+            mode: self.tls,
+            ca: self.tls_ca.as_deref(),
+            fingerprint: self.tls_fingerprint.as_deref(),
+        }
+    }
+}
+
+/// How connections to one backend use TLS: `[backend]`'s keys, or a
+/// `[[services]]` entry's.
+#[derive(Debug, Clone)]
+pub struct BackendTlsOptions<'a> {
+    /// Where they come from, for errors (`[backend]`, `service 'shop'`).
+    pub section: String,
+    /// Off, preferred or required.
+    pub mode: BackendTlsMode,
+    /// The CA file the certificate must chain to.
+    pub ca: Option<&'a std::path::Path>,
+    /// The certificate's pinned SHA-256 fingerprint.
+    pub fingerprint: Option<&'a str>,
+}
+
+impl BackendTlsOptions<'_> {
+    /// Checks that TLS has exactly one way to trust the backend, and a
+    /// fingerprint that reads.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let section = &self.section;
+        if let Some(pin) = self.fingerprint {
+            crate::tls::pinned::Fingerprint::parse(pin)
+                .map_err(|e| ConfigError::Invalid(format!("{section} tls_fingerprint: {e}")))?;
+        }
+        match (self.mode, self.ca, self.fingerprint) {
+            (BackendTlsMode::Off, _, _) => Ok(()),
+            (_, None, None) => Err(ConfigError::Invalid(format!(
+                "{section} tls needs tls_ca (the CA file the backend's certificate is checked against) or tls_fingerprint"
+            ))),
+            (_, Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+                "{section}: give tls_ca or tls_fingerprint, not both"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Whether backend connections use TLS.
@@ -139,6 +191,9 @@ pub enum DriverKind {
     Docker,
     /// A `mariadbd` process of Torpor's own.
     Process,
+    /// A backend Torpor does not manage, at the service's `address`
+    /// (always active, as `[backend]`).
+    Static,
 }
 
 /// A database service Torpor runs and scales: its backend is started,
@@ -155,6 +210,24 @@ pub struct ServiceConfig {
     /// when the list is empty and this is the only service.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Server names (SNI) that choose this service: a TLS client that
+    /// asks for one of them logs in to this service (as one of its
+    /// users), whatever other service its user name would route to.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `static`: where the backend listens (`host:port`, or a Unix
+    /// socket's path).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TLS to the backend over TCP, as `[backend] tls`.
+    #[serde(default)]
+    pub tls: BackendTlsMode,
+    /// The CA file the backend's certificate must chain to.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// The backend's certificate pinned by its SHA-256 fingerprint.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
     /// `process`: the datadir (initialized on first start, kept); default
     /// `<state_dir>/services/<name>/data`.
     #[serde(default)]
@@ -226,6 +299,11 @@ impl ServiceConfig {
             name: name.to_string(),
             driver,
             users: Vec::new(),
+            hosts: Vec::new(),
+            address: None,
+            tls: BackendTlsMode::Off,
+            tls_ca: None,
+            tls_fingerprint: None,
             datadir: None,
             image: default_image(),
             suspend_after_secs: default_suspend_after_secs(),
@@ -237,6 +315,16 @@ impl ServiceConfig {
             suspended_buffer_pool_mib: default_suspended_buffer_pool_mib(),
             autoscale: None,
             temporary: false,
+        }
+    }
+
+    /// Its backend TLS options.
+    pub fn tls_options(&self) -> BackendTlsOptions<'_> {
+        BackendTlsOptions {
+            section: format!("service '{}'", self.name),
+            mode: self.tls,
+            ca: self.tls_ca.as_deref(),
+            fingerprint: self.tls_fingerprint.as_deref(),
         }
     }
 }
@@ -564,11 +652,7 @@ impl Config {
     /// are well formed and each routes to one service.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(backend) = &self.backend {
-            if backend.tls != BackendTlsMode::Off && backend.tls_ca.is_none() {
-                return Err(ConfigError::Invalid(
-                    "[backend] tls needs tls_ca: the CA file the backend's certificate is checked against".into(),
-                ));
-            }
+            backend.tls_options().validate()?;
         }
         if self.require_secure_transport && !self.tls.enabled && self.listen_socket.is_none() {
             return Err(ConfigError::Invalid(
@@ -602,6 +686,12 @@ impl Config {
                 )));
             }
             if let Some(autoscale) = &service.autoscale {
+                if service.driver == DriverKind::Static {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': a static backend is not Torpor's to resize; leave out [services.autoscale]",
+                        service.name
+                    )));
+                }
                 autoscale
                     .check(service.cpus, service.memory_mib)
                     .map_err(|why| {
@@ -616,6 +706,35 @@ impl Config {
                     "service '{}' is declared twice",
                     service.name
                 )));
+            }
+            service.tls_options().validate()?;
+            match (service.driver, &service.address) {
+                (DriverKind::Static, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': driver static needs an address",
+                        service.name
+                    )))
+                }
+                (DriverKind::Docker | DriverKind::Process, Some(_)) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': address is for driver static (a managed backend's address is its driver's)",
+                        service.name
+                    )))
+                }
+                _ => {}
+            }
+            for host in &service.hosts {
+                let taken = self
+                    .services
+                    .iter()
+                    .take_while(|s| s.name != service.name)
+                    .any(|s| s.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
+                if taken || host.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': host '{host}' is empty or names another service too",
+                        service.name
+                    )));
+                }
             }
             for user in &service.users {
                 if !self.users.iter().any(|u| &u.name == user) {
@@ -633,9 +752,11 @@ impl Config {
                     .iter()
                     .filter(|s| s.users.contains(&user.name))
                     .count();
-                if routes != 1 {
+                // Listed by several, the user routes by server name
+                // (SNI) among them, and without one to the first.
+                if routes == 0 {
                     return Err(ConfigError::Invalid(format!(
-                        "user '{}' must be listed by exactly one service (it is by {routes})",
+                        "user '{}' must be listed by a service (it is by none)",
                         user.name
                     )));
                 }

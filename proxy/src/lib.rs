@@ -14,8 +14,9 @@
 //!   command loop → close.
 //! - [`backend`]: backend connections: probe, login, change user.
 //! - [`net`]: a connection (TCP or Unix socket) with its read buffer.
-//! - [`tls`]: TLS on the client leg: certificates, rustls over a
-//!   connection's buffers, the zero-configuration proof.
+//! - [`tls`]: TLS on both legs: certificates, rustls over a
+//!   connection's buffers, the zero-configuration proof; the backend
+//!   leg's CA or pinned fingerprint.
 //! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
 //! - [`buffers`]: each worker's pools of read and reply buffers.
 //! - [`trim`]: giving freed memory back to the system after a burst of
@@ -26,7 +27,9 @@
 //! - [`context`]: what all workers share (config, users, registry, limits).
 //! - [`registry`]: client-visible connection ids, for KILL; sessions'
 //!   pins, for the admin API and the scalers.
-//! - [`users`]: accounts and their stored password hashes.
+//! - [`users`]: accounts, their stored password hashes and the services
+//!   each routes to (a TLS client's server name may choose among them:
+//!   [`settings::Settings::service_named`]).
 //! - [`accounts`]: accounts read from the backend (`CREATE USER` through
 //!   Torpor or not), kept fresh and saved for logins while it sleeps.
 //! - [`error`] and [`client_error`]: failures, who caused them, and what a

@@ -173,6 +173,11 @@ impl Conn {
         self.tls.is_some()
     }
 
+    /// The server name a TLS client asked for (SNI), if any.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|tls| tls.server_name())
+    }
+
     /// The TLS protocol and cipher suite, for the log.
     pub fn tls_description(&self) -> Option<String> {
         self.tls.as_ref().map(|tls| tls.describe())

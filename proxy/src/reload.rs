@@ -8,8 +8,9 @@
 //! What a reload changes: accounts (new logins see them; sessions already
 //! logged in keep going), client and backend connection limits, pool
 //! timeouts, replay verification, the admin token, the shutdown grace,
-//! and per managed service its suspend, park and wake timers and the
-//! accounts created on its backend.
+//! the server names (`hosts`) that choose services, and per managed
+//! service its suspend, park and wake timers and the accounts created on
+//! its backend.
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -153,6 +154,7 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
             before.wake_timeout_secs != after.wake_timeout_secs,
             "wake_timeout_secs",
         );
+        note(before.hosts != after.hosts, "hosts");
         let accounts_before = process::account_sql(&accounts_of(old, before));
         let accounts_after = process::account_sql(&accounts_of(&new, after));
         let accounts_changed = accounts_before != accounts_after;
@@ -270,6 +272,14 @@ fn fixed_service_changes(before: &ServiceConfig, after: &ServiceConfig) -> Vec<&
     if before.datadir != after.datadir {
         keys.push("datadir");
     }
+    if before.address != after.address {
+        keys.push("address");
+    }
+    if (before.tls, &before.tls_ca, &before.tls_fingerprint)
+        != (after.tls, &after.tls_ca, &after.tls_fingerprint)
+    {
+        keys.push("tls");
+    }
     if before.image != after.image {
         keys.push("image");
     }
@@ -295,7 +305,13 @@ fn same_users(old: &Config, new: &Config) -> bool {
             .users
             .iter()
             .map(|u| {
-                let route = c.services.iter().position(|s| s.users.contains(&u.name));
+                let route: Vec<usize> = c
+                    .services
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.users.contains(&u.name))
+                    .map(|(index, _)| index)
+                    .collect();
                 (
                     u.name.clone(),
                     u.password.clone(),

@@ -224,6 +224,11 @@ impl Service {
         let _ = self.backend_tls.set(tls);
     }
 
+    /// TLS to its backend, if the backend leg uses it.
+    pub fn backend_tls(&self) -> Option<&crate::tls::backend::BackendTls> {
+        self.backend_tls.get()
+    }
+
     /// Where the backend listens now, if it runs.
     pub fn address(&self) -> Option<Endpoint> {
         self.address.read().ok().and_then(|a| a.clone())

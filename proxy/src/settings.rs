@@ -3,6 +3,7 @@
 //! [`crate::context::Shared::settings`], which is one lock-free pointer
 //! load; the keys that need a restart stay in `Shared::config`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
@@ -13,6 +14,8 @@ use crate::users::UserStore;
 pub struct Settings {
     /// Accounts clients may log in as, and the service each routes to.
     pub users: UserStore,
+    /// Server names (SNI, lower case) that choose a service, by index.
+    pub hosts: HashMap<String, usize>,
     /// Client connections allowed at once, over all workers.
     pub max_connections: usize,
     /// How long a session waits for a free backend connection.
@@ -48,17 +51,41 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The index of the service a TLS client's server name (SNI)
+    /// chooses, if it names one (DNS names are case-insensitive).
+    pub fn service_named(&self, server_name: Option<&str>) -> Option<usize> {
+        let name = server_name?;
+        self.hosts
+            .get(name)
+            .or_else(|| self.hosts.get(&name.to_ascii_lowercase()))
+            .copied()
+    }
+
     /// The settings `config` describes; hashes plaintext passwords.
     pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         let users = UserStore::from_config(&config.users, |user| {
-            config
+            let listing: Vec<usize> = config
                 .services
                 .iter()
-                .position(|s| s.users.iter().any(|u| u == user))
-                .unwrap_or(0)
+                .enumerate()
+                .filter(|(_, s)| s.users.iter().any(|u| u == user))
+                .map(|(index, _)| index)
+                .collect();
+            if listing.is_empty() {
+                vec![0]
+            } else {
+                listing
+            }
         })?;
+        let hosts = config
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(index, s)| s.hosts.iter().map(move |h| (h.to_ascii_lowercase(), index)))
+            .collect();
         Ok(Settings {
             users,
+            hosts,
             max_connections: config.max_connections,
             pool_wait: Duration::from_millis(config.pool_wait_timeout_ms),
             outage_hold: Duration::from_secs(config.outage_hold_secs),

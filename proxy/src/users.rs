@@ -7,18 +7,20 @@ use torpor_protocol::auth::StoredPassword;
 
 use crate::config::{ConfigError, UserConfig};
 
-/// User name → stored password and the service the user routes to.
+/// User name → stored password and the services the user routes to
+/// (the first without a server name that chooses among them).
 #[derive(Debug, Default)]
 pub struct UserStore {
-    users: HashMap<Vec<u8>, (StoredPassword, usize)>,
+    users: HashMap<Vec<u8>, (StoredPassword, Vec<usize>)>,
 }
 
 impl UserStore {
     /// Builds the store from configured users, hashing plaintext passwords.
-    /// `service_of` names the index of the service each user routes to.
+    /// `services_of` names the indexes of the services each user routes
+    /// to, first the one it routes to by default.
     pub fn from_config(
         users: &[UserConfig],
-        service_of: impl Fn(&str) -> usize,
+        services_of: impl Fn(&str) -> Vec<usize>,
     ) -> Result<UserStore, ConfigError> {
         let mut store = UserStore::default();
         for user in users {
@@ -35,7 +37,7 @@ impl UserStore {
             };
             store.users.insert(
                 user.name.as_bytes().to_vec(),
-                (stored, service_of(&user.name)),
+                (stored, services_of(&user.name)),
             );
         }
         Ok(store)
@@ -46,9 +48,19 @@ impl UserStore {
         self.users.get(user).map(|(stored, _)| stored)
     }
 
-    /// The index of the service `user` routes to.
+    /// The index of the service `user` routes to by default.
     pub fn service_of(&self, user: &[u8]) -> Option<usize> {
-        self.users.get(user).map(|(_, service)| *service)
+        self.users
+            .get(user)
+            .and_then(|(_, services)| services.first().copied())
+    }
+
+    /// Whether `user` may log in to service `index` (one a server name
+    /// chose).
+    pub fn routes_to(&self, user: &[u8], index: usize) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|(_, services)| services.contains(&index))
     }
 
     /// Number of accounts.

@@ -149,6 +149,7 @@ pub fn test_config(backend: SocketAddr) -> Config {
         admin_password_file: None,
         tls: torpor::config::BackendTlsMode::Off,
         tls_ca: None,
+        tls_fingerprint: None,
     });
     config.users = [
         (APP_USER, APP_PASSWORD),
@@ -164,6 +165,38 @@ pub fn test_config(backend: SocketAddr) -> Config {
     })
     .collect();
     config
+}
+
+/// A private MariaDB of its own with TLS, on a self-signed certificate
+/// of Torpor's kind (for `localhost`, `127.0.0.1` and `::1`; its
+/// `cert.pem` is the CA clients check it with), with the test accounts
+/// as superusers and `extra` options; the certificates' folder goes with
+/// it.
+pub fn mariadb_with_tls(extra: &[&str]) -> (MariadbProcess, tempfile::TempDir) {
+    let certs = tempfile::tempdir().expect("a folder for certificates");
+    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), certs.path())
+        .expect("a self-signed certificate");
+    let (cert, key) = torpor::tls::self_signed_paths(certs.path());
+    let mut extra_args = vec![
+        format!("--ssl-cert={}", cert.display()),
+        format!("--ssl-key={}", key.display()),
+    ];
+    extra_args.extend(extra.iter().map(|s| s.to_string()));
+    let accounts = [
+        (APP_USER, APP_PASSWORD),
+        (OTHER_USER, OTHER_PASSWORD),
+        (ADMIN_USER, ADMIN_PASSWORD),
+    ]
+    .iter()
+    .map(|(user, password)| Account::superuser(user, password))
+    .collect();
+    let server = MariadbProcess::start(MariadbOptions {
+        accounts,
+        extra_args,
+        ..MariadbOptions::default()
+    })
+    .expect("a private MariaDB with TLS");
+    (server, certs)
 }
 
 /// Connection options for the `mysql` crate: over TCP only (Torpor's

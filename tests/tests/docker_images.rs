@@ -211,13 +211,20 @@ fn start_torpor(network: &Network, seccomp: Option<&str>) -> (Container, SocketA
         assert!(path.is_file(), "missing seccomp profile {}", path.display());
         format!("seccomp={}", path.display())
     });
-    let mut options = vec!["--network", &network.name, "--publish", "127.0.0.1::6033"];
+    let mut options = Vec::new();
     if let Some(profile) = &profile {
-        options.extend_from_slice(&["--security-opt", profile]);
+        options.extend_from_slice(&["--security-opt", profile.as_str()]);
     }
+    start_torpor_with(network, &options, &[])
+}
+
+/// [`start_torpor`] with more `docker run` options and Torpor flags.
+fn start_torpor_with(network: &Network, more: &[&str], flags: &[&str]) -> (Container, SocketAddr) {
+    let mut options = vec!["--network", &network.name, "--publish", "127.0.0.1::6033"];
+    options.extend_from_slice(more);
     let user = format!("{APP_USER}:{APP_PASSWORD}");
     let workers = WORKERS.to_string();
-    let args = [
+    let mut args = vec![
         "--user",
         &user,
         "--log-format",
@@ -225,6 +232,7 @@ fn start_torpor(network: &Network, seccomp: Option<&str>) -> (Container, SocketA
         "--workers",
         &workers,
     ];
+    args.extend_from_slice(flags);
     let torpor = Container::run("torpor", &options, &torpor_image(), &args);
     let addr = torpor.wait_for_greeting(6033, Duration::from_secs(30));
     (torpor, addr)
@@ -581,4 +589,104 @@ fn torpor_image_runs_as_the_readme_says_with_its_admin_api_open() {
     let body = response.body_mut().read_to_string().expect("body");
     assert_eq!(response.status().as_u16(), 200, "{body}");
     assert!(body.contains("\"name\":\"default\""), "{body}");
+}
+
+/// A named volume, removed on drop (after the containers that use it).
+struct Volume {
+    name: String,
+}
+
+impl Volume {
+    fn create() -> Volume {
+        let name = unique_name("state");
+        docker_ok(&["volume", "create", &name]);
+        Volume { name }
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Some(out) = docker(&["volume", "rm", "--force", &self.name]) {
+            if !out.status.success() {
+                eprintln!(
+                    "cannot remove volume {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+}
+
+/// The `mariadb` CLI over TLS to `addr`, verifying the server's
+/// certificate against `ca`: the `SSL:` line of its status, or its error.
+fn verified_tls_status(addr: SocketAddr, ca: &std::path::Path) -> Result<String, String> {
+    let out = Command::new(require_program("mariadb", "mariadb-client"))
+        .arg("--no-defaults")
+        .arg("--protocol=TCP")
+        .arg(format!("--host={}", addr.ip()))
+        .arg(format!("--port={}", addr.port()))
+        .arg(format!("--user={APP_USER}"))
+        .arg(format!("--password={APP_PASSWORD}"))
+        .arg("--ssl")
+        .arg("--ssl-verify-server-cert")
+        .arg(format!("--ssl-ca={}", ca.display()))
+        .args(["--execute", "status"])
+        .output()
+        .expect("the mariadb client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().find(|line| line.starts_with("SSL:")) {
+        Some(line) if out.status.success() => Ok(line.to_string()),
+        _ => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    }
+}
+
+/// The image's state_dir is a volume: the self-signed certificate Torpor
+/// made at its first start is served again by a new container on the same
+/// volume (a client that pinned it keeps trusting it); a mounted
+/// certificate and key given by flags are served instead.
+#[test]
+fn torpor_image_keeps_its_self_signed_certificate_on_its_volume_and_serves_a_mounted_one() {
+    if images_ready().is_none() {
+        return;
+    }
+    let network = Network::create();
+    let (_db, _) = start_mariadb(&network);
+    let volume = Volume::create();
+    let state = format!("{}:/var/lib/torpor", volume.name);
+    let pinned = tempfile::tempdir().unwrap();
+    let ca = pinned.path().join("cert.pem");
+    {
+        let (first, addr) = start_torpor_with(&network, &["--volume", &state], &[]);
+        let source = format!("{}:/var/lib/torpor/tls/cert.pem", first.name);
+        docker_ok(&["cp", &source, &ca.display().to_string()]);
+        let status = verified_tls_status(addr, &ca).expect("the first container's certificate");
+        assert!(status.contains("Cipher in use"), "{status}");
+    }
+    // A new container, the same volume: the same certificate.
+    let (_second, addr) = start_torpor_with(&network, &["--volume", &state], &[]);
+    let status = verified_tls_status(addr, &ca).expect("the certificate kept on the volume");
+    assert!(status.contains("Cipher in use"), "{status}");
+
+    // An operator's own certificate, mounted read-only.
+    let own = tempfile::tempdir().unwrap();
+    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), own.path()).unwrap();
+    let (own_cert, own_key) = torpor::tls::self_signed_paths(own.path());
+    let folder = own_cert.parent().unwrap().to_path_buf();
+    use std::os::unix::fs::PermissionsExt;
+    // Readable by the image's user (uid 6033).
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mount = format!("{}:/etc/torpor/tls:ro", folder.display());
+    let flags = [
+        "--tls-cert",
+        "/etc/torpor/tls/cert.pem",
+        "--tls-key",
+        "/etc/torpor/tls/key.pem",
+    ];
+    let (_third, addr) = start_torpor_with(&network, &["--volume", &mount], &flags);
+    let status = verified_tls_status(addr, &own_cert).expect("the mounted certificate");
+    assert!(status.contains("Cipher in use"), "{status}");
+    let refused = verified_tls_status(addr, &ca).expect_err("not the self-signed one");
+    assert!(refused.contains("ERROR 2026"), "{refused}");
 }

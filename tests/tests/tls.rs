@@ -34,9 +34,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
 use torpor_tests::{
-    admin_connect, backend, connect, require_program, Torpor, APP_PASSWORD, APP_USER,
+    admin_connect, backend, connect, mariadb_with_tls, require_program, Torpor, APP_PASSWORD,
+    APP_USER,
 };
 
 /// A Torpor with TLS on and its own state_dir, where its self-signed
@@ -475,27 +475,6 @@ fn plain_login_error(addr: SocketAddr, password: &str) -> (u16, String, String) 
     }
 }
 
-/// A private MariaDB of its own with TLS, on a self-signed certificate
-/// of Torpor's kind, and `extra` options; the certificates' folder goes
-/// with it.
-fn mariadb_with_tls(extra: &[&str]) -> (MariadbProcess, tempfile::TempDir) {
-    let certs = tempfile::tempdir().unwrap();
-    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), certs.path()).unwrap();
-    let (cert, key) = torpor::tls::self_signed_paths(certs.path());
-    let mut extra_args = vec![
-        format!("--ssl-cert={}", cert.display()),
-        format!("--ssl-key={}", key.display()),
-    ];
-    extra_args.extend(extra.iter().map(|s| s.to_string()));
-    let server = MariadbProcess::start(MariadbOptions {
-        accounts: vec![Account::superuser(APP_USER, APP_PASSWORD)],
-        extra_args,
-        ..MariadbOptions::default()
-    })
-    .expect("a private MariaDB with TLS");
-    (server, certs)
-}
-
 /// Where tests/run installs Connector/C 3.4 (PyPI's mariadb-binary
 /// 2.0.0rc2, which bundles libmariadb 3.4.8): a folder of its own, so
 /// that it does not shadow the mariadb 1.1.14 module other tests use.
@@ -824,7 +803,8 @@ fn the_backend_leg_speaks_tls_as_backend_tls_says() {
         Ok(())
     );
     // Required against a backend without TLS, or with a CA that did not
-    // sign its certificate: refused at once, not held as an outage.
+    // sign its certificate: refused at once, not held as an outage (and
+    // the client told which).
     let cannot = "Can't connect to the database behind Torpor (its TLS connection failed)";
     assert_eq!(
         through(plain, BackendTlsMode::Required, Some(ca.clone())),
@@ -833,8 +813,10 @@ fn the_backend_leg_speaks_tls_as_backend_tls_says() {
     let other = tempfile::tempdir().unwrap();
     torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), other.path()).unwrap();
     let wrong = torpor::tls::self_signed_paths(other.path()).0;
+    let untrusted =
+        "Can't connect to the database behind Torpor (its TLS certificate is not trusted)";
     assert_eq!(
         through(secure_addr, BackendTlsMode::Required, Some(wrong)),
-        Err((1429, cannot.to_string()))
+        Err((1429, untrusted.to_string()))
     );
 }

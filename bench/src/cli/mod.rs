@@ -137,6 +137,12 @@ pub struct RunArgs {
     /// `torpor-socket` (no TCP stack on the proxy's backend hop).
     #[arg(long)]
     pub spawn_socket: bool,
+    /// With --spawn-mariadb and --spawn-torpor: the spawned MariaDB and
+    /// Torpor serve TLS on one self-signed certificate, and are measured
+    /// again over TLS as `direct-tls` and `torpor-tls` (the client
+    /// verifies the certificate).
+    #[arg(long)]
+    pub spawn_tls: bool,
     /// Start a byte forwarder in front of the baseline, as `floor`: the
     /// least any user-space proxy can do per query (nothing parsed).
     #[arg(long)]
@@ -271,6 +277,9 @@ pub struct SpawnPlan {
     /// The spawned HAProxy and Torpor also in front of the spawned
     /// MariaDB's Unix socket, `haproxy-socket` and `torpor-socket`.
     pub socket: bool,
+    /// The spawned MariaDB and Torpor with TLS, measured over it as
+    /// `direct-tls` and `torpor-tls` too.
+    pub tls: bool,
     /// The byte forwarder in front of the baseline, `floor`.
     pub floor: bool,
     /// Torpor with a MariaDB of its own and its admin API,
@@ -417,6 +426,10 @@ impl Settings {
         if args.spawn_socket && args.spawn_torpor {
             names.push("torpor-socket");
         }
+        if args.spawn_tls {
+            names.push("direct-tls");
+            names.push("torpor-tls");
+        }
         if args.spawn_floor {
             names.push("floor");
         }
@@ -434,7 +447,7 @@ impl Settings {
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, floor, torpor-serverless and torpor-poolN)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, direct-tls, torpor-tls, floor, torpor-serverless and torpor-poolN)");
             }
         }
         for pid in &args.pids {
@@ -469,6 +482,9 @@ impl Settings {
         }
         if args.spawn_socket && !args.spawn_haproxy && !args.spawn_torpor {
             bail!("--spawn-socket adds socket twins of the spawned proxies: give --spawn-haproxy, --spawn-torpor or both");
+        }
+        if args.spawn_tls && !(args.spawn_mariadb && args.spawn_torpor) {
+            bail!("--spawn-tls adds TLS twins of the spawned MariaDB and Torpor: give --spawn-mariadb and --spawn-torpor");
         }
         if args.duration.is_zero() {
             bail!("--duration must be more than zero");
@@ -520,6 +536,7 @@ impl Settings {
                 haproxy: args.spawn_haproxy,
                 torpor: args.spawn_torpor,
                 socket: args.spawn_socket,
+                tls: args.spawn_tls,
                 floor: args.spawn_floor,
                 torpor_serverless: args.spawn_torpor_serverless,
                 torpor_pools: args.spawn_torpor_pool,

@@ -345,3 +345,12 @@ fn out_fills_in_every_report_file_unless_given() {
     assert_eq!(s.outputs.markdown, Some(PathBuf::from("res/report.md")));
     assert_eq!(s.outputs.svg_dir, Some(PathBuf::from("res")));
 }
+
+#[test]
+fn spawn_tls_adds_tls_twins_of_the_spawned_mariadb_and_torpor() {
+    let s = settings(&["--spawn-mariadb", "--spawn-torpor", "--spawn-tls"]).unwrap();
+    assert_eq!(s.names, ["direct", "torpor", "direct-tls", "torpor-tls"]);
+    assert!(s.spawn.tls);
+    let refused = settings(&["--spawn-mariadb", "--spawn-tls"]).unwrap_err();
+    assert!(refused.to_string().contains("--spawn-torpor"), "{refused}");
+}

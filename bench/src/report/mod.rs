@@ -603,6 +603,7 @@ pub(crate) mod tests {
             pid: Some(4242),
             origin,
             admin: None,
+            tls_ca: None,
         }
     }
 

@@ -117,6 +117,7 @@ impl ChildProcess {
             pid: Some(self.pid()),
             origin,
             admin: None,
+            tls_ca: None,
         }
     }
 

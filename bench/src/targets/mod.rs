@@ -73,6 +73,9 @@ pub struct Target {
     pub origin: Origin,
     /// Torpor's admin API, `host:port`, when known.
     pub admin: Option<String>,
+    /// Connect over TLS, verifying the server's certificate against this
+    /// CA file (`--spawn-tls`); `None`: plain.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -113,6 +116,9 @@ impl Target {
         if let Some(admin) = &self.admin {
             notes.push(format!("admin {admin}"));
         }
+        if self.tls_ca.is_some() {
+            notes.push("TLS".to_string());
+        }
         if self.origin != Origin::Given {
             notes.push("spawned".to_string());
         }
@@ -135,6 +141,7 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
             pid: mariadb.pid(),
             origin: Origin::SpawnedMariadb,
             admin: None,
+            tls_ca: None,
         });
     }
     for given in &settings.targets {
@@ -150,6 +157,7 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
             pid,
             origin: Origin::Given,
             admin: given.admin.clone(),
+            tls_ca: None,
         });
     }
     if let Some(haproxy) = &spawned.haproxy {
@@ -163,6 +171,23 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
     }
     if let Some(torpor) = &spawned.torpor_socket {
         targets.push(torpor.target("torpor-socket", Origin::SpawnedTorporSocket));
+    }
+    if let (Some(ca), Some(direct), Some(torpor)) = (
+        spawned.tls_ca(),
+        targets
+            .first()
+            .filter(|t| t.origin == Origin::SpawnedMariadb),
+        targets.iter().find(|t| t.origin == Origin::SpawnedTorpor),
+    ) {
+        // The same processes, over TLS: what TLS costs each.
+        let twin = |from: &Target, name: &str| Target {
+            name: name.to_string(),
+            tls_ca: Some(ca.to_path_buf()),
+            ..from.clone()
+        };
+        let (direct, torpor) = (twin(direct, "direct-tls"), twin(torpor, "torpor-tls"));
+        targets.push(direct);
+        targets.push(torpor);
     }
     if let Some(floor) = &spawned.floor {
         targets.push(floor.target("floor", Origin::SpawnedFloor));
@@ -205,6 +230,7 @@ mod tests {
             pid: None,
             origin,
             admin: None,
+            tls_ca: None,
         }
     }
 

@@ -7,6 +7,8 @@
 //! (`--spawn-torpor-serverless`). Dropping [`Spawned`] stops them,
 //! proxies first.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use torpor::scaler::process::{Account, MariadbOptions, MariadbProcess};
 
@@ -35,6 +37,19 @@ pub struct Spawned {
     pub haproxy: Option<ChildProcess>,
     /// The private MariaDB, when spawned.
     pub mariadb: Option<MariadbProcess>,
+    /// The self-signed certificate the spawned MariaDB and Torpor serve
+    /// TLS with (`--spawn-tls`); removed last.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate and key in a folder of their own, removed on drop.
+#[derive(Debug)]
+pub struct TlsFiles {
+    /// The certificate (clients' CA: it is self-signed).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Spawned {
@@ -55,9 +70,16 @@ impl Spawned {
                 .context("--spawn-mariadb")?;
             eprintln!("starting a private MariaDB …");
             let credentials = &settings.credentials;
+            let mut extra_args = Vec::new();
+            if plan.tls {
+                let (cert, key) = spawned.make_certificate()?;
+                extra_args.push(format!("--ssl-cert={}", cert.display()));
+                extra_args.push(format!("--ssl-key={}", key.display()));
+            }
             let mariadb = MariadbProcess::start(MariadbOptions {
                 accounts: vec![Account::superuser(&credentials.user, &credentials.password)],
                 ready_timeout: plan.timeout,
+                extra_args,
                 ..Default::default()
             })
             .context("--spawn-mariadb")?;
@@ -73,10 +95,20 @@ impl Spawned {
         }
         if let (true, Some(binary), Some(backend)) = (plan.torpor, &torpor_binary, &backend) {
             eprintln!("starting Torpor in front of {backend} …");
+            // With --spawn-tls, MariaDB's certificate: one CA for both.
+            let tls: Vec<String> = match &spawned.tls {
+                Some(files) => vec![
+                    "--tls-cert".to_string(),
+                    files.cert.display().to_string(),
+                    "--tls-key".to_string(),
+                    files.key.display().to_string(),
+                ],
+                None => Vec::new(),
+            };
             spawned.torpor = Some(torpor_target::start(
                 binary,
                 backend,
-                &[],
+                &tls,
                 &settings.credentials,
                 plan.timeout,
                 stop,
@@ -141,6 +173,31 @@ impl Spawned {
             )?);
         }
         Ok(spawned)
+    }
+
+    /// Makes the self-signed certificate (Torpor's own kind: for
+    /// `localhost`, `127.0.0.1` and `::1`) both servers use with
+    /// `--spawn-tls`; returns its certificate and key files.
+    fn make_certificate(&mut self) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let dir = tempfile::Builder::new()
+            .prefix("torpor-bench-tls-")
+            .tempdir()
+            .context("a folder for the TLS certificate")?;
+        torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), dir.path())
+            .context("making a self-signed certificate")?;
+        let (cert, key) = torpor::tls::self_signed_paths(dir.path());
+        self.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            _dir: dir,
+        });
+        Ok((cert, key))
+    }
+
+    /// The CA file TLS clients verify the spawned servers with, when
+    /// `--spawn-tls` made one.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|files| files.cert.as_path())
     }
 
     /// Why the process behind a spawned target is gone, if it is: a

@@ -416,6 +416,11 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
             serverless::SERVERLESS_ONLY.to_string(),
         ));
     }
+    if target.tls_ca.is_some() && kind.group() == Group::Sysbench {
+        return Ok(Outcome::NotAvailable(
+            "sysbench runs without TLS here: see the plain target".to_string(),
+        ));
+    }
     match kind {
         WorkloadKind::PointSelect => latency::point_select(ctx, target),
         WorkloadKind::PreparedPointSelect => latency::prepared_point_select(ctx, target),
@@ -573,6 +578,7 @@ mod tests {
             pid: None,
             origin,
             admin: None,
+            tls_ca: None,
         };
         let direct = target(crate::targets::Origin::SpawnedMariadb);
         let serverless = target(crate::targets::Origin::SpawnedTorporServerless);

@@ -23,6 +23,7 @@ use crate::scaler::admin_sql;
 use crate::scaler::driver::AdminAccess;
 use crate::scaler::lifecycle::State;
 use crate::service::Service;
+use crate::tls::backend::BackendTls;
 
 /// How the refresher reaches a backend as an account that may read
 /// `mysql.global_priv`.
@@ -58,6 +59,9 @@ const ACCOUNTS_SQL: &str = "SELECT User, Host, \
      IFNULL(JSON_VALUE(Priv, '$.plugin'), 'mysql_native_password'), \
      IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') \
      FROM mysql.global_priv";
+
+/// Whether the backend resolves client addresses to names.
+const SKIPS_SQL: &str = "SELECT @@skip_name_resolve";
 
 /// One service's accounts and the bookkeeping of their reads.
 #[derive(Debug)]
@@ -249,8 +253,26 @@ pub fn book_path(state_dir: &std::path::Path, service: &str) -> PathBuf {
 }
 
 /// Reads the accounts of the backend `access` reaches, and whether it
-/// resolves client addresses to names.
-pub fn read_accounts(access: &AdminLogin) -> Result<AccountBook, String> {
+/// resolves client addresses to names; over TLS when the service's
+/// backend leg uses it (`tls`, the sessions' own settings).
+pub fn read_accounts(access: &AdminLogin, tls: Option<&BackendTls>) -> Result<AccountBook, String> {
+    if let (Some(tls), Endpoint::Tcp(_)) = (tls, &access.endpoint) {
+        let mut replies = super::over_tls::query(access, tls, &[ACCOUNTS_SQL, SKIPS_SQL])?;
+        let skips = replies.pop().unwrap_or_default();
+        let rows = replies.pop().unwrap_or_default();
+        let text = super::over_tls::text;
+        let accounts = rows
+            .iter()
+            .map(|row| BackendAccount {
+                user: text(row.first()),
+                host: text(row.get(1)),
+                plugin: text(row.get(2)),
+                authentication_string: text(row.get(3)),
+            })
+            .collect();
+        let skips = skips.first().map(|row| text(row.first()));
+        return Ok(AccountBook::new(accounts, skips.as_deref() != Some("1")));
+    }
     use mysql::prelude::Queryable;
     // Never the host's socket that @@socket names (the mysql crate's
     // default): this account must reach this backend only.
@@ -261,9 +283,7 @@ pub fn read_accounts(access: &AdminLogin) -> Result<AccountBook, String> {
     let mut conn = admin_sql::admin_connect(opts, &access.user, &access.password)?;
     let rows: Vec<(String, String, String, String)> =
         conn.query(ACCOUNTS_SQL).map_err(|e| e.to_string())?;
-    let skips: Option<i64> = conn
-        .query_first("SELECT @@skip_name_resolve")
-        .map_err(|e| e.to_string())?;
+    let skips: Option<i64> = conn.query_first(SKIPS_SQL).map_err(|e| e.to_string())?;
     let accounts = rows
         .into_iter()
         .map(
@@ -381,7 +401,7 @@ fn refresh_loop(
                 keeper.answer(asked);
                 continue;
             };
-            match read_accounts(&access) {
+            match read_accounts(&access, service.backend_tls()) {
                 Ok(book) => {
                     last_error[i] = None;
                     last_read[i] = Some(Instant::now());

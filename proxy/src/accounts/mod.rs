@@ -7,10 +7,13 @@
 //!   one (pure).
 //! - [`keeper`]: each service's book, kept fresh by one control-plane
 //!   thread and saved in `state_dir` for logins while the service sleeps.
+//! - [`over_tls`]: the keeper's read over TLS, through Torpor's own
+//!   backend connection and the sessions' TLS settings.
 //! - [`statements`]: which statements change accounts (a read follows).
 
 pub mod book;
 pub mod keeper;
+pub mod over_tls;
 pub mod statements;
 
 pub use book::{AccountBook, BackendAccount, ClientHost, Refusal};

@@ -322,10 +322,10 @@ impl Cli {
                     )
                 })
                 .unwrap_or_default();
-            let (tls, tls_ca) = config
+            let (tls, tls_ca, tls_fingerprint) = config
                 .backend
                 .as_ref()
-                .map(|b| (b.tls, b.tls_ca.clone()))
+                .map(|b| (b.tls, b.tls_ca.clone(), b.tls_fingerprint.clone()))
                 .unwrap_or_default();
             config.backend = Some(BackendConfig {
                 address,
@@ -335,6 +335,7 @@ impl Cli {
                 admin_password_file,
                 tls,
                 tls_ca,
+                tls_fingerprint,
             });
         }
         let mut accounts = Vec::new();

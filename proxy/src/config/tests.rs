@@ -294,3 +294,78 @@ fn tls_is_on_by_default_and_the_file_and_flags_set_it() {
     // A cert without its key is refused by clap.
     assert!(Cli::try_parse_from(["torpor", "--backend", "x:1", "--tls-cert", "c.pem"]).is_err());
 }
+
+#[test]
+fn services_may_be_static_routed_by_server_name_and_have_backend_tls() {
+    let text = |extra: &str| {
+        format!(
+            "[[users]]\nname = \"app\"\npassword = \"x\"\n\
+             [[services]]\nname = \"main\"\ndriver = \"static\"\naddress = \"127.0.0.1:3306\"\nusers = [\"app\"]\n\
+             [[services]]\nname = \"shop\"\ndriver = \"static\"\naddress = \"127.0.0.1:3307\"\nusers = [\"app\"]\n\
+             hosts = [\"shop.db.example\"]\n{extra}"
+        )
+    };
+    let check =
+        |extra: &str| Config::from_toml(&text(extra), "t.toml".into()).and_then(|c| c.validate());
+    // A user on two services routes by server name among them.
+    check("").unwrap();
+    let pin = format!("tls_fingerprint = \"sha256:{}\"\n", "ab".repeat(32));
+    check(&format!("tls = \"required\"\n{pin}")).unwrap();
+    check("tls = \"preferred\"\ntls_ca = \"/ca.pem\"\n").unwrap();
+    let refused = |extra: &str, why: &str| {
+        let error = check(extra).unwrap_err().to_string();
+        assert!(error.contains(why), "{extra}: {error}");
+    };
+    refused("tls = \"required\"\n", "needs tls_ca");
+    refused(
+        &format!("tls = \"required\"\ntls_ca = \"/ca.pem\"\n{pin}"),
+        "not both",
+    );
+    refused(
+        "tls = \"required\"\ntls_fingerprint = \"sha256:abcd\"\n",
+        "tls_fingerprint",
+    );
+    let config = Config::from_toml(
+        "[[services]]\nname = \"s\"\ndriver = \"static\"\n",
+        "t.toml".into(),
+    )
+    .unwrap();
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("needs an address"));
+    let config = Config::from_toml(
+        "[[services]]\nname = \"s\"\ndriver = \"process\"\naddress = \"h:1\"\n",
+        "t.toml".into(),
+    )
+    .unwrap();
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("driver static"));
+    // One name for two services, whatever its case.
+    let twice = text("").replacen(
+        "address = \"127.0.0.1:3306\"\nusers = [\"app\"]\n",
+        "address = \"127.0.0.1:3306\"\nusers = [\"app\"]\nhosts = [\"SHOP.db.example\"]\n",
+        1,
+    );
+    let config = Config::from_toml(&twice, "t.toml".into()).unwrap();
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("names another service"));
+    let settings = crate::settings::Settings::from_config(&Config {
+        state_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
+        ..Config::from_toml(&text(""), "t.toml".into()).unwrap()
+    })
+    .unwrap();
+    assert_eq!(settings.service_named(Some("shop.db.example")), Some(1));
+    assert_eq!(settings.service_named(Some("Shop.DB.Example")), Some(1));
+    assert_eq!(settings.service_named(Some("main.db.example")), None);
+    assert_eq!(settings.service_named(None), None);
+    assert_eq!(settings.users.service_of(b"app"), Some(0));
+    assert!(settings.users.routes_to(b"app", 1));
+}

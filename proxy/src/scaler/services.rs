@@ -21,10 +21,11 @@ use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
 use super::resize::PoolSizing;
 use crate::accounts::keeper::AdminLogin;
-use crate::config::{Config, ConfigError, DriverKind, ServiceConfig};
+use crate::config::{BackendTlsOptions, Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
 use crate::registry::Registry;
 use crate::service::{Request, Service};
+use crate::tls::backend::BackendTls;
 
 /// The running services and their actor threads.
 pub struct Services {
@@ -68,34 +69,42 @@ pub fn build(
         temporary: Vec::new(),
     };
     if let Some(backend) = &config.backend {
-        let address = Endpoint::parse(&backend.address)
-            .map_err(|e| ConfigError::Invalid(format!("backend '{}': {e}", backend.address)))?;
-        let service = Arc::new(Service::new(
+        let service = static_service(
             0,
             "default",
-            "static",
-            State::Active,
-            Some(address.clone()),
+            &backend.address,
             Duration::from_millis(backend.connect_timeout_ms),
-            Duration::ZERO,
+            &backend.tls_options(),
             workers,
-            Arc::clone(nudge),
-            None,
-        ));
-        if let Some(tls) = crate::tls::backend::BackendTls::load(backend)? {
-            service.set_backend_tls(tls);
-        }
+            nudge,
+        )?;
         if let Some(user) = &backend.admin_user {
-            service.accounts.set_access(Some(AdminLogin {
-                endpoint: address,
-                user: user.clone(),
-                password: backend.admin_password.clone().unwrap_or_default(),
-            }));
+            if let Some(endpoint) = service.address() {
+                service.accounts.set_access(Some(AdminLogin {
+                    endpoint,
+                    user: user.clone(),
+                    password: backend.admin_password.clone().unwrap_or_default(),
+                }));
+            }
         }
         built.services.push(service);
         return Ok(built);
     }
     for (index, service_config) in config.services.iter().enumerate() {
+        if let (DriverKind::Static, Some(address)) =
+            (service_config.driver, &service_config.address)
+        {
+            built.services.push(static_service(
+                index,
+                &service_config.name,
+                address,
+                Duration::from_millis(5_000),
+                &service_config.tls_options(),
+                workers,
+                nudge,
+            )?);
+            continue;
+        }
         let (tx, rx) = mpsc::channel();
         let service = Arc::new(Service::new(
             index,
@@ -103,6 +112,7 @@ pub fn build(
             match service_config.driver {
                 DriverKind::Docker => "docker",
                 DriverKind::Process => "process",
+                DriverKind::Static => "static",
             },
             State::Parked,
             None,
@@ -112,6 +122,11 @@ pub fn build(
             Arc::clone(nudge),
             Some(tx),
         ));
+        // A managed backend's address is known once it runs: its
+        // certificate is checked against that address's host.
+        if let Some(tls) = BackendTls::load(&service_config.tls_options(), None)? {
+            service.set_backend_tls(tls);
+        }
         let accounts = accounts_of(config, service_config);
         let (driver, startup_sql) = driver_for(config, service_config, accounts, &mut built)?;
         let mib = 1024 * 1024;
@@ -175,6 +190,36 @@ pub fn sizing_of(service: &ServiceConfig) -> Sizing {
     }
 }
 
+/// A backend Torpor does not manage, always active, at `address`.
+fn static_service(
+    index: usize,
+    name: &str,
+    address: &str,
+    connect_timeout: Duration,
+    tls: &BackendTlsOptions<'_>,
+    workers: usize,
+    nudge: &Arc<Event>,
+) -> Result<Arc<Service>, ConfigError> {
+    let endpoint = Endpoint::parse(address)
+        .map_err(|e| ConfigError::Invalid(format!("{} address '{address}': {e}", tls.section)))?;
+    let service = Arc::new(Service::new(
+        index,
+        name,
+        "static",
+        State::Active,
+        Some(endpoint),
+        connect_timeout,
+        Duration::ZERO,
+        workers,
+        Arc::clone(nudge),
+        None,
+    ));
+    if let Some(tls) = BackendTls::load(tls, Some(address))? {
+        service.set_backend_tls(tls);
+    }
+    Ok(service)
+}
+
 /// `Some(value seconds)`, or `None` for 0 ("never").
 pub fn secs(value: u64) -> Option<Duration> {
     (value > 0).then(|| Duration::from_secs(value))
@@ -206,6 +251,10 @@ fn driver_for(
 ) -> Result<(Box<dyn Driver>, actor::StartupSql), ConfigError> {
     let service_dir = config.state_dir.join("services").join(&service.name);
     match service.driver {
+        DriverKind::Static => Err(ConfigError::Invalid(format!(
+            "service '{}': a static backend has no driver",
+            service.name
+        ))),
         DriverKind::Process => {
             process::ensure_installed().map_err(|e| ConfigError::Invalid(e.to_string()))?;
             let (datadir, admin_password) = if service.temporary {

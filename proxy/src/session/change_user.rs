@@ -63,12 +63,19 @@ impl Session {
             reply_seq = seq.wrapping_add(1);
             response = answer;
         }
+        // The server name the client asked for at its login still
+        // chooses the service.
+        let chosen = self
+            .shared
+            .settings()
+            .service_named(self.client.tls_server_name());
         let identified = match super::login::authenticate(
             &self.shared,
             &change.user,
             self.peer,
             &seed,
             &response,
+            chosen,
         )
         .await
         {

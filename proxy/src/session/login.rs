@@ -249,11 +249,16 @@ async fn run(
     }
     let capabilities = Capabilities::negotiate(response.capabilities, offered);
     let auth_response = native_response(exchange, &response, capabilities, &seed).await?;
+    // A TLS client's server name may choose the service (`[[services]]
+    // hosts`); else the user name does.
+    let chosen = shared
+        .settings()
+        .service_named(exchange.client.tls_server_name());
     let Identified {
         password,
         service,
         account_host,
-    } = authenticate(shared, &response.user, peer, &seed, &auth_response).await?;
+    } = authenticate(shared, &response.user, peer, &seed, &auth_response, chosen).await?;
     let permit = shared.admit().ok_or(SessionError::TooManyConnections)?;
 
     let pool = pools
@@ -532,32 +537,52 @@ pub(super) struct Identified {
 /// a service's backend, found as MariaDB finds it (user, then the most
 /// specific host pattern that admits the client). A miss asks for a fresh
 /// read of the accounts once (a user just created) before it is refused.
+/// When the client's server name `chose` a service, only that service's
+/// accounts may log in: the configured users it lists, and the accounts
+/// its backend holds.
 pub(super) async fn authenticate(
     shared: &Shared,
     user: &[u8],
     peer: Peer,
     seed: &[u8],
     response: &[u8],
+    chosen: Option<usize>,
 ) -> Result<Identified, SessionError> {
     let denied = || SessionError::AccessDenied {
         user: String::from_utf8_lossy(user).into_owned(),
         host: peer.host(),
         using_password: !response.is_empty(),
     };
-    if let Some(stored) = shared.settings().users.get(user) {
+    let settings = shared.settings();
+    let configured = match chosen {
+        Some(index) if !settings.users.routes_to(user, index) => None,
+        _ => settings.users.get(user),
+    };
+    if let Some(stored) = configured {
         let proven = stored.verify(seed, response).ok_or_else(denied)?;
+        let service = match chosen.and_then(|index| shared.services.get(index)) {
+            Some(service) => service,
+            None => shared.service_for(user),
+        };
         return Ok(Identified {
             password: proven,
-            service: Arc::clone(shared.service_for(user)),
+            service: Arc::clone(service),
             account_host: None,
         });
     }
-    for service in shared.services.iter() {
+    drop(settings);
+    let candidates = || {
+        shared
+            .services
+            .iter()
+            .filter(move |s| chosen.is_none_or(|index| s.index == index))
+    };
+    for service in candidates() {
         service.accounts.settle().await;
     }
     let mut refreshed = false;
     loop {
-        for service in shared.services.iter().filter(|s| s.accounts.enabled()) {
+        for service in candidates().filter(|s| s.accounts.enabled()) {
             let book = service.accounts.book();
             let Some(account) = book.find(user, &peer) else {
                 continue;
@@ -587,7 +612,7 @@ pub(super) async fn authenticate(
         }
         refreshed = true;
         let mut any = false;
-        for service in shared.services.iter().filter(|s| s.accounts.enabled()) {
+        for service in candidates().filter(|s| s.accounts.enabled()) {
             any |= service.accounts.refresh_for_miss().await;
         }
         if !any {

@@ -162,13 +162,12 @@ async fn start(
                 return None;
             }
         };
-    info!(
-        id,
-        %peer,
-        user = %String::from_utf8_lossy(&authenticated.user),
-        service = %authenticated.service.name,
-        "logged in"
-    );
+    let user = String::from_utf8_lossy(&authenticated.user);
+    let service = &authenticated.service.name;
+    match client.tls_server_name() {
+        Some(server_name) => info!(id, %peer, %user, %service, server_name, "logged in"),
+        None => info!(id, %peer, %user, %service, "logged in"),
+    }
     let session = commands::Session::new(
         client,
         authenticated,

@@ -7,13 +7,15 @@
 //! - [`layer`]: rustls driven over a connection's own buffers (what
 //!   `crate::net::Conn` calls when TLS is on).
 //! - [`backend`]: the backend leg's client configuration (`[backend]
-//!   tls`, `tls_ca`).
+//!   tls`, `tls_ca`, `tls_fingerprint`, and the same per service).
+//! - [`pinned`]: a backend certificate pinned by its fingerprint.
 //!
 //! rustls with the `ring` provider: no OpenSSL in the binary, and no C
 //! toolchain beyond the one `ring` itself needs.
 
 pub mod backend;
 pub mod layer;
+pub mod pinned;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -232,6 +232,7 @@ mod tests {
             pid: None,
             origin,
             admin: admin.map(str::to_string),
+            tls_ca: None,
         }
     }
 
