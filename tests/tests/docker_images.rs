@@ -690,3 +690,73 @@ fn torpor_image_keeps_its_self_signed_certificate_on_its_volume_and_serves_a_mou
     let refused = verified_tls_status(addr, &ca).expect_err("not the self-signed one");
     assert!(refused.contains("ERROR 2026"), "{refused}");
 }
+
+/// The MariaDB image serves TLS with a certificate and key mounted beside
+/// a config snippet in its `mariadb.conf.d` (no rebuild), as any Debian
+/// MariaDB does: the `mariadb` CLI verifies it, and a Torpor whose
+/// backend leg requires TLS against that certificate runs a session on
+/// it, encrypted on the backend's side.
+#[test]
+fn mariadb_image_serves_tls_from_a_mounted_certificate_and_torpor_speaks_it() {
+    use mysql::prelude::Queryable;
+    if images_ready().is_none() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    torpor::tls::TlsSettings::load(&torpor::config::TlsConfig::default(), certs.path())
+        .expect("a self-signed certificate");
+    let (cert, key) = torpor::tls::self_signed_paths(certs.path());
+    // The server runs as the image's mysql user: it must read the key.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let snippet = certs.path().join("95-tls.cnf");
+    std::fs::write(
+        &snippet,
+        "[mariadbd]\nssl-cert = /etc/mysql/tls/cert.pem\nssl-key = /etc/mysql/tls/key.pem\n",
+    )
+    .unwrap();
+    let tls_dir = cert.parent().unwrap().display().to_string();
+    let mounts = [
+        format!("{tls_dir}:/etc/mysql/tls:ro"),
+        format!(
+            "{}:/etc/mysql/mariadb.conf.d/95-tls.cnf:ro",
+            snippet.display()
+        ),
+    ];
+    // The harness's client logs in to `test`.
+    let env = [
+        format!("MARIADB_ROOT_PASSWORD={ROOT_PASSWORD}"),
+        "MARIADB_DATABASE=test".to_string(),
+        format!("MARIADB_USER={APP_USER}"),
+        format!("MARIADB_PASSWORD={APP_PASSWORD}"),
+    ];
+    let mut options = vec!["--publish", "127.0.0.1::3306"];
+    for mount in &mounts {
+        options.extend_from_slice(&["--volume", mount]);
+    }
+    for var in &env {
+        options.extend_from_slice(&["--env", var]);
+    }
+    let db = Container::run("mariadb-tls", &options, &mariadb_image(), &[]);
+    let addr = db.wait_for_greeting(3306, Duration::from_secs(120));
+
+    let status = verified_tls_status(addr, &cert).expect("the CLI verifies the image's TLS");
+    assert!(status.contains("Cipher in use"), "{status}");
+
+    let torpor = torpor_tests::Torpor::start_with(addr, |config| {
+        if let Some(backend) = config.backend.as_mut() {
+            backend.tls = torpor::config::BackendTlsMode::Required;
+            backend.tls_ca = Some(cert.clone());
+        }
+    });
+    let mut conn = mysql::Conn::new(torpor_tests::mysql_opts(
+        torpor.addr(),
+        APP_USER,
+        APP_PASSWORD,
+    ))
+    .expect("a session through Torpor to the TLS-only container");
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .unwrap();
+    let cipher = cipher.expect("a status row").1;
+    assert!(!cipher.is_empty(), "the backend leg is encrypted");
+}
