@@ -464,6 +464,19 @@ fn traffic(managed: &Managed, service: &str) -> mysql::Conn {
     assert!(pinned.contains("torpor_session_pins{"), "{pinned}");
     conn.query_drop("COMMIT").expect("commit");
 
+    // A resize, so the resize counter exists (the usage gauges exist once
+    // the service is sampled).
+    let mut response = agent()
+        .post(&format!(
+            "http://{admin}/services/{service}/resize?cpus=1.5&memory_mib=1024"
+        ))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .send_empty()
+        .unwrap_or_else(|e| panic!("resize: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    assert_eq!(status, 200, "resize: {body}");
+
     // Suspend (refused while something still runs: then ask again), and
     // wake with the next query.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -504,7 +517,8 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
     let _conn = traffic(&managed, &service);
 
     // The wake is recorded at the next scrape, and workers publish once a
-    // second: scrape until the query after the wake is counted too.
+    // second: scrape until the query after the wake is counted too, and
+    // the woken service was sampled twice (its CPU rate).
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let text = scrape(admin);
@@ -513,7 +527,10 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
             &format!("torpor_queries_total{{service=\"{service}\"}}"),
         );
         // 10 selects, an execute, BEGIN, COMMIT and the select that woke.
-        if text.contains("torpor_wake_duration_seconds_count{") && queries >= Some(14.0) {
+        if text.contains("torpor_wake_duration_seconds_count{")
+            && text.contains("torpor_service_cpus_used{")
+            && queries >= Some(14.0)
+        {
             break text;
         }
         assert!(

@@ -110,9 +110,14 @@ pub fn spawn(
                 service,
                 driver,
                 resources: sizing.start,
-                autoscaler: sizing
-                    .autoscale
-                    .map(|(config, on)| Autoscaler::new(config, on)),
+                autoscale_configured: sizing.autoscale.is_some(),
+                // Every managed service is sampled (the admin API and the
+                // metrics show its usage); only a configured one may
+                // decide.
+                autoscaler: match sizing.autoscale {
+                    Some((config, on)) => Autoscaler::new(config, on),
+                    None => Autoscaler::new(Autoscale::default(), false),
+                },
                 pool: sizing.pool,
                 timers,
                 startup_sql,
@@ -133,7 +138,10 @@ struct Actor {
     /// The limits the backend runs under now.
     resources: Resources,
     /// Samples usage and decides resizes, for a service that autoscales.
-    autoscaler: Option<Autoscaler>,
+    autoscaler: Autoscaler,
+    /// Whether the service has bounds to scale within
+    /// (`[services.autoscale]`).
+    autoscale_configured: bool,
     /// The buffer pool's share of memory, kept through resizes.
     pool: PoolSizing,
     timers: Timers,
@@ -190,10 +198,8 @@ impl Actor {
     }
 
     fn next_check(&self) -> Duration {
-        if let (State::Active, Some(autoscaler)) =
-            (self.service.lifecycle.state(), &self.autoscaler)
-        {
-            return autoscaler.due_in().min(IDLE_CHECK);
+        if self.service.lifecycle.state() == State::Active {
+            return self.autoscaler.due_in().min(IDLE_CHECK);
         }
         match (self.service.lifecycle.state(), self.suspended_at) {
             (State::Suspended, Some(at)) => match self.timers.park_after {
@@ -288,14 +294,11 @@ impl Actor {
     /// Samples the backend when a sample is due and applies what the
     /// policy decides.
     fn autoscale(&mut self) {
-        let Some(autoscaler) = &mut self.autoscaler else {
-            return;
-        };
         let decision = {
             let Ok(mut view) = self.service.scaling.lock() else {
                 return;
             };
-            autoscaler.sample(
+            self.autoscaler.sample(
                 self.driver.as_mut(),
                 self.resources,
                 self.timers.buffer_pool_bytes,
@@ -311,14 +314,14 @@ impl Actor {
     /// samples on from the new size (or not, if turned off).
     fn operator_resize(&mut self, request: ResizeRequest) -> Result<(), String> {
         if let Some(on) = request.autoscale {
-            let Some(autoscaler) = &mut self.autoscaler else {
+            if !self.autoscale_configured {
                 return Err(
                     "the service has no [services.autoscale] section: no bounds to scale within"
                         .into(),
                 );
-            };
-            autoscaler.enabled = on;
-            autoscaler.restart();
+            }
+            self.autoscaler.enabled = on;
+            self.autoscaler.restart();
             if let Ok(mut view) = self.service.scaling.lock() {
                 view.autoscale = on;
             }
@@ -363,9 +366,7 @@ impl Actor {
             self.resources = applied.resources;
             self.timers.buffer_pool_bytes = self.pool.bytes_for(applied.resources.memory_mib);
         }
-        if let Some(autoscaler) = &mut self.autoscaler {
-            autoscaler.restart();
-        }
+        self.autoscaler.restart();
         let direction = if to.cpus > from.cpus || to.memory_mib > from.memory_mib {
             "up"
         } else {
@@ -462,9 +463,7 @@ impl Actor {
             return Err(format!("freeze failed: {e}"));
         }
         self.suspended_at = Some(Instant::now());
-        if let Some(autoscaler) = &mut self.autoscaler {
-            autoscaler.restart();
-        }
+        self.autoscaler.restart();
         self.transition(Event::Frozen);
         info!(service = %self.service.name, ms = started.elapsed().as_millis() as u64, "suspended");
         Ok(())
@@ -530,9 +529,7 @@ impl Actor {
                 // The idle clock starts again: a service just woken is not
                 // idle since before it slept.
                 self.service.touch();
-                if let Some(autoscaler) = &mut self.autoscaler {
-                    autoscaler.restart();
-                }
+                self.autoscaler.restart();
                 self.transition(Event::Ready);
                 let took = started.elapsed();
                 self.service.stats.woke(from, took);

@@ -125,11 +125,14 @@ impl Autoscaler {
             }
         };
         let at = now.duration_since(self.origin);
-        view.cpus_used = self.last.and_then(|(then, before)| {
+        // The last rate stays shown until two samples make a new one.
+        if let Some(used) = self.last.and_then(|(then, before)| {
             let seconds = at.saturating_sub(then).as_secs_f64();
             let nanos = usage.cpu_nanos.checked_sub(before.cpu_nanos)?;
             (seconds > 0.0).then(|| nanos as f64 / 1e9 / seconds)
-        });
+        }) {
+            view.cpus_used = Some(used);
+        }
         view.usage = Some(usage);
         self.last = Some((at, usage));
         if !self.enabled {
