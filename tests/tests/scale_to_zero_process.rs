@@ -204,21 +204,12 @@ fn managed_accounts_get_their_database_not_global_rights() {
 #[test]
 fn process_usage_counts_mariadbd_alone() {
     use torpor::scaler::driver::Driver;
-    use torpor::scaler::process_driver::{ProcessDriver, ProcessOptions, ADMIN_USER};
 
     if !mariadb_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut driver = ProcessDriver::new(ProcessOptions {
-        datadir: dir.path().join("data"),
-        accounts: Vec::new(),
-        admin_password: "admin-secret".into(),
-        buffer_pool: "64M".into(),
-        ready_timeout: Duration::from_secs(60),
-        limits: None,
-        cgroup_name: String::new(),
-    });
+    let mut driver = process_driver(dir.path(), None, String::new());
     driver.start().expect("mariadbd starts");
     let before = driver.usage().expect("usage of a running mariadbd");
     assert!(
@@ -227,12 +218,7 @@ fn process_usage_counts_mariadbd_alone() {
     );
     assert_eq!((before.cpu_limit, before.memory_limit_bytes), (None, None));
 
-    let access = driver.admin_access().expect("admin access");
-    assert_eq!(access.user, ADMIN_USER);
-    let opts = torpor_tests::tcp_opts(access.address)
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()));
-    let mut conn = mysql::Conn::new(opts).expect("admin login");
+    let mut conn = admin_conn(&driver);
     let started = std::time::Instant::now();
     let _: Option<i64> = conn
         .query_first("SELECT BENCHMARK(5000000, MD5('torpor'))")
@@ -262,24 +248,19 @@ fn process_usage_counts_mariadbd_alone() {
 #[test]
 fn process_resize_limits_mariadbd_through_its_own_cgroup() {
     use torpor::scaler::driver::{Driver, Resources};
-    use torpor::scaler::process_driver::{ProcessDriver, ProcessOptions};
 
     if !mariadb_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut driver = ProcessDriver::new(ProcessOptions {
-        datadir: dir.path().join("data"),
-        accounts: Vec::new(),
-        admin_password: "admin-secret".into(),
-        buffer_pool: "64M".into(),
-        ready_timeout: Duration::from_secs(60),
-        limits: Some(Resources {
+    let mut driver = process_driver(
+        dir.path(),
+        Some(Resources {
             cpus: 0.5,
             memory_mib: 768,
         }),
-        cgroup_name: format!("torpor.test-resize.{}", std::process::id()),
-    });
+        format!("torpor.test-resize.{}", std::process::id()),
+    );
     driver.start().expect("mariadbd starts");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -301,11 +282,7 @@ fn process_resize_limits_mariadbd_through_its_own_cgroup() {
         "charges moved in: {usage:?}"
     );
 
-    let access = driver.admin_access().expect("admin access");
-    let opts = torpor_tests::tcp_opts(access.address)
-        .user(Some(access.user.clone()))
-        .pass(Some(access.password.clone()));
-    let mut conn = mysql::Conn::new(opts).expect("admin login");
+    let mut conn = admin_conn(&driver);
     let before = driver.usage().expect("usage").cpu_nanos;
     let started = std::time::Instant::now();
     let _: Option<i64> = conn
@@ -340,4 +317,35 @@ fn process_resize_limits_mariadbd_through_its_own_cgroup() {
             .exists(),
         "the cgroup is removed with the service"
     );
+}
+
+/// A process driver for a mariadbd of the test's own in `dir`, with
+/// `limits` from its start (a cgroup named `cgroup_name`) or none.
+fn process_driver(
+    dir: &Path,
+    limits: Option<torpor::scaler::driver::Resources>,
+    cgroup_name: String,
+) -> torpor::scaler::process_driver::ProcessDriver {
+    torpor::scaler::process_driver::ProcessDriver::new(
+        torpor::scaler::process_driver::ProcessOptions {
+            datadir: dir.join("data"),
+            accounts: Vec::new(),
+            admin_password: "admin-secret".into(),
+            buffer_pool: "64M".into(),
+            ready_timeout: Duration::from_secs(60),
+            limits,
+            cgroup_name,
+        },
+    )
+}
+
+/// A connection as the driver's own admin account (the scaler's).
+fn admin_conn(driver: &torpor::scaler::process_driver::ProcessDriver) -> mysql::Conn {
+    use torpor::scaler::driver::Driver;
+    let access = driver.admin_access().expect("admin access");
+    assert_eq!(access.user, torpor::scaler::process_driver::ADMIN_USER);
+    let opts = torpor_tests::tcp_opts(access.address)
+        .user(Some(access.user.clone()))
+        .pass(Some(access.password.clone()));
+    mysql::Conn::new(opts).expect("admin login")
 }
