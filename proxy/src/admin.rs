@@ -13,6 +13,11 @@
 //!   is not given stays), and autoscaling turned on or off; the service
 //!   shows its limits, usage, buffer pool and recent resizes with their
 //!   reasons under `scaling`.
+//! - `POST /services/{name}/relocate[?force=1]`: moves an active service
+//!   to a new backend (its copy and catch-up run in the background:
+//!   202, or 409 with the pins that cannot move); `relocation` in the
+//!   service shows its phase, bytes copied and times, and
+//!   `backend_generation` counts its moves.
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
@@ -200,23 +205,51 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                     Ok(request) => AdminAction::Resize(request),
                     Err(why) => return (400, json!({ "error": why })),
                 },
+                "relocate" => match relocate_request(url) {
+                    Ok(force) => AdminAction::Relocate { force },
+                    Err(why) => return (400, json!({ "error": why })),
+                },
                 other => {
                     return (
                         400,
                         json!({
-                            "error": format!("unknown action '{other}': suspend, park, wake or resize"),
-                            "actions": ["suspend", "park", "wake", "resize"],
+                            "error": format!("unknown action '{other}': suspend, park, wake, resize or relocate"),
+                            "actions": ["suspend", "park", "wake", "resize", "relocate"],
                         }),
                     )
                 }
             };
-            act(shared, service, action)
+            let relocating = matches!(action, AdminAction::Relocate { .. });
+            match act(shared, service, action) {
+                // Started: its progress shows in the service's `relocation`.
+                (200, body) if relocating => (202, body),
+                answer => answer,
+            }
         }
         _ => (
             404,
             json!({"error": format!("no such endpoint: {method} {path}")}),
         ),
     }
+}
+
+/// The parameters of `POST /services/{name}/relocate[?force=1]`: whether
+/// to force it.
+fn relocate_request(url: &str) -> Result<bool, String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let mut force = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "1")) {
+            ("force", "1" | "true" | "on") => force = true,
+            ("force", "0" | "false" | "off") => force = false,
+            (key, value) => {
+                return Err(format!(
+                    "{key}={value:?}: the only parameter is force=1 (move even past sessions pinned by what cannot move)"
+                ))
+            }
+        }
+    }
+    Ok(force)
 }
 
 /// The parameters of `POST /services/{name}/resize?…`.
@@ -332,12 +365,28 @@ fn describe(shared: &Shared, service: &Service) -> Value {
             .is_managed()
             .then(|| service.scaling.lock().ok().map(|view| json!(*view)))
             .flatten(),
+        "relocation": service
+            .relocation
+            .lock()
+            .ok()
+            .filter(|view| !view.phase.is_empty())
+            .map(|view| json!(view.snapshot())),
+        "backend_generation": service.generation(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relocate_takes_force_and_nothing_else() {
+        assert_eq!(relocate_request("/services/a/relocate"), Ok(false));
+        assert_eq!(relocate_request("/services/a/relocate?force=1"), Ok(true));
+        assert_eq!(relocate_request("/services/a/relocate?force"), Ok(true));
+        assert!(relocate_request("/services/a/relocate?host=b").is_err());
+        assert!(relocate_request("/services/a/relocate?force=maybe").is_err());
+    }
 
     #[test]
     fn resize_parameters_are_read_and_nonsense_refused() {

@@ -89,6 +89,10 @@ pub struct BackendConn {
     /// variables): read by whoever takes it next, unless that session
     /// itself ([`crate::session::left`]).
     pub left_by: Option<crate::unread::LeftBehind>,
+    /// The service's backend generation when it was opened
+    /// ([`crate::service::Service::generation`]): an older one than the
+    /// service's now leads to a backend that no longer serves it.
+    pub generation: u64,
 }
 
 /// Who to log in as, and how.
@@ -285,6 +289,7 @@ pub async fn connect(
         needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
         idle_since: std::time::Instant::now(),
         left_by: None,
+        generation: 0,
     };
     Ok((backend, ok))
 }

@@ -105,6 +105,9 @@ const HOLDING: &str = "torpor_outage_holds";
 const HOLD_DURATION: &str = "torpor_outage_hold_duration_seconds";
 const RESIZES: &str = "torpor_resizes_total";
 const RESIZE_DURATION: &str = "torpor_resize_duration_seconds";
+const RELOCATIONS: &str = "torpor_relocations_total";
+const RELOCATION_DURATION: &str = "torpor_relocation_duration_seconds";
+const RELOCATION_STALL: &str = "torpor_relocation_stall_seconds";
 const CPUS_LIMIT: &str = "torpor_service_cpus_limit";
 const CPUS_USED: &str = "torpor_service_cpus_used";
 const MEMORY_LIMIT: &str = "torpor_service_memory_limit_bytes";
@@ -147,6 +150,12 @@ impl Metrics {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(RESIZE_DURATION.into()), &WAKE_BOUNDS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RELOCATION_DURATION.into()), &HOLD_BOUNDS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RELOCATION_STALL.into()), &WAKE_BOUNDS)
             });
         // Only an empty bucket list is refused, and ours are constants.
         let recorder = match builder {
@@ -327,6 +336,21 @@ fn describe_all() {
         Unit::Seconds,
         "Time from a resize decision to the new limits applied (buffer pool included; its reload runs after, in the background)."
     );
+    describe_counter!(
+        RELOCATIONS,
+        Unit::Count,
+        "Relocations to another backend, by result (moved, failed)."
+    );
+    describe_histogram!(
+        RELOCATION_DURATION,
+        Unit::Seconds,
+        "Time from a relocation's start to its switch-over done (copy, catch-up, switch)."
+    );
+    describe_histogram!(
+        RELOCATION_STALL,
+        Unit::Seconds,
+        "Time new statements waited during a relocation's switch-over."
+    );
     describe_gauge!(
         CPUS_LIMIT,
         Unit::Count,
@@ -395,6 +419,16 @@ fn publish_service(service: &Service) {
         counter!(RESIZES, "service" => name.clone(), "direction" => resize.direction, "reason" => resize.reason)
             .increment(1);
         histogram!(RESIZE_DURATION, "service" => name.clone()).record(resize.seconds);
+    }
+    for relocation in service.stats.take_relocations() {
+        counter!(RELOCATIONS, "service" => name.clone(), "result" => relocation.result)
+            .increment(1);
+        if let Some(seconds) = relocation.seconds {
+            histogram!(RELOCATION_DURATION, "service" => name.clone()).record(seconds);
+        }
+        if let Some(stall) = relocation.stall_seconds {
+            histogram!(RELOCATION_STALL, "service" => name.clone()).record(stall);
+        }
     }
     if let Ok(view) = service.scaling.lock() {
         if let Some(resources) = view.resources {
@@ -527,7 +561,11 @@ impl Decision {
             Event::Parked => Some(Decision::Park),
             Event::Ready => Some(Decision::Wake),
             Event::WakeFailed => Some(Decision::WakeFailed),
-            Event::SuspendRequested | Event::WakeRequested => None,
+            Event::SuspendRequested
+            | Event::WakeRequested
+            | Event::MoveRequested
+            | Event::Moved
+            | Event::MoveAborted => None,
         }
     }
 }
@@ -544,6 +582,19 @@ pub struct ServiceStats {
     wakes: Mutex<Vec<(&'static str, f64)>>,
     /// Resizes since the last scrape.
     resizes: Mutex<Vec<ResizeSample>>,
+    /// Relocations since the last scrape.
+    relocations: Mutex<Vec<RelocationSample>>,
+}
+
+/// A relocation, as metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelocationSample {
+    /// `moved` or `failed`.
+    pub result: &'static str,
+    /// From its start to the switch-over done (moved ones).
+    pub seconds: Option<f64>,
+    /// How long new statements waited during the switch-over (moved ones).
+    pub stall_seconds: Option<f64>,
 }
 
 /// A resize, as metrics count it.
@@ -585,6 +636,23 @@ impl ServiceStats {
                 resizes.push(resize);
             }
         }
+    }
+
+    /// Records a relocation that ended.
+    pub fn relocated(&self, relocation: RelocationSample) {
+        if let Ok(mut relocations) = self.relocations.lock() {
+            if relocations.len() < MAX_PENDING_WAKES {
+                relocations.push(relocation);
+            }
+        }
+    }
+
+    /// The relocations since the last call.
+    fn take_relocations(&self) -> Vec<RelocationSample> {
+        self.relocations
+            .lock()
+            .map(|mut relocations| std::mem::take(&mut *relocations))
+            .unwrap_or_default()
     }
 
     /// The resizes since the last call.

@@ -33,6 +33,9 @@ pub enum Request {
     /// A config reload: new timers and accounts; the reply says whether
     /// the accounts reached the backend (or wait for its next wake).
     Reconfigure(Box<Reconfigure>, mpsc::Sender<Result<(), String>>),
+    /// A relocation's target caught up (or failed to): the actor
+    /// switches over to it.
+    Relocation(crate::scaler::relocate::Prepare),
     /// Torpor is stopping: stop the backend (data kept) and end.
     Shutdown,
 }
@@ -61,6 +64,13 @@ pub enum AdminAction {
     /// Resize now: CPUs and memory (what is not given stays), and turn
     /// autoscaling on or off.
     Resize(ResizeRequest),
+    /// Move the service to a new backend; with `force`, sessions pinned
+    /// by what cannot move (a temporary table, a lock) get an error
+    /// instead of the relocation being refused.
+    Relocate {
+        /// Move even past pins that cannot move.
+        force: bool,
+    },
 }
 
 /// An operator's resize ([`AdminAction::Resize`]).
@@ -121,7 +131,11 @@ pub struct Service {
     pub nudge: Arc<Event>,
     /// Scaler decisions, wakes and connection opens, for metrics.
     pub stats: ServiceStats,
-    address: RwLock<Option<Endpoint>>,
+    /// Where its backend listens, and that address's generation.
+    address: RwLock<Addressed>,
+    /// The generation of [`Service::address`], readable without the lock:
+    /// sessions compare it with their connection's once per command.
+    generation: AtomicU64,
     backend_info: RwLock<Option<Arc<BackendInfo>>>,
     /// The backend's `max_connections` (0 until read with a baseline).
     server_max_connections: AtomicUsize,
@@ -143,6 +157,19 @@ pub struct Service {
     /// Its size and use as the scaler last saw them (its actor writes,
     /// the admin API reads).
     pub scaling: Mutex<crate::scaler::autoscaler::ScalingView>,
+    /// Its last relocation, as it goes (its actor writes, the admin API
+    /// reads).
+    pub relocation: Arc<Mutex<crate::scaler::relocate::RelocationView>>,
+}
+
+/// A backend address and its generation, changed together.
+#[derive(Debug)]
+struct Addressed {
+    /// Where it listens now; `None` while it is stopped.
+    endpoint: Option<Endpoint>,
+    /// The last address it had (kept while it is stopped).
+    last_known: Option<Endpoint>,
+    generation: u64,
 }
 
 /// Backend connections Torpor opens at most for clients when the
@@ -202,7 +229,12 @@ impl Service {
             suspend_epoch: AtomicU64::new(0),
             nudge,
             stats: ServiceStats::default(),
-            address: RwLock::new(address),
+            address: RwLock::new(Addressed {
+                last_known: address.clone(),
+                endpoint: address,
+                generation: 0,
+            }),
+            generation: AtomicU64::new(0),
             backend_info: RwLock::new(None),
             server_max_connections: AtomicUsize::new(0),
             baselines: RwLock::new(HashMap::new()),
@@ -215,6 +247,7 @@ impl Service {
             outage: crate::outage::Outage::default(),
             backend_tls: std::sync::OnceLock::new(),
             scaling: Mutex::default(),
+            relocation: Arc::default(),
         }
     }
 
@@ -231,19 +264,54 @@ impl Service {
 
     /// Where the backend listens now, if it runs.
     pub fn address(&self) -> Option<Endpoint> {
-        self.address.read().ok().and_then(|a| a.clone())
+        self.address.read().ok().and_then(|a| a.endpoint.clone())
     }
 
     /// Records where the backend listens (after a start: a container's
-    /// published port can change).
+    /// published port can change). A different address is a new backend
+    /// generation: connections opened to the old one are never lent
+    /// again, and a session holding one moves off it at its next command
+    /// ([`Service::generation`]).
     pub fn set_address(&self, address: Option<Endpoint>) {
         if let Ok(mut slot) = self.address.write() {
-            *slot = address;
+            // Parked and started again where it was is the same backend.
+            if address.is_some() && address != slot.last_known {
+                if slot.last_known.is_some() {
+                    slot.generation += 1;
+                    self.generation.store(slot.generation, Ordering::Release);
+                }
+                slot.last_known.clone_from(&address);
+            }
+            slot.endpoint = address;
         }
     }
 
-    fn backend_addr(&self) -> Result<Endpoint, SessionError> {
-        self.address().ok_or_else(|| {
+    /// Starts a new backend generation without a new address (a
+    /// relocation's switch-over, before the address changes): every
+    /// connection open now counts as the old backend's, so no session
+    /// sends another statement on one.
+    pub fn retire_generation(&self) {
+        if let Ok(mut slot) = self.address.write() {
+            slot.generation += 1;
+            self.generation.store(slot.generation, Ordering::Release);
+        }
+    }
+
+    /// The backend generation: bumped whenever the backend's address
+    /// changes (a relocation, a restart elsewhere). A connection carries
+    /// the generation it was opened in ([`BackendConn::generation`]); one
+    /// from an older generation leads to a server that no longer serves
+    /// the service.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn backend_addr(&self) -> Result<(Endpoint, u64), SessionError> {
+        let current = self.address.read().ok().and_then(|a| {
+            let endpoint = a.endpoint.clone()?;
+            Some((endpoint, a.generation))
+        });
+        current.ok_or_else(|| {
             SessionError::BackendUnreachable(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
                 format!("service '{}' has no running backend", self.name),
@@ -262,14 +330,14 @@ impl Service {
         // task that may open a connection would otherwise carry its size
         // while idle (one allocation per connection opened is nothing
         // next to a TCP and MySQL handshake).
-        let addr = self.backend_addr()?;
+        let (addr, generation) = self.backend_addr()?;
         let connect = Box::pin(backend::connect(
             &addr,
             login,
             self.connect_timeout,
             self.backend_tls.get(),
         ));
-        let opened = match connect.await {
+        let mut opened = match connect.await {
             Ok(opened) => opened,
             Err(error) => {
                 if crate::outage::is_outage(&error) {
@@ -280,6 +348,7 @@ impl Service {
         };
         self.outage.ended(&self.name);
         self.stats.backend_opened();
+        opened.0.generation = generation;
         Ok(opened)
     }
 
@@ -295,7 +364,7 @@ impl Service {
             return Ok(info);
         }
         self.wait_active().await?;
-        let probed = backend::probe(&self.backend_addr()?, self.connect_timeout).await;
+        let probed = backend::probe(&self.backend_addr()?.0, self.connect_timeout).await;
         // As a connection's open: an outage starts, or ends (which sends
         // every held login and command on at once).
         match &probed {
@@ -434,6 +503,15 @@ impl Service {
         self.requests
             .as_ref()
             .is_some_and(|r| r.send(request).is_ok())
+    }
+
+    /// Sends `request` to the service's actor; gives it back when there
+    /// is no actor to take it (static, or stopped).
+    pub fn request_or_return(&self, request: Request) -> Result<(), Request> {
+        match &self.requests {
+            Some(requests) => requests.send(request).map_err(|e| e.0),
+            None => Err(request),
+        }
     }
 
     /// Whether an actor manages this service.
@@ -590,9 +668,38 @@ impl Drop for ClientCount {
 
 #[cfg(test)]
 mod tests {
-    use super::{default_pool_bound, KeptAwake};
+    use super::{default_pool_bound, KeptAwake, Service, State};
+    use crate::endpoint::Endpoint;
     use crate::registry::PinnedSession;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn a_new_address_is_a_new_generation_and_the_same_one_is_not() {
+        let service = Service::new(
+            0,
+            "svc",
+            "process",
+            State::Active,
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+            Arc::new(event_listener::Event::new()),
+            None,
+        );
+        let here = Endpoint::Unix("/run/a.sock".into());
+        let there = Endpoint::Unix("/run/b.sock".into());
+        service.set_address(Some(here.clone()));
+        let first = service.generation();
+        // Parked and woken where it was: connections to it are still its.
+        service.set_address(None);
+        service.set_address(Some(here));
+        assert_eq!(service.generation(), first);
+        service.set_address(Some(there.clone()));
+        assert_eq!(service.generation(), first + 1);
+        assert_eq!(service.address(), Some(there));
+    }
 
     #[test]
     fn what_keeps_a_service_awake_is_counted_by_kind() {

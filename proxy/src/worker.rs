@@ -428,8 +428,11 @@ async fn tick(
             // close is read first, so that their state survives.
             let active = service.lifecycle.is_active();
             let timeout = settings_idle_timeout;
-            crate::session::left::settle_idle(pool, |idle_for| {
-                !active || idle_for + Duration::from_secs(2) >= timeout
+            let generation = service.generation();
+            crate::session::left::settle_idle(pool, |conn, idle_for| {
+                !active
+                    || conn.generation != generation
+                    || idle_for + Duration::from_secs(2) >= timeout
             })
             .await;
             pool.expire();
@@ -438,6 +441,10 @@ async fn tick(
                     pooled.conn.conn.close().await;
                 }
             }
+            // Connections to where the backend was before it moved are
+            // never lent again: they close now, not at their idle timeout
+            // (dropped, each closes and frees its place).
+            drop(pool.take_idle_where(|conn, _| conn.generation != generation));
             let lent = pool.open() - pool.idle();
             activity.lent.store(lent, Ordering::Release);
             activity.open.store(pool.open(), Ordering::Release);

@@ -24,8 +24,9 @@ use super::autoscaler::{unix_ms, Autoscaler, Resized};
 use super::driver::{Driver, DriverError, Resources};
 use super::lifecycle::{Event, State};
 use super::policy::{Autoscale, Reason};
+use super::relocate::{self, Prepare, PrepareJob, Prepared, RelocationView};
 use super::resize::{self, PoolSizing};
-use crate::metrics::ResizeSample;
+use crate::metrics::{RelocationSample, ResizeSample};
 use crate::registry::Registry;
 use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
 
@@ -127,6 +128,7 @@ pub fn spawn(
                 pins_checked: Instant::now(),
                 suspended_at: None,
                 accounts_pending: false,
+                relocating: None,
             };
             actor.run(requests);
         })
@@ -160,7 +162,27 @@ struct Actor {
     /// them (frozen, stopped, or the SQL failed): run them after the
     /// next wake.
     accounts_pending: bool,
+    /// A relocation under way (its target is being prepared on a thread
+    /// of its own): the service neither suspends nor resizes meanwhile.
+    relocating: Option<Relocating>,
 }
+
+/// A relocation the actor started and waits to switch over.
+#[derive(Debug, Clone, Copy)]
+struct Relocating {
+    /// Sessions pinned by what cannot move get an error instead of the
+    /// relocation being refused.
+    force: bool,
+}
+
+/// How long a relocation's switch-over lets running statements finish on
+/// the old backend before it goes on without them (open transactions do
+/// not wait: their journals are replayed on the new one).
+const SWITCH_BOUND: Duration = Duration::from_secs(2);
+
+/// Pins a session can move with: an open transaction is replayed from
+/// its journal on the new backend.
+const MOVABLE_PINS: [&str; 2] = ["transaction", "next-transaction"];
 
 /// How often an active service checks whether it has been idle long
 /// enough: the suspend happens at most this late.
@@ -188,6 +210,7 @@ impl Actor {
                 Some(Request::Reconfigure(change, reply)) => {
                     let _ = reply.send(self.reconfigure(*change));
                 }
+                Some(Request::Relocation(prepared)) => self.relocation_prepared(prepared),
                 Some(Request::Shutdown) => {
                     self.shutdown();
                     break;
@@ -211,6 +234,9 @@ impl Actor {
     }
 
     fn on_timer(&mut self) {
+        if self.relocating.is_some() {
+            return;
+        }
         match self.service.lifecycle.state() {
             State::Active => {
                 self.autoscale();
@@ -272,6 +298,9 @@ impl Actor {
     }
 
     fn admin(&mut self, action: AdminAction) -> Result<(), String> {
+        if self.relocating.is_some() && action != AdminAction::Wake {
+            return Err("a relocation is under way".into());
+        }
         match action {
             AdminAction::Suspend => match self.service.lifecycle.state() {
                 State::Suspended | State::Parked => Ok(()),
@@ -288,7 +317,222 @@ impl Actor {
             }
             AdminAction::Wake => self.wake(),
             AdminAction::Resize(request) => self.operator_resize(request),
+            AdminAction::Relocate { force } => self.start_relocation(force),
         }
+    }
+
+    /// Pins of the service's sessions that cannot move with them, as
+    /// `session N: reason` lines.
+    fn immovable_pins(&self) -> Vec<String> {
+        self.registry
+            .pins_of(self.service.index)
+            .into_iter()
+            .filter_map(|pinned| {
+                let stuck: Vec<&str> = pinned
+                    .reasons
+                    .iter()
+                    .copied()
+                    .filter(|r| !MOVABLE_PINS.contains(r))
+                    .collect();
+                (!stuck.is_empty())
+                    .then(|| format!("session {}: {}", pinned.session, stuck.join(", ")))
+            })
+            .collect()
+    }
+
+    /// Starts moving the service to a new backend: the copy and the
+    /// catch-up run on a thread of their own; the actor switches over
+    /// when it reports ([`Actor::relocation_prepared`]).
+    fn start_relocation(&mut self, force: bool) -> Result<(), String> {
+        let state = self.service.lifecycle.state();
+        if state != State::Active {
+            return Err(format!(
+                "service is {}: wake it first (moving a sleeping service's data at rest is not built yet)",
+                state.name()
+            ));
+        }
+        let pins = self.immovable_pins();
+        if !pins.is_empty() && !force {
+            return Err(format!(
+                "sessions hold what cannot move (add force=1 to give them an error instead): {}",
+                pins.join("; ")
+            ));
+        }
+        let target = self.driver.relocation_target().map_err(|e| e.to_string())?;
+        let backup = self.driver.backup_command().map_err(|e| e.to_string())?;
+        let source = self
+            .driver
+            .admin_access()
+            .ok_or("the backend gives no administrative access")?;
+        let view = RelocationView::starting(self.driver.describe(), target.describe());
+        if let Ok(mut shown) = self.service.relocation.lock() {
+            *shown = view;
+        }
+        let job = PrepareJob {
+            backup,
+            source,
+            target,
+            resources: self.resources,
+            buffer_pool_bytes: self.timers.buffer_pool_bytes,
+            view: Arc::clone(&self.service.relocation),
+        };
+        let service = Arc::clone(&self.service);
+        std::thread::Builder::new()
+            .name(format!("torpor-move-{}", self.service.name))
+            .spawn(move || {
+                let prepared = relocate::prepare(job);
+                // The actor is gone (Torpor stops): the target goes.
+                if let Err(Request::Relocation(Prepare::Ready(prepared))) =
+                    service.request_or_return(Request::Relocation(prepared))
+                {
+                    relocate::retire(prepared.target, service.name.clone());
+                }
+            })
+            .map_err(|e| format!("starting the relocation: {e}"))?;
+        self.relocating = Some(Relocating { force });
+        info!(service = %self.service.name, force, "relocation started");
+        Ok(())
+    }
+
+    /// The relocation's target caught up (or failed to): switch over.
+    fn relocation_prepared(&mut self, prepared: Prepare) {
+        let force = self.relocating.take().is_some_and(|r| r.force);
+        let failed = |actor: &Actor, why: String| {
+            warn!(service = %actor.service.name, "relocation failed: {why}");
+            if let Ok(mut view) = actor.service.relocation.lock() {
+                view.phase = "failed";
+                view.error = Some(why);
+            }
+            actor.service.stats.relocated(RelocationSample {
+                result: "failed",
+                seconds: None,
+                stall_seconds: None,
+            });
+        };
+        let prepared = match prepared {
+            Prepare::Ready(prepared) => prepared,
+            Prepare::Failed(why) => return failed(self, why),
+        };
+        let Prepared {
+            mut target,
+            endpoint,
+            started,
+        } = *prepared;
+        let switching = Instant::now();
+        match self.switch_over(target.as_mut(), endpoint, force) {
+            Ok((stall, pins_left)) => {
+                if let Err(e) = target.take_over() {
+                    warn!(service = %self.service.name, "recording the new backend: {e}");
+                }
+                let old = std::mem::replace(&mut self.driver, target);
+                relocate::retire(old, self.service.name.clone());
+                let total = started.elapsed();
+                if let Ok(mut view) = self.service.relocation.lock() {
+                    view.phase = "moved";
+                    view.switch_ms = Some(switching.elapsed().as_millis() as u64);
+                    view.stall_ms = Some(stall.as_millis() as u64);
+                    view.total_ms = Some(total.as_millis() as u64);
+                    view.pins_left = pins_left;
+                }
+                self.service.stats.relocated(RelocationSample {
+                    result: "moved",
+                    seconds: Some(total.as_secs_f64()),
+                    stall_seconds: Some(stall.as_secs_f64()),
+                });
+                info!(
+                    service = %self.service.name,
+                    to = %self.driver.describe(),
+                    ms = total.as_millis() as u64,
+                    stall_ms = stall.as_millis() as u64,
+                    "relocated"
+                );
+            }
+            Err(why) => {
+                relocate::retire(target, self.service.name.clone());
+                failed(self, why);
+            }
+        }
+    }
+
+    /// The switch-over: new statements wait while the statements running
+    /// get up to [`SWITCH_BOUND`] to finish; then the source stops taking
+    /// writes, the target applies the last of them and becomes the
+    /// service's backend. Returns how long statements waited, and the
+    /// pins that could not move (forced).
+    fn switch_over(
+        &mut self,
+        target: &mut dyn Driver,
+        endpoint: crate::endpoint::Endpoint,
+        force: bool,
+    ) -> Result<(Duration, Vec<String>), String> {
+        let state = self.service.lifecycle.state();
+        if state != State::Active {
+            return Err(format!("service is {} at the switch-over", state.name()));
+        }
+        let stall = Instant::now();
+        self.transition(Event::MoveRequested);
+        let deadline = stall + SWITCH_BOUND;
+        // As for a suspend: the workers close their idle connections and
+        // say what they still have lent; asked again until nothing is
+        // lent, or the bound passes.
+        loop {
+            let epoch = self.service.suspend_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            self.service.nudge.notify(usize::MAX);
+            while Instant::now() < deadline
+                && self
+                    .service
+                    .workers
+                    .iter()
+                    .any(|w| w.acked_epoch.load(Ordering::Acquire) < epoch)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Sessions idle in a transaction need not finish it: their
+            // journals carry it over. Statements running must end first.
+            let running = KeptAwake::now(&self.service, &self.registry)
+                .map_or(0, |awake| awake.queries_running);
+            if running == 0 || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pins_left = self.immovable_pins();
+        if !pins_left.is_empty() && !force {
+            self.transition(Event::MoveAborted);
+            return Err(format!(
+                "sessions still hold what cannot move after {}s: {}",
+                SWITCH_BOUND.as_secs(),
+                pins_left.join("; ")
+            ));
+        }
+        // From here no session sends another statement on a connection to
+        // the source: each moves at its next one.
+        self.service.retire_generation();
+        let abort = |actor: &Actor, why: String| {
+            actor.transition(Event::MoveAborted);
+            Err(why)
+        };
+        let Some(source) = self.driver.admin_access() else {
+            return abort(self, "the source gives no administrative access".into());
+        };
+        let Some(target_access) = target.admin_access() else {
+            return abort(self, "the target gives no administrative access".into());
+        };
+        let fenced = match relocate::fence(&source, Duration::from_secs(5)) {
+            Ok(fenced) => fenced,
+            Err(why) => return abort(self, why),
+        };
+        if let Err(why) = relocate::promote(&target_access, &fenced.position) {
+            fenced.release();
+            return abort(self, why);
+        }
+        self.service.set_address(Some(endpoint));
+        self.service.accounts.set_access(Some(target_access.into()));
+        self.transition(Event::Moved);
+        let waited = stall.elapsed();
+        // The source stays fenced until it is removed.
+        drop(fenced);
+        Ok((waited, pins_left))
     }
 
     /// Samples the backend when a sample is due and applies what the

@@ -106,4 +106,45 @@ pub trait Driver: Send {
     /// Removes what `start` created, data included (tests, `torpor`
     /// shutting down a temporary service). Stopping first if needed.
     fn destroy(&mut self) -> Result<(), DriverError>;
+
+    /// A driver for a new backend of the same service somewhere else (a
+    /// relocation's target: another datadir, container or host), not
+    /// started, with no data yet.
+    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot relocate a service yet",
+            self.kind()
+        )))
+    }
+
+    /// A command whose standard output is a consistent physical backup of
+    /// the running backend, in `mbstream` format (`mariadb-backup
+    /// --backup --stream=xbstream`), taken while it serves queries.
+    fn backup_command(&self) -> Result<std::process::Command, DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot take a backup",
+            self.kind()
+        )))
+    }
+
+    /// Fills this (not started) backend's data from a backup stream made
+    /// by another backend's [`Driver::backup_command`], prepares it, and
+    /// returns the GTID position the backup holds (where replication from
+    /// its source continues). `copied` counts the bytes read as they come.
+    fn restore(
+        &mut self,
+        _backup: &mut dyn std::io::Read,
+        _copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<String, DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot restore a backup",
+            self.kind()
+        )))
+    }
+
+    /// Records this backend as the service's own, so that Torpor started
+    /// again finds it (after a relocation's switch-over).
+    fn take_over(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
 }

@@ -11,6 +11,11 @@
 //! ```
 //! (`Waking` also starts a service that never ran; a failed wake goes back
 //! to where it started from, so the next query tries again.)
+//!
+//! A relocation's switch-over is `Active → Moving → Active`: while
+//! `Moving`, new statements wait at transaction boundaries, as during a
+//! wake, and the service comes back active on its new backend (or, when
+//! the switch is abandoned, on its old one).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -33,16 +38,20 @@ pub enum State {
     Parked = 3,
     /// The backend is being resumed or started; queries wait for it.
     Waking = 4,
+    /// The service is switching to another backend (a relocation); new
+    /// statements wait for it at transaction boundaries.
+    Moving = 5,
 }
 
 impl State {
     /// Every state, in declaration order (for counters and listings).
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Active,
         State::Suspending,
         State::Suspended,
         State::Parked,
         State::Waking,
+        State::Moving,
     ];
 
     /// The state's name, as the admin API and logs spell it.
@@ -53,6 +62,7 @@ impl State {
             State::Suspended => "suspended",
             State::Parked => "parked",
             State::Waking => "waking",
+            State::Moving => "moving",
         }
     }
 
@@ -62,6 +72,7 @@ impl State {
             1 => State::Suspending,
             2 => State::Suspended,
             3 => State::Parked,
+            5 => State::Moving,
             _ => State::Waking,
         }
     }
@@ -88,6 +99,12 @@ pub enum Event {
     Ready,
     /// The wake failed or timed out; the backend is where it was.
     WakeFailed,
+    /// A relocation's new backend has caught up: the switch-over starts.
+    MoveRequested,
+    /// The service runs on its new backend.
+    Moved,
+    /// The switch-over was abandoned; the service stays on its old backend.
+    MoveAborted,
 }
 
 /// A transition the state machine refuses: the event makes no sense in
@@ -110,7 +127,7 @@ pub struct Lifecycle {
     /// Where the current wake started (a failed wake goes back there).
     wake_from: AtomicU8,
     /// Transitions into each state, indexed by `State as usize`.
-    entered: [AtomicU64; 5],
+    entered: [AtomicU64; 6],
 }
 
 impl Lifecycle {
@@ -177,6 +194,8 @@ fn next(from: State, event: Event, wake_from: State) -> Option<State> {
         (State::Suspended | State::Parked, Event::WakeRequested) => State::Waking,
         (State::Waking, Event::Ready) => State::Active,
         (State::Waking, Event::WakeFailed) => wake_from,
+        (State::Active, Event::MoveRequested) => State::Moving,
+        (State::Moving, Event::Moved | Event::MoveAborted) => State::Active,
         _ => return None,
     })
 }
@@ -227,6 +246,21 @@ mod tests {
         assert_eq!(life.state(), State::Active);
         assert!(life.apply(Event::WakeRequested).is_err());
         assert!(life.apply(Event::Parked).is_err());
+    }
+
+    #[test]
+    fn a_switch_over_ends_active_whether_it_moved_or_not() {
+        let life = Lifecycle::new("s", State::Active);
+        assert_eq!(life.apply(Event::MoveRequested), Ok(State::Moving));
+        assert!(!life.is_active());
+        assert!(life.apply(Event::SuspendRequested).is_err());
+        assert!(life.apply(Event::WakeRequested).is_err());
+        assert_eq!(life.apply(Event::Moved), Ok(State::Active));
+        life.apply(Event::MoveRequested).unwrap();
+        assert_eq!(life.apply(Event::MoveAborted), Ok(State::Active));
+        // Only an active service moves.
+        life.apply(Event::SuspendRequested).unwrap();
+        assert!(life.apply(Event::MoveRequested).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod policy;
 pub mod process;
 pub mod process_driver;
+pub mod relocate;
 pub mod resize;
 pub mod services;
 pub mod usage;

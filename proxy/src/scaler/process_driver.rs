@@ -6,7 +6,7 @@
 //! the default where no container engine answers: Torpor on a laptop with
 //! MariaDB installed is already a scale-to-zero database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cgroup::OwnCgroup;
@@ -43,6 +43,10 @@ pub struct ProcessOptions {
 #[derive(Debug)]
 pub struct ProcessDriver {
     options: ProcessOptions,
+    /// The datadir the configuration names: relocated datadirs are named
+    /// after it, and a file next to it ([`placement_file`]) says which
+    /// one is the service's now.
+    home: PathBuf,
     running: Option<MariadbProcess>,
     /// The cgroup that carries mariadbd's limits, once one was asked for.
     cgroup: Option<OwnCgroup>,
@@ -54,9 +58,15 @@ pub struct ProcessDriver {
 }
 
 impl ProcessDriver {
-    /// A driver for a backend that has not started yet.
-    pub fn new(options: ProcessOptions) -> ProcessDriver {
+    /// A driver for a backend that has not started yet. A service that
+    /// was relocated runs from the datadir its placement file names.
+    pub fn new(mut options: ProcessOptions) -> ProcessDriver {
+        let home = options.datadir.clone();
+        if let Some(moved) = placed_datadir(&home) {
+            options.datadir = moved;
+        }
         ProcessDriver {
+            home,
             options,
             running: None,
             cgroup: None,
@@ -138,6 +148,51 @@ impl ProcessDriver {
     }
 }
 
+/// The file next to a service's configured datadir that names the
+/// datadir it runs from after a relocation.
+fn placement_file(home: &Path) -> PathBuf {
+    let mut name = home.as_os_str().to_owned();
+    name.push(".placement");
+    PathBuf::from(name)
+}
+
+/// The datadir a relocation left the service in, if any (and it exists).
+fn placed_datadir(home: &Path) -> Option<PathBuf> {
+    let named = std::fs::read_to_string(placement_file(home)).ok()?;
+    let datadir = PathBuf::from(named.trim());
+    datadir.join("mysql").is_dir().then_some(datadir)
+}
+
+/// A replication server id for the server on `datadir`: servers that
+/// replicate from each other must differ, and two datadirs give two ids.
+fn server_id(datadir: &Path) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    datadir.hash(&mut hasher);
+    // 1..=2^31-1: 0 means "no id" to MariaDB.
+    (hasher.finish() as u32 & 0x7fff_ffff).max(1)
+}
+
+/// The last lines of a program's error output, for an error message.
+fn last_lines(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// Writes `contents` to a new file at `path` that only its owner reads.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
 /// The state letter of process `pid` in /proc (R, S, T, Z, …).
 fn state_of(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -185,7 +240,17 @@ impl Driver for ProcessDriver {
                 port,
                 accounts: accounts.clone(),
                 buffer_pool: self.options.buffer_pool.clone(),
-                extra_args: vec!["--innodb-buffer-pool-dump-at-shutdown=ON".into()],
+                // A binary log with GTIDs, so that a relocation's
+                // target can catch up by replication; rows, so that
+                // replays are exact; kept a day.
+                extra_args: vec![
+                    "--innodb-buffer-pool-dump-at-shutdown=ON".into(),
+                    "--log-bin=mariadb-bin".into(),
+                    "--relay-log=relay-bin".into(),
+                    "--binlog-format=ROW".into(),
+                    "--expire-logs-days=1".into(),
+                    format!("--server-id={}", server_id(&self.options.datadir)),
+                ],
                 ready_timeout: self.options.ready_timeout,
                 cgroup_procs: cgroup_procs.clone(),
             })
@@ -288,9 +353,159 @@ impl Driver for ProcessDriver {
         }
     }
 
+    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
+        let moved_at = super::autoscaler::unix_ms();
+        let mut options = self.options.clone();
+        let mut datadir = self.home.as_os_str().to_owned();
+        datadir.push(format!(".{moved_at}"));
+        options.datadir = PathBuf::from(datadir);
+        options.cgroup_name = format!("{}-{moved_at}", self.options.cgroup_name);
+        options.limits = self.options.limits;
+        Ok(Box::new(ProcessDriver {
+            home: self.home.clone(),
+            options,
+            running: None,
+            cgroup: None,
+            no_cgroup: None,
+            port: None,
+        }))
+    }
+
+    fn backup_command(&self) -> Result<std::process::Command, DriverError> {
+        let program =
+            super::process::find_program(&["mariadb-backup", "mariabackup"]).ok_or_else(|| {
+                DriverError::Failed(
+                    "mariadb-backup is not installed (Debian: apt-get install mariadb-backup)"
+                        .into(),
+                )
+            })?;
+        let process = self.process()?;
+        let rundir = process
+            .socket()
+            .parent()
+            .ok_or_else(|| DriverError::Failed("mariadbd has no run directory".into()))?;
+        // The password goes in a file only root reads, not on a command
+        // line every user can see.
+        let defaults = rundir.join("backup.cnf");
+        let contents = format!(
+            "[client]\nuser={ADMIN_USER}\npassword={}\nhost=127.0.0.1\nport={}\n",
+            self.options.admin_password,
+            process.addr().port()
+        );
+        write_private(&defaults, &contents)
+            .map_err(|e| DriverError::Failed(format!("writing {}: {e}", defaults.display())))?;
+        let scratch = rundir.join("backup");
+        let _ = std::fs::remove_dir_all(&scratch);
+        let mut command = std::process::Command::new(program);
+        command
+            // It must come first: mariadb-backup reads options in order.
+            .arg(format!("--defaults-extra-file={}", defaults.display()))
+            .arg("--backup")
+            .arg("--stream=xbstream")
+            .arg(format!("--datadir={}", process.datadir().display()))
+            .arg(format!("--target-dir={}", scratch.display()))
+            .arg(format!("--tmpdir={}", rundir.display()));
+        Ok(command)
+    }
+
+    fn restore(
+        &mut self,
+        backup: &mut dyn std::io::Read,
+        copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<String, DriverError> {
+        use std::io::Write;
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| DriverError::Failed(format!("{what}: {e}"));
+        let mbstream = super::process::find_program(&["mbstream"]).ok_or_else(|| {
+            DriverError::Failed("mbstream is not installed (mariadb-backup)".into())
+        })?;
+        let program = super::process::find_program(&["mariadb-backup", "mariabackup"])
+            .ok_or_else(|| DriverError::Failed("mariadb-backup is not installed".into()))?;
+        let datadir = self.options.datadir.clone();
+        std::fs::create_dir_all(&datadir).map_err(|e| failed("creating the datadir", &e))?;
+        let mut extract = std::process::Command::new(mbstream)
+            .arg("-x")
+            .arg("-C")
+            .arg(&datadir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| failed("starting mbstream", &e))?;
+        let mut input = extract
+            .stdin
+            .take()
+            .ok_or_else(|| DriverError::Failed("mbstream has no input".into()))?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        let streamed = loop {
+            match backup.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if let Err(e) = input.write_all(&buffer[..n]) {
+                        break Err(failed("writing into mbstream", &e));
+                    }
+                    copied.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(failed("reading the backup", &e)),
+            }
+        };
+        drop(input);
+        let extracted = extract
+            .wait_with_output()
+            .map_err(|e| failed("waiting for mbstream", &e))?;
+        streamed?;
+        if !extracted.status.success() {
+            return Err(DriverError::Failed(format!(
+                "mbstream failed: {}",
+                last_lines(&extracted.stderr)
+            )));
+        }
+        let prepared = std::process::Command::new(program)
+            .arg("--prepare")
+            .arg(format!("--target-dir={}", datadir.display()))
+            .output()
+            .map_err(|e| failed("running mariadb-backup --prepare", &e))?;
+        if !prepared.status.success() {
+            return Err(DriverError::Failed(format!(
+                "mariadb-backup --prepare failed: {}",
+                last_lines(&prepared.stderr)
+            )));
+        }
+        // "<binlog file>\t<offset>\t<GTID position>"; no GTID when the
+        // source had written no transaction to its binary log yet.
+        let info = ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"]
+            .iter()
+            .find_map(|name| std::fs::read_to_string(datadir.join(name)).ok())
+            .unwrap_or_default();
+        Ok(info.split('\t').nth(2).unwrap_or("").trim().to_string())
+    }
+
+    fn take_over(&mut self) -> Result<(), DriverError> {
+        let file = placement_file(&self.home);
+        if self.options.datadir == self.home {
+            return match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::Failed(
+                    format!("removing {}: {e}", file.display()),
+                )),
+                _ => Ok(()),
+            };
+        }
+        // Written whole, then renamed: a crash leaves the old file or the
+        // new one, never half of one.
+        let partial = file.with_extension("placement.partial");
+        std::fs::write(&partial, self.options.datadir.display().to_string())
+            .and_then(|()| std::fs::rename(&partial, &file))
+            .map_err(|e| DriverError::Failed(format!("writing {}: {e}", file.display())))
+    }
+
     fn destroy(&mut self) -> Result<(), DriverError> {
         if self.running.is_some() {
             self.stop()?;
+        }
+        // Its placement goes with it, when it names this datadir.
+        if placed_datadir(&self.home).as_deref() == Some(self.options.datadir.as_path()) {
+            let _ = std::fs::remove_file(placement_file(&self.home));
         }
         // Empty now: its directories go.
         self.cgroup = None;

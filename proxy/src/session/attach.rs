@@ -89,15 +89,25 @@ impl Session {
             && !self.service.lifecycle.is_active();
         let quitting = front == Some(Command::Quit as u8) || lone_ping;
         if let Some(backend) = self.backend.as_ref() {
+            // The service moved to another backend since this connection
+            // was opened (a relocation): the session leaves it as it
+            // would leave a dead one, at a command boundary — an open
+            // transaction is carried over by its journal.
+            let moved = backend.generation != self.service.generation();
             let idle = backend.idle_since.elapsed() >= CHECK_AFTER_IDLE;
-            if !idle
-                || !self.ledger.is_empty()
+            if !self.ledger.is_empty()
                 || quitting
-                || !backend_closed(backend.conn.raw_fd())
+                || !(moved || (idle && backend_closed(backend.conn.raw_fd())))
             {
                 return Ok(());
             }
-            // It died while the session held it.
+            if moved {
+                info!(
+                    id = self.guard.id,
+                    "the service moved: leaving its old backend"
+                );
+            }
+            // It died (or its backend moved) while the session held it.
             self.drop_backend();
             if self.guard.entry.killed.load(Ordering::Acquire) {
                 return Err(Failure {
@@ -210,8 +220,12 @@ impl Session {
                         // restart): let it go and borrow again.
                         continue;
                     }
+                    // Opened before the service moved (the worker's tick
+                    // has not closed it yet): what a session left on it
+                    // is read there first, then it closes.
+                    let moved = conn.generation != self.service.generation();
                     if let Some(left) = conn.left_by.take() {
-                        let mine = self.left.as_ref().is_some_and(|m| left.belongs_to(m));
+                        let mine = !moved && self.left.as_ref().is_some_and(|m| left.belongs_to(m));
                         if mine {
                             // Its own, untouched since: its variables are
                             // still there, unread.
@@ -235,6 +249,10 @@ impl Session {
                     if let Err(error) = self.take_left(true).await {
                         conn.give_back(key, state, last_session);
                         return Err(error);
+                    }
+                    if moved {
+                        let place = conn.close();
+                        return Ok(place.fill(self.open_backend().await?));
                     }
                     match self.align(&mut conn, &state).await {
                         Ok(()) => return Ok(conn),

@@ -40,17 +40,17 @@ pub async fn read(left: LeftBehind, conn: &mut BackendConn) -> Result<Learned, S
     Ok(learned)
 }
 
-/// Before the worker closes idle connections (`all`: every one, as when
-/// the service suspends; otherwise those `expiring`): reads what live
+/// Before the worker closes idle connections (those `expiring`, given
+/// each connection and how long it has been idle): reads what live
 /// sessions left on them, so that their state survives the close.
 pub async fn settle_idle(
     pool: &Rc<BackendPool<BackendConn>>,
-    expiring: impl Fn(std::time::Duration) -> bool,
+    expiring: impl Fn(&BackendConn, std::time::Duration) -> bool,
 ) {
     let taken = pool.take_idle_where(|conn, idle_for| {
         conn.left_by
             .as_ref()
-            .is_some_and(|left| !left.orphaned() && expiring(idle_for))
+            .is_some_and(|left| !left.orphaned() && expiring(conn, idle_for))
     });
     for (key, mut pooled) in taken {
         let Some(left) = pooled.conn.left_by.take() else {

@@ -1,0 +1,467 @@
+//! Relocation: moving a running service to a new backend (another
+//! datadir, container or host) while its clients stay connected.
+//!
+//! Two halves. The long one runs on a thread of its own while the actor
+//! keeps answering ([`prepare`]): a physical backup of the running source
+//! (`mariadb-backup --stream`) is restored into the target, the target
+//! starts and replicates from the source by GTID until it has caught up.
+//! The short one is the actor's switch-over ([`switch_over`]): new
+//! statements wait (the service is `Moving`), the source stops taking
+//! writes, the target applies the last of them, and the service's address
+//! changes — a new backend generation, so no connection to the source is
+//! lent again and every session moves at its next statement, replaying
+//! its state (and an open transaction's journal) there.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+
+use super::admin_sql::{admin_connect, run_admin_sql, tcp_opts};
+use super::autoscaler::unix_ms;
+use super::driver::{AdminAccess, Driver, Resources};
+use crate::endpoint::Endpoint;
+
+/// How far the target may trail the source when the switch-over starts:
+/// a GTID wait for the source's position of a moment ago must end within
+/// this, so the statements that wait during the switch wait about as long.
+const CAUGHT_UP: Duration = Duration::from_millis(250);
+
+/// How long the target may take to catch up before the relocation fails.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long the target may take, during the switch-over, to apply what
+/// the source wrote last.
+const FINAL_WAIT_SECS: u64 = 10;
+
+/// A relocation as the admin API shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelocationView {
+    /// `copying`, `catching-up`, `switching`, `moved` or `failed`.
+    pub phase: &'static str,
+    /// When it started (ms since the Unix epoch).
+    pub started_at_unix_ms: u64,
+    /// The backend it moves from, and to.
+    pub from: String,
+    /// The backend it moves to.
+    pub to: String,
+    /// Bytes of the backup copied into the target so far.
+    pub bytes_copied: u64,
+    /// Time spent copying, ms.
+    pub copy_ms: Option<u64>,
+    /// Time spent catching up by replication, ms.
+    pub catch_up_ms: Option<u64>,
+    /// Time of the switch-over, ms.
+    pub switch_ms: Option<u64>,
+    /// How long new statements waited during the switch-over, ms.
+    pub stall_ms: Option<u64>,
+    /// From the start to the switch-over done, ms.
+    pub total_ms: Option<u64>,
+    /// Sessions whose pins could not move (forced: they got an error).
+    pub pins_left: Vec<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The bytes counter the copy updates (read for `bytes_copied`).
+    #[serde(skip)]
+    pub copied: Arc<AtomicU64>,
+}
+
+impl RelocationView {
+    /// A relocation that starts now.
+    pub fn starting(from: String, to: String) -> RelocationView {
+        RelocationView {
+            phase: "copying",
+            started_at_unix_ms: unix_ms(),
+            from,
+            to,
+            ..RelocationView::default()
+        }
+    }
+
+    /// A copy for the admin API, with the bytes copied so far.
+    pub fn snapshot(&self) -> RelocationView {
+        let mut view = self.clone();
+        view.bytes_copied = self.copied.load(Ordering::Relaxed);
+        view
+    }
+
+    /// Whether it is still under way.
+    pub fn under_way(&self) -> bool {
+        !matches!(self.phase, "" | "moved" | "failed")
+    }
+}
+
+/// A target that has caught up with its source, ready to be switched to.
+pub struct Prepared {
+    /// The target's driver (started, replicating).
+    pub target: Box<dyn Driver>,
+    /// Where sessions reach it.
+    pub endpoint: Endpoint,
+    /// When the relocation started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("target", &self.target.describe())
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// What [`prepare`] hands back to the actor.
+#[derive(Debug)]
+pub enum Prepare {
+    /// Ready to switch.
+    Ready(Box<Prepared>),
+    /// It failed (the target is already removed): why.
+    Failed(String),
+}
+
+/// What the preparing thread needs from the actor.
+pub struct PrepareJob {
+    /// The backup of the running source.
+    pub backup: Command,
+    /// How to reach the source (administrative SQL, and the address the
+    /// target replicates from).
+    pub source: AdminAccess,
+    /// The new backend, not started.
+    pub target: Box<dyn Driver>,
+    /// The limits it runs under, as the source's now.
+    pub resources: Resources,
+    /// The buffer pool size the source runs with now, bytes.
+    pub buffer_pool_bytes: u64,
+    /// The relocation's view (phase, bytes) the admin API reads.
+    pub view: Arc<Mutex<RelocationView>>,
+}
+
+/// Copies the source into the target and lets it catch up, on the
+/// calling thread (the actor runs it on one of its own); returns the
+/// prepared target, or why not (the target then removed).
+pub fn prepare(job: PrepareJob) -> Prepare {
+    let started = Instant::now();
+    let PrepareJob {
+        backup,
+        source,
+        mut target,
+        resources,
+        buffer_pool_bytes,
+        view,
+    } = job;
+    match copy_and_catch_up(
+        backup,
+        &source,
+        target.as_mut(),
+        resources,
+        buffer_pool_bytes,
+        &view,
+    ) {
+        Ok(endpoint) => Prepare::Ready(Box::new(Prepared {
+            target,
+            endpoint,
+            started,
+        })),
+        Err(why) => {
+            if let Err(e) = target.destroy() {
+                tracing::warn!("removing a relocation's target: {e}");
+            }
+            Prepare::Failed(why)
+        }
+    }
+}
+
+fn set_phase(view: &Mutex<RelocationView>, change: impl FnOnce(&mut RelocationView)) {
+    if let Ok(mut view) = view.lock() {
+        change(&mut view);
+    }
+}
+
+fn copy_and_catch_up(
+    mut backup: Command,
+    source: &AdminAccess,
+    target: &mut dyn Driver,
+    resources: Resources,
+    buffer_pool_bytes: u64,
+    view: &Mutex<RelocationView>,
+) -> Result<Endpoint, String> {
+    let copying = Instant::now();
+    // Hot pages first: the target loads the list the backup carries.
+    let _ = run_admin_sql(
+        source,
+        &["SET GLOBAL innodb_buffer_pool_dump_now = ON".to_string()],
+    );
+    let copied = view
+        .lock()
+        .map(|v| Arc::clone(&v.copied))
+        .unwrap_or_default();
+    let gtid = copy(&mut backup, target, &copied)?;
+    set_phase(view, |v| {
+        v.copy_ms = Some(copying.elapsed().as_millis() as u64);
+        v.phase = "catching-up";
+    });
+    let catching_up = Instant::now();
+    let endpoint = target
+        .start()
+        .map_err(|e| format!("starting the target: {e}"))?;
+    if let Err(e) = target.resize(resources) {
+        tracing::warn!("the relocation's target keeps its own limits: {e}");
+    }
+    let access = target
+        .admin_access()
+        .ok_or("the target gives no administrative access")?;
+    let _ = run_admin_sql(
+        &access,
+        &[
+            format!("SET GLOBAL innodb_buffer_pool_size = {buffer_pool_bytes}"),
+            "SET GLOBAL innodb_buffer_pool_load_now = ON".to_string(),
+        ],
+    );
+    replicate(&access, source, &gtid)?;
+    catch_up(&access, source)?;
+    set_phase(view, |v| {
+        v.catch_up_ms = Some(catching_up.elapsed().as_millis() as u64);
+        v.phase = "switching";
+    });
+    Ok(endpoint)
+}
+
+/// Streams the source's backup into the target; returns the backup's
+/// GTID position.
+fn copy(
+    backup: &mut Command,
+    target: &mut dyn Driver,
+    copied: &AtomicU64,
+) -> Result<String, String> {
+    let log = tempfile::tempfile().map_err(|e| format!("a file for the backup's log: {e}"))?;
+    let mut log_reader = log
+        .try_clone()
+        .map_err(|e| format!("a file for the backup's log: {e}"))?;
+    let mut child = backup
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("starting mariadb-backup: {e}"))?;
+    let Some(mut stream) = child.stdout.take() else {
+        let _ = child.kill();
+        return Err("mariadb-backup has no output".into());
+    };
+    let restored = target.restore(&mut stream, copied);
+    drop(stream);
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for mariadb-backup: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "mariadb-backup failed ({status}): {}",
+            tail(&mut log_reader)
+        ));
+    }
+    restored.map_err(|e| format!("restoring the backup: {e}"))
+}
+
+/// The last lines of a log file, for an error message.
+fn tail(file: &mut std::fs::File) -> String {
+    use std::io::Seek;
+    let mut text = String::new();
+    let _ = file.seek(std::io::SeekFrom::Start(0));
+    let _ = file.read_to_string(&mut text);
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// Quotes `text` as an SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Starts the target replicating from the source at `gtid`.
+fn replicate(target: &AdminAccess, source: &AdminAccess, gtid: &str) -> Result<(), String> {
+    let mut conn = connect(target)?;
+    let statements = [
+        "STOP SLAVE".to_string(),
+        "RESET SLAVE ALL".to_string(),
+        format!("SET GLOBAL gtid_slave_pos = {}", quoted(gtid)),
+        format!(
+            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
+            quoted(&source.address.ip().to_string()),
+            source.address.port(),
+            quoted(&source.user),
+            quoted(&source.password),
+        ),
+        "START SLAVE".to_string(),
+    ];
+    for statement in &statements {
+        conn.query_drop(statement).map_err(|e| {
+            // The password is not repeated into logs.
+            let shown = statement.split(", MASTER_PASSWORD").next().unwrap_or("");
+            format!("{shown}: {e}")
+        })?;
+    }
+    Ok(())
+}
+
+fn connect(access: &AdminAccess) -> Result<mysql::Conn, String> {
+    admin_connect(tcp_opts(access.address), &access.user, &access.password)
+}
+
+/// The position the source's binary log has reached.
+fn source_position(source: &mut mysql::Conn) -> Result<String, String> {
+    source
+        .query_first::<String, _>("SELECT @@GLOBAL.gtid_binlog_pos")
+        .map_err(|e| format!("reading the source's position: {e}"))
+        .map(Option::unwrap_or_default)
+}
+
+/// Waits on the target for `position`, up to `secs`: true once reached.
+fn reached(target: &mut mysql::Conn, position: &str, secs: f64) -> Result<bool, String> {
+    let waited: Option<i64> = target
+        .query_first(format!(
+            "SELECT MASTER_GTID_WAIT({}, {secs})",
+            quoted(position)
+        ))
+        .map_err(|e| format!("waiting for the target: {e}"))?;
+    Ok(waited == Some(0))
+}
+
+/// Why the target's replication stopped, if it did.
+fn replication_error(target: &mut mysql::Conn) -> Option<String> {
+    let row: mysql::Row = target.query_first("SHOW SLAVE STATUS").ok()??;
+    let field = |name: &str| -> String {
+        row.get_opt::<String, _>(name)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    };
+    let (io, sql) = (field("Slave_IO_Running"), field("Slave_SQL_Running"));
+    let error = [field("Last_IO_Error"), field("Last_SQL_Error")]
+        .into_iter()
+        .filter(|e| !e.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (sql == "No" || (io == "No" && !error.is_empty()))
+        .then(|| format!("replication stopped (io {io}, sql {sql}): {error}"))
+}
+
+/// Waits until the target trails the source by less than [`CAUGHT_UP`].
+fn catch_up(target: &AdminAccess, source: &AdminAccess) -> Result<(), String> {
+    let mut target = connect(target)?;
+    let mut source = connect(source)?;
+    let deadline = Instant::now() + CATCH_UP_LIMIT;
+    loop {
+        let position = source_position(&mut source)?;
+        let asked = Instant::now();
+        if reached(&mut target, &position, 1.0)? && asked.elapsed() < CAUGHT_UP {
+            return Ok(());
+        }
+        if let Some(error) = replication_error(&mut target) {
+            return Err(error);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the target did not catch up within {}s",
+                CATCH_UP_LIMIT.as_secs()
+            ));
+        }
+    }
+}
+
+/// The source, stopped taking writes for the switch-over: the lock lives
+/// as long as this value (dropped, its connection closes and the lock
+/// goes; [`Fenced::release`] also lifts `read_only`).
+pub struct Fenced {
+    conn: mysql::Conn,
+    /// The position the target must reach.
+    pub position: String,
+}
+
+impl Fenced {
+    /// The switch-over was abandoned: the source takes writes again.
+    pub fn release(mut self) {
+        let _ = self.conn.query_drop("SET GLOBAL read_only = OFF");
+        let _ = self.conn.query_drop("UNLOCK TABLES");
+    }
+}
+
+/// Stops the source taking writes: waits (up to `lock_wait`) for the
+/// statements running there, blocks every later write and commit, and
+/// reads the position its binary log stopped at.
+pub fn fence(source: &AdminAccess, lock_wait: Duration) -> Result<Fenced, String> {
+    let mut conn = connect(source)?;
+    let statements = [
+        format!(
+            "SET SESSION lock_wait_timeout = {}",
+            lock_wait.as_secs().max(1)
+        ),
+        "FLUSH TABLES WITH READ LOCK".to_string(),
+        "SET GLOBAL read_only = ON".to_string(),
+    ];
+    for statement in &statements {
+        conn.query_drop(statement)
+            .map_err(|e| format!("fencing the source ({statement}): {e}"))?;
+    }
+    let position = source_position(&mut conn)?;
+    Ok(Fenced { conn, position })
+}
+
+/// On the target: applies the source's last writes (up to the fenced
+/// position), then stops replicating and takes writes as the service's
+/// own backend.
+pub fn promote(target: &AdminAccess, position: &str) -> Result<(), String> {
+    let mut conn = connect(target)?;
+    if !reached(&mut conn, position, FINAL_WAIT_SECS as f64)? {
+        return Err(format!(
+            "the target did not reach the source's position {position} within {FINAL_WAIT_SECS}s"
+        ));
+    }
+    for statement in [
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "SET GLOBAL read_only = OFF",
+    ] {
+        conn.query_drop(statement)
+            .map_err(|e| format!("promoting the target ({statement}): {e}"))?;
+    }
+    Ok(())
+}
+
+/// Stops and removes a relocated service's old backend, on a thread of
+/// its own (it may take seconds; nothing waits for it).
+pub fn retire(mut old: Box<dyn Driver>, service: String) {
+    let _ = std::thread::Builder::new()
+        .name(format!("torpor-retire-{service}"))
+        .spawn(move || {
+            if let Err(e) = old.destroy() {
+                tracing::warn!(%service, "removing the old backend after a relocation: {e}");
+            } else {
+                tracing::info!(%service, "old backend removed after a relocation");
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_quotes_and_backslashes_inside_the_literal() {
+        assert_eq!(quoted("0-1-5"), "'0-1-5'");
+        assert_eq!(quoted("it's"), "'it\\'s'");
+        assert_eq!(quoted("a\\b"), "'a\\\\b'");
+    }
+
+    #[test]
+    fn a_view_is_under_way_until_it_moved_or_failed() {
+        let mut view = RelocationView::starting("a".into(), "b".into());
+        assert!(view.under_way());
+        view.copied.store(42, Ordering::Relaxed);
+        assert_eq!(view.snapshot().bytes_copied, 42);
+        view.phase = "moved";
+        assert!(!view.under_way());
+        assert!(!RelocationView::default().under_way());
+    }
+}
