@@ -10,6 +10,8 @@
 //!   a missing one fails the test with the package to install, never skips.
 //! - [`docker`]: tests of real containers: the docker CLI, images, unique
 //!   names, and when a missing engine is a skip or a failure.
+//! - [`second_host`]: a second Docker Engine in a network namespace of
+//!   its own, reached over a veth pair, for tests across hosts.
 //!
 //! Tests in one binary run in parallel against the same server: each uses
 //! its own schema or table names.
@@ -257,4 +259,5 @@ pub fn torpor_binary() -> PathBuf {
 pub mod binary;
 pub mod docker;
 pub mod raw;
+pub mod second_host;
 pub mod serverless;
