@@ -171,6 +171,6 @@ fn an_idle_transaction_is_named_and_closed_after_its_timeout() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["actions"],
-        serde_json::json!(["suspend", "park", "wake", "resize"])
+        serde_json::json!(["suspend", "park", "wake", "resize", "relocate"])
     );
 }

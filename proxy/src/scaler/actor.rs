@@ -25,7 +25,7 @@ use super::driver::{Driver, DriverError, Resources};
 use super::lifecycle::{Event, State};
 use super::policy::{Autoscale, Reason};
 use super::relocate::{self, Prepare, PrepareJob, Prepared, RelocationView};
-use super::resize::{self, PoolSizing};
+use super::resize::{self, PoolSizing, Shrink, Step};
 use crate::metrics::{RelocationSample, ResizeSample};
 use crate::registry::Registry;
 use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
@@ -129,6 +129,7 @@ pub fn spawn(
                 suspended_at: None,
                 accounts_pending: false,
                 relocating: None,
+                resizing: None,
             };
             actor.run(requests);
         })
@@ -165,6 +166,19 @@ struct Actor {
     /// A relocation under way (its target is being prepared on a thread
     /// of its own): the service neither suspends nor resizes meanwhile.
     relocating: Option<Relocating>,
+    /// A memory shrink under way, waiting for the server's memory.
+    resizing: Option<Resizing>,
+}
+
+/// A resize the actor carries out in steps.
+#[derive(Debug)]
+struct Resizing {
+    shrink: Shrink,
+    to: Resources,
+    reason: Option<Reason>,
+    started: Instant,
+    /// The operator who asked, answered when it is done.
+    reply: Option<mpsc::Sender<Result<(), String>>>,
 }
 
 /// A relocation the actor started and waits to switch over.
@@ -205,7 +219,17 @@ impl Actor {
                     let _ = self.wake();
                 }
                 Some(Request::Admin(action, reply)) => {
-                    let _ = reply.send(self.admin(action));
+                    let pending_before = self.resizing.is_some();
+                    let answer = self.admin(action);
+                    // A shrink it started answers when it is done.
+                    match &mut self.resizing {
+                        Some(resizing) if answer.is_ok() && !pending_before => {
+                            resizing.reply = Some(reply);
+                        }
+                        _ => {
+                            let _ = reply.send(answer);
+                        }
+                    }
                 }
                 Some(Request::Reconfigure(change, reply)) => {
                     let _ = reply.send(self.reconfigure(*change));
@@ -221,6 +245,9 @@ impl Actor {
     }
 
     fn next_check(&self) -> Duration {
+        if self.resizing.is_some() {
+            return resize::SHRINK_POLL;
+        }
         if self.service.lifecycle.state() == State::Active {
             return self.autoscaler.due_in().min(IDLE_CHECK);
         }
@@ -234,6 +261,9 @@ impl Actor {
     }
 
     fn on_timer(&mut self) {
+        if self.resizing.is_some() {
+            return self.poll_resize();
+        }
         if self.relocating.is_some() {
             return;
         }
@@ -300,6 +330,9 @@ impl Actor {
     fn admin(&mut self, action: AdminAction) -> Result<(), String> {
         if self.relocating.is_some() && action != AdminAction::Wake {
             return Err("a relocation is under way".into());
+        }
+        if self.resizing.is_some() && action != AdminAction::Wake {
+            return Err("a resize is under way".into());
         }
         match action {
             AdminAction::Suspend => match self.service.lifecycle.state() {
@@ -590,17 +623,69 @@ impl Actor {
     }
 
     /// Resizes the running backend to `to` (buffer pool in proportion),
-    /// records it for the admin API and metrics.
+    /// records it for the admin API and metrics. A memory shrink goes on
+    /// in steps ([`Actor::poll_resize`]) while the actor keeps answering.
     fn resize_to(&mut self, to: Resources, reason: Option<Reason>) -> Result<(), String> {
         let from = self.resources;
         let started = Instant::now();
-        let outcome = resize::apply(
+        let outcome = match resize::start(
             self.driver.as_mut(),
             &self.service.name,
             from,
             to,
             self.pool,
-        );
+        ) {
+            Ok(Step::Shrinking(shrink)) => {
+                self.resizing = Some(Resizing {
+                    shrink,
+                    to,
+                    reason,
+                    started,
+                    reply: None,
+                });
+                return Ok(());
+            }
+            Ok(Step::Done(applied)) => Ok(applied),
+            Err(e) => Err(e),
+        };
+        self.resized(from, to, reason, started, outcome)
+    }
+
+    /// One step of a shrink under way: done once the server gave its
+    /// memory back (or the wait is over); answers the operator who asked.
+    fn poll_resize(&mut self) {
+        let Some(resizing) = &self.resizing else {
+            return;
+        };
+        let Some(outcome) = resizing.shrink.poll(self.driver.as_mut()) else {
+            return;
+        };
+        let Some(Resizing {
+            to,
+            reason,
+            started,
+            reply,
+            ..
+        }) = self.resizing.take()
+        else {
+            return;
+        };
+        let answer = self.resized(self.resources, to, reason, started, outcome);
+        if let Some(reply) = reply {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Records a resize that ended (applied or refused) for the admin API
+    /// and metrics.
+    fn resized(
+        &mut self,
+        from: Resources,
+        to: Resources,
+        reason: Option<Reason>,
+        started: Instant,
+        outcome: Result<resize::Applied, resize::ResizeError>,
+    ) -> Result<(), String> {
         let took = started.elapsed();
         let (applied, error) = match &outcome {
             Ok(applied) => (Some(*applied), None),
@@ -878,3 +963,6 @@ impl Actor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

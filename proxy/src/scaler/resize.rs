@@ -51,16 +51,41 @@ pub enum ResizeError {
     Limits(#[from] DriverError),
 }
 
-/// Resizes the running backend from `from` to `to`, with its buffer
-/// pool in proportion. Administrative SQL that fails is logged and the
-/// resize goes on: the limits are what matters for the server's life.
-pub fn apply(
+/// Where a resize stands after [`start`].
+#[derive(Debug)]
+pub enum Step {
+    /// It is done.
+    Done(Applied),
+    /// Memory shrinks: the buffer pool is shrinking, and the limit comes
+    /// down once the server has given its memory back. The actor polls
+    /// [`Shrink::poll`] between its other work, so a shrink that takes
+    /// seconds never keeps it from answering.
+    Shrinking(Shrink),
+}
+
+/// A memory shrink waiting for the server to give its memory back.
+#[derive(Debug)]
+pub struct Shrink {
+    service: String,
+    from: Resources,
+    to: Resources,
+    access: Option<AdminAccess>,
+    deadline: Instant,
+}
+
+/// How often a shrink looks at the server's memory.
+pub const SHRINK_POLL: Duration = Duration::from_millis(100);
+
+/// Starts resizing the running backend from `from` to `to`, with its
+/// buffer pool in proportion. Administrative SQL that fails is logged and
+/// the resize goes on: the limits are what matters for the server's life.
+pub fn start(
     driver: &mut dyn Driver,
     service: &str,
     from: Resources,
     to: Resources,
     pool: PoolSizing,
-) -> Result<Applied, ResizeError> {
+) -> Result<Step, ResizeError> {
     let access = driver.admin_access();
     let pool_bytes = pool.bytes_for(to.memory_mib);
     if to.memory_mib >= from.memory_mib {
@@ -71,10 +96,10 @@ pub fn apply(
                 hydrate(access.clone(), service);
             }
         }
-        return Ok(Applied {
+        return Ok(Step::Done(Applied {
             resources: to,
             buffer_pool_bytes: access.as_ref().and_then(|a| read_pool(a, service)),
-        });
+        }));
     }
     // Shrinking memory: the pool first, then the limit once the memory
     // is back.
@@ -87,25 +112,50 @@ pub fn apply(
         }
         set_pool(access, service, pool_bytes);
     }
-    let fits = wait_until_fits(driver, to.memory_mib);
-    let resources = if fits {
-        to
-    } else {
-        tracing::warn!(
-            %service,
-            memory_mib = to.memory_mib,
-            "the server did not give its memory back in time: only the CPUs change"
-        );
-        Resources {
-            memory_mib: from.memory_mib,
-            ..to
+    Ok(Step::Shrinking(Shrink {
+        service: service.to_string(),
+        from,
+        to,
+        access,
+        deadline: Instant::now() + SHRINK_WAIT,
+    }))
+}
+
+impl Shrink {
+    /// Looks once whether the server's memory fits under the new limit;
+    /// when it does (or the wait is over), lowers the limit and returns
+    /// what was applied. `None`: still waiting.
+    pub fn poll(&self, driver: &mut dyn Driver) -> Option<Result<Applied, ResizeError>> {
+        let fits = fits(driver, self.to.memory_mib);
+        if !fits && Instant::now() < self.deadline {
+            return None;
         }
-    };
-    driver.resize(resources)?;
-    Ok(Applied {
-        resources,
-        buffer_pool_bytes: access.as_ref().and_then(|a| read_pool(a, service)),
-    })
+        let resources = if fits {
+            self.to
+        } else {
+            tracing::warn!(
+                service = %self.service,
+                memory_mib = self.to.memory_mib,
+                "the server did not give its memory back in time: only the CPUs change"
+            );
+            Resources {
+                memory_mib: self.from.memory_mib,
+                ..self.to
+            }
+        };
+        Some(
+            driver
+                .resize(resources)
+                .map_err(ResizeError::from)
+                .map(|()| Applied {
+                    resources,
+                    buffer_pool_bytes: self
+                        .access
+                        .as_ref()
+                        .and_then(|a| read_pool(a, &self.service)),
+                }),
+        )
+    }
 }
 
 fn set_pool(access: &AdminAccess, service: &str, bytes: u64) {
@@ -137,23 +187,15 @@ fn hydrate(access: AdminAccess, service: &str) {
         });
 }
 
-/// Waits until what the server holds fits under `memory_mib` with a
-/// little room (a limit right at the working set would make the kernel
-/// reclaim page cache at every allocation). Without a reading, the
-/// driver's own check decides.
-fn wait_until_fits(driver: &mut dyn Driver, memory_mib: u64) -> bool {
+/// Whether what the server holds fits under `memory_mib` with a little
+/// room (a limit right at the working set would make the kernel reclaim
+/// page cache at every allocation). Without a reading, the driver's own
+/// check decides.
+fn fits(driver: &mut dyn Driver, memory_mib: u64) -> bool {
     let limit = memory_mib * MIB;
-    let deadline = Instant::now() + SHRINK_WAIT;
-    loop {
-        match driver.usage() {
-            Ok(usage) if usage.working_set_bytes <= limit / 100 * 95 => return true,
-            Ok(_) => {}
-            Err(_) => return true,
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match driver.usage() {
+        Ok(usage) => usage.working_set_bytes <= limit / 100 * 95,
+        Err(_) => true,
     }
 }
 
