@@ -261,3 +261,4 @@ pub mod docker;
 pub mod raw;
 pub mod second_host;
 pub mod serverless;
+pub mod sysbench;

@@ -442,6 +442,33 @@ fn a_transaction_of_prepared_statements_survives_a_killed_backend() {
     assert_eq!(balance("replay_txn_prep", 2), 75);
 }
 
+/// sysbench's way (`--db-ps-mode=auto`): BEGIN and COMMIT are prepared
+/// statements too. The transaction a prepared BEGIN opened is journaled
+/// from that BEGIN, so it survives a killed backend.
+#[test]
+fn a_transaction_opened_by_a_prepared_begin_survives_a_killed_backend() {
+    let torpor = Torpor::start();
+    transaction_schema("replay_txn_psbegin");
+    let mut conn = connect(torpor.addr());
+    conn.query_drop("USE replay_txn_psbegin").unwrap();
+    let begin = conn.prep("BEGIN").unwrap();
+    let commit = conn.prep("COMMIT").unwrap();
+    let insert = conn.prep("INSERT INTO t (v) VALUES (?)").unwrap();
+    conn.exec_drop(&begin, ()).unwrap();
+    conn.exec_drop(&insert, ("one",)).unwrap();
+
+    kill_transaction_backend("replay_txn_psbegin");
+    conn.exec_drop(&insert, ("two",))
+        .expect("the execute after the kill runs in the replayed transaction");
+    conn.exec_drop(&commit, ()).unwrap();
+
+    let rows: Vec<String> = stored_rows("replay_txn_psbegin")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(rows, vec!["one".to_string(), "two".to_string()]);
+}
+
 #[test]
 fn a_conflicting_change_makes_replay_refuse_cleanly() {
     let torpor = torpor_with_metrics();

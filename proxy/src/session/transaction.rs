@@ -149,14 +149,18 @@ impl Session {
     /// (`payload` as the client sent it, with its own statement id): the
     /// payload with parameter types, which the new connection needs.
     pub(super) fn note_for_execute(&self, id: u32, payload: &[u8]) -> JournalNote {
-        // Long data went ahead of the execute and is not in its payload:
-        // running the payload alone would bind other values.
-        if !self.may_be_in_transaction() || self.model.has_long_data(id) {
-            return JournalNote::Unrecorded;
-        }
         let Some(statement) = self.statements.get(id) else {
             return JournalNote::Unrecorded;
         };
+        // A prepared BEGIN (sysbench prepares it) opens the transaction
+        // it is the first entry of. Long data went ahead of the execute
+        // and is not in its payload: running the payload alone would
+        // bind other values.
+        let wanted = self.journal.enabled()
+            && (self.may_be_in_transaction() || might_open_transaction(&statement.sql));
+        if !wanted || self.model.has_long_data(id) {
+            return JournalNote::Unrecorded;
+        }
         let payload = match stmt::param_types(payload, statement.params) {
             Ok(Some(_)) => payload.to_vec(),
             Ok(None) if statement.params == 0 => payload.to_vec(),
