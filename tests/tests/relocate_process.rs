@@ -328,3 +328,62 @@ fn sysbench_read_write_runs_through_a_relocation() {
         moved["relocation"]["total_ms"],
     );
 }
+
+/// A parked service moves by a plain copy of its data at rest; the next
+/// query wakes it on the new datadir, with its data and the sessions'
+/// state as they were.
+#[test]
+fn a_parked_service_moves_by_copying_its_data_at_rest() {
+    require_programs();
+    let service = name("proc", "restmove");
+    let managed = Managed::start(DriverKind::Process, &service, |_, _| {});
+    let mut setup = managed.connect();
+    setup
+        .query_drop("CREATE TABLE test.kept (id INT PRIMARY KEY)")
+        .expect("create");
+    setup
+        .query_drop("INSERT INTO test.kept SELECT seq FROM test.seq_1_to_1000")
+        .expect("fill");
+    let server_before: u32 = setup
+        .query_first("SELECT @@server_id")
+        .expect("server id")
+        .expect("a row");
+    drop(setup);
+    let mut session = Stateful::open(&managed);
+    let (status, body) = managed.act(&service, "park");
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = managed.act(&service, "relocate");
+    assert_eq!(status, 202, "{body}");
+    let moved = wait_relocated(&managed, &service, Duration::from_secs(60));
+    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
+    assert_eq!(moved["state"], "parked", "{moved}");
+    let home = managed
+        .state_dir
+        .path()
+        .join("services")
+        .join(&service)
+        .join("data");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while home.exists() {
+        assert!(Instant::now() < deadline, "the old datadir is still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The next query wakes it where it moved to.
+    session.check();
+    let (rows, server_after): (i64, u32) = session
+        .conn
+        .query_first("SELECT (SELECT COUNT(*) FROM test.kept), @@server_id")
+        .expect("query")
+        .expect("a row");
+    assert_eq!(rows, 1000);
+    assert_ne!(
+        server_before, server_after,
+        "still the same datadir's server"
+    );
+    println!(
+        "parked service moved at rest: {} bytes copied in {} ms",
+        moved["relocation"]["bytes_copied"], moved["relocation"]["copy_ms"]
+    );
+}

@@ -24,7 +24,7 @@ use super::autoscaler::{unix_ms, Autoscaler, Resized};
 use super::driver::{Driver, DriverError, Resources};
 use super::lifecycle::{Event, State};
 use super::policy::{Autoscale, Reason};
-use super::relocate::{self, Prepare, PrepareJob, Prepared, RelocationView};
+use super::relocate::{self, AtRestJob, Prepare, PrepareJob, Prepared, RelocationView};
 use super::resize::{self, PoolSizing, Shrink, Step};
 use crate::metrics::{RelocationSample, ResizeSample};
 use crate::registry::Registry;
@@ -187,6 +187,10 @@ struct Relocating {
     /// Sessions pinned by what cannot move get an error instead of the
     /// relocation being refused.
     force: bool,
+    /// A parked service's move (its data copied at rest).
+    at_rest: bool,
+    /// The service woke during a move at rest: the copy is stale and goes.
+    abandoned: bool,
 }
 
 /// How long a relocation's switch-over lets running statements finish on
@@ -377,12 +381,17 @@ impl Actor {
     /// catch-up run on a thread of their own; the actor switches over
     /// when it reports ([`Actor::relocation_prepared`]).
     fn start_relocation(&mut self, force: bool) -> Result<(), String> {
-        let state = self.service.lifecycle.state();
-        if state != State::Active {
-            return Err(format!(
-                "service is {}: wake it first (moving a sleeping service's data at rest is not built yet)",
-                state.name()
-            ));
+        match self.service.lifecycle.state() {
+            State::Active => {}
+            // Asleep, its data is at rest: it moves by a plain copy (a
+            // suspended one is parked first, so that its data is whole
+            // on disk).
+            State::Suspended => {
+                self.park()?;
+                return self.start_move_at_rest();
+            }
+            State::Parked => return self.start_move_at_rest(),
+            other => return Err(format!("service is {}", other.name())),
         }
         let pins = self.immovable_pins();
         if !pins.is_empty() && !force {
@@ -409,11 +418,51 @@ impl Actor {
             buffer_pool_bytes: self.timers.buffer_pool_bytes,
             view: Arc::clone(&self.service.relocation),
         };
+        self.spawn_preparation(move || relocate::prepare(job))?;
+        self.relocating = Some(Relocating {
+            force,
+            at_rest: false,
+            abandoned: false,
+        });
+        info!(service = %self.service.name, force, "relocation started");
+        Ok(())
+    }
+
+    /// Starts moving a parked service: its data is copied on a thread of
+    /// its own; a wake meanwhile abandons the move.
+    fn start_move_at_rest(&mut self) -> Result<(), String> {
+        let target = self.driver.relocation_target().map_err(|e| e.to_string())?;
+        let export = self.driver.export_at_rest().map_err(|e| e.to_string())?;
+        let view = RelocationView::starting(self.driver.describe(), target.describe());
+        if let Ok(mut shown) = self.service.relocation.lock() {
+            *shown = view;
+        }
+        let job = AtRestJob {
+            export,
+            target,
+            view: Arc::clone(&self.service.relocation),
+        };
+        self.spawn_preparation(move || relocate::prepare_at_rest(job))?;
+        self.relocating = Some(Relocating {
+            force: false,
+            at_rest: true,
+            abandoned: false,
+        });
+        info!(service = %self.service.name, "relocation of the parked service started");
+        Ok(())
+    }
+
+    /// Runs a relocation's long part on a thread of its own, which hands
+    /// the result back as a request.
+    fn spawn_preparation(
+        &self,
+        prepare: impl FnOnce() -> Prepare + Send + 'static,
+    ) -> Result<(), String> {
         let service = Arc::clone(&self.service);
         std::thread::Builder::new()
             .name(format!("torpor-move-{}", self.service.name))
             .spawn(move || {
-                let prepared = relocate::prepare(job);
+                let prepared = prepare();
                 // The actor is gone (Torpor stops): the target goes.
                 if let Err(Request::Relocation(Prepare::Ready(prepared))) =
                     service.request_or_return(Request::Relocation(prepared))
@@ -421,15 +470,16 @@ impl Actor {
                     relocate::retire(prepared.target, service.name.clone());
                 }
             })
-            .map_err(|e| format!("starting the relocation: {e}"))?;
-        self.relocating = Some(Relocating { force });
-        info!(service = %self.service.name, force, "relocation started");
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| format!("starting the relocation: {e}"))
     }
 
     /// The relocation's target caught up (or failed to): switch over.
     fn relocation_prepared(&mut self, prepared: Prepare) {
-        let force = self.relocating.take().is_some_and(|r| r.force);
+        let Some(relocating) = self.relocating.take() else {
+            return;
+        };
+        let force = relocating.force;
         let failed = |actor: &Actor, why: String| {
             warn!(service = %actor.service.name, "relocation failed: {why}");
             if let Ok(mut view) = actor.service.relocation.lock() {
@@ -452,7 +502,20 @@ impl Actor {
             started,
         } = *prepared;
         let switching = Instant::now();
-        match self.switch_over(target.as_mut(), endpoint, force) {
+        let switched = match endpoint {
+            Some(endpoint) => self.switch_over(target.as_mut(), endpoint, force),
+            None if relocating.abandoned => {
+                Err("the service woke during the move: its data changed".to_string())
+            }
+            None if self.service.lifecycle.state() == State::Parked => {
+                Ok((Duration::ZERO, Vec::new()))
+            }
+            None => Err(format!(
+                "the service is {}, not parked, at the end of the move",
+                self.service.lifecycle.state().name()
+            )),
+        };
+        match switched {
             Ok((stall, pins_left)) => {
                 if let Err(e) = target.take_over() {
                     warn!(service = %self.service.name, "recording the new backend: {e}");
@@ -820,6 +883,13 @@ impl Actor {
     /// Suspended or Parked → Waking → Active (or back, on failure).
     fn wake(&mut self) -> Result<(), String> {
         let from = self.service.lifecycle.state();
+        // A parked service moving wakes where it is; the copy is stale.
+        if let Some(relocating) = self.relocating.as_mut().filter(|r| r.at_rest) {
+            if from != State::Active && !relocating.abandoned {
+                info!(service = %self.service.name, "woken during its move: the move is abandoned");
+                relocating.abandoned = true;
+            }
+        }
         match from {
             State::Active => {
                 self.service.notify_changed();

@@ -142,6 +142,28 @@ pub trait Driver: Send {
         )))
     }
 
+    /// A command whose standard output is the stopped backend's data (a
+    /// tar stream): a parked service moves by copying it.
+    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot copy a stopped backend's data",
+            self.kind()
+        )))
+    }
+
+    /// Fills this (not started) backend's data from another backend's
+    /// [`Driver::export_at_rest`] stream, counting the bytes in `copied`.
+    fn import_at_rest(
+        &mut self,
+        _data: &mut dyn std::io::Read,
+        _copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot take a stopped backend's data",
+            self.kind()
+        )))
+    }
+
     /// Records this backend as the service's own, so that Torpor started
     /// again finds it (after a relocation's switch-over).
     fn take_over(&mut self) -> Result<(), DriverError> {

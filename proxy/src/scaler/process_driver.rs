@@ -180,6 +180,57 @@ fn last_lines(output: &[u8]) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
+/// Runs `command` (an extractor: `mbstream -x`, `tar -x`) into a new
+/// `datadir` with `stream` as its input, counting the bytes in `copied`.
+fn feed(
+    mut command: std::process::Command,
+    datadir: &Path,
+    stream: &mut dyn std::io::Read,
+    copied: &std::sync::atomic::AtomicU64,
+) -> Result<(), DriverError> {
+    use std::io::Write;
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| DriverError::Failed(format!("{what}: {e}"));
+    std::fs::create_dir_all(datadir).map_err(|e| failed("creating the datadir", &e))?;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(&format!("starting {program}"), &e))?;
+    let mut input = child
+        .stdin
+        .take()
+        .ok_or_else(|| DriverError::Failed(format!("{program} has no input")))?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let streamed = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if let Err(e) = input.write_all(&buffer[..n]) {
+                    break Err(failed(&format!("writing into {program}"), &e));
+                }
+                copied.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(failed("reading the copy", &e)),
+        }
+    };
+    drop(input);
+    let done = child
+        .wait_with_output()
+        .map_err(|e| failed(&format!("waiting for {program}"), &e))?;
+    streamed?;
+    if !done.status.success() {
+        return Err(DriverError::Failed(format!(
+            "{program} failed: {}",
+            last_lines(&done.stderr)
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `contents` to a new file at `path` that only its owner reads.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -413,7 +464,6 @@ impl Driver for ProcessDriver {
         backup: &mut dyn std::io::Read,
         copied: &std::sync::atomic::AtomicU64,
     ) -> Result<String, DriverError> {
-        use std::io::Write;
         let failed =
             |what: &str, e: &dyn std::fmt::Display| DriverError::Failed(format!("{what}: {e}"));
         let mbstream = super::process::find_program(&["mbstream"]).ok_or_else(|| {
@@ -422,45 +472,9 @@ impl Driver for ProcessDriver {
         let program = super::process::find_program(&["mariadb-backup", "mariabackup"])
             .ok_or_else(|| DriverError::Failed("mariadb-backup is not installed".into()))?;
         let datadir = self.options.datadir.clone();
-        std::fs::create_dir_all(&datadir).map_err(|e| failed("creating the datadir", &e))?;
-        let mut extract = std::process::Command::new(mbstream)
-            .arg("-x")
-            .arg("-C")
-            .arg(&datadir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| failed("starting mbstream", &e))?;
-        let mut input = extract
-            .stdin
-            .take()
-            .ok_or_else(|| DriverError::Failed("mbstream has no input".into()))?;
-        let mut buffer = vec![0u8; 256 * 1024];
-        let streamed = loop {
-            match backup.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    if let Err(e) = input.write_all(&buffer[..n]) {
-                        break Err(failed("writing into mbstream", &e));
-                    }
-                    copied.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(failed("reading the backup", &e)),
-            }
-        };
-        drop(input);
-        let extracted = extract
-            .wait_with_output()
-            .map_err(|e| failed("waiting for mbstream", &e))?;
-        streamed?;
-        if !extracted.status.success() {
-            return Err(DriverError::Failed(format!(
-                "mbstream failed: {}",
-                last_lines(&extracted.stderr)
-            )));
-        }
+        let mut extract = std::process::Command::new(mbstream);
+        extract.arg("-x").arg("-C").arg(&datadir);
+        feed(extract, &datadir, backup, copied)?;
         let prepared = std::process::Command::new(program)
             .arg("--prepare")
             .arg(format!("--target-dir={}", datadir.display()))
@@ -479,6 +493,33 @@ impl Driver for ProcessDriver {
             .find_map(|name| std::fs::read_to_string(datadir.join(name)).ok())
             .unwrap_or_default();
         Ok(info.split('\t').nth(2).unwrap_or("").trim().to_string())
+    }
+
+    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+        if self.running.is_some() {
+            return Err(DriverError::Failed(
+                "mariadbd runs: its data is not at rest".into(),
+            ));
+        }
+        let mut command = std::process::Command::new("tar");
+        command
+            .arg("-C")
+            .arg(&self.options.datadir)
+            .arg("-cf")
+            .arg("-")
+            .arg(".");
+        Ok(command)
+    }
+
+    fn import_at_rest(
+        &mut self,
+        data: &mut dyn std::io::Read,
+        copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), DriverError> {
+        let datadir = self.options.datadir.clone();
+        let mut untar = std::process::Command::new("tar");
+        untar.arg("-C").arg(&datadir).arg("-xf").arg("-");
+        feed(untar, &datadir, data, copied)
     }
 
     fn take_over(&mut self) -> Result<(), DriverError> {

@@ -104,10 +104,12 @@ impl RelocationView {
 
 /// A target that has caught up with its source, ready to be switched to.
 pub struct Prepared {
-    /// The target's driver (started, replicating).
+    /// The target's driver (started and replicating, or holding a copy
+    /// of data at rest).
     pub target: Box<dyn Driver>,
-    /// Where sessions reach it.
-    pub endpoint: Endpoint,
+    /// Where sessions reach it; `None` for a parked service's move (the
+    /// target starts at the next wake).
+    pub endpoint: Option<Endpoint>,
     /// When the relocation started.
     pub started: Instant,
 }
@@ -170,7 +172,77 @@ pub fn prepare(job: PrepareJob) -> Prepare {
     ) {
         Ok(endpoint) => Prepare::Ready(Box::new(Prepared {
             target,
-            endpoint,
+            endpoint: Some(endpoint),
+            started,
+        })),
+        Err(why) => {
+            if let Err(e) = target.destroy() {
+                tracing::warn!("removing a relocation's target: {e}");
+            }
+            Prepare::Failed(why)
+        }
+    }
+}
+
+/// A parked service's move: its stopped data copied into the target.
+pub struct AtRestJob {
+    /// The command that streams the stopped data out.
+    pub export: Command,
+    /// The new backend, not started.
+    pub target: Box<dyn Driver>,
+    /// The relocation's view the admin API reads.
+    pub view: Arc<Mutex<RelocationView>>,
+}
+
+/// Copies a parked service's data into the target, on the calling thread;
+/// returns the target, or why not (the target then removed).
+pub fn prepare_at_rest(job: AtRestJob) -> Prepare {
+    let started = Instant::now();
+    let AtRestJob {
+        mut export,
+        mut target,
+        view,
+    } = job;
+    let copied = view
+        .lock()
+        .map(|v| Arc::clone(&v.copied))
+        .unwrap_or_default();
+    let outcome = (|| -> Result<(), String> {
+        let log = tempfile::tempfile().map_err(|e| format!("a file for the copy's log: {e}"))?;
+        let mut log_reader = log
+            .try_clone()
+            .map_err(|e| format!("a file for the copy's log: {e}"))?;
+        let mut child = export
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("starting the copy: {e}"))?;
+        let Some(mut stream) = child.stdout.take() else {
+            let _ = child.kill();
+            return Err("the copy has no output".into());
+        };
+        let imported = target.import_at_rest(&mut stream, &copied);
+        drop(stream);
+        let status = child
+            .wait()
+            .map_err(|e| format!("waiting for the copy: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "the copy failed ({status}): {}",
+                tail(&mut log_reader)
+            ));
+        }
+        imported.map_err(|e| format!("taking the copy in: {e}"))
+    })();
+    set_phase(&view, |v| {
+        v.copy_ms = Some(started.elapsed().as_millis() as u64);
+        v.phase = "switching";
+    });
+    match outcome {
+        Ok(()) => Prepare::Ready(Box::new(Prepared {
+            target,
+            endpoint: None,
             started,
         })),
         Err(why) => {
