@@ -173,6 +173,24 @@ fn server_id(datadir: &Path) -> u32 {
     (hasher.finish() as u32 & 0x7fff_ffff).max(1)
 }
 
+/// This machine's memory, MiB (what a buffer pool may at most grow to).
+fn host_memory_mib() -> u64 {
+    // SAFETY: sysconf reads two constants of the running system.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let bytes = u64::try_from(pages).unwrap_or(0) * u64::try_from(page_size).unwrap_or(0);
+    // Unknown: 64 GiB, far above what these services get.
+    if bytes == 0 {
+        64 << 10
+    } else {
+        bytes >> 20
+    }
+}
+
 /// The last lines of a program's error output, for an error message.
 fn last_lines(output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
@@ -301,6 +319,10 @@ impl Driver for ProcessDriver {
                     "--binlog-format=ROW".into(),
                     "--expire-logs-days=1".into(),
                     format!("--server-id={}", server_id(&self.options.datadir)),
+                    // 10.11.12–10.11.16 refuse (with a warning only) to
+                    // grow the pool past this, which defaults to its size
+                    // at start there: a resize could never grow it.
+                    format!("--innodb-buffer-pool-size-max={}", host_memory_mib() << 20),
                 ],
                 ready_timeout: self.options.ready_timeout,
                 cgroup_procs: cgroup_procs.clone(),
