@@ -1,6 +1,7 @@
 //! The report: one model built from the rounds' records, written four
 //! ways — a table on stdout ([`table`]), JSON ([`json`]), Markdown
-//! ([`markdown`]) and SVG charts ([`svg`]).
+//! ([`markdown`]) and SVG charts ([`svg`]); the `autoscale` workload
+//! draws its own time series chart ([`timeline`]).
 //!
 //! Every figure is the median over rounds with min and max, and its ratio
 //! to the baseline (the first target). Targets where a workload was not
@@ -10,6 +11,7 @@ pub mod json;
 pub mod markdown;
 pub mod svg;
 pub mod table;
+pub mod timeline;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -256,6 +258,7 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedTorporSocket => Some("torpor, socket backend"),
         Origin::SpawnedFloor => Some("floor-proxy"),
         Origin::SpawnedTorporServerless => Some("torpor-serverless"),
+        Origin::SpawnedTorporAutoscale => Some("torpor-autoscale, docker"),
         Origin::SpawnedTorporPool(_) => Some("torpor"),
     };
     TargetSummary {
@@ -633,6 +636,7 @@ pub(crate) mod tests {
             spawn: SpawnPlan::default(),
             serverless: Default::default(),
             multiplex: Default::default(),
+            autoscale: Default::default(),
             outputs: Outputs::default(),
             progress: ProgressMode::Off,
         }
