@@ -185,6 +185,11 @@ pub struct RunArgs {
     /// size's.
     #[arg(long, default_value_t = 1024)]
     pub autoscale_max_memory_mib: u64,
+    /// Rows of the `autoscale` workload's table: the default fits any
+    /// buffer pool; a few million outgrow the smallest size's, for the
+    /// hydration figures.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub autoscale_rows: u32,
     /// Clients of the `multiplex` workload.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub multiplex_clients: u32,
@@ -360,6 +365,8 @@ pub struct AutoscaleSettings {
     pub min_memory_mib: u64,
     /// Largest size (and the static comparison): memory, MiB.
     pub max_memory_mib: u64,
+    /// Rows of the workload's table.
+    pub rows: u32,
 }
 
 impl Default for AutoscaleSettings {
@@ -370,6 +377,7 @@ impl Default for AutoscaleSettings {
             max_cpus: 1.5,
             min_memory_mib: 512,
             max_memory_mib: 1024,
+            rows: 1_000,
         }
     }
 }
@@ -412,6 +420,7 @@ impl AutoscaleSettings {
             max_cpus: args.autoscale_max_cpus,
             min_memory_mib: args.autoscale_min_memory_mib,
             max_memory_mib: args.autoscale_max_memory_mib,
+            rows: args.autoscale_rows,
         })
     }
 }

@@ -69,6 +69,14 @@ fn by_policy(resizes: &[Resize], start_unix_ms: u64) -> impl Iterator<Item = (Du
         .filter_map(move |r| Some((r.offset(start_unix_ms)?, r)))
 }
 
+/// When (from the start of the load) the run's first grow was applied,
+/// in whichever phase: the start of the hydration window.
+pub fn first_grow(resizes: &[Resize], start_unix_ms: u64) -> Option<Duration> {
+    by_policy(resizes, start_unix_ms)
+        .find(|(_, r)| r.grows())
+        .map(|(at, _)| at)
+}
+
 /// How long after the overload began (the busiest phase's start) the
 /// first grow was applied.
 pub fn first_grow_after_overload(
@@ -232,6 +240,7 @@ mod tests {
             first_grow_after_overload(&schedule(), &resizes, START),
             Some(secs(2.25))
         );
+        assert_eq!(first_grow(&resizes, START), Some(secs(8.0)));
         let (after, size) = largest_after_overload(&schedule(), &resizes, START).expect("grew");
         assert_eq!(after, secs(4.0));
         assert_eq!(size.cpus, 2.0);
@@ -252,6 +261,7 @@ mod tests {
             memory_mib: 512,
         };
         assert_eq!(first_grow_after_overload(&schedule(), &[], START), None);
+        assert_eq!(first_grow(&[], START), None);
         assert_eq!(largest_after_overload(&schedule(), &[], START), None);
         assert_eq!(
             back_to_start_after_idle(&schedule(), &[], START, start),

@@ -3,10 +3,9 @@
 //! it runs and sleeping while it does not, and the caller's sampler on
 //! the calling thread meanwhile.
 //!
-//! A client's queries are point selects on the serverless table with a
-//! single-row UPDATE every [`WRITE_EVERY`]th: reads that stay in the
-//! buffer pool and small writes that go through the redo log, the load
-//! of a small OLTP service.
+//! A client's queries are point selects on [`TABLE`] with a single-row
+//! UPDATE every [`WRITE_EVERY`]th: reads and small writes that go
+//! through the redo log, the load of a small OLTP service.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,9 +16,10 @@ use mysql::Conn;
 
 use super::figures::Done;
 use super::schedule::Schedule;
-use crate::client::{connect, RowPicker};
+use super::table::{Ids, TABLE};
+use crate::client::connect;
 use crate::targets::Target;
-use crate::workloads::serverless::{point_select, wake_row, Tally, WAKE_TABLE};
+use crate::workloads::serverless::Tally;
 use crate::workloads::Ctx;
 
 /// Every this many queries of a client, one is a single-row UPDATE.
@@ -48,12 +48,14 @@ pub struct Ran {
     pub started_unix_ms: u64,
 }
 
-/// Runs `schedule` on `target`, calling `sample` with the time since the
-/// start every [`SAMPLE_EVERY`] until the schedule ends.
+/// Runs `schedule` on `target` over the first `rows` rows of [`TABLE`],
+/// calling `sample` with the time since the start every
+/// [`SAMPLE_EVERY`] until the schedule ends.
 pub fn run(
     ctx: &Ctx<'_>,
     target: &Target,
     schedule: &Schedule,
+    rows: u32,
     mut sample: impl FnMut(Duration),
 ) -> anyhow::Result<Ran> {
     let credentials = &ctx.settings.credentials;
@@ -74,7 +76,12 @@ pub fn run(
         for (i, conn) in conns.into_iter().enumerate() {
             let results = &results;
             scope.spawn(move || {
-                let (done, errors) = client(ctx, target, schedule, i as u32, conn, started);
+                let who = Client {
+                    number: i as u32,
+                    rows,
+                    started,
+                };
+                let (done, errors) = client(ctx, target, schedule, &who, conn);
                 // A poisoned lock means another client panicked: its
                 // panic ends the scope anyway.
                 if let Ok(mut results) = results.lock() {
@@ -108,18 +115,44 @@ pub fn run(
         .map_err(|_| anyhow::anyhow!("a client thread panicked"))
 }
 
+/// Which client a thread is, and what it shares with the others.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    /// From 0; the schedule's first N clients run in a phase of N.
+    number: u32,
+    /// Rows of the table it reads.
+    rows: u32,
+    /// The start of the load.
+    started: Instant,
+}
+
+/// A point select on [`TABLE`], from sending it to its last row.
+fn point_select(conn: &mut Conn, id: u32) -> anyhow::Result<()> {
+    let rows: Vec<(u32, u32)> = conn.query(format!("SELECT id, v FROM {TABLE} WHERE id = {id}"))?;
+    anyhow::ensure!(
+        rows.len() == 1 && rows.first().is_some_and(|(got, _)| *got == id),
+        "SELECT of row {id} of {TABLE} returned {} rows",
+        rows.len()
+    );
+    Ok(())
+}
+
 /// One client's loop; its completed queries and its error messages.
 fn client(
     ctx: &Ctx<'_>,
     target: &Target,
     schedule: &Schedule,
-    number: u32,
+    who: &Client,
     mut conn: Conn,
-    started: Instant,
 ) -> (Vec<Done>, Vec<String>) {
+    let Client {
+        number,
+        rows,
+        started,
+    } = *who;
     let mut done = Vec::new();
     let mut errors = Vec::new();
-    let mut rows = RowPicker::new(u64::from(target.port) * 31 + u64::from(number));
+    let mut ids = Ids::new(u64::from(target.port) * 31 + u64::from(number), rows);
     let total = schedule.total();
     let clock = ctx.clock;
     let mut count: u64 = 0;
@@ -133,10 +166,10 @@ fn client(
             continue;
         }
         count += 1;
-        let id = wake_row(&mut rows);
+        let id = ids.next_id();
         let begun = clock.now();
         let result = if count % WRITE_EVERY == 0 {
-            conn.query_drop(format!("UPDATE {WAKE_TABLE} SET v = v + 1 WHERE id = {id}"))
+            conn.query_drop(format!("UPDATE {TABLE} SET v = v + 1 WHERE id = {id}"))
                 .map_err(anyhow::Error::from)
         } else {
             point_select(&mut conn, id)

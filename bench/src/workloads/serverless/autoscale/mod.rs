@@ -13,7 +13,8 @@
 //! Figures ([`figures`]): QPS per loaded phase for both runs and their
 //! ratio, time from the overload to the first grow and to the largest
 //! size, time from idle back to the start size, p99 and buffer pool hit
-//! ratio in the 10 s after the first grow, and errors (which must be 0).
+//! ratio per loaded phase and in the 10 s after the run's first grow
+//! (hydration; [`table`] sizes the data), and errors (which must be 0).
 //! The chart of allocated against used CPU and memory over time goes to
 //! the SVG folder as `autoscale-<target>-timeline.svg` (the last
 //! round's).
@@ -21,6 +22,7 @@
 pub mod figures;
 pub mod load;
 pub mod schedule;
+pub mod table;
 pub mod timeline;
 
 use std::time::Duration;
@@ -29,7 +31,7 @@ use anyhow::{bail, Context};
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
-use super::{active_service, prepare_table, Tally};
+use super::{active_service, Tally};
 use crate::admin::{Admin, Reply};
 use crate::client::connect;
 use crate::report::timeline::Timeline;
@@ -47,11 +49,16 @@ pub const NOT_AUTOSCALED: &str = "the service shows no size to scale (a static b
 /// The window after the first grow the hydration figures cover.
 pub const AFTER_GROW: Duration = Duration::from_secs(10);
 
+/// At most this many rows fit the smallest buffer pool many times over.
+const SMALL_TABLE_ROWS: u32 = 100_000;
+
 /// What would let the workload measure hydration without the reload.
 pub const NO_RELOAD_SWITCH: &str = "hydration without innodb_buffer_pool_load_now: not \
      measured. Torpor runs SET GLOBAL innodb_buffer_pool_load_now = ON after every grow \
      (proxy/src/scaler/resize.rs, hydrate) and has no switch to leave it out; a per-service \
-     `reload_after_grow` option (or a resize parameter) would let this workload compare both";
+     `reload_after_grow` option (or a resize parameter) would let this workload compare both. \
+     The reload reads the page list of the last dump (taken at suspend or shutdown): on a \
+     service never suspended since its volume was made there is none to read";
 
 /// Runs the workload on `target`, whose service `admin` reaches.
 pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outcome> {
@@ -70,7 +77,10 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         memory_mib: bounds.max_memory_mib,
     };
     let mut conn = connect(target, &ctx.settings.credentials)?;
-    prepare_table(&mut conn)?;
+    // Filling millions of rows at the smallest size would take long and
+    // make the policy grow before the run: fill at the largest.
+    resize(admin, name, largest, false).context("the size to fill the table at")?;
+    table::prepare(&mut conn, bounds.rows)?;
     // Every round starts alike: smallest size, autoscaling on.
     resize(admin, name, smallest, true).context("the start size")?;
 
@@ -79,7 +89,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
     let mut resizes: Vec<Resize> = Vec::new();
     let mut pool: Vec<PoolReading> = Vec::new();
     let mut sampling = Tally::default();
-    let ran = load::run(ctx, target, &schedule, |at| {
+    let ran = load::run(ctx, target, &schedule, bounds.rows, |at| {
         match admin.service_view(name) {
             Ok(view) => {
                 points.push(timeline::point(&view, at));
@@ -98,7 +108,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
     // The same load on a service held at the largest size.
     resize(admin, name, largest, false).context("the static size")?;
     let loaded = schedule.loaded();
-    let fixed = load::run(ctx, target, &loaded, |_| {});
+    let fixed = load::run(ctx, target, &loaded, bounds.rows, |_| {});
     // Back to the smallest with autoscaling on, whatever the static run
     // did, for what runs next.
     let restored = resize(admin, name, smallest, true);
@@ -145,6 +155,13 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         };
         crate::report::timeline::write(&chart, &path)?;
         notes.push(format!("timeline chart: {}", path.display()));
+    }
+    if bounds.rows <= SMALL_TABLE_ROWS {
+        notes.push(format!(
+            "{} rows fit any buffer pool: the hit ratio says nothing of hydration here \
+             (--autoscale-rows 4000000 outgrows the smallest size's pool)",
+            bounds.rows
+        ));
     }
     notes.push(NO_RELOAD_SWITCH.to_string());
     Ok(Outcome::Measured(Sample {
@@ -246,6 +263,15 @@ fn figures_of(
                 p99,
             ));
         }
+        let from = schedule.starts().get(i).copied().unwrap_or_default();
+        if let Some(hit) = figures::hit_ratio_between(pool, from, from + phase.length) {
+            out.push(figure(
+                &format!("hit ratio {}", phase.name),
+                Unit::Percent,
+                Better::Higher,
+                hit,
+            ));
+        }
         let fixed_index = loaded.phases().iter().position(|p| p == phase);
         if let Some(j) = fixed_index {
             if let Some(&fixed_rate) = fixed_qps.get(j) {
@@ -331,9 +357,8 @@ fn figures_of(
         Better::Lower,
         mine.iter().filter(|r| r.shrinks()).count() as f64,
     ));
-    // Hydration: the 10 s after the first grow of the busy phase.
-    if let (Some(after), Some(overload)) = (first_grow, schedule.overload_start()) {
-        let grow = overload + after;
+    // Hydration: the 10 s after the run's first grow, in whichever phase.
+    if let Some(grow) = figures::first_grow(resizes, start_ms) {
         if let Some(p99) = figures::p99_between(&ran.done, grow, grow + AFTER_GROW) {
             out.push(figure(
                 "p99 10 s after grow",
