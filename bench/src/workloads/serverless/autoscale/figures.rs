@@ -124,6 +124,17 @@ pub fn back_to_start_after_idle(
         .map(|(at, _)| at - idle)
 }
 
+/// The size the service had at `offset`: the last successful resize
+/// applied before it, by the policy or an operator, else `initial`.
+pub fn size_at(resizes: &[Resize], start_unix_ms: u64, offset: Duration, initial: Size) -> Size {
+    resizes
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter(|r| r.offset(start_unix_ms).is_some_and(|at| at < offset))
+        .max_by_key(|r| r.at_unix_ms)
+        .map_or(initial, |r| r.to)
+}
+
 /// The p99 (µs) of the queries that completed in `from..to`; `None`
 /// when none did.
 pub fn p99_between(done: &[Done], from: Duration, to: Duration) -> Option<f64> {
@@ -280,6 +291,23 @@ mod tests {
             first_grow_after_overload(&schedule(), &[failed], START),
             None
         );
+    }
+
+    #[test]
+    fn the_size_at_a_moment_is_the_last_resize_before_it() {
+        let start = Size {
+            cpus: 0.5,
+            memory_mib: 512,
+        };
+        let resizes = [
+            resize(16.0, (0.5, 512), (1.0, 768), Some("cpu_high")),
+            // Shrunk during the load: a starved host showed low use.
+            resize(33.0, (1.0, 768), (0.5, 512), Some("cpu_low")),
+        ];
+        assert_eq!(size_at(&resizes, START, secs(10.0), start), start);
+        assert_eq!(size_at(&resizes, START, secs(20.0), start).cpus, 1.0);
+        assert_eq!(size_at(&resizes, START, secs(35.0), start), start);
+        assert_eq!(size_at(&[], START, secs(35.0), start), start);
     }
 
     #[test]

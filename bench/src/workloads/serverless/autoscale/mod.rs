@@ -81,6 +81,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
     // make the policy grow before the run: fill at the largest.
     resize(admin, name, largest, false).context("the size to fill the table at")?;
     table::prepare(&mut conn, bounds.rows)?;
+    let table_mib = table::size_mib(&mut conn)?;
     // Every round starts alike: smallest size, autoscaling on.
     resize(admin, name, smallest, true).context("the start size")?;
 
@@ -116,6 +117,13 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
     restored.context("back to the start size")?;
 
     let mut notes = Vec::new();
+    if let Some(mib) = table_mib {
+        notes.push(format!(
+            "{}: {} rows, {mib:.0} MiB of data and index (InnoDB's estimate)",
+            table::TABLE,
+            bounds.rows
+        ));
+    }
     let figures = figures_of(
         &schedule, &ran, &fixed, &loaded, &resizes, &pool, smallest, &mut notes,
     );
@@ -336,10 +344,22 @@ fn figures_of(
             Better::Lower,
             after.as_secs_f64(),
         )),
-        None => notes.push(format!(
-            "not back at {} by the end of the idle phase",
-            start.text()
-        )),
+        None => {
+            let idle = schedule.final_idle_start().unwrap_or_default();
+            let then = figures::size_at(resizes, start_ms, idle, start);
+            let grew = figures::first_grow(resizes, start_ms).is_some();
+            notes.push(if !grew {
+                "never grew, so nothing to shrink back".to_string()
+            } else if then == start {
+                format!(
+                    "already at {} when the idle phase began: shrunk during the load \
+                     (see the resizes), so no time back down",
+                    start.text()
+                )
+            } else {
+                format!("not back at {} by the end of the idle phase", start.text())
+            });
+        }
     }
     let mine: Vec<&Resize> = resizes
         .iter()

@@ -50,6 +50,22 @@ pub fn prepare(conn: &mut Conn, rows: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The table's data and index size as InnoDB states it, MiB (an
+/// estimate: InnoDB's statistics).
+pub fn size_mib(conn: &mut Conn) -> anyhow::Result<Option<f64>> {
+    // Right after a fill the statistics still say 0: InnoDB recounts in
+    // the background. ANALYZE samples a few pages, not every row.
+    conn.query_drop(format!("ANALYZE TABLE {TABLE}"))
+        .with_context(|| format!("ANALYZE TABLE {TABLE}"))?;
+    let bytes: Option<Option<u64>> = conn
+        .query_first(format!(
+            "SELECT data_length + index_length FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '{TABLE}'"
+        ))
+        .with_context(|| format!("reading the size of {TABLE}"))?;
+    Ok(bytes.flatten().map(|b| b as f64 / (1024.0 * 1024.0)))
+}
+
 /// One multi-row INSERT of ids `first..=last`.
 pub fn insert_statement(first: u32, last: u32) -> String {
     let values: Vec<String> = (first..=last)
