@@ -196,9 +196,27 @@ impl Admin {
         parse_reply(status, &body).with_context(|| format!("POST {}{path}", self.base))
     }
 
-    /// The CPUs and memory (MiB) the service `name` runs with, from its
-    /// `scaling` view; `None` when Torpor shows none (a static backend).
-    pub fn size(&self, name: &str) -> anyhow::Result<Option<(f64, u64)>> {
+    /// New limits for the service `name` with its autoscaling turned on
+    /// or off in the same call (`…/resize?…&autoscale=on|off`).
+    pub fn resize_autoscaled(
+        &self,
+        name: &str,
+        cpus: f64,
+        memory_mib: u64,
+        autoscale: bool,
+    ) -> anyhow::Result<Reply> {
+        let switch = if autoscale { "on" } else { "off" };
+        let path = format!(
+            "/services/{}/resize?cpus={cpus}&memory_mib={memory_mib}&autoscale={switch}",
+            encode_segment(name)
+        );
+        let (status, body) = self.call("POST", &path)?;
+        parse_reply(status, &body).with_context(|| format!("POST {}{path}", self.base))
+    }
+
+    /// The service `name` as `GET /services/{name}` shows it, every field
+    /// kept (its `scaling` view is read by [`crate::workloads::serverless`]).
+    pub fn service_view(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         let path = format!("/services/{}", encode_segment(name));
         let (status, body) = self.call("GET", &path)?;
         if status != 200 {
@@ -208,8 +226,13 @@ impl Admin {
                 error_text(&body)
             );
         }
-        let service: serde_json::Value =
-            serde_json::from_str(&body).with_context(|| format!("GET {}{path}", self.base))?;
+        serde_json::from_str(&body).with_context(|| format!("GET {}{path}", self.base))
+    }
+
+    /// The CPUs and memory (MiB) the service `name` runs with, from its
+    /// `scaling` view; `None` when Torpor shows none (a static backend).
+    pub fn size(&self, name: &str) -> anyhow::Result<Option<(f64, u64)>> {
+        let service = self.service_view(name)?;
         let resources = &service["scaling"]["resources"];
         Ok(resources["cpus"]
             .as_f64()

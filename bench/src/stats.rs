@@ -35,6 +35,15 @@ pub enum Unit {
     /// A number of events (errors, suspends).
     #[serde(rename = "count")]
     Count,
+    /// Seconds of wall-clock time (how long a scaler took to act).
+    #[serde(rename = "s")]
+    Seconds,
+    /// A share, in per cent (a hit ratio).
+    #[serde(rename = "percent")]
+    Percent,
+    /// A plain ratio of two figures of the same run (×).
+    #[serde(rename = "ratio")]
+    Ratio,
 }
 
 impl Unit {
@@ -48,6 +57,9 @@ impl Unit {
             Unit::KibPerConnection => "KiB/conn",
             Unit::Mebibytes => "MiB",
             Unit::Count => "#",
+            Unit::Seconds => "s",
+            Unit::Percent => "%",
+            Unit::Ratio => "×",
         }
     }
 }

@@ -159,6 +159,37 @@ pub struct RunArgs {
     #[arg(long, value_name = "N,...", value_delimiter = ',',
           value_parser = clap::value_parser!(u32).range(1..))]
     pub spawn_torpor_pool: Vec<u32>,
+    /// Build and start a Torpor whose one service is a MariaDB container
+    /// (the `docker` driver, image torpor/mariadb:10.11) that starts at
+    /// the --autoscale-min-* size with autoscaling on, as
+    /// `torpor-autoscale`; only the serverless workloads run on it. The
+    /// container and its volume are removed afterwards.
+    #[arg(long)]
+    pub spawn_torpor_autoscale: bool,
+    /// Lengths of the `autoscale` workload's phases: idle, 1 client, 8
+    /// clients, idle.
+    #[arg(long, value_delimiter = ',', default_value = "5s,15s,25s,25s",
+          value_parser = parse_duration)]
+    pub autoscale_phases: Vec<Duration>,
+    /// The fewest CPUs the autoscaled service gets: it starts there.
+    #[arg(long, default_value_t = 0.5)]
+    pub autoscale_min_cpus: f64,
+    /// The most CPUs the autoscaled service gets, and the static size the
+    /// `autoscale` workload compares with.
+    #[arg(long, default_value_t = 1.5)]
+    pub autoscale_max_cpus: f64,
+    /// The least memory (MiB) of the autoscaled service: it starts there.
+    #[arg(long, default_value_t = 512)]
+    pub autoscale_min_memory_mib: u64,
+    /// The most memory (MiB) of the autoscaled service, and the static
+    /// size's.
+    #[arg(long, default_value_t = 1024)]
+    pub autoscale_max_memory_mib: u64,
+    /// Rows of the `autoscale` workload's table: the default fits any
+    /// buffer pool; a few million outgrow the smallest size's, for the
+    /// hydration figures.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub autoscale_rows: u32,
     /// Clients of the `multiplex` workload.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub multiplex_clients: u32,
@@ -285,6 +316,8 @@ pub struct SpawnPlan {
     /// Torpor with a MariaDB of its own and its admin API,
     /// `torpor-serverless`.
     pub torpor_serverless: bool,
+    /// Torpor with an autoscaled MariaDB container, `torpor-autoscale`.
+    pub torpor_autoscale: bool,
     /// Pool bounds of the Torpors with one worker and a small pool,
     /// `torpor-poolN` each.
     pub torpor_pools: Vec<u32>,
@@ -315,6 +348,80 @@ impl Default for ServerlessSettings {
             random_pause: Duration::from_millis(200),
             admin_token: None,
         }
+    }
+}
+
+/// How the `autoscale` workload runs, and the bounds of the service
+/// `--spawn-torpor-autoscale` starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoscaleSettings {
+    /// Lengths of the phases: idle, 1 client, 8 clients, idle.
+    pub phases: [Duration; 4],
+    /// Smallest size (and the start): CPUs.
+    pub min_cpus: f64,
+    /// Largest size (and the static comparison): CPUs.
+    pub max_cpus: f64,
+    /// Smallest size (and the start): memory, MiB.
+    pub min_memory_mib: u64,
+    /// Largest size (and the static comparison): memory, MiB.
+    pub max_memory_mib: u64,
+    /// Rows of the workload's table.
+    pub rows: u32,
+}
+
+impl Default for AutoscaleSettings {
+    fn default() -> Self {
+        AutoscaleSettings {
+            phases: [5, 15, 25, 25].map(Duration::from_secs),
+            min_cpus: 0.5,
+            max_cpus: 1.5,
+            min_memory_mib: 512,
+            max_memory_mib: 1024,
+            rows: 1_000,
+        }
+    }
+}
+
+impl AutoscaleSettings {
+    /// The settings of the command line, or what is wrong with them.
+    fn from_args(args: &RunArgs) -> anyhow::Result<AutoscaleSettings> {
+        let Ok(phases) = <[Duration; 4]>::try_from(args.autoscale_phases.as_slice()) else {
+            bail!(
+                "--autoscale-phases wants four lengths (idle, 1 client, 8 clients, idle), got {}",
+                args.autoscale_phases.len()
+            );
+        };
+        if phases[1].is_zero() && phases[2].is_zero() {
+            bail!("--autoscale-phases: the loaded phases (second and third) cannot both be 0");
+        }
+        let cpus_ok = args.autoscale_min_cpus.is_finite()
+            && args.autoscale_min_cpus > 0.0
+            && args.autoscale_min_cpus <= args.autoscale_max_cpus
+            && args.autoscale_max_cpus.is_finite();
+        if !cpus_ok {
+            bail!(
+                "--autoscale-min-cpus {} and --autoscale-max-cpus {}: want 0 < min <= max",
+                args.autoscale_min_cpus,
+                args.autoscale_max_cpus
+            );
+        }
+        if args.autoscale_min_memory_mib == 0
+            || args.autoscale_min_memory_mib > args.autoscale_max_memory_mib
+        {
+            bail!(
+                "--autoscale-min-memory-mib {} and --autoscale-max-memory-mib {}: want 0 < min <= max",
+                args.autoscale_min_memory_mib,
+                args.autoscale_max_memory_mib
+            );
+        }
+        Ok(AutoscaleSettings {
+            phases,
+            min_cpus: args.autoscale_min_cpus,
+            max_cpus: args.autoscale_max_cpus,
+            min_memory_mib: args.autoscale_min_memory_mib,
+            max_memory_mib: args.autoscale_max_memory_mib,
+            rows: args.autoscale_rows,
+        })
     }
 }
 
@@ -398,6 +505,8 @@ pub struct Settings {
     pub serverless: ServerlessSettings,
     /// Clients and think time of `multiplex`.
     pub multiplex: MultiplexSettings,
+    /// Phases and bounds of `autoscale`.
+    pub autoscale: AutoscaleSettings,
     /// Report files.
     pub outputs: Outputs,
     /// Progress display.
@@ -407,6 +516,7 @@ pub struct Settings {
 impl Settings {
     /// Checks the arguments as a whole.
     pub fn from_args(args: RunArgs) -> anyhow::Result<Settings> {
+        let autoscale = AutoscaleSettings::from_args(&args)?;
         let mut names: Vec<&str> = Vec::new();
         if args.spawn_mariadb {
             names.push("direct");
@@ -436,6 +546,9 @@ impl Settings {
         if args.spawn_torpor_serverless {
             names.push("torpor-serverless");
         }
+        if args.spawn_torpor_autoscale {
+            names.push("torpor-autoscale");
+        }
         let pool_names: Vec<String> = args
             .spawn_torpor_pool
             .iter()
@@ -443,11 +556,11 @@ impl Settings {
             .collect();
         names.extend(pool_names.iter().map(String::as_str));
         if names.is_empty() {
-            bail!("nothing to measure: give --target NAME=HOST:PORT, --spawn-mariadb or --spawn-torpor-serverless");
+            bail!("nothing to measure: give --target NAME=HOST:PORT, --spawn-mariadb, --spawn-torpor-serverless or --spawn-torpor-autoscale");
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, direct-tls, torpor-tls, floor, torpor-serverless and torpor-poolN)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, direct-tls, torpor-tls, floor, torpor-serverless, torpor-autoscale and torpor-poolN)");
             }
         }
         for pid in &args.pids {
@@ -502,11 +615,13 @@ impl Settings {
                 .or_else(|| args.out.as_ref().map(|dir| dir.join("report.md"))),
             svg_dir: args.svg_dir.or(args.out),
         };
-        let any_torpor =
-            args.spawn_torpor || args.spawn_torpor_serverless || !args.spawn_torpor_pool.is_empty();
+        let any_torpor = args.spawn_torpor
+            || args.spawn_torpor_serverless
+            || args.spawn_torpor_autoscale
+            || !args.spawn_torpor_pool.is_empty();
         let torpor_source = match (any_torpor, args.torpor_bin) {
             (false, Some(_)) => {
-                bail!("--torpor-bin only matters with --spawn-torpor, --spawn-torpor-pool or --spawn-torpor-serverless")
+                bail!("--torpor-bin only matters with --spawn-torpor, --spawn-torpor-pool, --spawn-torpor-serverless or --spawn-torpor-autoscale")
             }
             (false, None) => None,
             (true, Some(path)) => Some(TorporSource::Binary(path)),
@@ -539,6 +654,7 @@ impl Settings {
                 tls: args.spawn_tls,
                 floor: args.spawn_floor,
                 torpor_serverless: args.spawn_torpor_serverless,
+                torpor_autoscale: args.spawn_torpor_autoscale,
                 torpor_pools: args.spawn_torpor_pool,
                 torpor_source,
                 timeout: args.spawn_timeout,
@@ -553,6 +669,7 @@ impl Settings {
                 clients: args.multiplex_clients,
                 think: args.multiplex_think,
             },
+            autoscale,
             outputs,
             progress: args.progress,
         })

@@ -354,3 +354,50 @@ fn spawn_tls_adds_tls_twins_of_the_spawned_mariadb_and_torpor() {
     let refused = settings(&["--spawn-mariadb", "--spawn-tls"]).unwrap_err();
     assert!(refused.to_string().contains("--spawn-torpor"), "{refused}");
 }
+
+#[test]
+fn the_autoscaled_torpor_is_a_target_of_its_own_with_documented_defaults() {
+    let s = settings(&["--spawn-torpor-autoscale", "--torpor-bin", "/bin/true"])
+        .expect("valid arguments");
+    assert!(s.spawn.torpor_autoscale && !s.spawn.torpor_serverless);
+    assert_eq!(s.names, ["torpor-autoscale"]);
+    assert_eq!(s.autoscale, AutoscaleSettings::default());
+    assert_eq!(
+        s.autoscale.phases.iter().sum::<Duration>(),
+        Duration::from_secs(70)
+    );
+    let s = settings(&[
+        "--spawn-torpor-autoscale",
+        "--autoscale-phases",
+        "1s,2s,3s,4s",
+        "--autoscale-max-cpus",
+        "2",
+        "--autoscale-max-memory-mib",
+        "2048",
+    ])
+    .expect("valid arguments");
+    assert_eq!(s.autoscale.phases, [1, 2, 3, 4].map(Duration::from_secs));
+    assert_eq!(
+        (s.autoscale.max_cpus, s.autoscale.max_memory_mib),
+        (2.0, 2048)
+    );
+}
+
+#[test]
+fn autoscale_phases_and_bounds_are_checked() {
+    let base = ["--spawn-torpor-autoscale"];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        settings(&args)
+    };
+    let error = with(&["--autoscale-phases", "1s,2s,3s"]).expect_err("three phases");
+    assert!(format!("{error}").contains("four lengths"), "{error}");
+    assert!(
+        with(&["--autoscale-phases", "1s,0s,0s,1s"]).is_err(),
+        "no load"
+    );
+    assert!(with(&["--autoscale-min-cpus", "2", "--autoscale-max-cpus", "1"]).is_err());
+    assert!(with(&["--autoscale-min-cpus", "0"]).is_err());
+    assert!(with(&["--autoscale-min-memory-mib", "4096"]).is_err());
+}

@@ -1,6 +1,7 @@
 //! The report: one model built from the rounds' records, written four
 //! ways — a table on stdout ([`table`]), JSON ([`json`]), Markdown
-//! ([`markdown`]) and SVG charts ([`svg`]).
+//! ([`markdown`]) and SVG charts ([`svg`]); the `autoscale` workload
+//! draws its own time series chart ([`timeline`]).
 //!
 //! Every figure is the median over rounds with min and max, and its ratio
 //! to the baseline (the first target). Targets where a workload was not
@@ -10,6 +11,7 @@ pub mod json;
 pub mod markdown;
 pub mod svg;
 pub mod table;
+pub mod timeline;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -106,6 +108,15 @@ pub struct SettingsSummary {
     pub random_suspend_cycles: u32,
     /// Longest random pause of `random-suspend`, in milliseconds.
     pub random_suspend_pause_ms: u64,
+    /// Phase lengths of `autoscale` (idle, 1 client, 8 clients, idle),
+    /// in milliseconds.
+    pub autoscale_phases_ms: Vec<u64>,
+    /// Smallest and largest CPUs of `autoscale`.
+    pub autoscale_cpus: [f64; 2],
+    /// Smallest and largest memory of `autoscale`, MiB.
+    pub autoscale_memory_mib: [u64; 2],
+    /// Rows of the `autoscale` table.
+    pub autoscale_rows: u32,
 }
 
 /// A target as reported.
@@ -231,6 +242,18 @@ impl Report {
                 wake_cycles: settings.serverless.wake_cycles,
                 random_suspend_cycles: settings.serverless.random_cycles,
                 random_suspend_pause_ms: millis(settings.serverless.random_pause),
+                autoscale_phases_ms: settings
+                    .autoscale
+                    .phases
+                    .iter()
+                    .map(|d| millis(*d))
+                    .collect(),
+                autoscale_cpus: [settings.autoscale.min_cpus, settings.autoscale.max_cpus],
+                autoscale_memory_mib: [
+                    settings.autoscale.min_memory_mib,
+                    settings.autoscale.max_memory_mib,
+                ],
+                autoscale_rows: settings.autoscale.rows,
             },
             baseline: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
             targets: targets.iter().map(summarize_target).collect(),
@@ -256,6 +279,7 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedTorporSocket => Some("torpor, socket backend"),
         Origin::SpawnedFloor => Some("floor-proxy"),
         Origin::SpawnedTorporServerless => Some("torpor-serverless"),
+        Origin::SpawnedTorporAutoscale => Some("torpor-autoscale, docker"),
         Origin::SpawnedTorporPool(_) => Some("torpor"),
     };
     TargetSummary {
@@ -633,6 +657,7 @@ pub(crate) mod tests {
             spawn: SpawnPlan::default(),
             serverless: Default::default(),
             multiplex: Default::default(),
+            autoscale: Default::default(),
             outputs: Outputs::default(),
             progress: ProgressMode::Off,
         }

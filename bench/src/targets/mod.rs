@@ -5,11 +5,13 @@
 //! `--spawn-mariadb` that is the private server, `direct`; targets from
 //! the command line follow in their order, then `haproxy`, `torpor`,
 //! `haproxy-socket` and `torpor-socket` (`--spawn-socket`), `floor`,
-//! `torpor-serverless` and the `torpor-poolN` of `--spawn-torpor-pool`.
+//! `torpor-serverless`, `torpor-autoscale` and the `torpor-poolN` of
+//! `--spawn-torpor-pool`.
 //!
 //! A Torpor target may have an admin address (its admin API): the
 //! serverless workloads need one to suspend and park the service.
 
+pub mod autoscale;
 pub mod child;
 pub mod floor;
 pub mod haproxy;
@@ -47,6 +49,10 @@ pub enum Origin {
     /// the `process` driver) and its admin API: for the serverless
     /// workloads only.
     SpawnedTorporServerless,
+    /// Torpor the suite started with one autoscaled MariaDB container
+    /// (the `docker` driver) and its admin API: for the serverless
+    /// workloads only (`autoscale` above all).
+    SpawnedTorporAutoscale,
 }
 
 /// `host:port`, with an IPv6 host in brackets.
@@ -93,6 +99,7 @@ impl Target {
             Origin::SpawnedTorpor
                 | Origin::SpawnedTorporSocket
                 | Origin::SpawnedTorporServerless
+                | Origin::SpawnedTorporAutoscale
                 | Origin::SpawnedTorporPool(_)
         ) || self.admin.is_some()
             || self.name.starts_with("torpor")
@@ -103,7 +110,10 @@ impl Target {
     /// the other targets share, so its data-path figures would compare
     /// different servers.
     pub fn serverless_only(&self) -> bool {
-        self.origin == Origin::SpawnedTorporServerless
+        matches!(
+            self.origin,
+            Origin::SpawnedTorporServerless | Origin::SpawnedTorporAutoscale
+        )
     }
 
     /// `name=host:port (pid N, spawned)` for the log.
@@ -199,6 +209,13 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
         target.admin = Some(serverless.admin.to_string());
         targets.push(target);
     }
+    if let Some(autoscale) = &spawned.torpor_autoscale {
+        let mut target = autoscale
+            .child
+            .target("torpor-autoscale", Origin::SpawnedTorporAutoscale);
+        target.admin = Some(autoscale.admin.to_string());
+        targets.push(target);
+    }
     for (bound, child) in &spawned.torpor_pools {
         targets.push(child.target(
             &crate::cli::pool_target_name(*bound),
@@ -267,6 +284,8 @@ mod tests {
         assert!(target("t", "h", Origin::SpawnedTorporServerless).is_torpor());
         assert!(!target("torpor", "h", Origin::SpawnedTorpor).serverless_only());
         assert!(!target("torpor", "h", Origin::Given).serverless_only());
+        let autoscale = target("t", "h", Origin::SpawnedTorporAutoscale);
+        assert!(autoscale.serverless_only() && autoscale.is_torpor());
     }
 
     #[test]

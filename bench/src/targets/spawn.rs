@@ -4,7 +4,8 @@
 //! (`--spawn-socket`), the byte forwarder (`--spawn-floor`), Torpors with
 //! one worker and a small pool in front of the baseline
 //! (`--spawn-torpor-pool`), and a Torpor with a MariaDB of its own
-//! (`--spawn-torpor-serverless`). Dropping [`Spawned`] stops them,
+//! (`--spawn-torpor-serverless`) or of an autoscaled container
+//! (`--spawn-torpor-autoscale`). Dropping [`Spawned`] stops them,
 //! proxies first.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use crate::interrupt::Stop;
 pub struct Spawned {
     /// Torpor with its own MariaDB and admin API, when spawned.
     pub torpor_serverless: Option<torpor_target::ServerlessTorpor>,
+    /// Torpor with an autoscaled MariaDB container, when spawned.
+    pub torpor_autoscale: Option<super::autoscale::AutoscaleTorpor>,
     /// Torpor, when spawned.
     pub torpor: Option<ChildProcess>,
     /// HAProxy in front of the MariaDB's Unix socket, when spawned.
@@ -172,6 +175,19 @@ impl Spawned {
                 stop,
             )?);
         }
+        if let (true, Some(binary)) = (plan.torpor_autoscale, &torpor_binary) {
+            eprintln!("starting Torpor with an autoscaled MariaDB container (docker) …");
+            spawned.torpor_autoscale = Some(
+                super::autoscale::start(
+                    binary,
+                    &settings.credentials,
+                    &settings.autoscale,
+                    plan.timeout,
+                    stop,
+                )
+                .context("--spawn-torpor-autoscale")?,
+            );
+        }
         Ok(spawned)
     }
 
@@ -212,6 +228,7 @@ impl Spawned {
             Origin::SpawnedTorporSocket => self.torpor_socket.as_mut()?.exit_report(),
             Origin::SpawnedFloor => self.floor.as_mut()?.exit_report(),
             Origin::SpawnedTorporServerless => self.torpor_serverless.as_mut()?.child.exit_report(),
+            Origin::SpawnedTorporAutoscale => self.torpor_autoscale.as_mut()?.child.exit_report(),
             Origin::SpawnedTorporPool(bound) => self
                 .torpor_pools
                 .iter_mut()

@@ -16,7 +16,8 @@
 //!   connections: the cost of the diff run on each move.
 //! - [`sysbench`]: sysbench's point select and read-only tests.
 //! - [`serverless`]: Torpor's wake after suspend and park, suspends at
-//!   random moments, the stall of a resize, and (later) of a relocation.
+//!   random moments, the stall of a resize, how an autoscaled service
+//!   follows a stepped load, and (later) the stall of a relocation.
 
 pub mod concurrent;
 pub mod connections;
@@ -82,6 +83,9 @@ pub enum WorkloadKind {
     ResizeStall,
     /// Stall a steady client sees during a relocation.
     RelocateStall,
+    /// Allocated against used CPU and memory under a stepped load, and
+    /// the QPS against a static size.
+    Autoscale,
 }
 
 /// A family of workloads, selectable as one name.
@@ -96,7 +100,7 @@ impl WorkloadKind {
     /// All workloads in the order they run within a round.
     /// `idle-connections` comes first: see
     /// [`WorkloadKind::once_before_setup`].
-    pub const ALL: [WorkloadKind; 18] = [
+    pub const ALL: [WorkloadKind; 19] = [
         WorkloadKind::IdleConnections,
         WorkloadKind::PointSelect,
         WorkloadKind::PreparedPointSelect,
@@ -115,6 +119,7 @@ impl WorkloadKind {
         WorkloadKind::RandomSuspend,
         WorkloadKind::ResizeStall,
         WorkloadKind::RelocateStall,
+        WorkloadKind::Autoscale,
     ];
 
     /// The name used on the command line and in every output.
@@ -144,6 +149,7 @@ impl WorkloadKind {
             WorkloadKind::RandomSuspend => "random-suspend",
             WorkloadKind::ResizeStall => "resize-stall",
             WorkloadKind::RelocateStall => "relocate-stall",
+            WorkloadKind::Autoscale => "autoscale",
         }
     }
 
@@ -223,6 +229,13 @@ impl WorkloadKind {
             WorkloadKind::RelocateStall => {
                 "Torpor: the stall a steady client sees during a relocation"
             }
+            WorkloadKind::Autoscale => {
+                "Torpor: an autoscaled service (--spawn-torpor-autoscale) under idle, 1 client, \
+                 8 clients, idle (--autoscale-phases), sampled every 200 ms: time from the \
+                 overload to the grow and from idle back down, QPS per phase against the same \
+                 load at the static largest size, hydration after the grow, errors (want 0); \
+                 a timeline chart of allocated against used CPU and memory"
+            }
         }
     }
 
@@ -248,7 +261,8 @@ impl WorkloadKind {
             | WorkloadKind::WakeAfterPark
             | WorkloadKind::RandomSuspend
             | WorkloadKind::ResizeStall
-            | WorkloadKind::RelocateStall => Group::Serverless,
+            | WorkloadKind::RelocateStall
+            | WorkloadKind::Autoscale => Group::Serverless,
             _ => Group::Native,
         }
     }
@@ -443,7 +457,8 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         | WorkloadKind::WakeAfterPark
         | WorkloadKind::RandomSuspend
         | WorkloadKind::ResizeStall
-        | WorkloadKind::RelocateStall => serverless::run(kind, ctx, target),
+        | WorkloadKind::RelocateStall
+        | WorkloadKind::Autoscale => serverless::run(kind, ctx, target),
     }
 }
 
@@ -541,7 +556,7 @@ mod tests {
     #[test]
     fn groups_expand() {
         let serverless = select(&["serverless"], PsModeArg::Auto).expect("valid");
-        assert_eq!(serverless.len(), 6);
+        assert_eq!(serverless.len(), 7);
         assert_eq!(
             select(&["native"], PsModeArg::Auto).expect("valid").len(),
             10

@@ -1,8 +1,10 @@
 //! Torpor's serverless behaviour, driven through its admin API: the first
 //! query after the service was suspended or parked ([`wake`]), and a
 //! client that queries while suspends land at random moments
-//! ([`random`]), and a steady client while the service is resized
-//! ([`resize`]). The relocation stall waits for an API that can relocate.
+//! ([`random`]), a steady client while the service is resized
+//! ([`resize`]), and how an autoscaled service's size follows a stepped
+//! load ([`autoscale`]). The relocation stall waits for an API that can
+//! relocate.
 //!
 //! These run only on a Torpor target with an admin address; everywhere
 //! else they report "not available" with the reason, never a number. They
@@ -10,6 +12,7 @@
 //! itself: the serverless Torpor fronts a MariaDB of its own, not the
 //! baseline's database.
 
+pub mod autoscale;
 pub mod random;
 pub mod resize;
 pub mod wake;
@@ -92,6 +95,7 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         ),
         WorkloadKind::RandomSuspend => random::run(ctx, target, &admin),
         WorkloadKind::ResizeStall => resize::run(ctx, target, &admin, cycles),
+        WorkloadKind::Autoscale => autoscale::run(ctx, target, &admin),
         _ => Ok(Outcome::NotAvailable(NO_RELOCATE_API.to_string())),
     }
 }
