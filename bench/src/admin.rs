@@ -239,6 +239,40 @@ impl Admin {
             .zip(resources["memory_mib"].as_u64()))
     }
 
+    /// Starts moving the service `name` to a new backend (Torpor's
+    /// `POST /services/{name}/relocate`): `Ok(Ok(()))` once it started
+    /// (202), `Ok(Err(reason))` when refused.
+    pub fn relocate(&self, name: &str) -> anyhow::Result<Result<(), String>> {
+        let path = format!("/services/{}/relocate", encode_segment(name));
+        let (status, body) = self.call("POST", &path)?;
+        match status {
+            202 => Ok(Ok(())),
+            409 => Ok(Err(error_text(&body))),
+            other => bail!(
+                "POST {}{path} answered {other}: {}",
+                self.base,
+                error_text(&body)
+            ),
+        }
+    }
+
+    /// The service's last relocation as Torpor shows it (`relocation` in
+    /// `GET /services/{name}`; `null` before any).
+    pub fn relocation(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/services/{}", encode_segment(name));
+        let (status, body) = self.call("GET", &path)?;
+        if status != 200 {
+            bail!(
+                "GET {}{path} answered {status}: {}",
+                self.base,
+                error_text(&body)
+            );
+        }
+        let service: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("GET {}{path}", self.base))?;
+        Ok(service["relocation"].clone())
+    }
+
     /// Whether `GET /readyz` answers 200 now.
     pub fn is_ready(&self) -> bool {
         matches!(self.call("GET", "/readyz"), Ok((200, _)))

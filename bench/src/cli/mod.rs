@@ -185,6 +185,10 @@ pub struct RunArgs {
     /// size's.
     #[arg(long, default_value_t = 1024)]
     pub autoscale_max_memory_mib: u64,
+    /// Data the `relocate-stall` workload puts in the service before it
+    /// moves it, MiB (a table of its own, filled once and kept).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub relocate_data_mib: u64,
     /// Rows of the `autoscale` workload's table: the default fits any
     /// buffer pool; a few million outgrow the smallest size's, for the
     /// hydration figures.
@@ -338,6 +342,8 @@ pub struct ServerlessSettings {
     pub random_pause: Duration,
     /// Bearer token for the admin APIs of given targets.
     pub admin_token: Option<String>,
+    /// Data `relocate-stall` moves, MiB.
+    pub relocate_data_mib: u64,
 }
 
 impl Default for ServerlessSettings {
@@ -347,6 +353,7 @@ impl Default for ServerlessSettings {
             random_cycles: 100,
             random_pause: Duration::from_millis(200),
             admin_token: None,
+            relocate_data_mib: 100,
         }
     }
 }
@@ -664,6 +671,7 @@ impl Settings {
                 random_cycles: args.random_suspend_cycles,
                 random_pause: args.random_suspend_pause,
                 admin_token: args.admin_token,
+                relocate_data_mib: args.relocate_data_mib,
             },
             multiplex: MultiplexSettings {
                 clients: args.multiplex_clients,

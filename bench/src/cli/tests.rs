@@ -160,6 +160,8 @@ fn the_serverless_torpor_needs_no_database_and_shares_the_binary() {
         "50ms",
         "--admin-token",
         "t0k",
+        "--relocate-data-mib",
+        "1024",
     ])
     .expect("valid arguments");
     assert_eq!(
@@ -169,6 +171,7 @@ fn the_serverless_torpor_needs_no_database_and_shares_the_binary() {
             random_cycles: 7,
             random_pause: Duration::from_millis(50),
             admin_token: Some("t0k".into()),
+            relocate_data_mib: 1024,
         }
     );
     assert!(settings(&["--spawn-torpor-serverless", "--wake-cycles", "0"]).is_err());

@@ -117,6 +117,8 @@ pub struct SettingsSummary {
     pub autoscale_memory_mib: [u64; 2],
     /// Rows of the `autoscale` table.
     pub autoscale_rows: u32,
+    /// Data `relocate-stall` moves, MiB.
+    pub relocate_data_mib: u64,
 }
 
 /// A target as reported.
@@ -254,6 +256,7 @@ impl Report {
                     settings.autoscale.max_memory_mib,
                 ],
                 autoscale_rows: settings.autoscale.rows,
+                relocate_data_mib: settings.serverless.relocate_data_mib,
             },
             baseline: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
             targets: targets.iter().map(summarize_target).collect(),

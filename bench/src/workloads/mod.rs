@@ -227,7 +227,10 @@ impl WorkloadKind {
                  own steady p99, and errors (want 0)"
             }
             WorkloadKind::RelocateStall => {
-                "Torpor: the stall a steady client sees during a relocation"
+                "Torpor: a steady client's point selects, and a writer's single-row updates, \
+                 while the service (holding --relocate-data-mib of data) moves to a new \
+                 backend, min(--wake-cycles, 3) times: p50/p99/max against the steady p99, \
+                 the switch-over's stall, each phase's time, and errors (want 0)"
             }
             WorkloadKind::Autoscale => {
                 "Torpor: an autoscaled service (--spawn-torpor-autoscale) under idle, 1 client, \

@@ -14,6 +14,7 @@
 
 pub mod autoscale;
 pub mod random;
+pub mod relocate;
 pub mod resize;
 pub mod wake;
 
@@ -36,10 +37,6 @@ pub const NO_ADMIN_ADDRESS: &str = "no admin address (give --admin NAME=HOST:POR
 pub const DATA_PATH_TORPOR: &str = "this Torpor fronts the baseline's database (--backend) and \
      has no admin API; --spawn-torpor-serverless starts one that has";
 
-/// Why the relocation stall cannot be measured yet.
-pub const NO_RELOCATE_API: &str =
-    "needs a relocate call in Torpor's admin API, which it does not have yet";
-
 /// Why the other workloads do not run on the serverless Torpor.
 pub const SERVERLESS_ONLY: &str = "this Torpor fronts a MariaDB of its own, not the database \
      the other targets share: only the serverless workloads run on it";
@@ -56,7 +53,7 @@ const MAX_DISTINCT_NOTES: usize = 5;
 
 /// Runs a serverless workload on `target`, or says why it cannot.
 pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
-    let address = match availability(kind, target) {
+    let address = match availability(target) {
         Ok(address) => address,
         Err(reason) => return Ok(Outcome::NotAvailable(reason.to_string())),
     };
@@ -96,18 +93,19 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         WorkloadKind::RandomSuspend => random::run(ctx, target, &admin),
         WorkloadKind::ResizeStall => resize::run(ctx, target, &admin, cycles),
         WorkloadKind::Autoscale => autoscale::run(ctx, target, &admin),
-        _ => Ok(Outcome::NotAvailable(NO_RELOCATE_API.to_string())),
+        WorkloadKind::RelocateStall => relocate::run(ctx, target, &admin, cycles),
+        _ => Ok(Outcome::NotAvailable(format!(
+            "{} is not a serverless workload",
+            kind.name()
+        ))),
     }
 }
 
-/// The admin address to drive `kind` on `target` through, or why it
-/// cannot run there.
-pub fn availability(kind: WorkloadKind, target: &Target) -> Result<&str, &'static str> {
+/// The admin address to drive a serverless workload on `target` through
+/// (they all need the same), or why it cannot run there.
+pub fn availability(target: &Target) -> Result<&str, &'static str> {
     if !target.is_torpor() {
         return Err(NOT_TORPOR);
-    }
-    if kind == WorkloadKind::RelocateStall {
-        return Err(NO_RELOCATE_API);
     }
     match (&target.admin, target.origin) {
         (Some(address), _) => Ok(address),
@@ -242,53 +240,34 @@ mod tests {
 
     #[test]
     fn only_torpor_targets_with_an_admin_address_run_them() {
-        let kind = WorkloadKind::WakeAfterSuspend;
         assert_eq!(
-            availability(kind, &target("direct", Origin::SpawnedMariadb, None)),
+            availability(&target("direct", Origin::SpawnedMariadb, None)),
             Err(NOT_TORPOR)
         );
         assert_eq!(
-            availability(kind, &target("haproxy", Origin::SpawnedHaproxy, None)),
+            availability(&target("haproxy", Origin::SpawnedHaproxy, None)),
             Err(NOT_TORPOR)
         );
         assert_eq!(
-            availability(kind, &target("torpor", Origin::Given, None)),
+            availability(&target("torpor", Origin::Given, None)),
             Err(NO_ADMIN_ADDRESS)
         );
         assert_eq!(
-            availability(kind, &target("torpor", Origin::SpawnedTorpor, None)),
+            availability(&target("torpor", Origin::SpawnedTorpor, None)),
             Err(DATA_PATH_TORPOR)
         );
         assert_eq!(
-            availability(kind, &target("db", Origin::Given, Some("h:6034"))),
+            availability(&target("db", Origin::Given, Some("h:6034"))),
             Ok("h:6034")
         );
         assert_eq!(
-            availability(
-                WorkloadKind::RandomSuspend,
-                &target("t", Origin::SpawnedTorporServerless, Some("127.0.0.1:9"))
-            ),
+            availability(&target(
+                "t",
+                Origin::SpawnedTorporServerless,
+                Some("127.0.0.1:9")
+            )),
             Ok("127.0.0.1:9")
         );
-    }
-
-    #[test]
-    fn relocation_waits_for_its_api_and_resize_runs() {
-        let serverless = target("t", Origin::SpawnedTorporServerless, Some("h:1"));
-        assert_eq!(
-            availability(WorkloadKind::RelocateStall, &serverless),
-            Err(NO_RELOCATE_API)
-        );
-        assert_eq!(
-            availability(WorkloadKind::ResizeStall, &serverless),
-            Ok("h:1")
-        );
-        for kind in [WorkloadKind::ResizeStall, WorkloadKind::RelocateStall] {
-            assert_eq!(
-                availability(kind, &target("direct", Origin::SpawnedMariadb, None)),
-                Err(NOT_TORPOR)
-            );
-        }
     }
 
     #[test]
