@@ -38,7 +38,7 @@ use metrics_exporter_prometheus::{
 use crate::error::SessionError;
 use crate::pool::PoolStats;
 use crate::registry::Registry;
-use crate::scaler::lifecycle::{Event, State};
+use crate::service::lifecycle::{Event, State};
 use crate::service::Service;
 
 /// Upper bounds of the query latency buckets, in nanoseconds: 50 µs (a

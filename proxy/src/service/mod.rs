@@ -7,6 +7,10 @@
 //! meet here. The per-query path reads one atomic (the lifecycle state);
 //! everything else is touched per login, per new backend connection, or
 //! once a tick.
+//!
+//! - [`lifecycle`]: the lifecycle state machine.
+
+pub mod lifecycle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +25,7 @@ use crate::endpoint::Endpoint;
 use crate::error::SessionError;
 use crate::metrics::ServiceStats;
 use crate::registry::{PinnedSession, Registry};
-use crate::scaler::lifecycle::{Lifecycle, State};
+use lifecycle::{Lifecycle, State};
 
 /// What the workers and the admin API ask of a service's actor.
 #[derive(Debug)]
