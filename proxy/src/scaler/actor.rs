@@ -25,9 +25,9 @@ use super::driver::{Driver, DriverError, Resources};
 use super::policy::{Autoscale, Reason};
 use super::relocate::{self, Prepare, PrepareJob, Prepared, RelocationView};
 use super::resize::{self, PoolSizing};
-use crate::metrics::{RelocationSample, ResizeSample};
 use crate::registry::Registry;
 use crate::service::lifecycle::{Event, State};
+use crate::service::stats::{RelocationSample, ResizeSample};
 use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
 
 /// When a service suspends and parks, and how big its buffer pool is.

@@ -9,8 +9,11 @@
 //! once a tick.
 //!
 //! - [`lifecycle`]: the lifecycle state machine.
+//! - [`stats`]: what its actor records for metrics (decisions, wakes,
+//!   resizes, relocations, connections opened).
 
 pub mod lifecycle;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,9 +26,9 @@ use torpor_replay::state::Baseline;
 use crate::backend::{self, BackendConn, BackendInfo};
 use crate::endpoint::Endpoint;
 use crate::error::SessionError;
-use crate::metrics::ServiceStats;
 use crate::registry::{PinnedSession, Registry};
 use lifecycle::{Lifecycle, State};
+use stats::ServiceStats;
 
 /// What the workers and the admin API ask of a service's actor.
 #[derive(Debug)]
