@@ -39,7 +39,7 @@ use tiny_http::{Header, Method, Response, Server};
 use tracing::{info, warn};
 
 use crate::context::Shared;
-use crate::scaler::lifecycle::State;
+use crate::service::lifecycle::State;
 use crate::service::{AdminAction, KeptAwake, Request, ResizeRequest, Service};
 
 /// How long an action may take before the API answers 504 (the action

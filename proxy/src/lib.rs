@@ -37,11 +37,12 @@
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //! - [`logging`]: tracing output.
 //! - [`service`]: a database service as the workers see it: address,
-//!   cached greeting and baselines, lifecycle state, wakes.
+//!   cached greeting and baselines, wakes; its lifecycle state machine
+//!   ([`service::lifecycle`]).
 //! - [`outage`]: a backend that cannot be reached: commands and logins
 //!   held while the connect is tried again with backoff, up to a bound.
-//! - [`scaler`]: the embedded scaler: drivers (docker, process), the
-//!   lifecycle state machine, one actor thread per managed service.
+//! - [`scaler`]: the embedded scaler: drivers (docker, process), one
+//!   actor thread per managed service walking its lifecycle.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
 //! - [`settings`] and [`reload`]: the configuration a SIGHUP may change,
 //!   and the prepare-then-commit reload that changes it.

@@ -15,17 +15,17 @@
 //!   worker's one-second tick ([`crate::worker`]) moves what accumulated
 //!   into the exporter's handles ([`WorkerMetrics::flush`]). A scrape sees
 //!   the data path at most a tick late.
-//! - The scaler's actor records into its service's [`ServiceStats`]
-//!   (atomics; a few events an hour).
+//! - The scaler's actor records into its service's
+//!   [`ServiceStats`](crate::service::stats::ServiceStats) (atomics; a few
+//!   events an hour).
 //! - Everything that is a state rather than an event (connections open,
 //!   lifecycle state, pins) is read when `/metrics` is scraped
 //!   ([`Metrics::render`]), from what workers and actors already publish.
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
@@ -38,7 +38,7 @@ use metrics_exporter_prometheus::{
 use crate::error::SessionError;
 use crate::pool::PoolStats;
 use crate::registry::Registry;
-use crate::scaler::lifecycle::{Event, State};
+use crate::service::stats::Decision;
 use crate::service::Service;
 
 /// Upper bounds of the query latency buckets, in nanoseconds: 50 µs (a
@@ -76,10 +76,6 @@ const WAKE_BOUNDS: [f64; 14] = [
 const HOLD_BOUNDS: [f64; 13] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 ];
-
-/// Wake samples kept for the next scrape; beyond this (no scrape for
-/// hundreds of wakes) newer ones are dropped rather than memory grown.
-const MAX_PENDING_WAKES: usize = 1024;
 
 const QUERIES: &str = "torpor_queries_total";
 const QUERY_DURATION: &str = "torpor_query_duration_seconds";
@@ -399,8 +395,7 @@ fn publish_service(service: &Service) {
     gauge!(CLIENTS, "service" => name.clone()).set(service.clients() as f64);
     gauge!(BACKENDS, "service" => name.clone()).set(service.open_connections() as f64);
     gauge!(BACKENDS_IN_USE, "service" => name.clone()).set(service.lent() as f64);
-    counter!(BACKENDS_OPENED, "service" => name.clone())
-        .absolute(service.stats.backend_opened.load(Ordering::Relaxed));
+    counter!(BACKENDS_OPENED, "service" => name.clone()).absolute(service.stats.backends_opened());
     let now = service.lifecycle.state();
     for (state, entered) in service.lifecycle.transitions() {
         let current = if state == now { 1.0 } else { 0.0 };
@@ -408,7 +403,7 @@ fn publish_service(service: &Service) {
         counter!(TRANSITIONS, "service" => name.clone(), "to" => state.name()).absolute(entered);
     }
     for decision in Decision::ALL {
-        let count = service.stats.decisions[decision as usize].load(Ordering::Relaxed);
+        let count = service.stats.decided(decision);
         counter!(DECISIONS, "service" => name.clone(), "decision" => decision.name())
             .absolute(count);
     }
@@ -513,166 +508,6 @@ impl CloseReason {
             Some(SessionError::Shutdown) => CloseReason::Shutdown,
             Some(_) => CloseReason::Error,
         }
-    }
-}
-
-/// What the scaler decided and carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// A suspend finished: the backend is frozen.
-    Suspend,
-    /// A suspend was given up (a query ran, a session was pinned, the
-    /// driver failed).
-    SuspendRefused,
-    /// The backend was stopped.
-    Park,
-    /// The backend answers again.
-    Wake,
-    /// A wake failed.
-    WakeFailed,
-}
-
-impl Decision {
-    const ALL: [Decision; 5] = [
-        Decision::Suspend,
-        Decision::SuspendRefused,
-        Decision::Park,
-        Decision::Wake,
-        Decision::WakeFailed,
-    ];
-
-    /// The label value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Decision::Suspend => "suspend",
-            Decision::SuspendRefused => "suspend_refused",
-            Decision::Park => "park",
-            Decision::Wake => "wake",
-            Decision::WakeFailed => "wake_failed",
-        }
-    }
-
-    /// The decision a lifecycle event concludes, if any (requests start
-    /// one; only outcomes are counted).
-    pub fn concluded_by(event: Event) -> Option<Decision> {
-        match event {
-            Event::Frozen => Some(Decision::Suspend),
-            Event::SuspendAborted => Some(Decision::SuspendRefused),
-            Event::Parked => Some(Decision::Park),
-            Event::Ready => Some(Decision::Wake),
-            Event::WakeFailed => Some(Decision::WakeFailed),
-            Event::SuspendRequested
-            | Event::WakeRequested
-            | Event::MoveRequested
-            | Event::Moved
-            | Event::MoveAborted => None,
-        }
-    }
-}
-
-/// What a service's actor (and its connection opens) record, read at
-/// scrape time. Written a few times an hour, or per backend connection
-/// opened: never per query.
-#[derive(Debug, Default)]
-pub struct ServiceStats {
-    decisions: [AtomicU64; 5],
-    /// Backend connections opened to the service.
-    backend_opened: AtomicU64,
-    /// Wakes since the last scrape: where from, and seconds taken.
-    wakes: Mutex<Vec<(&'static str, f64)>>,
-    /// Resizes since the last scrape.
-    resizes: Mutex<Vec<ResizeSample>>,
-    /// Relocations since the last scrape.
-    relocations: Mutex<Vec<RelocationSample>>,
-}
-
-/// A relocation, as metrics count it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RelocationSample {
-    /// `moved` or `failed`.
-    pub result: &'static str,
-    /// From its start to the switch-over done (moved ones).
-    pub seconds: Option<f64>,
-    /// How long new statements waited during the switch-over (moved ones).
-    pub stall_seconds: Option<f64>,
-}
-
-/// A resize, as metrics count it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ResizeSample {
-    /// `up` (more of either resource) or `down`.
-    pub direction: &'static str,
-    /// `cpu_high`, `cpu_low`, `memory_high` or `operator`.
-    pub reason: &'static str,
-    /// From the decision to the limits applied.
-    pub seconds: f64,
-}
-
-impl ServiceStats {
-    /// Counts the decision `event` concludes, if any.
-    pub fn event(&self, event: Event) {
-        if let Some(decision) = Decision::concluded_by(event) {
-            self.decisions[decision as usize].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Records a wake from `from` that took `took`.
-    pub fn woke(&self, from: State, took: Duration) {
-        let from = match from {
-            State::Parked => "parked",
-            _ => "suspended",
-        };
-        if let Ok(mut wakes) = self.wakes.lock() {
-            if wakes.len() < MAX_PENDING_WAKES {
-                wakes.push((from, took.as_secs_f64()));
-            }
-        }
-    }
-
-    /// Records a resize carried out.
-    pub fn resized(&self, resize: ResizeSample) {
-        if let Ok(mut resizes) = self.resizes.lock() {
-            if resizes.len() < MAX_PENDING_WAKES {
-                resizes.push(resize);
-            }
-        }
-    }
-
-    /// Records a relocation that ended.
-    pub fn relocated(&self, relocation: RelocationSample) {
-        if let Ok(mut relocations) = self.relocations.lock() {
-            if relocations.len() < MAX_PENDING_WAKES {
-                relocations.push(relocation);
-            }
-        }
-    }
-
-    /// The relocations since the last call.
-    fn take_relocations(&self) -> Vec<RelocationSample> {
-        self.relocations
-            .lock()
-            .map(|mut relocations| std::mem::take(&mut *relocations))
-            .unwrap_or_default()
-    }
-
-    /// The resizes since the last call.
-    fn take_resizes(&self) -> Vec<ResizeSample> {
-        self.resizes
-            .lock()
-            .map(|mut resizes| std::mem::take(&mut *resizes))
-            .unwrap_or_default()
-    }
-
-    /// Counts a backend connection opened.
-    pub fn backend_opened(&self) {
-        self.backend_opened.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn take_wakes(&self) -> Vec<(&'static str, f64)> {
-        self.wakes
-            .lock()
-            .map(|mut w| std::mem::take(&mut *w))
-            .unwrap_or_default()
     }
 }
 
@@ -1002,20 +837,5 @@ mod tests {
             CloseReason::of(Some(&SessionError::Internal("x"))),
             CloseReason::Error
         );
-    }
-
-    #[test]
-    fn only_outcomes_are_decisions() {
-        let stats = ServiceStats::default();
-        stats.event(Event::SuspendRequested);
-        stats.event(Event::Frozen);
-        stats.event(Event::WakeRequested);
-        stats.event(Event::Ready);
-        let total: u64 = stats
-            .decisions
-            .iter()
-            .map(|d| d.load(Ordering::Relaxed))
-            .sum();
-        assert_eq!(total, 2);
     }
 }

@@ -29,7 +29,6 @@ use crate::session;
 mod sessions;
 
 use sessions::Sessions;
-pub use sessions::{AwaitingReply, SessionControl};
 
 /// Entries in each io_uring submission queue.
 const URING_ENTRIES: u32 = 4096;

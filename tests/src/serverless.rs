@@ -12,7 +12,7 @@ use mysql::prelude::Queryable;
 use serde_json::Value;
 use torpor::config::{Config, DriverKind, ServiceConfig};
 use torpor::endpoint::Endpoint;
-use torpor::scaler::lifecycle::State;
+use torpor::service::lifecycle::State;
 use torpor::Proxy;
 
 use crate::{mysql_opts, test_config, APP_PASSWORD, APP_USER};

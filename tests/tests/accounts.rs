@@ -221,7 +221,7 @@ fn without_an_admin_account_only_configured_users_log_in() {
 #[test]
 fn a_user_created_on_a_managed_service_logs_in_while_it_is_parked() {
     use torpor::config::DriverKind;
-    use torpor::scaler::lifecycle::State;
+    use torpor::service::lifecycle::State;
     use torpor_tests::raw::{base_capabilities, LoginOptions, RawClient};
     use torpor_tests::serverless::Managed;
 

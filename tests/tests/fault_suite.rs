@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 use torpor::config::DriverKind;
-use torpor::scaler::lifecycle::State;
+use torpor::service::lifecycle::State;
 use torpor_tests::serverless::{name, Managed};
 
 /// Suspend/wake cycles to run.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 use torpor::config::DriverKind;
-use torpor::scaler::lifecycle::State;
+use torpor::service::lifecycle::State;
 use torpor_tests::serverless::{name, Managed, Stateful};
 
 fn require_programs() {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use torpor::config::DriverKind;
-use torpor::scaler::lifecycle::State;
+use torpor::service::lifecycle::State;
 use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
 use torpor_tests::serverless::{name, Managed, Stateful};
 

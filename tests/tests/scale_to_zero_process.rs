@@ -9,7 +9,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
 use torpor::endpoint::Endpoint;
-use torpor::scaler::lifecycle::State;
+use torpor::service::lifecycle::State;
 use torpor_tests::serverless::{name, Managed, Stateful};
 
 fn mariadb_installed() -> bool {

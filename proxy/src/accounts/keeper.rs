@@ -21,7 +21,7 @@ use super::book::{AccountBook, BackendAccount};
 use crate::endpoint::Endpoint;
 use crate::scaler::admin_sql;
 use crate::scaler::driver::AdminAccess;
-use crate::scaler::lifecycle::State;
+use crate::service::lifecycle::State;
 use crate::service::Service;
 use crate::tls::backend::BackendTls;
 

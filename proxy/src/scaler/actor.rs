@@ -22,12 +22,12 @@ use tracing::{info, warn};
 pub use super::admin_sql::run_admin_sql;
 use super::autoscaler::{unix_ms, Autoscaler, Resized};
 use super::driver::{Driver, DriverError, Resources};
-use super::lifecycle::{Event, State};
 use super::policy::{Autoscale, Reason};
 use super::relocate::{self, AtRestJob, Prepare, PrepareJob, Prepared, RelocationView};
 use super::resize::{self, PoolSizing, Shrink, Step};
-use crate::metrics::{RelocationSample, ResizeSample};
 use crate::registry::Registry;
+use crate::service::lifecycle::{Event, State};
+use crate::service::stats::{RelocationSample, ResizeSample};
 use crate::service::{AdminAction, KeptAwake, Reconfigure, Request, ResizeRequest, Service};
 
 /// When a service suspends and parks, and how big its buffer pool is.

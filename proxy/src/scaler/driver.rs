@@ -61,7 +61,7 @@ impl DriverError {
 
 /// Runs one service's MariaDB.
 ///
-/// The lifecycle ([`super::lifecycle`]) calls these in this order:
+/// The lifecycle ([`crate::service::lifecycle`]) calls these in this order:
 /// `start` (from nothing or from parked) → `freeze` (suspend) → `thaw`
 /// (wake from suspended) or `stop` (park) → `start` again. Every call is
 /// made from a thread that may block.

@@ -1,8 +1,8 @@
 //! The embedded scaler: each managed service's backend is run by a
 //! [`driver::Driver`] (a container, [`docker`], or a process,
-//! [`process_driver`]) and moved through its [`lifecycle`] by its
-//! [`actor`] thread: suspended when idle, parked after a longer silence,
-//! woken by the next query. Its autoscaling [`policy`] is a pure
+//! [`process_driver`]) and moved through its lifecycle
+//! ([`crate::service::lifecycle`]) by its [`actor`] thread: suspended
+//! when idle, parked after a longer silence, woken by the next query. Its autoscaling [`policy`] is a pure
 //! function of the [`usage`] the drivers read.
 
 pub mod actor;
@@ -11,7 +11,6 @@ pub mod autoscaler;
 pub mod cgroup;
 pub mod docker;
 pub mod driver;
-pub mod lifecycle;
 pub mod policy;
 pub mod process;
 pub mod process_driver;

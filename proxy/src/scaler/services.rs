@@ -15,7 +15,6 @@ use rand::Rng;
 use super::actor::{self, Plan, Sizing, Timers};
 use super::docker::{DockerDriver, DockerOptions};
 use super::driver::{Driver, Resources};
-use super::lifecycle::State;
 use super::policy::Autoscale;
 use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
@@ -24,6 +23,7 @@ use crate::accounts::keeper::AdminLogin;
 use crate::config::{BackendTlsOptions, Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
 use crate::registry::Registry;
+use crate::service::lifecycle::State;
 use crate::service::{Request, Service};
 use crate::tls::backend::BackendTls;
 

@@ -33,6 +33,7 @@ use tracing::info;
 mod ledger;
 
 use super::be;
+use super::control::SessionControl;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::statements::{BackendStatements, Statements};
@@ -48,7 +49,6 @@ use crate::net::{Conn, Peer};
 use crate::pool::{BackendPool, Lent};
 use crate::registry::SessionGuard;
 use crate::service::{ClientCount, Service};
-use crate::worker::SessionControl;
 
 /// At most this many bytes of pipelined commands are forwarded before
 /// their replies are drained. The backend reads one command at a time and

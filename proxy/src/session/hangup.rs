@@ -86,7 +86,7 @@ pub(super) fn reset_on_close(fd: RawFd) {
 impl Session {
     /// Whether a reply's wait ended because the client hung up: the
     /// worker's watch found it gone and shut the backend socket's read
-    /// side (see `crate::worker`; no timer, no select per reply). A
+    /// side (see [`super::control`]; no timer, no select per reply). A
     /// session that KILL closed is not "hung up": its backend connection
     /// is being killed, and that ends the reply.
     pub(super) fn hung_up_meanwhile(&self) -> bool {
@@ -251,7 +251,7 @@ impl Session {
             idle => idle,
         };
         // The worker's watch shuts the socket's read side once the session
-        // has waited past `allowed` (see `crate::worker`): no timer here.
+        // has waited past `allowed` (see `super::control`): no timer here.
         self.control.go_idle(allowed);
         Wait { mid_command, limit }
     }

@@ -8,6 +8,9 @@
 //!   session on a live backend connection, `change_user` does
 //!   COM_CHANGE_USER.
 //! - [`model`]: what Torpor knows of a session's state, and its pins.
+//! - [`control`]: what the session shows its worker's watch (idle or
+//!   busy, a reply awaited, a write under way), and each look the watch
+//!   takes.
 //! - [`left`]: user variables read back only when a session's state
 //!   leaves its connection, so the client's diagnostics stay untouched.
 //! - [`statements`]: session-stable prepared statement ids.
@@ -29,6 +32,7 @@
 mod attach;
 mod change_user;
 pub mod commands;
+pub mod control;
 mod cut;
 mod drain;
 mod hangup;
@@ -56,7 +60,7 @@ use crate::error::{Fault, SessionError};
 use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, Peer};
 use crate::pool::BackendPool;
-use crate::worker::SessionControl;
+use control::SessionControl;
 
 /// A failure, with the sequence id at which the client waits for a packet
 /// (`None` when it waits for nothing and just gets the connection closed).

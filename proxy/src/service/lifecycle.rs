@@ -1,5 +1,5 @@
 //! A service's lifecycle, as one state machine: which state follows which
-//! on which event, and nothing else. The actor ([`super::actor`]) feeds it
+//! on which event, and nothing else. The actor ([`crate::scaler::actor`]) feeds it
 //! events and carries out what each transition asks for; every transition
 //! is logged and counted here, so no path can change state unrecorded.
 //!

@@ -7,6 +7,25 @@
 //! meet here. The per-query path reads one atomic (the lifecycle state);
 //! everything else is touched per login, per new backend connection, or
 //! once a tick.
+//!
+//! - [`lifecycle`]: the lifecycle state machine.
+//! - [`stats`]: what its actor records for metrics (decisions, wakes,
+//!   resizes, relocations, connections opened).
+//! - `requests`: what the workers, the admin API and a reload ask of its
+//!   actor ([`Request`], [`AdminAction`], [`Reconfigure`]).
+//! - `activity`: each worker's published use of it ([`WorkerActivity`],
+//!   [`ClientCount`]).
+//! - `kept_awake`: what keeps it from suspending ([`KeptAwake`]).
+
+mod activity;
+mod kept_awake;
+pub mod lifecycle;
+mod requests;
+pub mod stats;
+
+pub use activity::{ClientCount, WorkerActivity};
+pub use kept_awake::KeptAwake;
+pub use requests::{AdminAction, Reconfigure, Request, ResizeRequest};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,90 +38,8 @@ use torpor_replay::state::Baseline;
 use crate::backend::{self, BackendConn, BackendInfo};
 use crate::endpoint::Endpoint;
 use crate::error::SessionError;
-use crate::metrics::ServiceStats;
-use crate::registry::{PinnedSession, Registry};
-use crate::scaler::lifecycle::{Lifecycle, State};
-
-/// What the workers and the admin API ask of a service's actor.
-#[derive(Debug)]
-pub enum Request {
-    /// A session needs the backend (idempotent: one wake serves all).
-    Wake,
-    /// An operator's action; the reply says how it ended.
-    Admin(AdminAction, mpsc::Sender<Result<(), String>>),
-    /// A config reload: new timers and accounts; the reply says whether
-    /// the accounts reached the backend (or wait for its next wake).
-    Reconfigure(Box<Reconfigure>, mpsc::Sender<Result<(), String>>),
-    /// A relocation's target caught up (or failed to): the actor
-    /// switches over to it.
-    Relocation(crate::scaler::relocate::Prepare),
-    /// Torpor is stopping: stop the backend (data kept) and end.
-    Shutdown,
-}
-
-/// What a config reload changes in a managed service.
-#[derive(Debug, Clone)]
-pub struct Reconfigure {
-    /// Idle time before a suspend; `None` never.
-    pub suspend_after: Option<Duration>,
-    /// Time suspended before parking; `None` never.
-    pub park_after: Option<Duration>,
-    /// Statements that create or update the service's accounts on its
-    /// backend, when they changed; `None` when they did not.
-    pub accounts_sql: Option<Vec<String>>,
-}
-
-/// What an operator can ask for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AdminAction {
-    /// Suspend now (refused while a query runs or a session is pinned).
-    Suspend,
-    /// Suspend if needed, then park.
-    Park,
-    /// Wake now.
-    Wake,
-    /// Resize now: CPUs and memory (what is not given stays), and turn
-    /// autoscaling on or off.
-    Resize(ResizeRequest),
-    /// Move the service to a new backend; with `force`, sessions pinned
-    /// by what cannot move (a temporary table, a lock) get an error
-    /// instead of the relocation being refused.
-    Relocate {
-        /// Move even past pins that cannot move.
-        force: bool,
-    },
-}
-
-/// An operator's resize ([`AdminAction::Resize`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ResizeRequest {
-    /// CPUs to give the backend.
-    pub cpus: Option<f64>,
-    /// Memory to give it, MiB.
-    pub memory_mib: Option<u64>,
-    /// Autoscaling on (`true`) or off from now on.
-    pub autoscale: Option<bool>,
-}
-
-/// One worker's view of its use of a service, published by the worker's
-/// tick (never per query) for the actor to read.
-#[derive(Debug, Default)]
-pub struct WorkerActivity {
-    /// Backend connections lent to sessions (a query in flight, or a
-    /// pinned session holding its connection).
-    pub lent: AtomicUsize,
-    /// Backend connections open (lent and idle).
-    pub open: AtomicUsize,
-    /// When a connection was last lent or given back, in milliseconds
-    /// since [`Service::epoch`].
-    pub last_active_ms: AtomicU64,
-    /// The last suspend epoch this worker has answered: it saw the
-    /// service suspending, closed its idle connections and published the
-    /// counts above after that.
-    pub acked_epoch: AtomicU64,
-    /// Sessions of this worker logged in to the service.
-    pub clients: AtomicUsize,
-}
+use lifecycle::{Lifecycle, State};
+use stats::ServiceStats;
 
 /// A database service.
 #[derive(Debug)]
@@ -584,93 +521,10 @@ impl Service {
     }
 }
 
-/// What keeps an active service from suspending: backend connections
-/// lent out, to sessions pinned to theirs (an open transaction first
-/// among the reasons) or to queries running.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptAwake {
-    /// Sessions with an open transaction.
-    pub open_transactions: usize,
-    /// Sessions pinned to their backend connection, for any reason
-    /// (open transactions included).
-    pub pinned_sessions: usize,
-    /// Connections lent to no pinned session: queries in flight.
-    pub queries_running: usize,
-    /// The session pinned longest, if any.
-    pub oldest: Option<PinnedSession>,
-}
-
-impl KeptAwake {
-    /// What `lent` connections and the service's `pinned` sessions (as
-    /// [`Registry::pins_of`] lists them, longest first) amount to; `None`
-    /// when nothing is lent or pinned.
-    pub fn of(lent: usize, pinned: Vec<PinnedSession>) -> Option<KeptAwake> {
-        if lent == 0 && pinned.is_empty() {
-            return None;
-        }
-        Some(KeptAwake {
-            open_transactions: pinned.iter().filter(|p| p.in_transaction()).count(),
-            pinned_sessions: pinned.len(),
-            queries_running: lent.saturating_sub(pinned.len()),
-            oldest: pinned.into_iter().next(),
-        })
-    }
-
-    /// Of `service`, now.
-    pub fn now(service: &Service, registry: &Registry) -> Option<KeptAwake> {
-        KeptAwake::of(service.lent(), registry.pins_of(service.index))
-    }
-
-    /// In words, for the log.
-    pub fn describe(&self) -> String {
-        let mut text = format!(
-            "{} session(s) in an open transaction, {} pinned for other reasons, {} query(ies) running",
-            self.open_transactions,
-            self.pinned_sessions - self.open_transactions,
-            self.queries_running
-        );
-        if let Some(oldest) = &self.oldest {
-            text.push_str(&format!(
-                "; longest: session {} ({}) for {} s",
-                oldest.session,
-                oldest.reasons.join(", "),
-                oldest.pinned_for.as_secs()
-            ));
-        }
-        text
-    }
-}
-
-/// Keeps a session counted in its worker's [`WorkerActivity::clients`].
-#[derive(Debug)]
-pub struct ClientCount {
-    service: Arc<Service>,
-    worker: usize,
-}
-
-impl ClientCount {
-    /// Counts one client of `service` on `worker` until dropped.
-    pub fn new(service: Arc<Service>, worker: usize) -> ClientCount {
-        if let Some(w) = service.workers.get(worker) {
-            w.clients.fetch_add(1, Ordering::Relaxed);
-        }
-        ClientCount { service, worker }
-    }
-}
-
-impl Drop for ClientCount {
-    fn drop(&mut self) {
-        if let Some(w) = self.service.workers.get(self.worker) {
-            w.clients.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{default_pool_bound, KeptAwake, Service, State};
+    use super::{default_pool_bound, Service, State};
     use crate::endpoint::Endpoint;
-    use crate::registry::PinnedSession;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -699,38 +553,6 @@ mod tests {
         service.set_address(Some(there.clone()));
         assert_eq!(service.generation(), first + 1);
         assert_eq!(service.address(), Some(there));
-    }
-
-    #[test]
-    fn what_keeps_a_service_awake_is_counted_by_kind() {
-        assert_eq!(KeptAwake::of(0, Vec::new()), None);
-        let pinned = |session, reasons: &[&'static str], secs| PinnedSession {
-            session,
-            reasons: reasons.to_vec(),
-            pinned_for: Duration::from_secs(secs),
-        };
-        let awake = KeptAwake::of(
-            4,
-            vec![
-                pinned(7, &["transaction"], 90),
-                pinned(8, &["temporary-table"], 30),
-            ],
-        )
-        .expect("kept awake");
-        assert_eq!(
-            (
-                awake.open_transactions,
-                awake.pinned_sessions,
-                awake.queries_running
-            ),
-            (1, 2, 2)
-        );
-        let text = awake.describe();
-        assert!(
-            text.starts_with("1 session(s) in an open transaction, 1 pinned for other reasons, 2 query(ies) running")
-                && text.ends_with("longest: session 7 (transaction) for 90 s"),
-            "{text}"
-        );
     }
 
     #[test]
