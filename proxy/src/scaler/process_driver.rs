@@ -475,6 +475,9 @@ impl Driver for ProcessDriver {
             .arg(format!("--defaults-extra-file={}", defaults.display()))
             .arg("--backup")
             .arg("--stream=xbstream")
+            // Several files at once: one reader leaves the disk idle
+            // between small reads.
+            .arg("--parallel=4")
             .arg(format!("--datadir={}", process.datadir().display()))
             .arg(format!("--target-dir={}", scratch.display()))
             .arg(format!("--tmpdir={}", rundir.display()));
