@@ -40,7 +40,7 @@ use crate::targets::Target;
 use crate::workloads::{Ctx, Outcome, Sample};
 use figures::{Done, PoolReading};
 use schedule::Schedule;
-use timeline::{Point, Resize, Size};
+use timeline::{Point, Resize, Size, TraceRow};
 
 /// Why the workload does not run on a service without autoscaling.
 pub const NOT_AUTOSCALED: &str = "the service shows no size to scale (a static backend); \
@@ -87,6 +87,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
 
     let schedule = Schedule::stepped(bounds.phases);
     let mut points: Vec<Point> = Vec::new();
+    let mut trace: Vec<TraceRow> = Vec::new();
     let mut resizes: Vec<Resize> = Vec::new();
     let mut pool: Vec<PoolReading> = Vec::new();
     let mut sampling = Tally::default();
@@ -94,6 +95,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         match admin.service_view(name) {
             Ok(view) => {
                 points.push(timeline::point(&view, at));
+                trace.extend(TraceRow::of(&view, at));
                 timeline::merge(&mut resizes, timeline::resizes(&view));
             }
             Err(e) => sampling.add(format!("sampling the scaling view: {e:#}")),
@@ -163,6 +165,16 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         };
         crate::report::timeline::write(&chart, &path)?;
         notes.push(format!("timeline chart: {}", path.display()));
+        // The raw usage, as the autoscaler's policy saw it.
+        let path = dir.join(format!("autoscale-{}-trace.csv", target.name));
+        let mut csv = String::from(TraceRow::HEADER);
+        for row in &trace {
+            csv.push('\n');
+            csv.push_str(&row.csv());
+        }
+        csv.push('\n');
+        std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+        notes.push(format!("usage trace: {}", path.display()));
     }
     if bounds.rows <= SMALL_TABLE_ROWS {
         notes.push(format!(

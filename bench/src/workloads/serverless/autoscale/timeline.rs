@@ -47,6 +47,63 @@ pub fn point(service: &Value, at: Duration) -> Point {
     }
 }
 
+/// One raw reading of the backend's usage as Torpor's autoscaler saw it:
+/// what its policy is fed (a recorded trace replays through the policy's
+/// own tests, `proxy/src/scaler/policy/traces/`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceRow {
+    /// When it was read, milliseconds from the start of the load.
+    pub at_ms: u64,
+    /// CPU time the backend used, ns (a counter).
+    pub cpu_nanos: u64,
+    /// Memory charged to it, bytes.
+    pub memory_bytes: u64,
+    /// Memory it holds that the kernel cannot drop, bytes.
+    pub working_set_bytes: u64,
+    /// Its buffer pool, bytes.
+    pub buffer_pool_bytes: u64,
+    /// Its CPU limit then.
+    pub cpus: f64,
+    /// Its memory limit then, MiB.
+    pub memory_mib: u64,
+}
+
+impl TraceRow {
+    /// The CSV header [`TraceRow::csv`] lines follow.
+    pub const HEADER: &'static str =
+        "at_ms,cpu_nanos,memory_bytes,working_set_bytes,buffer_pool_bytes,cpus,memory_mib";
+
+    /// The row of a `GET /services/{name}` body read at `at`; `None` when
+    /// a field is missing.
+    pub fn of(service: &Value, at: Duration) -> Option<TraceRow> {
+        let scaling = &service["scaling"];
+        let usage = &scaling["usage"];
+        Some(TraceRow {
+            at_ms: at.as_millis() as u64,
+            cpu_nanos: usage["cpu_nanos"].as_u64()?,
+            memory_bytes: usage["memory_bytes"].as_u64()?,
+            working_set_bytes: usage["working_set_bytes"].as_u64()?,
+            buffer_pool_bytes: scaling["buffer_pool_bytes"].as_u64()?,
+            cpus: scaling["resources"]["cpus"].as_f64()?,
+            memory_mib: scaling["resources"]["memory_mib"].as_u64()?,
+        })
+    }
+
+    /// The row as one CSV line.
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{}",
+            self.at_ms,
+            self.cpu_nanos,
+            self.memory_bytes,
+            self.working_set_bytes,
+            self.buffer_pool_bytes,
+            self.cpus,
+            self.memory_mib
+        )
+    }
+}
+
 /// CPUs and memory (MiB).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Size {
@@ -175,6 +232,19 @@ mod tests {
                 ]
             }
         })
+    }
+
+    #[test]
+    fn a_trace_row_keeps_the_raw_counters_and_needs_them_all() {
+        let row = TraceRow::of(&view(), Duration::from_millis(2500)).expect("a row");
+        assert_eq!(row.csv(), "2500,5,400000000,314572800,201326592,1,768");
+        assert_eq!(
+            TraceRow::HEADER.split(',').count(),
+            row.csv().split(',').count()
+        );
+        let mut partial = view();
+        partial["scaling"]["usage"] = json!({});
+        assert_eq!(TraceRow::of(&partial, Duration::ZERO), None);
     }
 
     #[test]
