@@ -44,6 +44,9 @@ pub struct ScalingView {
     pub cpus_used: Option<f64>,
     /// The last reading.
     pub usage: Option<Usage>,
+    /// When it was taken, ms since the Unix epoch (a recorded trace
+    /// replays on the sampler's own clock).
+    pub sampled_at_unix_ms: Option<u64>,
     /// The buffer pool size as last set or read back, bytes.
     pub buffer_pool_bytes: Option<u64>,
     /// The latest resizes, newest last.
@@ -134,6 +137,7 @@ impl Autoscaler {
             view.cpus_used = Some(used);
         }
         view.usage = Some(usage);
+        view.sampled_at_unix_ms = Some(unix_ms());
         self.last = Some((at, usage));
         if !self.enabled {
             return None;

@@ -285,6 +285,9 @@ impl Policy {
 }
 
 #[cfg(test)]
+mod traces;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -95,7 +95,12 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         match admin.service_view(name) {
             Ok(view) => {
                 points.push(timeline::point(&view, at));
-                trace.extend(TraceRow::of(&view, at));
+                // Each of the autoscaler's samples once.
+                if let Some(row) = TraceRow::of(&view) {
+                    if trace.last().map(|r| r.sampled_unix_ms) != Some(row.sampled_unix_ms) {
+                        trace.push(row);
+                    }
+                }
                 timeline::merge(&mut resizes, timeline::resizes(&view));
             }
             Err(e) => sampling.add(format!("sampling the scaling view: {e:#}")),
@@ -170,7 +175,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
         let mut csv = String::from(TraceRow::HEADER);
         for row in &trace {
             csv.push('\n');
-            csv.push_str(&row.csv());
+            csv.push_str(&row.csv(ran.started_unix_ms));
         }
         csv.push('\n');
         std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;

@@ -52,8 +52,8 @@ pub fn point(service: &Value, at: Duration) -> Point {
 /// own tests, `proxy/src/scaler/policy/traces/`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceRow {
-    /// When it was read, milliseconds from the start of the load.
-    pub at_ms: u64,
+    /// When Torpor's autoscaler took it, ms since the Unix epoch.
+    pub sampled_unix_ms: u64,
     /// CPU time the backend used, ns (a counter).
     pub cpu_nanos: u64,
     /// Memory charged to it, bytes.
@@ -73,13 +73,13 @@ impl TraceRow {
     pub const HEADER: &'static str =
         "at_ms,cpu_nanos,memory_bytes,working_set_bytes,buffer_pool_bytes,cpus,memory_mib";
 
-    /// The row of a `GET /services/{name}` body read at `at`; `None` when
-    /// a field is missing.
-    pub fn of(service: &Value, at: Duration) -> Option<TraceRow> {
+    /// The row of a `GET /services/{name}` body; `None` when a field is
+    /// missing (a Torpor that does not show them).
+    pub fn of(service: &Value) -> Option<TraceRow> {
         let scaling = &service["scaling"];
         let usage = &scaling["usage"];
         Some(TraceRow {
-            at_ms: at.as_millis() as u64,
+            sampled_unix_ms: scaling["sampled_at_unix_ms"].as_u64()?,
             cpu_nanos: usage["cpu_nanos"].as_u64()?,
             memory_bytes: usage["memory_bytes"].as_u64()?,
             working_set_bytes: usage["working_set_bytes"].as_u64()?,
@@ -89,11 +89,11 @@ impl TraceRow {
         })
     }
 
-    /// The row as one CSV line.
-    pub fn csv(&self) -> String {
+    /// The row as one CSV line, its time in ms from `start_unix_ms`.
+    pub fn csv(&self, start_unix_ms: u64) -> String {
         format!(
             "{},{},{},{},{},{},{}",
-            self.at_ms,
+            self.sampled_unix_ms.saturating_sub(start_unix_ms),
             self.cpu_nanos,
             self.memory_bytes,
             self.working_set_bytes,
@@ -236,15 +236,20 @@ mod tests {
 
     #[test]
     fn a_trace_row_keeps_the_raw_counters_and_needs_them_all() {
-        let row = TraceRow::of(&view(), Duration::from_millis(2500)).expect("a row");
-        assert_eq!(row.csv(), "2500,5,400000000,314572800,201326592,1,768");
+        let mut sampled = view();
+        sampled["scaling"]["sampled_at_unix_ms"] = json!(1_002_500u64);
+        let row = TraceRow::of(&sampled).expect("a row");
+        assert_eq!(
+            row.csv(1_000_000),
+            "2500,5,400000000,314572800,201326592,1,768"
+        );
         assert_eq!(
             TraceRow::HEADER.split(',').count(),
-            row.csv().split(',').count()
+            row.csv(0).split(',').count()
         );
-        let mut partial = view();
-        partial["scaling"]["usage"] = json!({});
-        assert_eq!(TraceRow::of(&partial, Duration::ZERO), None);
+        assert_eq!(TraceRow::of(&view()), None, "no sample time");
+        sampled["scaling"]["usage"] = json!({});
+        assert_eq!(TraceRow::of(&sampled), None);
     }
 
     #[test]
