@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// moves it, MiB (a table of its own, filled once and kept).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub relocate_data_mib: u64,
+    /// The `autoscale` service does not load its buffer pool's last dump
+    /// back after a grow (`reload_after_grow = false`): run once with and
+    /// once without to see what hydration is worth.
+    #[arg(long)]
+    pub autoscale_no_reload: bool,
     /// Rows of the `autoscale` workload's table: the default fits any
     /// buffer pool; a few million outgrow the smallest size's, for the
     /// hydration figures.
@@ -374,6 +379,8 @@ pub struct AutoscaleSettings {
     pub max_memory_mib: u64,
     /// Rows of the workload's table.
     pub rows: u32,
+    /// Whether a grown buffer pool loads its last dump back.
+    pub reload_after_grow: bool,
 }
 
 impl Default for AutoscaleSettings {
@@ -385,6 +392,7 @@ impl Default for AutoscaleSettings {
             min_memory_mib: 512,
             max_memory_mib: 1024,
             rows: 1_000,
+            reload_after_grow: true,
         }
     }
 }
@@ -428,6 +436,7 @@ impl AutoscaleSettings {
             min_memory_mib: args.autoscale_min_memory_mib,
             max_memory_mib: args.autoscale_max_memory_mib,
             rows: args.autoscale_rows,
+            reload_after_grow: !args.autoscale_no_reload,
         })
     }
 }

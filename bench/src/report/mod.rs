@@ -119,6 +119,9 @@ pub struct SettingsSummary {
     pub autoscale_rows: u32,
     /// Data `relocate-stall` moves, MiB.
     pub relocate_data_mib: u64,
+    /// Whether the `autoscale` service reloaded its buffer pool's dump
+    /// after a grow.
+    pub autoscale_reload_after_grow: bool,
 }
 
 /// A target as reported.
@@ -257,6 +260,7 @@ impl Report {
                 ],
                 autoscale_rows: settings.autoscale.rows,
                 relocate_data_mib: settings.serverless.relocate_data_mib,
+                autoscale_reload_after_grow: settings.autoscale.reload_after_grow,
             },
             baseline: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
             targets: targets.iter().map(summarize_target).collect(),

@@ -129,12 +129,14 @@ cpu_step = {CPU_STEP}
 memory_step_mib = {MEMORY_STEP_MIB}
 scale_up_after_ms = {SCALE_UP_AFTER_MS}
 scale_down_after_secs = {SCALE_DOWN_AFTER_SECS}
+reload_after_grow = {reload}
 "#,
         state = toml_string(&state_dir.display().to_string()),
         user = toml_string(&credentials.user),
         password = toml_string(&credentials.password),
         service = toml_string(service),
         image = toml_string(&image()),
+        reload = bounds.reload_after_grow,
         min_cpus = bounds.min_cpus,
         max_cpus = bounds.max_cpus,
         min_memory = bounds.min_memory_mib,
@@ -288,6 +290,24 @@ mod tests {
             config.admin.listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 4001)))
         );
+        assert!(autoscale.reload_after_grow);
+        // --autoscale-no-reload reaches the service.
+        let without = AutoscaleSettings {
+            reload_after_grow: false,
+            ..AutoscaleSettings::default()
+        };
+        let text = config_text(
+            SocketAddr::from(([127, 0, 0, 1], 4000)),
+            SocketAddr::from(([127, 0, 0, 1], 4001)),
+            Path::new("/tmp/state"),
+            &credentials,
+            "bench-autoscale-7",
+            &without,
+        );
+        let config = torpor::config::Config::from_toml(&text, "bench.toml".into())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let autoscale = config.services[0].autoscale.as_ref().expect("autoscale on");
+        assert!(!autoscale.reload_after_grow);
     }
 
     #[test]

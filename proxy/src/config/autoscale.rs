@@ -37,6 +37,11 @@ pub struct AutoscaleConfig {
     /// down.
     #[serde(default = "default_scale_down_after_secs")]
     pub scale_down_after_secs: u64,
+    /// After the buffer pool grows, load the pages of its last dump back
+    /// in the background (`innodb_buffer_pool_load_now`): hydration. Off
+    /// only to measure what it is worth.
+    #[serde(default = "yes")]
+    pub reload_after_grow: bool,
 }
 
 fn yes() -> bool {
@@ -79,6 +84,7 @@ impl Default for AutoscaleConfig {
             memory_step_mib: default_memory_step_mib(),
             scale_up_after_ms: default_scale_up_after_ms(),
             scale_down_after_secs: default_scale_down_after_secs(),
+            reload_after_grow: true,
         }
     }
 }

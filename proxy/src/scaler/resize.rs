@@ -22,6 +22,8 @@ const SHRINK_WAIT: Duration = Duration::from_secs(10);
 pub struct PoolSizing {
     /// The share of memory the buffer pool gets (0–1).
     pub share: f64,
+    /// Whether a grown pool loads its last dump's pages back (hydration).
+    pub reload_after_grow: bool,
 }
 
 impl PoolSizing {
@@ -93,7 +95,9 @@ pub fn start(
         if to.memory_mib > from.memory_mib {
             if let Some(access) = &access {
                 set_pool(access, service, pool_bytes);
-                hydrate(access.clone(), service);
+                if pool.reload_after_grow {
+                    hydrate(access.clone(), service);
+                }
             }
         }
         return Ok(Step::Done(Applied {
@@ -205,9 +209,19 @@ mod tests {
 
     #[test]
     fn the_pool_follows_memory_in_whole_mib() {
-        let pool = PoolSizing { share: 0.5 };
+        let pool = PoolSizing {
+            share: 0.5,
+            reload_after_grow: true,
+        };
         assert_eq!(pool.bytes_for(1024), 512 * MIB);
         assert_eq!(pool.bytes_for(1000), 500 * MIB);
-        assert_eq!(PoolSizing { share: 0.0 }.bytes_for(1024), MIB);
+        assert_eq!(
+            PoolSizing {
+                share: 0.0,
+                reload_after_grow: true
+            }
+            .bytes_for(1024),
+            MIB
+        );
     }
 }

@@ -186,7 +186,13 @@ pub fn sizing_of(service: &ServiceConfig) -> Sizing {
     Sizing {
         start,
         autoscale,
-        pool: PoolSizing { share },
+        pool: PoolSizing {
+            share,
+            reload_after_grow: service
+                .autoscale
+                .as_ref()
+                .is_none_or(|a| a.reload_after_grow),
+        },
     }
 }
 

@@ -101,7 +101,10 @@ fn a_shrink_waiting_for_memory_keeps_the_actor_answering() {
         sizing: Sizing {
             start,
             autoscale: None,
-            pool: PoolSizing { share: 0.5 },
+            pool: PoolSizing {
+                share: 0.5,
+                reload_after_grow: true,
+            },
         },
         startup_sql: StartupSql::default(),
         temporary: false,

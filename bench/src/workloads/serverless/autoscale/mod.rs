@@ -52,13 +52,21 @@ pub const AFTER_GROW: Duration = Duration::from_secs(10);
 /// At most this many rows fit the smallest buffer pool many times over.
 const SMALL_TABLE_ROWS: u32 = 100_000;
 
-/// What would let the workload measure hydration without the reload.
-pub const NO_RELOAD_SWITCH: &str = "hydration without innodb_buffer_pool_load_now: not \
-     measured. Torpor runs SET GLOBAL innodb_buffer_pool_load_now = ON after every grow \
-     (proxy/src/scaler/resize.rs, hydrate) and has no switch to leave it out; a per-service \
-     `reload_after_grow` option (or a resize parameter) would let this workload compare both. \
-     The reload reads the page list of the last dump (taken at suspend or shutdown): on a \
-     service never suspended since its volume was made there is none to read";
+/// What the hydration figures compare, said in the report.
+pub fn reload_note(reload_after_grow: bool) -> String {
+    let how = if reload_after_grow {
+        "with the reload (innodb_buffer_pool_load_now after each grow; \
+         --autoscale-no-reload runs without it)"
+    } else {
+        "without the reload (--autoscale-no-reload: reload_after_grow = false)"
+    };
+    format!(
+        "hydration {how}. The reload reads the page list of the last dump (taken at a \
+         shrink, a suspend or a shutdown): round 1 starts from a fresh service with none; \
+         later rounds start with a shrink from the largest size, whose dump holds the pages \
+         the load read there"
+    )
+}
 
 /// Runs the workload on `target`, whose service `admin` reaches.
 pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outcome> {
@@ -188,7 +196,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin) -> anyhow::Result<Outc
             bounds.rows
         ));
     }
-    notes.push(NO_RELOAD_SWITCH.to_string());
+    notes.push(reload_note(bounds.reload_after_grow));
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: None,
