@@ -522,6 +522,9 @@ impl Actor {
                 }
                 let old = std::mem::replace(&mut self.driver, target);
                 relocate::retire(old, self.service.name.clone());
+                // Usage is read from the new backend now: its counters
+                // start afresh.
+                self.autoscaler.restart();
                 let total = started.elapsed();
                 if let Ok(mut view) = self.service.relocation.lock() {
                     view.phase = "moved";

@@ -466,7 +466,8 @@ fn catch_up(target: &AdminAccess, source: &AdminAccess) -> Result<(), String> {
 
 /// The source, stopped taking writes for the switch-over: the lock lives
 /// as long as this value (dropped, its connection closes and the lock
-/// goes; [`Fenced::release`] also lifts `read_only`).
+/// goes, while `read_only` stays until the server does;
+/// [`Fenced::release`] lifts both).
 pub struct Fenced {
     conn: mysql::Conn,
     /// The position the target must reach.
