@@ -406,6 +406,10 @@ impl Actor {
             .driver
             .admin_access()
             .ok_or("the backend gives no administrative access")?;
+        let replicate_from = self
+            .driver
+            .replication_address()
+            .map_err(|e| e.to_string())?;
         let view = RelocationView::starting(self.driver.describe(), target.describe());
         if let Ok(mut shown) = self.service.relocation.lock() {
             *shown = view;
@@ -413,6 +417,7 @@ impl Actor {
         let job = PrepareJob {
             backup,
             source,
+            replicate_from,
             target,
             resources: self.resources,
             buffer_pool_bytes: self.timers.buffer_pool_bytes,
