@@ -52,6 +52,10 @@ impl Managed {
         service.buffer_pool_mib = 64;
         // Containers and their volumes go with the test.
         service.temporary = driver == DriverKind::Docker;
+        if driver == DriverKind::Docker {
+            // The image the Docker tests check for (TORPOR_MARIADB_IMAGE).
+            service.image = crate::docker::mariadb_image();
+        }
         configure(&mut service, &mut config);
         config.services = vec![service];
         let proxy = Proxy::start(config).unwrap_or_else(|e| panic!("cannot start torpor: {e}"));

@@ -1,0 +1,132 @@
+//! Relocation with the `docker` driver: a service moves to a new
+//! container with a new volume on the same engine (a copy by
+//! `mariadb-backup` run in the source container, restored by a helper
+//! container of the image; a catch-up by GTID replication over the
+//! containers' network; a switch-over), or, parked, by a copy of its
+//! volume at rest. The scenarios are the process driver's
+//! (`torpor_tests::relocation`); here the old container and volume must
+//! be gone afterwards. Under `TORPOR_REQUIRE_DOCKER=1` (CI) a missing
+//! engine or image fails these tests; elsewhere they say "skipped" and
+//! pass.
+
+use std::time::Duration;
+
+use torpor::config::DriverKind;
+use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
+use torpor_tests::relocation::{
+    moves_live_with_nothing_lost, moves_parked, wait_gone, wakes_where_it_moved,
+};
+use torpor_tests::serverless::{name, Managed};
+
+fn engine_and_image() -> bool {
+    images_ready(&[mariadb_image()]).is_some()
+}
+
+/// Whether the engine knows a container (`container`) or volume
+/// (`volume`) of that name.
+fn exists(kind: &str, name: &str) -> bool {
+    docker(&[kind, "inspect", name]).is_some_and(|out| out.status.success())
+}
+
+/// The names of the containers (all states) of Torpor's service `service`.
+fn containers_of(service: &str) -> Vec<String> {
+    docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=org.torpor.service={service}"),
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The names of the volumes of Torpor's service `service`.
+fn volumes_of(service: &str) -> Vec<String> {
+    docker_ok(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=org.torpor.service={service}"),
+        "--format",
+        "{{.Name}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Checks the service's data is now on one new volume, which its
+/// placement file names, and the first container and volume are gone;
+/// returns the new container's name.
+fn moved_to_a_new_volume(managed: &Managed, service: &str) -> String {
+    let old = format!("torpor-{service}");
+    wait_gone("the old container", Duration::from_secs(60), || {
+        !exists("container", &old)
+    });
+    wait_gone("the old volume", Duration::from_secs(30), || {
+        !exists("volume", &format!("{old}-data"))
+    });
+    let placement = std::fs::read_to_string(
+        managed
+            .state_dir
+            .path()
+            .join("services")
+            .join(service)
+            .join("docker.placement"),
+    )
+    .expect("a placement file");
+    let new = format!("{old}{}", placement.trim());
+    assert_eq!(volumes_of(service), vec![format!("{new}-data")]);
+    new
+}
+
+#[test]
+fn a_live_service_moves_to_a_new_container_with_nothing_lost() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "move");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let moved = moves_live_with_nothing_lost(&managed, &service);
+    let new = moved_to_a_new_volume(&managed, &service);
+    assert_eq!(containers_of(&service), vec![new.clone()]);
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Status}}", &new]),
+        "running"
+    );
+    println!("relocated to {new}: {}", moved.figures());
+    // A temporary service's backend goes with Torpor: the new pair too.
+    drop(managed);
+    assert!(containers_of(&service).is_empty(), "a container was left");
+    assert!(volumes_of(&service).is_empty(), "a volume was left");
+}
+
+#[test]
+fn a_parked_service_moves_to_a_new_volume_at_rest() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "restmove");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let (moved, session, server_before) = moves_parked(&managed, &service);
+    let new = moved_to_a_new_volume(&managed, &service);
+    // Still parked: its container is made at the next wake.
+    assert!(
+        containers_of(&service).is_empty(),
+        "{:?}",
+        containers_of(&service)
+    );
+    wakes_where_it_moved(session, server_before);
+    assert_eq!(containers_of(&service), vec![new.clone()]);
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Status}}", &new]),
+        "running"
+    );
+    println!(
+        "parked service moved at rest to {new}: {} bytes copied in {} ms",
+        moved["relocation"]["bytes_copied"], moved["relocation"]["copy_ms"]
+    );
+}
