@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
+use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
 use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
 use torpor_tests::relocation::{
-    moves_live_with_nothing_lost, moves_parked, wait_gone, wakes_where_it_moved,
+    moves_live_with_nothing_lost, moves_parked, wait_gone, wait_relocated, wakes_where_it_moved,
 };
 use torpor_tests::serverless::{name, Managed};
 
@@ -128,5 +129,66 @@ fn a_parked_service_moves_to_a_new_volume_at_rest() {
     println!(
         "parked service moved at rest to {new}: {} bytes copied in {} ms",
         moved["relocation"]["bytes_copied"], moved["relocation"]["copy_ms"]
+    );
+}
+
+/// Removes a kept (not temporary) service's containers and volumes when
+/// the test ends, however it ends.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for container in containers_of(&self.0) {
+            let _ = docker(&["rm", "-f", "-v", &container]);
+        }
+        for volume in volumes_of(&self.0) {
+            let _ = docker(&["volume", "rm", "-f", &volume]);
+        }
+    }
+}
+
+/// A Torpor started again after a relocation runs the container the
+/// service moved to (its state folder's placement), with its data, not a
+/// new empty one under the first name.
+#[test]
+fn a_restarted_torpor_runs_the_container_the_service_moved_to() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "moveboot");
+    // Dropped after Torpor (declared first): the containers go last.
+    let _cleanup = RemoveOnDrop(service.clone());
+    let mut managed = Managed::start(DriverKind::Docker, &service, |s, _| s.temporary = false);
+    let mut setup = managed.connect();
+    setup
+        .query_drop("CREATE TABLE test.kept (id INT PRIMARY KEY)")
+        .expect("create");
+    setup
+        .query_drop("INSERT INTO test.kept SELECT seq FROM test.seq_1_to_500")
+        .expect("fill");
+    drop(setup);
+    let (status, body) = managed.act(&service, "relocate");
+    assert_eq!(status, 202, "{body}");
+    let moved = wait_relocated(&managed, &service, Duration::from_secs(180));
+    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
+    let new = moved_to_a_new_volume(&managed, &service);
+    let server_moved: u32 = managed
+        .connect()
+        .query_first("SELECT @@server_id")
+        .expect("server id")
+        .expect("a row");
+
+    managed.restart();
+    let mut check = managed.connect();
+    let (rows, server): (i64, u32) = check
+        .query_first("SELECT (SELECT COUNT(*) FROM test.kept), @@server_id")
+        .expect("query")
+        .expect("a row");
+    assert_eq!(rows, 500);
+    assert_eq!(server, server_moved, "another server than the moved one");
+    assert_eq!(containers_of(&service), vec![new.clone()]);
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Status}}", &new]),
+        "running"
     );
 }
