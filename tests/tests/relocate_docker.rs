@@ -15,7 +15,8 @@ use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
 use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
 use torpor_tests::relocation::{
-    moves_live_with_nothing_lost, moves_parked, wait_gone, wait_relocated, wakes_where_it_moved,
+    moves_live_with_nothing_lost, moves_parked, sysbench_through_a_move, wait_gone, wait_relocated,
+    wakes_where_it_moved,
 };
 use torpor_tests::serverless::{name, Managed};
 
@@ -103,6 +104,20 @@ fn a_live_service_moves_to_a_new_container_with_nothing_lost() {
     drop(managed);
     assert!(containers_of(&service).is_empty(), "a container was left");
     assert!(volumes_of(&service).is_empty(), "a volume was left");
+}
+
+/// sysbench `oltp_read_write` (8 threads, prepared statements) runs
+/// through a move to a new container without an error or a reconnect.
+#[test]
+fn sysbench_read_write_runs_through_a_move_to_a_new_container() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "sbmove");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let figures = sysbench_through_a_move(&managed, &service);
+    moved_to_a_new_volume(&managed, &service);
+    println!("sysbench through a move to a new container: {figures}");
 }
 
 #[test]

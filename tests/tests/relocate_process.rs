@@ -10,7 +10,8 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
 use torpor_tests::relocation::{
-    moves_live_with_nothing_lost, moves_parked, wait_gone, wait_relocated, wakes_where_it_moved,
+    moves_live_with_nothing_lost, moves_parked, sysbench_through_a_move, wait_gone, wait_relocated,
+    wakes_where_it_moved,
 };
 use torpor_tests::serverless::{name, Managed, Stateful};
 
@@ -102,56 +103,15 @@ fn a_pin_that_cannot_move_refuses_the_relocation_unless_forced() {
 
 /// sysbench `oltp_read_write` with 8 threads and server-side prepared
 /// statements runs through a relocation without one error or reconnect,
-/// and every table is whole afterwards (its transactions delete and
-/// re-insert rows: a lost or doubled statement shows as a row count).
+/// and every table is whole afterwards.
 #[test]
 fn sysbench_read_write_runs_through_a_relocation() {
-    use torpor_tests::sysbench::{parse_summary, sysbench, TABLES, TABLE_SIZE};
     require_programs();
     let service = name("proc", "sbmove");
     let managed = Managed::start(DriverKind::Process, &service, |_, _| {});
-    sysbench(managed.addr(), "test", "oltp_read_write", &[], "prepare");
-    let load = {
-        let addr = managed.addr();
-        std::thread::spawn(move || {
-            sysbench(
-                addr,
-                "test",
-                "oltp_read_write",
-                &[
-                    "--threads=8",
-                    "--time=30",
-                    "--report-interval=0",
-                    "--db-ps-mode=auto",
-                ],
-                "run",
-            )
-        })
-    };
-    std::thread::sleep(Duration::from_secs(4));
-    let (status, body) = managed.act(&service, "relocate");
-    assert_eq!(status, 202, "{body}");
-    let moved = wait_relocated(&managed, &service, Duration::from_secs(120));
-    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
-    let output = load.join().expect("sysbench");
-    let summary = parse_summary(&output);
-    assert!(summary.transactions > 0, "{output}");
-    assert_eq!(summary.ignored_errors, 0, "{output}");
-    assert_eq!(summary.reconnects, 0, "{output}");
-    let mut check = managed.connect();
-    for table in 1..=TABLES {
-        let count: Option<u64> = check
-            .query_first(format!("SELECT COUNT(*) FROM test.sbtest{table}"))
-            .expect("count");
-        assert_eq!(count, Some(TABLE_SIZE), "sbtest{table} after the move");
-    }
     println!(
-        "sysbench through a relocation: {} transactions, 0 errors, 0 reconnects; copy {} ms, catch-up {} ms, stall {} ms, total {} ms",
-        summary.transactions,
-        moved["relocation"]["copy_ms"],
-        moved["relocation"]["catch_up_ms"],
-        moved["relocation"]["stall_ms"],
-        moved["relocation"]["total_ms"],
+        "sysbench through a relocation: {}",
+        sysbench_through_a_move(&managed, &service)
     );
 }
 

@@ -472,7 +472,7 @@ impl Actor {
                 if let Err(Request::Relocation(Prepare::Ready(prepared))) =
                     service.request_or_return(Request::Relocation(prepared))
                 {
-                    relocate::retire(prepared.target, service.name.clone());
+                    relocate::retire(prepared.target, service.name.clone(), None);
                 }
             })
             .map(|_| ())
@@ -513,7 +513,7 @@ impl Actor {
                 Err("the service woke during the move: its data changed".to_string())
             }
             None if self.service.lifecycle.state() == State::Parked => {
-                Ok((Duration::ZERO, Vec::new()))
+                Ok((Duration::ZERO, Vec::new(), None))
             }
             None => Err(format!(
                 "the service is {}, not parked, at the end of the move",
@@ -521,12 +521,12 @@ impl Actor {
             )),
         };
         match switched {
-            Ok((stall, pins_left)) => {
+            Ok((stall, pins_left, fence)) => {
                 if let Err(e) = target.take_over() {
                     warn!(service = %self.service.name, "recording the new backend: {e}");
                 }
                 let old = std::mem::replace(&mut self.driver, target);
-                relocate::retire(old, self.service.name.clone());
+                relocate::retire(old, self.service.name.clone(), fence);
                 let total = started.elapsed();
                 if let Ok(mut view) = self.service.relocation.lock() {
                     view.phase = "moved";
@@ -549,7 +549,7 @@ impl Actor {
                 );
             }
             Err(why) => {
-                relocate::retire(target, self.service.name.clone());
+                relocate::retire(target, self.service.name.clone(), None);
                 failed(self, why);
             }
         }
@@ -558,14 +558,15 @@ impl Actor {
     /// The switch-over: new statements wait while the statements running
     /// get up to [`SWITCH_BOUND`] to finish; then the source stops taking
     /// writes, the target applies the last of them and becomes the
-    /// service's backend. Returns how long statements waited, and the
-    /// pins that could not move (forced).
+    /// service's backend. Returns how long statements waited, the pins
+    /// that could not move (forced), and the source's fence, to hold
+    /// until the source is removed.
     fn switch_over(
         &mut self,
         target: &mut dyn Driver,
         endpoint: crate::endpoint::Endpoint,
         force: bool,
-    ) -> Result<(Duration, Vec<String>), String> {
+    ) -> Result<(Duration, Vec<String>, Option<relocate::Fenced>), String> {
         let state = self.service.lifecycle.state();
         if state != State::Active {
             return Err(format!("service is {} at the switch-over", state.name()));
@@ -631,9 +632,13 @@ impl Actor {
         self.service.accounts.set_access(Some(target_access.into()));
         self.transition(Event::Moved);
         let waited = stall.elapsed();
-        // The source stays fenced until it is removed.
-        drop(fenced);
-        Ok((waited, pins_left))
+        // The source stays fenced until it is removed: a statement that
+        // reached it after the fence (a pinned session's, sent as the
+        // generation changed) waits on the lock until its connection
+        // breaks with the old backend, and its session then replays the
+        // transaction on the target. Released now, it would run into
+        // read_only and fail.
+        Ok((waited, pins_left, Some(fenced)))
     }
 
     /// Samples the backend when a sample is due and applies what the

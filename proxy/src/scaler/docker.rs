@@ -820,11 +820,11 @@ impl Driver for DockerDriver {
     }
 
     fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
-        Ok(Box::new(DockerDriver::new(self.target_options())?))
+        Ok(Box::new(DockerDriver::new(self.target_options()?)?))
     }
 
     fn backup_command(&self) -> Result<std::process::Command, DriverError> {
-        Ok(self.backup())
+        self.backup()
     }
 
     fn restore(

@@ -537,8 +537,9 @@ pub fn promote(target: &AdminAccess, position: &str) -> Result<(), String> {
 }
 
 /// Stops and removes a relocated service's old backend, on a thread of
-/// its own (it may take seconds; nothing waits for it).
-pub fn retire(mut old: Box<dyn Driver>, service: String) {
+/// its own (it may take seconds; nothing waits for it). Its `fence`, if
+/// any, is lifted only once it is gone (see the actor's switch-over).
+pub fn retire(mut old: Box<dyn Driver>, service: String, fence: Option<Fenced>) {
     let _ = std::thread::Builder::new()
         .name(format!("torpor-retire-{service}"))
         .spawn(move || {
@@ -547,6 +548,7 @@ pub fn retire(mut old: Box<dyn Driver>, service: String) {
             } else {
                 tracing::info!(%service, "old backend removed after a relocation");
             }
+            drop(fence);
         });
 }
 

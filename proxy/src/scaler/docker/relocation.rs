@@ -105,17 +105,29 @@ pub(super) fn apply_placement(options: &mut DockerOptions) {
         .and_then(|home| placed_socket_dir(home, suffix));
 }
 
+/// The docker CLI, which a relocation runs (`docker exec`, `docker run`
+/// of helper containers: streams that bollard would have to re-frame).
+fn docker_cli() -> Result<PathBuf, DriverError> {
+    crate::scaler::process::find_program(&["docker"]).ok_or_else(|| {
+        DriverError::Failed(
+            "the docker CLI is not installed where Torpor runs: moving a container runs it (Debian: docker.io or docker-ce-cli)".into(),
+        )
+    })
+}
+
 impl DockerDriver {
     /// The options of a relocation's target: the same service, image,
     /// limits and password, a new suffix (so a new container, volume and
     /// socket folder).
-    pub(super) fn target_options(&self) -> DockerOptions {
+    pub(super) fn target_options(&self) -> Result<DockerOptions, DriverError> {
+        // Said now, before anything is made, rather than halfway.
+        docker_cli()?;
         let mut options = self.options.clone();
         options.placement = format!("-m{}", crate::scaler::autoscaler::unix_ms());
         options.socket_dir = home_socket_dir(&self.options)
             .and_then(|home| placed_socket_dir(&home, &options.placement))
             .filter(|dir| dir.join(SOCKET_NAME).as_os_str().len() < SOCKET_PATH_MAX);
-        options
+        Ok(options)
     }
 
     /// The running container's address on its Docker network: where
@@ -149,25 +161,25 @@ impl DockerDriver {
     /// as root over its socket. The password travels in the docker CLI's
     /// environment (`-e MYSQL_PWD` without a value copies it from there),
     /// which only its owner reads, never on a command line.
-    pub(super) fn backup(&self) -> Command {
+    pub(super) fn backup(&self) -> Result<Command, DriverError> {
         let script = format!(
             "rm -rf {BACKUP_SCRATCH} && mkdir -p {BACKUP_SCRATCH} && \
              exec mariadb-backup --backup --stream=xbstream --user={ADMIN_USER} \
              --socket={SOCKET_DIR}/{SOCKET_NAME} --datadir={DATADIR} \
              --target-dir={BACKUP_SCRATCH} --tmpdir={BACKUP_SCRATCH}"
         );
-        let mut command = Command::new("docker");
+        let mut command = Command::new(docker_cli()?);
         command
             .env("MYSQL_PWD", &self.options.admin_password)
             .args(["exec", "-e", "MYSQL_PWD"])
             .arg(self.options.container_name())
             .args(["sh", "-c", &script]);
-        command
+        Ok(command)
     }
 
     /// A helper container of the image with this backend's volume on the
     /// datadir, no network, removed when `args` end.
-    fn helper(&self, stdin: bool, read_only: bool, args: &[&str]) -> Command {
+    fn helper(&self, stdin: bool, read_only: bool, args: &[&str]) -> Result<Command, DriverError> {
         let mut mount = format!(
             "type=volume,source={},target={DATADIR}",
             self.options.volume_name()
@@ -175,7 +187,7 @@ impl DockerDriver {
         if read_only {
             mount.push_str(",readonly");
         }
-        let mut command = Command::new("docker");
+        let mut command = Command::new(docker_cli()?);
         command.args(["run", "--rm", "--network", "none"]);
         if stdin {
             command.arg("-i");
@@ -187,7 +199,7 @@ impl DockerDriver {
             .arg(mount)
             .arg(&self.options.image)
             .args(args);
-        command
+        Ok(command)
     }
 
     /// Fills the new volume from a backup stream: extracted, prepared and
@@ -210,7 +222,7 @@ impl DockerDriver {
              cat {DATADIR}/mariadb_backup_binlog_info 2>/dev/null || true"
         );
         let output = feed(
-            self.helper(true, false, &["sh", "-c", &script]),
+            self.helper(true, false, &["sh", "-c", &script])?,
             backup,
             copied,
         )?;
@@ -231,7 +243,7 @@ impl DockerDriver {
                 }
             }
         }
-        Ok(self.helper(false, true, &["tar", "-C", DATADIR, "-cf", "-", "."]))
+        self.helper(false, true, &["tar", "-C", DATADIR, "-cf", "-", "."])
     }
 
     /// Fills the new volume from another backend's [`Self::export`].
@@ -244,7 +256,7 @@ impl DockerDriver {
         self.check_image()?;
         self.create_volume()?;
         feed(
-            self.helper(true, false, &["tar", "-C", DATADIR, "-xf", "-"]),
+            self.helper(true, false, &["tar", "-C", DATADIR, "-xf", "-"])?,
             data,
             copied,
         )
