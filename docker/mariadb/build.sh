@@ -45,7 +45,10 @@ setup_mariadb() {
 }
 
 started=$SECONDS
-build_rootfs mariadb setup_mariadb mariadb-server mariadb-client
+# mariadb-backup: a relocation copies a running server with it
+# (`mariadb-backup --backup --stream`, then `mbstream -x` and `--prepare`
+# in a helper container of this image on the target's volume).
+build_rootfs mariadb setup_mariadb mariadb-server mariadb-client mariadb-backup
 rootfs=$ROOTFS
 # shellcheck disable=SC2016 # ${Version} is dpkg-query's, not the shell's
 version=$(as_root chroot "$rootfs" dpkg-query -W -f '${Version}' mariadb-server)

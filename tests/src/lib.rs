@@ -10,6 +10,8 @@
 //!   a missing one fails the test with the package to install, never skips.
 //! - [`docker`]: tests of real containers: the docker CLI, images, unique
 //!   names, and when a missing engine is a skip or a failure.
+//! - [`relocation`]: the relocation scenarios every relocating driver
+//!   runs (a live move under writers, a parked move).
 //! - [`second_host`]: a second Docker Engine in a network namespace of
 //!   its own, reached over a veth pair, for tests across hosts.
 //!
@@ -259,6 +261,7 @@ pub fn torpor_binary() -> PathBuf {
 pub mod binary;
 pub mod docker;
 pub mod raw;
+pub mod relocation;
 pub mod second_host;
 pub mod serverless;
 pub mod sysbench;

@@ -20,6 +20,8 @@ use crate::{mysql_opts, test_config, APP_PASSWORD, APP_USER};
 /// A Torpor with one managed service, stopped (backend included) on drop.
 pub struct Managed {
     proxy: Option<Proxy>,
+    /// What it was started with, for [`Managed::restart`].
+    config: Config,
     /// The state folder (datadirs, secrets), removed on drop.
     pub state_dir: tempfile::TempDir,
 }
@@ -52,15 +54,34 @@ impl Managed {
         service.buffer_pool_mib = 64;
         // Containers and their volumes go with the test.
         service.temporary = driver == DriverKind::Docker;
+        if driver == DriverKind::Docker {
+            // The image the Docker tests check for (TORPOR_MARIADB_IMAGE).
+            service.image = crate::docker::mariadb_image();
+        }
         configure(&mut service, &mut config);
         config.services = vec![service];
-        let proxy = Proxy::start(config).unwrap_or_else(|e| panic!("cannot start torpor: {e}"));
+        let proxy =
+            Proxy::start(config.clone()).unwrap_or_else(|e| panic!("cannot start torpor: {e}"));
         let managed = Managed {
             proxy: Some(proxy),
+            config,
             state_dir,
         };
         managed.wait_for(State::Active, Duration::from_secs(120));
         managed
+    }
+
+    /// Stops Torpor (its backend stopped, or removed if temporary) and
+    /// starts it again on the same state folder; waits until the service
+    /// is active. Clients connect to its new address.
+    pub fn restart(&mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+        let proxy = Proxy::start(self.config.clone())
+            .unwrap_or_else(|e| panic!("cannot start torpor again: {e}"));
+        self.proxy = Some(proxy);
+        self.wait_for(State::Active, Duration::from_secs(120));
     }
 
     fn proxy(&self) -> &Proxy {

@@ -194,9 +194,14 @@ struct Relocating {
 }
 
 /// How long a relocation's switch-over lets running statements finish on
-/// the old backend before it goes on without them (open transactions do
-/// not wait: their journals are replayed on the new one).
+/// the old backend before it goes on without them (open transactions
+/// wait only [`TRANSACTION_GRACE`]: then their journals are replayed on
+/// the new one).
 const SWITCH_BOUND: Duration = Duration::from_secs(2);
+
+/// How long a switch-over lets open transactions finish on the old
+/// backend before it carries the idle ones over.
+const TRANSACTION_GRACE: Duration = Duration::from_millis(500);
 
 /// Pins a session can move with: an open transaction is replayed from
 /// its journal on the new backend.
@@ -406,6 +411,10 @@ impl Actor {
             .driver
             .admin_access()
             .ok_or("the backend gives no administrative access")?;
+        let replicate_from = self
+            .driver
+            .replication_address()
+            .map_err(|e| e.to_string())?;
         let view = RelocationView::starting(self.driver.describe(), target.describe());
         if let Ok(mut shown) = self.service.relocation.lock() {
             *shown = view;
@@ -413,6 +422,7 @@ impl Actor {
         let job = PrepareJob {
             backup,
             source,
+            replicate_from,
             target,
             resources: self.resources,
             buffer_pool_bytes: self.timers.buffer_pool_bytes,
@@ -467,7 +477,7 @@ impl Actor {
                 if let Err(Request::Relocation(Prepare::Ready(prepared))) =
                     service.request_or_return(Request::Relocation(prepared))
                 {
-                    relocate::retire(prepared.target, service.name.clone());
+                    relocate::retire(prepared.target, service.name.clone(), None);
                 }
             })
             .map(|_| ())
@@ -508,7 +518,7 @@ impl Actor {
                 Err("the service woke during the move: its data changed".to_string())
             }
             None if self.service.lifecycle.state() == State::Parked => {
-                Ok((Duration::ZERO, Vec::new()))
+                Ok((Duration::ZERO, Vec::new(), None))
             }
             None => Err(format!(
                 "the service is {}, not parked, at the end of the move",
@@ -516,12 +526,12 @@ impl Actor {
             )),
         };
         match switched {
-            Ok((stall, pins_left)) => {
+            Ok((stall, pins_left, fence)) => {
                 if let Err(e) = target.take_over() {
                     warn!(service = %self.service.name, "recording the new backend: {e}");
                 }
                 let old = std::mem::replace(&mut self.driver, target);
-                relocate::retire(old, self.service.name.clone());
+                relocate::retire(old, self.service.name.clone(), fence);
                 // Usage is read from the new backend now: its counters
                 // start afresh.
                 self.autoscaler.restart();
@@ -547,7 +557,7 @@ impl Actor {
                 );
             }
             Err(why) => {
-                relocate::retire(target, self.service.name.clone());
+                relocate::retire(target, self.service.name.clone(), None);
                 failed(self, why);
             }
         }
@@ -556,14 +566,15 @@ impl Actor {
     /// The switch-over: new statements wait while the statements running
     /// get up to [`SWITCH_BOUND`] to finish; then the source stops taking
     /// writes, the target applies the last of them and becomes the
-    /// service's backend. Returns how long statements waited, and the
-    /// pins that could not move (forced).
+    /// service's backend. Returns how long statements waited, the pins
+    /// that could not move (forced), and the source's fence, to hold
+    /// until the source is removed.
     fn switch_over(
         &mut self,
         target: &mut dyn Driver,
         endpoint: crate::endpoint::Endpoint,
         force: bool,
-    ) -> Result<(Duration, Vec<String>), String> {
+    ) -> Result<(Duration, Vec<String>, Option<relocate::Fenced>), String> {
         let state = self.service.lifecycle.state();
         if state != State::Active {
             return Err(format!("service is {} at the switch-over", state.name()));
@@ -586,11 +597,18 @@ impl Actor {
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            // Sessions idle in a transaction need not finish it: their
-            // journals carry it over. Statements running must end first.
+            // Open transactions get a short grace to finish where they
+            // began: one carried over replays on the target at a later
+            // snapshot, and under concurrent writes its reads may differ
+            // there, which refuses the replay (its client gets a
+            // retryable error). Past the grace, sessions idle in a
+            // transaction move with their journals; statements running
+            // must end first, up to the bound.
             let running = KeptAwake::now(&self.service, &self.registry)
                 .map_or(0, |awake| awake.queries_running);
-            if running == 0 || Instant::now() >= deadline {
+            let settled =
+                self.service.lent() == 0 || (running == 0 && stall.elapsed() >= TRANSACTION_GRACE);
+            if settled || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -629,9 +647,13 @@ impl Actor {
         self.service.accounts.set_access(Some(target_access.into()));
         self.transition(Event::Moved);
         let waited = stall.elapsed();
-        // The source stays fenced until it is removed.
-        drop(fenced);
-        Ok((waited, pins_left))
+        // The source stays fenced until it is removed: a statement that
+        // reached it after the fence (a pinned session's, sent as the
+        // generation changed) waits on the lock until its connection
+        // breaks with the old backend, and its session then replays the
+        // transaction on the target. Released now, it would run into
+        // read_only and fail.
+        Ok((waited, pins_left, Some(fenced)))
     }
 
     /// Samples the backend when a sample is due and applies what the

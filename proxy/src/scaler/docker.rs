@@ -10,6 +10,10 @@
 //! may hand out a new host port on every start, so the address is read
 //! back from the engine each time, never remembered across a stop.
 //!
+//! A relocation ([`relocation`]) moves the service to a new container and
+//! volume on the same engine, named with a suffix; a file in the service's
+//! state folder says which pair is the service's now.
+//!
 //! The [`Driver`] trait is synchronous and bollard is async: the driver
 //! owns a current-thread tokio runtime and blocks on each engine call. It
 //! never pulls images — there is no registry to pull from — so a missing
@@ -37,6 +41,8 @@ use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::handshake_arrives;
 use super::usage::{Usage, UsageSource};
 use crate::endpoint::Endpoint;
+
+mod relocation;
 
 /// The image a service runs unless configured otherwise.
 pub const DEFAULT_IMAGE: &str = "torpor/mariadb:10.11";
@@ -96,6 +102,14 @@ pub struct DockerOptions {
     /// port proxy: 10–25 % less proxy CPU per query, measured). `None`:
     /// TCP. The scaler's own connections stay on TCP either way.
     pub socket_dir: Option<PathBuf>,
+    /// The service's state folder: a relocation records there which
+    /// container and volume are the service's now. `None`: not recorded
+    /// (a Torpor started again would look for the first pair).
+    pub state_dir: Option<PathBuf>,
+    /// What a relocated backend's container and volume names end with
+    /// (`-m<unix ms>`); empty for the service's first pair. Read from the
+    /// state folder by [`DockerDriver::new`].
+    pub placement: String,
 }
 
 impl DockerOptions {
@@ -116,17 +130,22 @@ impl DockerOptions {
             ready_timeout: Duration::from_secs(120),
             name_prefix: DEFAULT_PREFIX.to_string(),
             socket_dir: None,
+            state_dir: None,
+            placement: String::new(),
         }
     }
 
     /// The container's name.
     pub fn container_name(&self) -> String {
-        format!("{}{}", self.name_prefix, self.service)
+        format!("{}{}{}", self.name_prefix, self.service, self.placement)
     }
 
     /// The datadir volume's name.
     pub fn volume_name(&self) -> String {
-        format!("{}{}-data", self.name_prefix, self.service)
+        format!(
+            "{}{}{}-data",
+            self.name_prefix, self.service, self.placement
+        )
     }
 }
 
@@ -210,8 +229,10 @@ struct Inspected {
 impl DockerDriver {
     /// A driver for `options.service`. Nothing is asked of the engine
     /// yet: the first driver call connects, creating the container if
-    /// needed.
-    pub fn new(options: DockerOptions) -> Result<DockerDriver, DriverError> {
+    /// needed. A service that was relocated runs the container and volume
+    /// its state folder's placement file names.
+    pub fn new(mut options: DockerOptions) -> Result<DockerDriver, DriverError> {
+        relocation::apply_placement(&mut options);
         let runtime = runtime().map_err(|e| {
             DriverError::Failed(format!("starting the docker driver's runtime: {e}"))
         })?;
@@ -331,22 +352,12 @@ impl DockerDriver {
     /// Creates the volume (labelled) and the container.
     fn create(&mut self) -> Result<(), DriverError> {
         let name = self.options.container_name();
+        self.check_image()?;
         let image = &self.options.image;
-        match self.block_on(self.docker.inspect_image(image)) {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Err(missing_image(image)),
-            Err(e) => return Err(failed("inspecting the image", image, e)),
-        }
-        let labels = HashMap::from([(SERVICE_LABEL.to_string(), self.options.service.clone())]);
+        let labels = self.labels();
         // Creating an existing volume returns it as it is: a container
         // removed underneath Torpor comes back on its old data.
-        let volume = self.options.volume_name();
-        self.block_on(self.docker.create_volume(VolumeCreateRequest {
-            name: Some(volume.clone()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        }))
-        .map_err(|e| failed("creating the volume", &volume, e))?;
+        let volume = self.create_volume()?;
 
         let mut mounts = vec![Mount {
             target: Some(DATADIR.to_string()),
@@ -380,6 +391,9 @@ impl DockerDriver {
             cmd: Some(vec![
                 format!("--innodb-buffer-pool-size={}", self.options.buffer_pool),
                 "--innodb-buffer-pool-dump-at-shutdown=ON".to_string(),
+                // The image keeps a binary log: a relocation's target
+                // replicates from this server, and needs another id.
+                format!("--server-id={}", relocation::server_id(&name)),
             ]),
             labels: Some(labels),
             exposed_ports: Some(vec![MARIADB_PORT.to_string()]),
@@ -416,6 +430,33 @@ impl DockerDriver {
             Err(e) if is_not_found(&e) => Err(missing_image(image)),
             Err(e) => Err(failed("creating the container", &name, e)),
         }
+    }
+
+    /// The labels of the service's container and volume.
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([(SERVICE_LABEL.to_string(), self.options.service.clone())])
+    }
+
+    /// Checks that the image is on this machine (it is never pulled).
+    fn check_image(&self) -> Result<(), DriverError> {
+        let image = &self.options.image;
+        match self.block_on(self.docker.inspect_image(image)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(missing_image(image)),
+            Err(e) => Err(failed("inspecting the image", image, e)),
+        }
+    }
+
+    /// Creates the datadir volume (labelled), or finds it; returns its name.
+    fn create_volume(&self) -> Result<String, DriverError> {
+        let volume = self.options.volume_name();
+        self.block_on(self.docker.create_volume(VolumeCreateRequest {
+            name: Some(volume.clone()),
+            labels: Some(self.labels()),
+            ..Default::default()
+        }))
+        .map_err(|e| failed("creating the volume", &volume, e))?;
+        Ok(volume)
     }
 
     /// Unpauses the container.
@@ -774,6 +815,42 @@ impl Driver for DockerDriver {
         }
     }
 
+    fn replication_address(&self) -> Result<SocketAddr, DriverError> {
+        self.network_address()
+    }
+
+    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(DockerDriver::new(self.target_options()?)?))
+    }
+
+    fn backup_command(&self) -> Result<std::process::Command, DriverError> {
+        self.backup()
+    }
+
+    fn restore(
+        &mut self,
+        backup: &mut dyn std::io::Read,
+        copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<String, DriverError> {
+        self.restore_backup(backup, copied)
+    }
+
+    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+        self.export()
+    }
+
+    fn import_at_rest(
+        &mut self,
+        data: &mut dyn std::io::Read,
+        copied: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), DriverError> {
+        self.import(data, copied)
+    }
+
+    fn take_over(&mut self) -> Result<(), DriverError> {
+        self.record_placement()
+    }
+
     fn destroy(&mut self) -> Result<(), DriverError> {
         self.connect()?;
         let name = self.options.container_name();
@@ -794,10 +871,12 @@ impl Driver for DockerDriver {
         let volume = self.options.volume_name();
         let options = RemoveVolumeOptions { force: true };
         match self.block_on(self.docker.remove_volume(&volume, Some(options))) {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(failed("removing the volume", &volume, e)),
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(failed("removing the volume", &volume, e)),
         }
+        self.forget_placement();
+        Ok(())
     }
 }
 

@@ -100,6 +100,17 @@ pub trait Driver: Send {
     /// How to log in for administrative SQL, once started.
     fn admin_access(&self) -> Option<AdminAccess>;
 
+    /// Where a relocation's target, wherever it runs, reaches this
+    /// running backend to replicate from it. The administrative address
+    /// unless the backend sits behind a port only this host can use (a
+    /// container's loopback-published port: another container reaches it
+    /// on its network address instead).
+    fn replication_address(&self) -> Result<SocketAddr, DriverError> {
+        self.admin_access()
+            .map(|access| access.address)
+            .ok_or_else(|| DriverError::Gone("the backend is not running".into()))
+    }
+
     /// A short description for the admin API: container id, pid, datadir.
     fn describe(&self) -> String;
 

@@ -11,6 +11,7 @@ pub mod autoscaler;
 pub mod cgroup;
 pub mod docker;
 pub mod driver;
+pub mod feed;
 pub mod policy;
 pub mod process;
 pub mod process_driver;

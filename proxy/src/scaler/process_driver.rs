@@ -191,62 +191,17 @@ fn host_memory_mib() -> u64 {
     }
 }
 
-/// The last lines of a program's error output, for an error message.
-fn last_lines(output: &[u8]) -> String {
-    let text = String::from_utf8_lossy(output);
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
-}
-
 /// Runs `command` (an extractor: `mbstream -x`, `tar -x`) into a new
 /// `datadir` with `stream` as its input, counting the bytes in `copied`.
 fn feed(
-    mut command: std::process::Command,
+    command: std::process::Command,
     datadir: &Path,
     stream: &mut dyn std::io::Read,
     copied: &std::sync::atomic::AtomicU64,
 ) -> Result<(), DriverError> {
-    use std::io::Write;
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| DriverError::Failed(format!("{what}: {e}"));
-    std::fs::create_dir_all(datadir).map_err(|e| failed("creating the datadir", &e))?;
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(&format!("starting {program}"), &e))?;
-    let mut input = child
-        .stdin
-        .take()
-        .ok_or_else(|| DriverError::Failed(format!("{program} has no input")))?;
-    let mut buffer = vec![0u8; 256 * 1024];
-    let streamed = loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                if let Err(e) = input.write_all(&buffer[..n]) {
-                    break Err(failed(&format!("writing into {program}"), &e));
-                }
-                copied.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(failed("reading the copy", &e)),
-        }
-    };
-    drop(input);
-    let done = child
-        .wait_with_output()
-        .map_err(|e| failed(&format!("waiting for {program}"), &e))?;
-    streamed?;
-    if !done.status.success() {
-        return Err(DriverError::Failed(format!(
-            "{program} failed: {}",
-            last_lines(&done.stderr)
-        )));
-    }
-    Ok(())
+    std::fs::create_dir_all(datadir)
+        .map_err(|e| DriverError::Failed(format!("creating the datadir: {e}")))?;
+    super::feed::feed(command, stream, copied).map(drop)
 }
 
 /// Writes `contents` to a new file at `path` that only its owner reads.
@@ -508,16 +463,14 @@ impl Driver for ProcessDriver {
         if !prepared.status.success() {
             return Err(DriverError::Failed(format!(
                 "mariadb-backup --prepare failed: {}",
-                last_lines(&prepared.stderr)
+                super::feed::last_lines(&prepared.stderr)
             )));
         }
-        // "<binlog file>\t<offset>\t<GTID position>"; no GTID when the
-        // source had written no transaction to its binary log yet.
         let info = ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"]
             .iter()
             .find_map(|name| std::fs::read_to_string(datadir.join(name)).ok())
             .unwrap_or_default();
-        Ok(info.split('\t').nth(2).unwrap_or("").trim().to_string())
+        Ok(super::feed::backup_gtid(&info))
     }
 
     fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {

@@ -13,6 +13,7 @@
 //! its state (and an open transaction's journal) there.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,9 +137,12 @@ pub enum Prepare {
 pub struct PrepareJob {
     /// The backup of the running source.
     pub backup: Command,
-    /// How to reach the source (administrative SQL, and the address the
-    /// target replicates from).
+    /// How to reach the source (administrative SQL, and the account the
+    /// target replicates as).
     pub source: AdminAccess,
+    /// Where the target reaches the source to replicate from it
+    /// ([`Driver::replication_address`]).
+    pub replicate_from: SocketAddr,
     /// The new backend, not started.
     pub target: Box<dyn Driver>,
     /// The limits it runs under, as the source's now.
@@ -157,6 +161,7 @@ pub fn prepare(job: PrepareJob) -> Prepare {
     let PrepareJob {
         backup,
         source,
+        replicate_from,
         mut target,
         resources,
         buffer_pool_bytes,
@@ -165,6 +170,7 @@ pub fn prepare(job: PrepareJob) -> Prepare {
     match copy_and_catch_up(
         backup,
         &source,
+        replicate_from,
         target.as_mut(),
         resources,
         buffer_pool_bytes,
@@ -263,6 +269,7 @@ fn set_phase(view: &Mutex<RelocationView>, change: impl FnOnce(&mut RelocationVi
 fn copy_and_catch_up(
     mut backup: Command,
     source: &AdminAccess,
+    replicate_from: SocketAddr,
     target: &mut dyn Driver,
     resources: Resources,
     buffer_pool_bytes: u64,
@@ -300,7 +307,7 @@ fn copy_and_catch_up(
             "SET GLOBAL innodb_buffer_pool_load_now = ON".to_string(),
         ],
     );
-    replicate(&access, source, &gtid)?;
+    replicate(&access, source, replicate_from, &gtid)?;
     catch_up(&access, source)?;
     set_phase(view, |v| {
         v.catch_up_ms = Some(catching_up.elapsed().as_millis() as u64);
@@ -359,8 +366,14 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// Starts the target replicating from the source at `gtid`.
-fn replicate(target: &AdminAccess, source: &AdminAccess, gtid: &str) -> Result<(), String> {
+/// Starts the target replicating from the source (reached at `from`,
+/// as the source's administrative account) at `gtid`.
+fn replicate(
+    target: &AdminAccess,
+    source: &AdminAccess,
+    from: SocketAddr,
+    gtid: &str,
+) -> Result<(), String> {
     let mut conn = connect(target)?;
     let statements = [
         "STOP SLAVE".to_string(),
@@ -373,8 +386,8 @@ fn replicate(target: &AdminAccess, source: &AdminAccess, gtid: &str) -> Result<(
         "SET GLOBAL slave_parallel_mode = 'optimistic'".to_string(),
         format!(
             "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
-            quoted(&source.address.ip().to_string()),
-            source.address.port(),
+            quoted(&from.ip().to_string()),
+            from.port(),
             quoted(&source.user),
             quoted(&source.password),
         ),
@@ -525,8 +538,9 @@ pub fn promote(target: &AdminAccess, position: &str) -> Result<(), String> {
 }
 
 /// Stops and removes a relocated service's old backend, on a thread of
-/// its own (it may take seconds; nothing waits for it).
-pub fn retire(mut old: Box<dyn Driver>, service: String) {
+/// its own (it may take seconds; nothing waits for it). Its `fence`, if
+/// any, is lifted only once it is gone (see the actor's switch-over).
+pub fn retire(mut old: Box<dyn Driver>, service: String, fence: Option<Fenced>) {
     let _ = std::thread::Builder::new()
         .name(format!("torpor-retire-{service}"))
         .spawn(move || {
@@ -535,6 +549,7 @@ pub fn retire(mut old: Box<dyn Driver>, service: String) {
             } else {
                 tracing::info!(%service, "old backend removed after a relocation");
             }
+            drop(fence);
         });
 }
 

@@ -339,6 +339,8 @@ fn driver_for(
                     "the state folder's path is too long for a socket: sessions reach the container over TCP"
                 );
             }
+            // A relocation records there which container is the service's.
+            options.state_dir = Some(service_dir.clone());
             let driver = DockerDriver::new(options)
                 .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
             // The image creates only root: the service's accounts (and
