@@ -259,18 +259,7 @@ impl Admin {
     /// The service's last relocation as Torpor shows it (`relocation` in
     /// `GET /services/{name}`; `null` before any).
     pub fn relocation(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        let path = format!("/services/{}", encode_segment(name));
-        let (status, body) = self.call("GET", &path)?;
-        if status != 200 {
-            bail!(
-                "GET {}{path} answered {status}: {}",
-                self.base,
-                error_text(&body)
-            );
-        }
-        let service: serde_json::Value =
-            serde_json::from_str(&body).with_context(|| format!("GET {}{path}", self.base))?;
-        Ok(service["relocation"].clone())
+        Ok(self.service_view(name)?["relocation"].clone())
     }
 
     /// Whether `GET /readyz` answers 200 now.

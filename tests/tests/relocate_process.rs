@@ -15,6 +15,20 @@ use torpor_tests::relocation::{
 };
 use torpor_tests::serverless::{name, Managed, Stateful};
 
+/// The service's configured datadir, once the move has removed it.
+fn old_datadir_gone(managed: &Managed, service: &str) -> std::path::PathBuf {
+    let home = managed
+        .state_dir
+        .path()
+        .join("services")
+        .join(service)
+        .join("data");
+    wait_gone("the old datadir", Duration::from_secs(30), || {
+        !home.exists()
+    });
+    home
+}
+
 fn require_programs() {
     for (names, package) in [
         (&["mariadbd", "mysqld"][..], "mariadb-server"),
@@ -37,15 +51,7 @@ fn a_live_service_moves_to_a_new_process_with_nothing_lost() {
     let moved = moves_live_with_nothing_lost(&managed, &service);
 
     // The old datadir is gone, and the placement names the new one.
-    let home = managed
-        .state_dir
-        .path()
-        .join("services")
-        .join(&service)
-        .join("data");
-    wait_gone("the old datadir", Duration::from_secs(30), || {
-        !home.exists()
-    });
+    let home = old_datadir_gone(&managed, &service);
     let placement = std::fs::read_to_string(home.with_extension("placement")).expect("placement");
     assert!(
         std::path::Path::new(placement.trim())
@@ -124,15 +130,7 @@ fn a_parked_service_moves_by_copying_its_data_at_rest() {
     let service = name("proc", "restmove");
     let managed = Managed::start(DriverKind::Process, &service, |_, _| {});
     let (moved, session, server_before) = moves_parked(&managed, &service);
-    let home = managed
-        .state_dir
-        .path()
-        .join("services")
-        .join(&service)
-        .join("data");
-    wait_gone("the old datadir", Duration::from_secs(30), || {
-        !home.exists()
-    });
+    old_datadir_gone(&managed, &service);
     wakes_where_it_moved(session, server_before);
     println!(
         "parked service moved at rest: {} bytes copied in {} ms",

@@ -213,34 +213,11 @@ pub fn prepare_at_rest(job: AtRestJob) -> Prepare {
         .lock()
         .map(|v| Arc::clone(&v.copied))
         .unwrap_or_default();
-    let outcome = (|| -> Result<(), String> {
-        let log = tempfile::tempfile().map_err(|e| format!("a file for the copy's log: {e}"))?;
-        let mut log_reader = log
-            .try_clone()
-            .map_err(|e| format!("a file for the copy's log: {e}"))?;
-        let mut child = export
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("starting the copy: {e}"))?;
-        let Some(mut stream) = child.stdout.take() else {
-            let _ = child.kill();
-            return Err("the copy has no output".into());
-        };
-        let imported = target.import_at_rest(&mut stream, &copied);
-        drop(stream);
-        let status = child
-            .wait()
-            .map_err(|e| format!("waiting for the copy: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "the copy failed ({status}): {}",
-                tail(&mut log_reader)
-            ));
-        }
-        imported.map_err(|e| format!("taking the copy in: {e}"))
-    })();
+    let outcome = pipe(&mut export, "the copy", |stream| {
+        target
+            .import_at_rest(stream, &copied)
+            .map_err(|e| format!("taking the copy in: {e}"))
+    });
     set_phase(&view, |v| {
         v.copy_ms = Some(started.elapsed().as_millis() as u64);
         v.phase = "switching";
@@ -323,32 +300,47 @@ fn copy(
     target: &mut dyn Driver,
     copied: &AtomicU64,
 ) -> Result<String, String> {
-    let log = tempfile::tempfile().map_err(|e| format!("a file for the backup's log: {e}"))?;
+    pipe(backup, "mariadb-backup", |stream| {
+        target
+            .restore(stream, copied)
+            .map_err(|e| format!("restoring the backup: {e}"))
+    })
+}
+
+/// Runs `source` (named `what` in errors) and gives its standard output
+/// to `take`; fails when either does, the source with the last lines of
+/// what it said.
+fn pipe<T>(
+    source: &mut Command,
+    what: &str,
+    take: impl FnOnce(&mut dyn Read) -> Result<T, String>,
+) -> Result<T, String> {
+    let log = tempfile::tempfile().map_err(|e| format!("a file for {what}'s log: {e}"))?;
     let mut log_reader = log
         .try_clone()
-        .map_err(|e| format!("a file for the backup's log: {e}"))?;
-    let mut child = backup
+        .map_err(|e| format!("a file for {what}'s log: {e}"))?;
+    let mut child = source
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
-        .map_err(|e| format!("starting mariadb-backup: {e}"))?;
+        .map_err(|e| format!("starting {what}: {e}"))?;
     let Some(mut stream) = child.stdout.take() else {
         let _ = child.kill();
-        return Err("mariadb-backup has no output".into());
+        return Err(format!("{what} has no output"));
     };
-    let restored = target.restore(&mut stream, copied);
+    let taken = take(&mut stream);
     drop(stream);
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for mariadb-backup: {e}"))?;
+        .map_err(|e| format!("waiting for {what}: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "mariadb-backup failed ({status}): {}",
+            "{what} failed ({status}): {}",
             tail(&mut log_reader)
         ));
     }
-    restored.map_err(|e| format!("restoring the backup: {e}"))
+    taken
 }
 
 /// The last lines of a log file, for an error message.

@@ -18,12 +18,16 @@ pub mod relocate;
 pub mod resize;
 pub mod wake;
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
 use super::{Ctx, Outcome, WorkloadKind};
 use crate::admin::{Action, Admin, Reply, Service, ServiceState};
+use crate::client::RowPicker;
+use crate::stats::{Better, Figure, LatencyHistogram, Metric};
 use crate::targets::{Origin, Target};
 
 /// Why they do not apply to other targets.
@@ -133,6 +137,54 @@ pub fn active_service(admin: &Admin) -> anyhow::Result<Service> {
         ),
         Reply::Refused(reason) => anyhow::bail!("POST wake refused (409): {reason}"),
     }
+}
+
+/// How long a steady client runs before whatever it is measured against:
+/// its own baseline, in the same run.
+pub const STEADY: Duration = Duration::from_secs(1);
+
+/// A steady client's baseline: point selects back to back for
+/// [`STEADY`]; their latencies, and errors counted as `before {what}`.
+pub fn steady_baseline(
+    ctx: &Ctx<'_>,
+    conn: &mut Conn,
+    rows: &mut RowPicker,
+    what: &str,
+    errors: &mut Tally,
+) -> LatencyHistogram {
+    let mut steady = LatencyHistogram::new();
+    let started = Instant::now();
+    while started.elapsed() < STEADY && !ctx.stop.is_set() {
+        let begun = ctx.clock.now();
+        match point_select(conn, wake_row(rows)) {
+            Ok(()) => steady.record(ctx.clock.now().duration_since(begun)),
+            Err(e) => errors.add(format!("before {what}: {e:#}")),
+        }
+    }
+    steady
+}
+
+/// What a steady client saw `during` something against its `steady`
+/// baseline: p50, p99 and max, the steady p99, and their ratio.
+pub fn stall_figures(steady: &LatencyHistogram, during: &LatencyHistogram) -> Vec<Figure> {
+    let mut figures: Vec<Figure> = during
+        .figures()
+        .into_iter()
+        .filter(|f| matches!(f.metric.name.as_str(), "p50" | "p99" | "max"))
+        .collect();
+    if !steady.is_empty() {
+        figures.push(Figure {
+            metric: Metric::latency("steady p99"),
+            value: steady.micros_at(99.0),
+        });
+        if !during.is_empty() {
+            figures.push(Figure {
+                metric: Metric::count("p99 / steady p99", Better::Lower),
+                value: during.micros_at(99.0) / steady.micros_at(99.0).max(1.0),
+            });
+        }
+    }
+    figures
 }
 
 /// Creates and fills [`WAKE_TABLE`] through `conn` unless it is complete.

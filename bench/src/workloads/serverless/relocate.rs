@@ -15,15 +15,15 @@ use anyhow::{bail, Context};
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
-use super::{active_service, point_select, prepare_table, wake_row, Tally, WAKE_TABLE};
+use super::{
+    active_service, point_select, prepare_table, stall_figures, steady_baseline, wake_row, Tally,
+    WAKE_TABLE,
+};
 use crate::admin::Admin;
 use crate::client::{connect, RowPicker};
 use crate::stats::{Better, Figure, LatencyHistogram, Metric};
 use crate::targets::Target;
 use crate::workloads::{Ctx, Outcome, Sample};
-
-/// How long the clients run before the first move: their own baseline.
-const STEADY: Duration = Duration::from_secs(1);
 
 /// Moves per run at most: each copies the whole service.
 const MAX_MOVES: u32 = 3;
@@ -125,17 +125,9 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
     let mut writer = connect(target, &ctx.settings.credentials)?;
     let mut rows = RowPicker::new(u64::from(target.port) + 13);
     let clock = ctx.clock;
-    let mut steady = LatencyHistogram::new();
     let mut during = LatencyHistogram::new();
     let mut errors = Tally::default();
-    let started = Instant::now();
-    while started.elapsed() < STEADY && !ctx.stop.is_set() {
-        let begun = clock.now();
-        match point_select(&mut conn, wake_row(&mut rows)) {
-            Ok(()) => steady.record(clock.now().duration_since(begun)),
-            Err(e) => errors.add(format!("before the moves: {e:#}")),
-        }
-    }
+    let steady = steady_baseline(ctx, &mut conn, &mut rows, "the moves", &mut errors);
     let done = AtomicBool::new(false);
     let moves = std::thread::scope(|scope| {
         let mover = scope.spawn(|| {
@@ -180,21 +172,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
         (Ok(moves), Ok(write_errors)) => (moves, write_errors),
         _ => bail!("a thread of the workload panicked"),
     };
-    let mut figures: Vec<Figure> = during
-        .figures()
-        .into_iter()
-        .filter(|f| matches!(f.metric.name.as_str(), "p50" | "p99" | "max"))
-        .collect();
-    if !steady.is_empty() && !during.is_empty() {
-        figures.push(Figure {
-            metric: Metric::latency("steady p99"),
-            value: steady.micros_at(99.0),
-        });
-        figures.push(Figure {
-            metric: Metric::count("p99 / steady p99", Better::Lower),
-            value: during.micros_at(99.0) / steady.micros_at(99.0).max(1.0),
-        });
-    }
+    let mut figures = stall_figures(&steady, &during);
     let phase = |name: &str, pick: fn(&Move) -> f64| Figure {
         // Torpor reports milliseconds; latency figures are microseconds.
         metric: Metric::latency(name),

@@ -8,19 +8,18 @@
 //! clients).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::{active_service, point_select, prepare_table, wake_row, Tally};
+use super::{
+    active_service, point_select, prepare_table, stall_figures, steady_baseline, wake_row, Tally,
+};
 use crate::admin::{Admin, Reply};
 use crate::client::{connect, RowPicker};
 use crate::stats::{Better, Figure, LatencyHistogram, Metric};
 use crate::targets::Target;
 use crate::workloads::{Ctx, Outcome, Sample};
-
-/// How long the client runs before the first resize: its own baseline.
-const STEADY: Duration = Duration::from_secs(1);
 
 /// Pause after each resize, so the client runs at each size.
 const AT_EACH_SIZE: Duration = Duration::from_millis(300);
@@ -35,17 +34,9 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
     prepare_table(&mut conn)?;
     let mut rows = RowPicker::new(u64::from(target.port) + 11);
     let clock = ctx.clock;
-    let mut steady = LatencyHistogram::new();
     let mut during = LatencyHistogram::new();
     let mut errors = Tally::default();
-    let started = Instant::now();
-    while started.elapsed() < STEADY && !ctx.stop.is_set() {
-        let begun = clock.now();
-        match point_select(&mut conn, wake_row(&mut rows)) {
-            Ok(()) => steady.record(clock.now().duration_since(begun)),
-            Err(e) => errors.add(format!("before the resizes: {e:#}")),
-        }
-    }
+    let steady = steady_baseline(ctx, &mut conn, &mut rows, "the resizes", &mut errors);
     let done = AtomicBool::new(false);
     let calls = std::thread::scope(|scope| {
         let driver = scope.spawn(|| {
@@ -81,23 +72,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
         driver.join()
     });
     let (calls, refusals) = calls.map_err(|_| anyhow::anyhow!("the resize thread panicked"))?;
-    let mut figures: Vec<Figure> = during
-        .figures()
-        .into_iter()
-        .filter(|f| matches!(f.metric.name.as_str(), "p50" | "p99" | "max"))
-        .collect();
-    if !steady.is_empty() {
-        figures.push(Figure {
-            metric: Metric::latency("steady p99"),
-            value: steady.micros_at(99.0),
-        });
-        if !during.is_empty() {
-            figures.push(Figure {
-                metric: Metric::count("p99 / steady p99", Better::Lower),
-                value: during.micros_at(99.0) / steady.micros_at(99.0).max(1.0),
-            });
-        }
-    }
+    let mut figures = stall_figures(&steady, &during);
     if !calls.is_empty() {
         figures.push(Figure {
             metric: Metric::latency("resize call p50"),
