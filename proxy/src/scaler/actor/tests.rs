@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::endpoint::Endpoint;
 use crate::scaler::usage::Usage;
+use crate::service::ResizeRequest;
 
 const MIB: u64 = 1024 * 1024;
 
