@@ -21,14 +21,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as EngineError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerUpdateBody,
-    HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, HostConfig, Mount,
+    MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
@@ -42,7 +42,10 @@ use super::process::handshake_arrives;
 use super::usage::{Usage, UsageSource};
 use crate::endpoint::Endpoint;
 
+mod inspect;
 mod relocation;
+
+use inspect::{inspected, short, Inspected, State};
 
 /// The image a service runs unless configured otherwise.
 pub const DEFAULT_IMAGE: &str = "torpor/mariadb:10.11";
@@ -200,30 +203,6 @@ impl std::fmt::Debug for DockerDriver {
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
-}
-
-/// The state of the container as the driver acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Running,
-    Paused,
-    /// Created, exited: `start` runs it again.
-    Stopped,
-    /// Restarting, being removed, dead: nothing to do but report it.
-    Other,
-}
-
-/// What one inspection of the container said.
-struct Inspected {
-    id: String,
-    state: State,
-    status: String,
-    address: Option<SocketAddr>,
-    exit_code: Option<i64>,
-    /// The memory limit in bytes; 0 or `None` for none.
-    memory: Option<i64>,
-    /// Its main process on this host, while it runs.
-    pid: Option<u32>,
 }
 
 impl DockerDriver {
@@ -895,43 +874,6 @@ fn limits(resources: Resources) -> HostConfig {
     }
 }
 
-/// What the driver needs from an inspection.
-fn inspected(response: &ContainerInspectResponse) -> Inspected {
-    let state = response.state.as_ref();
-    let status = state.and_then(|s| s.status);
-    let paused = state.and_then(|s| s.paused).unwrap_or(false);
-    let running = state.and_then(|s| s.running).unwrap_or(false);
-    let kind = match status {
-        // The engine reports a paused container as running too.
-        _ if paused => State::Paused,
-        Some(ContainerStateStatusEnum::RUNNING) => State::Running,
-        Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EXITED) => {
-            State::Stopped
-        }
-        Some(_) => State::Other,
-        None if running => State::Running,
-        None => State::Other,
-    };
-    let address = response
-        .network_settings
-        .as_ref()
-        .and_then(|settings| settings.ports.as_ref())
-        .and_then(|ports| ports.get(MARIADB_PORT))
-        .and_then(Option::as_ref)
-        .and_then(|bindings| published_address(bindings));
-    Inspected {
-        id: response.id.clone().unwrap_or_default(),
-        state: kind,
-        status: status.map_or_else(|| "unknown".to_string(), |s| s.to_string()),
-        address,
-        exit_code: state.and_then(|s| s.exit_code),
-        memory: response.host_config.as_ref().and_then(|h| h.memory),
-        pid: state
-            .and_then(|s| s.pid)
-            .and_then(|pid| u32::try_from(pid).ok()),
-    }
-}
-
 /// Whether a MySQL greeting arrives on the Unix socket at `path`.
 fn unix_handshake_arrives(path: &Path) -> bool {
     use std::io::Read;
@@ -941,27 +883,6 @@ fn unix_handshake_arrives(path: &Path) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).is_ok() && head[4] == 10
-}
-
-/// The loopback address among the host bindings of the MariaDB port.
-fn published_address(bindings: &[PortBinding]) -> Option<SocketAddr> {
-    bindings.iter().find_map(|binding| {
-        let ip: IpAddr = binding.host_ip.as_deref()?.parse().ok()?;
-        let port: u16 = binding.host_port.as_deref()?.parse().ok()?;
-        // 0.0.0.0 would mean someone published it wider; loopback reaches
-        // it all the same.
-        let ip = if ip.is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            ip
-        };
-        (port != 0).then_some(SocketAddr::new(ip, port))
-    })
-}
-
-/// The short form of a container id, as `docker ps` shows it.
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 /// Whether the engine answered 404: no such container, image or volume.
@@ -1012,35 +933,10 @@ mod tests {
     }
 
     #[test]
-    fn the_loopback_binding_is_the_address() {
-        let bindings = [
-            PortBinding {
-                host_ip: Some("::1".into()),
-                host_port: Some(String::new()),
-            },
-            PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some("49153".into()),
-            },
-        ];
-        assert_eq!(
-            published_address(&bindings),
-            Some("127.0.0.1:49153".parse().unwrap())
-        );
-        assert_eq!(published_address(&[]), None);
-    }
-
-    #[test]
     fn names_follow_the_prefix() {
         let mut options = DockerOptions::new("orders", "secret");
         assert_eq!(options.container_name(), "torpor-orders");
         options.name_prefix = "t1-".into();
         assert_eq!(options.volume_name(), "t1-orders-data");
-    }
-
-    #[test]
-    fn short_ids_never_panic() {
-        assert_eq!(short("0123456789abcdef"), "0123456789ab");
-        assert_eq!(short("abc"), "abc");
     }
 }
