@@ -18,6 +18,11 @@
 //!   202, or 409 with the pins that cannot move); `relocation` in the
 //!   service shows its phase, bytes copied and times, and
 //!   `backend_generation` counts its moves.
+//!   `&host=NAME` moves it to that `[[hosts]]` entry's engine.
+//! - `GET /hosts`: every host with the memory it offers and has given its
+//!   services, and the services on it ([`crate::hosts`]).
+//! - `POST /hosts/{name}/drain`: moves every service off the host, one at
+//!   a time, each to the host with the most free memory (202).
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
@@ -193,6 +198,8 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
             Some(service) => (200, describe(shared, service)),
             None => not_found(name),
         },
+        (Method::Get, ["hosts"]) => (200, crate::hosts::describe_all(shared)),
+        (Method::Post, ["hosts", name, "drain"]) => crate::hosts::drain(shared, name),
         (Method::Post, ["services", name, action]) => {
             let Some(service) = find(shared, name) else {
                 return not_found(name);
@@ -206,7 +213,19 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                     Err(why) => return (400, json!({ "error": why })),
                 },
                 "relocate" => match relocate_request(url) {
-                    Ok(force) => AdminAction::Relocate { force },
+                    Ok((force, host)) => {
+                        let to = match host
+                            .map(|name| crate::hosts::destination(shared, service, &name))
+                        {
+                            None => crate::hosts::placement(shared, service),
+                            Some(Ok(host)) => Some(host),
+                            Some(Err(answer)) => return answer,
+                        };
+                        AdminAction::Relocate {
+                            force,
+                            to: to.map(Box::new),
+                        }
+                    }
                     Err(why) => return (400, json!({ "error": why })),
                 },
                 other => {
@@ -233,23 +252,25 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
     }
 }
 
-/// The parameters of `POST /services/{name}/relocate[?force=1]`: whether
-/// to force it.
-fn relocate_request(url: &str) -> Result<bool, String> {
+/// The parameters of `POST /services/{name}/relocate[?force=1][&host=NAME]`:
+/// whether to force it, and the host to move to.
+fn relocate_request(url: &str) -> Result<(bool, Option<String>), String> {
     let query = url.split_once('?').map_or("", |(_, query)| query);
     let mut force = false;
+    let mut host = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=').unwrap_or((pair, "1")) {
             ("force", "1" | "true" | "on") => force = true,
             ("force", "0" | "false" | "off") => force = false,
+            ("host", name) if !name.is_empty() => host = Some(name.to_string()),
             (key, value) => {
                 return Err(format!(
-                    "{key}={value:?}: the only parameter is force=1 (move even past sessions pinned by what cannot move)"
+                    "{key}={value:?}: the parameters are force=1 (move even past sessions pinned by what cannot move) and host=NAME (a [[hosts]] entry)"
                 ))
             }
         }
     }
-    Ok(force)
+    Ok((force, host))
 }
 
 /// The parameters of `POST /services/{name}/resize?…`.
@@ -288,7 +309,7 @@ fn resize_request(url: &str) -> Result<ResizeRequest, String> {
     Ok(request)
 }
 
-fn find<'a>(shared: &'a Shared, name: &str) -> Option<&'a Arc<Service>> {
+pub(crate) fn find<'a>(shared: &'a Shared, name: &str) -> Option<&'a Arc<Service>> {
     shared.services.iter().find(|s| s.name == name)
 }
 
@@ -296,7 +317,7 @@ fn not_found(name: &str) -> (u16, Value) {
     (404, json!({"error": format!("no service named '{name}'")}))
 }
 
-fn act(shared: &Shared, service: &Service, action: AdminAction) -> (u16, Value) {
+pub(crate) fn act(shared: &Shared, service: &Service, action: AdminAction) -> (u16, Value) {
     if !service.is_managed() {
         return (
             409,
@@ -381,10 +402,21 @@ mod tests {
 
     #[test]
     fn relocate_takes_force_and_nothing_else() {
-        assert_eq!(relocate_request("/services/a/relocate"), Ok(false));
-        assert_eq!(relocate_request("/services/a/relocate?force=1"), Ok(true));
-        assert_eq!(relocate_request("/services/a/relocate?force"), Ok(true));
-        assert!(relocate_request("/services/a/relocate?host=b").is_err());
+        assert_eq!(relocate_request("/services/a/relocate"), Ok((false, None)));
+        assert_eq!(
+            relocate_request("/services/a/relocate?force=1"),
+            Ok((true, None))
+        );
+        assert_eq!(
+            relocate_request("/services/a/relocate?force"),
+            Ok((true, None))
+        );
+        assert_eq!(
+            relocate_request("/services/a/relocate?host=b&force=1"),
+            Ok((true, Some("b".to_string())))
+        );
+        assert!(relocate_request("/services/a/relocate?host=").is_err());
+        assert!(relocate_request("/services/a/relocate?to=b").is_err());
         assert!(relocate_request("/services/a/relocate?force=maybe").is_err());
     }
 

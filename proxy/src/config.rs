@@ -19,6 +19,7 @@
 
 pub mod autoscale;
 mod cli;
+pub mod hosts;
 pub mod secrets;
 
 pub use cli::Cli;
@@ -261,6 +262,11 @@ pub struct ServiceConfig {
     /// service keeps `cpus` and `memory_mib`.
     #[serde(default)]
     pub autoscale: Option<autoscale::AutoscaleConfig>,
+    /// `docker`: the `[[hosts]]` entry whose engine first runs the
+    /// service; absent, the host with the most free memory. After a
+    /// relocation the service stays where it was moved.
+    #[serde(default)]
+    pub runs_on: Option<String>,
     /// `process`: the datadir is a temporary one, removed when Torpor
     /// stops (`--spawn-mariadb --spawn-temporary`).
     #[serde(skip)]
@@ -314,6 +320,7 @@ impl ServiceConfig {
             buffer_pool_mib: default_buffer_pool_mib(),
             suspended_buffer_pool_mib: default_suspended_buffer_pool_mib(),
             autoscale: None,
+            runs_on: None,
             temporary: false,
         }
     }
@@ -492,6 +499,10 @@ pub struct Config {
     /// Managed services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// Docker Engines services run on, besides (or describing) the
+    /// local one: `[[hosts]]`.
+    #[serde(default)]
+    pub hosts: Vec<hosts::HostConfig>,
     /// Accounts.
     #[serde(default)]
     pub users: Vec<UserConfig>,
@@ -596,6 +607,7 @@ impl Default for Config {
             log_level: default_log_level(),
             backend: None,
             services: Vec::new(),
+            hosts: Vec::new(),
             users: Vec::new(),
             admin: AdminConfig::default(),
             state_dir: default_state_dir(),
@@ -672,8 +684,27 @@ impl Config {
             }
             _ => {}
         }
+        let mut host_names = std::collections::HashSet::new();
+        for host in &self.hosts {
+            host.check().map_err(ConfigError::Invalid)?;
+            if !host_names.insert(&host.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "host '{}' is declared twice",
+                    host.name
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for service in &self.services {
+            if let Some(host) = &service.runs_on {
+                let known = host == hosts::LOCAL_HOST || host_names.contains(host);
+                if !known || service.driver != DriverKind::Docker {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': runs_on '{host}' needs driver docker and a [[hosts]] entry of that name",
+                        service.name
+                    )));
+                }
+            }
             if service.name.is_empty()
                 || !service
                     .name

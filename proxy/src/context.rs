@@ -43,6 +43,8 @@ pub struct Shared {
     /// The proxy's metrics (recording on only when the admin API, which
     /// serves them, runs).
     pub metrics: Metrics,
+    /// The hosts services run on, and their moves.
+    pub hosts: crate::hosts::Hosts,
 }
 
 impl Shared {
@@ -71,6 +73,7 @@ impl Shared {
             shutdown,
             connections: AtomicUsize::new(0),
             metrics: Metrics::new(config.admin.listen.is_some()),
+            hosts: crate::hosts::Hosts::new(&config.hosts),
             config,
         })
     }

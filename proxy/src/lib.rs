@@ -58,6 +58,7 @@ pub mod config;
 pub mod context;
 pub mod endpoint;
 pub mod error;
+pub mod hosts;
 pub mod local_listener;
 pub mod logging;
 pub mod metrics;
@@ -226,6 +227,7 @@ impl Proxy {
             .map(|l| l.path().display().to_string());
         info!(%local_addr, socket, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
+        hosts::spawn_watermark_watcher(Arc::clone(&shared));
         let accounts = match accounts::keeper::Refresher::start(
             shared.services.clone(),
             shared.config.state_dir.clone(),

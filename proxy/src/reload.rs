@@ -193,6 +193,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         admin: _,
         backend: _,
         services: _,
+        hosts: _,
         // Reloaded (see `plan` and `Settings`):
         users: _,
         max_connections: _,
@@ -243,6 +244,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         })
     };
     note(backend(old) != backend(new), "backend".into());
+    note(old.hosts != new.hosts, "[[hosts]]".into());
     let names = |c: &Config| {
         c.services
             .iter()
@@ -294,6 +296,9 @@ fn fixed_service_changes(before: &ServiceConfig, after: &ServiceConfig) -> Vec<&
     }
     if before.suspended_buffer_pool_mib != after.suspended_buffer_pool_mib {
         keys.push("suspended_buffer_pool_mib");
+    }
+    if before.runs_on != after.runs_on {
+        keys.push("runs_on");
     }
     keys
 }

@@ -265,13 +265,33 @@ pub fn wakes_where_it_moved(mut session: Stateful, server_before: u32) {
 }
 
 /// sysbench `oltp_read_write` with 8 threads and server-side prepared
-/// statements runs through a relocation of `service` without one error
-/// or reconnect, and every table is whole afterwards (its transactions
-/// delete and re-insert rows: a lost or doubled statement shows as a row
-/// count). Returns its figures.
-pub fn sysbench_through_a_move(managed: &Managed, service: &str) -> String {
+/// statements, and a commit checker (two writers whose every acknowledged
+/// commit is recorded), run through a relocation of `service` (`POST
+/// /services/{service}/{action}`) without one error or reconnect; every
+/// table is whole afterwards (sysbench's transactions delete and
+/// re-insert rows: a lost or doubled statement shows as a row count),
+/// every acknowledged commit is there exactly once, and a session's user
+/// variable, `sql_mode` and prepared statement are intact. Returns the
+/// figures.
+pub fn sysbench_through_a_move(managed: &Managed, service: &str, action: &str) -> String {
     use crate::sysbench::{parse_summary, sysbench, TABLES, TABLE_SIZE};
     sysbench(managed.addr(), "test", "oltp_read_write", &[], "prepare");
+    managed
+        .connect()
+        .query_drop(
+            "CREATE TABLE test.commits (writer INT NOT NULL, seq INT NOT NULL, \
+             PRIMARY KEY (writer, seq)) ENGINE=InnoDB",
+        )
+        .expect("create table");
+    let mut stateful = Stateful::open(managed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let writers: Vec<_> = (0..2)
+        .map(|id| {
+            let (stop, ledger, addr) = (Arc::clone(&stop), Arc::clone(&ledger), managed.addr());
+            std::thread::spawn(move || writer(addr, id, stop, ledger))
+        })
+        .collect();
     let load = {
         let addr = managed.addr();
         std::thread::spawn(move || {
@@ -290,11 +310,30 @@ pub fn sysbench_through_a_move(managed: &Managed, service: &str) -> String {
         })
     };
     std::thread::sleep(Duration::from_secs(4));
-    let (status, body) = managed.act(service, "relocate");
+    let (status, body) = managed.act(service, action);
     assert_eq!(status, 202, "{body}");
     let moved = wait_relocated(managed, service, Duration::from_secs(120));
     assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
     let output = load.join().expect("sysbench");
+    stop.store(true, Ordering::Release);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let ledger = ledger.lock().unwrap();
+    assert!(
+        ledger.errors.is_empty(),
+        "writers saw errors: {:?}",
+        ledger.errors
+    );
+    let mut acked = ledger.committed.clone();
+    acked.sort_unstable();
+    let rows: Vec<(u32, u32)> = managed
+        .connect()
+        .query("SELECT writer, seq FROM test.commits ORDER BY writer, seq")
+        .expect("read commits");
+    assert_eq!(rows.len(), acked.len(), "lost or extra commits");
+    assert_eq!(rows, acked);
+    stateful.check();
     let summary = parse_summary(&output);
     assert!(summary.transactions > 0, "{output}");
     assert_eq!(summary.ignored_errors, 0, "{output}");
@@ -307,8 +346,9 @@ pub fn sysbench_through_a_move(managed: &Managed, service: &str) -> String {
         assert_eq!(count, Some(TABLE_SIZE), "sbtest{table} after the move");
     }
     format!(
-        "{} transactions, 0 errors, 0 reconnects; copy {} ms, catch-up {} ms, stall {} ms, total {} ms",
+        "{} transactions, {} checked commits, 0 errors, 0 reconnects; copy {} ms, catch-up {} ms, stall {} ms, total {} ms",
         summary.transactions,
+        acked.len(),
         moved["relocation"]["copy_ms"],
         moved["relocation"]["catch_up_ms"],
         moved["relocation"]["stall_ms"],

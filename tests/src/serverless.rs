@@ -138,9 +138,14 @@ impl Managed {
 
     /// `POST /services/{name}/{action}`: the status code and JSON body.
     pub fn act(&self, name: &str, action: &str) -> (u16, Value) {
-        let agent = agent();
-        let mut response = agent
-            .post(&self.admin_url(&format!("/services/{name}/{action}")))
+        self.post(&format!("/services/{name}/{action}"))
+    }
+
+    /// `POST path` (no body) on the admin API: the status code and JSON
+    /// body.
+    pub fn post(&self, path: &str) -> (u16, Value) {
+        let mut response = agent()
+            .post(&self.admin_url(path))
             .send_empty()
             .unwrap_or_else(|e| panic!("admin API: {e}"));
         let status = response.status().as_u16();

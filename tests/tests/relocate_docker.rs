@@ -115,7 +115,7 @@ fn sysbench_read_write_runs_through_a_move_to_a_new_container() {
     }
     let service = name("dock", "sbmove");
     let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
-    let figures = sysbench_through_a_move(&managed, &service);
+    let figures = sysbench_through_a_move(&managed, &service, "relocate");
     moved_to_a_new_volume(&managed, &service);
     println!("sysbench through a move to a new container: {figures}");
 }

@@ -117,7 +117,7 @@ fn sysbench_read_write_runs_through_a_relocation() {
     let managed = Managed::start(DriverKind::Process, &service, |_, _| {});
     println!(
         "sysbench through a relocation: {}",
-        sysbench_through_a_move(&managed, &service)
+        sysbench_through_a_move(&managed, &service, "relocate")
     );
 }
 

@@ -106,6 +106,7 @@ pub fn spawn(
                 view.resources = Some(sizing.start);
                 view.autoscale = sizing.autoscale.as_ref().is_some_and(|(_, on)| *on);
                 view.buffer_pool_bytes = Some(timers.buffer_pool_bytes);
+                view.host = Some(driver.host().to_string());
             }
             let mut actor = Actor {
                 service,
@@ -322,7 +323,7 @@ impl Actor {
             }
             AdminAction::Wake => self.wake(),
             AdminAction::Resize(request) => self.operator_resize(request),
-            AdminAction::Relocate { force } => self.start_relocation(force),
+            AdminAction::Relocate { force, to } => self.start_relocation(force, to.as_deref()),
         }
     }
 

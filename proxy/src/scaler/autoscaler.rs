@@ -51,6 +51,8 @@ pub struct ScalingView {
     pub buffer_pool_bytes: Option<u64>,
     /// The latest resizes, newest last.
     pub recent: VecDeque<Resized>,
+    /// The `[[hosts]]` entry the backend runs on.
+    pub host: Option<String>,
 }
 
 impl ScalingView {

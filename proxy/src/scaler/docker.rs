@@ -10,9 +10,15 @@
 //! may hand out a new host port on every start, so the address is read
 //! back from the engine each time, never remembered across a stop.
 //!
+//! The engine is the service's host's ([`engine`], `[[hosts]]`): the
+//! local one by default, or another reached by its socket or over TCP,
+//! whose containers publish on the host's address or listen on its own
+//! network.
+//!
 //! A relocation ([`relocation`]) moves the service to a new container and
-//! volume on the same engine, named with a suffix; a file in the service's
-//! state folder says which pair is the service's now.
+//! volume, on the same engine or another host's, named with a suffix; a
+//! file in the service's state folder says which pair, on which host, is
+//! the service's now.
 //!
 //! The [`Driver`] trait is synchronous and bollard is async: the driver
 //! owns a current-thread tokio runtime and blocks on each engine call. It
@@ -21,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,7 @@ use bollard::models::{
     MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
+    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
     StopContainerOptions,
 };
 use bollard::Docker;
@@ -40,10 +46,15 @@ use futures_util::StreamExt;
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::handshake_arrives;
 use super::usage::{Usage, UsageSource};
+use crate::config::hosts::HostNetwork;
 use crate::endpoint::Endpoint;
 
+mod engine;
 mod inspect;
 mod relocation;
+
+pub use engine::capacity_mib;
+pub use relocation::placed_host;
 
 use inspect::{inspected, short, Inspected, State};
 
@@ -113,6 +124,8 @@ pub struct DockerOptions {
     /// (`-m<unix ms>`); empty for the service's first pair. Read from the
     /// state folder by [`DockerDriver::new`].
     pub placement: String,
+    /// The host whose engine runs the containers.
+    pub host: crate::config::hosts::HostConfig,
 }
 
 impl DockerOptions {
@@ -135,6 +148,7 @@ impl DockerOptions {
             socket_dir: None,
             state_dir: None,
             placement: String::new(),
+            host: crate::config::hosts::HostConfig::local(),
         }
     }
 
@@ -217,9 +231,7 @@ impl DockerDriver {
         })?;
         // The client is built inside the runtime: its connector may need
         // one, even though it opens no connection before the first call.
-        let docker = runtime
-            .block_on(async { Docker::connect_with_local_defaults() })
-            .map_err(|e| DriverError::Failed(format!("connecting to the Docker engine: {e}")))?;
+        let docker = runtime.block_on(async { engine::connect(&options.host) })?;
         Ok(DockerDriver {
             options,
             runtime,
@@ -359,6 +371,44 @@ impl DockerDriver {
                 ..Default::default()
             });
         }
+        let mut labels = labels;
+        let mut cmd = vec![
+            format!("--innodb-buffer-pool-size={}", self.options.buffer_pool),
+            "--innodb-buffer-pool-dump-at-shutdown=ON".to_string(),
+            // The image keeps a binary log: a relocation's target
+            // replicates from this server, and needs another id.
+            format!("--server-id={}", relocation::server_id(&name)),
+            // What it applied as a relocation's target goes to its own
+            // binary log too: moved again, its copy's GTID position is
+            // one its binary log holds (else the next target's
+            // replication starts at the log's first event, and repeats
+            // what the copy holds).
+            "--log-slave-updates=ON".to_string(),
+        ];
+        let host = &self.options.host;
+        let (network_mode, port_bindings) = match host.network {
+            // `ADDRESS::3306`: on the host's address only (loopback by
+            // default), any free host port.
+            HostNetwork::Publish => (
+                None,
+                Some(HashMap::from([(
+                    MARIADB_PORT.to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some(host.address.to_string()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+            ),
+            // The host's own network: a port of its own, on the host's
+            // address only, said in a label for the next inspection.
+            HostNetwork::Host => {
+                let port = self.free_host_port()?;
+                labels.insert(engine::PORT_LABEL.to_string(), port.to_string());
+                cmd.push(format!("--port={port}"));
+                cmd.push(format!("--bind-address={}", host.address));
+                (Some("host".to_string()), None)
+            }
+        };
         let body = ContainerCreateBody {
             image: Some(image.clone()),
             env: Some(vec![format!(
@@ -367,27 +417,15 @@ impl DockerDriver {
             )]),
             // Arguments starting with '-' go to mariadbd after the image's
             // own command (its entrypoint prepends `mariadbd`).
-            cmd: Some(vec![
-                format!("--innodb-buffer-pool-size={}", self.options.buffer_pool),
-                "--innodb-buffer-pool-dump-at-shutdown=ON".to_string(),
-                // The image keeps a binary log: a relocation's target
-                // replicates from this server, and needs another id.
-                format!("--server-id={}", relocation::server_id(&name)),
-            ]),
+            cmd: Some(cmd),
             labels: Some(labels),
             exposed_ports: Some(vec![MARIADB_PORT.to_string()]),
             // A `docker stop` by hand shuts down as cleanly as Torpor's.
             stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
-                // `127.0.0.1::3306`: loopback only, any free host port.
-                port_bindings: Some(HashMap::from([(
-                    MARIADB_PORT.to_string(),
-                    Some(vec![PortBinding {
-                        host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
-                        host_port: Some(String::new()),
-                    }]),
-                )])),
+                network_mode,
+                port_bindings,
                 ..limits(self.options.resources)
             }),
             ..Default::default()
@@ -468,11 +506,14 @@ impl DockerDriver {
     fn wait_ready(&mut self) -> Result<SocketAddr, DriverError> {
         let name = self.options.container_name();
         let found = self.inspect_existing()?;
-        let addr = found.address.ok_or_else(|| {
-            DriverError::Failed(format!(
-                "{name} publishes no loopback port for {MARIADB_PORT}"
-            ))
-        })?;
+        let addr = self
+            .reachable_at(found.address, found.port_label)
+            .ok_or_else(|| {
+                DriverError::Failed(format!(
+                    "{name} publishes no port for {MARIADB_PORT} on host '{}'",
+                    self.options.host.name
+                ))
+            })?;
         let deadline = Instant::now() + self.options.ready_timeout;
         loop {
             // Docker's port proxy accepts connections before anything
@@ -554,34 +595,8 @@ impl DockerDriver {
     /// Memory the container holds that the kernel cannot simply drop:
     /// its usage less inactive page cache, as `docker stats` shows it.
     fn working_set(&self) -> Option<u64> {
-        let name = self.options.container_name();
-        let options = StatsOptions {
-            stream: false,
-            // One sample now, instead of two a second apart.
-            one_shot: true,
-        };
-        let sample = async {
-            let mut stream = self.docker.stats(&name, Some(options));
-            stream.next().await
-        };
-        let stats = match self.block_on(async { tokio::time::timeout(PING_TIMEOUT, sample).await })
-        {
-            Ok(Some(Ok(stats))) => stats,
-            other => {
-                tracing::debug!(container = %name, ?other, "no memory stats; the engine decides");
-                return None;
-            }
-        };
-        let memory = stats.memory_stats?;
-        let usage = memory.usage?;
-        // cgroup v1 names it total_inactive_file, v2 inactive_file.
-        let inactive = memory.stats.as_ref().and_then(|stats| {
-            stats
-                .get("total_inactive_file")
-                .or_else(|| stats.get("inactive_file"))
-                .copied()
-        });
-        Some(usage.saturating_sub(inactive.unwrap_or(0)))
+        let stats = self.stats_once()?;
+        engine::working_set(stats.memory_stats.as_ref()?)
     }
 
     /// The container's last log lines, for errors; what went wrong when
@@ -739,6 +754,9 @@ impl Driver for DockerDriver {
     }
 
     fn usage(&mut self) -> Result<Usage, DriverError> {
+        if !engine::on_this_machine(&self.options.host) {
+            return self.engine_usage();
+        }
         if let Some(source) = &self.usage_source {
             if let Ok(usage) = source.read() {
                 return Ok(usage);
@@ -794,12 +812,19 @@ impl Driver for DockerDriver {
         }
     }
 
-    fn replication_address(&self) -> Result<SocketAddr, DriverError> {
-        self.network_address()
+    fn host(&self) -> &str {
+        &self.options.host.name
     }
 
-    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
-        Ok(Box::new(DockerDriver::new(self.target_options()?)?))
+    fn replication_address(&self, target_host: &str) -> Result<SocketAddr, DriverError> {
+        self.replication_source(target_host)
+    }
+
+    fn relocation_target(
+        &self,
+        to: Option<&crate::config::hosts::HostConfig>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(DockerDriver::new(self.target_options(to)?)?))
     }
 
     fn backup_command(&self) -> Result<std::process::Command, DriverError> {

@@ -100,12 +100,17 @@ pub trait Driver: Send {
     /// How to log in for administrative SQL, once started.
     fn admin_access(&self) -> Option<AdminAccess>;
 
-    /// Where a relocation's target, wherever it runs, reaches this
-    /// running backend to replicate from it. The administrative address
-    /// unless the backend sits behind a port only this host can use (a
-    /// container's loopback-published port: another container reaches it
-    /// on its network address instead).
-    fn replication_address(&self) -> Result<SocketAddr, DriverError> {
+    /// The `[[hosts]]` entry the backend runs on (`local` for a process).
+    fn host(&self) -> &str {
+        crate::config::hosts::LOCAL_HOST
+    }
+
+    /// Where a relocation's target on `target_host` reaches this running
+    /// backend to replicate from it. The administrative address unless
+    /// the backend sits behind a port only this host can use (a
+    /// container's loopback-published port: another container on the
+    /// same engine reaches it on its network address instead).
+    fn replication_address(&self, _target_host: &str) -> Result<SocketAddr, DriverError> {
         self.admin_access()
             .map(|access| access.address)
             .ok_or_else(|| DriverError::Gone("the backend is not running".into()))
@@ -120,8 +125,12 @@ pub trait Driver: Send {
 
     /// A driver for a new backend of the same service somewhere else (a
     /// relocation's target: another datadir, container or host), not
-    /// started, with no data yet.
-    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
+    /// started, with no data yet; on host `to` where the driver has hosts
+    /// (default: the backend's own).
+    fn relocation_target(
+        &self,
+        _to: Option<&crate::config::hosts::HostConfig>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         Err(DriverError::Failed(format!(
             "the {} driver cannot relocate a service yet",
             self.kind()

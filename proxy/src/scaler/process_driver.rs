@@ -273,6 +273,11 @@ impl Driver for ProcessDriver {
                     "--relay-log=relay-bin".into(),
                     "--binlog-format=ROW".into(),
                     "--expire-logs-days=1".into(),
+                    // What it applied as a relocation's target goes to its
+                    // own binary log too: moved again, its copy's GTID
+                    // position is one its binary log holds, and the next
+                    // target's replication starts there.
+                    "--log-slave-updates=ON".into(),
                     format!("--server-id={}", server_id(&self.options.datadir)),
                     // 10.11.12–10.11.16 refuse (with a warning only) to
                     // grow the pool past this, which defaults to its size
@@ -381,7 +386,16 @@ impl Driver for ProcessDriver {
         }
     }
 
-    fn relocation_target(&self) -> Result<Box<dyn Driver>, DriverError> {
+    fn relocation_target(
+        &self,
+        to: Option<&crate::config::hosts::HostConfig>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        if let Some(host) = to.filter(|host| host.name != crate::config::hosts::LOCAL_HOST) {
+            return Err(DriverError::Failed(format!(
+                "a process service moves on this machine only, not to host '{}'",
+                host.name
+            )));
+        }
         let moved_at = super::autoscaler::unix_ms();
         let mut options = self.options.clone();
         let mut datadir = self.home.as_os_str().to_owned();

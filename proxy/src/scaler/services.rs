@@ -20,6 +20,7 @@ use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
 use super::resize::PoolSizing;
 use crate::accounts::keeper::AdminLogin;
+use crate::config::hosts::{with_local, HostConfig, LOCAL_HOST};
 use crate::config::{BackendTlsOptions, Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
 use crate::registry::Registry;
@@ -326,11 +327,15 @@ fn driver_for(
             options.buffer_pool = format!("{}M", service.buffer_pool_mib);
             // A first start initializes the volume: allow it more than a wake.
             options.ready_timeout = Duration::from_secs(service.wake_timeout_secs.max(120));
+            options.host = service_host(config, service, &service_dir)?;
             // Sessions reach the server through its socket in a folder
-            // shared with the container, unless the path is too long for
-            // a socket address (108 bytes with its terminating NUL).
+            // shared with the container (on Torpor's default engine),
+            // unless the path is too long for a socket address (108 bytes
+            // with its terminating NUL).
             let socket_dir = service_dir.join("run");
-            if socket_dir.join("mysqld.sock").as_os_str().len() < 100 {
+            if options.host.engine.is_some() {
+                // Another engine's containers are reached over TCP.
+            } else if socket_dir.join("mysqld.sock").as_os_str().len() < 100 {
                 options.socket_dir = Some(socket_dir);
             } else {
                 tracing::info!(
@@ -354,6 +359,27 @@ fn driver_for(
             Ok((Box::new(driver), startup))
         }
     }
+}
+
+/// The host a docker service runs on: where its last relocation put it
+/// (its state folder says), else its `runs_on`, else `local`.
+fn service_host(
+    config: &Config,
+    service: &ServiceConfig,
+    service_dir: &Path,
+) -> Result<HostConfig, ConfigError> {
+    let named = crate::scaler::docker::placed_host(service_dir)
+        .or_else(|| service.runs_on.clone())
+        .unwrap_or_else(|| LOCAL_HOST.to_string());
+    with_local(&config.hosts)
+        .into_iter()
+        .find(|host| host.name == named)
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "service '{}' runs on host '{named}' (its state folder says so), which no [[hosts]] entry names any more",
+                service.name
+            ))
+        })
 }
 
 /// 32 random alphanumeric characters.

@@ -34,7 +34,7 @@ pub struct Reconfigure {
 }
 
 /// What an operator can ask for.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AdminAction {
     /// Suspend now (refused while a query runs or a session is pinned).
     Suspend,
@@ -51,6 +51,9 @@ pub enum AdminAction {
     Relocate {
         /// Move even past pins that cannot move.
         force: bool,
+        /// The host to move to (default: the service's own). Boxed: a
+        /// host entry would make every request as large.
+        to: Option<Box<crate::config::hosts::HostConfig>>,
     },
 }
 

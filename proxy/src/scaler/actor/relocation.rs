@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::Actor;
+use crate::config::hosts::HostConfig;
 use crate::scaler::driver::Driver;
 use crate::scaler::relocate::{self, AtRestJob, Prepare, PrepareJob, Prepared, RelocationView};
 use crate::service::lifecycle::{Event, State};
@@ -64,7 +65,11 @@ impl Actor {
     /// Starts moving the service to a new backend: the copy and the
     /// catch-up run on a thread of their own; the actor switches over
     /// when it reports ([`Actor::relocation_prepared`]).
-    pub(super) fn start_relocation(&mut self, force: bool) -> Result<(), String> {
+    pub(super) fn start_relocation(
+        &mut self,
+        force: bool,
+        to: Option<&HostConfig>,
+    ) -> Result<(), String> {
         match self.service.lifecycle.state() {
             State::Active => {}
             // Asleep, its data is at rest: it moves by a plain copy (a
@@ -72,9 +77,9 @@ impl Actor {
             // on disk).
             State::Suspended => {
                 self.park()?;
-                return self.start_move_at_rest();
+                return self.start_move_at_rest(to);
             }
-            State::Parked => return self.start_move_at_rest(),
+            State::Parked => return self.start_move_at_rest(to),
             other => return Err(format!("service is {}", other.name())),
         }
         let pins = self.immovable_pins();
@@ -84,7 +89,10 @@ impl Actor {
                 pins.join("; ")
             ));
         }
-        let target = self.driver.relocation_target().map_err(|e| e.to_string())?;
+        let target = self
+            .driver
+            .relocation_target(to)
+            .map_err(|e| e.to_string())?;
         let backup = self.driver.backup_command().map_err(|e| e.to_string())?;
         let source = self
             .driver
@@ -92,7 +100,7 @@ impl Actor {
             .ok_or("the backend gives no administrative access")?;
         let replicate_from = self
             .driver
-            .replication_address()
+            .replication_address(target.host())
             .map_err(|e| e.to_string())?;
         let view = RelocationView::starting(self.driver.describe(), target.describe());
         if let Ok(mut shown) = self.service.relocation.lock() {
@@ -119,8 +127,11 @@ impl Actor {
 
     /// Starts moving a parked service: its data is copied on a thread of
     /// its own; a wake meanwhile abandons the move.
-    fn start_move_at_rest(&mut self) -> Result<(), String> {
-        let target = self.driver.relocation_target().map_err(|e| e.to_string())?;
+    fn start_move_at_rest(&mut self, to: Option<&HostConfig>) -> Result<(), String> {
+        let target = self
+            .driver
+            .relocation_target(to)
+            .map_err(|e| e.to_string())?;
         let export = self.driver.export_at_rest().map_err(|e| e.to_string())?;
         let view = RelocationView::starting(self.driver.describe(), target.describe());
         if let Ok(mut shown) = self.service.relocation.lock() {
@@ -208,6 +219,9 @@ impl Actor {
             Ok((stall, pins_left, fence)) => {
                 if let Err(e) = target.take_over() {
                     warn!(service = %self.service.name, "recording the new backend: {e}");
+                }
+                if let Ok(mut view) = self.service.scaling.lock() {
+                    view.host = Some(target.host().to_string());
                 }
                 let old = std::mem::replace(&mut self.driver, target);
                 relocate::retire(old, self.service.name.clone(), fence);

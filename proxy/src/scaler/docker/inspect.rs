@@ -29,6 +29,9 @@ pub(super) struct Inspected {
     pub(super) memory: Option<i64>,
     /// Its main process on this host, while it runs.
     pub(super) pid: Option<u32>,
+    /// The port its server was given on a host's own network
+    /// ([`super::engine::PORT_LABEL`]).
+    pub(super) port_label: Option<u16>,
 }
 
 /// What the driver needs from an inspection.
@@ -65,10 +68,17 @@ pub(super) fn inspected(response: &ContainerInspectResponse) -> Inspected {
         pid: state
             .and_then(|s| s.pid)
             .and_then(|pid| u32::try_from(pid).ok()),
+        port_label: response
+            .config
+            .as_ref()
+            .and_then(|config| config.labels.as_ref())
+            .and_then(|labels| labels.get(super::engine::PORT_LABEL))
+            .and_then(|port| port.parse().ok()),
     }
 }
 
-/// The loopback address among the host bindings of the MariaDB port.
+/// The address among the host bindings of the MariaDB port (the host's
+/// address it was published on; loopback for an unspecified one).
 fn published_address(bindings: &[PortBinding]) -> Option<SocketAddr> {
     bindings.iter().find_map(|binding| {
         let ip: IpAddr = binding.host_ip.as_deref()?.parse().ok()?;

@@ -1,14 +1,16 @@
-//! Relocation of a docker service to a new container and volume on the
-//! same engine.
+//! Relocation of a docker service to a new container and volume, on the
+//! same engine or another host's.
 //!
 //! The pair a service runs is named with a suffix (`-m<unix ms>`; none
-//! for its first pair), recorded in its state folder at the switch-over
-//! ([`PLACEMENT_FILE`]) so a Torpor started again finds it. The data is
-//! copied by programs of the image itself, so the host needs only the
-//! docker CLI: `mariadb-backup` runs in the source container (`docker
-//! exec`), `mbstream`, `mariadb-backup --prepare` and `tar` in short-lived
-//! helper containers (`docker run --rm`) that mount the target's volume
-//! before its own container exists.
+//! for its first pair), recorded with its host's name in its state folder
+//! at the switch-over ([`PLACEMENT_FILE`]) so a Torpor started again finds
+//! it. The data is copied by programs of the image itself, so the hosts
+//! need only the image and Torpor's machine the docker CLI:
+//! `mariadb-backup` runs in the source container (`docker exec` on the
+//! source's engine), `mbstream`, `mariadb-backup --prepare` and `tar` in
+//! short-lived helper containers (`docker run --rm` on the target's) that
+//! mount the target's volume before its own container exists; the stream
+//! passes through Torpor's machine between the two CLIs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,13 +18,16 @@ use std::process::Command;
 use std::sync::atomic::AtomicU64;
 
 use super::{
-    DockerDriver, DockerOptions, ADMIN_USER, DATADIR, SERVICE_LABEL, SOCKET_DIR, SOCKET_NAME,
+    engine, DockerDriver, DockerOptions, ADMIN_USER, DATADIR, SERVICE_LABEL, SOCKET_DIR,
+    SOCKET_NAME,
 };
+use crate::config::hosts::HostConfig;
 use crate::scaler::driver::DriverError;
 use crate::scaler::feed::{backup_gtid, feed};
 
 /// The file in a service's state folder that names the suffix of the
-/// container and volume it runs after a relocation.
+/// container and volume it runs after a relocation, and the host they
+/// are on (`-m<unix ms> <host>`; no host: `local`).
 const PLACEMENT_FILE: &str = "docker.placement";
 
 /// Where `mariadb-backup` keeps its few files of its own inside the
@@ -93,7 +98,7 @@ pub(super) fn apply_placement(options: &mut DockerOptions) {
     let Ok(text) = std::fs::read_to_string(&file) else {
         return;
     };
-    let suffix = text.trim();
+    let suffix = text.split_whitespace().next().unwrap_or_default();
     if !valid_suffix(suffix) {
         tracing::warn!(file = %file.display(), "ignoring a placement that names no container");
         return;
@@ -105,26 +110,33 @@ pub(super) fn apply_placement(options: &mut DockerOptions) {
         .and_then(|home| placed_socket_dir(home, suffix));
 }
 
-/// The docker CLI, which a relocation runs (`docker exec`, `docker run`
-/// of helper containers: streams that bollard would have to re-frame).
-fn docker_cli() -> Result<PathBuf, DriverError> {
-    crate::scaler::process::find_program(&["docker"]).ok_or_else(|| {
-        DriverError::Failed(
-            "the docker CLI is not installed where Torpor runs: moving a container runs it (Debian: docker.io or docker-ce-cli)".into(),
-        )
-    })
+/// The host a relocated service's placement file names in `state_dir`;
+/// `None` before any relocation, or when the file names none.
+pub fn placed_host(state_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(state_dir.join(PLACEMENT_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    valid_suffix(words.next()?).then_some(())?;
+    words.next().map(str::to_string)
 }
 
 impl DockerDriver {
     /// The options of a relocation's target: the same service, image,
     /// limits and password, a new suffix (so a new container, volume and
-    /// socket folder).
-    pub(super) fn target_options(&self) -> Result<DockerOptions, DriverError> {
-        // Said now, before anything is made, rather than halfway.
-        docker_cli()?;
+    /// socket folder), on host `to` (default: this one). A socket folder
+    /// is shared only with a container on Torpor's default engine.
+    pub(super) fn target_options(
+        &self,
+        to: Option<&HostConfig>,
+    ) -> Result<DockerOptions, DriverError> {
         let mut options = self.options.clone();
+        if let Some(host) = to {
+            options.host = host.clone();
+        }
+        // Said now, before anything is made, rather than halfway.
+        engine::cli(&self.options.host)?;
         options.placement = format!("-m{}", crate::scaler::autoscaler::unix_ms());
         options.socket_dir = home_socket_dir(&self.options)
+            .filter(|_| options.host.engine.is_none())
             .and_then(|home| placed_socket_dir(&home, &options.placement))
             .filter(|dir| dir.join(SOCKET_NAME).as_os_str().len() < SOCKET_PATH_MAX);
         Ok(options)
@@ -168,7 +180,7 @@ impl DockerDriver {
              --socket={SOCKET_DIR}/{SOCKET_NAME} --datadir={DATADIR} \
              --target-dir={BACKUP_SCRATCH} --tmpdir={BACKUP_SCRATCH}"
         );
-        let mut command = Command::new(docker_cli()?);
+        let mut command = engine::cli(&self.options.host)?;
         command
             .env("MYSQL_PWD", &self.options.admin_password)
             .args(["exec", "-e", "MYSQL_PWD"])
@@ -187,7 +199,7 @@ impl DockerDriver {
         if read_only {
             mount.push_str(",readonly");
         }
-        let mut command = Command::new(docker_cli()?);
+        let mut command = engine::cli(&self.options.host)?;
         command.args(["run", "--rm", "--network", "none"]);
         if stdin {
             command.arg("-i");
@@ -281,7 +293,14 @@ impl DockerDriver {
         // Written whole, then renamed: a crash leaves the old file or the
         // new one, never half of one.
         let partial = file.with_extension("placement.partial");
-        std::fs::write(&partial, &self.options.placement)
+        // A service that never ran on this machine's engine has no
+        // socket folder that would have made its state folder.
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DriverError::Failed(format!("creating {}: {e}", dir.display())))?;
+        }
+        let placement = format!("{} {}\n", self.options.placement, self.options.host.name);
+        std::fs::write(&partial, placement)
             .and_then(|()| std::fs::rename(&partial, &file))
             .map_err(|e| DriverError::Failed(format!("writing {}: {e}", file.display())))
     }
@@ -295,7 +314,7 @@ impl DockerDriver {
         }
         if let Some(file) = placement_file(&self.options) {
             let named = std::fs::read_to_string(&file).unwrap_or_default();
-            if named.trim() == self.options.placement {
+            if named.split_whitespace().next() == Some(self.options.placement.as_str()) {
                 let _ = std::fs::remove_file(&file);
             }
         }
@@ -333,8 +352,9 @@ mod tests {
         let mut options = DockerOptions::new("orders", "secret");
         options.state_dir = Some(state.path().to_path_buf());
         options.socket_dir = Some(state.path().join("run"));
-        std::fs::write(state.path().join(PLACEMENT_FILE), "-m42\n").expect("write");
+        std::fs::write(state.path().join(PLACEMENT_FILE), "-m42 b\n").expect("write");
         apply_placement(&mut options);
+        assert_eq!(placed_host(state.path()).as_deref(), Some("b"));
         assert_eq!(options.container_name(), "torpor-orders-m42");
         assert_eq!(options.volume_name(), "torpor-orders-m42-data");
         assert_eq!(options.socket_dir, Some(state.path().join("run-m42")));
