@@ -80,7 +80,10 @@ fn moved_to_a_new_volume(managed: &Managed, service: &str) -> String {
             .join("docker.placement"),
     )
     .expect("a placement file");
-    let new = format!("{old}{}", placement.trim());
+    // The suffix, then the host (one host here: `local`).
+    let mut words = placement.split_whitespace();
+    let new = format!("{old}{}", words.next().expect("a suffix"));
+    assert_eq!(words.next(), Some("local"), "{placement}");
     assert_eq!(volumes_of(service), vec![format!("{new}-data")]);
     new
 }
