@@ -153,6 +153,17 @@ impl Managed {
         (status, serde_json::from_str(&body).expect("JSON"))
     }
 
+    /// `GET path` on the admin API: the status code and the body as text
+    /// (`/metrics`).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = agent()
+            .get(&self.admin_url(path))
+            .call()
+            .unwrap_or_else(|e| panic!("admin API: {e}"));
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().expect("body"))
+    }
+
     /// `GET path` on the admin API: the status code and JSON body.
     pub fn get(&self, path: &str) -> (u16, Value) {
         let mut response = agent()

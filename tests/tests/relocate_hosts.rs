@@ -215,3 +215,55 @@ fn a_host_over_its_memory_watermark_moves_its_service_away() {
     );
     drop(managed);
 }
+
+#[test]
+fn a_move_to_a_host_without_the_image_fails_and_the_service_stays_where_it_was() {
+    let image = mariadb_image();
+    let Some(()) = second_host_ready(std::slice::from_ref(&image)) else {
+        return;
+    };
+    // No image loaded there: the target cannot be made.
+    let second = SecondHost::start();
+    let service = name("host", "fail");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, config| {
+        config.hosts = hosts(&second, None);
+    });
+    let mut session = managed.connect();
+    session.query_drop("SET @mine = 'here'").expect("set");
+    let server_before: u32 = session
+        .query_first("SELECT @@server_id")
+        .expect("server id")
+        .expect("a row");
+    let (status, body) = managed.act(&service, &format!("relocate?host={FAR}"));
+    assert_eq!(status, 202, "{body}");
+    let failed = wait_relocated(&managed, &service, Duration::from_secs(120));
+    let relocation = &failed["relocation"];
+    assert_eq!(relocation["phase"], "failed", "{failed}");
+    // The cause, not what it did to the copy's other end.
+    let error = relocation["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&image) && error.contains("not on this machine"),
+        "{error}"
+    );
+    assert_eq!(failed["state"], "active", "{failed}");
+    assert_eq!(failed["backend_generation"], 0, "{failed}");
+    // The session goes on where it was, with its state.
+    let (server_after, mine): (u32, String) = session
+        .query_first("SELECT @@server_id, @mine")
+        .expect("query after the failed move")
+        .expect("a row");
+    assert_eq!((server_after, mine.as_str()), (server_before, "here"));
+    assert_eq!(listed_on(&managed, &service), "local");
+    assert!(containers(|args| second.docker_ok(args), &service).is_empty());
+    let (status, metrics) = managed.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("torpor_relocations_total")
+                && line.contains("result=\"failed\"")
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
+    drop(managed);
+}

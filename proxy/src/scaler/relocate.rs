@@ -331,6 +331,13 @@ fn pipe<T>(
     };
     let taken = take(&mut stream);
     drop(stream);
+    if let Err(why) = taken {
+        // The taker's failure is the cause; the source then dies of the
+        // closed pipe (SIGPIPE), which says nothing.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(why);
+    }
     let status = child
         .wait()
         .map_err(|e| format!("waiting for {what}: {e}"))?;
