@@ -477,6 +477,34 @@ fn traffic(managed: &Managed, service: &str) -> mysql::Conn {
     let body = response.body_mut().read_to_string().expect("body");
     assert_eq!(status, 200, "resize: {body}");
 
+    // A relocation, so the relocation series exist (moved to a new
+    // process with a copy of the data).
+    let mut response = agent()
+        .post(&format!("http://{admin}/services/{service}/relocate"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .send_empty()
+        .unwrap_or_else(|e| panic!("relocate: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    assert_eq!(status, 202, "relocate: {body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut response = agent()
+            .get(&format!("http://{admin}/services/{service}"))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap_or_else(|e| panic!("service: {e}"));
+        let body = response.body_mut().read_to_string().expect("body");
+        let view: Value = serde_json::from_str(&body).expect("JSON");
+        match view["relocation"]["phase"].as_str() {
+            Some("moved") => break,
+            Some("failed") => panic!("the relocation failed: {view}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "not moved: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Suspend (refused while something still runs: then ask again), and
     // wake with the next query.
     let deadline = Instant::now() + Duration::from_secs(30);
