@@ -81,8 +81,16 @@ impl Hosts {
         self.hosts.iter().find(|host| host.name == name)
     }
 
-    /// The memory `host` offers, asked of its engine once.
+    /// The memory `host` offers: its entry's, this machine's for a host
+    /// on it (`local`, a base directory), else what its engine says
+    /// (asked once).
     fn capacity(&self, host: &HostConfig) -> Option<u64> {
+        if let Some(memory) = host.memory_mib {
+            return Some(memory);
+        }
+        if host.engine.is_none() {
+            return Some(crate::scaler::process_driver::host_memory_mib());
+        }
         if let Some(known) = lock(&self.state).capacity_mib.get(&host.name) {
             return Some(*known);
         }
@@ -127,12 +135,17 @@ impl Hosts {
     fn choose(
         &self,
         loads: &[Load],
+        service: &Service,
         from: &str,
-        size_mib: u64,
         may_stay: bool,
     ) -> Option<HostConfig> {
         let draining = lock(&self.state).draining.clone();
-        choose_among(loads, &draining, from, size_mib, may_stay)
+        let fitting: Vec<Load> = loads
+            .iter()
+            .filter(|load| load.host.takes(service.driver))
+            .cloned()
+            .collect();
+        choose_among(&fitting, &draining, from, assigned_mib(service), may_stay)
     }
 }
 
@@ -171,9 +184,7 @@ pub fn placement(shared: &Shared, service: &Service) -> Option<HostConfig> {
     }
     let from = host_of(service)?;
     let loads = shared.hosts.loads(&shared.services);
-    shared
-        .hosts
-        .choose(&loads, &from, assigned_mib(service), true)
+    shared.hosts.choose(&loads, service, &from, true)
 }
 
 /// The host a service's backend runs on, as its scaler last said.
@@ -294,9 +305,8 @@ pub fn drain(shared: &Shared, name: &str) -> (u16, Value) {
         .name(format!("torpor-drain-{leaving}"))
         .spawn(move || {
             for service in moving {
-                let size = assigned_mib(&service);
                 let loads = hosts.loads(&all);
-                let Some(to) = hosts.choose(&loads, &leaving, size, false) else {
+                let Some(to) = hosts.choose(&loads, &service, &leaving, false) else {
                     warn!(host = %leaving, service = %service.name, "no host has room: the service stays");
                     continue;
                 };
@@ -402,7 +412,7 @@ fn watermark_pass(shared: &Shared) {
     let Some(service) = candidate else {
         return;
     };
-    let Some(to) = hosts.choose(&loads, &over.host.name, assigned_mib(service), false) else {
+    let Some(to) = hosts.choose(&loads, service, &over.host.name, false) else {
         return;
     };
     {

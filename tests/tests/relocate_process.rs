@@ -137,3 +137,96 @@ fn a_parked_service_moves_by_copying_its_data_at_rest() {
         moved["relocation"]["bytes_copied"], moved["relocation"]["copy_ms"]
     );
 }
+
+/// A `[[hosts]]` entry with a `base_dir` is a host for process services:
+/// a live service moves its datadir there (another disk) and back, and a
+/// restarted Torpor finds it where it moved.
+#[test]
+fn a_live_service_moves_to_another_base_directory_and_is_found_there_after_a_restart() {
+    require_programs();
+    let disk = tempfile::Builder::new()
+        .prefix("torpor-disk2-")
+        .tempdir()
+        .expect("a base directory");
+    let service = name("proc", "disk");
+    let mut managed = Managed::start(DriverKind::Process, &service, |_, config| {
+        let mut host = torpor::config::hosts::HostConfig::local();
+        host.name = "disk2".to_string();
+        host.base_dir = Some(disk.path().to_path_buf());
+        config.hosts = vec![host];
+    });
+    let mut setup = managed.connect();
+    setup
+        .query_drop("CREATE TABLE test.kept (id INT PRIMARY KEY)")
+        .expect("create");
+    setup
+        .query_drop("INSERT INTO test.kept SELECT seq FROM test.seq_1_to_1000")
+        .expect("fill");
+    drop(setup);
+    let mut session = Stateful::open(&managed);
+
+    let (status, body) = managed.act(&service, "relocate?host=disk2");
+    assert_eq!(status, 202, "{body}");
+    let moved = wait_relocated(&managed, &service, Duration::from_secs(120));
+    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
+    assert_eq!(moved["scaling"]["host"], "disk2", "{moved}");
+    session.check();
+    let home = old_datadir_gone(&managed, &service);
+    let datadir = |managed: &Managed| -> String {
+        managed
+            .connect()
+            .query_first("SELECT @@datadir")
+            .expect("@@datadir")
+            .expect("a row")
+    };
+    assert!(
+        datadir(&managed).starts_with(&disk.path().display().to_string()),
+        "{} is not under {}",
+        datadir(&managed),
+        disk.path().display()
+    );
+    let (status, hosts) = managed.get("/hosts");
+    assert_eq!(status, 200, "{hosts}");
+    let disk2 = hosts["hosts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|host| host["name"] == "disk2"))
+        .expect("disk2 listed")
+        .clone();
+    assert_eq!(disk2["services"], serde_json::json!([service]), "{hosts}");
+
+    // Found there after a restart, with its data.
+    managed.restart();
+    assert!(datadir(&managed).starts_with(&disk.path().display().to_string()));
+    let rows: Option<u64> = managed
+        .connect()
+        .query_first("SELECT COUNT(*) FROM test.kept")
+        .expect("count");
+    assert_eq!(rows, Some(1000));
+
+    // And back to this machine's state folder.
+    let (status, body) = managed.act(&service, "relocate?host=local");
+    assert_eq!(status, 202, "{body}");
+    let before = moved["relocation"]["started_at_unix_ms"].as_u64();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let back = loop {
+        let view = torpor_tests::relocation::service_view(&managed, &service);
+        let relocation = &view["relocation"];
+        if relocation["started_at_unix_ms"].as_u64() > before
+            && matches!(relocation["phase"].as_str(), Some("moved" | "failed"))
+        {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(back["relocation"]["phase"], "moved", "{back}");
+    let home_parent = home.parent().expect("a parent").display().to_string();
+    assert!(
+        datadir(&managed).starts_with(&home_parent),
+        "{}",
+        datadir(&managed)
+    );
+    wait_gone("the datadir on disk2", Duration::from_secs(30), || {
+        std::fs::read_dir(disk.path()).is_ok_and(|mut entries| entries.next().is_none())
+    });
+}

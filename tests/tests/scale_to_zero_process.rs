@@ -335,6 +335,8 @@ fn process_driver(
             ready_timeout: Duration::from_secs(60),
             limits,
             cgroup_name,
+            service: "driver-test".into(),
+            hosts: Vec::new(),
         },
     )
 }

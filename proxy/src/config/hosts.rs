@@ -3,8 +3,10 @@
 //!
 //! Without any entry there is one host, `local`: the engine the Docker
 //! client's defaults name (`DOCKER_HOST`, else `/var/run/docker.sock`),
-//! with containers published on loopback. Each entry adds a host (or, named
-//! `local`, describes that one).
+//! with containers published on loopback, and this machine for `process`
+//! services. Each entry adds a host (or, named `local`, describes that
+//! one). An entry with `base_dir` is a host for `process` services: a
+//! directory (another disk) their datadirs move to.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -65,6 +67,12 @@ pub struct HostConfig {
     /// moves this host's least-used services away.
     #[serde(default = "default_watermark")]
     pub watermark: f64,
+    /// A host for `process` services: the directory their datadirs are
+    /// made in when they move here (a `mariadbd` on this machine, its
+    /// data on another disk). `engine`, `address` and `network` do not
+    /// apply.
+    #[serde(default)]
+    pub base_dir: Option<PathBuf>,
 }
 
 fn loopback() -> IpAddr {
@@ -88,6 +96,18 @@ impl HostConfig {
             network: HostNetwork::Publish,
             memory_mib: None,
             watermark: default_watermark(),
+            base_dir: None,
+        }
+    }
+
+    /// Whether services of driver `kind` (`docker`, `process`) run here:
+    /// `local` takes both, an entry with `base_dir` process services,
+    /// any other docker ones.
+    pub fn takes(&self, kind: &str) -> bool {
+        match (self.name == LOCAL_HOST, self.base_dir.is_some()) {
+            (true, _) => true,
+            (false, true) => kind == "process",
+            (false, false) => kind == "docker",
         }
     }
 
@@ -122,6 +142,13 @@ impl HostConfig {
             return Err(format!(
                 "host '{name}': tls_ca, tls_cert and tls_key are for a tcp:// engine"
             ));
+        }
+        if let Some(dir) = &self.base_dir {
+            if self.engine.is_some() || !dir.is_absolute() {
+                return Err(format!(
+                    "host '{name}': base_dir is an absolute directory for process services, without an engine"
+                ));
+            }
         }
         if !(self.watermark > 0.0 && self.watermark <= 1.0) {
             return Err(format!(
@@ -182,6 +209,11 @@ mod tests {
             ),
             ("name = 'b'\nwatermark = 1.5", "watermark"),
             ("name = 'b'\naddress = '0.0.0.0'", "reaches nothing"),
+            ("name = 'b'\nbase_dir = 'relative'", "absolute directory"),
+            (
+                "name = 'b'\nbase_dir = '/d'\nengine = 'unix:///s'",
+                "without an engine",
+            ),
         ];
         for (text, why) in cases {
             let error = host(text).check().expect_err(text);

@@ -13,6 +13,7 @@ use super::cgroup::OwnCgroup;
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
 use super::usage::{Usage, UsageSource};
+use crate::config::hosts::{HostConfig, LOCAL_HOST};
 use crate::endpoint::Endpoint;
 
 /// The account the scaler uses for administrative SQL on a process
@@ -37,6 +38,13 @@ pub struct ProcessOptions {
     pub limits: Option<Resources>,
     /// The name of that cgroup, unique on the host.
     pub cgroup_name: String,
+    /// The service's name: a datadir moved to another host's base
+    /// directory is named after it.
+    pub service: String,
+    /// The hosts with a base directory (`[[hosts]] base_dir`) the service
+    /// may move to; its datadir's host is the one whose directory holds
+    /// it, else `local`.
+    pub hosts: Vec<HostConfig>,
 }
 
 /// A service backend run as a local process.
@@ -55,6 +63,8 @@ pub struct ProcessDriver {
     no_cgroup: Option<String>,
     /// The port of the last start, tried again on the next.
     port: Option<u16>,
+    /// The host the datadir is on (see [`ProcessOptions::hosts`]).
+    host: String,
 }
 
 impl ProcessDriver {
@@ -65,6 +75,7 @@ impl ProcessDriver {
         if let Some(moved) = placed_datadir(&home) {
             options.datadir = moved;
         }
+        let host = host_of(&options.datadir, &options.hosts);
         ProcessDriver {
             home,
             options,
@@ -72,6 +83,7 @@ impl ProcessDriver {
             cgroup: None,
             no_cgroup: None,
             port: None,
+            host,
         }
     }
 
@@ -163,6 +175,18 @@ fn placed_datadir(home: &Path) -> Option<PathBuf> {
     datadir.join("mysql").is_dir().then_some(datadir)
 }
 
+/// The host whose base directory holds `datadir`; `local` for none.
+fn host_of(datadir: &Path, hosts: &[HostConfig]) -> String {
+    hosts
+        .iter()
+        .find(|host| {
+            host.base_dir
+                .as_deref()
+                .is_some_and(|dir| datadir.starts_with(dir))
+        })
+        .map_or_else(|| LOCAL_HOST.to_string(), |host| host.name.clone())
+}
+
 /// A replication server id for the server on `datadir`: servers that
 /// replicate from each other must differ, and two datadirs give two ids.
 fn server_id(datadir: &Path) -> u32 {
@@ -174,7 +198,7 @@ fn server_id(datadir: &Path) -> u32 {
 }
 
 /// This machine's memory, MiB (what a buffer pool may at most grow to).
-fn host_memory_mib() -> u64 {
+pub(crate) fn host_memory_mib() -> u64 {
     // SAFETY: sysconf reads two constants of the running system.
     let (pages, page_size) = unsafe {
         (
@@ -390,17 +414,27 @@ impl Driver for ProcessDriver {
         &self,
         to: Option<&crate::config::hosts::HostConfig>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        if let Some(host) = to.filter(|host| host.name != crate::config::hosts::LOCAL_HOST) {
-            return Err(DriverError::Failed(format!(
-                "a process service moves on this machine only, not to host '{}'",
-                host.name
-            )));
-        }
         let moved_at = super::autoscaler::unix_ms();
+        // To the named host, else to the one it is on.
+        let to_name = to.map_or(self.host.as_str(), |host| host.name.as_str());
+        let datadir = if to_name == LOCAL_HOST {
+            let mut datadir = self.home.as_os_str().to_owned();
+            datadir.push(format!(".{moved_at}"));
+            PathBuf::from(datadir)
+        } else {
+            let base = to
+                .filter(|host| host.takes("process"))
+                .or_else(|| self.options.hosts.iter().find(|host| host.name == to_name))
+                .and_then(|host| host.base_dir.as_deref())
+                .ok_or_else(|| {
+                    DriverError::Failed(format!(
+                        "host '{to_name}' has no base_dir: a process service moves between base directories on this machine"
+                    ))
+                })?;
+            base.join(format!("{}.{moved_at}", self.options.service))
+        };
         let mut options = self.options.clone();
-        let mut datadir = self.home.as_os_str().to_owned();
-        datadir.push(format!(".{moved_at}"));
-        options.datadir = PathBuf::from(datadir);
+        options.datadir = datadir;
         options.cgroup_name = format!("{}-{moved_at}", self.options.cgroup_name);
         options.limits = self.options.limits;
         Ok(Box::new(ProcessDriver {
@@ -410,7 +444,12 @@ impl Driver for ProcessDriver {
             cgroup: None,
             no_cgroup: None,
             port: None,
+            host: to_name.to_string(),
         }))
+    }
+
+    fn host(&self) -> &str {
+        &self.host
     }
 
     fn backup_command(&self) -> Result<std::process::Command, DriverError> {

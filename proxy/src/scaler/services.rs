@@ -303,6 +303,13 @@ fn driver_for(
                     memory_mib: service.memory_mib,
                 }),
                 cgroup_name: format!("torpor.{}.{}", service.name, std::process::id()),
+                service: service.name.clone(),
+                hosts: config
+                    .hosts
+                    .iter()
+                    .filter(|host| host.base_dir.is_some())
+                    .cloned()
+                    .collect(),
             });
             // Accounts are created at every boot through --init-file.
             let startup = actor::StartupSql {

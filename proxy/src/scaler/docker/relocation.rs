@@ -130,6 +130,12 @@ impl DockerDriver {
     ) -> Result<DockerOptions, DriverError> {
         let mut options = self.options.clone();
         if let Some(host) = to {
+            if !host.takes("docker") {
+                return Err(DriverError::Failed(format!(
+                    "host '{}' is a base directory for process services, not a Docker Engine",
+                    host.name
+                )));
+            }
             options.host = host.clone();
         }
         // Said now, before anything is made, rather than halfway.
