@@ -44,6 +44,8 @@
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), one
 //!   actor thread per managed service walking its lifecycle.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
+//! - [`provision`]: services created and deleted through the admin API,
+//!   kept in `state_dir` across restarts.
 //! - [`settings`] and [`reload`]: the configuration a SIGHUP may change,
 //!   and the prepare-then-commit reload that changes it.
 //! - [`metrics`]: Prometheus metrics, recorded per worker without atomics
@@ -64,6 +66,7 @@ pub mod metrics;
 pub mod net;
 pub mod outage;
 pub mod pool;
+pub mod provision;
 pub mod registry;
 pub mod reload;
 pub mod scaler;
@@ -159,6 +162,9 @@ impl Proxy {
                 return Err(e.into());
             }
         };
+        // Services created through the admin API before a restart come
+        // back before the first client is accepted.
+        provision::restore(&shared);
         let listen = shared.config.listen;
         let listeners =
             worker::bind_listeners(listen, count).map_err(|source| StartError::Listen {
@@ -220,14 +226,15 @@ impl Proxy {
             services.shutdown();
             return Err(failure);
         }
-        let names: Vec<&str> = shared.services.iter().map(|s| s.name.as_str()).collect();
+        let live = shared.services.live();
+        let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
         let socket = local_listener
             .as_ref()
             .map(|l| l.path().display().to_string());
         info!(%local_addr, socket, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
         let accounts = match accounts::keeper::Refresher::start(
-            shared.services.clone(),
+            Vec::clone(&shared.services.all()),
             shared.config.state_dir.clone(),
             std::time::Duration::from_secs(shared.config.accounts_refresh_secs.max(1)),
         ) {
@@ -267,9 +274,10 @@ impl Proxy {
         self.admin.as_ref().map(admin::AdminServer::local_addr)
     }
 
-    /// The services, for tests and embedding programs.
-    pub fn services(&self) -> &[Arc<service::Service>] {
-        &self.shared.services
+    /// The services clients may use now, for tests and embedding
+    /// programs.
+    pub fn services(&self) -> Arc<Vec<Arc<service::Service>>> {
+        self.shared.services.live()
     }
 
     /// Applies new configurations to this proxy (SIGHUP).
@@ -319,6 +327,7 @@ impl Proxy {
         // Managed backends stop cleanly (data kept) once no session needs
         // them.
         self.services.shutdown();
+        self.shared.provisioned.shutdown();
         clean
     }
 }

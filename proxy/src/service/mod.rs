@@ -20,6 +20,7 @@
 mod activity;
 mod kept_awake;
 pub mod lifecycle;
+pub mod list;
 mod requests;
 pub mod stats;
 
