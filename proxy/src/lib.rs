@@ -324,6 +324,16 @@ impl Proxy {
         if let Some(accounts) = self.accounts.take() {
             accounts.stop();
         }
+        // What logins need from each managed backend is kept, so that
+        // the next start greets and logs clients in without waking it.
+        for service in self.shared.services.live().iter() {
+            if !service.is_managed() {
+                continue;
+            }
+            if let Err(e) = service::kept::save(service, &self.shared.config.state_dir) {
+                tracing::warn!(service = %service.name, "its greeting is not kept; the next start wakes it: {e}");
+            }
+        }
         // Managed backends stop cleanly (data kept) once no session needs
         // them.
         self.services.shutdown();

@@ -174,9 +174,15 @@ pub fn start_managed(
     };
     let handle = actor::spawn(Arc::clone(&service), driver, plan, Arc::clone(registry), rx)
         .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
-    // The backend starts now, in the background: the first login
-    // needs its greeting anyway.
-    service.request(Request::Wake);
+    // A service whose greeting and baselines were kept when Torpor last
+    // stopped stays asleep until its first query: a restart of Torpor
+    // wakes nothing. Otherwise the backend starts now, in the
+    // background: the first login needs its greeting anyway.
+    let kept =
+        !service_config.temporary && crate::service::kept::restore(&service, &config.state_dir);
+    if !kept {
+        service.request(Request::Wake);
+    }
     built.actors.push(handle);
     Ok(service)
 }
