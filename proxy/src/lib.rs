@@ -234,7 +234,10 @@ impl Proxy {
         info!(%local_addr, socket, workers = count, services = ?names, users = shared.settings().users.len(), "listening");
         let admin = admin::AdminServer::start(Arc::clone(&shared));
         let accounts = match accounts::keeper::Refresher::start(
-            Vec::clone(&shared.services.all()),
+            {
+                let shared = Arc::clone(&shared);
+                move || shared.services.all()
+            },
             shared.config.state_dir.clone(),
             std::time::Duration::from_secs(shared.config.accounts_refresh_secs.max(1)),
         ) {

@@ -368,3 +368,44 @@ fn a_bad_body_gets_a_clear_400_shaped_as_other_admin_errors() {
     assert_eq!(all["services"].as_array().unwrap().len(), 1);
     torpor.stop();
 }
+
+/// Accounts made with `CREATE USER` through a service created while
+/// Torpor runs are read back from its backend, as a config file's
+/// service's are: the new user logs in at once.
+#[test]
+fn a_user_created_on_a_created_service_logs_in_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(&config, &state_dir, "");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    let body = json!({
+        "name": "crm",
+        "driver": "process",
+        "buffer_pool_mib": 32,
+        "accounts": [{
+            "name": "crm_owner",
+            "password_hash": native_hash("owner-pw"),
+            "grants": ["ALL PRIVILEGES ON *.* WITH GRANT OPTION"],
+        }],
+    });
+    let (status, created) = call("POST", admin, "/services", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let mut owner = login(torpor.addr, "crm_owner", "owner-pw").expect("the created account");
+    assert_eq!(login(torpor.addr, "crm_late", "late-pw").err(), Some(1045));
+    owner
+        .query_drop("CREATE USER crm_late IDENTIFIED BY 'late-pw'")
+        .unwrap();
+    owner
+        .query_drop("GRANT SELECT ON test.* TO crm_late")
+        .unwrap();
+    let mut late = login(torpor.addr, "crm_late", "late-pw").expect("read from the backend");
+    let user: String = late.query_first("SELECT CURRENT_USER()").unwrap().unwrap();
+    assert_eq!(user, "crm_late@%");
+    let datadir: String = late.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert!(datadir.contains("services/crm"), "{datadir}");
+    drop(late);
+    drop(owner);
+    torpor.stop();
+}

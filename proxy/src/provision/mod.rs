@@ -262,8 +262,10 @@ pub fn delete(shared: &Shared, name: &str, data: Data) -> Result<(), ProvisionEr
     let Some(mut created) = created else {
         return Ok(());
     };
-    // Its actor stops the backend (data kept) before anything is removed.
+    // Its actor stops the backend (data kept) before anything is removed;
+    // its accounts are not read from it any more.
     created.running.shutdown();
+    service.accounts.set_access(None);
     store::remove(&shared.config.state_dir, name)
         .map_err(|e| ProvisionError::Failed(format!("removing its file in state_dir: {e}")))?;
     if data == Data::Drop {
