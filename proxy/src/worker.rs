@@ -386,7 +386,9 @@ async fn tick(
             _ = monoio::time::sleep(Duration::from_secs(1)) => {},
             _ = nudged => {},
         }
+        // Services created since the last tick get pools and counters.
         pools.grow(&shared);
+        shared.metrics.grow_worker(&metrics, &shared.services.all());
         let all_pools = pools.snapshot();
         metrics.flush(all_pools.iter().map(|pool| pool.take_stats()));
         if shared.shutdown.is_stopping() {

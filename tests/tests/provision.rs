@@ -371,7 +371,8 @@ fn a_bad_body_gets_a_clear_400_shaped_as_other_admin_errors() {
 
 /// Accounts made with `CREATE USER` through a service created while
 /// Torpor runs are read back from its backend, as a config file's
-/// service's are: the new user logs in at once.
+/// service's are: the new user logs in at once; its queries are counted
+/// in `/metrics`.
 #[test]
 fn a_user_created_on_a_created_service_logs_in_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -405,6 +406,20 @@ fn a_user_created_on_a_created_service_logs_in_at_once() {
     assert_eq!(user, "crm_late@%");
     let datadir: String = late.query_first("SELECT @@datadir").unwrap().unwrap();
     assert!(datadir.contains("services/crm"), "{datadir}");
+    // Its queries are counted in /metrics (published at the workers'
+    // next tick).
+    loop_until(|| {
+        let text = agent()
+            .get(&format!("http://{admin}/metrics"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines()
+            .any(|l| l.starts_with("torpor_queries_total{service=\"crm\"}") && !l.ends_with(" 0"))
+            .then_some(())
+    });
     drop(late);
     drop(owner);
     torpor.stop();
