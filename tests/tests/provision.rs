@@ -3,7 +3,8 @@
 //! driver) serves a real client, comes back after a restart with its data,
 //! survives a reload of the config file, and is deleted with its data
 //! kept or dropped; bad requests get a 400 shaped as the API's other
-//! errors.
+//! errors. A restart of Torpor wakes no service, created or from the
+//! config file: logins go without a backend, the first query wakes it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -422,5 +423,40 @@ fn a_user_created_on_a_created_service_logs_in_at_once() {
     });
     drop(late);
     drop(owner);
+    torpor.stop();
+}
+
+/// A config file's managed service (process driver) comes back from a
+/// restart of Torpor parked, as it was left: neither the start nor a
+/// login wakes it, the first query does.
+#[test]
+fn a_restart_wakes_no_service_of_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    let text = format!(
+        "state_dir = \"{}\"\n\n[[services]]\nname = \"db\"\ndriver = \"process\"\nbuffer_pool_mib = 32\n\n[[users]]\nname = \"{APP_USER}\"\npassword = \"{APP_PASSWORD}\"\n",
+        state_dir.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    let mut app = login(torpor.addr, APP_USER, APP_PASSWORD).expect("first start");
+    app.query_drop("CREATE TABLE test.kept (n INT)").unwrap();
+    app.query_drop("INSERT INTO test.kept VALUES (7)").unwrap();
+    drop(app);
+    torpor.stop();
+
+    let mut torpor = start(&config, admin);
+    let state = || call("GET", admin, "/services/db", None).1["state"].clone();
+    assert_eq!(state(), "parked", "the start woke it");
+    let mut raw = RawClient::connect(torpor.addr, &LoginOptions::app(base_capabilities()));
+    let pong = raw.command(&[0x0e]).expect("ping").expect("a reply");
+    assert!(pong.error().is_none(), "ping while parked failed");
+    assert_eq!(state(), "parked", "the login woke it");
+    let reply = raw.query("SELECT n FROM test.kept");
+    assert!(reply.error().is_none(), "the first query after the restart");
+    assert_eq!(state(), "active");
+    drop(raw);
     torpor.stop();
 }
