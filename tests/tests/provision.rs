@@ -445,6 +445,9 @@ fn a_restart_wakes_no_service_of_the_config_file() {
     app.query_drop("CREATE TABLE test.kept (n INT)").unwrap();
     app.query_drop("INSERT INTO test.kept VALUES (7)").unwrap();
     drop(app);
+    // Kept while Torpor runs, not only when it stops (a crash keeps it).
+    let asleep = state_dir.join("services/db/asleep.json");
+    loop_until(|| asleep.exists().then_some(()));
     torpor.stop();
 
     let mut torpor = start(&config, admin);

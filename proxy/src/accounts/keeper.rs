@@ -392,6 +392,15 @@ fn refresh_loop(
 ) {
     let mut last_read: Vec<Option<Instant>> = vec![None; adopted];
     let mut last_error: Vec<Option<String>> = vec![None; adopted];
+    // What each service's sleep file holds (crate::service::kept): this
+    // thread already visits every service each second, off the data
+    // path, so it also writes the file when a greeting or a baseline is
+    // first learned, and a Torpor that crashes still restarts without
+    // waking anything.
+    let mut kept: Vec<(bool, usize)> = services()
+        .iter()
+        .map(|s| crate::service::kept::known(s))
+        .collect();
     while !stopping.load(Ordering::Acquire) {
         let listener = wake.listen();
         let services = services();
@@ -401,6 +410,21 @@ fn refresh_loop(
         }
         last_read.resize(services.len(), None);
         last_error.resize(services.len(), None);
+        kept.resize(services.len(), (false, 0));
+        for (service, saved) in services.iter().zip(kept.iter_mut()) {
+            let now = crate::service::kept::known(service);
+            if now == *saved || !service.is_managed() {
+                continue;
+            }
+            match crate::service::kept::save(service, state_dir) {
+                Ok(()) => *saved = now,
+                Err(e) => {
+                    warn!(service = %service.name, "cannot keep its greeting: {e}");
+                    // Not again every second.
+                    *saved = now;
+                }
+            }
+        }
         for (i, service) in services.iter().enumerate() {
             let keeper = &service.accounts;
             let due = last_read[i].is_none_or(|at| at.elapsed() >= period);

@@ -5,7 +5,9 @@
 //!
 //! Read back at start, it lets Torpor greet clients and log them in
 //! without starting the backend: a restart of Torpor wakes nothing, and
-//! the first query does (as after any park).
+//! the first query does (as after any park). Written when Torpor stops,
+//! and as soon as a greeting or a baseline is first learned (by the
+//! accounts thread, off the data path), so that a crash keeps it too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,15 +51,27 @@ pub fn save(service: &Service, state_dir: &Path) -> std::io::Result<()> {
         "baselines": baselines,
     });
     let target = path(state_dir, &service.name);
-    let Some(folder) = target.parent() else {
+    // The service's state folder is made when it is first started (its
+    // admin secret); without one (a temporary service, or one deleted with
+    // its data) there is nothing to keep.
+    let Some(folder) = target.parent().filter(|f| f.is_dir()) else {
         return Ok(());
     };
-    std::fs::create_dir_all(folder)?;
     let temporary = folder.join(".asleep.json.new");
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(serde_json::to_string_pretty(&body)?.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, &target)
+}
+
+/// How much `service` knows that [`save`] keeps: whether its greeting
+/// is known, and for how many collations a baseline. A change means the
+/// file is behind.
+pub fn known(service: &Service) -> (bool, usize) {
+    (
+        service.cached_backend_info().is_some(),
+        service.baselines.read().map(|m| m.len()).unwrap_or(0),
+    )
 }
 
 /// Reads the kept greeting and baselines back into `service`; true when
