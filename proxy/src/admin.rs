@@ -23,6 +23,8 @@
 //!   services, and the services on it ([`crate::hosts`]).
 //! - `POST /hosts/{name}/drain`: moves every service off the host, one at
 //!   a time, each to the host with the most free memory (202).
+//! - `POST /services`, `DELETE /services/{name}?data=keep|drop`: services
+//!   created and deleted while Torpor runs ([`crate::provision::api`]).
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
 //!   clients (every service can be woken on demand, so a parked one is
 //!   ready).
@@ -131,11 +133,13 @@ impl AdminServer {
     }
 }
 
-fn handle(shared: &Shared, request: tiny_http::Request) {
+fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let wants_metrics =
         *request.method() == Method::Get && request.url().split('?').next() == Some("/metrics");
     if wants_metrics && authorized(shared, &request) {
-        let text = shared.metrics.render(&shared.services, &shared.registry);
+        let text = shared
+            .metrics
+            .render(&shared.services.all(), &shared.registry);
         let mut response = Response::from_string(text);
         if let Ok(header) = Header::from_bytes("Content-Type", "text/plain; version=0.0.4") {
             response = response.with_header(header);
@@ -144,7 +148,10 @@ fn handle(shared: &Shared, request: tiny_http::Request) {
         return;
     }
     let (status, body) = if authorized(shared, &request) {
-        route(shared, request.method(), request.url())
+        match crate::provision::api::route(shared, &mut request) {
+            Some(answer) => answer,
+            None => route(shared, request.method(), request.url()),
+        }
     } else {
         (
             401,
@@ -192,10 +199,10 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
         }
         (Method::Get, ["services"]) => (
             200,
-            json!({"services": shared.services.iter().map(|s| describe(shared, s)).collect::<Vec<_>>()}),
+            json!({"services": shared.services.live().iter().map(|s| describe(shared, s)).collect::<Vec<_>>()}),
         ),
         (Method::Get, ["services", name]) => match find(shared, name) {
-            Some(service) => (200, describe(shared, service)),
+            Some(service) => (200, describe(shared, &service)),
             None => not_found(name),
         },
         (Method::Get, ["hosts"]) => (200, crate::hosts::describe_all(shared)),
@@ -215,9 +222,9 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                 "relocate" => match relocate_request(url) {
                     Ok((force, host)) => {
                         let to = match host
-                            .map(|name| crate::hosts::destination(shared, service, &name))
+                            .map(|name| crate::hosts::destination(shared, &service, &name))
                         {
-                            None => crate::hosts::placement(shared, service),
+                            None => crate::hosts::placement(shared, &service),
                             Some(Ok(host)) => Some(host),
                             Some(Err(answer)) => return answer,
                         };
@@ -239,7 +246,7 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                 }
             };
             let relocating = matches!(action, AdminAction::Relocate { .. });
-            match act(shared, service, action) {
+            match act(shared, &service, action) {
                 // Started: its progress shows in the service's `relocation`.
                 (200, body) if relocating => (202, body),
                 answer => answer,
@@ -309,8 +316,8 @@ fn resize_request(url: &str) -> Result<ResizeRequest, String> {
     Ok(request)
 }
 
-pub(crate) fn find<'a>(shared: &'a Shared, name: &str) -> Option<&'a Arc<Service>> {
-    shared.services.iter().find(|s| s.name == name)
+fn find(shared: &Shared, name: &str) -> Option<Arc<Service>> {
+    shared.services.find(name)
 }
 
 fn not_found(name: &str) -> (u16, Value) {
@@ -339,7 +346,7 @@ pub(crate) fn act(shared: &Shared, service: &Service, action: AdminAction) -> (u
 }
 
 /// A service as the API shows it.
-fn describe(shared: &Shared, service: &Service) -> Value {
+pub(crate) fn describe(shared: &Shared, service: &Service) -> Value {
     let transitions: serde_json::Map<String, Value> = service
         .lifecycle
         .transitions()

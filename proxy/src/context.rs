@@ -14,6 +14,7 @@ use event_listener::Event;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::service::list::ServiceList;
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -29,9 +30,12 @@ pub struct Shared {
     /// The whole configuration the last reload applied (the start's at
     /// first), which the next reload is compared against.
     pub(crate) applied: Mutex<Config>,
-    /// The database services, in configuration order; users route to
-    /// one each.
-    pub services: Vec<Arc<Service>>,
+    /// The database services: the configuration's in its order, then
+    /// those created through the admin API ([`crate::provision`]); users
+    /// route to one each.
+    pub services: ServiceList,
+    /// Services created through the admin API: their actors and files.
+    pub provisioned: crate::provision::Provisioned,
     /// Wakes the workers' ticks early (a service is suspending).
     pub nudge: Arc<Event>,
     /// Live sessions by client-visible id.
@@ -67,7 +71,8 @@ impl Shared {
         Ok(Shared {
             settings: ArcSwap::from_pointee(settings),
             applied: Mutex::new(config.clone()),
-            services,
+            services: ServiceList::new(services),
+            provisioned: crate::provision::Provisioned::default(),
             nudge,
             registry,
             shutdown,
@@ -80,18 +85,21 @@ impl Shared {
 
     /// The service `user` routes to (the first one for unknown users, so
     /// that they get their greeting and "access denied" as from MariaDB).
-    pub fn service_for(&self, user: &[u8]) -> &Arc<Service> {
+    pub fn service_for(&self, user: &[u8]) -> Arc<Service> {
         let index = self.settings().users.service_of(user).unwrap_or(0);
-        &self.services[index.min(self.services.len() - 1)]
+        let all = self.services.all();
+        // Never empty: Torpor does not start without a service.
+        Arc::clone(&all[index.min(all.len() - 1)])
     }
 
     /// The service whose greeting clients get before they name their user:
     /// the first, or any whose greeting is already known.
-    pub fn greeting_service(&self) -> &Arc<Service> {
-        self.services
-            .iter()
-            .find(|s| s.cached_backend_info().is_some())
-            .unwrap_or(&self.services[0])
+    pub fn greeting_service(&self) -> Arc<Service> {
+        let live = self.services.live();
+        let all = self.services.all();
+        let known = live.iter().find(|s| s.cached_backend_info().is_some());
+        // The first service may be deleted, but never leaves `all`.
+        Arc::clone(known.or(live.first()).unwrap_or(&all[0]))
     }
 
     /// Counts a new client connection; `None` when the limit is reached.

@@ -183,8 +183,26 @@ pub fn placement(shared: &Shared, service: &Service) -> Option<HostConfig> {
         return None;
     }
     let from = host_of(service)?;
-    let loads = shared.hosts.loads(&shared.services);
+    let loads = shared.hosts.loads(&shared.services.live());
     shared.hosts.choose(&loads, service, &from, true)
+}
+
+/// Where a new service of driver `kind` and `size_mib` of memory goes:
+/// the host with the most free memory that stays under its watermark
+/// with it; `None` (its driver's default) with a single host or when
+/// none has room.
+pub fn place_new(shared: &Shared, kind: &str, size_mib: u64) -> Option<HostConfig> {
+    if shared.hosts.hosts.len() < 2 {
+        return None;
+    }
+    let loads: Vec<Load> = shared
+        .hosts
+        .loads(&shared.services.live())
+        .into_iter()
+        .filter(|load| load.host.takes(kind))
+        .collect();
+    let draining = lock(&shared.hosts.state).draining.clone();
+    choose_among(&loads, &draining, "", size_mib, false)
 }
 
 /// The host a service's backend runs on, as its scaler last said.
@@ -248,7 +266,7 @@ pub fn describe_all(shared: &Shared) -> Value {
     let draining = lock(&shared.hosts.state).draining.clone();
     let hosts: Vec<Value> = shared
         .hosts
-        .loads(&shared.services)
+        .loads(&shared.services.live())
         .iter()
         .map(|load| {
             json!({
@@ -278,7 +296,7 @@ pub fn drain(shared: &Shared, name: &str) -> (u16, Value) {
             json!({"error": format!("no host named '{name}'"), "hosts": host_names(shared)}),
         );
     };
-    let loads = shared.hosts.loads(&shared.services);
+    let loads = shared.hosts.loads(&shared.services.live());
     let Some(load) = loads.iter().find(|load| load.host.name == host.name) else {
         return (404, json!({"error": format!("no host named '{name}'")}));
     };
@@ -299,7 +317,7 @@ pub fn drain(shared: &Shared, name: &str) -> (u16, Value) {
         hosts: shared.hosts.hosts.clone(),
         state: Arc::clone(&shared.hosts.state),
     };
-    let all: Vec<Arc<Service>> = shared.services.clone();
+    let all: Vec<Arc<Service>> = shared.services.live().to_vec();
     let leaving = host.name.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("torpor-drain-{leaving}"))
@@ -387,7 +405,7 @@ pub fn spawn_watermark_watcher(shared: Arc<Shared>) {
 /// One look at the hosts: at most one move.
 fn watermark_pass(shared: &Shared) {
     let hosts = &shared.hosts;
-    let loads = hosts.loads(&shared.services);
+    let loads = hosts.loads(&shared.services.live());
     let over = loads.iter().find(|load| {
         load.capacity_mib.is_some_and(|capacity| {
             load.assigned_mib as f64 > load.host.watermark * capacity as f64

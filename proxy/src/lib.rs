@@ -44,6 +44,8 @@
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), one
 //!   actor thread per managed service walking its lifecycle.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
+//! - [`provision`]: services created and deleted through the admin API,
+//!   kept in `state_dir` across restarts.
 //! - [`settings`] and [`reload`]: the configuration a SIGHUP may change,
 //!   and the prepare-then-commit reload that changes it.
 //! - [`metrics`]: Prometheus metrics, recorded per worker without atomics
@@ -65,6 +67,7 @@ pub mod metrics;
 pub mod net;
 pub mod outage;
 pub mod pool;
+pub mod provision;
 pub mod registry;
 pub mod reload;
 pub mod scaler;
@@ -160,6 +163,9 @@ impl Proxy {
                 return Err(e.into());
             }
         };
+        // Services created through the admin API before a restart come
+        // back before the first client is accepted.
+        provision::restore(&shared);
         let listen = shared.config.listen;
         let listeners =
             worker::bind_listeners(listen, count).map_err(|source| StartError::Listen {
@@ -221,7 +227,8 @@ impl Proxy {
             services.shutdown();
             return Err(failure);
         }
-        let names: Vec<&str> = shared.services.iter().map(|s| s.name.as_str()).collect();
+        let live = shared.services.live();
+        let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
         let socket = local_listener
             .as_ref()
             .map(|l| l.path().display().to_string());
@@ -229,7 +236,10 @@ impl Proxy {
         let admin = admin::AdminServer::start(Arc::clone(&shared));
         hosts::spawn_watermark_watcher(Arc::clone(&shared));
         let accounts = match accounts::keeper::Refresher::start(
-            shared.services.clone(),
+            {
+                let shared = Arc::clone(&shared);
+                move || shared.services.all()
+            },
             shared.config.state_dir.clone(),
             std::time::Duration::from_secs(shared.config.accounts_refresh_secs.max(1)),
         ) {
@@ -269,9 +279,10 @@ impl Proxy {
         self.admin.as_ref().map(admin::AdminServer::local_addr)
     }
 
-    /// The services, for tests and embedding programs.
-    pub fn services(&self) -> &[Arc<service::Service>] {
-        &self.shared.services
+    /// The services clients may use now, for tests and embedding
+    /// programs.
+    pub fn services(&self) -> Arc<Vec<Arc<service::Service>>> {
+        self.shared.services.live()
     }
 
     /// Applies new configurations to this proxy (SIGHUP).
@@ -318,9 +329,20 @@ impl Proxy {
         if let Some(accounts) = self.accounts.take() {
             accounts.stop();
         }
+        // What logins need from each managed backend is kept, so that
+        // the next start greets and logs clients in without waking it.
+        for service in self.shared.services.live().iter() {
+            if !service.is_managed() {
+                continue;
+            }
+            if let Err(e) = service::kept::save(service, &self.shared.config.state_dir) {
+                tracing::warn!(service = %service.name, "its greeting is not kept; the next start wakes it: {e}");
+            }
+        }
         // Managed backends stop cleanly (data kept) once no session needs
         // them.
         self.services.shutdown();
+        self.shared.provisioned.shutdown();
         clean
     }
 }

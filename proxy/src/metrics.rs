@@ -22,7 +22,7 @@
 //!   lifecycle state, pins) is read when `/metrics` is scraped
 //!   ([`Metrics::render`]), from what workers and actors already publish.
 
-use std::cell::Cell;
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -189,12 +189,29 @@ impl Metrics {
         WorkerMetrics {
             clients_opened: Cell::new(0),
             clients_closed: Default::default(),
-            services: services
-                .iter()
-                .map(|_| ServiceCounters::default())
-                .collect(),
+            services: RefCell::new(
+                services
+                    .iter()
+                    .map(|_| ServiceCounters::default())
+                    .collect(),
+            ),
             handles,
         }
+    }
+
+    /// Gives `worker` counters and handles for the services created
+    /// since it was made (`services`: every service, by index).
+    pub fn grow_worker(&self, worker: &WorkerMetrics, services: &[Arc<Service>]) {
+        let mut counters = worker.services.borrow_mut();
+        let mut handles = worker.handles.services.borrow_mut();
+        for service in services.iter().skip(handles.len()) {
+            handles.push(if self.enabled {
+                self.with(|| ServiceHandles::register(service))
+            } else {
+                ServiceHandles::noop()
+            });
+        }
+        counters.resize_with(handles.len(), ServiceCounters::default);
     }
 
     /// Publishes what is read at scrape time and renders every metric in
@@ -621,7 +638,8 @@ impl ServiceHandles {
 struct WorkerHandles {
     clients_opened: Counter,
     clients_closed: [Counter; CloseReason::COUNT],
-    services: Box<[ServiceHandles]>,
+    /// Grows with the services ([`Metrics::grow_worker`]).
+    services: RefCell<Vec<ServiceHandles>>,
 }
 
 impl WorkerHandles {
@@ -630,10 +648,12 @@ impl WorkerHandles {
             clients_opened: counter!(CLIENTS_OPENED),
             clients_closed: CloseReason::ALL
                 .map(|r| counter!(CLIENTS_CLOSED, "reason" => r.name())),
-            services: services
-                .iter()
-                .map(|s| ServiceHandles::register(s))
-                .collect(),
+            services: RefCell::new(
+                services
+                    .iter()
+                    .map(|s| ServiceHandles::register(s))
+                    .collect(),
+            ),
         }
     }
 
@@ -641,7 +661,7 @@ impl WorkerHandles {
         WorkerHandles {
             clients_opened: Counter::noop(),
             clients_closed: CloseReason::ALL.map(|_| Counter::noop()),
-            services: (0..services).map(|_| ServiceHandles::noop()).collect(),
+            services: RefCell::new((0..services).map(|_| ServiceHandles::noop()).collect()),
         }
     }
 }
@@ -652,14 +672,15 @@ impl WorkerHandles {
 pub struct WorkerMetrics {
     clients_opened: Cell<u64>,
     clients_closed: [Cell<u64>; CloseReason::COUNT],
-    /// Indexed like the services.
-    services: Box<[ServiceCounters]>,
+    /// Indexed like the services; grows with them (a borrow per
+    /// record: single-threaded, no lock).
+    services: RefCell<Vec<ServiceCounters>>,
     handles: WorkerHandles,
 }
 
 impl WorkerMetrics {
-    fn service(&self, index: usize) -> Option<&ServiceCounters> {
-        self.services.get(index)
+    fn service(&self, index: usize) -> Option<Ref<'_, ServiceCounters>> {
+        Ref::filter_map(self.services.borrow(), |all| all.get(index)).ok()
     }
 
     /// A query of service `service` that was taken up at `started` got
@@ -731,7 +752,9 @@ impl WorkerMetrics {
         for (handle, cell) in h.clients_closed.iter().zip(&self.clients_closed) {
             add(handle, cell);
         }
-        for (counters, handles) in self.services.iter().zip(h.services.iter()) {
+        let services = self.services.borrow();
+        let service_handles = h.services.borrow();
+        for (counters, handles) in services.iter().zip(service_handles.iter()) {
             add(&handles.queries, &counters.queries);
             counters.latency.flush(&handles.latency);
             add(&handles.bytes_received, &counters.bytes_received);
@@ -747,7 +770,7 @@ impl WorkerMetrics {
                 &counters.transaction_replays_refused,
             );
         }
-        for (stats, handles) in pools.into_iter().zip(h.services.iter()) {
+        for (stats, handles) in pools.into_iter().zip(service_handles.iter()) {
             increment(&handles.hits, stats.hits);
             increment(&handles.opened, stats.opened);
             increment(&handles.waited, stats.waited);

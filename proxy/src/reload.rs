@@ -10,7 +10,9 @@
 //! timeouts, replay verification, the admin token, the shutdown grace,
 //! the server names (`hosts`) that choose services, and per managed
 //! service its suspend, park and wake timers and the accounts created on
-//! its backend.
+//! its backend. Services created through the admin API
+//! ([`crate::provision`]) are not the file's: a reload leaves them
+//! running and their accounts in place.
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -360,7 +362,7 @@ impl Reloader {
             changed: plan.changed,
             warnings: Vec::new(),
         };
-        for (service, change) in self.shared.services.iter().zip(plan.services) {
+        for (service, change) in self.shared.services.all().iter().zip(plan.services) {
             service.set_wake_timeout(change.wake_timeout);
             let (tx, rx) = mpsc::channel();
             if !service.request(Request::Reconfigure(Box::new(change.reconfigure), tx)) {
@@ -377,7 +379,14 @@ impl Reloader {
                 )),
             }
         }
-        self.shared.replace_settings(plan.settings);
+        // Accounts of services created through the admin API stay
+        // (crate::provision): the new file's plus theirs.
+        let settings = self
+            .shared
+            .provisioned
+            .settings_with(&self.shared, &plan.config)
+            .unwrap_or(plan.settings);
+        self.shared.replace_settings(settings);
         *applied = plan.config;
         Ok(report)
     }

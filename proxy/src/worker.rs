@@ -17,16 +17,17 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::panic::AssertUnwindSafe;
 use tracing::{error, info, warn};
 
-use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::config::IoDriver;
 use crate::context::Shared;
 use crate::metrics::WorkerMetrics;
 use crate::net::{Conn, Peer};
-use crate::pool::BackendPool;
 use crate::session;
 
+mod pools;
 mod sessions;
+
+pub use pools::ServicePools;
 
 use sessions::Sessions;
 
@@ -229,7 +230,7 @@ struct Acceptor {
     sessions: Rc<Sessions>,
     buffers: Rc<BufferPool>,
     small_buffers: Rc<BufferPool>,
-    pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    pools: Rc<ServicePools>,
     metrics: Rc<WorkerMetrics>,
 }
 
@@ -313,22 +314,11 @@ async fn accept_loop(
     }
     let buffers = Rc::new(BufferPool::large());
     let small_buffers = Rc::new(BufferPool::small());
-    let settings = shared.settings();
-    // One pool per service, indexed like `shared.services`.
-    let workers = shared.config.worker_count();
-    let pools: Rc<[Rc<BackendPool<BackendConn>>]> = shared
-        .services
-        .iter()
-        .map(|service| {
-            Rc::new(BackendPool::new(
-                service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
-                settings.backend_idle_timeout,
-                settings.max_connections,
-            ))
-        })
-        .collect();
-    drop(settings);
-    let metrics = Rc::new(shared.metrics.worker(&shared.services));
+    // One pool per service, indexed like `shared.services.all()`; it
+    // grows as services are created.
+    let pools = Rc::new(ServicePools::default());
+    pools.grow(&shared);
+    let metrics = Rc::new(shared.metrics.worker(&shared.services.all()));
     monoio::spawn(tick(
         index,
         Arc::clone(&shared),
@@ -367,7 +357,7 @@ async fn accept_loop(
         );
     }
     // Idle backend connections say goodbye instead of being cut.
-    for pool in pools.iter() {
+    for pool in pools.snapshot() {
         for pooled in pool.drain() {
             pooled.conn.conn.close().await;
         }
@@ -386,7 +376,7 @@ async fn accept_loop(
 async fn tick(
     index: usize,
     shared: Arc<Shared>,
-    pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    pools: Rc<ServicePools>,
     metrics: Rc<WorkerMetrics>,
 ) {
     let mut trim = crate::trim::BurstTrim::default();
@@ -396,7 +386,11 @@ async fn tick(
             _ = monoio::time::sleep(Duration::from_secs(1)) => {},
             _ = nudged => {},
         }
-        metrics.flush(pools.iter().map(|pool| pool.take_stats()));
+        // Services created since the last tick get pools and counters.
+        pools.grow(&shared);
+        shared.metrics.grow_worker(&metrics, &shared.services.all());
+        let all_pools = pools.snapshot();
+        metrics.flush(all_pools.iter().map(|pool| pool.take_stats()));
         if shared.shutdown.is_stopping() {
             return;
         }
@@ -407,7 +401,8 @@ async fn tick(
         // A reload's new limits reach the pools here, within a second.
         let settings = shared.settings();
         let workers = shared.config.worker_count();
-        for (service, pool) in shared.services.iter().zip(pools.iter()) {
+        let services = shared.services.all();
+        for (service, pool) in services.iter().zip(all_pools.iter()) {
             pool.set_limits(
                 service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
                 settings.backend_idle_timeout,
@@ -416,7 +411,7 @@ async fn tick(
         }
         let settings_idle_timeout = settings.backend_idle_timeout;
         drop(settings);
-        for (service, pool) in shared.services.iter().zip(pools.iter()) {
+        for (service, pool) in services.iter().zip(all_pools.iter()) {
             let Some(activity) = service.workers.get(index) else {
                 continue;
             };

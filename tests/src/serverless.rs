@@ -73,7 +73,7 @@ impl Managed {
 
     /// Stops Torpor (its backend stopped, or removed if temporary) and
     /// starts it again on the same state folder; waits until the service
-    /// is active. Clients connect to its new address.
+    /// is back, parked or active. Clients connect to its new address.
     pub fn restart(&mut self) {
         if let Some(proxy) = self.proxy.take() {
             proxy.stop();
@@ -81,7 +81,17 @@ impl Managed {
         let proxy = Proxy::start(self.config.clone())
             .unwrap_or_else(|e| panic!("cannot start torpor again: {e}"));
         self.proxy = Some(proxy);
-        self.wait_for(State::Active, Duration::from_secs(120));
+        // A restart wakes nothing that was known: the service comes back
+        // parked (the next query wakes it), or active when it never ran.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !matches!(self.state(), State::Parked | State::Active) {
+            assert!(
+                Instant::now() < deadline,
+                "service still {:?} after a restart",
+                self.state()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn proxy(&self) -> &Proxy {

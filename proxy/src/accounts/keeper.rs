@@ -307,34 +307,28 @@ pub struct Refresher {
 
 impl Refresher {
     /// Loads each service's saved book, and starts the thread that keeps
-    /// them fresh (every `period`, and when asked).
+    /// them fresh (every `period`, and when asked). `services` gives the
+    /// services by index each time the thread looks (services created
+    /// while Torpor runs join the list: their saved book is loaded and
+    /// they are read from then on).
     pub fn start(
-        services: Vec<Arc<Service>>,
+        services: impl Fn() -> Arc<Vec<Arc<Service>>> + Send + 'static,
         state_dir: PathBuf,
         period: Duration,
     ) -> std::io::Result<Refresher> {
         let wake = Arc::new(Event::new());
-        for service in &services {
-            // All keepers wake the one thread.
-            service.accounts.share_wake(&wake);
-            let path = book_path(&state_dir, &service.name);
-            match AccountBook::load(&path) {
-                Ok(book) => {
-                    debug!(service = %service.name, accounts = book.len(), "accounts loaded from {}", path.display());
-                    service.accounts.set_book(book);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(service = %service.name, "cannot read saved accounts {}: {e}", path.display())
-                }
-            }
+        let known = services();
+        for service in known.iter() {
+            adopt(service, &wake, &state_dir);
         }
         let stopping = Arc::new(AtomicBool::new(false));
         let handle = {
             let (wake, stopping) = (Arc::clone(&wake), Arc::clone(&stopping));
             std::thread::Builder::new()
                 .name("torpor-accounts".into())
-                .spawn(move || refresh_loop(&services, &state_dir, period, &wake, &stopping))?
+                .spawn(move || {
+                    refresh_loop(&services, known.len(), &state_dir, period, &wake, &stopping)
+                })?
         };
         Ok(Refresher {
             handle: Some(handle),
@@ -370,17 +364,67 @@ impl AccountKeeper {
     }
 }
 
+/// Joins `service` to the refresher: its keeper wakes the thread, and
+/// its saved book checks logins until the first read.
+fn adopt(service: &Service, wake: &Arc<Event>, state_dir: &std::path::Path) {
+    // All keepers wake the one thread.
+    service.accounts.share_wake(wake);
+    let path = book_path(state_dir, &service.name);
+    match AccountBook::load(&path) {
+        Ok(book) => {
+            debug!(service = %service.name, accounts = book.len(), "accounts loaded from {}", path.display());
+            service.accounts.set_book(book);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(service = %service.name, "cannot read saved accounts {}: {e}", path.display())
+        }
+    }
+}
+
 fn refresh_loop(
-    services: &[Arc<Service>],
+    services: &dyn Fn() -> Arc<Vec<Arc<Service>>>,
+    adopted: usize,
     state_dir: &std::path::Path,
     period: Duration,
-    wake: &Event,
+    wake: &Arc<Event>,
     stopping: &AtomicBool,
 ) {
-    let mut last_read: Vec<Option<Instant>> = vec![None; services.len()];
-    let mut last_error: Vec<Option<String>> = vec![None; services.len()];
+    let mut last_read: Vec<Option<Instant>> = vec![None; adopted];
+    let mut last_error: Vec<Option<String>> = vec![None; adopted];
+    // What each service's sleep file holds (crate::service::kept): this
+    // thread already visits every service each second, off the data
+    // path, so it also writes the file when a greeting or a baseline is
+    // first learned, and a Torpor that crashes still restarts without
+    // waking anything.
+    let mut kept: Vec<(bool, usize)> = services()
+        .iter()
+        .map(|s| crate::service::kept::known(s))
+        .collect();
     while !stopping.load(Ordering::Acquire) {
         let listener = wake.listen();
+        let services = services();
+        // Services created since the last look.
+        for service in services.iter().skip(last_read.len()) {
+            adopt(service, wake, state_dir);
+        }
+        last_read.resize(services.len(), None);
+        last_error.resize(services.len(), None);
+        kept.resize(services.len(), (false, 0));
+        for (service, saved) in services.iter().zip(kept.iter_mut()) {
+            let now = crate::service::kept::known(service);
+            if now == *saved || !service.is_managed() {
+                continue;
+            }
+            match crate::service::kept::save(service, state_dir) {
+                Ok(()) => *saved = now,
+                Err(e) => {
+                    warn!(service = %service.name, "cannot keep its greeting: {e}");
+                    // Not again every second.
+                    *saved = now;
+                }
+            }
+        }
         for (i, service) in services.iter().enumerate() {
             let keeper = &service.accounts;
             let due = last_read[i].is_none_or(|at| at.elapsed() >= period);

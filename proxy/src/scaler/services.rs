@@ -106,53 +106,86 @@ pub fn build(
             )?);
             continue;
         }
-        let (tx, rx) = mpsc::channel();
-        let service = Arc::new(Service::new(
-            index,
-            &service_config.name,
-            match service_config.driver {
-                DriverKind::Docker => "docker",
-                DriverKind::Process => "process",
-                DriverKind::Static => "static",
-            },
-            State::Parked,
-            None,
-            Duration::from_secs(5),
-            Duration::from_secs(service_config.wake_timeout_secs),
-            workers,
-            Arc::clone(nudge),
-            Some(tx),
-        ));
-        // A managed backend's address is known once it runs: its
-        // certificate is checked against that address's host.
-        if let Some(tls) = BackendTls::load(&service_config.tls_options(), None)? {
-            service.set_backend_tls(tls);
-        }
         let accounts = accounts_of(config, service_config);
-        let (driver, startup_sql) = driver_for(config, service_config, accounts, &mut built)?;
-        let mib = 1024 * 1024;
-        let timers = Timers {
-            suspend_after: secs(service_config.suspend_after_secs),
-            park_after: secs(service_config.park_after_secs),
-            drain_timeout: Duration::from_secs(5),
-            buffer_pool_bytes: service_config.buffer_pool_mib * mib,
-            suspended_buffer_pool_bytes: service_config.suspended_buffer_pool_mib * mib,
-        };
-        let plan = Plan {
-            timers,
-            sizing: sizing_of(service_config),
-            startup_sql,
-            temporary: service_config.temporary,
-        };
-        let handle = actor::spawn(Arc::clone(&service), driver, plan, Arc::clone(registry), rx)
-            .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
-        // The backend starts now, in the background: the first login
-        // needs its greeting anyway.
-        service.request(Request::Wake);
-        built.actors.push(handle);
+        let service = start_managed(
+            config,
+            service_config,
+            accounts,
+            index,
+            workers,
+            nudge,
+            registry,
+            &mut built,
+        )?;
         built.services.push(service);
     }
     Ok(built)
+}
+
+/// Starts a managed service at `index`: its [`Service`], driver and actor
+/// thread (the actor joins `built`'s), with `accounts` created on its
+/// backend; its backend starts at once, in the background.
+#[allow(clippy::too_many_arguments)]
+pub fn start_managed(
+    config: &Config,
+    service_config: &ServiceConfig,
+    accounts: Vec<Account>,
+    index: usize,
+    workers: usize,
+    nudge: &Arc<Event>,
+    registry: &Arc<Registry>,
+    built: &mut Services,
+) -> Result<Arc<Service>, ConfigError> {
+    let (tx, rx) = mpsc::channel();
+    let service = Arc::new(Service::new(
+        index,
+        &service_config.name,
+        match service_config.driver {
+            DriverKind::Docker => "docker",
+            DriverKind::Process => "process",
+            DriverKind::Static => "static",
+        },
+        State::Parked,
+        None,
+        Duration::from_secs(5),
+        Duration::from_secs(service_config.wake_timeout_secs),
+        workers,
+        Arc::clone(nudge),
+        Some(tx),
+    ));
+    // A managed backend's address is known once it runs: its
+    // certificate is checked against that address's host.
+    if let Some(tls) = BackendTls::load(&service_config.tls_options(), None)? {
+        service.set_backend_tls(tls);
+    }
+    let (driver, startup_sql) = driver_for(config, service_config, accounts, built)?;
+    let mib = 1024 * 1024;
+    let timers = Timers {
+        suspend_after: secs(service_config.suspend_after_secs),
+        park_after: secs(service_config.park_after_secs),
+        drain_timeout: Duration::from_secs(5),
+        buffer_pool_bytes: service_config.buffer_pool_mib * mib,
+        suspended_buffer_pool_bytes: service_config.suspended_buffer_pool_mib * mib,
+    };
+    let plan = Plan {
+        timers,
+        sizing: sizing_of(service_config),
+        startup_sql,
+        temporary: service_config.temporary,
+    };
+    let handle = actor::spawn(Arc::clone(&service), driver, plan, Arc::clone(registry), rx)
+        .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
+    // A service whose greeting and baselines were kept when Torpor last
+    // stopped stays asleep until its first query: a restart of Torpor
+    // wakes nothing. Otherwise the backend starts now, in the
+    // background: the first login needs its greeting anyway.
+    let kept =
+        !service_config.temporary && crate::service::kept::restore(&service, &config.state_dir);
+    if !kept {
+        service.request(Request::Wake);
+    }
+    built.actors.push(handle);
+    Ok(service)
 }
 
 /// Where a service starts and how it scales, from its config.
@@ -426,4 +459,19 @@ fn admin_secret(service_dir: &Path) -> Result<String, ConfigError> {
     };
     file.write_all(secret.as_bytes()).map_err(fail)?;
     Ok(secret)
+}
+
+/// Removes a managed service's backend and its data (the datadir, or
+/// the container and its volume), through the driver that ran it; its
+/// actor must have stopped first.
+pub fn destroy_backend(config: &Config, service: &ServiceConfig) -> Result<(), ConfigError> {
+    let mut scratch = Services {
+        services: Vec::new(),
+        actors: Vec::new(),
+        temporary: Vec::new(),
+    };
+    let (mut driver, _) = driver_for(config, service, Vec::new(), &mut scratch)?;
+    driver
+        .destroy()
+        .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))
 }

@@ -18,8 +18,10 @@
 //! - `kept_awake`: what keeps it from suspending ([`KeptAwake`]).
 
 mod activity;
+pub mod kept;
 mod kept_awake;
 pub mod lifecycle;
+pub mod list;
 mod requests;
 pub mod stats;
 

@@ -244,13 +244,12 @@ impl Session {
             control,
             buffers,
             small_buffers,
-            pools,
+            pools: _,
             metrics,
         } = parts;
         let service = authenticated.service;
-        // Login found the pool at this index (pools are built from the
-        // same list of services).
-        let pool = Rc::clone(&pools[service.index]);
+        // The pool login borrowed from (the worker's, for this service).
+        let pool = authenticated.pool;
         guard.entry.backend_thread_id.store(
             authenticated.backend.as_ref().map_or(0, |b| b.thread_id),
             Ordering::Release,

@@ -46,6 +46,8 @@ pub struct Authenticated {
     pub seed: Vec<u8>,
     /// The service the user routes to.
     pub service: Arc<Service>,
+    /// This worker's pool of backend connections to that service.
+    pub pool: Rc<BackendPool<BackendConn>>,
     /// The backend connection, logged in as the user; `None` when the
     /// service sleeps (the login did not wake it) or the connection went
     /// back to the pool.
@@ -143,7 +145,7 @@ pub async fn login(
     shared: &Arc<Shared>,
     connection_id: u32,
     peer: Peer,
-    pools: &[Rc<BackendPool<BackendConn>>],
+    pools: &crate::worker::ServicePools,
 ) -> Result<(Authenticated, ConnectionPermit), (SessionError, u8)> {
     let mut exchange = Exchange {
         client,
@@ -161,7 +163,7 @@ async fn run(
     shared: &Arc<Shared>,
     connection_id: u32,
     peer: Peer,
-    pools: &[Rc<BackendPool<BackendConn>>],
+    pools: &crate::worker::ServicePools,
 ) -> Result<(Authenticated, ConnectionPermit), SessionError> {
     // Clients are greeted before they name their user (and so their
     // service): with the first service's greeting, known without waking
@@ -262,7 +264,7 @@ async fn run(
     let permit = shared.admit().ok_or(SessionError::TooManyConnections)?;
 
     let pool = pools
-        .get(service.index)
+        .get(shared, service.index)
         .ok_or(SessionError::Internal("no pool for the service"))?;
     // While the backend cannot be reached (stopped, restarting, or never
     // reached since Torpor started), the login is held — the client waits
@@ -476,6 +478,7 @@ async fn run(
         capabilities,
         seed,
         service,
+        pool: Rc::clone(&pool),
         backend,
         collation: response.collation,
         attributes,
@@ -560,21 +563,20 @@ pub(super) async fn authenticate(
     };
     if let Some(stored) = configured {
         let proven = stored.verify(seed, response).ok_or_else(denied)?;
-        let service = match chosen.and_then(|index| shared.services.get(index)) {
+        let service = match chosen.and_then(|index| shared.services.get_live(index)) {
             Some(service) => service,
             None => shared.service_for(user),
         };
         return Ok(Identified {
             password: proven,
-            service: Arc::clone(service),
+            service,
             account_host: None,
         });
     }
     drop(settings);
+    let live = shared.services.live();
     let candidates = || {
-        shared
-            .services
-            .iter()
+        live.iter()
             .filter(move |s| chosen.is_none_or(|index| s.index == index))
     };
     for service in candidates() {

@@ -52,14 +52,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
-use crate::backend::BackendConn;
 use crate::buffers::BufferPool;
 use crate::client_error::ClientError;
 use crate::context::Shared;
 use crate::error::{Fault, SessionError};
 use crate::metrics::{CloseReason, WorkerMetrics};
 use crate::net::{Conn, Peer};
-use crate::pool::BackendPool;
 use control::SessionControl;
 
 /// A failure, with the sequence id at which the client waits for a packet
@@ -115,7 +113,7 @@ pub struct WorkerParts {
     /// The worker's small buffers (client commands and replies).
     pub small_buffers: Rc<BufferPool>,
     /// The worker's backend connections, one pool per service.
-    pub pools: Rc<[Rc<BackendPool<BackendConn>>]>,
+    pub pools: Rc<crate::worker::ServicePools>,
     /// The worker's metrics.
     pub metrics: Rc<WorkerMetrics>,
 }

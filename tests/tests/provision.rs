@@ -1,0 +1,465 @@
+//! Services created while Torpor runs (`POST /services`), with the real
+//! `torpor` binary and real MariaDB servers: a created service (process
+//! driver) serves a real client, comes back after a restart with its data,
+//! survives a reload of the config file, and is deleted with its data
+//! kept or dropped; bad requests get a 400 shaped as the API's other
+//! errors. A restart of Torpor wakes no service, created or from the
+//! config file: logins go without a backend, the first query wakes it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use torpor::scaler::process::free_port;
+use torpor_tests::binary::Running;
+use torpor_tests::raw::{base_capabilities, LoginOptions, RawClient};
+use torpor_tests::{backend, mysql_opts, APP_PASSWORD, APP_USER};
+
+const SHOPPER: &str = "shopper";
+const SHOPPER_PASSWORD: &str = "shop-secret";
+
+/// `PASSWORD('…')` as MariaDB shows it: `*` and the hex of
+/// SHA1(SHA1(password)).
+fn native_hash(password: &str) -> String {
+    let once = Sha1::digest(password.as_bytes());
+    let twice = Sha1::digest(once);
+    let hex: String = twice.iter().map(|b| format!("{b:02X}")).collect();
+    format!("*{hex}")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(180)))
+        .build()
+        .into()
+}
+
+/// An admin API call: its status and JSON body.
+fn call(method: &str, admin: SocketAddr, path: &str, body: Option<&str>) -> (u16, Value) {
+    let url = format!("http://{admin}{path}");
+    let agent = agent();
+    let response = match (method, body) {
+        ("POST", Some(body)) => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body),
+        ("POST", None) => agent.post(&url).send_empty(),
+        ("DELETE", _) => agent.delete(&url).call(),
+        _ => agent.get(&url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    (status, value)
+}
+
+fn shop_body(name: &str) -> String {
+    json!({
+        "name": name,
+        "driver": "process",
+        "buffer_pool_mib": 32,
+        "suspend_after_secs": 0,
+        "accounts": [{"name": SHOPPER, "password_hash": native_hash(SHOPPER_PASSWORD)}],
+    })
+    .to_string()
+}
+
+/// A config file whose one service is the test MariaDB (a static
+/// backend), with the app account, and the admin API on `admin`.
+fn write_config(path: &Path, state_dir: &Path, extra: &str) {
+    let text = format!(
+        "state_dir = \"{}\"\n{extra}\n\n[[services]]\nname = \"main\"\ndriver = \"static\"\naddress = \"{}\"\nusers = [\"{APP_USER}\"]\n\n[[users]]\nname = \"{APP_USER}\"\npassword = \"{APP_PASSWORD}\"\n",
+        state_dir.display(),
+        backend().addr(),
+    );
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+/// Starts the binary; returns once clients and the admin API are both
+/// served (the API starts just after the listeners).
+fn start(config: &Path, admin: SocketAddr) -> Running {
+    let running = Running::start_bare(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--admin-listen",
+            &admin.to_string(),
+        ],
+        false,
+    );
+    loop_until(|| {
+        agent()
+            .get(&format!("http://{admin}/livez"))
+            .call()
+            .ok()
+            .map(|_| ())
+    });
+    running
+}
+
+fn login(addr: SocketAddr, user: &str, password: &str) -> Result<mysql::Conn, u16> {
+    match mysql::Conn::new(mysql_opts(addr, user, password)) {
+        Ok(conn) => Ok(conn),
+        Err(mysql::Error::MySqlError(e)) => Err(e.code),
+        Err(e) => panic!("login as {user} failed without a server error: {e}"),
+    }
+}
+
+/// Create, use, restart, reload, delete keeping data, create again (the
+/// data is there), delete dropping data.
+#[test]
+fn a_created_service_serves_clients_across_restarts_and_is_deleted_as_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(&config, &state_dir, "");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+
+    let (status, created) = call("POST", admin, "/services", Some(&shop_body("shop")));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], "shop");
+    assert_eq!(created["driver"], "process");
+    let kept_file = state_dir.join("provisioned/shop.json");
+    let kept: Value = serde_json::from_slice(&std::fs::read(&kept_file).unwrap()).unwrap();
+    assert_eq!(
+        kept["accounts"][0]["password_hash"],
+        native_hash(SHOPPER_PASSWORD)
+    );
+    assert!(
+        !std::fs::read_to_string(&kept_file)
+            .unwrap()
+            .contains(SHOPPER_PASSWORD),
+        "no plaintext password is kept"
+    );
+
+    // The created service's own MariaDB answers its account; the config
+    // file's service still answers its own.
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
+    shop.query_drop("CREATE TABLE test.orders (id INT PRIMARY KEY, item TEXT)")
+        .unwrap();
+    shop.query_drop("INSERT INTO test.orders VALUES (1, 'teapot')")
+        .unwrap();
+    let shop_datadir: String = shop.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert!(
+        shop_datadir.starts_with(state_dir.join("services/shop").to_str().unwrap()),
+        "{shop_datadir}"
+    );
+    let mut app = login(torpor.addr, APP_USER, APP_PASSWORD).unwrap();
+    let app_datadir: String = app.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert_ne!(app_datadir, shop_datadir);
+    let (_, all) = call("GET", admin, "/services", None);
+    let names: Vec<&str> = all["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["main", "shop"]);
+
+    // A reload of the file (a new account for the file's service) keeps
+    // the created service running: the open session goes on, on the same
+    // backend connection.
+    let id: u64 = shop.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    write_config(&config, &state_dir, "max_connections = 500");
+    torpor.signal(libc::SIGHUP);
+    torpor.wait_log("config reloaded", 1);
+    let after: u64 = shop.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    assert_eq!(after, id, "the reload touched the created service");
+    drop(login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("still after the reload"));
+    drop(login(torpor.addr, APP_USER, APP_PASSWORD).expect("the file's account too"));
+    drop(shop);
+    drop(app);
+
+    // A restart: the service comes back from state_dir, asleep (its
+    // greeting and baselines kept): the start and a login wake nothing,
+    // the first query does, and finds the data.
+    torpor.stop();
+    assert!(state_dir.join("services/shop/asleep.json").exists());
+    let mut torpor = start(&config, admin);
+    let state = |admin| call("GET", admin, "/services/shop", None).1["state"].clone();
+    assert_eq!(state(admin), "parked", "the start woke it");
+    // A login alone (the mysql crate queries right after its login).
+    let options = LoginOptions {
+        user: SHOPPER.to_string(),
+        password: SHOPPER_PASSWORD.to_string(),
+        ..LoginOptions::app(base_capabilities())
+    };
+    let mut raw = RawClient::connect(torpor.addr, &options);
+    let pong = raw.command(&[0x0e]).expect("ping").expect("a reply");
+    assert!(pong.error().is_none(), "ping while parked failed");
+    assert_eq!(state(admin), "parked", "the login woke it");
+    drop(raw);
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("after a restart");
+    let item: String = shop
+        .query_first("SELECT item FROM test.orders WHERE id = 1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(item, "teapot");
+    assert_eq!(state(admin), "active");
+
+    // Deleting says what happens to the data, or is refused.
+    let (status, refused) = call("DELETE", admin, "/services/shop", None);
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("data=keep"),
+        "{refused}"
+    );
+    let (status, busy) = call("DELETE", admin, "/services/shop?data=keep", None);
+    assert_eq!(status, 409, "a client is connected: {busy}");
+    drop(shop);
+    let (status, config_owned) = call("DELETE", admin, "/services/main?data=keep", None);
+    assert_eq!(status, 409, "{config_owned}");
+    // The count of clients drops once the session's close is seen.
+    let deleted = loop_until(|| {
+        let (status, body) = call("DELETE", admin, "/services/shop?data=keep", None);
+        (status != 409).then_some((status, body))
+    });
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    assert_eq!(deleted.1["data"], "kept");
+    assert!(!kept_file.exists());
+    let datadir = state_dir.join("services/shop/data");
+    assert!(datadir.join("ibdata1").exists(), "the datadir stays");
+    assert_eq!(call("GET", admin, "/services/shop", None).0, 404);
+    assert_eq!(
+        login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).err(),
+        Some(1045)
+    );
+
+    // Created again, it finds its data.
+    let (status, created) = call("POST", admin, "/services", Some(&shop_body("shop")));
+    assert_eq!(status, 201, "{created}");
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("created again");
+    let count: u64 = shop
+        .query_first("SELECT COUNT(*) FROM test.orders")
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 1);
+    drop(shop);
+
+    let deleted = loop_until(|| {
+        let (status, body) = call("DELETE", admin, "/services/shop?data=drop", None);
+        (status != 409).then_some((status, body))
+    });
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    assert_eq!(deleted.1["data"], "dropped");
+    assert!(!datadir.exists(), "the datadir is gone");
+    assert!(!state_dir.join("services/shop").exists());
+    torpor.stop();
+    // Nothing comes back after a restart.
+    let mut torpor = start(&config, admin);
+    assert_eq!(call("GET", admin, "/services/shop", None).0, 404);
+    torpor.stop();
+}
+
+/// Retries `attempt` until it gives an answer (a bound against hangs
+/// only).
+fn loop_until<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + torpor_tests::binary::HANG_LIMIT;
+    loop {
+        if let Some(answer) = attempt() {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Bodies that do not read or do not validate get a 400 with the shape of
+/// the API's other errors (one `error` string); clashes get a 409.
+#[test]
+fn a_bad_body_gets_a_clear_400_shaped_as_other_admin_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(&config, &state_dir, "");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+
+    let shape = |body: &Value| {
+        let object = body.as_object().expect("an object");
+        assert_eq!(object.len(), 1, "{body}");
+        object["error"]
+            .as_str()
+            .expect("an error string")
+            .to_string()
+    };
+    // An error the API gave before services could be created.
+    let (status, other) = call("POST", admin, "/services/main/explode", None);
+    assert_eq!(status, 400);
+    assert!(other["error"].is_string(), "{other}");
+    let (status, unknown) = call("GET", admin, "/services/nope", None);
+    assert_eq!(status, 404);
+    shape(&unknown);
+
+    let hash = native_hash("x");
+    for (body, says) in [
+        ("not json".to_string(), "the body is not a service"),
+        (json!({"name": "a"}).to_string(), "missing field"),
+        (
+            json!({"name": "a", "driver": "process", "accounts": [{"name": "u", "password": "plain"}]})
+                .to_string(),
+            "unknown field `password`",
+        ),
+        (
+            json!({"name": "a", "driver": "process", "colour": 1, "accounts": []}).to_string(),
+            "unknown field `colour`",
+        ),
+        (
+            json!({"name": "a b", "driver": "process", "accounts": [{"name": "u", "password_hash": hash}]})
+                .to_string(),
+            "service name 'a b'",
+        ),
+        (
+            json!({"name": "a", "driver": "process", "accounts": [{"name": "u", "password_hash": "*00"}]})
+                .to_string(),
+            "user 'u'",
+        ),
+        (
+            json!({"name": "a", "driver": "process", "accounts": []}).to_string(),
+            "at least one account",
+        ),
+        (
+            json!({"name": "a", "driver": "static", "accounts": [{"name": "u", "password_hash": hash}]})
+                .to_string(),
+            "driver must be process or docker",
+        ),
+        (
+            json!({"name": "a", "driver": "process", "autoscale": {"min_cpus": 4.0, "max_cpus": 1.0},
+                   "accounts": [{"name": "u", "password_hash": hash}]})
+            .to_string(),
+            "autoscale",
+        ),
+    ] {
+        let (status, answer) = call("POST", admin, "/services", Some(&body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = shape(&answer);
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    for (body, says) in [
+        (
+            json!({"name": "main", "driver": "process", "accounts": [{"name": "u", "password_hash": hash}]}),
+            "exists already",
+        ),
+        (
+            json!({"name": "other", "driver": "process", "accounts": [{"name": APP_USER, "password_hash": hash}]}),
+            "account 'app' exists already",
+        ),
+    ] {
+        let (status, answer) = call("POST", admin, "/services", Some(&body.to_string()));
+        assert_eq!(status, 409, "{body}: {answer}");
+        assert!(shape(&answer).contains(says), "{answer}");
+    }
+    // Nothing was kept or started.
+    assert!(
+        !state_dir.join("provisioned").exists()
+            || std::fs::read_dir(state_dir.join("provisioned"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let (_, all) = call("GET", admin, "/services", None);
+    assert_eq!(all["services"].as_array().unwrap().len(), 1);
+    torpor.stop();
+}
+
+/// Accounts made with `CREATE USER` through a service created while
+/// Torpor runs are read back from its backend, as a config file's
+/// service's are: the new user logs in at once; its queries are counted
+/// in `/metrics`.
+#[test]
+fn a_user_created_on_a_created_service_logs_in_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(&config, &state_dir, "");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    let body = json!({
+        "name": "crm",
+        "driver": "process",
+        "buffer_pool_mib": 32,
+        "accounts": [{
+            "name": "crm_owner",
+            "password_hash": native_hash("owner-pw"),
+            "grants": ["ALL PRIVILEGES ON *.* WITH GRANT OPTION"],
+        }],
+    });
+    let (status, created) = call("POST", admin, "/services", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let mut owner = login(torpor.addr, "crm_owner", "owner-pw").expect("the created account");
+    assert_eq!(login(torpor.addr, "crm_late", "late-pw").err(), Some(1045));
+    owner
+        .query_drop("CREATE USER crm_late IDENTIFIED BY 'late-pw'")
+        .unwrap();
+    owner
+        .query_drop("GRANT SELECT ON test.* TO crm_late")
+        .unwrap();
+    let mut late = login(torpor.addr, "crm_late", "late-pw").expect("read from the backend");
+    let user: String = late.query_first("SELECT CURRENT_USER()").unwrap().unwrap();
+    assert_eq!(user, "crm_late@%");
+    let datadir: String = late.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert!(datadir.contains("services/crm"), "{datadir}");
+    // Its queries are counted in /metrics (published at the workers'
+    // next tick).
+    loop_until(|| {
+        let text = agent()
+            .get(&format!("http://{admin}/metrics"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines()
+            .any(|l| l.starts_with("torpor_queries_total{service=\"crm\"}") && !l.ends_with(" 0"))
+            .then_some(())
+    });
+    drop(late);
+    drop(owner);
+    torpor.stop();
+}
+
+/// A config file's managed service (process driver) comes back from a
+/// restart of Torpor parked, as it was left: neither the start nor a
+/// login wakes it, the first query does.
+#[test]
+fn a_restart_wakes_no_service_of_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    let text = format!(
+        "state_dir = \"{}\"\n\n[[services]]\nname = \"db\"\ndriver = \"process\"\nbuffer_pool_mib = 32\n\n[[users]]\nname = \"{APP_USER}\"\npassword = \"{APP_PASSWORD}\"\n",
+        state_dir.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    let mut app = login(torpor.addr, APP_USER, APP_PASSWORD).expect("first start");
+    app.query_drop("CREATE TABLE test.kept (n INT)").unwrap();
+    app.query_drop("INSERT INTO test.kept VALUES (7)").unwrap();
+    drop(app);
+    // Kept while Torpor runs, not only when it stops (a crash keeps it).
+    let asleep = state_dir.join("services/db/asleep.json");
+    loop_until(|| asleep.exists().then_some(()));
+    torpor.stop();
+
+    let mut torpor = start(&config, admin);
+    let state = || call("GET", admin, "/services/db", None).1["state"].clone();
+    assert_eq!(state(), "parked", "the start woke it");
+    let mut raw = RawClient::connect(torpor.addr, &LoginOptions::app(base_capabilities()));
+    let pong = raw.command(&[0x0e]).expect("ping").expect("a reply");
+    assert!(pong.error().is_none(), "ping while parked failed");
+    assert_eq!(state(), "parked", "the login woke it");
+    let reply = raw.query("SELECT n FROM test.kept");
+    assert!(reply.error().is_none(), "the first query after the restart");
+    assert_eq!(state(), "active");
+    drop(raw);
+    torpor.stop();
+}
