@@ -49,6 +49,9 @@ struct HostsState {
     draining: HashSet<String>,
     /// A drain or a watermark move is under way (one at a time).
     moving: bool,
+    /// Hosts whose engine did not say its memory: said once in the log,
+    /// not at every look.
+    unknown: HashSet<String>,
 }
 
 /// One host's load, as placement sees it.
@@ -96,13 +99,15 @@ impl Hosts {
         }
         match crate::scaler::docker::capacity_mib(host) {
             Ok(mib) => {
-                lock(&self.state)
-                    .capacity_mib
-                    .insert(host.name.clone(), mib);
+                let mut state = lock(&self.state);
+                state.capacity_mib.insert(host.name.clone(), mib);
+                state.unknown.remove(&host.name);
                 Some(mib)
             }
             Err(e) => {
-                warn!(host = %host.name, "the host's memory is unknown: {e}");
+                if lock(&self.state).unknown.insert(host.name.clone()) {
+                    warn!(host = %host.name, "the host's memory is unknown, so it takes no service: {e}");
+                }
                 None
             }
         }
