@@ -66,6 +66,9 @@ const ALL: u8 = STATE | CONNECTION_ID | KILL;
 /// case), the letters that may follow it, as a bit set (`a` is bit 0):
 /// most bytes of a statement are ruled out by one load, and the rest by
 /// the next byte, before any word is compared.
+// Evaluated at compile time: an index out of bounds here fails the
+// build, it cannot panic on a statement.
+#[allow(clippy::indexing_slicing)]
 const FOLLOWERS: [u32; 256] = {
     let pairs: [(u8, &[u8]); 8] = [
         (b'p', b"r"),
@@ -99,7 +102,10 @@ const FOLLOWERS: [u32; 256] = {
 /// among the bytes a word can start with; no other byte maps onto a
 /// lower-case letter).
 fn word_at(rest: &[u8], pair: [u8; 2]) -> u8 {
-    let is = |word: &[u8]| rest.get(..word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word));
+    let is = |word: &[u8]| {
+        rest.get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
     let state = |word: &[u8]| if is(word) { STATE } else { 0 };
     match &pair {
         b"pr" => state(b"prepare"),
@@ -110,13 +116,7 @@ fn word_at(rest: &[u8], pair: [u8; 2]) -> u8 {
         b"ro" => state(b"row_count") | state(b"rollback"),
         b"ex" => state(b"execute"),
         b"ca" => state(b"call"),
-        b"ki" => {
-            if is(b"kill") {
-                KILL
-            } else {
-                0
-            }
-        }
+        b"ki" if is(b"kill") => KILL,
         b"co" => {
             state(b"commit")
                 | if is(b"connection_id") {
@@ -138,16 +138,21 @@ pub fn mentions(sql: &[u8]) -> Mentions {
     };
     // Every word is two bytes or longer: a last byte alone starts none.
     for (at, pair) in sql.windows(2).enumerate() {
-        let followers = FOLLOWERS[pair[0] as usize];
+        let &[first, next] = pair else {
+            continue;
+        };
+        // A `u8` index into 256 entries: never out of bounds.
+        let followers = FOLLOWERS.get(usize::from(first)).copied().unwrap_or(0);
         if followers == 0 {
             continue;
         }
         // Only an ASCII letter lands in `a..=z` once `| 0x20`-ed.
-        let second = (pair[1] | 0x20).wrapping_sub(b'a');
+        let second = (next | 0x20).wrapping_sub(b'a');
         if second >= 26 || followers & (1 << second) == 0 {
             continue;
         }
-        found |= word_at(&sql[at..], [pair[0] | 0x20, pair[1] | 0x20]);
+        let rest = sql.get(at..).unwrap_or_default();
+        found |= word_at(rest, [first | 0x20, next | 0x20]);
         if found == ALL {
             break;
         }
