@@ -9,6 +9,7 @@
 //! — except one pinned by its open transaction alone, which is replayed
 //! ([`super::transaction`]).
 
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -67,13 +68,37 @@ fn backend_closed(fd: std::os::fd::RawFd) -> bool {
 }
 
 impl Session {
-    /// The key of the session's backend connections in the pool.
-    pub(super) fn pool_key(&self) -> PoolKey {
+    /// The key of the session's backend connections in the pool: made
+    /// once (and again when COM_CHANGE_USER changes what it is made of),
+    /// shared with the pool, so that a borrow and a give-back per
+    /// statement copy no user name.
+    pub(super) fn pool_key(&self) -> Rc<PoolKey> {
+        debug_assert_eq!(*self.pool_key, self.fresh_pool_key());
+        Rc::clone(&self.pool_key)
+    }
+
+    /// The key as the session's user, account, capabilities and collation
+    /// make it now.
+    pub(super) fn fresh_pool_key(&self) -> PoolKey {
         PoolKey {
             user: self.user.clone(),
             account_host: self.account_host.clone(),
             capabilities: self.backend_caps,
             collation: self.collation,
+        }
+    }
+
+    /// The session's state as given to the pool with its connection: the
+    /// value given last time while the state has not changed since (a
+    /// comparison, not a copy of the state per statement).
+    pub(super) fn state_to_pool(&mut self) -> Rc<SessionState> {
+        match &self.pooled_state {
+            Some(shared) if **shared == self.model.state => Rc::clone(shared),
+            _ => {
+                let shared = Rc::new(self.model.state.clone());
+                self.pooled_state = Some(Rc::clone(&shared));
+                shared
+            }
         }
     }
 
@@ -144,10 +169,14 @@ impl Session {
         if quitting {
             return Ok(());
         }
-        let backend = self.borrow_backend().await.map_err(|error| Failure {
-            error,
-            reply_seq: Some(1),
-        })?;
+        let started = self.batch_started;
+        let backend = self
+            .borrow_backend(started)
+            .await
+            .map_err(|error| Failure {
+                error,
+                reply_seq: Some(1),
+            })?;
         self.guard
             .entry
             .backend_thread_id
@@ -161,15 +190,23 @@ impl Session {
     /// lent, which closes it and frees its place. While the backend cannot
     /// be reached (an outage: stopped, restarting), the session is held —
     /// its client waits, no place in the pool is taken — and tries again
-    /// with backoff, up to `outage_hold_secs`; then
+    /// with backoff, up to `outage_hold_secs` from `started`; then
     /// [`SessionError::BackendDown`].
-    pub(super) async fn borrow_backend(&mut self) -> Result<Lent<BackendConn>, SessionError> {
+    pub(super) async fn borrow_backend(
+        &mut self,
+        started: std::time::Instant,
+    ) -> Result<Lent<BackendConn>, SessionError> {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
-        let mut hold = Hold::new(self.shared.settings().outage_hold, Holding::Command);
+        // One read of the settings for both (an atomic load each).
+        let (outage_hold, pool_wait) = {
+            let settings = self.shared.settings();
+            (settings.outage_hold, settings.pool_wait)
+        };
+        let mut hold = Hold::since(started, outage_hold, Holding::Command);
         loop {
-            let error = match self.borrow_once().await {
+            let error = match self.borrow_once(pool_wait).await {
                 Ok(conn) => {
                     hold.got_through();
                     if hold.waited() {
@@ -196,9 +233,8 @@ impl Session {
     }
 
     /// One try of [`Session::borrow_backend`].
-    async fn borrow_once(&mut self) -> Result<Lent<BackendConn>, SessionError> {
+    async fn borrow_once(&mut self, wait: Duration) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
-        let wait = self.shared.settings().pool_wait;
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -214,7 +250,7 @@ impl Session {
                         mut conn,
                         mut state,
                         last_session,
-                    } = *pooled;
+                    } = pooled;
                     if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
@@ -237,6 +273,7 @@ impl Session {
                             // owner, and as the connection's state).
                             match super::left::read(left, &mut conn).await {
                                 Ok(learned) => {
+                                    let state = Rc::make_mut(&mut state);
                                     state.user_variables = learned.user_variables;
                                     if let Some(id) = learned.last_insert_id {
                                         state.last_insert_id = id;
@@ -338,6 +375,12 @@ impl Session {
         conn: &mut BackendConn,
         from: &SessionState,
     ) -> Result<(), Option<SessionError>> {
+        if *from == self.model.state {
+            // Nothing to replay (see `replay_onto`), and no settings to
+            // read for it. Nothing was heard from the server either:
+            // `idle_since` stays.
+            return Ok(());
+        }
         let verify = self.shared.settings().verify_replay;
         let replayed = replay_onto(conn, from, &self.model.state, &self.model.baseline, verify)
             .await
@@ -391,7 +434,8 @@ impl Session {
                 .backend_thread_id
                 .store(0, Ordering::Release);
             let key = self.pool_key();
-            conn.give_back(key, self.model.state.clone(), self.guard.id);
+            let state = self.state_to_pool();
+            conn.give_back(key, state, self.guard.id);
         }
     }
 
@@ -524,6 +568,12 @@ pub(crate) async fn replay_onto(
     baseline: &torpor_replay::state::Baseline,
     verify: bool,
 ) -> Result<usize, Option<SessionError>> {
+    if from == to {
+        // The common case (a connection given back and borrowed again by
+        // sessions in one state): nothing to work out, nothing to run.
+        conn.idle_since = std::time::Instant::now();
+        return Ok(0);
+    }
     let statements = to.diff_from(from, baseline).map_err(|_| None)?;
     // Pipelined: one round trip for the whole diff. After a refusal the
     // connection is not used again (the caller lets it go), so the

@@ -154,6 +154,12 @@ pub struct Session {
     pub(super) backend_caps: Capabilities,
     /// The worker's pool of backend connections to the session's service.
     pub(super) pool: Rc<BackendPool<BackendConn>>,
+    /// The key of the session's connections in the pool
+    /// ([`Session::pool_key`]).
+    pub(super) pool_key: Rc<crate::pool::PoolKey>,
+    /// The state the session last gave the pool with a connection, shared
+    /// ([`Session::state_to_pool`]).
+    pub(super) pooled_state: Option<Rc<torpor_replay::state::SessionState>>,
     /// The service the session's user routes to.
     pub(super) service: Arc<Service>,
     /// Counts the session among its service's clients while it lives.
@@ -251,6 +257,12 @@ impl Session {
         // Login found the pool at this index (pools are built from the
         // same list of services).
         let pool = Rc::clone(&pools[service.index]);
+        let pool_key = Rc::new(crate::pool::PoolKey {
+            user: authenticated.user.clone(),
+            account_host: authenticated.account_host.clone(),
+            capabilities: authenticated.backend_caps,
+            collation: authenticated.collation,
+        });
         guard.entry.backend_thread_id.store(
             authenticated.backend.as_ref().map_or(0, |b| b.thread_id),
             Ordering::Release,
@@ -269,6 +281,8 @@ impl Session {
             backend_caps: authenticated.backend_caps,
             backend: authenticated.backend,
             pool,
+            pool_key,
+            pooled_state: None,
             _client_count: ClientCount::new(Arc::clone(&service), index),
             _permit: permit,
             logged_in: Instant::now(),

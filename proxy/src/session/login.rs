@@ -293,12 +293,12 @@ async fn run(
         .as_deref()
         .filter(|db| !db.is_empty())
         .map(|db| String::from_utf8_lossy(db).into_owned());
-    let key = PoolKey {
+    let key = std::rc::Rc::new(PoolKey {
         user: response.user.clone(),
         account_host: account_host.clone(),
         capabilities: backend::capabilities_for(capabilities, info.capabilities),
         collation: response.collation,
-    };
+    });
     let start = SessionState {
         schema: schema.clone(),
         ..SessionState::default()
@@ -349,12 +349,13 @@ async fn run(
                             conn: mut backend,
                             mut state,
                             ..
-                        } = *pooled;
+                        } = pooled;
                         // Another session's state leaves this connection:
                         // what it left unread is read now (for it, and as
                         // the state here).
                         if let Some(left) = backend.left_by.take() {
                             let learned = super::left::read(left, &mut backend).await?;
+                            let state = std::rc::Rc::make_mut(&mut state);
                             state.user_variables = learned.user_variables;
                             if let Some(id) = learned.last_insert_id {
                                 state.last_insert_id = id;
@@ -454,7 +455,7 @@ async fn run(
     }
     if let Err(e) = sent {
         if let Some(conn) = backend {
-            conn.give_back(key, model.state.clone(), connection_id);
+            conn.give_back(key, std::rc::Rc::new(model.state.clone()), connection_id);
         }
         return Err(e);
     }

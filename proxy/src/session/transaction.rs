@@ -271,7 +271,7 @@ impl Session {
         // consumed pending again.
         let mut pending = characteristics;
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
-        let borrowed = self.borrow_backend().await;
+        let borrowed = self.borrow_backend(std::time::Instant::now()).await;
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
         let conn = match borrowed {
             Ok(conn) => conn,
