@@ -170,8 +170,10 @@ impl Session {
             return Ok(());
         }
         let started = self.batch_started;
+        // The commands that wait are dispatched next: a state diff may go
+        // out with them.
         let backend = self
-            .borrow_backend(started)
+            .borrow_backend(started, true)
             .await
             .map_err(|error| Failure {
                 error,
@@ -191,10 +193,13 @@ impl Session {
     /// be reached (an outage: stopped, restarting), the session is held —
     /// its client waits, no place in the pool is taken — and tries again
     /// with backoff, up to `outage_hold_secs` from `started`; then
-    /// [`SessionError::BackendDown`].
+    /// [`SessionError::BackendDown`]. With `pipelined`, the caller's next
+    /// use of the connection is a dispatch of the client's commands, which
+    /// may carry the state diff (see [`Session::align`]).
     pub(super) async fn borrow_backend(
         &mut self,
         started: std::time::Instant,
+        pipelined: bool,
     ) -> Result<Lent<BackendConn>, SessionError> {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
@@ -206,7 +211,7 @@ impl Session {
         };
         let mut hold = Hold::since(started, outage_hold, Holding::Command);
         loop {
-            let error = match self.borrow_once(pool_wait).await {
+            let error = match self.borrow_once(pool_wait, pipelined).await {
                 Ok(conn) => {
                     hold.got_through();
                     if hold.waited() {
@@ -233,7 +238,11 @@ impl Session {
     }
 
     /// One try of [`Session::borrow_backend`].
-    async fn borrow_once(&mut self, wait: Duration) -> Result<Lent<BackendConn>, SessionError> {
+    async fn borrow_once(
+        &mut self,
+        wait: Duration,
+        pipelined: bool,
+    ) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
         loop {
             // Nothing may yield between this check and the borrow: a
@@ -291,7 +300,7 @@ impl Session {
                         let place = conn.close();
                         return Ok(place.fill(self.open_backend().await?));
                     }
-                    match self.align(&mut conn, &state).await {
+                    match self.align(&mut conn, &state, pipelined).await {
                         Ok(()) => return Ok(conn),
                         Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
@@ -359,7 +368,7 @@ impl Session {
             schema,
             ..SessionState::default()
         };
-        match self.align(&mut fresh, &start).await {
+        match self.align(&mut fresh, &start, false).await {
             Ok(()) => Ok(fresh),
             Err(Some(error)) => Err(error),
             Err(None) => Err(SessionError::BackendLost(std::io::Error::other(
@@ -370,16 +379,50 @@ impl Session {
 
     /// Replays the session's state onto `conn`, whose state is `from`.
     /// `Err(None)`: no statements can get there.
+    ///
+    /// With `pipelined`, a diff of SETs only is not run here: it goes out
+    /// in the same write as the client's commands, ahead of them, its
+    /// replies swallowed (`BackendConn::state_diff`), and so costs no
+    /// round trip of its own. Only SETs, because they cannot be refused
+    /// for what happened since (the values are the ones the server
+    /// reported, for the same account); a `USE` (its schema dropped since)
+    /// or a `PREPARE` (its table dropped) can, and the client's command
+    /// must then not run on a connection in another state: those diffs
+    /// are run first, as before. Should a SET be refused all the same
+    /// (privileges revoked in between), the session ends as it does when
+    /// Torpor's own tracking setup is refused: an error, then the close —
+    /// never the client's command answered as if the state were right.
     async fn align(
         &mut self,
         conn: &mut BackendConn,
         from: &SessionState,
+        pipelined: bool,
     ) -> Result<(), Option<SessionError>> {
         if *from == self.model.state {
             // Nothing to replay (see `replay_onto`), and no settings to
             // read for it. Nothing was heard from the server either:
             // `idle_since` stays.
             return Ok(());
+        }
+        if pipelined {
+            let statements = self
+                .model
+                .state
+                .diff_from(from, &self.model.baseline)
+                .map_err(|_| None)?;
+            if statements.iter().all(|sql| sql.starts_with("SET ")) {
+                if !statements.is_empty() {
+                    self.metrics.replayed(self.service.index, true);
+                    debug!(
+                        id = self.guard.id,
+                        thread = conn.thread_id,
+                        replayed = statements.len(),
+                        "session state goes with the next commands"
+                    );
+                    conn.state_diff = statements;
+                }
+                return Ok(());
+            }
         }
         let verify = self.shared.settings().verify_replay;
         let replayed = replay_onto(conn, from, &self.model.state, &self.model.baseline, verify)
@@ -411,6 +454,7 @@ impl Session {
         let free = self.ledger.is_empty()
             && backend.conn.rbuf.is_empty()
             && !backend.needs_tracking
+            && backend.state_diff.is_empty()
             && !self.model.is_pinned()
             && !self.model.tracking_dirty
             && self.bytes_missing().is_some()
@@ -601,21 +645,42 @@ async fn verify_replay(
     backend: &mut BackendConn,
     state: &SessionState,
 ) -> Result<(), SessionError> {
-    let names: Vec<&String> = state.variables.keys().collect();
-    let mut sql = String::from("SELECT DATABASE()");
-    for name in &names {
-        sql.push_str(&format!(
-            ", @@SESSION.{}",
-            torpor_replay::state::quote_ident(name)
-        ));
-    }
-    let rows = match backend::run_query(backend, &sql).await? {
+    let rows = match backend::run_query(backend, &verify_sql(state)).await? {
         QueryResult::Rows(rows) => rows,
         QueryResult::Error(payload) => {
             return Err(SessionError::BackendRefused(BackendErr { payload }))
         }
         QueryResult::Ok(_) => Vec::new(),
     };
+    let mut mismatches = replay_mismatches(rows, state);
+    let users = backend::read_user_variables(backend).await?;
+    if users != state.user_variables {
+        mismatches.push(format!(
+            "user variables: want {:?}, have {users:?}",
+            state.user_variables
+        ));
+    }
+    replay_verdict(mismatches)
+}
+
+/// The query that reads back the schema and every variable of `state`
+/// (in the order of `state.variables`).
+pub(super) fn verify_sql(state: &SessionState) -> String {
+    let mut sql = String::from("SELECT DATABASE()");
+    for name in state.variables.keys() {
+        sql.push_str(&format!(
+            ", @@SESSION.{}",
+            torpor_replay::state::quote_ident(name)
+        ));
+    }
+    sql
+}
+
+/// What differs between `state` and the rows [`verify_sql`] read back.
+pub(super) fn replay_mismatches(
+    rows: Vec<Vec<Option<Vec<u8>>>>,
+    state: &SessionState,
+) -> Vec<String> {
     let row = rows.into_iter().next().unwrap_or_default();
     let text = |v: Option<&Option<Vec<u8>>>| {
         v.and_then(|v| v.as_deref()).map_or_else(
@@ -628,20 +693,18 @@ async fn verify_replay(
     if state.schema.as_deref().unwrap_or("NULL") != schema {
         mismatches.push(format!("schema: want {:?}, have {schema}", state.schema));
     }
-    for (i, name) in names.iter().enumerate() {
+    for (i, (name, want)) in state.variables.iter().enumerate() {
         let have = text(row.get(i + 1));
-        let want = &state.variables[*name];
         if normalized(want) != normalized(&have) {
             mismatches.push(format!("{name}: want {want}, have {have}"));
         }
     }
-    let users = backend::read_user_variables(backend).await?;
-    if users != state.user_variables {
-        mismatches.push(format!(
-            "user variables: want {:?}, have {users:?}",
-            state.user_variables
-        ));
-    }
+    mismatches
+}
+
+/// A replay's check passes when nothing differs; otherwise it is logged
+/// and fails as a lost connection.
+pub(super) fn replay_verdict(mismatches: Vec<String>) -> Result<(), SessionError> {
     if mismatches.is_empty() {
         return Ok(());
     }
