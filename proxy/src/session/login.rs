@@ -201,10 +201,11 @@ async fn run(
     exchange.deadline = Instant::now() + shared.settings().login_timeout;
     exchange.send(&payload).await?;
 
-    let mut hello = exchange.receive().await?;
-    if let ClientHello::SslRequest { .. } =
-        ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?
-    {
+    let hello = exchange.receive().await?;
+    // Parsed once (its attributes are most of a login's parsing); again
+    // only when it was an SSLRequest and the response comes over TLS.
+    let mut parsed = ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?;
+    if let ClientHello::SslRequest { .. } = parsed {
         let Some(tls) = tls.as_ref() else {
             return Err(SessionError::Unsupported("TLS (it is off)"));
         };
@@ -226,9 +227,10 @@ async fn run(
             tls = exchange.client.tls_description().unwrap_or_default(),
             "TLS handshake done"
         );
-        hello = exchange.receive().await?;
+        let hello = exchange.receive().await?;
+        parsed = ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?;
     }
-    let response = match ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)? {
+    let response = match parsed {
         // A second SSLRequest, or one over TLS.
         ClientHello::SslRequest { .. } => {
             return Err(SessionError::ClientProtocol(
