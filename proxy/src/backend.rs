@@ -85,6 +85,12 @@ pub struct BackendConn {
     pub needs_tracking: bool,
     /// When it last finished a command.
     pub idle_since: std::time::Instant,
+    /// The statements of a state diff (SETs) that bring it to the state
+    /// of the session it is lent to: they go out in the same write as
+    /// that session's next commands, ahead of them, their replies
+    /// swallowed (`crate::session::attach`), so a move to a connection in
+    /// another state costs no round trip of its own.
+    pub state_diff: Vec<String>,
     /// What the session that gave it back last left unread here (its user
     /// variables): read by whoever takes it next, unless that session
     /// itself ([`crate::session::left`]).
@@ -288,6 +294,7 @@ pub async fn connect(
         to_close: Vec::new(),
         needs_tracking: capabilities.contains(Capabilities::CLIENT_SESSION_TRACK),
         idle_since: std::time::Instant::now(),
+        state_diff: Vec::new(),
         left_by: None,
         generation: 0,
     };
@@ -402,63 +409,101 @@ pub async fn run_queries<S: AsRef<str>>(
 
 /// Reads the whole reply to one COM_QUERY of Torpor's.
 async fn read_query_reply(backend: &mut BackendConn) -> Result<QueryResult, SessionError> {
-    use torpor_protocol::command::ReplyKind;
-    use torpor_protocol::frame::PacketHeader;
-    use torpor_protocol::reply::{PacketClass, ReplyTracker, Step};
-
-    let lost = SessionError::BackendLost;
-    let protocol = SessionError::BackendProtocol;
-    let mut tracker = ReplyTracker::new(ReplyKind::Results, backend.capabilities)
-        .ok_or(protocol(ProtocolError::Unexpected { what: "reply kind" }))?;
-    let mut rows = Vec::new();
-    let mut columns: Option<usize> = None;
-    let mut definitions_left = 0usize;
+    let mut reply = QueryReply::new(backend.capabilities)?;
     loop {
         let (seq, packet) = read_packet(&mut backend.conn, QUERY_PACKET_LIMIT)
             .await
-            .map_err(lost)?;
-        // Payloads are read whole here, so a continued one never reaches
-        // the tracker as such.
+            .map_err(SessionError::BackendLost)?;
+        if let Some(result) = reply.on_packet(seq, packet)? {
+            return Ok(result);
+        }
+    }
+}
+
+/// The reply to one COM_QUERY of Torpor's, collected packet by packet
+/// (whole payloads, sans I/O): read from the socket by
+/// [`run_queries`], or taken from a reply the session swallowed in the
+/// middle of a client's write (the check of a pipelined state diff).
+pub struct QueryReply {
+    tracker: torpor_protocol::reply::ReplyTracker,
+    capabilities: Capabilities,
+    rows: Vec<Vec<Option<Vec<u8>>>>,
+    columns: Option<usize>,
+    definitions_left: usize,
+}
+
+impl QueryReply {
+    /// A reply on a connection with `capabilities`, nothing read yet.
+    pub fn new(capabilities: Capabilities) -> Result<QueryReply, SessionError> {
+        use torpor_protocol::command::ReplyKind;
+        let tracker = torpor_protocol::reply::ReplyTracker::new(ReplyKind::Results, capabilities)
+            .ok_or(SessionError::BackendProtocol(ProtocolError::Unexpected {
+            what: "reply kind",
+        }))?;
+        Ok(QueryReply {
+            tracker,
+            capabilities,
+            rows: Vec::new(),
+            columns: None,
+            definitions_left: 0,
+        })
+    }
+
+    /// Takes the next packet's payload (sequence id `seq`); the result
+    /// once it was the last.
+    pub fn on_packet(
+        &mut self,
+        seq: u8,
+        packet: Vec<u8>,
+    ) -> Result<Option<QueryResult>, SessionError> {
+        use torpor_protocol::frame::PacketHeader;
+        use torpor_protocol::reply::{PacketClass, Step};
+
+        let protocol = SessionError::BackendProtocol;
+        // Payloads come whole here, so a continued one never reaches the
+        // tracker as such.
         let header = PacketHeader {
             len: packet.len().min(torpor_protocol::MAX_PAYLOAD - 1),
             seq,
         };
-        let step = tracker.on_packet(header, &packet).map_err(protocol)?;
-        match (step, tracker.last_packet()) {
-            (_, PacketClass::Err) => return Ok(QueryResult::Error(packet)),
+        let step = self.tracker.on_packet(header, &packet).map_err(protocol)?;
+        match (step, self.tracker.last_packet()) {
+            (_, PacketClass::Err) => return Ok(Some(QueryResult::Error(packet))),
             (Step::Done(_), _) => {
-                return Ok(match columns {
-                    Some(_) => QueryResult::Rows(rows),
+                return Ok(Some(match self.columns {
+                    Some(_) => QueryResult::Rows(std::mem::take(&mut self.rows)),
                     None => QueryResult::Ok(packet),
-                })
+                }))
             }
             (Step::LocalInfile, _) => {
                 return Err(protocol(ProtocolError::Unexpected {
                     what: "LOCAL INFILE request to a query of Torpor's",
                 }))
             }
-            (Step::More, PacketClass::Other) => match columns {
+            (Step::More, PacketClass::Other) => match self.columns {
                 None => {
                     let (count, used) = torpor_protocol::lenenc::read_int(&packet)
                         .ok_or(protocol(ProtocolError::malformed("column count")))?;
                     let count = usize::try_from(count)
                         .map_err(|_| protocol(ProtocolError::malformed("column count")))?;
-                    let metadata = !backend
+                    let metadata = !self
                         .capabilities
                         .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)
                         || packet.get(used) == Some(&1);
-                    columns = Some(count);
-                    definitions_left = if metadata { count } else { 0 };
+                    self.columns = Some(count);
+                    self.definitions_left = if metadata { count } else { 0 };
                 }
-                Some(_) if definitions_left > 0 => definitions_left -= 1,
+                Some(_) if self.definitions_left > 0 => self.definitions_left -= 1,
                 Some(count) => {
                     let values =
                         torpor_protocol::resultset::text_row(&packet, count).map_err(protocol)?;
-                    rows.push(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect());
+                    self.rows
+                        .push(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect());
                 }
             },
             (Step::More, _) => {}
         }
+        Ok(None)
     }
 }
 

@@ -202,8 +202,15 @@ pub struct Hold {
 impl Hold {
     /// A hold of `what`, of at most `bound`, starting now.
     pub fn new(bound: Duration, what: Holding) -> Hold {
+        Hold::since(Instant::now(), bound, what)
+    }
+
+    /// A hold of `what`, of at most `bound`, that started at `started`
+    /// (a moment the caller read already: one clock read less per
+    /// command).
+    pub fn since(started: Instant, bound: Duration, what: Holding) -> Hold {
         Hold {
-            started: Instant::now(),
+            started,
             bound,
             attempt: 0,
             what,

@@ -58,8 +58,10 @@ pub struct PoolKey {
 pub struct Pooled<C> {
     /// The connection.
     pub conn: C,
-    /// What its session state is.
-    pub state: SessionState,
+    /// What its session state is: shared with the session that gave it
+    /// back, which keeps it while its state stays the same (so a give-back
+    /// costs no copy of the state).
+    pub state: Rc<SessionState>,
     /// The session that used it last (0: none). A session that gets back
     /// the connection it used last, untouched since, still finds there
     /// what `ROW_COUNT()` and `FOUND_ROWS()` say of its own previous
@@ -79,7 +81,10 @@ pub struct Place<C> {
 impl<C> Place<C> {
     /// The connection opened in this place, lent.
     pub fn fill(self, conn: C) -> Lent<C> {
-        Lent { conn, place: self }
+        Lent {
+            conn: Box::new(conn),
+            place: self,
+        }
     }
 }
 
@@ -96,8 +101,10 @@ impl<C> Drop for Place<C> {
 /// and its place freed.
 pub struct Lent<C> {
     // Declared first, so dropped first: the connection closes before its
-    // place is offered to a waiter.
-    conn: C,
+    // place is offered to a waiter. Boxed once, when it is opened: lent,
+    // given back and found again per statement, it moves as a pointer,
+    // not as the whole connection (hundreds of bytes, copied each time).
+    conn: Box<C>,
     place: Place<C>,
 }
 
@@ -105,7 +112,7 @@ impl<C> Lent<C> {
     /// Takes the connection back, clean (see the pool rules), with the
     /// key and the state it has now and the session that used it: to a
     /// waiter of its key first, else into the idle set.
-    pub fn give_back(self, key: PoolKey, state: SessionState, last_session: u32) {
+    pub fn give_back(self, key: Rc<PoolKey>, state: Rc<SessionState>, last_session: u32) {
         let Lent { conn, mut place } = self;
         place.held = false;
         place.pool.take_back(
@@ -141,8 +148,8 @@ impl<C> DerefMut for Lent<C> {
 }
 
 struct Idle<C> {
-    key: PoolKey,
-    pooled: Pooled<C>,
+    key: Rc<PoolKey>,
+    pooled: Pooled<Box<C>>,
     since: Instant,
 }
 
@@ -169,7 +176,7 @@ impl<C> Default for Slot<C> {
 /// without its place ever being freed).
 struct Queued<'a, C> {
     pool: &'a BackendPool<C>,
-    key: PoolKey,
+    key: Rc<PoolKey>,
     slot: Rc<Slot<C>>,
 }
 
@@ -181,17 +188,20 @@ impl<C> Drop for Queued<'_, C> {
             .retain(|(_, s)| !Rc::ptr_eq(s, &self.slot));
         let landed = self.slot.handoff.borrow_mut().take();
         match landed {
-            Some(Handoff::Conn(pooled)) => self.pool.take_back(self.key.clone(), *pooled),
+            Some(Handoff::Conn(pooled)) => self.pool.take_back(Rc::clone(&self.key), pooled),
             Some(Handoff::Room) => self.pool.forget(),
             None => {}
         }
     }
 }
 
+/// A borrower in the queue: the key it wants, and its slot.
+type Waiter<C> = (Rc<PoolKey>, Rc<Slot<C>>);
+
 /// What a waiter is given.
 enum Handoff<C> {
     /// A connection another session gave back, of the waiter's key.
-    Conn(Box<Pooled<C>>),
+    Conn(Pooled<Box<C>>),
     /// A place freed up: the waiter may open a new connection.
     Room,
 }
@@ -199,7 +209,7 @@ enum Handoff<C> {
 /// What [`BackendPool::borrow`] found.
 pub enum Borrowed<C> {
     /// An idle connection of the key, lent.
-    Conn(Box<Pooled<Lent<C>>>),
+    Conn(Pooled<Lent<C>>),
     /// None idle, but one may be opened in this place (dropped unused, it
     /// is freed).
     Open(Place<C>),
@@ -207,7 +217,7 @@ pub enum Borrowed<C> {
 
 /// What [`BackendPool::find`] found, before it is lent.
 enum Found<C> {
-    Idle(Box<Pooled<C>>),
+    Idle(Pooled<Box<C>>),
     Open,
 }
 
@@ -235,7 +245,7 @@ pub struct BackendPool<C> {
     // Cells: a config reload changes them (on the worker's own thread).
     limit: Cell<usize>,
     idle_timeout: Cell<Duration>,
-    waiters: RefCell<VecDeque<(PoolKey, Rc<Slot<C>>)>>,
+    waiters: RefCell<VecDeque<Waiter<C>>>,
     max_waiters: Cell<usize>,
     /// Counted in `borrow` (plain cells: the pool is its worker's own).
     stats: Cell<PoolStats>,
@@ -331,7 +341,7 @@ impl<C> BackendPool<C> {
     /// pool is at its bound with nothing idle.
     pub fn try_borrow(
         self: &Rc<Self>,
-        key: &PoolKey,
+        key: &Rc<PoolKey>,
         state: &SessionState,
         session: u32,
     ) -> Option<Borrowed<C>> {
@@ -341,7 +351,7 @@ impl<C> BackendPool<C> {
     /// What a borrower holds of what was found (counted as open already).
     fn lend(self: &Rc<Self>, found: Found<C>) -> Borrowed<C> {
         match found {
-            Found::Idle(pooled) => Borrowed::Conn(Box::new(self.lend_idle(*pooled))),
+            Found::Idle(pooled) => Borrowed::Conn(self.lend_idle(pooled)),
             Found::Open => Borrowed::Open(self.place()),
         }
     }
@@ -355,21 +365,24 @@ impl<C> BackendPool<C> {
     }
 
     /// An idle connection taken out (its place counted), lent.
-    fn lend_idle(self: &Rc<Self>, pooled: Pooled<C>) -> Pooled<Lent<C>> {
+    fn lend_idle(self: &Rc<Self>, pooled: Pooled<Box<C>>) -> Pooled<Lent<C>> {
         let Pooled {
             conn,
             state,
             last_session,
         } = pooled;
         Pooled {
-            conn: self.place().fill(conn),
+            conn: Lent {
+                conn,
+                place: self.place(),
+            },
             state,
             last_session,
         }
     }
 
     /// See [`BackendPool::try_borrow`]; what is found counts as lent.
-    fn find(&self, key: &PoolKey, state: &SessionState, session: u32) -> Option<Found<C>> {
+    fn find(&self, key: &Rc<PoolKey>, state: &SessionState, session: u32) -> Option<Found<C>> {
         self.expire();
         let mut idle = self.idle.borrow_mut();
         let own = (session != 0)
@@ -387,19 +400,19 @@ impl<C> BackendPool<C> {
                 .min_by_key(|&at| idle[at].since)
         };
         let unowned = own.or_else(|| {
-            oldest(&|i| i.pooled.last_session == 0 && i.pooled.state == *state)
+            oldest(&|i| i.pooled.last_session == 0 && *i.pooled.state == *state)
                 .or_else(|| oldest(&|i| i.pooled.last_session == 0))
         });
         if let Some(at) = unowned {
-            return Some(Found::Idle(Box::new(idle.swap_remove(at).pooled)));
+            return Some(Found::Idle(idle.swap_remove(at).pooled));
         }
         if self.open.get() < self.limit.get() {
             self.open.set(self.open.get() + 1);
             return Some(Found::Open);
         }
-        let others = oldest(&|i| i.pooled.state == *state).or_else(|| oldest(&|_| true));
+        let others = oldest(&|i| *i.pooled.state == *state).or_else(|| oldest(&|_| true));
         if let Some(at) = others {
-            return Some(Found::Idle(Box::new(idle.swap_remove(at).pooled)));
+            return Some(Found::Idle(idle.swap_remove(at).pooled));
         }
         // At the bound with idle connections of other keys: close the
         // oldest of them to make room.
@@ -415,7 +428,7 @@ impl<C> BackendPool<C> {
     /// up to `timeout` for a connection to come back.
     pub async fn borrow(
         self: &Rc<Self>,
-        key: &PoolKey,
+        key: &Rc<PoolKey>,
         state: &SessionState,
         session: u32,
         timeout: Duration,
@@ -437,12 +450,12 @@ impl<C> BackendPool<C> {
         // or the waiting future dropped): see `Queued::drop`.
         let queued = Queued {
             pool: self,
-            key: key.clone(),
+            key: Rc::clone(key),
             slot: Rc::new(Slot::default()),
         };
         self.waiters
             .borrow_mut()
-            .push_back((key.clone(), Rc::clone(&queued.slot)));
+            .push_back((Rc::clone(key), Rc::clone(&queued.slot)));
         let wait = std::future::poll_fn(|cx| {
             if let Some(handoff) = queued.slot.handoff.borrow_mut().take() {
                 return Poll::Ready(handoff);
@@ -470,12 +483,12 @@ impl<C> BackendPool<C> {
 
     /// Takes back a clean connection: to a waiter of its key first, else
     /// into the idle set.
-    fn take_back(&self, key: PoolKey, pooled: Pooled<C>) {
+    fn take_back(&self, key: Rc<PoolKey>, pooled: Pooled<Box<C>>) {
         let mut waiters = self.waiters.borrow_mut();
         if let Some(at) = waiters.iter().position(|(k, _)| *k == key) {
             if let Some((_, slot)) = waiters.remove(at) {
                 drop(waiters);
-                *slot.handoff.borrow_mut() = Some(Handoff::Conn(Box::new(pooled)));
+                *slot.handoff.borrow_mut() = Some(Handoff::Conn(pooled));
                 let waker = slot.waker.borrow_mut().take();
                 if let Some(waker) = waker {
                     waker.wake();
@@ -530,14 +543,25 @@ impl<C> BackendPool<C> {
         let timeout = self.idle_timeout.get();
         let mut idle = self.idle.borrow_mut();
         let before = idle.len();
-        idle.retain(|i| i.since.elapsed() < timeout);
+        // One clock read for all of them (this runs at every borrow).
+        let now = Instant::now();
+        idle.retain(|i| now.saturating_duration_since(i.since) < timeout);
         let closed = before - idle.len();
         self.open.set(self.open.get().saturating_sub(closed));
     }
 
     /// Takes every idle connection out (shutdown); their places are freed.
     pub fn drain(&self) -> Vec<Pooled<C>> {
-        let idle: Vec<Pooled<C>> = self.idle.borrow_mut().drain(..).map(|i| i.pooled).collect();
+        let idle: Vec<Pooled<C>> = self
+            .idle
+            .borrow_mut()
+            .drain(..)
+            .map(|i| Pooled {
+                conn: *i.pooled.conn,
+                state: i.pooled.state,
+                last_session: i.pooled.last_session,
+            })
+            .collect();
         self.open.set(self.open.get().saturating_sub(idle.len()));
         idle
     }
@@ -562,7 +586,7 @@ impl<C> BackendPool<C> {
     pub fn take_idle_where(
         self: &Rc<Self>,
         pick: impl Fn(&C, Duration) -> bool,
-    ) -> Vec<(PoolKey, Pooled<Lent<C>>)> {
+    ) -> Vec<(Rc<PoolKey>, Pooled<Lent<C>>)> {
         let mut picked = Vec::new();
         {
             let mut idle = self.idle.borrow_mut();
@@ -595,20 +619,20 @@ impl<C> BackendPool<C> {
 mod tests {
     use super::*;
 
-    fn key(user: &str) -> PoolKey {
-        PoolKey {
+    fn key(user: &str) -> Rc<PoolKey> {
+        Rc::new(PoolKey {
             user: user.as_bytes().to_vec(),
             account_host: None,
             capabilities: Capabilities::CLIENT_PROTOCOL_41,
             collation: 45,
-        }
+        })
     }
 
-    fn state(schema: &str) -> SessionState {
-        SessionState {
+    fn state(schema: &str) -> Rc<SessionState> {
+        Rc::new(SessionState {
             schema: Some(schema.to_string()),
             ..SessionState::default()
-        }
+        })
     }
 
     fn pool(limit: usize, idle_timeout: Duration, max_waiters: usize) -> Rc<BackendPool<u32>> {
@@ -617,7 +641,7 @@ mod tests {
 
     /// A place to open a connection in (else the test fails).
     #[track_caller]
-    fn place(pool: &Rc<BackendPool<u32>>, key: &PoolKey, session: u32) -> Place<u32> {
+    fn place(pool: &Rc<BackendPool<u32>>, key: &Rc<PoolKey>, session: u32) -> Place<u32> {
         match pool.try_borrow(key, &state("a"), session) {
             Some(Borrowed::Open(place)) => place,
             Some(Borrowed::Conn(_)) => panic!("an idle connection, not a place"),
@@ -629,7 +653,7 @@ mod tests {
     #[track_caller]
     fn idle(
         pool: &Rc<BackendPool<u32>>,
-        key: &PoolKey,
+        key: &Rc<PoolKey>,
         state: &SessionState,
         session: u32,
     ) -> Lent<u32> {

@@ -9,6 +9,7 @@
 //! — except one pinned by its open transaction alone, which is replayed
 //! ([`super::transaction`]).
 
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -67,13 +68,37 @@ fn backend_closed(fd: std::os::fd::RawFd) -> bool {
 }
 
 impl Session {
-    /// The key of the session's backend connections in the pool.
-    pub(super) fn pool_key(&self) -> PoolKey {
+    /// The key of the session's backend connections in the pool: made
+    /// once (and again when COM_CHANGE_USER changes what it is made of),
+    /// shared with the pool, so that a borrow and a give-back per
+    /// statement copy no user name.
+    pub(super) fn pool_key(&self) -> Rc<PoolKey> {
+        debug_assert_eq!(*self.pool_key, self.fresh_pool_key());
+        Rc::clone(&self.pool_key)
+    }
+
+    /// The key as the session's user, account, capabilities and collation
+    /// make it now.
+    pub(super) fn fresh_pool_key(&self) -> PoolKey {
         PoolKey {
             user: self.user.clone(),
             account_host: self.account_host.clone(),
             capabilities: self.backend_caps,
             collation: self.collation,
+        }
+    }
+
+    /// The session's state as given to the pool with its connection: the
+    /// value given last time while the state has not changed since (a
+    /// comparison, not a copy of the state per statement).
+    pub(super) fn state_to_pool(&mut self) -> Rc<SessionState> {
+        match &self.pooled_state {
+            Some(shared) if **shared == self.model.state => Rc::clone(shared),
+            _ => {
+                let shared = Rc::new(self.model.state.clone());
+                self.pooled_state = Some(Rc::clone(&shared));
+                shared
+            }
         }
     }
 
@@ -144,10 +169,16 @@ impl Session {
         if quitting {
             return Ok(());
         }
-        let backend = self.borrow_backend().await.map_err(|error| Failure {
-            error,
-            reply_seq: Some(1),
-        })?;
+        let started = self.batch_started;
+        // The commands that wait are dispatched next: a state diff may go
+        // out with them.
+        let backend = self
+            .borrow_backend(started, true)
+            .await
+            .map_err(|error| Failure {
+                error,
+                reply_seq: Some(1),
+            })?;
         self.guard
             .entry
             .backend_thread_id
@@ -161,15 +192,26 @@ impl Session {
     /// lent, which closes it and frees its place. While the backend cannot
     /// be reached (an outage: stopped, restarting), the session is held —
     /// its client waits, no place in the pool is taken — and tries again
-    /// with backoff, up to `outage_hold_secs`; then
-    /// [`SessionError::BackendDown`].
-    pub(super) async fn borrow_backend(&mut self) -> Result<Lent<BackendConn>, SessionError> {
+    /// with backoff, up to `outage_hold_secs` from `started`; then
+    /// [`SessionError::BackendDown`]. With `pipelined`, the caller's next
+    /// use of the connection is a dispatch of the client's commands, which
+    /// may carry the state diff (see [`Session::align`]).
+    pub(super) async fn borrow_backend(
+        &mut self,
+        started: std::time::Instant,
+        pipelined: bool,
+    ) -> Result<Lent<BackendConn>, SessionError> {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
-        let mut hold = Hold::new(self.shared.settings().outage_hold, Holding::Command);
+        // One read of the settings for both (an atomic load each).
+        let (outage_hold, pool_wait) = {
+            let settings = self.shared.settings();
+            (settings.outage_hold, settings.pool_wait)
+        };
+        let mut hold = Hold::since(started, outage_hold, Holding::Command);
         loop {
-            let error = match self.borrow_once().await {
+            let error = match self.borrow_once(pool_wait, pipelined).await {
                 Ok(conn) => {
                     hold.got_through();
                     if hold.waited() {
@@ -196,9 +238,12 @@ impl Session {
     }
 
     /// One try of [`Session::borrow_backend`].
-    async fn borrow_once(&mut self) -> Result<Lent<BackendConn>, SessionError> {
+    async fn borrow_once(
+        &mut self,
+        wait: Duration,
+        pipelined: bool,
+    ) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
-        let wait = self.shared.settings().pool_wait;
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -214,7 +259,7 @@ impl Session {
                         mut conn,
                         mut state,
                         last_session,
-                    } = *pooled;
+                    } = pooled;
                     if died_idle(&conn) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
@@ -237,6 +282,7 @@ impl Session {
                             // owner, and as the connection's state).
                             match super::left::read(left, &mut conn).await {
                                 Ok(learned) => {
+                                    let state = Rc::make_mut(&mut state);
                                     state.user_variables = learned.user_variables;
                                     if let Some(id) = learned.last_insert_id {
                                         state.last_insert_id = id;
@@ -254,7 +300,7 @@ impl Session {
                         let place = conn.close();
                         return Ok(place.fill(self.open_backend().await?));
                     }
-                    match self.align(&mut conn, &state).await {
+                    match self.align(&mut conn, &state, pipelined).await {
                         Ok(()) => return Ok(conn),
                         Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
@@ -322,7 +368,7 @@ impl Session {
             schema,
             ..SessionState::default()
         };
-        match self.align(&mut fresh, &start).await {
+        match self.align(&mut fresh, &start, false).await {
             Ok(()) => Ok(fresh),
             Err(Some(error)) => Err(error),
             Err(None) => Err(SessionError::BackendLost(std::io::Error::other(
@@ -333,11 +379,51 @@ impl Session {
 
     /// Replays the session's state onto `conn`, whose state is `from`.
     /// `Err(None)`: no statements can get there.
+    ///
+    /// With `pipelined`, a diff of SETs only is not run here: it goes out
+    /// in the same write as the client's commands, ahead of them, its
+    /// replies swallowed (`BackendConn::state_diff`), and so costs no
+    /// round trip of its own. Only SETs, because they cannot be refused
+    /// for what happened since (the values are the ones the server
+    /// reported, for the same account); a `USE` (its schema dropped since)
+    /// or a `PREPARE` (its table dropped) can, and the client's command
+    /// must then not run on a connection in another state: those diffs
+    /// are run first, as before. Should a SET be refused all the same
+    /// (privileges revoked in between), the session ends as it does when
+    /// Torpor's own tracking setup is refused: an error, then the close —
+    /// never the client's command answered as if the state were right.
     async fn align(
         &mut self,
         conn: &mut BackendConn,
         from: &SessionState,
+        pipelined: bool,
     ) -> Result<(), Option<SessionError>> {
+        if *from == self.model.state {
+            // Nothing to replay (see `replay_onto`), and no settings to
+            // read for it. Nothing was heard from the server either:
+            // `idle_since` stays.
+            return Ok(());
+        }
+        if pipelined {
+            let statements = self
+                .model
+                .state
+                .diff_from(from, &self.model.baseline)
+                .map_err(|_| None)?;
+            if statements.iter().all(|sql| sql.starts_with("SET ")) {
+                if !statements.is_empty() {
+                    self.metrics.replayed(self.service.index, true);
+                    debug!(
+                        id = self.guard.id,
+                        thread = conn.thread_id,
+                        replayed = statements.len(),
+                        "session state goes with the next commands"
+                    );
+                    conn.state_diff = statements;
+                }
+                return Ok(());
+            }
+        }
         let verify = self.shared.settings().verify_replay;
         let replayed = replay_onto(conn, from, &self.model.state, &self.model.baseline, verify)
             .await
@@ -368,6 +454,7 @@ impl Session {
         let free = self.ledger.is_empty()
             && backend.conn.rbuf.is_empty()
             && !backend.needs_tracking
+            && backend.state_diff.is_empty()
             && !self.model.is_pinned()
             && !self.model.tracking_dirty
             && self.bytes_missing().is_some()
@@ -391,7 +478,8 @@ impl Session {
                 .backend_thread_id
                 .store(0, Ordering::Release);
             let key = self.pool_key();
-            conn.give_back(key, self.model.state.clone(), self.guard.id);
+            let state = self.state_to_pool();
+            conn.give_back(key, state, self.guard.id);
         }
     }
 
@@ -524,6 +612,12 @@ pub(crate) async fn replay_onto(
     baseline: &torpor_replay::state::Baseline,
     verify: bool,
 ) -> Result<usize, Option<SessionError>> {
+    if from == to {
+        // The common case (a connection given back and borrowed again by
+        // sessions in one state): nothing to work out, nothing to run.
+        conn.idle_since = std::time::Instant::now();
+        return Ok(0);
+    }
     let statements = to.diff_from(from, baseline).map_err(|_| None)?;
     // Pipelined: one round trip for the whole diff. After a refusal the
     // connection is not used again (the caller lets it go), so the
@@ -551,21 +645,42 @@ async fn verify_replay(
     backend: &mut BackendConn,
     state: &SessionState,
 ) -> Result<(), SessionError> {
-    let names: Vec<&String> = state.variables.keys().collect();
-    let mut sql = String::from("SELECT DATABASE()");
-    for name in &names {
-        sql.push_str(&format!(
-            ", @@SESSION.{}",
-            torpor_replay::state::quote_ident(name)
-        ));
-    }
-    let rows = match backend::run_query(backend, &sql).await? {
+    let rows = match backend::run_query(backend, &verify_sql(state)).await? {
         QueryResult::Rows(rows) => rows,
         QueryResult::Error(payload) => {
             return Err(SessionError::BackendRefused(BackendErr { payload }))
         }
         QueryResult::Ok(_) => Vec::new(),
     };
+    let mut mismatches = replay_mismatches(rows, state);
+    let users = backend::read_user_variables(backend).await?;
+    if users != state.user_variables {
+        mismatches.push(format!(
+            "user variables: want {:?}, have {users:?}",
+            state.user_variables
+        ));
+    }
+    replay_verdict(mismatches)
+}
+
+/// The query that reads back the schema and every variable of `state`
+/// (in the order of `state.variables`).
+pub(super) fn verify_sql(state: &SessionState) -> String {
+    let mut sql = String::from("SELECT DATABASE()");
+    for name in state.variables.keys() {
+        sql.push_str(&format!(
+            ", @@SESSION.{}",
+            torpor_replay::state::quote_ident(name)
+        ));
+    }
+    sql
+}
+
+/// What differs between `state` and the rows [`verify_sql`] read back.
+pub(super) fn replay_mismatches(
+    rows: Vec<Vec<Option<Vec<u8>>>>,
+    state: &SessionState,
+) -> Vec<String> {
     let row = rows.into_iter().next().unwrap_or_default();
     let text = |v: Option<&Option<Vec<u8>>>| {
         v.and_then(|v| v.as_deref()).map_or_else(
@@ -578,20 +693,18 @@ async fn verify_replay(
     if state.schema.as_deref().unwrap_or("NULL") != schema {
         mismatches.push(format!("schema: want {:?}, have {schema}", state.schema));
     }
-    for (i, name) in names.iter().enumerate() {
+    for (i, (name, want)) in state.variables.iter().enumerate() {
         let have = text(row.get(i + 1));
-        let want = &state.variables[*name];
         if normalized(want) != normalized(&have) {
             mismatches.push(format!("{name}: want {want}, have {have}"));
         }
     }
-    let users = backend::read_user_variables(backend).await?;
-    if users != state.user_variables {
-        mismatches.push(format!(
-            "user variables: want {:?}, have {users:?}",
-            state.user_variables
-        ));
-    }
+    mismatches
+}
+
+/// A replay's check passes when nothing differs; otherwise it is logged
+/// and fails as a lost connection.
+pub(super) fn replay_verdict(mismatches: Vec<String>) -> Result<(), SessionError> {
     if mismatches.is_empty() {
         return Ok(());
     }

@@ -146,6 +146,7 @@ impl Session {
         self.attributes = PackedAttributes::pack(&change.attributes);
         self.user = change.user;
         self.account_host = identified.account_host;
+        self.pool_key = std::rc::Rc::new(self.fresh_pool_key());
         self.password = password;
         be!(self).idle_since = std::time::Instant::now();
         // Torpor's tracking was reset with the session: put it back.

@@ -97,9 +97,26 @@ pub(super) enum Follow {
     },
     /// COM_RESET_CONNECTION.
     ResetConnection,
-    /// A command Torpor sent for itself (switching tracking on): the reply
-    /// is not forwarded, and an error ends the session.
+    /// A command Torpor sent for itself (switching tracking on, a state
+    /// diff): the reply is not forwarded, and an error ends the session.
     Swallow,
+    /// Torpor's read-back of a state diff that went out ahead of the
+    /// client's commands (debug builds and `verify_replay`): swallowed as
+    /// [`Follow::Swallow`], but its bytes are kept and, once it ended,
+    /// compared with the state meant; a difference ends the session.
+    VerifyDiff {
+        /// The state the diff was to bring the connection to.
+        expected: Box<torpor_replay::state::SessionState>,
+        /// The reply's bytes so far.
+        captured: BytesMut,
+    },
+}
+
+impl Follow {
+    /// Whether the reply is Torpor's own, not the client's.
+    pub(super) fn is_swallowed(&self) -> bool {
+        matches!(self, Follow::Swallow | Follow::VerifyDiff { .. })
+    }
 }
 
 /// A reply the client is owed, in order.
@@ -154,6 +171,12 @@ pub struct Session {
     pub(super) backend_caps: Capabilities,
     /// The worker's pool of backend connections to the session's service.
     pub(super) pool: Rc<BackendPool<BackendConn>>,
+    /// The key of the session's connections in the pool
+    /// ([`Session::pool_key`]).
+    pub(super) pool_key: Rc<crate::pool::PoolKey>,
+    /// The state the session last gave the pool with a connection, shared
+    /// ([`Session::state_to_pool`]).
+    pub(super) pooled_state: Option<Rc<torpor_replay::state::SessionState>>,
     /// The service the session's user routes to.
     pub(super) service: Arc<Service>,
     /// Counts the session among its service's clients while it lives.
@@ -250,6 +273,12 @@ impl Session {
         let service = authenticated.service;
         // The pool login borrowed from (the worker's, for this service).
         let pool = authenticated.pool;
+        let pool_key = Rc::new(crate::pool::PoolKey {
+            user: authenticated.user.clone(),
+            account_host: authenticated.account_host.clone(),
+            capabilities: authenticated.backend_caps,
+            collation: authenticated.collation,
+        });
         guard.entry.backend_thread_id.store(
             authenticated.backend.as_ref().map_or(0, |b| b.thread_id),
             Ordering::Release,
@@ -268,6 +297,8 @@ impl Session {
             backend_caps: authenticated.backend_caps,
             backend: authenticated.backend,
             pool,
+            pool_key,
+            pooled_state: None,
             _client_count: ClientCount::new(Arc::clone(&service), index),
             _permit: permit,
             logged_in: Instant::now(),
@@ -690,17 +721,40 @@ impl Session {
         let Some(backend) = self.backend.as_mut() else {
             return 0;
         };
-        if backend.to_close.is_empty() && !backend.needs_tracking {
+        if backend.to_close.is_empty() && !backend.needs_tracking && backend.state_diff.is_empty() {
             return 0;
         }
         let needs_tracking = std::mem::replace(&mut backend.needs_tracking, false);
         let to_close: Vec<u32> = backend.to_close.drain(..).collect();
+        let state_diff = std::mem::take(&mut backend.state_diff);
         let mut wire = BytesMut::new();
+        let query = |wire: &mut BytesMut, sql: &str| {
+            let mut payload = Vec::with_capacity(sql.len() + 1);
+            payload.push(Command::Query as u8);
+            payload.extend_from_slice(sql.as_bytes());
+            write_payload(wire, 0, &payload);
+        };
         if needs_tracking {
-            let mut payload = vec![Command::Query as u8];
-            payload.extend_from_slice(crate::backend::TRACKING_INIT.as_bytes());
-            write_payload(&mut wire, 0, &payload);
+            query(&mut wire, crate::backend::TRACKING_INIT);
             self.expect_reply(Command::Query, Follow::Swallow, JournalNote::Neutral);
+        }
+        if !state_diff.is_empty() {
+            // The session's state, brought over in the client's write (see
+            // `Session::align`); then, where replays are verified, read
+            // back before the client's commands run.
+            for sql in &state_diff {
+                query(&mut wire, sql);
+                self.expect_reply(Command::Query, Follow::Swallow, JournalNote::Neutral);
+            }
+            if self.shared.settings().verify_replay {
+                let expected = Box::new(self.model.state.clone());
+                query(&mut wire, &super::attach::verify_sql(&expected));
+                let follow = Follow::VerifyDiff {
+                    expected,
+                    captured: BytesMut::new(),
+                };
+                self.expect_reply(Command::Query, follow, JournalNote::Neutral);
+            }
         }
         for id in to_close {
             let mut payload = [0u8; 5];

@@ -21,7 +21,7 @@ use torpor_protocol::reply::Ending;
 use torpor_replay::journal::{interrupted, Interrupted};
 use tracing::info;
 
-use super::commands::{Follow, Pending, Session};
+use super::commands::{Pending, Session};
 use super::model::PinReason;
 use super::Failure;
 use crate::client_error::ClientError;
@@ -102,11 +102,8 @@ impl Session {
             .ledger
             .iter()
             .filter_map(|pending| match pending {
-                Pending::Reply {
-                    follow: Follow::Swallow,
-                    ..
-                }
-                | Pending::Local(_) => None,
+                Pending::Reply { follow, .. } if follow.is_swallowed() => None,
+                Pending::Local(_) => None,
                 Pending::Reply { note, .. } => Some(note.sql()),
             })
             .collect();
@@ -128,10 +125,7 @@ impl Session {
                     self.to_client.extend_from_slice(&bytes);
                     continue;
                 }
-                Pending::Reply {
-                    follow: Follow::Swallow,
-                    ..
-                } => continue,
+                Pending::Reply { follow, .. } if follow.is_swallowed() => continue,
                 Pending::Reply { walk, follow, .. } => (walk, follow),
             };
             let seq = walk.next_seq;

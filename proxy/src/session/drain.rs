@@ -38,7 +38,7 @@ fn is_query(command: Command, follow: &Follow) -> bool {
     matches!(
         command,
         Command::Query | Command::StmtExecute | Command::StmtBulkExecute
-    ) && !matches!(follow, Follow::Swallow)
+    ) && !follow.is_swallowed()
 }
 
 impl Session {
@@ -70,13 +70,22 @@ impl Session {
             };
             let swallow = matches!(
                 self.ledger.front(),
-                Some(Pending::Reply {
-                    follow: Follow::Swallow,
-                    ..
-                })
+                Some(Pending::Reply { follow, .. }) if follow.is_swallowed()
             );
             if swallow {
-                be!(self).conn.consume(n);
+                let captured = match self.ledger.front_mut() {
+                    Some(Pending::Reply {
+                        follow: Follow::VerifyDiff { captured, .. },
+                        ..
+                    }) => Some(captured),
+                    _ => None,
+                };
+                match (captured, self.backend.as_mut()) {
+                    (Some(captured), Some(backend)) => {
+                        captured.extend_from_slice(&backend.conn.rbuf.split_to(n))
+                    }
+                    _ => be!(self).conn.consume(n),
+                }
             } else {
                 self.pass_to_client(n, &specials).await?;
             }
@@ -90,6 +99,15 @@ impl Session {
                 }
                 Walked::Done(ending) => {
                     if let Some(Pending::Reply { follow, walk, note }) = self.ledger.pop_front() {
+                        if let Follow::VerifyDiff { expected, captured } = &follow {
+                            let caps = be!(self).capabilities;
+                            if let Err(error) = check_diff(captured, expected, caps) {
+                                return Err(Failure {
+                                    error,
+                                    reply_seq: Some(1),
+                                });
+                            }
+                        }
                         if is_query(walk.command, &follow) {
                             let started = self.batch_started;
                             self.metrics.query_done(self.service.index, started);
@@ -175,11 +193,11 @@ impl Session {
             Ending::Status(status) => Some(status),
             _ => None,
         };
-        if let (Some(status), false) = (status, matches!(follow, Follow::Swallow)) {
+        if let (Some(status), false) = (status, follow.is_swallowed()) {
             self.model.observe_status(status);
         }
         match follow {
-            Follow::Plain | Follow::Swallow => {}
+            Follow::Plain | Follow::Swallow | Follow::VerifyDiff { .. } => {}
             Follow::Prepare { .. } => {
                 if !ok {
                     self.statements.prepare_failed();
@@ -366,6 +384,32 @@ impl Session {
             self.buffers.give(std::mem::take(&mut backend.conn.rbuf));
         }
     }
+}
+
+/// Compares the read-back of a pipelined state diff (`captured`, the
+/// whole reply to [`super::attach::verify_sql`]) with the state meant.
+fn check_diff(
+    captured: &[u8],
+    expected: &torpor_replay::state::SessionState,
+    capabilities: Capabilities,
+) -> Result<(), SessionError> {
+    let mut reply = crate::backend::QueryReply::new(capabilities)?;
+    let mut rest = captured;
+    while let Some(packet) = torpor_protocol::frame::read_payload(rest, usize::MAX)
+        .map_err(SessionError::BackendProtocol)?
+    {
+        rest = &rest[packet.consumed..];
+        match reply.on_packet(packet.last_seq, packet.data.into_owned())? {
+            Some(crate::backend::QueryResult::Rows(rows)) => {
+                return super::attach::replay_verdict(super::attach::replay_mismatches(
+                    rows, expected,
+                ))
+            }
+            Some(_) => break,
+            None => {}
+        }
+    }
+    super::attach::replay_verdict(vec!["no rows read back".to_string()])
 }
 
 impl Session {

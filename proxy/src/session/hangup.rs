@@ -193,8 +193,7 @@ impl Session {
             // reading them is closed after net_write_timeout (the watch
             // tells a finished write from a stuck one by the socket).
             let out = std::mem::take(&mut self.to_client);
-            self.control
-                .write_started(self.shared.settings().net_write_timeout);
+            self.control.write_started(wait.net_write);
             let (written, mut out, read) = self.client.send_and_receive(out, want).await;
             self.control.write_done();
             out.clear();
@@ -244,7 +243,10 @@ impl Session {
         // meanwhile), or within the idle limit if that is shorter.
         let mid_command = !self.client.rbuf.is_empty();
         let limit = self.idle_limit();
-        let net_read = self.shared.settings().net_read_timeout;
+        let (net_read, net_write) = {
+            let settings = self.shared.settings();
+            (settings.net_read_timeout, settings.net_write_timeout)
+        };
         let allowed = match limit.map(IdleLimit::after) {
             Some(idle) if mid_command => Some(idle.min(net_read)),
             None if mid_command => Some(net_read),
@@ -253,7 +255,11 @@ impl Session {
         // The worker's watch shuts the socket's read side once the session
         // has waited past `allowed` (see `super::control`): no timer here.
         self.control.go_idle(allowed);
-        Wait { mid_command, limit }
+        Wait {
+            mid_command,
+            limit,
+            net_write,
+        }
     }
 
     /// After a wait for the client that read `read`: what it means for
@@ -386,6 +392,9 @@ struct Wait {
     mid_command: bool,
     /// The idle limit it ran under.
     limit: Option<IdleLimit>,
+    /// `net_write_timeout`, read with `net_read_timeout` (one load of the
+    /// settings per wait).
+    net_write: Duration,
 }
 
 /// How long a session may sit idle, and what ends it then.

@@ -30,7 +30,8 @@ impl Session {
                     changed = rewrite_connection_id(sql, self.guard.id);
                 }
                 let current = changed.as_deref().unwrap_or(sql);
-                if command == Command::Query && might_be_kill(current) {
+                // A KILL names the word: the text's one pass said whether.
+                if command == Command::Query && mentions.kill() && might_be_kill(current) {
                     if let Some(kill) = parse_kill(current) {
                         if let Some(thread) = self.map_kill(kill.id, kill.query_only) {
                             changed = Some(splice(
@@ -76,7 +77,7 @@ impl Session {
                 ),
                 None => return false,
             },
-            Command::Query if might_be_kill(&payload[1..]) => {
+            Command::Query if mentions.kill() && might_be_kill(&payload[1..]) => {
                 let sql = &payload[1..];
                 let rewritten = mentions
                     .connection_id()

@@ -62,9 +62,10 @@ pub async fn settle_idle(
         // Dead, it is dropped (its place freed); the owner hears the
         // values were lost.
         if let Ok(learned) = read(left, &mut pooled.conn).await {
-            pooled.state.user_variables = learned.user_variables;
+            let state = std::rc::Rc::make_mut(&mut pooled.state);
+            state.user_variables = learned.user_variables;
             if let Some(id) = learned.last_insert_id {
-                pooled.state.last_insert_id = id;
+                state.last_insert_id = id;
             }
             pooled
                 .conn

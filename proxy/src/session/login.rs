@@ -203,10 +203,11 @@ async fn run(
     exchange.deadline = Instant::now() + shared.settings().login_timeout;
     exchange.send(&payload).await?;
 
-    let mut hello = exchange.receive().await?;
-    if let ClientHello::SslRequest { .. } =
-        ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?
-    {
+    let hello = exchange.receive().await?;
+    // Parsed once (its attributes are most of a login's parsing); again
+    // only when it was an SSLRequest and the response comes over TLS.
+    let mut parsed = ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?;
+    if let ClientHello::SslRequest { .. } = parsed {
         let Some(tls) = tls.as_ref() else {
             return Err(SessionError::Unsupported("TLS (it is off)"));
         };
@@ -228,9 +229,10 @@ async fn run(
             tls = exchange.client.tls_description().unwrap_or_default(),
             "TLS handshake done"
         );
-        hello = exchange.receive().await?;
+        let hello = exchange.receive().await?;
+        parsed = ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?;
     }
-    let response = match ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)? {
+    let response = match parsed {
         // A second SSLRequest, or one over TLS.
         ClientHello::SslRequest { .. } => {
             return Err(SessionError::ClientProtocol(
@@ -295,12 +297,12 @@ async fn run(
         .as_deref()
         .filter(|db| !db.is_empty())
         .map(|db| String::from_utf8_lossy(db).into_owned());
-    let key = PoolKey {
+    let key = std::rc::Rc::new(PoolKey {
         user: response.user.clone(),
         account_host: account_host.clone(),
         capabilities: backend::capabilities_for(capabilities, info.capabilities),
         collation: response.collation,
-    };
+    });
     let start = SessionState {
         schema: schema.clone(),
         ..SessionState::default()
@@ -351,12 +353,13 @@ async fn run(
                             conn: mut backend,
                             mut state,
                             ..
-                        } = *pooled;
+                        } = pooled;
                         // Another session's state leaves this connection:
                         // what it left unread is read now (for it, and as
                         // the state here).
                         if let Some(left) = backend.left_by.take() {
                             let learned = super::left::read(left, &mut backend).await?;
+                            let state = std::rc::Rc::make_mut(&mut state);
                             state.user_variables = learned.user_variables;
                             if let Some(id) = learned.last_insert_id {
                                 state.last_insert_id = id;
@@ -456,7 +459,7 @@ async fn run(
     }
     if let Err(e) = sent {
         if let Some(conn) = backend {
-            conn.give_back(key, model.state.clone(), connection_id);
+            conn.give_back(key, std::rc::Rc::new(model.state.clone()), connection_id);
         }
         return Err(e);
     }

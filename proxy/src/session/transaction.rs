@@ -271,7 +271,7 @@ impl Session {
         // consumed pending again.
         let mut pending = characteristics;
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
-        let borrowed = self.borrow_backend().await;
+        let borrowed = self.borrow_backend(std::time::Instant::now(), false).await;
         std::mem::swap(&mut self.model.state.next_transaction, &mut pending);
         let conn = match borrowed {
             Ok(conn) => conn,
@@ -408,6 +408,21 @@ impl Session {
             .entry
             .killed
             .load(std::sync::atomic::Ordering::Acquire);
+        // Torpor's own commands ahead of the client's (a state diff, the
+        // tracking setup) died unanswered with the connection: the next
+        // one is brought to the session's state afresh, so only the
+        // client's commands are in question. Not when one was refused:
+        // that connection lives, and the client's command went after it.
+        let disconnected = matches!(
+            &failure.error,
+            SessionError::BackendLost(io) if crate::error::is_disconnect(io)
+        );
+        if disconnected && !killed {
+            while matches!(self.ledger.front(), Some(Pending::Reply { follow, .. }) if follow.is_swallowed())
+            {
+                self.ledger.pop_front();
+            }
+        }
         let only_reply = self.ledger.len() == 1
             && matches!(
                 self.ledger.front(),
