@@ -386,6 +386,11 @@ impl Drop for SecondHost {
 /// Creating the pair is the claim: the kernel refuses a second link of
 /// the same name, so two test processes never share a slot.
 fn claim_slot(pid: u32) -> (String, u8) {
+    // Tests of one process start hosts on threads of their own: they
+    // would pick the same free slot and name the same namespace. One
+    // claim at a time in a process; other processes differ by pid.
+    static CLAIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _claiming = CLAIMING.lock().unwrap_or_else(|e| e.into_inner());
     let addrs = run("ip", &["-4", "-o", "addr", "show"]).unwrap_or_default();
     let routes = run("ip", &["-4", "route", "show", "table", "all"]).unwrap_or_default();
     for slot in 0..=u8::MAX {

@@ -24,10 +24,15 @@ use torpor_tests::serverless::{name, Managed};
 /// The second host's name in Torpor's config.
 const FAR: &str = "far";
 
+/// One test at a time: each runs two engines' worth of MariaDB servers
+/// and copies between them, more than two cores take at once.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A second host with the MariaDB image; `None` (the test passes with a
 /// note) where one cannot run.
 fn second_host() -> Option<SecondHost> {
     second_host_ready(&[mariadb_image()])?;
+    // The caller holds ONE_AT_A_TIME.
     let host = SecondHost::start();
     host.load_image(&mariadb_image());
     Some(host)
@@ -122,6 +127,7 @@ fn wait_next_move(managed: &Managed, service: &str, before: Option<u64>) -> Valu
 
 #[test]
 fn a_service_moves_to_another_host_under_sysbench_and_back_when_it_is_drained() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(second) = second_host() else {
         return;
     };
@@ -181,6 +187,7 @@ fn a_service_moves_to_another_host_under_sysbench_and_back_when_it_is_drained() 
 
 #[test]
 fn a_host_over_its_memory_watermark_moves_its_service_away() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(second) = second_host() else {
         return;
     };
@@ -222,6 +229,7 @@ fn a_move_to_a_host_without_the_image_fails_and_the_service_stays_where_it_was()
     let Some(()) = second_host_ready(std::slice::from_ref(&image)) else {
         return;
     };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // No image loaded there: the target cannot be made.
     let second = SecondHost::start();
     let service = name("host", "fail");
