@@ -18,11 +18,14 @@
 //!   202, or 409 with the pins that cannot move); `relocation` in the
 //!   service shows its phase, bytes copied and times, and
 //!   `backend_generation` counts its moves.
-//!   `&host=NAME` moves it to that `[[hosts]]` entry's engine.
+//!   `&host=NAME` moves it to that `[[hosts]]` entry's engine. The same
+//!   two may come as a JSON body instead: `{"host": "b", "force": true}`.
 //! - `GET /hosts`: every host with the memory it offers and has given its
 //!   services, and the services on it ([`crate::hosts`]).
 //! - `POST /hosts/{name}/drain`: moves every service off the host, one at
 //!   a time, each to the host with the most free memory (202).
+//!   `POST /hosts/{name}/undrain`: the host takes services again (a drain
+//!   under way stops before its next move).
 //! - `POST /services`, `DELETE /services/{name}?data=keep|drop`: services
 //!   created and deleted while Torpor runs ([`crate::provision::api`]).
 //! - `GET /livez`: the process answers. `GET /readyz`: Torpor accepts
@@ -150,7 +153,10 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let (status, body) = if authorized(shared, &request) {
         match crate::provision::api::route(shared, &mut request) {
             Some(answer) => answer,
-            None => route(shared, request.method(), request.url()),
+            None => match read_body(&mut request) {
+                Ok(body) => route(shared, request.method(), request.url(), &body),
+                Err(answer) => answer,
+            },
         }
     } else {
         (
@@ -185,7 +191,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
+/// The most a request's body may hold: the actions' bodies are a few
+/// words of JSON.
+const MAX_BODY: u64 = 64 * 1024;
+
+/// The request's body (empty when none was sent), or the answer to a
+/// body too large or unreadable.
+fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, (u16, Value)> {
+    use std::io::Read;
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| (400, json!({"error": format!("reading the body: {e}")})))?;
+    if body.len() as u64 > MAX_BODY {
+        return Err((
+            413,
+            json!({"error": format!("the body is larger than {MAX_BODY} bytes")}),
+        ));
+    }
+    Ok(body)
+}
+
+fn route(shared: &Shared, method: &Method, url: &str, body: &[u8]) -> (u16, Value) {
     let path = url.split('?').next().unwrap_or_default();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
@@ -207,6 +236,7 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
         },
         (Method::Get, ["hosts"]) => (200, crate::hosts::describe_all(shared)),
         (Method::Post, ["hosts", name, "drain"]) => crate::hosts::drain(shared, name),
+        (Method::Post, ["hosts", name, "undrain"]) => crate::hosts::undrain(shared, name),
         (Method::Post, ["services", name, action]) => {
             let Some(service) = find(shared, name) else {
                 return not_found(name);
@@ -219,7 +249,7 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
                     Ok(request) => AdminAction::Resize(request),
                     Err(why) => return (400, json!({ "error": why })),
                 },
-                "relocate" => match relocate_request(url) {
+                "relocate" => match relocate_request(url, body) {
                     Ok((force, host)) => {
                         let to = match host
                             .map(|name| crate::hosts::destination(shared, &service, &name))
@@ -259,9 +289,10 @@ fn route(shared: &Shared, method: &Method, url: &str) -> (u16, Value) {
     }
 }
 
-/// The parameters of `POST /services/{name}/relocate[?force=1][&host=NAME]`:
-/// whether to force it, and the host to move to.
-fn relocate_request(url: &str) -> Result<(bool, Option<String>), String> {
+/// The parameters of `POST /services/{name}/relocate[?force=1][&host=NAME]`,
+/// or of its JSON body `{"host": NAME, "force": true}` (the body's win
+/// where both say): whether to force it, and the host to move to.
+fn relocate_request(url: &str, body: &[u8]) -> Result<(bool, Option<String>), String> {
     let query = url.split_once('?').map_or("", |(_, query)| query);
     let mut force = false;
     let mut host = None;
@@ -277,7 +308,29 @@ fn relocate_request(url: &str) -> Result<(bool, Option<String>), String> {
             }
         }
     }
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let given: RelocateBody = serde_json::from_slice(body).map_err(|e| {
+            format!("the body: {e} (it takes {{\"host\": NAME, \"force\": true|false}})")
+        })?;
+        if let Some(name) = given.host {
+            if name.is_empty() {
+                return Err("the body's host is empty: name a [[hosts]] entry".to_string());
+            }
+            host = Some(name);
+        }
+        force = given.force.unwrap_or(force);
+    }
     Ok((force, host))
+}
+
+/// The JSON body `POST /services/{name}/relocate` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelocateBody {
+    /// The `[[hosts]]` entry to move to.
+    host: Option<String>,
+    /// Move even past sessions pinned by what cannot move.
+    force: Option<bool>,
 }
 
 /// The parameters of `POST /services/{name}/resize?…`.
@@ -408,23 +461,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relocate_takes_force_and_nothing_else() {
-        assert_eq!(relocate_request("/services/a/relocate"), Ok((false, None)));
+    fn relocate_takes_force_and_host_and_nothing_else() {
+        let plain = |url| relocate_request(url, b"");
+        assert_eq!(plain("/services/a/relocate"), Ok((false, None)));
+        assert_eq!(plain("/services/a/relocate?force=1"), Ok((true, None)));
+        assert_eq!(plain("/services/a/relocate?force"), Ok((true, None)));
         assert_eq!(
-            relocate_request("/services/a/relocate?force=1"),
-            Ok((true, None))
-        );
-        assert_eq!(
-            relocate_request("/services/a/relocate?force"),
-            Ok((true, None))
-        );
-        assert_eq!(
-            relocate_request("/services/a/relocate?host=b&force=1"),
+            plain("/services/a/relocate?host=b&force=1"),
             Ok((true, Some("b".to_string())))
         );
-        assert!(relocate_request("/services/a/relocate?host=").is_err());
-        assert!(relocate_request("/services/a/relocate?to=b").is_err());
-        assert!(relocate_request("/services/a/relocate?force=maybe").is_err());
+        assert!(plain("/services/a/relocate?host=").is_err());
+        assert!(plain("/services/a/relocate?to=b").is_err());
+        assert!(plain("/services/a/relocate?force=maybe").is_err());
+    }
+
+    #[test]
+    fn relocate_takes_a_json_body_too() {
+        let url = "/services/a/relocate";
+        assert_eq!(relocate_request(url, b" \n"), Ok((false, None)));
+        assert_eq!(
+            relocate_request(url, br#"{"host": "far", "force": true}"#),
+            Ok((true, Some("far".to_string())))
+        );
+        assert_eq!(
+            relocate_request(url, br#"{"host": "far"}"#),
+            Ok((false, Some("far".to_string())))
+        );
+        // The body's word wins over the query's.
+        assert_eq!(
+            relocate_request(
+                "/services/a/relocate?force=1&host=b",
+                br#"{"force": false}"#
+            ),
+            Ok((false, Some("b".to_string())))
+        );
+        assert!(relocate_request(url, br#"{"host": ""}"#).is_err());
+        assert!(relocate_request(url, br#"{"to": "far"}"#).is_err());
+        assert!(relocate_request(url, br#"{"force": "yes"}"#).is_err());
+        assert!(relocate_request(url, b"far").is_err());
     }
 
     #[test]

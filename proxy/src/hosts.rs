@@ -328,6 +328,10 @@ pub fn drain(shared: &Shared, name: &str) -> (u16, Value) {
         .name(format!("torpor-drain-{leaving}"))
         .spawn(move || {
             for service in moving {
+                if !lock(&hosts.state).draining.contains(&leaving) {
+                    info!(host = %leaving, "undrained: the drain stops");
+                    break;
+                }
                 let loads = hosts.loads(&all);
                 let Some(to) = hosts.choose(&loads, &service, &leaving, false) else {
                     warn!(host = %leaving, service = %service.name, "no host has room: the service stays");
@@ -346,6 +350,25 @@ pub fn drain(shared: &Shared, name: &str) -> (u16, Value) {
     (
         202,
         json!({"host": host.name, "draining": true, "moving": names}),
+    )
+}
+
+/// `POST /hosts/{name}/undrain`: the host takes services again; a drain
+/// under way stops before its next move (the one running ends first).
+pub fn undrain(shared: &Shared, name: &str) -> (u16, Value) {
+    let Some(host) = shared.hosts.get(name) else {
+        return (
+            404,
+            json!({"error": format!("no host named '{name}'"), "hosts": host_names(shared)}),
+        );
+    };
+    let was = lock(&shared.hosts.state).draining.remove(&host.name);
+    if was {
+        info!(host = %host.name, "undrained: the host takes services again");
+    }
+    (
+        200,
+        json!({"host": host.name, "draining": false, "was_draining": was}),
     )
 }
 

@@ -12,6 +12,7 @@
 //!   names, and when a missing engine is a skip or a failure.
 //! - [`relocation`]: the relocation scenarios every relocating driver
 //!   runs (a live move under writers, a parked move).
+//! - [`engine_tls`]: certificates for an engine reached over TCP with TLS.
 //! - [`second_host`]: a second Docker Engine in a network namespace of
 //!   its own, reached over a veth pair, for tests across hosts.
 //!
@@ -260,6 +261,7 @@ pub fn torpor_binary() -> PathBuf {
 
 pub mod binary;
 pub mod docker;
+pub mod engine_tls;
 pub mod raw;
 pub mod relocation;
 pub mod second_host;

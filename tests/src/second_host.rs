@@ -28,12 +28,13 @@
 //! is known to work with it.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::docker::{docker_required, images_ready};
+use crate::engine_tls::EngineCertificates;
 
 mod cleanup;
 use cleanup::{sweep_leftovers, teardown};
@@ -42,6 +43,8 @@ use cleanup::{sweep_leftovers, teardown};
 const PREFIX: &str = "torpor-sh-";
 /// Where `ip netns` keeps its namespaces.
 const NETNS_DIR: &str = "/var/run/netns";
+/// The port the engine's TCP listener (mutual TLS) takes, Docker's own.
+const TLS_PORT: u16 = 2376;
 /// How long a fresh dockerd may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long dockerd may take to stop its containers and itself.
@@ -67,6 +70,8 @@ pub struct SecondHost {
     dir: Option<tempfile::TempDir>,
     /// The dockerd process (nsenter execs it, so this is dockerd).
     dockerd: Option<Child>,
+    /// The certificates of the engine's TCP listener (mutual TLS).
+    tls: Option<EngineCertificates>,
 }
 
 /// `Some(())` when a second host can start here and every one of
@@ -125,6 +130,7 @@ impl SecondHost {
             slot,
             dir: None,
             dockerd: None,
+            tls: None,
         };
         host.configure_network();
         let dir = tempfile::Builder::new()
@@ -169,6 +175,14 @@ impl SecondHost {
     /// The engine's address for `docker -H` or `DOCKER_HOST`.
     pub fn docker_host(&self) -> String {
         format!("unix://{}", self.socket().display())
+    }
+
+    /// The engine's TCP address with mutual TLS, as a remote engine is
+    /// reached (`tcp://ADDR:2376`, dockerd's `--tlsverify`), and the
+    /// certificates a client presents and verifies it with.
+    pub fn tls_engine(&self) -> (String, &EngineCertificates) {
+        let tls = self.tls.as_ref().expect("the engine listens with TLS");
+        (format!("tcp://{}:{TLS_PORT}", self.addr()), tls)
     }
 
     /// Runs the docker CLI against this engine; `None` when it cannot
@@ -273,6 +287,7 @@ impl SecondHost {
         // data root, which this engine must never touch.
         let config = dir.join("daemon.json");
         std::fs::write(&config, "{}").expect("write daemon.json");
+        let tls = EngineCertificates::write(&dir.join("tls"), IpAddr::V4(self.addr()));
         let log = File::create(dir.join("dockerd.log")).expect("create dockerd.log");
         let log_err = log.try_clone().expect("clone the log's handle");
         let child = Command::new("nsenter")
@@ -287,6 +302,17 @@ impl SecondHost {
             .arg(dir.join("exec"))
             .arg("--host")
             .arg(self.docker_host())
+            // Also as a remote engine is reached: TCP with mutual TLS
+            // (the Unix socket stays plain: TLS applies to TCP only).
+            .arg("--host")
+            .arg(format!("tcp://{}:{TLS_PORT}", self.addr()))
+            .arg("--tlsverify")
+            .arg("--tlscacert")
+            .arg(&tls.ca)
+            .arg("--tlscert")
+            .arg(&tls.server_cert)
+            .arg("--tlskey")
+            .arg(&tls.server_key)
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             // No docker0, no NAT, no forwarding: containers use the
@@ -302,6 +328,7 @@ impl SecondHost {
             .spawn()
             .expect("nsenter runs dockerd");
         self.dockerd = Some(child);
+        self.tls = Some(tls);
     }
 
     fn wait_for_api(&mut self) {

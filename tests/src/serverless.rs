@@ -154,13 +154,18 @@ impl Managed {
     /// `POST path` (no body) on the admin API: the status code and JSON
     /// body.
     pub fn post(&self, path: &str) -> (u16, Value) {
-        let mut response = agent()
+        let response = agent().post(&self.admin_url(path)).send_empty();
+        json_answer(response)
+    }
+
+    /// `POST path` with a JSON body on the admin API: the status code and
+    /// JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = agent()
             .post(&self.admin_url(path))
-            .send_empty()
-            .unwrap_or_else(|e| panic!("admin API: {e}"));
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().expect("body");
-        (status, serde_json::from_str(&body).expect("JSON"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        json_answer(response)
     }
 
     /// `GET path` on the admin API: the status code and the body as text
@@ -190,6 +195,14 @@ impl Managed {
         mysql::Conn::new(mysql_opts(self.addr(), APP_USER, APP_PASSWORD))
             .unwrap_or_else(|e| panic!("cannot connect through torpor: {e}"))
     }
+}
+
+/// An admin API answer's status code and JSON body.
+fn json_answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.unwrap_or_else(|e| panic!("admin API: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&body).expect("JSON"))
 }
 
 fn agent() -> ureq::Agent {

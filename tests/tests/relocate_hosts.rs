@@ -2,8 +2,10 @@
 //! network namespace ([`torpor_tests::second_host`]) is a `[[hosts]]`
 //! entry of its own, reached over a veth pair, its containers on its own
 //! network. A docker service moves there under sysbench and a commit
-//! checker, comes back when the host is drained, and leaves a host that
-//! is over its memory watermark on its own.
+//! checker, comes back when the host is drained, goes there again once
+//! it is undrained, and leaves a host that is over its memory watermark
+//! on its own — that host's engine reached as a remote one is, over TCP
+//! with mutual TLS.
 //!
 //! The tests run as root wherever a Docker engine answers and has the
 //! MariaDB image, under the rules of [`torpor_tests::docker`].
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use serde_json::Value;
+use serde_json::{json, Value};
 use torpor::config::hosts::{HostConfig, HostNetwork};
 use torpor::config::DriverKind;
 use torpor_tests::docker::{docker_ok, mariadb_image};
@@ -38,16 +40,34 @@ fn second_host() -> Option<SecondHost> {
     Some(host)
 }
 
+/// How Torpor reaches the second host's engine.
+#[derive(Clone, Copy)]
+enum Reached {
+    /// Its API socket.
+    Socket,
+    /// TCP with mutual TLS, as a remote engine is reached.
+    Tls,
+}
+
 /// The two hosts: this machine's engine, publishing on its end of the
 /// veth pair (where the second host's servers reach its containers to
 /// replicate), and the second host's, whose containers listen on its
 /// own network.
-fn hosts(second: &SecondHost, far_memory_mib: Option<u64>) -> Vec<HostConfig> {
+fn hosts(second: &SecondHost, far_memory_mib: Option<u64>, reached: Reached) -> Vec<HostConfig> {
     let mut local = HostConfig::local();
     local.address = IpAddr::V4(second.host_addr());
     let mut far = HostConfig::local();
     far.name = FAR.to_string();
-    far.engine = Some(second.docker_host());
+    match reached {
+        Reached::Socket => far.engine = Some(second.docker_host()),
+        Reached::Tls => {
+            let (engine, tls) = second.tls_engine();
+            far.engine = Some(engine);
+            far.tls_ca = Some(tls.ca.clone());
+            far.tls_cert = Some(tls.client_cert.clone());
+            far.tls_key = Some(tls.client_key.clone());
+        }
+    }
     far.address = IpAddr::V4(second.addr());
     far.network = HostNetwork::Host;
     far.memory_mib = far_memory_mib;
@@ -133,7 +153,7 @@ fn a_service_moves_to_another_host_under_sysbench_and_back_when_it_is_drained() 
     };
     let service = name("host", "move");
     let managed = Managed::start(DriverKind::Docker, &service, |_, config| {
-        config.hosts = hosts(&second, None);
+        config.hosts = hosts(&second, None, Reached::Socket);
     });
     assert_eq!(listed_on(&managed, &service), "local");
     assert_eq!(containers(docker_ok, &service).len(), 1);
@@ -177,24 +197,52 @@ fn a_service_moves_to_another_host_under_sysbench_and_back_when_it_is_drained() 
         .query_first("SELECT COUNT(*) FROM test.sbtest1")
         .expect("count");
     assert_eq!(count, Some(torpor_tests::sysbench::TABLE_SIZE));
-    // A draining host takes no service.
+    // A draining host takes no service, asked in the query or the body.
+    let relocate = format!("/services/{service}/relocate");
     let (status, body) = managed.act(&service, &format!("relocate?host={FAR}"));
     assert_eq!(status, 409, "{body}");
+    let (status, body) = managed.post_json(&relocate, &json!({"host": FAR}));
+    assert_eq!(status, 409, "{body}");
     let (status, body) = managed.act(&service, "relocate?host=nowhere");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = managed.post_json(&relocate, &json!({"host": "nowhere"}));
+    assert_eq!(status, 404, "{body}");
+
+    // Undrained, it takes the service again.
+    let (status, body) = managed.post(&format!("/hosts/{FAR}/undrain"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["was_draining"], true, "{body}");
+    let (_, hosts) = managed.get("/hosts");
+    let far_host = hosts["hosts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["name"] == FAR))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(far_host["draining"], false, "{hosts}");
+    let second_move = service_view(&managed, &service)["relocation"]["started_at_unix_ms"].as_u64();
+    let (status, body) = managed.post_json(&relocate, &json!({"host": FAR, "force": false}));
+    assert_eq!(status, 202, "{body}");
+    let moved = wait_next_move(&managed, &service, second_move);
+    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
+    assert_eq!(listed_on(&managed, &service), FAR);
+    let (status, body) = managed.post("/hosts/nowhere/undrain");
     assert_eq!(status, 404, "{body}");
     drop(managed);
 }
 
 #[test]
-fn a_host_over_its_memory_watermark_moves_its_service_away() {
+fn a_host_over_its_memory_watermark_moves_its_service_away_from_an_engine_reached_over_tls() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(second) = second_host() else {
         return;
     };
     let service = name("host", "mark");
     // 1024 MiB given on a host that offers 1200: over its 70 % watermark.
+    // Torpor reaches that engine as a remote one, over TCP with mutual
+    // TLS: the API for the container and its statistics, the CLI for the
+    // move's backup stream.
     let managed = Managed::start(DriverKind::Docker, &service, |service, config| {
-        config.hosts = hosts(&second, Some(1200));
+        config.hosts = hosts(&second, Some(1200), Reached::Tls);
         service.runs_on = Some(FAR.to_string());
     });
     assert_eq!(containers(|args| second.docker_ok(args), &service).len(), 1);
@@ -234,7 +282,7 @@ fn a_move_to_a_host_without_the_image_fails_and_the_service_stays_where_it_was()
     let second = SecondHost::start();
     let service = name("host", "fail");
     let managed = Managed::start(DriverKind::Docker, &service, |_, config| {
-        config.hosts = hosts(&second, None);
+        config.hosts = hosts(&second, None, Reached::Socket);
     });
     let mut session = managed.connect();
     session.query_drop("SET @mine = 'here'").expect("set");
