@@ -212,6 +212,11 @@ pub fn moves_live_with_nothing_lost(managed: &Managed, service: &str) -> LiveMov
         .expect("server id")
         .expect("a row");
     assert_ne!(server_before, server_after, "still the same server");
+    // The target was hydrated with the source's hot pages: the backup
+    // carries the source's buffer pool dump, which the target loads (a
+    // backup without it says "Cannot open '…ib_buffer_pool'").
+    let load_status = wait_buffer_pool_loaded(&mut check);
+    assert!(load_status.contains("load completed"), "{load_status}");
     assert_eq!(managed.state(), State::Active);
     assert!(moved["backend_generation"].as_u64() >= Some(1), "{moved}");
     let copied = moved["relocation"]["bytes_copied"].as_u64().unwrap_or(0);
@@ -220,6 +225,26 @@ pub fn moves_live_with_nothing_lost(managed: &Managed, service: &str) -> LiveMov
         commits: acked.len(),
         copied,
         view: moved,
+    }
+}
+
+/// The server's `Innodb_buffer_pool_load_status` once its load of a
+/// buffer pool dump has ended (or after 30 s).
+fn wait_buffer_pool_loaded(session: &mut mysql::Conn) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: String = session
+            .query_first::<(String, String), _>(
+                "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_load_status'",
+            )
+            .expect("the load status")
+            .map(|(_, value)| value)
+            .unwrap_or_default();
+        let loading = status.starts_with("Loaded ") || status.contains("not started");
+        if !loading || Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -839,6 +839,14 @@ impl Driver for DockerDriver {
         self.restore_backup(backup, copied)
     }
 
+    fn hot_pages_command(&self) -> Result<std::process::Command, DriverError> {
+        self.hot_pages()
+    }
+
+    fn place_hot_pages(&mut self, pages: &[u8]) -> Result<(), DriverError> {
+        self.place_pages(pages)
+    }
+
     fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
         self.export()
     }

@@ -147,6 +147,27 @@ pub trait Driver: Send {
         )))
     }
 
+    /// A command whose standard output is the running backend's buffer
+    /// pool dump (`ib_buffer_pool`: the numbers of its hot pages), which
+    /// `mariadb-backup`'s stream leaves out; a relocation's target loads
+    /// it ([`Driver::place_hot_pages`]) to start warm.
+    fn hot_pages_command(&self) -> Result<std::process::Command, DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot read a buffer pool dump",
+            self.kind()
+        )))
+    }
+
+    /// Writes `pages` (another backend's [`Driver::hot_pages_command`])
+    /// as this started backend's buffer pool dump, where
+    /// `innodb_buffer_pool_load_now` reads it.
+    fn place_hot_pages(&mut self, _pages: &[u8]) -> Result<(), DriverError> {
+        Err(DriverError::Failed(format!(
+            "the {} driver cannot take a buffer pool dump",
+            self.kind()
+        )))
+    }
+
     /// Fills this (not started) backend's data from a backup stream made
     /// by another backend's [`Driver::backup_command`], prepares it, and
     /// returns the GTID position the backup holds (where replication from

@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::driver::DriverError;
 
+/// The buffer pool dump's file in a datadir (MariaDB's default
+/// `innodb_buffer_pool_filename`, which Torpor's backends keep).
+pub const BUFFER_POOL_DUMP: &str = "ib_buffer_pool";
+
 /// Runs `command` with `stream` as its input, counting the bytes in
 /// `copied` as they pass; returns what the command wrote to its
 /// standard output. A command that fails is an error with the end of

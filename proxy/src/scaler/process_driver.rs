@@ -492,6 +492,25 @@ impl Driver for ProcessDriver {
         Ok(command)
     }
 
+    fn hot_pages_command(&self) -> Result<std::process::Command, DriverError> {
+        let mut command = std::process::Command::new("cat");
+        command.arg(
+            self.process()?
+                .datadir()
+                .join(super::feed::BUFFER_POOL_DUMP),
+        );
+        Ok(command)
+    }
+
+    fn place_hot_pages(&mut self, pages: &[u8]) -> Result<(), DriverError> {
+        let path = self
+            .process()?
+            .datadir()
+            .join(super::feed::BUFFER_POOL_DUMP);
+        std::fs::write(&path, pages)
+            .map_err(|e| DriverError::Failed(format!("writing {}: {e}", path.display())))
+    }
+
     fn restore(
         &mut self,
         backup: &mut dyn std::io::Read,

@@ -137,6 +137,9 @@ pub enum Prepare {
 pub struct PrepareJob {
     /// The backup of the running source.
     pub backup: Command,
+    /// What reads the source's buffer pool dump
+    /// ([`Driver::hot_pages_command`]).
+    pub hot_pages: Command,
     /// How to reach the source (administrative SQL, and the account the
     /// target replicates as).
     pub source: AdminAccess,
@@ -160,6 +163,7 @@ pub fn prepare(job: PrepareJob) -> Prepare {
     let started = Instant::now();
     let PrepareJob {
         backup,
+        hot_pages,
         source,
         replicate_from,
         mut target,
@@ -169,6 +173,7 @@ pub fn prepare(job: PrepareJob) -> Prepare {
     } = job;
     match copy_and_catch_up(
         backup,
+        hot_pages,
         &source,
         replicate_from,
         target.as_mut(),
@@ -243,8 +248,10 @@ fn set_phase(view: &Mutex<RelocationView>, change: impl FnOnce(&mut RelocationVi
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the job's parts, each used once
 fn copy_and_catch_up(
-    mut backup: Command,
+    backup: Command,
+    hot_pages: Command,
     source: &AdminAccess,
     replicate_from: SocketAddr,
     target: &mut dyn Driver,
@@ -253,15 +260,16 @@ fn copy_and_catch_up(
     view: &Mutex<RelocationView>,
 ) -> Result<Endpoint, String> {
     let copying = Instant::now();
-    // Hot pages first: the target loads the list the backup carries.
-    let _ = run_admin_sql(
-        source,
-        &["SET GLOBAL innodb_buffer_pool_dump_now = ON".to_string()],
-    );
+    // The source's hot pages, which the target loads once started: the
+    // backup's stream does not carry the dump.
+    let pages = hot_page_list(source, hot_pages)
+        .map_err(|e| tracing::warn!("the target starts cold: {e}"))
+        .ok();
     let copied = view
         .lock()
         .map(|v| Arc::clone(&v.copied))
         .unwrap_or_default();
+    let mut backup = backup;
     let gtid = copy(&mut backup, target, &copied)?;
     set_phase(view, |v| {
         v.copy_ms = Some(copying.elapsed().as_millis() as u64);
@@ -277,6 +285,11 @@ fn copy_and_catch_up(
     let access = target
         .admin_access()
         .ok_or("the target gives no administrative access")?;
+    if let Some(pages) = pages {
+        if let Err(e) = target.place_hot_pages(&pages) {
+            tracing::warn!("the target starts cold: {e}");
+        }
+    }
     let _ = run_admin_sql(
         &access,
         &[
@@ -400,6 +413,64 @@ fn replicate(
         })?;
     }
     Ok(())
+}
+
+/// The source's buffer pool dump, written now ([`dump_hot_pages`]) and
+/// read by `read` ([`Driver::hot_pages_command`]).
+fn hot_page_list(source: &AdminAccess, mut read: Command) -> Result<Vec<u8>, String> {
+    dump_hot_pages(source)?;
+    let output = read
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("reading the buffer pool dump: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "reading the buffer pool dump: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// How long the source may take to write its buffer pool dump: a list
+/// of page numbers, a few MiB for the largest pools.
+const DUMP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Has the source write its buffer pool dump (`ib_buffer_pool`, the
+/// hot pages' numbers) and waits until it is written: the backup copies
+/// the file if it is there when the backup ends, and
+/// `innodb_buffer_pool_dump_now` only starts the dump.
+fn dump_hot_pages(source: &AdminAccess) -> Result<(), String> {
+    let mut source = connect(source)?;
+    let status = |source: &mut mysql::Conn| -> Result<String, String> {
+        source
+            .query_first::<(String, String), _>(
+                "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_dump_status'",
+            )
+            .map(|row| row.map(|(_, value)| value).unwrap_or_default())
+            .map_err(|e| format!("reading the dump's status: {e}"))
+    };
+    let before = status(&mut source)?;
+    source
+        .query_drop("SET GLOBAL innodb_buffer_pool_dump_now = ON")
+        .map_err(|e| format!("asking for the buffer pool dump: {e}"))?;
+    let deadline = Instant::now() + DUMP_LIMIT;
+    loop {
+        let now = status(&mut source)?;
+        // "Buffer pool(s) dump completed at <time>", with a new time. The
+        // time is to the second: a dump ending in the same second as the
+        // one before looks unchanged and costs the wait's limit (it is
+        // written all the same).
+        if now != before && now.contains("dump completed") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the buffer pool dump did not end in {DUMP_LIMIT:?}: {now}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn connect(access: &AdminAccess) -> Result<mysql::Conn, String> {

@@ -94,6 +94,7 @@ impl Actor {
             .relocation_target(to)
             .map_err(|e| e.to_string())?;
         let backup = self.driver.backup_command().map_err(|e| e.to_string())?;
+        let hot_pages = self.driver.hot_pages_command().map_err(|e| e.to_string())?;
         let source = self
             .driver
             .admin_access()
@@ -108,6 +109,7 @@ impl Actor {
         }
         let job = PrepareJob {
             backup,
+            hot_pages,
             source,
             replicate_from,
             target,

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::hosts::HostConfig;
 use crate::scaler::driver::DriverError;
-use crate::scaler::feed::{backup_gtid, feed};
+use crate::scaler::feed::{backup_gtid, feed, BUFFER_POOL_DUMP};
 
 /// The file in a service's state folder that names the suffix of the
 /// container and volume it runs after a relocation, and the host they
@@ -193,6 +193,28 @@ impl DockerDriver {
             .arg(self.options.container_name())
             .args(["sh", "-c", &script]);
         Ok(command)
+    }
+
+    /// `cat` of the running server's buffer pool dump, in its container.
+    pub(super) fn hot_pages(&self) -> Result<Command, DriverError> {
+        let mut command = engine::cli(&self.options.host)?;
+        command
+            .arg("exec")
+            .arg(self.options.container_name())
+            .args(["cat", &format!("{DATADIR}/{BUFFER_POOL_DUMP}")]);
+        Ok(command)
+    }
+
+    /// Writes `pages` as the running server's buffer pool dump, in its
+    /// container (readable by the server: root writes it 0644).
+    pub(super) fn place_pages(&self, pages: &[u8]) -> Result<(), DriverError> {
+        let mut command = engine::cli(&self.options.host)?;
+        command
+            .args(["exec", "-i"])
+            .arg(self.options.container_name())
+            .args(["sh", "-c", &format!("cat > {DATADIR}/{BUFFER_POOL_DUMP}")]);
+        let mut input = pages;
+        feed(command, &mut input, &AtomicU64::new(0)).map(drop)
     }
 
     /// A helper container of the image with this backend's volume on the
