@@ -506,6 +506,11 @@ impl DockerDriver {
     fn wait_ready(&mut self) -> Result<SocketAddr, DriverError> {
         let name = self.options.container_name();
         let found = self.inspect_existing()?;
+        // A container that died at once has no published port any more:
+        // its log says why, the missing port does not.
+        if found.state != State::Running {
+            return Err(self.stopped_while_starting(&found));
+        }
         let addr = self
             .reachable_at(found.address, found.port_label)
             .ok_or_else(|| {
@@ -526,14 +531,7 @@ impl DockerDriver {
             }
             let found = self.inspect_existing()?;
             if found.state != State::Running {
-                let code = found
-                    .exit_code
-                    .map_or_else(String::new, |code| format!(", exit code {code}"));
-                return Err(DriverError::Failed(format!(
-                    "{name} stopped while starting ({}{code}); its log ends:\n{}",
-                    found.status,
-                    self.log_tail()
-                )));
+                return Err(self.stopped_while_starting(&found));
             }
             if Instant::now() >= deadline {
                 return Err(DriverError::NotReady(format!(
@@ -544,6 +542,20 @@ impl DockerDriver {
             }
             std::thread::sleep(READY_POLL);
         }
+    }
+
+    /// The error of a container that stopped while starting: its state,
+    /// exit code and the end of its log.
+    fn stopped_while_starting(&self, found: &Inspected) -> DriverError {
+        let code = found
+            .exit_code
+            .map_or_else(String::new, |code| format!(", exit code {code}"));
+        DriverError::Failed(format!(
+            "{} stopped while starting ({}{code}); its log ends:\n{}",
+            self.options.container_name(),
+            found.status,
+            self.log_tail()
+        ))
     }
 
     /// Where sessions reach the ready server: its socket in the shared
