@@ -92,3 +92,48 @@ pub fn unique_name(what: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The names of the containers (all states) of Torpor's service `service`.
+pub fn containers_of(service: &str) -> Vec<String> {
+    docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=org.torpor.service={service}"),
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The names of the volumes of Torpor's service `service`.
+pub fn volumes_of(service: &str) -> Vec<String> {
+    docker_ok(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=org.torpor.service={service}"),
+        "--format",
+        "{{.Name}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Removes a kept (not temporary) service's containers and volumes when
+/// the test ends, however it ends.
+pub struct RemoveOnDrop(pub String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for container in containers_of(&self.0) {
+            let _ = docker(&["rm", "-f", "-v", &container]);
+        }
+        for volume in volumes_of(&self.0) {
+            let _ = docker(&["volume", "rm", "-f", &volume]);
+        }
+    }
+}

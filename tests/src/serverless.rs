@@ -82,9 +82,13 @@ impl Managed {
             .unwrap_or_else(|e| panic!("cannot start torpor again: {e}"));
         self.proxy = Some(proxy);
         // A restart wakes nothing that was known: the service comes back
-        // parked (the next query wakes it), or active when it never ran.
+        // parked or (a docker one left frozen) suspended, the next query
+        // waking it, or active when it never ran.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !matches!(self.state(), State::Parked | State::Active) {
+        while !matches!(
+            self.state(),
+            State::Parked | State::Suspended | State::Active
+        ) {
             assert!(
                 Instant::now() < deadline,
                 "service still {:?} after a restart",

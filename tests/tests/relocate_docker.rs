@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use torpor::config::DriverKind;
-use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
+use torpor_tests::docker::{
+    containers_of, docker, docker_ok, images_ready, mariadb_image, volumes_of, RemoveOnDrop,
+};
 use torpor_tests::relocation::{
     moves_live_with_nothing_lost, moves_parked, sysbench_through_a_move, wait_gone, wait_relocated,
     wakes_where_it_moved,
@@ -28,36 +30,6 @@ fn engine_and_image() -> bool {
 /// (`volume`) of that name.
 fn exists(kind: &str, name: &str) -> bool {
     docker(&[kind, "inspect", name]).is_some_and(|out| out.status.success())
-}
-
-/// The names of the containers (all states) of Torpor's service `service`.
-fn containers_of(service: &str) -> Vec<String> {
-    docker_ok(&[
-        "ps",
-        "-a",
-        "--filter",
-        &format!("label=org.torpor.service={service}"),
-        "--format",
-        "{{.Names}}",
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
-/// The names of the volumes of Torpor's service `service`.
-fn volumes_of(service: &str) -> Vec<String> {
-    docker_ok(&[
-        "volume",
-        "ls",
-        "--filter",
-        &format!("label=org.torpor.service={service}"),
-        "--format",
-        "{{.Name}}",
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect()
 }
 
 /// Checks the service's data is now on one new volume, which its
@@ -148,21 +120,6 @@ fn a_parked_service_moves_to_a_new_volume_at_rest() {
         "parked service moved at rest to {new}: {} bytes copied in {} ms",
         moved["relocation"]["bytes_copied"], moved["relocation"]["copy_ms"]
     );
-}
-
-/// Removes a kept (not temporary) service's containers and volumes when
-/// the test ends, however it ends.
-struct RemoveOnDrop(String);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        for container in containers_of(&self.0) {
-            let _ = docker(&["rm", "-f", "-v", &container]);
-        }
-        for volume in volumes_of(&self.0) {
-            let _ = docker(&["volume", "rm", "-f", &volume]);
-        }
-    }
 }
 
 /// A Torpor started again after a relocation runs the container the

@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
+use mysql::prelude::Queryable;
+
 use torpor::config::DriverKind;
 use torpor::service::lifecycle::State;
-use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image};
+use torpor_tests::docker::{docker, docker_ok, images_ready, mariadb_image, RemoveOnDrop};
 use torpor_tests::serverless::{name, Managed, Stateful};
 
 fn engine_and_image() -> bool {
@@ -36,6 +38,72 @@ fn suspend_pauses_and_park_stops_the_container() {
     assert_eq!(status(), "exited");
     assert_eq!(managed.act(&service, "wake").0, 200);
     assert_eq!(status(), "running");
+}
+
+/// A restart of Torpor leaves a suspended service suspended: its
+/// container stays paused through it, the service comes back suspended
+/// (not parked, not woken), and the first query thaws the same container
+/// with the data and the session's state.
+#[test]
+fn a_suspended_service_stays_suspended_through_a_restart_of_torpor() {
+    if !engine_and_image() {
+        return;
+    }
+    let service = name("dock", "kept");
+    // Dropped after Torpor (declared first): the container goes last.
+    let _cleanup = RemoveOnDrop(service.clone());
+    let mut managed = Managed::start(DriverKind::Docker, &service, |s, _| s.temporary = false);
+    let container = format!("torpor-{service}");
+    let inspect = |format: &str| docker_ok(&["inspect", "--format", format, &container]);
+    let mut session = managed.connect();
+    session
+        .query_drop("CREATE TABLE test.kept_frozen (id INT PRIMARY KEY)")
+        .expect("create");
+    session
+        .query_drop("INSERT INTO test.kept_frozen VALUES (1), (2), (3)")
+        .expect("insert");
+    drop(session);
+    let id_before = inspect("{{.Id}}");
+    // The greeting and baselines are kept within a second of being
+    // learned; a restart before that would wake the service to learn them.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(managed.act(&service, "suspend").0, 200);
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+
+    managed.restart();
+    // The service's scaler looks at its container first thing (parked
+    // until it has: a query meanwhile would thaw it all the same).
+    managed.wait_for(State::Suspended, Duration::from_secs(30));
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+    let (status, view) = managed.get(&format!("/services/{service}"));
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "suspended", "{view}");
+
+    // The first query (the mysql crate's own, at connect) thaws the same
+    // container.
+    let mut session = managed.connect();
+    let rows: Option<u64> = session
+        .query_first("SELECT COUNT(*) FROM test.kept_frozen")
+        .expect("query after the restart");
+    assert_eq!(rows, Some(3));
+    assert_eq!(managed.state(), State::Active);
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect("{{.Id}}"),
+        id_before,
+        "the container was made again"
+    );
+    let (status, metrics) = managed.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("torpor_wake_duration_seconds_count")
+                && line.contains(&format!("service=\"{service}\""))
+                && line.contains("from=\"suspended\"")
+                && !line.ends_with(" 0")
+        ),
+        "no wake from suspended counted:\n{metrics}"
+    );
 }
 
 /// A container removed underneath a suspended service: the next query

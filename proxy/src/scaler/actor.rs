@@ -132,6 +132,7 @@ pub fn spawn(
                 relocating: None,
                 resizing: None,
             };
+            actor.adopt_frozen();
             actor.run(requests);
         })
 }
@@ -540,6 +541,23 @@ impl Actor {
         }
     }
 
+    /// A service that starts parked, whose backend a suspend left frozen
+    /// before Torpor last stopped, is suspended: its park timer runs from
+    /// now, and the next query thaws it.
+    fn adopt_frozen(&mut self) {
+        if self.temporary
+            || self.service.lifecycle.state() != State::Parked
+            || !self.driver.freeze_outlives_torpor()
+        {
+            return;
+        }
+        if self.driver.found_frozen() {
+            self.transition(Event::FoundFrozen);
+            self.suspended_at = Some(Instant::now());
+            info!(service = %self.service.name, "found frozen, as it was left: suspended");
+        }
+    }
+
     fn shutdown(&mut self) {
         if self.temporary {
             if let Err(e) = self.driver.destroy() {
@@ -547,11 +565,15 @@ impl Actor {
             }
             return;
         }
-        if matches!(
-            self.service.lifecycle.state(),
-            State::Parked | State::Waking
-        ) {
-            return;
+        match self.service.lifecycle.state() {
+            State::Parked | State::Waking => return,
+            // Found again, still frozen, when Torpor starts: a restart of
+            // Torpor leaves a suspended service suspended.
+            State::Suspended if self.driver.freeze_outlives_torpor() => {
+                info!(service = %self.service.name, "left suspended for the next start");
+                return;
+            }
+            _ => {}
         }
         if let Err(e) = self.driver.stop() {
             warn!(service = %self.service.name, "stopping the backend: {e}");

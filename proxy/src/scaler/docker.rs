@@ -851,6 +851,14 @@ impl Driver for DockerDriver {
         self.restore_backup(backup, copied)
     }
 
+    fn freeze_outlives_torpor(&self) -> bool {
+        true
+    }
+
+    fn found_frozen(&mut self) -> bool {
+        matches!(self.inspect_existing(), Ok(found) if found.state == State::Paused)
+    }
+
     fn hot_pages_command(&self) -> Result<std::process::Command, DriverError> {
         self.hot_pages()
     }

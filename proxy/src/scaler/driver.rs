@@ -147,6 +147,20 @@ pub trait Driver: Send {
         )))
     }
 
+    /// Whether a frozen backend outlives Torpor: a paused container stays
+    /// paused when Torpor stops, so a suspended service is left suspended
+    /// (found again by [`Driver::found_frozen`]); a process backend dies
+    /// with Torpor, so it is stopped cleanly instead.
+    fn freeze_outlives_torpor(&self) -> bool {
+        false
+    }
+
+    /// Whether the backend is frozen now, as a suspend left it before
+    /// Torpor last stopped (asked once, when Torpor starts).
+    fn found_frozen(&mut self) -> bool {
+        false
+    }
+
     /// A command whose standard output is the running backend's buffer
     /// pool dump (`ib_buffer_pool`: the numbers of its hot pages), which
     /// `mariadb-backup`'s stream leaves out; a relocation's target loads

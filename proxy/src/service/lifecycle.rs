@@ -105,6 +105,9 @@ pub enum Event {
     Moved,
     /// The switch-over was abandoned; the service stays on its old backend.
     MoveAborted,
+    /// At Torpor's start, the backend of a service kept asleep is found
+    /// frozen, as a suspend left it before Torpor last stopped.
+    FoundFrozen,
 }
 
 /// A transition the state machine refuses: the event makes no sense in
@@ -191,6 +194,7 @@ fn next(from: State, event: Event, wake_from: State) -> Option<State> {
         (State::Suspending, Event::Frozen) => State::Suspended,
         (State::Suspending, Event::SuspendAborted) => State::Active,
         (State::Suspended, Event::Parked) => State::Parked,
+        (State::Parked, Event::FoundFrozen) => State::Suspended,
         (State::Suspended | State::Parked, Event::WakeRequested) => State::Waking,
         (State::Waking, Event::Ready) => State::Active,
         (State::Waking, Event::WakeFailed) => wake_from,
@@ -269,5 +273,15 @@ mod tests {
         life.apply(Event::SuspendRequested).unwrap();
         assert_eq!(life.apply(Event::SuspendAborted), Ok(State::Active));
         assert!(life.is_active());
+    }
+
+    #[test]
+    fn a_backend_found_frozen_at_start_is_suspended_and_only_then() {
+        let life = Lifecycle::new("s", State::Parked);
+        assert_eq!(life.apply(Event::FoundFrozen), Ok(State::Suspended));
+        // A thaw, not a start, wakes it from there.
+        assert_eq!(life.apply(Event::WakeRequested), Ok(State::Waking));
+        assert_eq!(life.apply(Event::Ready), Ok(State::Active));
+        assert!(life.apply(Event::FoundFrozen).is_err());
     }
 }

@@ -63,7 +63,8 @@ impl Decision {
             | Event::WakeRequested
             | Event::MoveRequested
             | Event::Moved
-            | Event::MoveAborted => None,
+            | Event::MoveAborted
+            | Event::FoundFrozen => None,
         }
     }
 }
