@@ -3,7 +3,8 @@
 //! driver) serves a real client, comes back after a restart with its data,
 //! survives a reload of the config file, and is deleted with its data
 //! kept or dropped; bad requests get a 400 shaped as the API's other
-//! errors. A restart of Torpor wakes no service, created or from the
+//! errors. A docker service is created in a container and goes with its
+//! volume. A restart of Torpor wakes no service, created or from the
 //! config file: logins go without a backend, the first query wakes it.
 
 use std::net::SocketAddr;
@@ -256,6 +257,74 @@ fn a_created_service_serves_clients_across_restarts_and_is_deleted_as_told() {
     // Nothing comes back after a restart.
     let mut torpor = start(&config, admin);
     assert_eq!(call("GET", admin, "/services/shop", None).0, 404);
+    torpor.stop();
+}
+
+/// A docker service created at run time: its container and volume are
+/// made on the engine, its account logs in and writes, and a delete
+/// dropping its data removes both (a delete keeping it, the container
+/// only).
+#[test]
+fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
+    use torpor_tests::docker::{
+        containers_of, images_ready, mariadb_image, volumes_of, RemoveOnDrop,
+    };
+    if images_ready(&[mariadb_image()]).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(&config, &state_dir, "");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    let name = torpor_tests::docker::unique_name("made");
+    // Dropped after the test's end, however it ends.
+    let _cleanup = RemoveOnDrop(name.clone());
+
+    let body = json!({
+        "name": name,
+        "driver": "docker",
+        "image": mariadb_image(),
+        "memory_mib": 512,
+        "buffer_pool_mib": 64,
+        "suspend_after_secs": 0,
+        "accounts": [{"name": SHOPPER, "password_hash": native_hash(SHOPPER_PASSWORD)}],
+    })
+    .to_string();
+    let (status, created) = call("POST", admin, "/services", Some(&body));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["driver"], "docker");
+    assert_eq!(containers_of(&name).len(), 1);
+    assert_eq!(volumes_of(&name).len(), 1);
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
+    shop.query_drop("CREATE TABLE test.crates (id INT PRIMARY KEY)")
+        .unwrap();
+    shop.query_drop("INSERT INTO test.crates VALUES (1), (2)")
+        .unwrap();
+    let hostname: String = shop.query_first("SELECT @@hostname").unwrap().unwrap();
+    let local = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_ne!(hostname, local.trim(), "not the container's server");
+    drop(shop);
+
+    let deleted = loop_until(|| {
+        let (status, body) = call(
+            "DELETE",
+            admin,
+            &format!("/services/{name}?data=drop"),
+            None,
+        );
+        (status != 409).then_some((status, body))
+    });
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    assert_eq!(deleted.1["data"], "dropped");
+    assert!(containers_of(&name).is_empty(), "the container is gone");
+    assert!(volumes_of(&name).is_empty(), "the volume is gone");
+    assert_eq!(
+        login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).err(),
+        Some(1045),
+        "the deleted service's account still logs in"
+    );
     torpor.stop();
 }
 
