@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::config::autoscale::AutoscaleConfig;
+use crate::config::storage::StorageConfig;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig, UserConfig};
 use crate::scaler::process::{self, Account};
 
@@ -37,6 +38,9 @@ pub struct ServiceSpec {
     /// Autoscaling bounds and steps, as `[services.autoscale]`.
     #[serde(default)]
     pub autoscale: Option<AutoscaleConfig>,
+    /// A data volume that grows, as `[services.storage]` (`process`).
+    #[serde(default)]
+    pub storage: Option<StorageConfig>,
     /// Seconds idle before a suspend; 0 never.
     #[serde(default)]
     pub suspend_after_secs: Option<u64>,
@@ -97,6 +101,7 @@ impl ServiceSpec {
             wake_timeout_secs
         );
         service.autoscale = self.autoscale.clone();
+        service.storage = self.storage.clone();
         service.runs_on = self.runs_on.clone();
         service
     }

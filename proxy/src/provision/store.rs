@@ -115,6 +115,12 @@ fn to_json(spec: &ServiceSpec) -> serde_json::Value {
             spec.wake_timeout_secs.map(serde_json::Value::from),
         ),
         ("autoscale", spec.autoscale.as_ref().map(autoscale_json)),
+        (
+            "storage",
+            spec.storage
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+        ),
     ];
     if let Some(object) = body.as_object_mut() {
         for (key, value) in optional {

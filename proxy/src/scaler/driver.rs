@@ -97,6 +97,14 @@ pub trait Driver: Send {
     /// policy's 200 ms sampling. Frozen backends read too.
     fn usage(&mut self) -> Result<Usage, DriverError>;
 
+    /// Samples the backend's storage and grows its volume when it is
+    /// past its threshold (`[services.storage]`); `None` for a backend
+    /// with no storage to watch. Called from the actor's timer, about
+    /// once a second.
+    fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
+        None
+    }
+
     /// How to log in for administrative SQL, once started.
     fn admin_access(&self) -> Option<AdminAccess>;
 

@@ -14,7 +14,9 @@ use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
 use super::usage::{Usage, UsageSource};
 use crate::config::hosts::{HostConfig, LOCAL_HOST};
+use crate::config::storage::StorageConfig;
 use crate::endpoint::Endpoint;
+use crate::storage::{StorageView, Watch};
 
 /// The account the scaler uses for administrative SQL on a process
 /// backend (created at every boot with the service's accounts).
@@ -45,6 +47,9 @@ pub struct ProcessOptions {
     /// may move to; its datadir's host is the one whose directory holds
     /// it, else `local`.
     pub hosts: Vec<HostConfig>,
+    /// `[services.storage]`: the datadir on a volume of its own, grown
+    /// as it fills; `None`: on whatever filesystem holds it.
+    pub storage: Option<StorageConfig>,
 }
 
 /// A service backend run as a local process.
@@ -65,6 +70,10 @@ pub struct ProcessDriver {
     port: Option<u16>,
     /// The host the datadir is on (see [`ProcessOptions::hosts`]).
     host: String,
+    /// The datadir's volume (or watched filesystem), once attached at
+    /// the first start. Declared after `running`: fields drop in order,
+    /// so mariadbd has stopped before its volume is unmounted.
+    storage: Option<Watch>,
 }
 
 impl ProcessDriver {
@@ -84,6 +93,23 @@ impl ProcessDriver {
             no_cgroup: None,
             port: None,
             host,
+            storage: None,
+        }
+    }
+
+    /// Puts the datadir on its volume before anything writes there (the
+    /// first start; a restart of Torpor finds the image and mounts it
+    /// again).
+    fn attach_storage(&mut self) {
+        if self.storage.is_some() {
+            return;
+        }
+        if let Some(config) = self.options.storage.clone() {
+            self.storage = Some(Watch::attach(
+                config,
+                &self.options.service,
+                &self.options.datadir,
+            ));
         }
     }
 
@@ -265,6 +291,7 @@ impl Driver for ProcessDriver {
             return self.thaw();
         }
         self.running = None;
+        self.attach_storage();
         std::fs::create_dir_all(&self.options.datadir).map_err(|e| {
             DriverError::Failed(format!(
                 "creating the datadir {}: {e}",
@@ -361,6 +388,10 @@ impl Driver for ProcessDriver {
         self.endpoint()
     }
 
+    fn check_storage(&mut self) -> Option<StorageView> {
+        Some(self.storage.as_mut()?.check())
+    }
+
     fn stop(&mut self) -> Result<(), DriverError> {
         // A frozen process would hold SIGTERM until it runs again.
         let _ = self.signal(libc::SIGCONT);
@@ -414,6 +445,14 @@ impl Driver for ProcessDriver {
         &self,
         to: Option<&crate::config::hosts::HostConfig>,
     ) -> Result<Box<dyn Driver>, DriverError> {
+        // A volume would have to be made for the target and the copy
+        // land on it; until then the move is refused rather than
+        // leaving the service on a filesystem that no longer grows.
+        if self.options.storage.is_some() {
+            return Err(DriverError::Failed(
+                "a service with [services.storage] cannot be relocated yet: its datadir is a volume of its own".into(),
+            ));
+        }
         let moved_at = super::autoscaler::unix_ms();
         // To the named host, else to the one it is on.
         let to_name = to.map_or(self.host.as_str(), |host| host.name.as_str());
@@ -445,6 +484,7 @@ impl Driver for ProcessDriver {
             no_cgroup: None,
             port: None,
             host: to_name.to_string(),
+            storage: None,
         }))
     }
 
@@ -581,6 +621,14 @@ impl Driver for ProcessDriver {
         }
         // Empty now: its directories go.
         self.cgroup = None;
+        // The volume goes with its data (made first if it never was, so
+        // that an image left by an earlier Torpor goes too).
+        self.attach_storage();
+        if let Some(storage) = self.storage.take() {
+            storage.remove().map_err(|e| {
+                DriverError::Failed(format!("removing the datadir's volume: {e}"))
+            })?;
+        }
         std::fs::remove_dir_all(&self.options.datadir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {

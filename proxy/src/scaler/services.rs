@@ -343,6 +343,7 @@ fn driver_for(
                     .filter(|host| host.base_dir.is_some())
                     .cloned()
                     .collect(),
+                storage: service.storage.clone(),
             });
             // Accounts are created at every boot through --init-file.
             let startup = actor::StartupSql {

@@ -1,0 +1,179 @@
+//! One service's storage as its driver holds it: the volume under its
+//! datadir (or, where none can be made, just the datadir's filesystem),
+//! sampled and grown when the policy says so.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::policy::{self, Decision};
+use super::usage::{self, Usage};
+use super::volume::{self, Volume};
+use crate::config::storage::StorageConfig;
+
+const MIB: u64 = 1 << 20;
+
+/// What the admin API and the metrics show of a service's storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StorageView {
+    /// Bytes in use on the datadir's filesystem.
+    pub used_bytes: u64,
+    /// That filesystem's size.
+    pub size_bytes: u64,
+    /// Grows since Torpor started.
+    pub grows: u64,
+    /// Whether Torpor can grow it (it is a volume of Torpor's own).
+    pub growable: bool,
+    /// How long the last grow took, milliseconds.
+    pub last_grow_ms: Option<u64>,
+}
+
+/// A service's storage: its volume, or the filesystem it watches.
+#[derive(Debug)]
+pub struct Watch {
+    config: StorageConfig,
+    service: String,
+    datadir: PathBuf,
+    volume: Option<Volume>,
+    /// The policy said "grow" where Torpor cannot, or "at the maximum":
+    /// the log said so once (again only after the volume changed).
+    told_full: bool,
+    view: StorageView,
+}
+
+impl Watch {
+    /// Mounts (making it first if needed) the volume for `datadir`. Where
+    /// no volume can be made, says why once and watches the filesystem
+    /// that holds `datadir` instead: the service runs as before.
+    pub fn attach(config: StorageConfig, service: &str, datadir: &Path) -> Watch {
+        let volume = volume::possible()
+            .and_then(|()| {
+                Volume::open(datadir, config.initial_mib * MIB).map_err(|e| e.to_string())
+            })
+            .inspect(|volume| {
+                tracing::info!(
+                    service,
+                    image = %volume.image().display(),
+                    device = volume.device(),
+                    mount = %datadir.display(),
+                    "the datadir is on a volume of its own, grown as it fills"
+                );
+            })
+            .inspect_err(|why| {
+                tracing::warn!(
+                    service,
+                    datadir = %datadir.display(),
+                    "no volume for the datadir ({why}): its filesystem is only watched, never grown"
+                );
+            })
+            .ok();
+        let growable = volume.is_some();
+        Watch {
+            config,
+            service: service.to_string(),
+            datadir: datadir.to_path_buf(),
+            volume,
+            told_full: false,
+            view: StorageView {
+                growable,
+                ..StorageView::default()
+            },
+        }
+    }
+
+    /// The last sample.
+    pub fn view(&self) -> StorageView {
+        self.view
+    }
+
+    /// Samples the filesystem and grows the volume when it is past its
+    /// threshold. A grow that fails is logged and tried at the next
+    /// check.
+    pub fn check(&mut self) -> StorageView {
+        let Some(used) = self.sample() else {
+            return self.view;
+        };
+        match policy::decide(used.used, used.size, &self.config) {
+            Decision::Keep => self.told_full = false,
+            Decision::Grow(to) => match &self.volume {
+                Some(volume) => {
+                    let started = Instant::now();
+                    match volume.grow(to) {
+                        Ok(()) => {
+                            let ms = started.elapsed().as_millis() as u64;
+                            self.view.grows += 1;
+                            self.view.last_grow_ms = Some(ms);
+                            self.told_full = false;
+                            tracing::info!(
+                                service = %self.service,
+                                used_mib = used.used / MIB,
+                                from_mib = used.size / MIB,
+                                to_mib = to / MIB,
+                                ms,
+                                "storage grown"
+                            );
+                            self.sample();
+                        }
+                        Err(e) => tracing::warn!(
+                            service = %self.service,
+                            "growing the storage failed (tried again at the next check): {e}"
+                        ),
+                    }
+                }
+                None => self.tell_full(used, "Torpor cannot grow it (no volume of its own)"),
+            },
+            Decision::AtMax => self.tell_full(used, "it is at its max_mib"),
+        }
+        self.view
+    }
+
+    fn sample(&mut self) -> Option<Usage> {
+        // Before the first start the datadir may not exist yet: its
+        // nearest parent's filesystem is where it will be.
+        let path = self
+            .datadir
+            .ancestors()
+            .find(|dir| dir.exists())
+            .unwrap_or(&self.datadir);
+        match usage::of(path) {
+            Ok(used) => {
+                self.view.used_bytes = used.used;
+                self.view.size_bytes = used.size;
+                Some(used)
+            }
+            Err(e) => {
+                tracing::debug!(service = %self.service, "reading the storage's use: {e}");
+                None
+            }
+        }
+    }
+
+    fn tell_full(&mut self, used: Usage, why: &str) {
+        if self.told_full {
+            return;
+        }
+        self.told_full = true;
+        tracing::warn!(
+            service = %self.service,
+            used_mib = used.used / MIB,
+            size_mib = used.size / MIB,
+            "the storage is past its threshold and stays as it is: {why}; writes fail once it is full"
+        );
+    }
+
+    /// Unmounts and detaches the volume (its server must have stopped);
+    /// it is mounted again by the next [`Watch::attach`].
+    pub fn release(&mut self) -> Result<(), String> {
+        match &mut self.volume {
+            Some(volume) => volume.release().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the volume and deletes its image: the data is gone.
+    pub fn remove(mut self) -> Result<(), String> {
+        match self.volume.take() {
+            Some(volume) => volume.remove().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
