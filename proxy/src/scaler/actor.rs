@@ -184,7 +184,7 @@ const PIN_CHECK: Duration = Duration::from_secs(1);
 
 /// How often the storage is sampled (a `statvfs`), and grown when due: a
 /// step of headroom must outlast the writes of this long.
-const STORAGE_CHECK: Duration = Duration::from_secs(1);
+const STORAGE_CHECK: Duration = Duration::from_millis(250);
 
 impl Actor {
     fn run(&mut self, requests: mpsc::Receiver<Request>) {

@@ -100,7 +100,7 @@ pub trait Driver: Send {
     /// Samples the backend's storage and grows its volume when it is
     /// past its threshold (`[services.storage]`); `None` for a backend
     /// with no storage to watch. Called from the actor's timer, about
-    /// once a second.
+    /// every 250 ms.
     fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
         None
     }

@@ -99,14 +99,12 @@ impl ProcessDriver {
 
     /// Puts the datadir on its volume before anything writes there (the
     /// first start; a restart of Torpor finds the image and mounts it
-    /// again).
+    /// again). Without `[services.storage]` the datadir's filesystem is
+    /// only watched.
     fn attach_storage(&mut self) {
-        if self.storage.is_some() {
-            return;
-        }
-        if let Some(config) = self.options.storage.clone() {
+        if self.storage.is_none() {
             self.storage = Some(Watch::attach(
-                config,
+                self.options.storage.clone(),
                 &self.options.service,
                 &self.options.datadir,
             ));
@@ -625,9 +623,9 @@ impl Driver for ProcessDriver {
         // that an image left by an earlier Torpor goes too).
         self.attach_storage();
         if let Some(storage) = self.storage.take() {
-            storage.remove().map_err(|e| {
-                DriverError::Failed(format!("removing the datadir's volume: {e}"))
-            })?;
+            storage
+                .remove()
+                .map_err(|e| DriverError::Failed(format!("removing the datadir's volume: {e}")))?;
         }
         std::fs::remove_dir_all(&self.options.datadir)
             .or_else(|e| {

@@ -31,17 +31,23 @@ pub enum Decision {
     AtMax,
 }
 
-/// What a volume of `size` bytes with `used` bytes in use should do
-/// under `config`. A grow adds one step, capped at the maximum.
-pub fn decide(used: u64, size: u64, config: &StorageConfig) -> Decision {
+/// What a volume should do under `config`, whose filesystem has `used`
+/// of its `size` bytes in use and whose image is `volume` bytes. The
+/// threshold is the filesystem's (what the data can fill); steps and the
+/// maximum are the image's (what the operator sized): the two differ by
+/// the filesystem's own log and metadata, 64 MiB and more on XFS. A grow
+/// adds one step, capped at the maximum.
+pub fn decide(used: u64, size: u64, volume: u64, config: &StorageConfig) -> Decision {
     if size == 0 || (used as f64) < threshold(size) * size as f64 {
         return Decision::Keep;
     }
     let max = config.max_mib.saturating_mul(MIB);
-    if size >= max {
+    if volume >= max {
         return Decision::AtMax;
     }
-    let next = size.saturating_add(config.step_mib.saturating_mul(MIB)).min(max);
+    let next = volume
+        .saturating_add(config.step_mib.saturating_mul(MIB))
+        .min(max);
     Decision::Grow(next)
 }
 
@@ -69,21 +75,25 @@ mod tests {
     #[test]
     fn grows_by_a_step_past_the_threshold_up_to_the_maximum() {
         let cases = [
-            // used MiB, size MiB, decision
-            (100, 320, Decision::Keep),
-            (191, 320, Decision::Keep),
-            (192, 320, Decision::Grow(576 * MIB)),
-            (400, 576, Decision::Grow(832 * MIB)),
-            (300, 832, Decision::Keep),
-            (600, 832, Decision::AtMax),
+            // used MiB, filesystem MiB, image MiB, decision
+            (100, 320, 320, Decision::Keep),
+            (191, 320, 320, Decision::Keep),
+            (192, 320, 320, Decision::Grow(576 * MIB)),
+            (400, 576, 576, Decision::Grow(832 * MIB)),
+            (300, 832, 832, Decision::Keep),
+            (600, 832, 832, Decision::AtMax),
             // A step past the maximum stops at it.
-            (700, 1000, Decision::AtMax),
+            (700, 1000, 1000, Decision::AtMax),
+            // XFS's log: the filesystem is smaller than its image, and
+            // the image decides the step and the maximum.
+            (154, 256, 320, Decision::Grow(576 * MIB)),
+            (500, 768, 832, Decision::AtMax),
         ];
-        for (used, size, expected) in cases {
+        for (used, size, volume, expected) in cases {
             assert_eq!(
-                decide(used * MIB, size * MIB, &config()),
+                decide(used * MIB, size * MIB, volume * MIB, &config()),
                 expected,
-                "{used} of {size} MiB"
+                "{used} of {size} MiB on {volume} MiB"
             );
         }
         let uneven = StorageConfig {
@@ -91,7 +101,7 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            decide(400 * MIB, 576 * MIB, &uneven),
+            decide(400 * MIB, 576 * MIB, 576 * MIB, &uneven),
             Decision::Grow(700 * MIB)
         );
     }
@@ -103,12 +113,10 @@ mod tests {
             step_mib: 50 * 1024,
             max_mib: 1024 * 1024,
         };
-        assert_eq!(decide(150 * GIB, 200 * GIB, &big), Decision::Keep);
-        assert_eq!(
-            decide(161 * GIB, 200 * GIB, &big),
-            Decision::Grow(250 * GIB)
-        );
-        assert_eq!(decide(900 * GIB, 1024 * GIB, &big), Decision::Keep);
-        assert_eq!(decide(980 * GIB, 1024 * GIB, &big), Decision::AtMax);
+        let at = |used: u64, size: u64| decide(used * GIB, size * GIB, size * GIB, &big);
+        assert_eq!(at(150, 200), Decision::Keep);
+        assert_eq!(at(161, 200), Decision::Grow(250 * GIB));
+        assert_eq!(at(900, 1024), Decision::Keep);
+        assert_eq!(at(980, 1024), Decision::AtMax);
     }
 }

@@ -257,6 +257,13 @@ impl Volume {
         &self.device
     }
 
+    /// The image's size, bytes: what the volume was made or grown to.
+    pub fn size(&self) -> Result<u64, VolumeError> {
+        std::fs::metadata(&self.image)
+            .map(|meta| meta.len())
+            .map_err(|e| failed(format!("reading {}", self.image.display()), e))
+    }
+
     /// Grows the volume to `bytes` while it is mounted and in use.
     pub fn grow(&self, bytes: u64) -> Result<(), VolumeError> {
         let file = std::fs::OpenOptions::new()

@@ -17,8 +17,12 @@ const MIB: u64 = 1 << 20;
 pub struct StorageView {
     /// Bytes in use on the datadir's filesystem.
     pub used_bytes: u64,
-    /// That filesystem's size.
+    /// That filesystem's size (less than its volume's by the
+    /// filesystem's log and metadata).
     pub size_bytes: u64,
+    /// The volume's size, as made or grown (its image file's length; the
+    /// filesystem's size without a volume).
+    pub volume_bytes: u64,
     /// Grows since Torpor started.
     pub grows: u64,
     /// Whether Torpor can grow it (it is a volume of Torpor's own).
@@ -30,7 +34,8 @@ pub struct StorageView {
 /// A service's storage: its volume, or the filesystem it watches.
 #[derive(Debug)]
 pub struct Watch {
-    config: StorageConfig,
+    /// `None`: a service with no `[services.storage]`, only watched.
+    config: Option<StorageConfig>,
     service: String,
     datadir: PathBuf,
     volume: Option<Volume>,
@@ -41,13 +46,24 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Mounts (making it first if needed) the volume for `datadir`. Where
-    /// no volume can be made, says why once and watches the filesystem
-    /// that holds `datadir` instead: the service runs as before.
-    pub fn attach(config: StorageConfig, service: &str, datadir: &Path) -> Watch {
+    /// With a `config`, mounts (making it first if needed) the volume for
+    /// `datadir`; where no volume can be made, says why once and watches
+    /// the filesystem that holds `datadir` instead: the service runs as
+    /// before. Without, only watches (every service's storage is shown).
+    pub fn attach(config: Option<StorageConfig>, service: &str, datadir: &Path) -> Watch {
+        let Some(wanted) = &config else {
+            return Watch {
+                config,
+                service: service.to_string(),
+                datadir: datadir.to_path_buf(),
+                volume: None,
+                told_full: false,
+                view: StorageView::default(),
+            };
+        };
         let volume = volume::possible()
             .and_then(|()| {
-                Volume::open(datadir, config.initial_mib * MIB).map_err(|e| e.to_string())
+                Volume::open(datadir, wanted.initial_mib * MIB).map_err(|e| e.to_string())
             })
             .inspect(|volume| {
                 tracing::info!(
@@ -92,7 +108,22 @@ impl Watch {
         let Some(used) = self.sample() else {
             return self.view;
         };
-        match policy::decide(used.used, used.size, &self.config) {
+        let Some(config) = &self.config else {
+            return self.view;
+        };
+        // Without a volume the filesystem stands for it.
+        let volume_bytes = match &self.volume {
+            Some(volume) => match volume.size() {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::debug!(service = %self.service, "{e}");
+                    return self.view;
+                }
+            },
+            None => used.size,
+        };
+        self.view.volume_bytes = volume_bytes;
+        match policy::decide(used.used, used.size, volume_bytes, config) {
             Decision::Keep => self.told_full = false,
             Decision::Grow(to) => match &self.volume {
                 Some(volume) => {
@@ -106,11 +137,12 @@ impl Watch {
                             tracing::info!(
                                 service = %self.service,
                                 used_mib = used.used / MIB,
-                                from_mib = used.size / MIB,
+                                from_mib = volume_bytes / MIB,
                                 to_mib = to / MIB,
                                 ms,
                                 "storage grown"
                             );
+                            self.view.volume_bytes = to;
                             self.sample();
                         }
                         Err(e) => tracing::warn!(
