@@ -205,6 +205,17 @@ mod tests {
         assert_eq!(service.suspend_after_secs, 2);
         assert_eq!(service.park_after_secs, 0);
         assert_eq!(service.memory_mib, 2048);
+        let grows = ServiceSpec::parse(
+            body(r#""storage": {"initial_mib": 512, "step_mib": 256, "max_mib": 4096},"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        grows.validate().unwrap();
+        let storage = grows.service_config().storage.unwrap();
+        assert_eq!(
+            (storage.initial_mib, storage.step_mib, storage.max_mib),
+            (512, 256, 4096)
+        );
     }
 
     #[test]
@@ -225,6 +236,14 @@ mod tests {
             (
                 body(r#""autoscale": {"min_cpus": 4.0, "max_cpus": 1.0},"#),
                 "autoscale",
+            ),
+            (
+                body(r#""storage": {"initial_mib": 100},"#),
+                "[services.storage]: initial_mib = 100 is under 300",
+            ),
+            (
+                body(r#""storage": {},"#).replace("process", "docker"),
+                "for the process driver so far",
             ),
         ] {
             let spec = ServiceSpec::parse(bad.as_bytes()).unwrap();
