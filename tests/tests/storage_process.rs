@@ -292,3 +292,132 @@ fn a_volume_grows_under_writes_and_its_maximum_is_table_full() {
     let one: Option<u64> = other.query_first("SELECT 1").expect("SELECT 1");
     assert_eq!(one, Some(1));
 }
+
+/// A service created through the admin API with `storage` gets its
+/// volume; a relocation is refused (the target would have none), and
+/// deleting it with its data removes the volume: unmounted, detached,
+/// its image gone.
+#[test]
+fn a_created_service_gets_a_volume_and_loses_it_with_its_data() {
+    if !volumes_possible() {
+        return;
+    }
+    let managed = Managed::start(DriverKind::Process, &name("stor", "host"), |_, _| {});
+    let admin = managed.admin_addr().expect("admin API");
+    let service = name("stor", "made");
+    let body = serde_json::json!({
+        "name": service,
+        "driver": "process",
+        "buffer_pool_mib": 32,
+        "suspend_after_secs": 0,
+        "storage": {"initial_mib": 300, "step_mib": 100, "max_mib": 400},
+        "accounts": [{"name": "maker", "password_hash": "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"}],
+    });
+    let (status, created) = call(admin, "POST", "/services", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let datadir = managed
+        .state_dir
+        .path()
+        .join("services")
+        .join(&service)
+        .join("data");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let device = loop {
+        let (_, view) = call(admin, "GET", &format!("/services/{service}"), None);
+        if view["state"] == "active" {
+            if let Some(device) = mounted_source(&datadir) {
+                break device;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never active on a volume: {view}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _cleanup = Detach(device.clone());
+    assert!(device.starts_with("/dev/loop"), "mounted from {device}");
+
+    let (status, refused) = call(
+        admin,
+        "POST",
+        &format!("/services/{service}/relocate"),
+        None,
+    );
+    assert_ne!(status, 202, "a relocation started: {refused}");
+    assert!(
+        refused.to_string().contains("[services.storage]"),
+        "{status} {refused}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, deleted) = loop {
+        let answer = call(
+            admin,
+            "DELETE",
+            &format!("/services/{service}?data=drop"),
+            None,
+        );
+        if answer.0 != 409 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(mounted_source(&datadir), None, "still mounted");
+    assert!(!datadir.with_extension("img").exists(), "the image stays");
+    assert!(
+        !attached(&device, &datadir),
+        "{device} still holds the image"
+    );
+}
+
+/// Detaches a loop device at the end of a test, if it is still attached.
+struct Detach(String);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let listed = Command::new("losetup").arg(&self.0).output();
+        if listed.is_ok_and(|o| o.status.success()) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+}
+
+/// Whether `device` is attached to the image under `datadir`.
+fn attached(device: &str, datadir: &Path) -> bool {
+    Command::new("losetup").arg(device).output().is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .contains(&*datadir.with_extension("img").to_string_lossy())
+    })
+}
+
+/// An admin API call: its status and JSON body.
+fn call(
+    admin: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(180)))
+        .build()
+        .into();
+    let url = format!("http://{admin}{path}");
+    let response = match (method, body) {
+        ("POST", Some(body)) => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body),
+        ("POST", None) => agent.post(&url).send_empty(),
+        ("DELETE", _) => agent.delete(&url).call(),
+        _ => agent.get(&url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    (status, value)
+}
