@@ -209,3 +209,42 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datadir that already holds files (made before the service had
+    /// `[services.storage]`) is not hidden under a new volume: it is
+    /// watched, and the service runs on as before. Not being root ends
+    /// the same way.
+    #[test]
+    fn a_datadir_with_files_outside_a_volume_is_only_watched() {
+        let dir = tempfile::tempdir().expect("dir");
+        let datadir = dir.path().join("data");
+        std::fs::create_dir_all(&datadir).expect("datadir");
+        std::fs::write(datadir.join("ibdata1"), b"rows").expect("a file");
+        let config = StorageConfig {
+            initial_mib: 300,
+            step_mib: 100,
+            max_mib: 400,
+        };
+        let mut watch = Watch::attach(Some(config), "old", &datadir);
+        assert!(!watch.view().growable);
+        assert!(!volume::image_for(&datadir).exists(), "an image was made");
+        let view = watch.check();
+        assert!(view.size_bytes > 0 && view.grows == 0, "{view:?}");
+        assert_eq!(std::fs::read(datadir.join("ibdata1")).expect("kept"), b"rows");
+        watch.remove().expect("nothing to remove");
+        assert!(datadir.join("ibdata1").exists());
+    }
+
+    /// A service without `[services.storage]` is watched, never grown.
+    #[test]
+    fn without_a_config_the_filesystem_is_only_watched() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut watch = Watch::attach(None, "plain", &dir.path().join("data"));
+        let view = watch.check();
+        assert!(!view.growable && view.size_bytes > 0, "{view:?}");
+    }
+}
