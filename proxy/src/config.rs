@@ -740,9 +740,9 @@ impl Config {
                     })?;
             }
             if let Some(storage) = &service.storage {
-                if service.driver != DriverKind::Process {
+                if service.driver == DriverKind::Static {
                     return Err(ConfigError::Invalid(format!(
-                        "service '{}': [services.storage] is for the process driver so far; leave it out",
+                        "service '{}': a static backend's storage is not Torpor's; leave out [services.storage]",
                         service.name
                     )));
                 }

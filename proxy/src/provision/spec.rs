@@ -241,10 +241,6 @@ mod tests {
                 body(r#""storage": {"initial_mib": 100},"#),
                 "[services.storage]: initial_mib = 100 is under 300",
             ),
-            (
-                body(r#""storage": {},"#).replace("process", "docker"),
-                "for the process driver so far",
-            ),
         ] {
             let spec = ServiceSpec::parse(bad.as_bytes()).unwrap();
             let err = spec.validate().unwrap_err().to_string();

@@ -52,6 +52,7 @@ use crate::endpoint::Endpoint;
 mod engine;
 mod inspect;
 mod relocation;
+mod storage;
 
 pub use engine::capacity_mib;
 pub use relocation::placed_host;
@@ -126,6 +127,9 @@ pub struct DockerOptions {
     pub placement: String,
     /// The host whose engine runs the containers.
     pub host: crate::config::hosts::HostConfig,
+    /// `[services.storage]`: the datadir is a volume of the service's own
+    /// ([`storage`]) instead of a named Docker volume.
+    pub storage: Option<crate::config::storage::StorageConfig>,
 }
 
 impl DockerOptions {
@@ -149,6 +153,7 @@ impl DockerOptions {
             state_dir: None,
             placement: String::new(),
             host: crate::config::hosts::HostConfig::local(),
+            storage: None,
         }
     }
 
@@ -206,6 +211,8 @@ pub struct DockerDriver {
     /// Where the running container's usage is read (its cgroup), found
     /// once per start.
     usage_source: Option<UsageSource>,
+    /// The service's own volume, once mounted (`[services.storage]`).
+    storage: Option<crate::storage::Watch>,
 }
 
 impl std::fmt::Debug for DockerDriver {
@@ -240,6 +247,7 @@ impl DockerDriver {
             address: None,
             container_id: None,
             usage_source: None,
+            storage: None,
         })
     }
 
@@ -344,18 +352,11 @@ impl DockerDriver {
     fn create(&mut self) -> Result<(), DriverError> {
         let name = self.options.container_name();
         self.check_image()?;
-        let image = &self.options.image;
-        let labels = self.labels();
         // Creating an existing volume returns it as it is: a container
         // removed underneath Torpor comes back on its old data.
-        let volume = self.create_volume()?;
-
-        let mut mounts = vec![Mount {
-            target: Some(DATADIR.to_string()),
-            source: Some(volume),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }];
+        let mut mounts = vec![self.datadir_mount(Self::create_volume)?];
+        let image = &self.options.image;
+        let labels = self.labels();
         if let Some(dir) = &self.options.socket_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
                 DriverError::Failed(format!(
@@ -637,6 +638,7 @@ impl Driver for DockerDriver {
 
     fn start(&mut self) -> Result<Endpoint, DriverError> {
         self.connect()?;
+        self.attach_storage()?;
         let started = Instant::now();
         let found = match self.inspect()? {
             Some(found) => found,
@@ -824,6 +826,11 @@ impl Driver for DockerDriver {
         &self,
         to: Option<&crate::config::hosts::HostConfig>,
     ) -> Result<Box<dyn Driver>, DriverError> {
+        if self.options.storage.is_some() {
+            return Err(DriverError::Failed(
+                "a service with [services.storage] cannot be relocated yet: its datadir is a volume of its own".into(),
+            ));
+        }
         Ok(Box::new(DockerDriver::new(self.target_options(to)?)?))
     }
 
@@ -880,7 +887,11 @@ impl Driver for DockerDriver {
             Err(e) => return Err(failed("removing the volume", &volume, e)),
         }
         self.forget_placement();
-        Ok(())
+        self.remove_storage()
+    }
+
+    fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
+        Some(self.storage.as_mut()?.check())
     }
 }
 

@@ -101,14 +101,17 @@ impl ProcessDriver {
     /// first start; a restart of Torpor finds the image and mounts it
     /// again). Without `[services.storage]` the datadir's filesystem is
     /// only watched.
-    fn attach_storage(&mut self) {
+    fn attach_storage(&mut self) -> Result<(), DriverError> {
         if self.storage.is_none() {
-            self.storage = Some(Watch::attach(
+            let watch = Watch::attach(
                 self.options.storage.clone(),
                 &self.options.service,
                 &self.options.datadir,
-            ));
+            )
+            .map_err(DriverError::Failed)?;
+            self.storage = Some(watch);
         }
+        Ok(())
     }
 
     fn pid(&self) -> Result<i32, DriverError> {
@@ -289,7 +292,7 @@ impl Driver for ProcessDriver {
             return self.thaw();
         }
         self.running = None;
-        self.attach_storage();
+        self.attach_storage()?;
         std::fs::create_dir_all(&self.options.datadir).map_err(|e| {
             DriverError::Failed(format!(
                 "creating the datadir {}: {e}",
@@ -621,7 +624,7 @@ impl Driver for ProcessDriver {
         self.cgroup = None;
         // The volume goes with its data (made first if it never was, so
         // that an image left by an earlier Torpor goes too).
-        self.attach_storage();
+        self.attach_storage()?;
         if let Some(storage) = self.storage.take() {
             storage
                 .remove()

@@ -387,6 +387,7 @@ fn driver_for(
             }
             // A relocation records there which container is the service's.
             options.state_dir = Some(service_dir.clone());
+            options.storage = service.storage.clone();
             let driver = DockerDriver::new(options)
                 .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
             // The image creates only root: the service's accounts (and

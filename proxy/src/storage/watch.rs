@@ -50,17 +50,26 @@ impl Watch {
     /// `datadir`; where no volume can be made, says why once and watches
     /// the filesystem that holds `datadir` instead: the service runs as
     /// before. Without, only watches (every service's storage is shown).
-    pub fn attach(config: Option<StorageConfig>, service: &str, datadir: &Path) -> Watch {
+    ///
+    /// An image that exists but cannot be mounted is an error: the
+    /// service's data is in it, and a server started on the empty
+    /// directory underneath would make a new, empty database there.
+    pub fn attach(
+        config: Option<StorageConfig>,
+        service: &str,
+        datadir: &Path,
+    ) -> Result<Watch, String> {
         let Some(wanted) = &config else {
-            return Watch {
+            return Ok(Watch {
                 config,
                 service: service.to_string(),
                 datadir: datadir.to_path_buf(),
                 volume: None,
                 told_full: false,
                 view: StorageView::default(),
-            };
+            });
         };
+        let image = volume::image_for(datadir);
         let volume = volume::possible()
             .and_then(|()| {
                 Volume::open(datadir, wanted.initial_mib * MIB).map_err(|e| e.to_string())
@@ -82,8 +91,14 @@ impl Watch {
                 );
             })
             .ok();
+        if volume.is_none() && image.exists() {
+            return Err(format!(
+                "{} holds the service's data and cannot be mounted (see the warning above)",
+                image.display()
+            ));
+        }
         let growable = volume.is_some();
-        Watch {
+        Ok(Watch {
             config,
             service: service.to_string(),
             datadir: datadir.to_path_buf(),
@@ -93,7 +108,7 @@ impl Watch {
                 growable,
                 ..StorageView::default()
             },
-        }
+        })
     }
 
     /// The last sample.
@@ -229,12 +244,15 @@ mod tests {
             step_mib: 100,
             max_mib: 400,
         };
-        let mut watch = Watch::attach(Some(config), "old", &datadir);
+        let mut watch = Watch::attach(Some(config), "old", &datadir).expect("watched");
         assert!(!watch.view().growable);
         assert!(!volume::image_for(&datadir).exists(), "an image was made");
         let view = watch.check();
         assert!(view.size_bytes > 0 && view.grows == 0, "{view:?}");
-        assert_eq!(std::fs::read(datadir.join("ibdata1")).expect("kept"), b"rows");
+        assert_eq!(
+            std::fs::read(datadir.join("ibdata1")).expect("kept"),
+            b"rows"
+        );
         watch.remove().expect("nothing to remove");
         assert!(datadir.join("ibdata1").exists());
     }
@@ -243,8 +261,21 @@ mod tests {
     #[test]
     fn without_a_config_the_filesystem_is_only_watched() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut watch = Watch::attach(None, "plain", &dir.path().join("data"));
+        let mut watch = Watch::attach(None, "plain", &dir.path().join("data")).expect("watched");
         let view = watch.check();
         assert!(!view.growable && view.size_bytes > 0, "{view:?}");
+    }
+
+    /// An image that cannot be mounted (here: not a filesystem) stops
+    /// the start rather than letting a server make a new database on
+    /// the empty directory under it.
+    #[test]
+    fn an_image_that_cannot_be_mounted_is_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let datadir = dir.path().join("data");
+        std::fs::write(volume::image_for(&datadir), b"not a filesystem").expect("image");
+        let config = StorageConfig::default();
+        let refused = Watch::attach(Some(config), "broken", &datadir).expect_err("mounted");
+        assert!(refused.contains("data.img"), "{refused}");
     }
 }
