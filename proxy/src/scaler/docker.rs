@@ -648,6 +648,7 @@ impl Driver for DockerDriver {
                 self.inspect_existing()?
             }
         };
+        self.check_datadir(&found)?;
         match found.state {
             State::Running => {}
             State::Paused => self.unpause()?,

@@ -4,10 +4,11 @@
 //! container at `/var/lib/mysql`, instead of a named Docker volume. The
 //! image's entrypoint gives the mount's root to its `mysql` user.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bollard::models::{Mount, MountType};
 
+use super::inspect::Inspected;
 use super::{DockerDriver, DATADIR};
 use crate::scaler::driver::DriverError;
 use crate::storage::Watch;
@@ -67,6 +68,25 @@ impl DockerDriver {
             typ: Some(MountType::BIND),
             ..Default::default()
         })
+    }
+
+    /// Refuses a container whose datadir is not the service's volume (made
+    /// before the service had `[services.storage]`): its data is in its
+    /// named volume, and the new volume would be watched in its stead.
+    pub(super) fn check_datadir(&self, found: &Inspected) -> Result<(), DriverError> {
+        if self.options.storage.is_none() {
+            return Ok(());
+        }
+        let dir = self.storage_dir()?;
+        match found.datadir_source.as_deref() {
+            Some(source) if Path::new(source) == dir => Ok(()),
+            other => Err(DriverError::Failed(format!(
+                "the container {} keeps its datadir in {}, not on the service's volume {}: move the data there and remove the container (README, \"Storage\")",
+                self.options.container_name(),
+                other.unwrap_or("its own filesystem"),
+                dir.display()
+            ))),
+        }
     }
 
     /// Removes the service's volume with its data (after the container).
