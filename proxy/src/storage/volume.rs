@@ -296,7 +296,16 @@ impl Volume {
         if mounted_source(&self.mount).as_deref() == Some(self.device.as_str()) {
             run("umount", &[self.mount.as_os_str()])?;
         }
-        run("losetup", &["-d".as_ref(), self.device.as_ref()])?;
+        // Only while it still holds this image (when the image is still
+        // there to ask about): a device released by someone else may
+        // already serve another file.
+        let ours = !self.image.exists()
+            || run("losetup", &["-j".as_ref(), self.image.as_os_str()])?
+                .lines()
+                .any(|line| line.split(':').next() == Some(self.device.as_str()));
+        if ours {
+            run("losetup", &["-d".as_ref(), self.device.as_ref()])?;
+        }
         self.released = true;
         Ok(())
     }
