@@ -195,11 +195,14 @@ fn placement_file(home: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The datadir a relocation left the service in, if any (and it exists).
+/// The datadir a relocation left the service in, if any (and it exists,
+/// or its volume's image does: the volume is mounted at the start).
 fn placed_datadir(home: &Path) -> Option<PathBuf> {
     let named = std::fs::read_to_string(placement_file(home)).ok()?;
     let datadir = PathBuf::from(named.trim());
-    datadir.join("mysql").is_dir().then_some(datadir)
+    let there =
+        datadir.join("mysql").is_dir() || crate::storage::volume::image_for(&datadir).exists();
+    there.then_some(datadir)
 }
 
 /// The host whose base directory holds `datadir`; `local` for none.
@@ -446,14 +449,6 @@ impl Driver for ProcessDriver {
         &self,
         to: Option<&crate::config::hosts::HostConfig>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        // A volume would have to be made for the target and the copy
-        // land on it; until then the move is refused rather than
-        // leaving the service on a filesystem that no longer grows.
-        if self.options.storage.is_some() {
-            return Err(DriverError::Failed(
-                "a service with [services.storage] cannot be relocated yet: its datadir is a volume of its own".into(),
-            ));
-        }
         let moved_at = super::autoscaler::unix_ms();
         // To the named host, else to the one it is on.
         let to_name = to.map_or(self.host.as_str(), |host| host.name.as_str());
@@ -474,6 +469,16 @@ impl Driver for ProcessDriver {
             base.join(format!("{}.{moved_at}", self.options.service))
         };
         let mut options = self.options.clone();
+        // The target gets a volume of its own (made before the copy lands
+        // on it), at least as big as this one: the copy must fit.
+        if let Some(storage) = &mut options.storage {
+            let now_mib = self
+                .storage
+                .as_ref()
+                .and_then(Watch::volume_bytes)
+                .map_or(0, |bytes| bytes.div_ceil(1 << 20));
+            storage.initial_mib = storage.initial_mib.max(now_mib);
+        }
         options.datadir = datadir;
         options.cgroup_name = format!("{}-{moved_at}", self.options.cgroup_name);
         options.limits = self.options.limits;
@@ -545,6 +550,7 @@ impl Driver for ProcessDriver {
         })?;
         let program = super::process::find_program(&["mariadb-backup", "mariabackup"])
             .ok_or_else(|| DriverError::Failed("mariadb-backup is not installed".into()))?;
+        self.attach_storage()?;
         let datadir = self.options.datadir.clone();
         let mut extract = std::process::Command::new(mbstream);
         extract.arg("-x").arg("-C").arg(&datadir);
@@ -588,6 +594,7 @@ impl Driver for ProcessDriver {
         data: &mut dyn std::io::Read,
         copied: &std::sync::atomic::AtomicU64,
     ) -> Result<(), DriverError> {
+        self.attach_storage()?;
         let datadir = self.options.datadir.clone();
         let mut untar = std::process::Command::new("tar");
         untar.arg("-C").arg(&datadir).arg("-xf").arg("-");

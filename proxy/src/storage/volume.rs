@@ -313,8 +313,12 @@ impl Volume {
     /// Releases the volume and deletes its image: its data is gone.
     pub fn remove(mut self) -> Result<(), VolumeError> {
         self.release()?;
-        std::fs::remove_file(&self.image)
-            .map_err(|e| failed(format!("removing {}", self.image.display()), e))
+        match std::fs::remove_file(&self.image) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(failed(format!("removing {}", self.image.display()), e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
