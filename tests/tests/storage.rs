@@ -19,7 +19,7 @@ use torpor::config::storage::StorageConfig;
 use torpor::config::DriverKind;
 use torpor::service::lifecycle::State;
 use torpor_tests::docker::{images_ready, mariadb_image};
-use torpor_tests::relocation::{moves_live_with_nothing_lost, wait_gone};
+use torpor_tests::relocation::{moves_live_with_nothing_lost, wait_gone, wait_relocated};
 use torpor_tests::serverless::{name, Managed};
 use torpor_tests::{tcp_opts, APP_PASSWORD, APP_USER};
 
@@ -508,4 +508,51 @@ fn a_service_on_a_volume_moves_onto_a_new_volume() {
     if !on.devices.contains(&again) {
         on.devices.push(again);
     }
+}
+
+/// A parked service whose volume Torpor has not mounted since it started
+/// (parked across a restart) moves at rest from its volume, not from the
+/// empty folder under it, onto a new volume of its own.
+#[test]
+fn a_parked_service_moves_at_rest_from_its_volume() {
+    if !volumes_possible() {
+        return;
+    }
+    let service = name("stor", "rest");
+    let mut on = OnVolume::start(DriverKind::Process, &service);
+    {
+        let mut conn = on.managed().connect();
+        conn.query_drop("CREATE TABLE kept (id INT PRIMARY KEY)")
+            .expect("create");
+        conn.query_drop("INSERT INTO kept SELECT seq FROM seq_1_to_1000")
+            .expect("insert");
+    }
+    on.managed().restart();
+    assert_eq!(
+        on.managed().state(),
+        State::Parked,
+        "a restart wakes nothing"
+    );
+    assert_eq!(mounted_source(&on.datadir), None, "mounted while parked");
+
+    let (status, body) = on.managed().act(&service, "relocate");
+    assert_eq!(status, 202, "{body}");
+    let moved = wait_relocated(on.managed(), &service, Duration::from_secs(120));
+    assert_eq!(moved["relocation"]["phase"], "moved", "{moved}");
+    let placement =
+        std::fs::read_to_string(on.datadir.with_extension("placement")).expect("placement");
+    let new_datadir = PathBuf::from(placement.trim());
+    assert!(
+        torpor::storage::volume::image_for(&new_datadir).exists(),
+        "no image next to {}",
+        new_datadir.display()
+    );
+    let rows: Option<u64> = on
+        .managed()
+        .connect()
+        .query_first("SELECT COUNT(*) FROM kept")
+        .expect("count where it moved");
+    assert_eq!(rows, Some(1000));
+    let device = mounted_source(&new_datadir).expect("the new volume is mounted");
+    on.devices.push(device);
 }

@@ -847,7 +847,7 @@ impl Driver for DockerDriver {
         self.restore_backup(backup, copied)
     }
 
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         self.export()
     }
 

@@ -172,7 +172,7 @@ pub trait Driver: Send {
 
     /// A command whose standard output is the stopped backend's data (a
     /// tar stream): a parked service moves by copying it.
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         Err(DriverError::Failed(format!(
             "the {} driver cannot copy a stopped backend's data",
             self.kind()

@@ -472,11 +472,9 @@ impl Driver for ProcessDriver {
         // The target gets a volume of its own (made before the copy lands
         // on it), at least as big as this one: the copy must fit.
         if let Some(storage) = &mut options.storage {
-            let now_mib = self
-                .storage
-                .as_ref()
-                .and_then(Watch::volume_bytes)
-                .map_or(0, |bytes| bytes.div_ceil(1 << 20));
+            let now_mib =
+                std::fs::metadata(crate::storage::volume::image_for(&self.options.datadir))
+                    .map_or(0, |image| image.len().div_ceil(1 << 20));
             storage.initial_mib = storage.initial_mib.max(now_mib);
         }
         options.datadir = datadir;
@@ -573,12 +571,15 @@ impl Driver for ProcessDriver {
         Ok(super::feed::backup_gtid(&info))
     }
 
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         if self.running.is_some() {
             return Err(DriverError::Failed(
                 "mariadbd runs: its data is not at rest".into(),
             ));
         }
+        // A service parked since Torpor started has its volume unmounted:
+        // the copy must read the volume, not the empty folder under it.
+        self.attach_storage()?;
         let mut command = std::process::Command::new("tar");
         command
             .arg("-C")

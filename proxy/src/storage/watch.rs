@@ -116,11 +116,6 @@ impl Watch {
         self.view
     }
 
-    /// The volume's size now (its image's length); `None` without one.
-    pub fn volume_bytes(&self) -> Option<u64> {
-        self.volume.as_ref()?.size().ok()
-    }
-
     /// Samples the filesystem and grows the volume when it is past its
     /// threshold. A grow that fails is logged and tried at the next
     /// check.
