@@ -21,6 +21,7 @@ pub mod autoscale;
 mod cli;
 pub mod hosts;
 pub mod secrets;
+pub mod storage;
 
 pub use cli::Cli;
 
@@ -262,6 +263,11 @@ pub struct ServiceConfig {
     /// service keeps `cpus` and `memory_mib`.
     #[serde(default)]
     pub autoscale: Option<autoscale::AutoscaleConfig>,
+    /// `[services.storage]` (`process`): the datadir lives on a volume of
+    /// its own that Torpor grows as it fills; absent, on whatever
+    /// filesystem holds it.
+    #[serde(default)]
+    pub storage: Option<storage::StorageConfig>,
     /// `docker`: the `[[hosts]]` entry whose engine first runs the
     /// service; absent, the host with the most free memory. After a
     /// relocation the service stays where it was moved.
@@ -320,6 +326,7 @@ impl ServiceConfig {
             buffer_pool_mib: default_buffer_pool_mib(),
             suspended_buffer_pool_mib: default_suspended_buffer_pool_mib(),
             autoscale: None,
+            storage: None,
             runs_on: None,
             temporary: false,
         }
@@ -731,6 +738,20 @@ impl Config {
                             service.name
                         ))
                     })?;
+            }
+            if let Some(storage) = &service.storage {
+                if service.driver == DriverKind::Static {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': a static backend's storage is not Torpor's; leave out [services.storage]",
+                        service.name
+                    )));
+                }
+                storage.check().map_err(|why| {
+                    ConfigError::Invalid(format!(
+                        "service '{}': [services.storage]: {why}",
+                        service.name
+                    ))
+                })?;
             }
             if !names.insert(&service.name) {
                 return Err(ConfigError::Invalid(format!(

@@ -43,6 +43,8 @@
 //!   held while the connect is tried again with backoff, up to a bound.
 //! - [`scaler`]: the embedded scaler: drivers (docker, process), one
 //!   actor thread per managed service walking its lifecycle.
+//! - [`storage`]: a service's datadir on a volume of its own, grown
+//!   online as it fills.
 //! - [`admin`]: the admin HTTP API (services, actions, health).
 //! - [`provision`]: services created and deleted through the admin API,
 //!   kept in `state_dir` across restarts.
@@ -75,6 +77,7 @@ pub mod service;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod storage;
 pub mod tls;
 pub mod trim;
 pub mod unread;

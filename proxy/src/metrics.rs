@@ -109,6 +109,8 @@ const CPUS_USED: &str = "torpor_service_cpus_used";
 const MEMORY_LIMIT: &str = "torpor_service_memory_limit_bytes";
 const MEMORY_USED: &str = "torpor_service_memory_working_set_bytes";
 const BUFFER_POOL: &str = "torpor_service_buffer_pool_bytes";
+const STORAGE: &str = "torpor_service_storage_bytes";
+const STORAGE_GROWS: &str = "torpor_storage_grows_total";
 
 /// A proxy's metrics: the recorder its workers register handles with, and
 /// the handle `/metrics` renders.
@@ -404,6 +406,16 @@ fn describe_all() {
         Unit::Count,
         "Scaler decisions carried out: suspend, suspend_refused, park, wake, wake_failed."
     );
+    describe_gauge!(
+        STORAGE,
+        Unit::Bytes,
+        "The filesystem under a service's datadir ([services.storage]): used, and its size."
+    );
+    describe_counter!(
+        STORAGE_GROWS,
+        Unit::Count,
+        "Times a service's data volume was grown online, since Torpor started."
+    );
 }
 
 /// Scrape-time values of one service.
@@ -456,6 +468,13 @@ fn publish_service(service: &Service) {
         }
         if let Some(bytes) = view.buffer_pool_bytes {
             gauge!(BUFFER_POOL, "service" => name.clone()).set(bytes as f64);
+        }
+        if let Some(storage) = view.storage {
+            gauge!(STORAGE, "service" => name.clone(), "kind" => "used")
+                .set(storage.used_bytes as f64);
+            gauge!(STORAGE, "service" => name.clone(), "kind" => "size")
+                .set(storage.size_bytes as f64);
+            counter!(STORAGE_GROWS, "service" => name.clone()).absolute(storage.grows);
         }
     }
     let holds = service.outage.stats();

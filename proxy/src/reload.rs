@@ -302,6 +302,10 @@ fn fixed_service_changes(before: &ServiceConfig, after: &ServiceConfig) -> Vec<&
     if before.runs_on != after.runs_on {
         keys.push("runs_on");
     }
+    // The driver keeps the volume it mounted at its first start.
+    if before.storage != after.storage {
+        keys.push("storage");
+    }
     keys
 }
 
@@ -492,6 +496,10 @@ mod tests {
             err,
             "listen, services.db.datadir changed, which needs a restart"
         );
+        let mut grows = base();
+        grows.services[0].storage = Some(crate::config::storage::StorageConfig::default());
+        let err = plan(&base(), grows).unwrap_err().to_string();
+        assert_eq!(err, "services.db.storage changed, which needs a restart");
         let mut new = base();
         new.services
             .push(ServiceConfig::new("other", DriverKind::Docker));

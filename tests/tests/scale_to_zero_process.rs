@@ -337,6 +337,7 @@ fn process_driver(
             cgroup_name,
             service: "driver-test".into(),
             hosts: Vec::new(),
+            storage: None,
         },
     )
 }

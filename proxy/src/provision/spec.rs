@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::config::autoscale::AutoscaleConfig;
+use crate::config::storage::StorageConfig;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig, UserConfig};
 use crate::scaler::process::{self, Account};
 
@@ -37,6 +38,9 @@ pub struct ServiceSpec {
     /// Autoscaling bounds and steps, as `[services.autoscale]`.
     #[serde(default)]
     pub autoscale: Option<AutoscaleConfig>,
+    /// A data volume that grows, as `[services.storage]` (`process`).
+    #[serde(default)]
+    pub storage: Option<StorageConfig>,
     /// Seconds idle before a suspend; 0 never.
     #[serde(default)]
     pub suspend_after_secs: Option<u64>,
@@ -97,6 +101,7 @@ impl ServiceSpec {
             wake_timeout_secs
         );
         service.autoscale = self.autoscale.clone();
+        service.storage = self.storage.clone();
         service.runs_on = self.runs_on.clone();
         service
     }
@@ -200,6 +205,17 @@ mod tests {
         assert_eq!(service.suspend_after_secs, 2);
         assert_eq!(service.park_after_secs, 0);
         assert_eq!(service.memory_mib, 2048);
+        let grows = ServiceSpec::parse(
+            body(r#""storage": {"initial_mib": 512, "step_mib": 256, "max_mib": 4096},"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        grows.validate().unwrap();
+        let storage = grows.service_config().storage.unwrap();
+        assert_eq!(
+            (storage.initial_mib, storage.step_mib, storage.max_mib),
+            (512, 256, 4096)
+        );
     }
 
     #[test]
@@ -220,6 +236,10 @@ mod tests {
             (
                 body(r#""autoscale": {"min_cpus": 4.0, "max_cpus": 1.0},"#),
                 "autoscale",
+            ),
+            (
+                body(r#""storage": {"initial_mib": 100},"#),
+                "[services.storage]: initial_mib = 100 is under 300",
             ),
         ] {
             let spec = ServiceSpec::parse(bad.as_bytes()).unwrap();

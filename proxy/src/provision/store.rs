@@ -115,6 +115,12 @@ fn to_json(spec: &ServiceSpec) -> serde_json::Value {
             spec.wake_timeout_secs.map(serde_json::Value::from),
         ),
         ("autoscale", spec.autoscale.as_ref().map(autoscale_json)),
+        (
+            "storage",
+            spec.storage
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+        ),
     ];
     if let Some(object) = body.as_object_mut() {
         for (key, value) in optional {
@@ -151,6 +157,7 @@ mod tests {
         let spec = ServiceSpec::parse(
             br#"{"name": "shop", "driver": "process", "cpus": 2.0, "memory_mib": 2048,
                  "suspend_after_secs": 3, "autoscale": {"max_cpus": 4.0},
+                 "storage": {"initial_mib": 320, "max_mib": 2048},
                  "accounts": [{"name": "app", "password_hash": "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7",
                                "grants": ["SELECT ON shop.*"]}]}"#,
         )
@@ -162,6 +169,8 @@ mod tests {
         assert_eq!(back.service_config().cpus, 2.0);
         assert_eq!(back.service_config().suspend_after_secs, 3);
         assert_eq!(back.autoscale, spec.autoscale);
+        assert_eq!(back.storage, spec.storage);
+        assert_eq!(back.storage.as_ref().map(|s| s.max_mib), Some(2048));
         assert_eq!(back.accounts[0].grants, spec.accounts[0].grants);
         remove(dir.path(), "shop").unwrap();
         assert!(load_all(dir.path()).is_empty());

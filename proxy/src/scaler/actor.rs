@@ -131,6 +131,7 @@ pub fn spawn(
                 accounts_pending: false,
                 relocating: None,
                 resizing: None,
+                storage_checked: None,
             };
             actor.adopt_frozen();
             actor.run(requests);
@@ -170,6 +171,8 @@ struct Actor {
     relocating: Option<Relocating>,
     /// A memory shrink under way, waiting for the server's memory.
     resizing: Option<Resizing>,
+    /// When the storage was last sampled.
+    storage_checked: Option<Instant>,
 }
 
 /// How often an active service checks whether it has been idle long
@@ -179,6 +182,10 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 /// How often, at most, the sessions' pins are looked at while the
 /// service has connections lent out.
 const PIN_CHECK: Duration = Duration::from_secs(1);
+
+/// How often the storage is sampled (a `statvfs`), and grown when due: a
+/// step of headroom must outlast the writes of this long.
+const STORAGE_CHECK: Duration = Duration::from_millis(250);
 
 impl Actor {
     fn run(&mut self, requests: mpsc::Receiver<Request>) {
@@ -235,6 +242,7 @@ impl Actor {
     }
 
     fn on_timer(&mut self) {
+        self.watch_storage();
         if self.resizing.is_some() {
             return self.poll_resize();
         }
@@ -289,6 +297,25 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Samples the storage and grows it when due, at most once per
+    /// [`STORAGE_CHECK`]; whatever the lifecycle is doing, since writes
+    /// that were already running go on.
+    fn watch_storage(&mut self) {
+        if self
+            .storage_checked
+            .is_some_and(|at| at.elapsed() < STORAGE_CHECK)
+        {
+            return;
+        }
+        self.storage_checked = Some(Instant::now());
+        let Some(view) = self.driver.check_storage() else {
+            return;
+        };
+        if let Ok(mut scaling) = self.service.scaling.lock() {
+            scaling.storage = Some(view);
         }
     }
 

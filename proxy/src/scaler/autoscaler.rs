@@ -53,6 +53,8 @@ pub struct ScalingView {
     pub recent: VecDeque<Resized>,
     /// The `[[hosts]]` entry the backend runs on.
     pub host: Option<String>,
+    /// Its storage's last sample (`[services.storage]`).
+    pub storage: Option<crate::storage::StorageView>,
 }
 
 impl ScalingView {

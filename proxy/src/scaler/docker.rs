@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as EngineError;
@@ -37,21 +37,20 @@ use bollard::models::{
     MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions,
+    CreateContainerOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 
 use super::driver::{AdminAccess, Driver, DriverError, Resources};
-use super::process::handshake_arrives;
 use super::usage::{Usage, UsageSource};
 use crate::config::hosts::HostNetwork;
 use crate::endpoint::Endpoint;
 
 mod engine;
 mod inspect;
+mod ready;
 mod relocation;
+mod storage;
 
 pub use engine::capacity_mib;
 pub use relocation::placed_host;
@@ -126,6 +125,9 @@ pub struct DockerOptions {
     pub placement: String,
     /// The host whose engine runs the containers.
     pub host: crate::config::hosts::HostConfig,
+    /// `[services.storage]`: the datadir is a volume of the service's own
+    /// ([`storage`]) instead of a named Docker volume.
+    pub storage: Option<crate::config::storage::StorageConfig>,
 }
 
 impl DockerOptions {
@@ -149,6 +151,7 @@ impl DockerOptions {
             state_dir: None,
             placement: String::new(),
             host: crate::config::hosts::HostConfig::local(),
+            storage: None,
         }
     }
 
@@ -206,6 +209,8 @@ pub struct DockerDriver {
     /// Where the running container's usage is read (its cgroup), found
     /// once per start.
     usage_source: Option<UsageSource>,
+    /// The service's own volume, once mounted (`[services.storage]`).
+    storage: Option<crate::storage::Watch>,
 }
 
 impl std::fmt::Debug for DockerDriver {
@@ -240,6 +245,7 @@ impl DockerDriver {
             address: None,
             container_id: None,
             usage_source: None,
+            storage: None,
         })
     }
 
@@ -344,18 +350,11 @@ impl DockerDriver {
     fn create(&mut self) -> Result<(), DriverError> {
         let name = self.options.container_name();
         self.check_image()?;
-        let image = &self.options.image;
-        let labels = self.labels();
         // Creating an existing volume returns it as it is: a container
         // removed underneath Torpor comes back on its old data.
-        let volume = self.create_volume()?;
-
-        let mut mounts = vec![Mount {
-            target: Some(DATADIR.to_string()),
-            source: Some(volume),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }];
+        let mut mounts = vec![self.datadir_mount(Self::create_volume)?];
+        let image = &self.options.image;
+        let labels = self.labels();
         if let Some(dir) = &self.options.socket_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
                 DriverError::Failed(format!(
@@ -500,91 +499,6 @@ impl DockerDriver {
         failed(action, name, e)
     }
 
-    /// Reads the published address of the running container and waits
-    /// for a MySQL handshake there. A container that stops meanwhile
-    /// fails at once, with the end of its log.
-    fn wait_ready(&mut self) -> Result<SocketAddr, DriverError> {
-        let name = self.options.container_name();
-        let found = self.inspect_existing()?;
-        // A container that died at once has no published port any more:
-        // its log says why, the missing port does not.
-        if found.state != State::Running {
-            return Err(self.stopped_while_starting(&found));
-        }
-        let addr = self
-            .reachable_at(found.address, found.port_label)
-            .ok_or_else(|| {
-                DriverError::Failed(format!(
-                    "{name} publishes no port for {MARIADB_PORT} on host '{}'",
-                    self.options.host.name
-                ))
-            })?;
-        let deadline = Instant::now() + self.options.ready_timeout;
-        loop {
-            // Docker's port proxy accepts connections before anything
-            // listens inside, and the image's entrypoint initializes the
-            // datadir with a server that has no network: only a greeting
-            // from the real server counts.
-            if handshake_arrives(addr) {
-                self.address = Some(addr);
-                return Ok(addr);
-            }
-            let found = self.inspect_existing()?;
-            if found.state != State::Running {
-                return Err(self.stopped_while_starting(&found));
-            }
-            if Instant::now() >= deadline {
-                return Err(DriverError::NotReady(format!(
-                    "no MySQL handshake from {name} on {addr} within {:?}; its log ends:\n{}",
-                    self.options.ready_timeout,
-                    self.log_tail()
-                )));
-            }
-            std::thread::sleep(READY_POLL);
-        }
-    }
-
-    /// The error of a container that stopped while starting: its state,
-    /// exit code and the end of its log.
-    fn stopped_while_starting(&self, found: &Inspected) -> DriverError {
-        let code = found
-            .exit_code
-            .map_or_else(String::new, |code| format!(", exit code {code}"));
-        DriverError::Failed(format!(
-            "{} stopped while starting ({}{code}); its log ends:\n{}",
-            self.options.container_name(),
-            found.status,
-            self.log_tail()
-        ))
-    }
-
-    /// Where sessions reach the ready server: its socket in the shared
-    /// directory when there is one (once the socket greets: it may lag
-    /// the TCP port a little), else the published TCP port. A container
-    /// created before the directory was configured has no such mount and
-    /// stays on TCP, said once.
-    fn endpoint(&mut self, addr: SocketAddr) -> Endpoint {
-        let Some(dir) = &self.options.socket_dir else {
-            return Endpoint::Tcp(addr);
-        };
-        let socket = dir.join(SOCKET_NAME);
-        let deadline = Instant::now() + SOCKET_WAIT;
-        loop {
-            if unix_handshake_arrives(&socket) {
-                return Endpoint::Unix(socket);
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    container = %self.options.container_name(),
-                    socket = %socket.display(),
-                    "no greeting on the shared socket (a container made without it?): sessions use TCP"
-                );
-                return Endpoint::Tcp(addr);
-            }
-            std::thread::sleep(READY_POLL);
-        }
-    }
-
     /// Refuses a memory limit below the container's working set. On
     /// cgroup v1 the engine would refuse it too, but on cgroup v2 the
     /// kernel takes it and OOM-kills mariadbd instead. Without stats (an
@@ -610,36 +524,6 @@ impl DockerDriver {
         let stats = self.stats_once()?;
         engine::working_set(stats.memory_stats.as_ref()?)
     }
-
-    /// The container's last log lines, for errors; what went wrong when
-    /// the log cannot be read.
-    fn log_tail(&self) -> String {
-        let name = self.options.container_name();
-        let options = LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: LOG_TAIL_LINES.to_string(),
-            ..Default::default()
-        };
-        let collect = async {
-            let mut stream = self.docker.logs(&name, Some(options));
-            let mut text = String::new();
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(output) => text.push_str(&output.to_string()),
-                    Err(e) => {
-                        text.push_str(&format!("(reading the log failed: {e})"));
-                        break;
-                    }
-                }
-            }
-            text
-        };
-        match self.block_on(async { tokio::time::timeout(PING_TIMEOUT, collect).await }) {
-            Ok(text) => text.trim_end().to_string(),
-            Err(_) => "(reading the log timed out)".to_string(),
-        }
-    }
 }
 
 impl Driver for DockerDriver {
@@ -649,6 +533,7 @@ impl Driver for DockerDriver {
 
     fn start(&mut self) -> Result<Endpoint, DriverError> {
         self.connect()?;
+        self.attach_storage()?;
         let started = Instant::now();
         let found = match self.inspect()? {
             Some(found) => found,
@@ -658,6 +543,7 @@ impl Driver for DockerDriver {
                 self.inspect_existing()?
             }
         };
+        self.check_datadir(&found)?;
         match found.state {
             State::Running => {}
             State::Paused => self.unpause()?,
@@ -836,6 +722,11 @@ impl Driver for DockerDriver {
         &self,
         to: Option<&crate::config::hosts::HostConfig>,
     ) -> Result<Box<dyn Driver>, DriverError> {
+        if self.options.storage.is_some() {
+            return Err(DriverError::Failed(
+                "a service with [services.storage] cannot be relocated yet: its datadir is a volume of its own".into(),
+            ));
+        }
         Ok(Box::new(DockerDriver::new(self.target_options(to)?)?))
     }
 
@@ -867,7 +758,7 @@ impl Driver for DockerDriver {
         self.place_pages(pages)
     }
 
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         self.export()
     }
 
@@ -908,7 +799,11 @@ impl Driver for DockerDriver {
             Err(e) => return Err(failed("removing the volume", &volume, e)),
         }
         self.forget_placement();
-        Ok(())
+        self.remove_storage()
+    }
+
+    fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
+        Some(self.storage.as_mut()?.check())
     }
 }
 
@@ -925,17 +820,6 @@ fn limits(resources: Resources) -> HostConfig {
         memory_swap: Some(bytes),
         ..Default::default()
     }
-}
-
-/// Whether a MySQL greeting arrives on the Unix socket at `path`.
-fn unix_handshake_arrives(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut head = [0u8; 5];
-    stream.read_exact(&mut head).is_ok() && head[4] == 10
 }
 
 /// Whether the engine answered 404: no such container, image or volume.

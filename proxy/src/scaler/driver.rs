@@ -97,6 +97,14 @@ pub trait Driver: Send {
     /// policy's 200 ms sampling. Frozen backends read too.
     fn usage(&mut self) -> Result<Usage, DriverError>;
 
+    /// Samples the backend's storage and grows its volume when it is
+    /// past its threshold (`[services.storage]`); `None` for a backend
+    /// with no storage to watch. Called from the actor's timer, about
+    /// every 250 ms.
+    fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
+        None
+    }
+
     /// How to log in for administrative SQL, once started.
     fn admin_access(&self) -> Option<AdminAccess>;
 
@@ -199,7 +207,7 @@ pub trait Driver: Send {
 
     /// A command whose standard output is the stopped backend's data (a
     /// tar stream): a parked service moves by copying it.
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         Err(DriverError::Failed(format!(
             "the {} driver cannot copy a stopped backend's data",
             self.kind()

@@ -14,7 +14,9 @@ use super::driver::{AdminAccess, Driver, DriverError, Resources};
 use super::process::{handshake_arrives, Account, MariadbOptions, MariadbProcess};
 use super::usage::{Usage, UsageSource};
 use crate::config::hosts::{HostConfig, LOCAL_HOST};
+use crate::config::storage::StorageConfig;
 use crate::endpoint::Endpoint;
+use crate::storage::{StorageView, Watch};
 
 /// The account the scaler uses for administrative SQL on a process
 /// backend (created at every boot with the service's accounts).
@@ -45,6 +47,9 @@ pub struct ProcessOptions {
     /// may move to; its datadir's host is the one whose directory holds
     /// it, else `local`.
     pub hosts: Vec<HostConfig>,
+    /// `[services.storage]`: the datadir on a volume of its own, grown
+    /// as it fills; `None`: on whatever filesystem holds it.
+    pub storage: Option<StorageConfig>,
 }
 
 /// A service backend run as a local process.
@@ -65,6 +70,10 @@ pub struct ProcessDriver {
     port: Option<u16>,
     /// The host the datadir is on (see [`ProcessOptions::hosts`]).
     host: String,
+    /// The datadir's volume (or watched filesystem), once attached at
+    /// the first start. Declared after `running`: fields drop in order,
+    /// so mariadbd has stopped before its volume is unmounted.
+    storage: Option<Watch>,
 }
 
 impl ProcessDriver {
@@ -84,7 +93,25 @@ impl ProcessDriver {
             no_cgroup: None,
             port: None,
             host,
+            storage: None,
         }
+    }
+
+    /// Puts the datadir on its volume before anything writes there (the
+    /// first start; a restart of Torpor finds the image and mounts it
+    /// again). Without `[services.storage]` the datadir's filesystem is
+    /// only watched.
+    fn attach_storage(&mut self) -> Result<(), DriverError> {
+        if self.storage.is_none() {
+            let watch = Watch::attach(
+                self.options.storage.clone(),
+                &self.options.service,
+                &self.options.datadir,
+            )
+            .map_err(DriverError::Failed)?;
+            self.storage = Some(watch);
+        }
+        Ok(())
     }
 
     fn pid(&self) -> Result<i32, DriverError> {
@@ -168,11 +195,14 @@ fn placement_file(home: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The datadir a relocation left the service in, if any (and it exists).
+/// The datadir a relocation left the service in, if any (and it exists,
+/// or its volume's image does: the volume is mounted at the start).
 fn placed_datadir(home: &Path) -> Option<PathBuf> {
     let named = std::fs::read_to_string(placement_file(home)).ok()?;
     let datadir = PathBuf::from(named.trim());
-    datadir.join("mysql").is_dir().then_some(datadir)
+    let there =
+        datadir.join("mysql").is_dir() || crate::storage::volume::image_for(&datadir).exists();
+    there.then_some(datadir)
 }
 
 /// The host whose base directory holds `datadir`; `local` for none.
@@ -265,6 +295,7 @@ impl Driver for ProcessDriver {
             return self.thaw();
         }
         self.running = None;
+        self.attach_storage()?;
         std::fs::create_dir_all(&self.options.datadir).map_err(|e| {
             DriverError::Failed(format!(
                 "creating the datadir {}: {e}",
@@ -361,6 +392,10 @@ impl Driver for ProcessDriver {
         self.endpoint()
     }
 
+    fn check_storage(&mut self) -> Option<StorageView> {
+        Some(self.storage.as_mut()?.check())
+    }
+
     fn stop(&mut self) -> Result<(), DriverError> {
         // A frozen process would hold SIGTERM until it runs again.
         let _ = self.signal(libc::SIGCONT);
@@ -434,6 +469,14 @@ impl Driver for ProcessDriver {
             base.join(format!("{}.{moved_at}", self.options.service))
         };
         let mut options = self.options.clone();
+        // The target gets a volume of its own (made before the copy lands
+        // on it), at least as big as this one: the copy must fit.
+        if let Some(storage) = &mut options.storage {
+            let now_mib =
+                std::fs::metadata(crate::storage::volume::image_for(&self.options.datadir))
+                    .map_or(0, |image| image.len().div_ceil(1 << 20));
+            storage.initial_mib = storage.initial_mib.max(now_mib);
+        }
         options.datadir = datadir;
         options.cgroup_name = format!("{}-{moved_at}", self.options.cgroup_name);
         options.limits = self.options.limits;
@@ -445,6 +488,7 @@ impl Driver for ProcessDriver {
             no_cgroup: None,
             port: None,
             host: to_name.to_string(),
+            storage: None,
         }))
     }
 
@@ -523,6 +567,7 @@ impl Driver for ProcessDriver {
         })?;
         let program = super::process::find_program(&["mariadb-backup", "mariabackup"])
             .ok_or_else(|| DriverError::Failed("mariadb-backup is not installed".into()))?;
+        self.attach_storage()?;
         let datadir = self.options.datadir.clone();
         let mut extract = std::process::Command::new(mbstream);
         extract.arg("-x").arg("-C").arg(&datadir);
@@ -545,12 +590,15 @@ impl Driver for ProcessDriver {
         Ok(super::feed::backup_gtid(&info))
     }
 
-    fn export_at_rest(&self) -> Result<std::process::Command, DriverError> {
+    fn export_at_rest(&mut self) -> Result<std::process::Command, DriverError> {
         if self.running.is_some() {
             return Err(DriverError::Failed(
                 "mariadbd runs: its data is not at rest".into(),
             ));
         }
+        // A service parked since Torpor started has its volume unmounted:
+        // the copy must read the volume, not the empty folder under it.
+        self.attach_storage()?;
         let mut command = std::process::Command::new("tar");
         command
             .arg("-C")
@@ -566,6 +614,7 @@ impl Driver for ProcessDriver {
         data: &mut dyn std::io::Read,
         copied: &std::sync::atomic::AtomicU64,
     ) -> Result<(), DriverError> {
+        self.attach_storage()?;
         let datadir = self.options.datadir.clone();
         let mut untar = std::process::Command::new("tar");
         untar.arg("-C").arg(&datadir).arg("-xf").arg("-");
@@ -600,6 +649,14 @@ impl Driver for ProcessDriver {
         }
         // Empty now: its directories go.
         self.cgroup = None;
+        // The volume goes with its data (made first if it never was, so
+        // that an image left by an earlier Torpor goes too).
+        self.attach_storage()?;
+        if let Some(storage) = self.storage.take() {
+            storage
+                .remove()
+                .map_err(|e| DriverError::Failed(format!("removing the datadir's volume: {e}")))?;
+        }
         std::fs::remove_dir_all(&self.options.datadir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {

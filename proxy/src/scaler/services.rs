@@ -343,6 +343,7 @@ fn driver_for(
                     .filter(|host| host.base_dir.is_some())
                     .cloned()
                     .collect(),
+                storage: service.storage.clone(),
             });
             // Accounts are created at every boot through --init-file.
             let startup = actor::StartupSql {
@@ -386,6 +387,7 @@ fn driver_for(
             }
             // A relocation records there which container is the service's.
             options.state_dir = Some(service_dir.clone());
+            options.storage = service.storage.clone();
             let driver = DockerDriver::new(options)
                 .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
             // The image creates only root: the service's accounts (and

@@ -32,6 +32,8 @@ pub(super) struct Inspected {
     /// The port its server was given on a host's own network
     /// ([`super::engine::PORT_LABEL`]).
     pub(super) port_label: Option<u16>,
+    /// What is mounted at its datadir: a volume's name or a host path.
+    pub(super) datadir_source: Option<String>,
 }
 
 /// What the driver needs from an inspection.
@@ -74,6 +76,12 @@ pub(super) fn inspected(response: &ContainerInspectResponse) -> Inspected {
             .and_then(|config| config.labels.as_ref())
             .and_then(|labels| labels.get(super::engine::PORT_LABEL))
             .and_then(|port| port.parse().ok()),
+        datadir_source: response
+            .mounts
+            .iter()
+            .flatten()
+            .find(|mount| mount.destination.as_deref() == Some(super::DATADIR))
+            .and_then(|mount| mount.name.clone().or_else(|| mount.source.clone())),
     }
 }
 
