@@ -743,7 +743,10 @@ impl Driver for DockerDriver {
     }
 
     fn freeze_outlives_torpor(&self) -> bool {
-        true
+        // Not on a volume of Torpor's ([services.storage]): it is
+        // unmounted when Torpor stops, and a paused server must not keep
+        // writing to an image mounted again at the next start.
+        self.options.storage.is_none()
     }
 
     fn found_frozen(&mut self) -> bool {
