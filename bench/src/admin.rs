@@ -262,6 +262,34 @@ impl Admin {
         Ok(self.service_view(name)?["relocation"].clone())
     }
 
+    /// Creates a service (Torpor's `POST /services` with `body`):
+    /// `Ok(Ok(()))` once created (201), `Ok(Err(reason))` when refused.
+    pub fn create_service(&self, body: &serde_json::Value) -> anyhow::Result<Result<(), String>> {
+        let url = format!("{}/services", self.base);
+        let response = self
+            .with_token(self.agent.post(&url))
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        let (status, text) = answer("POST", &url, response)?;
+        Ok(match status {
+            201 => Ok(()),
+            _ => Err(format!("{status}: {}", error_text(&text))),
+        })
+    }
+
+    /// Deletes the service `name` with its data (`DELETE
+    /// /services/{name}?data=drop`): `Ok(Ok(()))` once deleted,
+    /// `Ok(Err(reason))` when refused (409 while clients are connected).
+    pub fn delete_service(&self, name: &str) -> anyhow::Result<Result<(), String>> {
+        let url = format!("{}/services/{}?data=drop", self.base, encode_segment(name));
+        let response = self.with_token(self.agent.delete(&url)).call();
+        let (status, text) = answer("DELETE", &url, response)?;
+        Ok(match status {
+            200 => Ok(()),
+            _ => Err(format!("{status}: {}", error_text(&text))),
+        })
+    }
+
     /// Whether `GET /readyz` answers 200 now.
     pub fn is_ready(&self) -> bool {
         matches!(self.call("GET", "/readyz"), Ok((200, _)))
@@ -274,13 +302,7 @@ impl Admin {
             "POST" => self.with_token(self.agent.post(&url)).send_empty(),
             _ => self.with_token(self.agent.get(&url)).call(),
         };
-        let mut response = result.with_context(|| format!("{method} {url}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("reading the answer to {method} {url}"))?;
-        Ok((status, body))
+        answer(method, &url, result)
     }
 
     fn with_token<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -289,6 +311,21 @@ impl Admin {
             None => request,
         }
     }
+}
+
+/// The status and body of an API answer, whatever the status.
+fn answer(
+    method: &str,
+    url: &str,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> anyhow::Result<(u16, String)> {
+    let mut response = result.with_context(|| format!("{method} {url}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer to {method} {url}"))?;
+    Ok((status, body))
 }
 
 /// The `services` of a `GET /services` body.

@@ -86,6 +86,8 @@ pub enum WorkloadKind {
     /// Allocated against used CPU and memory under a stepped load, and
     /// the QPS against a static size.
     Autoscale,
+    /// Time from creating a service to its first answer.
+    Provision,
 }
 
 /// A family of workloads, selectable as one name.
@@ -100,7 +102,7 @@ impl WorkloadKind {
     /// All workloads in the order they run within a round.
     /// `idle-connections` comes first: see
     /// [`WorkloadKind::once_before_setup`].
-    pub const ALL: [WorkloadKind; 19] = [
+    pub const ALL: [WorkloadKind; 20] = [
         WorkloadKind::IdleConnections,
         WorkloadKind::PointSelect,
         WorkloadKind::PreparedPointSelect,
@@ -120,6 +122,7 @@ impl WorkloadKind {
         WorkloadKind::ResizeStall,
         WorkloadKind::RelocateStall,
         WorkloadKind::Autoscale,
+        WorkloadKind::Provision,
     ];
 
     /// The name used on the command line and in every output.
@@ -149,6 +152,7 @@ impl WorkloadKind {
             WorkloadKind::RandomSuspend => "random-suspend",
             WorkloadKind::ResizeStall => "resize-stall",
             WorkloadKind::RelocateStall => "relocate-stall",
+            WorkloadKind::Provision => "provision",
             WorkloadKind::Autoscale => "autoscale",
         }
     }
@@ -232,6 +236,11 @@ impl WorkloadKind {
                  backend, min(--wake-cycles, 3) times: p50/p99/max against the steady p99, \
                  the switch-over's stall, each phase's time, and errors (want 0)"
             }
+            WorkloadKind::Provision => {
+                "Torpor: a service created through the admin API (process driver, cold: no warm \
+                 pool yet), its account's first SELECT 1, then deleted with its data, \
+                 --wake-cycles times: POST to first answer p50/p99/max, and errors (want 0)"
+            }
             WorkloadKind::Autoscale => {
                 "Torpor: an autoscaled service (--spawn-torpor-autoscale) under idle, 1 client, \
                  8 clients, idle (--autoscale-phases), sampled every 200 ms: time from the \
@@ -265,6 +274,7 @@ impl WorkloadKind {
             | WorkloadKind::RandomSuspend
             | WorkloadKind::ResizeStall
             | WorkloadKind::RelocateStall
+            | WorkloadKind::Provision
             | WorkloadKind::Autoscale => Group::Serverless,
             _ => Group::Native,
         }
@@ -461,6 +471,7 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         | WorkloadKind::RandomSuspend
         | WorkloadKind::ResizeStall
         | WorkloadKind::RelocateStall
+        | WorkloadKind::Provision
         | WorkloadKind::Autoscale => serverless::run(kind, ctx, target),
     }
 }

@@ -2,8 +2,9 @@
 //! query after the service was suspended or parked ([`wake`]), and a
 //! client that queries while suspends land at random moments
 //! ([`random`]), a steady client while the service is resized
-//! ([`resize`]), and how an autoscaled service's size follows a stepped
-//! load ([`autoscale`]). The relocation stall waits for an API that can
+//! ([`resize`]), how an autoscaled service's size follows a stepped
+//! load ([`autoscale`]), and how long a new service takes to answer
+//! ([`provision`]). The relocation stall waits for an API that can
 //! relocate.
 //!
 //! These run only on a Torpor target with an admin address; everywhere
@@ -13,6 +14,7 @@
 //! baseline's database.
 
 pub mod autoscale;
+pub mod provision;
 pub mod random;
 pub mod relocate;
 pub mod resize;
@@ -98,6 +100,7 @@ pub fn run(kind: WorkloadKind, ctx: &Ctx<'_>, target: &Target) -> anyhow::Result
         WorkloadKind::ResizeStall => resize::run(ctx, target, &admin, cycles),
         WorkloadKind::Autoscale => autoscale::run(ctx, target, &admin),
         WorkloadKind::RelocateStall => relocate::run(ctx, target, &admin, cycles),
+        WorkloadKind::Provision => provision::run(ctx, target, &admin, cycles),
         _ => Ok(Outcome::NotAvailable(format!(
             "{} is not a serverless workload",
             kind.name()
