@@ -144,17 +144,7 @@ impl Conn {
             let Some(tls) = self.tls.as_mut() else {
                 return Err(io::Error::other("TLS is not on"));
             };
-            let mut absorbed = Ok(());
-            while tls.is_handshaking() && !tls.raw.is_empty() {
-                match tls.absorb() {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        absorbed = Err(e);
-                        break;
-                    }
-                }
-            }
+            let absorbed = tls.advance();
             let handshaking = tls.is_handshaking();
             // Handshake messages, or the alert that ends a failed one.
             self.flush_tls().await?;
@@ -213,7 +203,7 @@ impl Conn {
             return Ok(());
         };
         let mut wire = Vec::new();
-        tls.take_output(&mut wire)?;
+        tls.take_output(&mut wire);
         if wire.is_empty() {
             return Ok(());
         }
@@ -250,8 +240,10 @@ impl Conn {
             };
             let decrypted = tls.decrypt(&mut buf);
             // Alerts, key updates: sent before anything else happens.
-            if let Err(e) = self.flush_tls().await {
-                return (Err(e), buf);
+            if tls.wants_write() {
+                if let Err(e) = self.flush_tls().await {
+                    return (Err(e), buf);
+                }
             }
             match decrypted {
                 Err(e) => return (Err(e), buf),
