@@ -51,9 +51,9 @@ pub struct TlsLayer {
     side: Side,
     /// Ciphertext read from the socket and not yet processed.
     pub raw: BytesMut,
-    /// TLS bytes to send that are not application data: handshake
-    /// messages, tickets, key updates, alerts.
-    out: Vec<u8>,
+    /// TLS bytes to send, in order: handshake messages, tickets, key
+    /// updates, alerts, application data's records.
+    out: Outgoing,
     /// Plaintext decrypted while nobody was reading (records that came
     /// right behind the handshake's last message): handed out first.
     early: BytesMut,
@@ -68,6 +68,34 @@ enum Side {
     Client(UnbufferedClientConnection),
 }
 
+/// The bytes to send, in a buffer kept from one write to the next.
+/// rustls writes into initialized bytes only: the buffer stays
+/// initialized up to its length, of which the first `used` bytes wait to
+/// be sent, so that a reply's records go into room zeroed once per
+/// connection rather than once per reply (and allocated once, too).
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl Outgoing {
+    /// `n` bytes of room after what waits, zero-filled only where the
+    /// buffer grows.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let end = self.used + n;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        &mut self.buf[self.used..end]
+    }
+
+    /// The first `n` bytes of the last [`Outgoing::room`] wait to be sent.
+    fn commit(&mut self, n: usize) {
+        self.used += n;
+    }
+}
+
 /// What a call to [`TlsLayer::decrypt`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decrypted {
@@ -79,8 +107,7 @@ pub struct Decrypted {
 
 /// Where one turn of rustls' state machine left the connection.
 enum Step {
-    /// Plaintext came out (this many bytes), or a message went to `out`:
-    /// turn again.
+    /// Plaintext came out, or a message went to `out`: turn again.
     Progress,
     /// The handshake needs more ciphertext.
     Blocked,
@@ -152,7 +179,7 @@ impl TlsLayer {
         TlsLayer {
             side,
             raw,
-            out: Vec::new(),
+            out: Outgoing::default(),
             early: BytesMut::new(),
             peer_closed: false,
             server_name,
@@ -234,15 +261,14 @@ impl TlsLayer {
         Ok(plain.len() - before)
     }
 
-    /// Encrypts `plain` and appends the records to `wire`, behind what
-    /// was waiting to be sent.
-    pub fn encrypt(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
-        self.take_output(wire);
+    /// Encrypts `plain` into records that wait to be sent behind what
+    /// waited already ([`TlsLayer::take_output`]).
+    pub fn encrypt(&mut self, plain: &[u8]) -> io::Result<()> {
         if plain.is_empty() {
             return Ok(());
         }
         for _ in 0..MAX_FLUSH_STEPS {
-            let sent = either!(&mut self.side, conn => write_turn(conn, plain, wire, &mut self.early));
+            let sent = either!(&mut self.side, conn => write_turn(conn, plain, &mut self.out, &mut self.early));
             if sent? {
                 return Ok(());
             }
@@ -252,22 +278,31 @@ impl TlsLayer {
 
     /// Whether TLS bytes wait to be sent.
     pub fn wants_write(&self) -> bool {
-        !self.out.is_empty()
+        self.out.used > 0
     }
 
-    /// Appends what waits to be sent (handshake messages, tickets, key
-    /// updates, alerts) to `wire`.
-    pub fn take_output(&mut self, wire: &mut Vec<u8>) {
-        if self.out.is_empty() {
-            return;
+    /// What waits to be sent: a buffer whose first `n` bytes go to the
+    /// socket, to be handed back with [`TlsLayer::give_back`] once they
+    /// went (the layer keeps using it).
+    pub fn take_output(&mut self) -> (Vec<u8>, usize) {
+        let out = std::mem::take(&mut self.out);
+        (out.buf, out.used)
+    }
+
+    /// Takes back a buffer [`TlsLayer::take_output`] gave, its bytes
+    /// sent, unless it grew past `keep_up_to` bytes (a large reply's
+    /// room is given back to the allocator) or more waits already.
+    pub fn give_back(&mut self, buf: Vec<u8>, keep_up_to: usize) {
+        if self.out.used == 0 && buf.capacity() <= keep_up_to {
+            self.out = Outgoing { buf, used: 0 };
         }
-        // Handshakes, tickets and alerts are rare: `out` keeps no room
-        // between them (an idle connection holds no buffer for it).
-        if wire.capacity() == 0 {
-            *wire = std::mem::take(&mut self.out);
-        } else {
-            wire.extend_from_slice(&self.out);
-            self.out = Vec::new();
+    }
+
+    /// Lets go of the buffer for sending when nothing waits in it and it
+    /// holds more than `bytes` (an idle connection keeps no large room).
+    pub fn shrink_output(&mut self, bytes: usize) {
+        if self.out.used == 0 && self.out.buf.capacity() > bytes {
+            self.out = Outgoing::default();
         }
     }
 
@@ -289,7 +324,7 @@ fn turn<C: Records>(
     conn: &mut C,
     raw: &mut BytesMut,
     plain: &mut BytesMut,
-    out: &mut Vec<u8>,
+    out: &mut Outgoing,
 ) -> Result<Step, rustls::Error> {
     let UnbufferedStatus { mut discard, state } = conn.process(&mut raw[..]);
     let step = match state {
@@ -333,10 +368,9 @@ fn turn<C: Records>(
     step
 }
 
-/// Encodes a pending message onto the end of `out`, made as long as
-/// rustls says it needs.
-fn encode_into<Data>(encode: &mut EncodeTlsData<'_, Data>, out: &mut Vec<u8>) {
-    let start = out.len();
+/// Encodes a pending message onto `out`, given as much room as rustls
+/// says it needs.
+fn encode_into<Data>(encode: &mut EncodeTlsData<'_, Data>, out: &mut Outgoing) {
     let need = match encode.encode(&mut []) {
         Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
             required_size
@@ -344,27 +378,23 @@ fn encode_into<Data>(encode: &mut EncodeTlsData<'_, Data>, out: &mut Vec<u8>) {
         // Empty, or already encoded: nothing to add.
         Ok(_) | Err(_) => return,
     };
-    out.resize(start + need, 0);
-    match encode.encode(&mut out[start..]) {
-        Ok(n) => out.truncate(start + n),
-        Err(_) => out.truncate(start),
+    if let Ok(n) = encode.encode(out.room(need)) {
+        out.commit(n);
     }
 }
 
-/// Encrypts `plain` onto the end of `wire` (records of at most 16 KiB).
+/// Encrypts `plain` onto `out` (records of at most 16 KiB).
 fn encrypt_into<Data>(
     traffic: &mut WriteTraffic<'_, Data>,
     plain: &[u8],
-    wire: &mut Vec<u8>,
+    out: &mut Outgoing,
 ) -> Result<(), EncryptError> {
-    let start = wire.len();
     let records = plain.len() / MAX_FRAGMENT + 1;
     let mut room = plain.len() + records * RECORD_OVERHEAD;
     loop {
-        wire.resize(start + room, 0);
-        match traffic.encrypt(plain, &mut wire[start..]) {
+        match traffic.encrypt(plain, out.room(room)) {
             Ok(n) => {
-                wire.truncate(start + n);
+                out.commit(n);
                 return Ok(());
             }
             // Key updates rustls sends first, or a guess too short.
@@ -373,29 +403,26 @@ fn encrypt_into<Data>(
             {
                 room = required_size;
             }
-            Err(e) => {
-                wire.truncate(start);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// One turn towards sending `plain`: `Ok(true)` once its records are on
-/// `wire`; messages that wait go onto `wire` first, and plaintext that
+/// `out`; messages that wait go onto `out` first, and plaintext that
 /// waits (none, as callers drain it) goes to `early`.
 fn write_turn<C: Records>(
     conn: &mut C,
     plain: &[u8],
-    wire: &mut Vec<u8>,
+    out: &mut Outgoing,
     early: &mut BytesMut,
 ) -> io::Result<bool> {
     let status = conn.process(&mut []);
     match status.state {
-        Ok(ConnectionState::WriteTraffic(mut traffic)) => encrypt_into(&mut traffic, plain, wire)
+        Ok(ConnectionState::WriteTraffic(mut traffic)) => encrypt_into(&mut traffic, plain, out)
             .map(|()| true)
             .map_err(io::Error::other),
-        Ok(state) => other_turn(state, wire, early)
+        Ok(state) => other_turn(state, out, early)
             .map(|()| false)
             .ok_or_else(|| io::Error::other("TLS: cannot send application data now")),
         Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
@@ -404,26 +431,21 @@ fn write_turn<C: Records>(
 
 /// One turn towards close_notify on `out`: `true` when it is there, or
 /// when it cannot be sent.
-fn close_turn<C: Records>(conn: &mut C, out: &mut Vec<u8>, early: &mut BytesMut) -> bool {
+fn close_turn<C: Records>(conn: &mut C, out: &mut Outgoing, early: &mut BytesMut) -> bool {
     let status = conn.process(&mut []);
     match status.state {
         Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-            let start = out.len();
             let mut room = 64;
             loop {
-                out.resize(start + room, 0);
-                match traffic.queue_close_notify(&mut out[start..]) {
+                match traffic.queue_close_notify(out.room(room)) {
                     Ok(n) => {
-                        out.truncate(start + n);
+                        out.commit(n);
                         return true;
                     }
                     Err(EncryptError::InsufficientSize(InsufficientSizeError {
                         required_size,
                     })) if required_size > room => room = required_size,
-                    Err(_) => {
-                        out.truncate(start);
-                        return true;
-                    }
+                    Err(_) => return true,
                 }
             }
         }
@@ -434,7 +456,7 @@ fn close_turn<C: Records>(conn: &mut C, out: &mut Vec<u8>, early: &mut BytesMut)
 
 /// Gets what waits to be sent out after a failure (the alert that tells
 /// the peer) onto `out`.
-fn flush_pending<C: Records>(conn: &mut C, out: &mut Vec<u8>, early: &mut BytesMut) {
+fn flush_pending<C: Records>(conn: &mut C, out: &mut Outgoing, early: &mut BytesMut) {
     for _ in 0..MAX_FLUSH_STEPS {
         let status = conn.process(&mut []);
         match status.state {
@@ -455,7 +477,7 @@ fn flush_pending<C: Records>(conn: &mut C, out: &mut Vec<u8>, early: &mut BytesM
 /// done, a connection closed both ways).
 fn other_turn<Data>(
     state: ConnectionState<'_, '_, Data>,
-    out: &mut Vec<u8>,
+    out: &mut Outgoing,
     early: &mut BytesMut,
 ) -> Option<()> {
     match state {
