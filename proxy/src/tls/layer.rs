@@ -124,8 +124,10 @@ enum Step {
 /// rustls' two unbuffered connection types, seen alike.
 trait Records {
     type Data;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8])
-        -> UnbufferedStatus<'c, 'i, Self::Data>;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
 }
 
 impl Records for UnbufferedServerConnection {
@@ -175,7 +177,11 @@ impl TlsLayer {
     /// A client-side session to `name` (a backend connection).
     pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<TlsLayer> {
         let conn = UnbufferedClientConnection::new(config, name).map_err(io::Error::other)?;
-        Ok(TlsLayer::with_side(Side::Client(conn), BytesMut::new(), None))
+        Ok(TlsLayer::with_side(
+            Side::Client(conn),
+            BytesMut::new(),
+            None,
+        ))
     }
 
     fn with_side(side: Side, raw: BytesMut, server_name: Option<NotedName>) -> TlsLayer {
@@ -200,7 +206,9 @@ impl TlsLayer {
             conn.negotiated_cipher_suite(),
             conn.protocol_version(),
         ));
-        let suite = suite.map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+        let suite = suite
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
         let version = version.map(|v| format!("{v:?}")).unwrap_or_default();
         format!("{version} {suite}")
     }
@@ -250,7 +258,8 @@ impl TlsLayer {
     fn turn_until_idle(&mut self, plain: &mut BytesMut) -> io::Result<usize> {
         let before = plain.len();
         while !self.peer_closed {
-            let turned = either!(&mut self.side, conn => turn(conn, &mut self.raw, plain, &mut self.out));
+            let turned =
+                either!(&mut self.side, conn => turn(conn, &mut self.raw, plain, &mut self.out));
             match turned {
                 Ok(Step::Progress) => {}
                 // rustls reports plaintext as soon as it decrypted a
@@ -283,7 +292,9 @@ impl TlsLayer {
                 return Ok(());
             }
         }
-        Err(io::Error::other("TLS: no state to send application data in"))
+        Err(io::Error::other(
+            "TLS: no state to send application data in",
+        ))
     }
 
     /// Whether TLS bytes wait to be sent.
@@ -320,7 +331,8 @@ impl TlsLayer {
     /// Before the handshake ends there is nothing to close politely.
     pub fn close_notify(&mut self) {
         for _ in 0..MAX_FLUSH_STEPS {
-            let done = either!(&mut self.side, conn => close_turn(conn, &mut self.out, &mut self.early));
+            let done =
+                either!(&mut self.side, conn => close_turn(conn, &mut self.out, &mut self.early));
             if done {
                 return;
             }
