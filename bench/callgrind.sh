@@ -21,6 +21,11 @@
 # With KEEP=DIR, each workload's dump of the worker thread is kept as
 # DIR/NAME.callgrind (for callgrind_annotate).
 #
+# With TLS=1, sysbench talks to Torpor over TLS (`--mysql-ssl=on`;
+# Torpor's self-signed certificate, made in a temporary state_dir), and
+# Torpor's backend leg stays plain: the figures are TLS's cost on the
+# client leg, to set beside a run without it.
+#
 # Needs mariadbd, mariadb-install-db, sysbench and valgrind.
 set -eu
 
@@ -56,15 +61,33 @@ mariadb --no-defaults -S "$dir/sock" -uroot -e "
 sb="sysbench --db-driver=mysql --mysql-user=bench --mysql-password=bench --mysql-db=sbtest --tables=1 --table-size=10000"
 $sb --mysql-host=127.0.0.1 --mysql-port="$port" oltp_read_only prepare >/dev/null
 
+if [ "${TLS:-0}" = 1 ]; then
+    tls="--tls on --state-dir $dir/state"
+    ssl="--mysql-ssl=on"
+else
+    tls="--tls off"
+    ssl=""
+fi
+
 valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no \
     --callgrind-out-file="$dir/cg.out" \
     "$torpor" --listen "127.0.0.1:$tport" --backend "127.0.0.1:$port" --user bench:bench \
-    --workers 1 --io-driver epoll --tls off >"$dir/torpor.log" 2>&1 &
+    --workers 1 --io-driver epoll $tls >"$dir/torpor.log" 2>&1 &
 tpid=$!
 i=0
 until mariadb --no-defaults -h127.0.0.1 -P"$tport" -ubench -pbench -e 'SELECT 1' >/dev/null 2>&1; do
     i=$((i + 1)); [ $i -lt 600 ] || { cat "$dir/torpor.log"; exit 1; }; sleep 0.1
 done
+if [ "${TLS:-0}" = 1 ]; then
+    # sysbench 1.0's --mysql-ssl=on loads cacert.pem, client-cert.pem and
+    # client-key.pem from its working directory: Torpor's certificate as
+    # the CA (it is self-signed), and its pair as a client pair (never
+    # sent: Torpor asks for no client certificate).
+    ln -s "$dir/state/tls/cert.pem" "$dir/cacert.pem"
+    ln -s "$dir/state/tls/cert.pem" "$dir/client-cert.pem"
+    ln -s "$dir/state/tls/key.pem" "$dir/client-key.pem"
+    cd "$dir"
+fi
 
 # The worker thread's instructions in the last dump (the thread that ran
 # the most: the control plane and the listener's threads do next to nothing
@@ -80,10 +103,10 @@ measure() {
     name=$1
     shift
     # Warm-up, not counted: the pool, the statement cache, the allocator.
-    $sb --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events=500 --time=0 "$@" run >/dev/null
+    $sb $ssl --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events=500 --time=0 "$@" run >/dev/null
     callgrind_control -i on "$tpid" >/dev/null 2>&1
     callgrind_control -z "$tpid" >/dev/null 2>&1
-    $sb --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events="$events" --time=0 "$@" run \
+    $sb $ssl --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events="$events" --time=0 "$@" run \
         >"$dir/$name.txt"
     rm -f "$dir"/cg.out.*
     callgrind_control -d "$tpid" >/dev/null 2>&1

@@ -144,17 +144,7 @@ impl Conn {
             let Some(tls) = self.tls.as_mut() else {
                 return Err(io::Error::other("TLS is not on"));
             };
-            let mut absorbed = Ok(());
-            while tls.is_handshaking() && !tls.raw.is_empty() {
-                match tls.absorb() {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        absorbed = Err(e);
-                        break;
-                    }
-                }
-            }
+            let absorbed = tls.advance();
             let handshaking = tls.is_handshaking();
             // Handshake messages, or the alert that ends a failed one.
             self.flush_tls().await?;
@@ -207,17 +197,16 @@ impl Conn {
         result
     }
 
-    /// Writes what the TLS layer has to send.
+    /// Writes what the TLS layer has to send, and gives its buffer back.
     async fn flush_tls(&mut self) -> io::Result<()> {
-        let Some(tls) = self.tls.as_mut() else {
+        let Some(tls) = self.tls.as_mut().filter(|tls| tls.wants_write()) else {
             return Ok(());
         };
-        let mut wire = Vec::new();
-        tls.take_output(&mut wire)?;
-        if wire.is_empty() {
-            return Ok(());
+        let (wire, n) = tls.take_output();
+        let (result, wire) = self.write_socket(wire.slice(..n)).await;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.give_back(wire.into_inner(), SHRINK_ABOVE);
         }
-        let (result, _) = self.write_socket(wire).await;
         result.map(|_| ())
     }
 
@@ -250,8 +239,10 @@ impl Conn {
             };
             let decrypted = tls.decrypt(&mut buf);
             // Alerts, key updates: sent before anything else happens.
-            if let Err(e) = self.flush_tls().await {
-                return (Err(e), buf);
+            if tls.wants_write() {
+                if let Err(e) = self.flush_tls().await {
+                    return (Err(e), buf);
+                }
             }
             match decrypted {
                 Err(e) => return (Err(e), buf),
@@ -276,10 +267,8 @@ impl Conn {
                 result.map(|_| ())
             }
             Some(tls) => {
-                let mut wire = Vec::with_capacity(plain.len() + 64);
-                tls.encrypt(plain, &mut wire)?;
-                let (result, _) = self.write_socket(wire).await;
-                result.map(|_| ())
+                tls.encrypt(plain)?;
+                self.flush_tls().await
             }
         }
     }
@@ -428,10 +417,11 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return (Err(io::Error::other("TLS is not on")), out, Ok(0));
         };
-        let mut wire = Vec::with_capacity(plain.len() + 64);
-        if let Err(e) = tls.encrypt(plain, &mut wire) {
+        if let Err(e) = tls.encrypt(plain) {
             return (Err(e), out, Ok(0));
         }
+        let (wire, n) = tls.take_output();
+        let wire = wire.slice(..n);
         let mut raw = std::mem::take(&mut tls.raw);
         if raw.capacity() - raw.len() < want {
             raw.reserve(want.max(SMALL_BUFFER));
@@ -443,10 +433,11 @@ impl Conn {
             Halves::Tcp(reader, writer) => write_and_read(reader, writer, wire, target).await,
             Halves::Unix(reader, writer) => write_and_read(reader, writer, wire, target).await,
         };
-        let (write_result, _) = written;
+        let (write_result, wire) = written;
         let (read_result, slice) = read;
         if let Some(tls) = self.tls.as_mut() {
             tls.raw = slice.into_inner();
+            tls.give_back(wire.into_inner(), SHRINK_ABOVE);
         }
         self.count_read(&read_result);
         if let Ok(n) = write_result {
@@ -684,11 +675,13 @@ impl Conn {
         if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
             self.rbuf = BytesMut::with_capacity(SMALL_BUFFER);
         }
-        // The ciphertext buffer: the next read reserves what it needs.
-        if let Some(tls) = self.tls.as_mut().filter(|tls| tls.raw.is_empty()) {
-            if tls.raw.capacity() > SMALL_BUFFER {
+        if let Some(tls) = self.tls.as_mut() {
+            // The ciphertext buffer: the next read reserves what it needs.
+            if tls.raw.is_empty() && tls.raw.capacity() > SMALL_BUFFER {
                 tls.raw = BytesMut::new();
             }
+            // The room records are encrypted into: as the read buffer.
+            tls.shrink_output(SHRINK_ABOVE);
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`backend`]: the backend leg's client configuration (`[backend]
 //!   tls`, `tls_ca`, `tls_fingerprint`, and the same per service).
 //! - [`pinned`]: a backend certificate pinned by its fingerprint.
+//! - [`sni`]: the server name a client asked for, noted during the
+//!   handshake (the layer's unbuffered rustls does not show it).
 //!
 //! rustls with the `ring` provider: no OpenSSL in the binary, and no C
 //! toolchain beyond the one `ring` itself needs.
@@ -16,6 +18,7 @@
 pub mod backend;
 pub mod layer;
 pub mod pinned;
+pub mod sni;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
