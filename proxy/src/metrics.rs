@@ -111,6 +111,7 @@ const MEMORY_USED: &str = "torpor_service_memory_working_set_bytes";
 const BUFFER_POOL: &str = "torpor_service_buffer_pool_bytes";
 const STORAGE: &str = "torpor_service_storage_bytes";
 const STORAGE_GROWS: &str = "torpor_storage_grows_total";
+const PROVISION_DURATION: &str = "torpor_provision_duration_seconds";
 
 /// A proxy's metrics: the recorder its workers register handles with, and
 /// the handle `/metrics` renders.
@@ -154,6 +155,9 @@ impl Metrics {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(RELOCATION_STALL.into()), &WAKE_BOUNDS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(PROVISION_DURATION.into()), &WAKE_BOUNDS)
             });
         // Only an empty bucket list is refused, and ours are constants.
         let recorder = match builder {
@@ -411,6 +415,11 @@ fn describe_all() {
         Unit::Bytes,
         "The filesystem under a service's datadir ([services.storage]): used, and its size."
     );
+    describe_histogram!(
+        PROVISION_DURATION,
+        Unit::Seconds,
+        "Time from a service's creation (POST /services) to its backend ready, by where it came from (cold: a datadir initialized and a server started; there is no warm pool yet)."
+    );
     describe_counter!(
         STORAGE_GROWS,
         Unit::Count,
@@ -438,6 +447,9 @@ fn publish_service(service: &Service) {
     }
     for (from, took) in service.stats.take_wakes() {
         histogram!(WAKE_DURATION, "service" => name.clone(), "from" => from).record(took);
+    }
+    if let Some((from, took)) = service.stats.take_provisioned() {
+        histogram!(PROVISION_DURATION, "service" => name.clone(), "from" => from).record(took);
     }
     for resize in service.stats.take_resizes() {
         counter!(RESIZES, "service" => name.clone(), "direction" => resize.direction, "reason" => resize.reason)

@@ -148,6 +148,23 @@ fn a_created_service_serves_clients_across_restarts_and_is_deleted_as_told() {
         .unwrap();
     shop.query_drop("INSERT INTO test.orders VALUES (1, 'teapot')")
         .unwrap();
+    // How long it took to be ready, from the POST: the cold path.
+    let metrics = agent()
+        .get(&format!("http://{admin}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.lines().any(|line| {
+            line.starts_with("torpor_provision_duration_seconds_count")
+                && line.contains("service=\"shop\"")
+                && line.contains("from=\"cold\"")
+                && line.ends_with(" 1")
+        }),
+        "no provision time for shop:\n{metrics}"
+    );
     let shop_datadir: String = shop.query_first("SELECT @@datadir").unwrap().unwrap();
     assert!(
         shop_datadir.starts_with(state_dir.join("services/shop").to_str().unwrap()),

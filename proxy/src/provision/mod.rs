@@ -160,6 +160,7 @@ fn refresh_settings(shared: &Shared) -> Result<(), ConfigError> {
 /// Creates and starts a service; it is kept in `state_dir` before it
 /// starts, so that a crash between the two still finds it.
 pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, ProvisionError> {
+    let asked = std::time::Instant::now();
     spec.validate()?;
     if let Some(host) = &spec.runs_on {
         let known = shared.hosts.get(host).is_some_and(|h| h.takes("docker"));
@@ -211,12 +212,39 @@ pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, Pr
     match start(shared, spec) {
         Ok(service) => {
             info!(service = %service.name, file = %path.display(), "service created");
+            time_until_ready(&service, asked);
             Ok(service)
         }
         Err(e) => {
             let _ = std::fs::remove_file(&path);
             Err(e)
         }
+    }
+}
+
+/// How long a created service may take to be ready and still count.
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Records, on a thread of its own, how long the new `service` took from
+/// its `POST` (at `asked`) to its backend ready (first active): the
+/// `POST` answers before that, the server starting in the background.
+fn time_until_ready(service: &Arc<Service>, asked: std::time::Instant) {
+    let made = Arc::clone(service);
+    let spawned = std::thread::Builder::new()
+        .name(format!("torpor-made-{}", service.name))
+        .spawn(move || {
+            while asked.elapsed() < READY_LIMIT {
+                if made.lifecycle.is_active() {
+                    // No warm pool yet: every new service starts cold.
+                    made.stats
+                        .provisioned("cold", asked.elapsed().as_secs_f64());
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(service = %service.name, "not timing its start: {e}");
     }
 }
 

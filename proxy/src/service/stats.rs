@@ -83,6 +83,10 @@ pub struct ServiceStats {
     resizes: Mutex<Vec<ResizeSample>>,
     /// Relocations since the last scrape.
     relocations: Mutex<Vec<RelocationSample>>,
+    /// A service created at run time: from its `POST` to its backend
+    /// ready, and from where (`cold`: initialized and started), until
+    /// the next scrape.
+    provisioned: Mutex<Option<(&'static str, f64)>>,
 }
 
 /// A relocation, as metrics count it.
@@ -175,6 +179,19 @@ impl ServiceStats {
     /// How many times `decision` was carried out.
     pub fn decided(&self, decision: Decision) -> u64 {
         self.decisions[decision as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records a created service ready `took` seconds after its `POST`,
+    /// from `from` (`cold`).
+    pub fn provisioned(&self, from: &'static str, took: f64) {
+        if let Ok(mut slot) = self.provisioned.lock() {
+            *slot = Some((from, took));
+        }
+    }
+
+    /// The creation recorded since the last call, if any.
+    pub fn take_provisioned(&self) -> Option<(&'static str, f64)> {
+        self.provisioned.lock().ok().and_then(|mut p| p.take())
     }
 
     /// The wakes since the last call: where from, and seconds taken.
