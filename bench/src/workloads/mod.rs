@@ -570,7 +570,7 @@ mod tests {
     #[test]
     fn groups_expand() {
         let serverless = select(&["serverless"], PsModeArg::Auto).expect("valid");
-        assert_eq!(serverless.len(), 7);
+        assert_eq!(serverless.len(), 8);
         assert_eq!(
             select(&["native"], PsModeArg::Auto).expect("valid").len(),
             10
