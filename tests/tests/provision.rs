@@ -312,8 +312,7 @@ fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
     let (status, created) = call("POST", admin, "/services", Some(&body));
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["driver"], "docker");
-    assert_eq!(containers_of(&name).len(), 1);
-    assert_eq!(volumes_of(&name).len(), 1);
+    // The POST answers before the server runs: the login waits for it.
     let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
     shop.query_drop("CREATE TABLE test.crates (id INT PRIMARY KEY)")
         .unwrap();
@@ -322,6 +321,8 @@ fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
     let hostname: String = shop.query_first("SELECT @@hostname").unwrap().unwrap();
     let local = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     assert_ne!(hostname, local.trim(), "not the container's server");
+    assert_eq!(containers_of(&name).len(), 1);
+    assert_eq!(volumes_of(&name).len(), 1);
     drop(shop);
 
     let deleted = loop_until(|| {
