@@ -201,6 +201,23 @@ impl Managed {
     }
 }
 
+/// A call to an admin API at `admin` (`POST` with a JSON body or
+/// none, `DELETE`, else `GET`): its status and JSON body.
+pub fn admin_call(admin: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let url = format!("http://{admin}{path}");
+    let agent = agent();
+    let response = match (method, body) {
+        ("POST", Some(body)) => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body),
+        ("POST", None) => agent.post(&url).send_empty(),
+        ("DELETE", _) => agent.delete(&url).call(),
+        _ => agent.get(&url).call(),
+    };
+    json_answer(response)
+}
+
 /// An admin API answer's status code and JSON body.
 fn json_answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
     let mut response = response.unwrap_or_else(|e| panic!("admin API: {e}"));

@@ -41,22 +41,7 @@ fn agent() -> ureq::Agent {
 
 /// An admin API call: its status and JSON body.
 fn call(method: &str, admin: SocketAddr, path: &str, body: Option<&str>) -> (u16, Value) {
-    let url = format!("http://{admin}{path}");
-    let agent = agent();
-    let response = match (method, body) {
-        ("POST", Some(body)) => agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body),
-        ("POST", None) => agent.post(&url).send_empty(),
-        ("DELETE", _) => agent.delete(&url).call(),
-        _ => agent.get(&url).call(),
-    };
-    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-    (status, value)
+    torpor_tests::serverless::admin_call(admin, method, path, body)
 }
 
 fn shop_body(name: &str) -> String {

@@ -425,33 +425,13 @@ fn attached(device: &str, datadir: &Path) -> bool {
     })
 }
 
-/// An admin API call: its status and JSON body.
 fn call(
     admin: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(180)))
-        .build()
-        .into();
-    let url = format!("http://{admin}{path}");
-    let response = match (method, body) {
-        ("POST", Some(body)) => agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body),
-        ("POST", None) => agent.post(&url).send_empty(),
-        ("DELETE", _) => agent.delete(&url).call(),
-        _ => agent.get(&url).call(),
-    };
-    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().expect("body");
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-    (status, value)
+    torpor_tests::serverless::admin_call(admin, method, path, body)
 }
 
 /// A live service on a volume moves to a new process on a new volume of
