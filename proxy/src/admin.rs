@@ -142,7 +142,11 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     if wants_metrics && authorized(shared, &request) {
         let text = shared
             .metrics
-            .render(&shared.services.all(), &shared.registry);
+            .render(
+                &shared.services.all(),
+                &shared.registry,
+                &shared.warm.counts(),
+            );
         let mut response = Response::from_string(text);
         if let Ok(header) = Header::from_bytes("Content-Type", "text/plain; version=0.0.4") {
             response = response.with_header(header);

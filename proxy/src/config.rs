@@ -22,6 +22,7 @@ mod cli;
 pub mod hosts;
 pub mod secrets;
 pub mod storage;
+pub mod warm_pool;
 
 pub use cli::Cli;
 
@@ -510,6 +511,10 @@ pub struct Config {
     /// local one: `[[hosts]]`.
     #[serde(default)]
     pub hosts: Vec<hosts::HostConfig>,
+    /// Ready backends kept suspended for services created through the
+    /// admin API: `[[warm_pools]]`.
+    #[serde(default)]
+    pub warm_pools: Vec<warm_pool::WarmPoolConfig>,
     /// Accounts.
     #[serde(default)]
     pub users: Vec<UserConfig>,
@@ -615,6 +620,7 @@ impl Default for Config {
             backend: None,
             services: Vec::new(),
             hosts: Vec::new(),
+            warm_pools: Vec::new(),
             users: Vec::new(),
             admin: AdminConfig::default(),
             state_dir: default_state_dir(),
@@ -690,6 +696,12 @@ impl Config {
                 ))
             }
             _ => {}
+        }
+        warm_pool::check_all(&self.warm_pools).map_err(ConfigError::Invalid)?;
+        if self.backend.is_some() && !self.warm_pools.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[[warm_pools]] serve services created through the admin API, which a [backend] has not".into(),
+            ));
         }
         let mut host_names = std::collections::HashSet::new();
         for host in &self.hosts {

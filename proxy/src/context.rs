@@ -36,6 +36,8 @@ pub struct Shared {
     pub services: ServiceList,
     /// Services created through the admin API: their actors and files.
     pub provisioned: crate::provision::Provisioned,
+    /// Ready backends new services take over (`[[warm_pools]]`).
+    pub warm: crate::provision::warm::WarmPools,
     /// Wakes the workers' ticks early (a service is suspending).
     pub nudge: Arc<Event>,
     /// Live sessions by client-visible id.
@@ -73,6 +75,7 @@ impl Shared {
             applied: Mutex::new(config.clone()),
             services: ServiceList::new(services),
             provisioned: crate::provision::Provisioned::default(),
+            warm: crate::provision::warm::WarmPools::new(&config),
             nudge,
             registry,
             shutdown,

@@ -169,6 +169,7 @@ impl Proxy {
         // Services created through the admin API before a restart come
         // back before the first client is accepted.
         provision::restore(&shared);
+        shared.warm.fill();
         let listen = shared.config.listen;
         let listeners =
             worker::bind_listeners(listen, count).map_err(|source| StartError::Listen {
@@ -346,6 +347,7 @@ impl Proxy {
         // them.
         self.services.shutdown();
         self.shared.provisioned.shutdown();
+        self.shared.warm.shutdown();
         clean
     }
 }

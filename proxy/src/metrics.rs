@@ -112,6 +112,7 @@ const BUFFER_POOL: &str = "torpor_service_buffer_pool_bytes";
 const STORAGE: &str = "torpor_service_storage_bytes";
 const STORAGE_GROWS: &str = "torpor_storage_grows_total";
 const PROVISION_DURATION: &str = "torpor_provision_duration_seconds";
+const WARM_POOL: &str = "torpor_warm_pool_instances";
 
 /// A proxy's metrics: the recorder its workers register handles with, and
 /// the handle `/metrics` renders.
@@ -222,13 +223,22 @@ impl Metrics {
 
     /// Publishes what is read at scrape time and renders every metric in
     /// the Prometheus text format (version 0.0.4).
-    pub fn render(&self, services: &[Arc<Service>], registry: &Registry) -> String {
+    pub fn render(
+        &self,
+        services: &[Arc<Service>],
+        registry: &Registry,
+        warm: &[crate::provision::warm::WarmCount],
+    ) -> String {
         if self.enabled {
             self.with(|| {
                 for service in services {
                     publish_service(service);
                 }
                 self.publish_pins(services, registry);
+                for pool in warm {
+                    gauge!(WARM_POOL, "driver" => pool.driver, "host" => pool.host.clone())
+                        .set(pool.instances as f64);
+                }
             });
         }
         self.handle.render()
@@ -343,7 +353,7 @@ fn describe_all() {
     describe_histogram!(
         WAKE_DURATION,
         Unit::Seconds,
-        "Time to wake a service, by where it woke from (suspended: thawed; parked: started)."
+        "Time to wake a service, by where it woke from (suspended: thawed; parked: started; warm: a warm pool's server taken over by a new service)."
     );
     describe_counter!(
         RESIZES,
@@ -418,7 +428,12 @@ fn describe_all() {
     describe_histogram!(
         PROVISION_DURATION,
         Unit::Seconds,
-        "Time from a service's creation (POST /services) to its backend ready, by where it came from (cold: a datadir initialized and a server started; there is no warm pool yet)."
+        "Time from a service's creation (POST /services) to its backend ready, by where it came from (cold: a datadir initialized and a server started; warm: a warm pool's server taken over)."
+    );
+    describe_gauge!(
+        WARM_POOL,
+        Unit::Count,
+        "Ready servers in a warm pool ([[warm_pools]]), by driver and host."
     );
     describe_counter!(
         STORAGE_GROWS,

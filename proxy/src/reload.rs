@@ -196,6 +196,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         backend: _,
         services: _,
         hosts: _,
+        warm_pools: _,
         // Reloaded (see `plan` and `Settings`):
         users: _,
         max_connections: _,
@@ -247,6 +248,7 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
     };
     note(backend(old) != backend(new), "backend".into());
     note(old.hosts != new.hosts, "[[hosts]]".into());
+    note(old.warm_pools != new.warm_pools, "[[warm_pools]]".into());
     let names = |c: &Config| {
         c.services
             .iter()

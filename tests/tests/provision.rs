@@ -535,3 +535,149 @@ fn a_restart_wakes_no_service_of_the_config_file() {
     drop(raw);
     torpor.stop();
 }
+
+/// The metrics text.
+fn scrape(admin: SocketAddr) -> String {
+    agent()
+        .get(&format!("http://{admin}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// The value of the sample whose line starts with `name` and holds every
+/// one of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until the process pool on `local` holds `ready` instances.
+fn wait_for_pool(admin: SocketAddr, ready: f64) {
+    loop_until(|| {
+        let metrics = scrape(admin);
+        let now = sample(
+            &metrics,
+            "torpor_warm_pool_instances",
+            &["driver=\"process\"", "host=\"local\""],
+        );
+        (now == Some(ready)).then_some(())
+    });
+}
+
+/// `[[warm_pools]]`: a created service takes over a ready server (its
+/// datadir is the pool's, claimed; its accounts, its buffer pool and
+/// its data are its own), the pool fills again, the next service gets
+/// another server, and after a restart of Torpor the first comes back
+/// with its data from the datadir it took over.
+#[test]
+fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    write_config(
+        &config,
+        &state_dir,
+        "[[warm_pools]]\ndriver = \"process\"\ninstances = 1\nbuffer_pool_mib = 8",
+    );
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    wait_for_pool(admin, 1.0);
+
+    let asked = std::time::Instant::now();
+    let (status, created) = call("POST", admin, "/services", Some(&shop_body("first")));
+    assert_eq!(status, 201, "{created}");
+    let mut first = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
+    let one: u32 = first.query_first("SELECT 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    eprintln!(
+        "warm: POST to the first query answered in {} ms",
+        asked.elapsed().as_millis()
+    );
+    let metrics = scrape(admin);
+    for name in [
+        "torpor_provision_duration_seconds_count",
+        "torpor_wake_duration_seconds_count",
+    ] {
+        assert_eq!(
+            sample(&metrics, name, &["service=\"first\"", "from=\"warm\""]),
+            Some(1.0),
+            "{name} from=\"warm\" for first:\n{metrics}"
+        );
+    }
+    // The pool's server, now the service's: its datadir is claimed.
+    let pool_dir = state_dir.join("warm/process-local");
+    let datadir: String = first.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert!(
+        datadir.starts_with(pool_dir.to_str().unwrap()),
+        "{datadir}"
+    );
+    let instance = Path::new(&datadir).parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(instance.join("claimed")).unwrap(),
+        "first"
+    );
+    // The service's buffer pool (32 MiB), not the pool's 8.
+    loop_until(|| {
+        let bytes: u64 = first
+            .query_first("SELECT @@innodb_buffer_pool_size")
+            .unwrap()
+            .unwrap();
+        (bytes == 32 << 20).then_some(())
+    });
+    first
+        .query_drop("CREATE TABLE test.orders (id INT PRIMARY KEY, item TEXT)")
+        .unwrap();
+    first
+        .query_drop("INSERT INTO test.orders VALUES (1, 'teapot')")
+        .unwrap();
+
+    // The pool fills again; the next service gets another server, which
+    // has none of the first's tables.
+    wait_for_pool(admin, 1.0);
+    let second_body = shop_body("second").replace(SHOPPER, "buyer");
+    let (status, created) = call("POST", admin, "/services", Some(&second_body));
+    assert_eq!(status, 201, "{created}");
+    let mut second = login(torpor.addr, "buyer", SHOPPER_PASSWORD).expect("the second account");
+    let other: String = second.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert_ne!(other, datadir);
+    assert!(other.starts_with(pool_dir.to_str().unwrap()), "{other}");
+    let tables: u64 = second
+        .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'test'")
+        .unwrap()
+        .unwrap();
+    assert_eq!(tables, 0);
+    // Each account reaches its own service only.
+    assert_eq!(
+        login(torpor.addr, "buyer", "not-the-password").err(),
+        Some(1045)
+    );
+
+    // Torpor restarted: the first service runs from the datadir it took
+    // over, with its row.
+    drop((first, second));
+    torpor.stop();
+    let mut torpor = start(&config, admin);
+    let mut first = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("after the restart");
+    let item: String = first
+        .query_first("SELECT item FROM test.orders WHERE id = 1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(item, "teapot");
+    let again: String = first.query_first("SELECT @@datadir").unwrap().unwrap();
+    assert_eq!(again, datadir);
+    drop(first);
+
+    // Deleted with its data: the datadir it took over goes.
+    let deleted = loop_until(|| {
+        let (status, body) = call("DELETE", admin, "/services/first?data=drop", None);
+        (status != 409).then_some((status, body))
+    });
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    assert!(!Path::new(&datadir).exists(), "{datadir} is still there");
+    torpor.stop();
+}

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod spec;
 pub mod store;
+pub mod warm;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -209,10 +210,12 @@ pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, Pr
     }
     let path = store::save(&shared.config.state_dir, &spec)
         .map_err(|e| ProvisionError::Failed(format!("keeping the service in state_dir: {e}")))?;
-    match start(shared, spec) {
+    let warm = take_warm(shared, &spec);
+    let from = if warm.is_some() { "warm" } else { "cold" };
+    match start(shared, spec, warm) {
         Ok(service) => {
-            info!(service = %service.name, file = %path.display(), "service created");
-            time_until_ready(&service, asked);
+            info!(service = %service.name, file = %path.display(), from, "service created");
+            time_until_ready(&service, asked, from);
             Ok(service)
         }
         Err(e) => {
@@ -222,25 +225,52 @@ pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, Pr
     }
 }
 
+/// A warm pool's server for the new service, when one can serve it: a
+/// process service without a volume of its own (`[services.storage]`
+/// makes its datadir on the volume) and whose name has no data kept from
+/// an earlier service of that name (deleted with `data=keep`: that data
+/// comes back instead). The server's admin password becomes the
+/// service's.
+fn take_warm(shared: &Shared, spec: &ServiceSpec) -> Option<warm::Warm> {
+    let service_dir = shared.config.state_dir.join("services").join(&spec.name);
+    if spec.driver != crate::config::DriverKind::Process
+        || spec.storage.is_some()
+        || service_dir.exists()
+    {
+        return None;
+    }
+    let warm = shared.warm.checkout(
+        spec.driver,
+        crate::config::hosts::LOCAL_HOST,
+        &spec.name,
+    )?;
+    match services::keep_admin_secret(&service_dir, &warm.admin_password) {
+        Ok(()) => Some(warm),
+        Err(e) => {
+            warn!(service = %spec.name, "not using a warm instance: {e}");
+            None
+        }
+    }
+}
+
 /// How long a created service may take to be ready and still count.
 const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Records, on a thread of its own, how long the new `service` took from
-/// its `POST` (at `asked`) to its backend ready (first active): the
-/// `POST` answers before that, the server starting in the background.
-fn time_until_ready(service: &Arc<Service>, asked: std::time::Instant) {
+/// its `POST` (at `asked`) to its backend ready (first active), as
+/// started `from` (`warm` or `cold`): the `POST` answers before that,
+/// the server starting (or thawing) in the background.
+fn time_until_ready(service: &Arc<Service>, asked: std::time::Instant, from: &'static str) {
     let made = Arc::clone(service);
     let spawned = std::thread::Builder::new()
         .name(format!("torpor-made-{}", service.name))
         .spawn(move || {
             while asked.elapsed() < READY_LIMIT {
                 if made.lifecycle.is_active() {
-                    // No warm pool yet: every new service starts cold.
-                    made.stats
-                        .provisioned("cold", asked.elapsed().as_secs_f64());
+                    made.stats.provisioned(from, asked.elapsed().as_secs_f64());
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
     if let Err(e) = spawned {
@@ -248,8 +278,13 @@ fn time_until_ready(service: &Arc<Service>, asked: std::time::Instant) {
     }
 }
 
-/// Starts a (new or kept) service and lets its accounts log in.
-fn start(shared: &Shared, spec: ServiceSpec) -> Result<Arc<Service>, ProvisionError> {
+/// Starts a (new or kept) service, on `warm` when given, and lets its
+/// accounts log in.
+fn start(
+    shared: &Shared,
+    spec: ServiceSpec,
+    warm: Option<warm::Warm>,
+) -> Result<Arc<Service>, ProvisionError> {
     let config = spec.service_config();
     let mut running = Services {
         services: Vec::new(),
@@ -268,6 +303,7 @@ fn start(shared: &Shared, spec: ServiceSpec) -> Result<Arc<Service>, ProvisionEr
                 &shared.nudge,
                 &shared.registry,
                 &mut running,
+                warm.map(|w| w.process),
             )
         })
         .map_err(|e| ProvisionError::Failed(format!("the service cannot start: {e}")))?;
@@ -364,7 +400,7 @@ pub fn restore(shared: &Shared) {
         if let Err(e) = spec
             .validate()
             .map_err(ProvisionError::from)
-            .and_then(|()| start(shared, spec))
+            .and_then(|()| start(shared, spec, None))
         {
             warn!(service = %name, file = %path.display(), "a kept service cannot start: {e}");
         }

@@ -82,6 +82,9 @@ pub struct Plan {
     pub startup_sql: StartupSql,
     /// The backend and its data go when Torpor stops.
     pub temporary: bool,
+    /// The driver took over a warm pool's server: the first wake is
+    /// counted as `from="warm"`.
+    pub from_warm: bool,
 }
 
 /// Starts the actor thread of `service`. It ends on [`Request::Shutdown`]
@@ -98,6 +101,7 @@ pub fn spawn(
         sizing,
         startup_sql,
         temporary,
+        from_warm,
     } = plan;
     std::thread::Builder::new()
         .name(format!("torpor-svc-{}", service.name))
@@ -132,6 +136,7 @@ pub fn spawn(
                 relocating: None,
                 resizing: None,
                 storage_checked: None,
+                from_warm,
             };
             actor.adopt_frozen();
             actor.run(requests);
@@ -173,6 +178,9 @@ struct Actor {
     resizing: Option<Resizing>,
     /// When the storage was last sampled.
     storage_checked: Option<Instant>,
+    /// The next wake is a warm pool's server's first (see
+    /// [`Plan::from_warm`]).
+    from_warm: bool,
 }
 
 /// How often an active service checks whether it has been idle long
@@ -484,8 +492,13 @@ impl Actor {
                 self.autoscaler.restart();
                 self.transition(Event::Ready);
                 let took = started.elapsed();
+                let from = if std::mem::take(&mut self.from_warm) {
+                    "warm"
+                } else {
+                    from.name()
+                };
                 self.service.stats.woke(from, took);
-                info!(service = %self.service.name, from = from.name(), ms = took.as_millis() as u64, "woke");
+                info!(service = %self.service.name, from, ms = took.as_millis() as u64, "woke");
                 self.after_wake();
                 Ok(())
             }

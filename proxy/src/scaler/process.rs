@@ -428,9 +428,12 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> Result<
 
 fn stop_child(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill only sends a signal to our own child's pid.
+        // SAFETY: kill only sends a signal to our own child's pid. A
+        // frozen server (suspended, or a warm pool's) holds the SIGTERM
+        // until it runs again: SIGCONT lets it shut down now.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, libc::SIGCONT);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -97,6 +97,26 @@ impl ProcessDriver {
         }
     }
 
+    /// Takes over `process`, a running (or frozen) server a warm pool
+    /// started on a datadir of its own, as this service's backend: its
+    /// datadir becomes the service's (recorded in the placement file, as
+    /// a relocation's is, so that Torpor started again finds it) and the
+    /// next [`Driver::start`] thaws it instead of booting a server. Its
+    /// admin account's password must be [`ProcessOptions::admin_password`].
+    pub fn adopt(&mut self, process: MariadbProcess) -> Result<(), DriverError> {
+        self.options.datadir = process.datadir().to_path_buf();
+        self.host = host_of(&self.options.datadir, &self.options.hosts);
+        self.port = Some(process.addr().port());
+        self.running = Some(process);
+        self.take_over()?;
+        // Without `[services.storage]` this only watches the filesystem.
+        self.attach_storage()?;
+        if let Some(limits) = self.options.limits {
+            self.apply_limits(limits)?;
+        }
+        Ok(())
+    }
+
     /// Puts the datadir on its volume before anything writes there (the
     /// first start; a restart of Torpor finds the image and mounts it
     /// again). Without `[services.storage]` the datadir's filesystem is
@@ -227,6 +247,32 @@ fn server_id(datadir: &Path) -> u32 {
     (hasher.finish() as u32 & 0x7fff_ffff).max(1)
 }
 
+/// What every service's `mariadbd` runs with besides
+/// [`MariadbProcess`]'s own arguments (a warm pool's instances too, so
+/// that one checked out runs as a started one would).
+pub(crate) fn server_args(datadir: &Path) -> Vec<String> {
+    vec![
+        "--innodb-buffer-pool-dump-at-shutdown=ON".into(),
+        // A binary log with GTIDs, so that a relocation's target can
+        // catch up by replication; rows, so that replays are exact;
+        // kept a day.
+        "--log-bin=mariadb-bin".into(),
+        "--relay-log=relay-bin".into(),
+        "--binlog-format=ROW".into(),
+        "--expire-logs-days=1".into(),
+        // What it applied as a relocation's target goes to its own
+        // binary log too: moved again, its copy's GTID position is one
+        // its binary log holds, and the next target's replication
+        // starts there.
+        "--log-slave-updates=ON".into(),
+        format!("--server-id={}", server_id(datadir)),
+        // 10.11.12–10.11.16 refuse (with a warning only) to grow the
+        // pool past this, which defaults to its size at start there: a
+        // resize could never grow it.
+        format!("--innodb-buffer-pool-size-max={}", host_memory_mib() << 20),
+    ]
+}
+
 /// This machine's memory, MiB (what a buffer pool may at most grow to).
 pub(crate) fn host_memory_mib() -> u64 {
     // SAFETY: sysconf reads two constants of the running system.
@@ -259,7 +305,7 @@ fn feed(
 }
 
 /// Writes `contents` to a new file at `path` that only its owner reads.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -278,8 +324,31 @@ fn state_of(pid: i32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// Stops process `pid` (SIGSTOP) and returns once it has: the signal is
+/// delivered asynchronously, and "suspended" is said only then.
+pub(crate) fn freeze_pid(pid: i32) -> Result<(), DriverError> {
+    // SAFETY: kill sends a signal to a pid of our own child; no memory is
+    // involved.
+    if unsafe { libc::kill(pid, libc::SIGSTOP) } != 0 {
+        return Err(DriverError::Failed(format!(
+            "signalling mariadbd: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state_of(pid) != Some('T') {
+        if Instant::now() > deadline {
+            return Err(DriverError::Failed(
+                "mariadbd did not stop on SIGSTOP".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
 /// Whether process `pid` runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     state_of(pid).is_some_and(|state| state != 'Z' && state != 'X')
 }
 
@@ -319,26 +388,7 @@ impl Driver for ProcessDriver {
                 port,
                 accounts: accounts.clone(),
                 buffer_pool: self.options.buffer_pool.clone(),
-                // A binary log with GTIDs, so that a relocation's
-                // target can catch up by replication; rows, so that
-                // replays are exact; kept a day.
-                extra_args: vec![
-                    "--innodb-buffer-pool-dump-at-shutdown=ON".into(),
-                    "--log-bin=mariadb-bin".into(),
-                    "--relay-log=relay-bin".into(),
-                    "--binlog-format=ROW".into(),
-                    "--expire-logs-days=1".into(),
-                    // What it applied as a relocation's target goes to its
-                    // own binary log too: moved again, its copy's GTID
-                    // position is one its binary log holds, and the next
-                    // target's replication starts there.
-                    "--log-slave-updates=ON".into(),
-                    format!("--server-id={}", server_id(&self.options.datadir)),
-                    // 10.11.12–10.11.16 refuse (with a warning only) to
-                    // grow the pool past this, which defaults to its size
-                    // at start there: a resize could never grow it.
-                    format!("--innodb-buffer-pool-size-max={}", host_memory_mib() << 20),
-                ],
+                extra_args: server_args(&self.options.datadir),
                 ready_timeout: self.options.ready_timeout,
                 cgroup_procs: cgroup_procs.clone(),
             })
@@ -359,20 +409,7 @@ impl Driver for ProcessDriver {
     }
 
     fn freeze(&mut self) -> Result<(), DriverError> {
-        self.signal(libc::SIGSTOP)?;
-        // The signal is delivered asynchronously: "suspended" is said only
-        // once the process has stopped.
-        let pid = self.pid()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while state_of(pid) != Some('T') {
-            if Instant::now() > deadline {
-                return Err(DriverError::Failed(
-                    "mariadbd did not stop on SIGSTOP".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
+        freeze_pid(self.pid()?)
     }
 
     fn thaw(&mut self) -> Result<Endpoint, DriverError> {

@@ -16,7 +16,7 @@ use super::actor::{self, Plan, Sizing, Timers};
 use super::docker::{DockerDriver, DockerOptions};
 use super::driver::{Driver, Resources};
 use super::policy::Autoscale;
-use super::process::{self, Account};
+use super::process::{self, Account, MariadbProcess};
 use super::process_driver::{ProcessDriver, ProcessOptions};
 use super::resize::PoolSizing;
 use crate::accounts::keeper::AdminLogin;
@@ -116,6 +116,7 @@ pub fn build(
             nudge,
             registry,
             &mut built,
+            None,
         )?;
         built.services.push(service);
     }
@@ -124,7 +125,8 @@ pub fn build(
 
 /// Starts a managed service at `index`: its [`Service`], driver and actor
 /// thread (the actor joins `built`'s), with `accounts` created on its
-/// backend; its backend starts at once, in the background.
+/// backend; its backend starts at once, in the background: `warm`, a
+/// warm pool's frozen server, is taken over instead of booting one.
 #[allow(clippy::too_many_arguments)]
 pub fn start_managed(
     config: &Config,
@@ -135,6 +137,7 @@ pub fn start_managed(
     nudge: &Arc<Event>,
     registry: &Arc<Registry>,
     built: &mut Services,
+    warm: Option<MariadbProcess>,
 ) -> Result<Arc<Service>, ConfigError> {
     let (tx, rx) = mpsc::channel();
     let service = Arc::new(Service::new(
@@ -158,7 +161,8 @@ pub fn start_managed(
     if let Some(tls) = BackendTls::load(&service_config.tls_options(), None)? {
         service.set_backend_tls(tls);
     }
-    let (driver, startup_sql) = driver_for(config, service_config, accounts, built)?;
+    let from_warm = warm.is_some();
+    let (driver, startup_sql) = driver_for(config, service_config, accounts, built, warm)?;
     let mib = 1024 * 1024;
     let timers = Timers {
         suspend_after: secs(service_config.suspend_after_secs),
@@ -172,6 +176,7 @@ pub fn start_managed(
         sizing: sizing_of(service_config),
         startup_sql,
         temporary: service_config.temporary,
+        from_warm,
     };
     let handle = actor::spawn(Arc::clone(&service), driver, plan, Arc::clone(registry), rx)
         .map_err(|e| ConfigError::Invalid(format!("cannot start the scaler thread: {e}")))?;
@@ -288,6 +293,7 @@ fn driver_for(
     service: &ServiceConfig,
     accounts: Vec<Account>,
     built: &mut Services,
+    warm: Option<MariadbProcess>,
 ) -> Result<(Box<dyn Driver>, actor::StartupSql), ConfigError> {
     let service_dir = config.state_dir.join("services").join(&service.name);
     match service.driver {
@@ -323,7 +329,7 @@ fn driver_for(
                 (datadir, admin_secret(&service_dir)?)
             };
             let accounts_copy = accounts.clone();
-            let driver = ProcessDriver::new(ProcessOptions {
+            let mut driver = ProcessDriver::new(ProcessOptions {
                 datadir,
                 accounts,
                 admin_password,
@@ -345,12 +351,22 @@ fn driver_for(
                     .collect(),
                 storage: service.storage.clone(),
             });
-            // Accounts are created at every boot through --init-file.
+            // Accounts are created at every boot through --init-file; a
+            // warm pool's server booted with the admin account only, and
+            // gets them once it has been taken over.
             let startup = actor::StartupSql {
                 always: Vec::new(),
                 accounts: process::account_sql(&accounts_copy),
-                accounts_after_start: false,
+                accounts_after_start: warm.is_some(),
             };
+            if let Some(process) = warm {
+                driver.adopt(process).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "service '{}': taking over a warm instance: {e}",
+                        service.name
+                    ))
+                })?;
+            }
             Ok((Box::new(driver), startup))
         }
         DriverKind::Docker => {
@@ -425,7 +441,7 @@ fn service_host(
 }
 
 /// 32 random alphanumeric characters.
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let mut rng = rand::rng();
     (0..32)
         .map(|_| {
@@ -446,9 +462,18 @@ fn admin_secret(service_dir: &Path) -> Result<String, ConfigError> {
             return Ok(secret);
         }
     }
+    let secret = random_secret();
+    keep_admin_secret(service_dir, &secret)?;
+    Ok(secret)
+}
+
+/// Keeps `secret` as the scaler's admin password for the service with
+/// this state folder (mode 0600), e.g. the one a warm pool's instance
+/// was started with, before the service's driver is made.
+pub(crate) fn keep_admin_secret(service_dir: &Path, secret: &str) -> Result<(), ConfigError> {
+    let path: PathBuf = service_dir.join("admin.secret");
     let fail = |e: std::io::Error| ConfigError::Invalid(format!("{}: {e}", path.display()));
     std::fs::create_dir_all(service_dir).map_err(fail)?;
-    let secret = random_secret();
     let mut file = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
@@ -459,8 +484,7 @@ fn admin_secret(service_dir: &Path) -> Result<String, ConfigError> {
             .open(&path)
             .map_err(fail)?
     };
-    file.write_all(secret.as_bytes()).map_err(fail)?;
-    Ok(secret)
+    file.write_all(secret.as_bytes()).map_err(fail)
 }
 
 /// Removes a managed service's backend and its data (the datadir, or
@@ -472,7 +496,7 @@ pub fn destroy_backend(config: &Config, service: &ServiceConfig) -> Result<(), C
         actors: Vec::new(),
         temporary: Vec::new(),
     };
-    let (mut driver, _) = driver_for(config, service, Vec::new(), &mut scratch)?;
+    let (mut driver, _) = driver_for(config, service, Vec::new(), &mut scratch, None)?;
     driver
         .destroy()
         .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))

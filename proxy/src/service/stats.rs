@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::lifecycle::{Event, State};
+use super::lifecycle::Event;
 
 /// Wake samples kept for the next scrape; beyond this (no scrape for
 /// hundreds of wakes) newer ones are dropped rather than memory grown.
@@ -84,7 +84,8 @@ pub struct ServiceStats {
     /// Relocations since the last scrape.
     relocations: Mutex<Vec<RelocationSample>>,
     /// A service created at run time: from its `POST` to its backend
-    /// ready, and from where (`cold`: initialized and started), until
+    /// ready, and from where (`cold`: initialized and started; `warm`: a
+    /// warm pool's server taken over), until
     /// the next scrape.
     provisioned: Mutex<Option<(&'static str, f64)>>,
 }
@@ -119,12 +120,9 @@ impl ServiceStats {
         }
     }
 
-    /// Records a wake from `from` that took `took`.
-    pub fn woke(&self, from: State, took: Duration) {
-        let from = match from {
-            State::Parked => "parked",
-            _ => "suspended",
-        };
+    /// Records a wake from `from` (`suspended`, `parked`, or `warm`: a
+    /// warm pool's server taken over) that took `took`.
+    pub fn woke(&self, from: &'static str, took: Duration) {
         if let Ok(mut wakes) = self.wakes.lock() {
             if wakes.len() < MAX_PENDING_WAKES {
                 wakes.push((from, took.as_secs_f64()));
@@ -182,7 +180,7 @@ impl ServiceStats {
     }
 
     /// Records a created service ready `took` seconds after its `POST`,
-    /// from `from` (`cold`).
+    /// from `from` (`cold` or `warm`).
     pub fn provisioned(&self, from: &'static str, took: f64) {
         if let Ok(mut slot) = self.provisioned.lock() {
             *slot = Some((from, took));

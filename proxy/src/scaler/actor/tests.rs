@@ -108,6 +108,7 @@ fn a_shrink_waiting_for_memory_keeps_the_actor_answering() {
             },
         },
         startup_sql: StartupSql::default(),
+        from_warm: false,
         temporary: false,
     };
     let actor = spawn(

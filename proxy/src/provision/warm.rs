@@ -1,0 +1,328 @@
+//! The warm pool (`[[warm_pools]]`): servers started ahead of need, each
+//! on a datadir of its own, then frozen (SIGSTOP), so that a service
+//! created through the admin API takes one over ([`WarmPools::checkout`])
+//! and answers its first query in milliseconds: the cold path initializes
+//! a datadir and boots a server, seconds.
+//!
+//! Each instance lives in `state_dir/warm/<driver>-<host>/<id>/`: its
+//! datadir `data/` and its admin password `admin.secret`. A checkout
+//! marks the folder `claimed` (the service's placement file names its
+//! datadir from then on) and a filler thread per pool starts a
+//! replacement. Instances die with Torpor (a process backend does); the
+//! next start boots their datadirs again, which skips the initialization.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::warm_pool::WarmPoolConfig;
+use crate::config::{Config, DriverKind};
+use crate::scaler::process::{Account, MariadbOptions, MariadbProcess};
+use crate::scaler::process_driver::{self, ADMIN_USER};
+
+/// The file that marks an instance's folder as a service's.
+const CLAIMED: &str = "claimed";
+/// The instance's admin password, in its folder until a checkout.
+const ADMIN_SECRET: &str = "admin.secret";
+/// How long an instance may take to boot.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The pause after an instance failed to start, before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// A warm instance taken over by a new service.
+#[derive(Debug)]
+pub struct Warm {
+    /// The admin account's password the server booted with (the
+    /// service's scaler logs in with it from now on).
+    pub admin_password: String,
+    /// The frozen server; its datadir stays where the pool made it.
+    pub process: MariadbProcess,
+}
+
+/// How many instances one pool holds ready now (the metric
+/// `torpor_warm_pool_instances`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmCount {
+    /// The driver's name.
+    pub driver: &'static str,
+    /// The host.
+    pub host: String,
+    /// Instances ready.
+    pub instances: usize,
+}
+
+/// Every configured pool and its filler thread.
+#[derive(Debug, Default)]
+pub struct WarmPools {
+    pools: Vec<Arc<Pool>>,
+    fillers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    config: WarmPoolConfig,
+    /// `state_dir/warm/<driver>-<host>`.
+    dir: PathBuf,
+    ready: Mutex<VecDeque<Instance>>,
+    /// Signalled on a checkout and on shutdown.
+    changed: Condvar,
+    stopping: AtomicBool,
+}
+
+/// One ready instance.
+#[derive(Debug)]
+struct Instance {
+    dir: PathBuf,
+    admin_password: String,
+    /// `None` once checked out (its drop then leaves it running).
+    process: Option<MariadbProcess>,
+}
+
+impl Instance {
+    fn pid(&self) -> Option<i32> {
+        self.process
+            .as_ref()
+            .and_then(MariadbProcess::pid)
+            .and_then(|p| i32::try_from(p).ok())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A frozen server would hold the SIGTERM its drop sends.
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill sends a signal to our own child; no memory is
+            // involved.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
+impl WarmPools {
+    /// The pools `config` declares; nothing starts until [`Self::fill`].
+    pub fn new(config: &Config) -> WarmPools {
+        let pools = config
+            .warm_pools
+            .iter()
+            .map(|pool| {
+                Arc::new(Pool {
+                    dir: config
+                        .state_dir
+                        .join("warm")
+                        .join(format!("{}-{}", driver_name(pool.driver), pool.host)),
+                    config: pool.clone(),
+                    ready: Mutex::new(VecDeque::new()),
+                    changed: Condvar::new(),
+                    stopping: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        WarmPools {
+            pools,
+            fillers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts each pool's filler thread: it brings the pool up to its
+    /// size, and back up after every checkout, one instance at a time.
+    pub fn fill(&self) {
+        let mut fillers = self.fillers.lock().unwrap_or_else(|p| p.into_inner());
+        for pool in &self.pools {
+            let filling = Arc::clone(pool);
+            let name = format!("torpor-warm-{}", driver_name(pool.config.driver));
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || filling.fill())
+            {
+                Ok(handle) => fillers.push(handle),
+                Err(e) => warn!(pool = %pool.dir.display(), "the warm pool cannot start: {e}"),
+            }
+        }
+    }
+
+    /// Takes a ready instance of `driver` on `host` for `service`, if
+    /// the pool has one (and it is alive); its folder is marked as the
+    /// service's and a replacement starts.
+    pub fn checkout(&self, driver: DriverKind, host: &str, service: &str) -> Option<Warm> {
+        let pool = self
+            .pools
+            .iter()
+            .find(|p| p.config.driver == driver && p.config.host == host)?;
+        loop {
+            let instance = pool.lock().pop_front()?;
+            pool.changed.notify_all();
+            let alive = instance.pid().is_some_and(process_driver::alive);
+            if !alive {
+                warn!(dir = %instance.dir.display(), "a warm instance had died: not handed out");
+                let dir = instance.dir.clone();
+                drop(instance);
+                remove_quietly(&dir);
+                continue;
+            }
+            if let Err(e) = std::fs::write(instance.dir.join(CLAIMED), service) {
+                warn!(dir = %instance.dir.display(), "a warm instance cannot be claimed: {e}");
+                continue;
+            }
+            // The service keeps its own copy from now on.
+            let _ = std::fs::remove_file(instance.dir.join(ADMIN_SECRET));
+            info!(service, dir = %instance.dir.display(), "warm instance checked out");
+            let mut instance = instance;
+            let process = instance.process.take()?;
+            return Some(Warm {
+                admin_password: std::mem::take(&mut instance.admin_password),
+                process,
+            });
+        }
+    }
+
+    /// How many instances each pool holds ready.
+    pub fn counts(&self) -> Vec<WarmCount> {
+        self.pools
+            .iter()
+            .map(|pool| WarmCount {
+                driver: driver_name(pool.config.driver),
+                host: pool.config.host.clone(),
+                instances: pool.lock().len(),
+            })
+            .collect()
+    }
+
+    /// Stops the fillers and every ready instance (Torpor stopping);
+    /// their datadirs stay for the next start.
+    pub fn shutdown(&self) {
+        for pool in &self.pools {
+            pool.stopping.store(true, Ordering::SeqCst);
+            pool.changed.notify_all();
+        }
+        let fillers = std::mem::take(&mut *self.fillers.lock().unwrap_or_else(|p| p.into_inner()));
+        for filler in fillers {
+            let _ = filler.join();
+        }
+        for pool in &self.pools {
+            pool.lock().clear();
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Instance>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The filler thread's loop.
+    fn fill(&self) {
+        let mut leftovers = self.leftovers();
+        let mut fresh = 0u32;
+        loop {
+            {
+                let mut ready = self.lock();
+                while !self.stopping.load(Ordering::SeqCst) && ready.len() >= self.config.instances
+                {
+                    ready = self.changed.wait(ready).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let dir = leftovers.pop().unwrap_or_else(|| {
+                fresh += 1;
+                self.dir.join(format!(
+                    "{}-{fresh}",
+                    crate::scaler::autoscaler::unix_ms()
+                ))
+            });
+            let started = std::time::Instant::now();
+            match make_instance(&dir, &self.config) {
+                Ok(instance) => {
+                    info!(dir = %dir.display(), ms = started.elapsed().as_millis() as u64, "warm instance ready");
+                    self.lock().push_back(instance);
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), "a warm instance did not start: {e}");
+                    remove_quietly(&dir);
+                    let ready = self.lock();
+                    let _ = self.changed.wait_timeout(ready, RETRY_AFTER);
+                }
+            }
+        }
+    }
+
+    /// The folders a previous run left: unclaimed ones with a datadir
+    /// are booted again (no initialization); half-made ones, and
+    /// claimed ones whose service dropped its data, are removed.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut reusable = Vec::new();
+        for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            let has_data = dir.join("data").join("mysql").is_dir();
+            if dir.join(CLAIMED).exists() {
+                if !dir.join("data").exists() {
+                    remove_quietly(&dir);
+                }
+            } else if has_data && dir.join(ADMIN_SECRET).is_file() {
+                reusable.push(dir);
+            } else {
+                remove_quietly(&dir);
+            }
+        }
+        reusable
+    }
+}
+
+/// Boots (initializing when new) the instance in `dir` at the pool's
+/// size, then freezes it.
+fn make_instance(dir: &Path, config: &WarmPoolConfig) -> Result<Instance, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let secret_file = dir.join(ADMIN_SECRET);
+    let admin_password = match std::fs::read_to_string(&secret_file) {
+        Ok(kept) if !kept.trim().is_empty() => kept.trim().to_string(),
+        _ => {
+            let secret = crate::scaler::services::random_secret();
+            process_driver::write_private(&secret_file, &secret)
+                .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+            secret
+        }
+    };
+    let datadir = dir.join("data");
+    let process = MariadbProcess::start(MariadbOptions {
+        extra_args: process_driver::server_args(&datadir),
+        datadir: Some(datadir),
+        port: None,
+        accounts: vec![Account::superuser(ADMIN_USER, &admin_password)],
+        buffer_pool: format!("{}M", config.buffer_pool_mib),
+        ready_timeout: READY_TIMEOUT,
+        cgroup_procs: Vec::new(),
+    })
+    .map_err(|e| e.to_string())?;
+    let instance = Instance {
+        dir: dir.to_path_buf(),
+        admin_password,
+        process: Some(process),
+    };
+    let pid = instance.pid().ok_or("the server has no pid")?;
+    process_driver::freeze_pid(pid).map_err(|e| e.to_string())?;
+    Ok(instance)
+}
+
+fn driver_name(driver: DriverKind) -> &'static str {
+    match driver {
+        DriverKind::Docker => "docker",
+        DriverKind::Process => "process",
+        DriverKind::Static => "static",
+    }
+}
+
+fn remove_quietly(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!(dir = %dir.display(), "removing a warm instance's folder: {e}");
+        }
+    }
+}
