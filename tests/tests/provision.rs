@@ -612,10 +612,7 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
     // The pool's server, now the service's: its datadir is claimed.
     let pool_dir = state_dir.join("warm/process-local");
     let datadir: String = first.query_first("SELECT @@datadir").unwrap().unwrap();
-    assert!(
-        datadir.starts_with(pool_dir.to_str().unwrap()),
-        "{datadir}"
-    );
+    assert!(datadir.starts_with(pool_dir.to_str().unwrap()), "{datadir}");
     let instance = Path::new(&datadir).parent().unwrap().to_path_buf();
     assert_eq!(
         std::fs::read_to_string(instance.join("claimed")).unwrap(),
@@ -680,4 +677,113 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     assert!(!Path::new(&datadir).exists(), "{datadir} is still there");
     torpor.stop();
+}
+
+/// The state letter (`T`: stopped) of every `mariadbd` whose datadir is
+/// under `dir`, by datadir.
+fn frozen_states(dir: &Path) -> Vec<(String, char)> {
+    let wanted = format!("--datadir={}", dir.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let Some(datadir) = cmdline
+            .split(' ')
+            .find(|arg| arg.starts_with(&wanted) && cmdline.contains("mariadbd"))
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if let Some(state) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+        {
+            found.push((datadir.to_string(), state));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Torpor started from a shell with job control (its own process group),
+/// and the shell then exits: the kernel sends SIGHUP and SIGCONT to a
+/// process group it leaves orphaned with stopped processes in it. The
+/// suspended service's server and the warm pool's stay frozen: they run
+/// in groups of their own. (Before, both ran again behind the scaler's
+/// back.)
+#[test]
+fn frozen_servers_stay_frozen_when_the_shell_that_started_torpor_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let fifo = dir.path().join("hold");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    let pid_file = dir.path().join("torpor.pid");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let user = format!("{APP_USER}:{APP_PASSWORD}");
+    let mut shell = std::process::Command::new("setsid")
+        .args([
+            "bash",
+            "-c",
+            "set -m; \"$@\" 2>\"$LOG\" & echo $! > \"$PID_FILE\"; read -r _ < \"$FIFO\"",
+            "bash",
+        ])
+        .arg(torpor_tests::torpor_binary())
+        .args(["--listen", &listen.to_string(), "--spawn-mariadb", "--user"])
+        .arg(&user)
+        .args(["--admin-listen", &admin.to_string(), "--state-dir"])
+        .arg(&state_dir)
+        .args(["--warm-pool", "1", "--suspend-after-secs", "1"])
+        .env("LOG", dir.path().join("torpor.log"))
+        .env("PID_FILE", &pid_file)
+        .env("FIFO", &fifo)
+        .spawn()
+        .expect("setsid and bash run");
+    let torpor_pid = loop_until(|| {
+        std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    });
+    let stop_torpor = StopOnDrop(torpor_pid);
+    loop_until(|| {
+        agent()
+            .get(&format!("http://{admin}/readyz"))
+            .call()
+            .ok()
+            .filter(|r| r.status() == 200)
+    });
+    wait_for_pool(admin, 1.0);
+    let mut app = login(listen, APP_USER, APP_PASSWORD).expect("the app account");
+    app.query_drop("DO 1").unwrap();
+    drop(app);
+    loop_until(|| {
+        (call("GET", admin, "/services/default", None).1["state"] == "suspended").then_some(())
+    });
+    let frozen = frozen_states(&state_dir);
+    assert_eq!(frozen.len(), 2, "{frozen:?}");
+    assert!(frozen.iter().all(|(_, s)| *s == 'T'), "{frozen:?}");
+
+    // The shell exits (its `read` ends): Torpor's group is orphaned.
+    std::fs::write(&fifo, "go\n").unwrap();
+    assert!(shell.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(1));
+    let after = frozen_states(&state_dir);
+    assert_eq!(after, frozen, "a frozen server runs again");
+    drop(stop_torpor);
+}
+
+/// Stops Torpor (SIGTERM) when the test ends, passed or not.
+struct StopOnDrop(i32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill sends a signal; no memory is involved.
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+    }
 }

@@ -284,11 +284,21 @@ impl MariadbProcess {
                 .filter_map(|path| std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok())
                 .collect();
             // SAFETY: the closure runs in the child between fork and exec and
-            // only calls prctl, open, write and close on buffers made before
-            // the fork, all async-signal-safe.
+            // only calls prctl, setpgid, open, write and close on buffers
+            // made before the fork, all async-signal-safe.
             unsafe {
                 command.pre_exec(move || {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    // A process group of its own. In Torpor's group, a
+                    // frozen (SIGSTOP) server is thawed behind the
+                    // scaler's back: when Torpor's parent is outside its
+                    // session (systemd, a container's init, a detached
+                    // shell) the group is orphaned, and the kernel sends
+                    // SIGHUP and SIGCONT to an orphaned group that holds a
+                    // stopped process whenever one of its processes exits
+                    // (seen here: a warm pool's frozen server running
+                    // again 20 s after it was frozen).
+                    libc::setpgid(0, 0);
                     for procs in &cgroup_procs {
                         // "0": the writing process itself.
                         let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
