@@ -290,6 +290,17 @@ impl Admin {
         })
     }
 
+    /// How many servers Torpor's process warm pool holds ready now (its
+    /// metric `torpor_warm_pool_instances{driver="process"}`); `None`
+    /// when it has no such pool.
+    pub fn warm_instances(&self) -> anyhow::Result<Option<u64>> {
+        let (status, body) = self.call("GET", "/metrics")?;
+        if status != 200 {
+            bail!("GET {}/metrics answered {status}", self.base);
+        }
+        Ok(warm_instances_in(&body))
+    }
+
     /// Whether `GET /readyz` answers 200 now.
     pub fn is_ready(&self) -> bool {
         matches!(self.call("GET", "/readyz"), Ok((200, _)))
@@ -326,6 +337,17 @@ fn answer(
         .read_to_string()
         .with_context(|| format!("reading the answer to {method} {url}"))?;
     Ok((status, body))
+}
+
+/// The process warm pool's ready count in a metrics text.
+pub fn warm_instances_in(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("torpor_warm_pool_instances{") && line.contains("driver=\"process\"")
+        })
+        .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|count| count as u64)
 }
 
 /// The `services` of a `GET /services` body.
@@ -420,6 +442,14 @@ pub fn encode_segment(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_pool_count_is_read_from_the_metrics() {
+        let text = "# TYPE torpor_warm_pool_instances gauge\n\
+                    torpor_warm_pool_instances{driver=\"process\",host=\"local\"} 2\n";
+        assert_eq!(warm_instances_in(text), Some(2));
+        assert_eq!(warm_instances_in("torpor_up 1\n"), None);
+    }
 
     #[test]
     fn services_parse_with_unknown_fields_and_states() {

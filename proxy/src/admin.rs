@@ -140,13 +140,11 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let wants_metrics =
         *request.method() == Method::Get && request.url().split('?').next() == Some("/metrics");
     if wants_metrics && authorized(shared, &request) {
-        let text = shared
-            .metrics
-            .render(
-                &shared.services.all(),
-                &shared.registry,
-                &shared.warm.counts(),
-            );
+        let text = shared.metrics.render(
+            &shared.services.all(),
+            &shared.registry,
+            &shared.warm.counts(),
+        );
         let mut response = Response::from_string(text);
         if let Ok(header) = Header::from_bytes("Content-Type", "text/plain; version=0.0.4") {
             response = response.with_header(header);

@@ -237,9 +237,10 @@ impl WorkloadKind {
                  the switch-over's stall, each phase's time, and errors (want 0)"
             }
             WorkloadKind::Provision => {
-                "Torpor: a service created through the admin API (process driver, cold: no warm \
-                 pool yet), its account's first SELECT 1, then deleted with its data, \
-                 --wake-cycles times: POST to first answer p50/p99/max, and errors (want 0)"
+                "Torpor: a service created through the admin API (process driver), its account's \
+                 first SELECT 1, then deleted with its data, --wake-cycles times: POST to first \
+                 answer p50/p99/max on a server of the warm pool (--warm-pool 1) and cold (made \
+                 while the pool boots the next), and errors (want 0)"
             }
             WorkloadKind::Autoscale => {
                 "Torpor: an autoscaled service (--spawn-torpor-autoscale) under idle, 1 client, \

@@ -58,6 +58,11 @@ pub struct Cli {
     /// all) when Torpor exits.
     #[arg(long, requires = "spawn_mariadb")]
     pub spawn_temporary: bool,
+    /// Keep N process servers booted and frozen, so that a service
+    /// created through the admin API (driver process) takes one over
+    /// and answers in milliseconds (a `[[warm_pools]]` entry; 0: none).
+    #[arg(long, value_name = "N")]
+    pub warm_pool: Option<usize>,
     /// Seconds without queries before a managed service is suspended
     /// (0: never). Applies to every service (the file's per service
     /// otherwise).
@@ -246,6 +251,16 @@ impl Cli {
             service.datadir = self.spawn_datadir.clone();
             config.backend = None;
             config.services = vec![service];
+        }
+        if let Some(instances) = self.warm_pool {
+            config
+                .warm_pools
+                .retain(|pool| pool.driver != DriverKind::Process);
+            if instances > 0 {
+                config
+                    .warm_pools
+                    .push(super::warm_pool::WarmPoolConfig::process(instances));
+            }
         }
         if let Some(secs) = self.suspend_after_secs {
             config

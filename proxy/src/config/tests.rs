@@ -369,3 +369,25 @@ fn services_may_be_static_routed_by_server_name_and_have_backend_tls() {
     assert_eq!(settings.users.service_of(b"app"), Some(0));
     assert!(settings.users.routes_to(b"app", 1));
 }
+
+#[test]
+fn warm_pool_on_the_command_line_is_a_process_pool_and_needs_services() {
+    let config = Cli::parse_from(["torpor", "--spawn-mariadb", "--warm-pool", "2"])
+        .into_config()
+        .unwrap();
+    assert_eq!(
+        config.warm_pools,
+        [super::warm_pool::WarmPoolConfig::process(2)]
+    );
+    config.validate().unwrap();
+    let none = Cli::parse_from(["torpor", "--spawn-mariadb", "--warm-pool", "0"])
+        .into_config()
+        .unwrap();
+    assert!(none.warm_pools.is_empty());
+    let err = Cli::parse_from(["torpor", "--backend", "x:1", "--warm-pool", "1"])
+        .into_config()
+        .and_then(|config| config.validate().map(|()| config))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[[warm_pools]]"), "{err}");
+}

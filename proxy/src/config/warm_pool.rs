@@ -39,6 +39,16 @@ fn default_buffer_pool_mib() -> u64 {
 }
 
 impl WarmPoolConfig {
+    /// `instances` process servers on `local`, at the default size.
+    pub fn process(instances: usize) -> WarmPoolConfig {
+        WarmPoolConfig {
+            driver: DriverKind::Process,
+            host: default_host(),
+            instances,
+            buffer_pool_mib: default_buffer_pool_mib(),
+        }
+    }
+
     /// What is wrong with this pool, in words for the operator.
     pub fn check(&self) -> Result<(), String> {
         if self.driver != DriverKind::Process {
@@ -111,7 +121,10 @@ mod tests {
     #[test]
     fn what_cannot_be_pooled_is_refused_by_name() {
         let docker = pool("driver = \"docker\"\ninstances = 1");
-        assert!(docker.check().unwrap_err().contains("only the process driver"));
+        assert!(docker
+            .check()
+            .unwrap_err()
+            .contains("only the process driver"));
         let none = pool("driver = \"process\"\ninstances = 0");
         assert!(none.check().unwrap_err().contains("between 1 and 32"));
         let twice = vec![

@@ -239,11 +239,9 @@ fn take_warm(shared: &Shared, spec: &ServiceSpec) -> Option<warm::Warm> {
     {
         return None;
     }
-    let warm = shared.warm.checkout(
-        spec.driver,
-        crate::config::hosts::LOCAL_HOST,
-        &spec.name,
-    )?;
+    let warm = shared
+        .warm
+        .checkout(spec.driver, crate::config::hosts::LOCAL_HOST, &spec.name)?;
     match services::keep_admin_secret(&service_dir, &warm.admin_password) {
         Ok(()) => Some(warm),
         Err(e) => {

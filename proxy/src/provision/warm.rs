@@ -111,10 +111,11 @@ impl WarmPools {
             .iter()
             .map(|pool| {
                 Arc::new(Pool {
-                    dir: config
-                        .state_dir
-                        .join("warm")
-                        .join(format!("{}-{}", driver_name(pool.driver), pool.host)),
+                    dir: config.state_dir.join("warm").join(format!(
+                        "{}-{}",
+                        driver_name(pool.driver),
+                        pool.host
+                    )),
                     config: pool.clone(),
                     ready: Mutex::new(VecDeque::new()),
                     changed: Condvar::new(),
@@ -231,10 +232,8 @@ impl Pool {
             }
             let dir = leftovers.pop().unwrap_or_else(|| {
                 fresh += 1;
-                self.dir.join(format!(
-                    "{}-{fresh}",
-                    crate::scaler::autoscaler::unix_ms()
-                ))
+                self.dir
+                    .join(format!("{}-{fresh}", crate::scaler::autoscaler::unix_ms()))
             });
             let started = std::time::Instant::now();
             match make_instance(&dir, &self.config) {

@@ -2,9 +2,15 @@
 //! the admin API (`POST /services`, the `process` driver, one account),
 //! logs in as its account and runs `SELECT 1`, then deletes it with its
 //! data. Figures: the time from the POST to the first answer (p50, p99,
-//! max), the POST's own time, and errors (want 0). There is no warm pool
-//! yet, so every cycle is the cold path: a datadir initialized and a
-//! server started.
+//! max), the POST's own time, and errors (want 0), for each path:
+//!
+//! - `warm`: Torpor has a process warm pool (`--warm-pool`) and the
+//!   cycle waits until it holds a ready server, which the new service
+//!   takes over;
+//! - `cold`: a datadir initialized and a server started. With a warm
+//!   pool, the cycle's second service is made at once after the first,
+//!   while the pool boots its replacement (a burst that drains the
+//!   pool); without one, every service is cold.
 
 use std::time::{Duration, Instant};
 
@@ -35,81 +41,141 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
     drop(conn);
 
     let clock = ctx.clock;
-    let mut first_answer = LatencyHistogram::new();
-    let mut post = LatencyHistogram::new();
+    let mut paths = [Path::new("warm"), Path::new("cold")];
     let mut errors = Tally::default();
+    let pooled = admin.warm_instances()?.is_some();
     for cycle in 0..cycles {
         if ctx.stop.is_set() {
             break;
         }
-        let name = format!("bench-made-{}-{cycle}", std::process::id());
-        let account = format!("made{}x{cycle}", std::process::id());
-        let body = json!({
-            "name": name,
-            "driver": "process",
-            "buffer_pool_mib": 32,
-            "suspend_after_secs": 0,
-            "accounts": [{"name": account, "password_hash": hash}],
-        });
-        let begun = clock.now();
-        match admin.create_service(&body) {
-            Ok(Ok(())) => post.record(clock.now().duration_since(begun)),
-            Ok(Err(reason)) => {
-                errors.add(format!("POST /services refused: {reason}"));
-                continue;
-            }
-            Err(e) => {
-                errors.add(format!("POST /services failed: {e:#}"));
-                continue;
+        if pooled {
+            if let Err(e) = wait_for_warm(admin, ctx) {
+                errors.add(format!("the warm pool: {e:#}"));
+                break;
             }
         }
-        let credentials = Credentials {
-            user: account,
-            password: ctx.settings.credentials.password.clone(),
-            database: "test".to_string(),
-        };
-        match first_query(target, &credentials) {
-            Ok(()) => first_answer.record(clock.now().duration_since(begun)),
-            Err(e) => errors.add(format!("the first query: {e:#}")),
+        let mut made_now = Vec::new();
+        for made in 0..if pooled { 2 } else { 1 } {
+            let warm = pooled && admin.warm_instances()?.unwrap_or(0) > 0;
+            let path = &mut paths[usize::from(!warm)];
+            let name = format!("bench-made-{}-{cycle}-{made}", std::process::id());
+            let account = format!("made{}x{cycle}x{made}", std::process::id());
+            let body = json!({
+                "name": name,
+                "driver": "process",
+                "buffer_pool_mib": 32,
+                "suspend_after_secs": 0,
+                "accounts": [{"name": account, "password_hash": hash}],
+            });
+            let begun = clock.now();
+            match admin.create_service(&body) {
+                Ok(Ok(())) => path.post.record(clock.now().duration_since(begun)),
+                Ok(Err(reason)) => {
+                    errors.add(format!("POST /services refused: {reason}"));
+                    continue;
+                }
+                Err(e) => {
+                    errors.add(format!("POST /services failed: {e:#}"));
+                    continue;
+                }
+            }
+            let credentials = Credentials {
+                user: account,
+                password: ctx.settings.credentials.password.clone(),
+                database: "test".to_string(),
+            };
+            match first_query(target, &credentials) {
+                Ok(()) => path.first_answer.record(clock.now().duration_since(begun)),
+                Err(e) => errors.add(format!("the first query: {e:#}")),
+            }
+            made_now.push(name);
         }
-        if let Err(reason) = delete(admin, &name) {
-            errors.add(reason);
+        // Deleted once both are made: a delete between them would give
+        // the pool time to boot the replacement.
+        for name in made_now {
+            if let Err(reason) = delete(admin, &name) {
+                errors.add(reason);
+            }
         }
     }
     let mut figures = Vec::new();
-    if !first_answer.is_empty() {
-        figures.push(Figure {
-            metric: Metric::latency("POST to first answer p50"),
-            value: first_answer.micros_at(50.0),
-        });
-        figures.push(Figure {
-            metric: Metric::latency("POST to first answer p99"),
-            value: first_answer.micros_at(99.0),
-        });
-        figures.push(Figure {
-            metric: Metric::latency("POST to first answer max"),
-            value: first_answer.micros_at(100.0),
-        });
-    }
-    if !post.is_empty() {
-        figures.push(Figure {
-            metric: Metric::latency("POST call p50"),
-            value: post.micros_at(50.0),
-        });
+    let mut made = 0;
+    for path in &paths {
+        made += path.first_answer.len();
+        path.figures(&mut figures);
     }
     figures.push(Figure {
         metric: Metric::count("services made", Better::Higher),
-        value: first_answer.len() as f64,
+        value: made as f64,
     });
     figures.push(Figure {
         metric: Metric::count("errors", Better::Lower),
         value: f64::from(errors.total()),
     });
+    let [warm, cold] = paths;
+    let histogram = if warm.first_answer.is_empty() {
+        cold.first_answer
+    } else {
+        warm.first_answer
+    };
     Ok(Outcome::Measured(Sample {
         figures,
-        histogram: Some(first_answer),
+        histogram: Some(histogram),
         notes: errors.lines(),
     }))
+}
+
+/// One path's times (see the module's text).
+struct Path {
+    name: &'static str,
+    first_answer: LatencyHistogram,
+    post: LatencyHistogram,
+}
+
+impl Path {
+    fn new(name: &'static str) -> Path {
+        Path {
+            name,
+            first_answer: LatencyHistogram::new(),
+            post: LatencyHistogram::new(),
+        }
+    }
+
+    /// Its figures, when it was taken at all.
+    fn figures(&self, figures: &mut Vec<Figure>) {
+        if self.first_answer.is_empty() {
+            return;
+        }
+        for (label, quantile) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+            figures.push(Figure {
+                metric: Metric::latency(&format!("{}: POST to first answer {label}", self.name)),
+                value: self.first_answer.micros_at(quantile),
+            });
+        }
+        if !self.post.is_empty() {
+            figures.push(Figure {
+                metric: Metric::latency(&format!("{}: POST call p50", self.name)),
+                value: self.post.micros_at(50.0),
+            });
+        }
+    }
+}
+
+/// How long the warm pool may take to hold a ready server again.
+const REFILL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Waits until the warm pool holds a ready server.
+fn wait_for_warm(admin: &Admin, ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + REFILL_LIMIT;
+    while admin.warm_instances()?.unwrap_or(0) == 0 {
+        anyhow::ensure!(!ctx.stop.is_set(), "interrupted");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no ready server within {REFILL_LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Logs in as the new service's account and runs `SELECT 1`: once,
