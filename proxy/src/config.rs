@@ -697,7 +697,13 @@ impl Config {
             }
             _ => {}
         }
-        warm_pool::check_all(&self.warm_pools).map_err(ConfigError::Invalid)?;
+        let docker_hosts: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|host| host.takes("docker"))
+            .map(|host| host.name.as_str())
+            .collect();
+        warm_pool::check_all(&self.warm_pools, &docker_hosts).map_err(ConfigError::Invalid)?;
         if self.backend.is_some() && !self.warm_pools.is_empty() {
             return Err(ConfigError::Invalid(
                 "[[warm_pools]] serve services created through the admin API, which a [backend] has not".into(),

@@ -556,14 +556,15 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
-/// Waits until the process pool on `local` holds `ready` instances.
-fn wait_for_pool(admin: SocketAddr, ready: f64) {
+/// Waits until the `driver` pool on `local` holds `ready` instances.
+fn wait_for_pool(admin: SocketAddr, driver: &str, ready: f64) {
+    let driver = format!("driver=\"{driver}\"");
     loop_until(|| {
         let metrics = scrape(admin);
         let now = sample(
             &metrics,
             "torpor_warm_pool_instances",
-            &["driver=\"process\"", "host=\"local\""],
+            &[&driver, "host=\"local\""],
         );
         (now == Some(ready)).then_some(())
     });
@@ -586,7 +587,7 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
     );
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let mut torpor = start(&config, admin);
-    wait_for_pool(admin, 1.0);
+    wait_for_pool(admin, "process", 1.0);
 
     let asked = std::time::Instant::now();
     let (status, created) = call("POST", admin, "/services", Some(&shop_body("first")));
@@ -635,7 +636,7 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
 
     // The pool fills again; the next service gets another server, which
     // has none of the first's tables.
-    wait_for_pool(admin, 1.0);
+    wait_for_pool(admin, "process", 1.0);
     let second_body = shop_body("second").replace(SHOPPER, "buyer");
     let (status, created) = call("POST", admin, "/services", Some(&second_body));
     assert_eq!(status, 201, "{created}");
@@ -758,7 +759,7 @@ fn frozen_servers_stay_frozen_when_the_shell_that_started_torpor_exits() {
             .ok()
             .filter(|r| r.status() == 200)
     });
-    wait_for_pool(admin, 1.0);
+    wait_for_pool(admin, "process", 1.0);
     let mut app = login(listen, APP_USER, APP_PASSWORD).expect("the app account");
     app.query_drop("DO 1").unwrap();
     drop(app);
@@ -786,4 +787,138 @@ impl Drop for StopOnDrop {
         // SAFETY: kill sends a signal; no memory is involved.
         unsafe { libc::kill(self.0, libc::SIGTERM) };
     }
+}
+
+/// Removes, when the test ends, the warm pool's containers and volumes
+/// under `state_dir` (they outlive Torpor, paused, for its next start).
+struct RemoveWarmOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveWarmOnDrop {
+    fn drop(&mut self) {
+        let pool = self.0.join("warm/docker-local");
+        for entry in std::fs::read_dir(pool).into_iter().flatten().flatten() {
+            let name = format!("torpor-warm-{}", entry.file_name().to_string_lossy());
+            let _ = torpor_tests::docker::docker(&["rm", "-f", "-v", &name]);
+            let _ = torpor_tests::docker::docker(&["volume", "rm", "-f", &format!("{name}-data")]);
+        }
+    }
+}
+
+/// A docker warm pool: a created docker service takes over a paused
+/// container (`torpor-warm-<id>`, its placement file says so) with the
+/// service's memory limit, its accounts and its data; the pool fills
+/// again; after a restart of Torpor the service runs the same container
+/// with its data, and the pool finds its paused one; deleted with its
+/// data, the container and volume go.
+#[test]
+fn a_created_docker_service_takes_over_a_paused_warm_container() {
+    use torpor_tests::docker::{docker, images_ready, mariadb_image};
+    if images_ready(&[mariadb_image()]).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    let state_dir = dir.path().join("state");
+    let _cleanup = RemoveWarmOnDrop(state_dir.clone());
+    write_config(
+        &config,
+        &state_dir,
+        &format!(
+            "[[warm_pools]]\ndriver = \"docker\"\ninstances = 1\nimage = \"{}\"",
+            mariadb_image()
+        ),
+    );
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut torpor = start(&config, admin);
+    wait_for_pool(admin, "docker", 1.0);
+    let name = torpor_tests::docker::unique_name("warmed");
+    let _service_cleanup = torpor_tests::docker::RemoveOnDrop(name.clone());
+    let body = json!({
+        "name": name,
+        "driver": "docker",
+        "image": mariadb_image(),
+        "memory_mib": 640,
+        "buffer_pool_mib": 64,
+        "suspend_after_secs": 0,
+        "accounts": [{"name": SHOPPER, "password_hash": native_hash(SHOPPER_PASSWORD)}],
+    })
+    .to_string();
+    let asked = std::time::Instant::now();
+    let (status, created) = call("POST", admin, "/services", Some(&body));
+    assert_eq!(status, 201, "{created}");
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
+    let one: u32 = shop.query_first("SELECT 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    eprintln!(
+        "warm docker: POST to the first query answered in {} ms",
+        asked.elapsed().as_millis()
+    );
+    let metrics = scrape(admin);
+    assert_eq!(
+        sample(
+            &metrics,
+            "torpor_provision_duration_seconds_count",
+            &[&format!("service=\"{name}\""), "from=\"warm\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let placement = std::fs::read_to_string(
+        state_dir
+            .join("services")
+            .join(&name)
+            .join("docker.placement"),
+    )
+    .unwrap();
+    let mut words = placement.split_whitespace();
+    let suffix = words.next().unwrap().to_string();
+    assert_eq!(words.collect::<Vec<_>>(), ["local", "warm"], "{placement}");
+    let container = format!("torpor-warm{suffix}");
+    let memory = docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &container]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&memory.stdout).trim(),
+        (640u64 << 20).to_string(),
+        "the service's limit"
+    );
+    shop.query_drop("CREATE TABLE test.crates (id INT PRIMARY KEY)")
+        .unwrap();
+    shop.query_drop("INSERT INTO test.crates VALUES (1), (2)")
+        .unwrap();
+    drop(shop);
+    wait_for_pool(admin, "docker", 1.0);
+
+    // Restarted, Torpor finds the service's container and the pool's.
+    torpor.stop();
+    let mut torpor = start(&config, admin);
+    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("after the restart");
+    let count: u64 = shop
+        .query_first("SELECT COUNT(*) FROM test.crates")
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 2);
+    drop(shop);
+    wait_for_pool(admin, "docker", 1.0);
+    let pool_dirs = std::fs::read_dir(state_dir.join("warm/docker-local"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        pool_dirs, 2,
+        "the pool's folder was reused, not a new one made"
+    );
+
+    let deleted = loop_until(|| {
+        let (status, body) = call(
+            "DELETE",
+            admin,
+            &format!("/services/{name}?data=drop"),
+            None,
+        );
+        (status != 409).then_some((status, body))
+    });
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    let gone = docker(&["inspect", &container]).unwrap();
+    assert!(!gone.status.success(), "{container} is still there");
+    let volume = docker(&["volume", "inspect", &format!("{container}-data")]).unwrap();
+    assert!(!volume.status.success(), "its volume is still there");
+    torpor.stop();
 }

@@ -2,6 +2,8 @@
 //! created through the admin API starts on one in milliseconds instead
 //! of initializing a datadir and booting a server (seconds).
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 
 use super::hosts::LOCAL_HOST;
@@ -15,10 +17,10 @@ pub const MAX_INSTANCES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarmPoolConfig {
-    /// What runs them; `process` (a warm pool of containers is not
-    /// built yet: a docker service is created cold).
+    /// What runs them: `process` or `docker`.
     pub driver: DriverKind,
-    /// Where they run; `local` (the only host a process runs on).
+    /// Where they run: `local` (a process runs nowhere else), or a
+    /// `[[hosts]]` entry that is a Docker Engine.
     #[serde(default = "default_host")]
     pub host: String,
     /// How many are kept ready (1 to [`MAX_INSTANCES`]); each checkout
@@ -28,6 +30,10 @@ pub struct WarmPoolConfig {
     /// at rest. A checkout grows it to the service's own.
     #[serde(default = "default_buffer_pool_mib")]
     pub buffer_pool_mib: u64,
+    /// `docker`: the image its containers run (default: the services'
+    /// default image); a created service of another image is made cold.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 fn default_host() -> String {
@@ -46,22 +52,16 @@ impl WarmPoolConfig {
             host: default_host(),
             instances,
             buffer_pool_mib: default_buffer_pool_mib(),
+            image: None,
         }
     }
 
     /// What is wrong with this pool, in words for the operator.
     pub fn check(&self) -> Result<(), String> {
-        if self.driver != DriverKind::Process {
-            return Err(format!(
-                "driver = \"{}\": only the process driver has a warm pool yet",
-                match self.driver {
-                    DriverKind::Docker => "docker",
-                    DriverKind::Process => "process",
-                    DriverKind::Static => "static",
-                }
-            ));
+        if self.driver == DriverKind::Static {
+            return Err("driver = \"static\": a static backend is not Torpor's to start".into());
         }
-        if self.host != LOCAL_HOST {
+        if self.driver == DriverKind::Process && self.host != LOCAL_HOST {
             return Err(format!(
                 "host = \"{}\": a process runs on host \"{LOCAL_HOST}\"",
                 self.host
@@ -84,11 +84,28 @@ impl WarmPoolConfig {
     }
 }
 
-/// Checks every pool, and that no two name the same driver and host.
-pub fn check_all(pools: &[WarmPoolConfig]) -> Result<(), String> {
+/// The folder of the pool of `driver` on `host` under the state folder
+/// `state_dir`: each server's own folder is in it, named by its id.
+pub fn pool_dir(state_dir: &Path, driver: &str, host: &str) -> PathBuf {
+    state_dir.join("warm").join(format!("{driver}-{host}"))
+}
+
+/// Checks every pool, that a docker pool's host is `local` or one of
+/// `docker_hosts`, and that no two name the same driver and host.
+pub fn check_all(pools: &[WarmPoolConfig], docker_hosts: &[&str]) -> Result<(), String> {
     for (index, pool) in pools.iter().enumerate() {
         pool.check()
             .map_err(|why| format!("[[warm_pools]] entry {}: {why}", index + 1))?;
+        if pool.driver == DriverKind::Docker
+            && pool.host != LOCAL_HOST
+            && !docker_hosts.contains(&pool.host.as_str())
+        {
+            return Err(format!(
+                "[[warm_pools]] entry {}: host '{}' is no [[hosts]] entry that is a Docker Engine",
+                index + 1,
+                pool.host
+            ));
+        }
         if pools[..index]
             .iter()
             .any(|other| other.driver == pool.driver && other.host == pool.host)
@@ -120,17 +137,17 @@ mod tests {
 
     #[test]
     fn what_cannot_be_pooled_is_refused_by_name() {
-        let docker = pool("driver = \"docker\"\ninstances = 1");
-        assert!(docker
-            .check()
-            .unwrap_err()
-            .contains("only the process driver"));
+        let elsewhere = pool("driver = \"process\"\nhost = \"b\"\ninstances = 1");
+        assert!(elsewhere.check().unwrap_err().contains("runs on host"));
+        let docker = vec![pool("driver = \"docker\"\nhost = \"b\"\ninstances = 1")];
+        assert_eq!(check_all(&docker, &["b"]), Ok(()));
+        assert!(check_all(&docker, &[]).unwrap_err().contains("host 'b'"));
         let none = pool("driver = \"process\"\ninstances = 0");
         assert!(none.check().unwrap_err().contains("between 1 and 32"));
         let twice = vec![
             pool("driver = \"process\"\ninstances = 1"),
             pool("driver = \"process\"\ninstances = 3"),
         ];
-        assert!(check_all(&twice).unwrap_err().contains("entry 2"));
+        assert!(check_all(&twice, &[]).unwrap_err().contains("entry 2"));
     }
 }

@@ -226,22 +226,26 @@ pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, Pr
 }
 
 /// A warm pool's server for the new service, when one can serve it: a
-/// process service without a volume of its own (`[services.storage]`
-/// makes its datadir on the volume) and whose name has no data kept from
-/// an earlier service of that name (deleted with `data=keep`: that data
+/// service of the pool's driver on the pool's host (and image), without
+/// a volume of its own (`[services.storage]` makes its datadir on the
+/// volume), and whose name has no data kept from an
+/// earlier service of that name (deleted with `data=keep`: that data
 /// comes back instead). The server's admin password becomes the
 /// service's.
 fn take_warm(shared: &Shared, spec: &ServiceSpec) -> Option<warm::Warm> {
     let service_dir = shared.config.state_dir.join("services").join(&spec.name);
-    if spec.driver != crate::config::DriverKind::Process
-        || spec.storage.is_some()
-        || service_dir.exists()
-    {
+    if spec.storage.is_some() || service_dir.exists() {
         return None;
     }
-    let warm = shared
-        .warm
-        .checkout(spec.driver, crate::config::hosts::LOCAL_HOST, &spec.name)?;
+    let host = spec
+        .runs_on
+        .as_deref()
+        .unwrap_or(crate::config::hosts::LOCAL_HOST);
+    let image = spec
+        .image
+        .as_deref()
+        .unwrap_or(crate::scaler::docker::DEFAULT_IMAGE);
+    let warm = shared.warm.checkout(spec.driver, host, image, &spec.name)?;
     match services::keep_admin_secret(&service_dir, &warm.admin_password) {
         Ok(()) => Some(warm),
         Err(e) => {
@@ -301,7 +305,7 @@ fn start(
                 &shared.nudge,
                 &shared.registry,
                 &mut running,
-                warm.map(|w| w.process),
+                warm.map(|w| w.backend),
             )
         })
         .map_err(|e| ProvisionError::Failed(format!("the service cannot start: {e}")))?;

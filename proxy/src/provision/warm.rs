@@ -1,15 +1,22 @@
 //! The warm pool (`[[warm_pools]]`): servers started ahead of need, each
-//! on a datadir of its own, then frozen (SIGSTOP), so that a service
-//! created through the admin API takes one over ([`WarmPools::checkout`])
-//! and answers its first query in milliseconds: the cold path initializes
-//! a datadir and boots a server, seconds.
+//! on data of its own, then frozen, so that a service created through the
+//! admin API takes one over ([`WarmPools::checkout`]) and answers its
+//! first query in milliseconds: the cold path initializes a datadir and
+//! boots a server, seconds.
 //!
-//! Each instance lives in `state_dir/warm/<driver>-<host>/<id>/`: its
-//! datadir `data/` and its admin password `admin.secret`. A checkout
-//! marks the folder `claimed` (the service's placement file names its
-//! datadir from then on) and a filler thread per pool starts a
-//! replacement. Instances die with Torpor (a process backend does); the
-//! next start boots their datadirs again, which skips the initialization.
+//! - `process`: a `mariadbd` on the datadir `data/`, frozen by SIGSTOP.
+//!   It dies with Torpor (every process backend does); the next start
+//!   boots the datadir again, which skips the initialization.
+//! - `docker`: a container `torpor-warm-<id>` with its volume, made under
+//!   the name `warm` ([`crate::scaler::docker::WARM_OWNER`]) and paused;
+//!   its socket folder is `run/`. It stays paused when Torpor stops; the
+//!   next start finds it.
+//!
+//! Each instance has a folder `state_dir/warm/<driver>-<host>/<id>/`
+//! holding its admin password `admin.secret` until a checkout, which
+//! marks the folder `claimed` (the service's placement file names the
+//! datadir or container from then on); a filler thread per pool then
+//! starts a replacement.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,8 +27,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::warm_pool::WarmPoolConfig;
+use crate::config::hosts::{with_local, HostConfig};
+use crate::config::warm_pool::{pool_dir, WarmPoolConfig};
 use crate::config::{Config, DriverKind};
+use crate::scaler::docker::{DockerDriver, DockerOptions, DEFAULT_IMAGE};
+use crate::scaler::driver::Driver;
 use crate::scaler::process::{Account, MariadbOptions, MariadbProcess};
 use crate::scaler::process_driver::{self, ADMIN_USER};
 
@@ -40,8 +50,18 @@ pub struct Warm {
     /// The admin account's password the server booted with (the
     /// service's scaler logs in with it from now on).
     pub admin_password: String,
-    /// The frozen server; its datadir stays where the pool made it.
-    pub process: MariadbProcess,
+    /// The frozen server.
+    pub backend: WarmBackend,
+}
+
+/// What a service takes over.
+#[derive(Debug)]
+pub enum WarmBackend {
+    /// A frozen `mariadbd`; its datadir stays where the pool made it.
+    Process(MariadbProcess),
+    /// The paused container (and volume) with this suffix
+    /// (`-<id>`: `torpor-warm-<id>`), on the pool's host.
+    Docker(String),
 }
 
 /// How many instances one pool holds ready now (the metric
@@ -66,6 +86,8 @@ pub struct WarmPools {
 #[derive(Debug)]
 struct Pool {
     config: WarmPoolConfig,
+    /// The `[[hosts]]` entry (or `local`) its servers run on.
+    host: Option<HostConfig>,
     /// `state_dir/warm/<driver>-<host>`.
     dir: PathBuf,
     ready: Mutex<VecDeque<Instance>>,
@@ -81,6 +103,9 @@ struct Instance {
     admin_password: String,
     /// `None` once checked out (its drop then leaves it running).
     process: Option<MariadbProcess>,
+    /// A container's suffix (its drop leaves it paused, for the next
+    /// start).
+    container: Option<String>,
 }
 
 impl Instance {
@@ -89,6 +114,13 @@ impl Instance {
             .as_ref()
             .and_then(MariadbProcess::pid)
             .and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// Whether its server is still there (a process checked; a container
+    /// is found by the service's own driver, which makes it anew if it
+    /// went away).
+    fn alive(&self) -> bool {
+        self.container.is_some() || self.pid().is_some_and(process_driver::alive)
     }
 }
 
@@ -111,11 +143,10 @@ impl WarmPools {
             .iter()
             .map(|pool| {
                 Arc::new(Pool {
-                    dir: config.state_dir.join("warm").join(format!(
-                        "{}-{}",
-                        driver_name(pool.driver),
-                        pool.host
-                    )),
+                    dir: pool_dir(&config.state_dir, driver_name(pool.driver), &pool.host),
+                    host: with_local(&config.hosts)
+                        .into_iter()
+                        .find(|host| host.name == pool.host),
                     config: pool.clone(),
                     ready: Mutex::new(VecDeque::new()),
                     changed: Condvar::new(),
@@ -146,19 +177,26 @@ impl WarmPools {
         }
     }
 
-    /// Takes a ready instance of `driver` on `host` for `service`, if
-    /// the pool has one (and it is alive); its folder is marked as the
-    /// service's and a replacement starts.
-    pub fn checkout(&self, driver: DriverKind, host: &str, service: &str) -> Option<Warm> {
-        let pool = self
-            .pools
-            .iter()
-            .find(|p| p.config.driver == driver && p.config.host == host)?;
+    /// Takes a ready instance of `driver` on `host` (a container of
+    /// `image`) for `service`, if the pool has one (and it is alive); its
+    /// folder is marked as the service's and a replacement starts.
+    pub fn checkout(
+        &self,
+        driver: DriverKind,
+        host: &str,
+        image: &str,
+        service: &str,
+    ) -> Option<Warm> {
+        let pool = self.pools.iter().find(|p| {
+            p.config.driver == driver
+                && p.config.host == host
+                && (driver != DriverKind::Docker
+                    || p.config.image.as_deref().unwrap_or(DEFAULT_IMAGE) == image)
+        })?;
         loop {
             let instance = pool.lock().pop_front()?;
             pool.changed.notify_all();
-            let alive = instance.pid().is_some_and(process_driver::alive);
-            if !alive {
+            if !instance.alive() {
                 warn!(dir = %instance.dir.display(), "a warm instance had died: not handed out");
                 let dir = instance.dir.clone();
                 drop(instance);
@@ -173,10 +211,14 @@ impl WarmPools {
             let _ = std::fs::remove_file(instance.dir.join(ADMIN_SECRET));
             info!(service, dir = %instance.dir.display(), "warm instance checked out");
             let mut instance = instance;
-            let process = instance.process.take()?;
+            let backend = match (instance.process.take(), instance.container.take()) {
+                (Some(process), _) => WarmBackend::Process(process),
+                (None, Some(suffix)) => WarmBackend::Docker(suffix),
+                (None, None) => continue,
+            };
             return Some(Warm {
                 admin_password: std::mem::take(&mut instance.admin_password),
-                process,
+                backend,
             });
         }
     }
@@ -236,7 +278,7 @@ impl Pool {
                     .join(format!("{}-{fresh}", crate::scaler::autoscaler::unix_ms()))
             });
             let started = std::time::Instant::now();
-            match make_instance(&dir, &self.config) {
+            match self.make_instance(&dir) {
                 Ok(instance) => {
                     info!(dir = %dir.display(), ms = started.elapsed().as_millis() as u64, "warm instance ready");
                     self.lock().push_back(instance);
@@ -251,18 +293,22 @@ impl Pool {
         }
     }
 
-    /// The folders a previous run left: unclaimed ones with a datadir
-    /// are booted again (no initialization); half-made ones, and
-    /// claimed ones whose service dropped its data, are removed.
+    /// The folders a previous run left: unclaimed ones are booted again
+    /// (a process's datadir, no initialization) or found (a container);
+    /// half-made ones, and claimed ones whose service dropped its data
+    /// (no datadir, no socket folder), are removed.
     fn leftovers(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         let mut reusable = Vec::new();
         for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-            let has_data = dir.join("data").join("mysql").is_dir();
+            let has_data = match self.config.driver {
+                DriverKind::Process => dir.join("data").join("mysql").is_dir(),
+                _ => true,
+            };
             if dir.join(CLAIMED).exists() {
-                if !dir.join("data").exists() {
+                if !dir.join("data").exists() && !dir.join("run").exists() {
                     remove_quietly(&dir);
                 }
             } else if has_data && dir.join(ADMIN_SECRET).is_file() {
@@ -275,39 +321,69 @@ impl Pool {
     }
 }
 
-/// Boots (initializing when new) the instance in `dir` at the pool's
-/// size, then freezes it.
-fn make_instance(dir: &Path, config: &WarmPoolConfig) -> Result<Instance, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let secret_file = dir.join(ADMIN_SECRET);
-    let admin_password = match std::fs::read_to_string(&secret_file) {
-        Ok(kept) if !kept.trim().is_empty() => kept.trim().to_string(),
-        _ => {
-            let secret = crate::scaler::services::random_secret();
-            process_driver::write_private(&secret_file, &secret)
-                .map_err(|e| format!("{}: {e}", secret_file.display()))?;
-            secret
+impl Pool {
+    /// Boots (initializing when new) the instance in `dir` at the pool's
+    /// size, then freezes it.
+    fn make_instance(&self, dir: &Path) -> Result<Instance, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let secret_file = dir.join(ADMIN_SECRET);
+        let admin_password = match std::fs::read_to_string(&secret_file) {
+            Ok(kept) if !kept.trim().is_empty() => kept.trim().to_string(),
+            _ => {
+                let secret = crate::scaler::services::random_secret();
+                process_driver::write_private(&secret_file, &secret)
+                    .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+                secret
+            }
+        };
+        let mut instance = Instance {
+            dir: dir.to_path_buf(),
+            admin_password,
+            process: None,
+            container: None,
+        };
+        match self.config.driver {
+            DriverKind::Docker => {
+                let host = self
+                    .host
+                    .clone()
+                    .ok_or_else(|| format!("no host named '{}'", self.config.host))?;
+                let options = DockerOptions::for_warm_pool(
+                    dir,
+                    &instance.admin_password,
+                    host,
+                    self.config.image.as_deref(),
+                    self.config.buffer_pool_mib,
+                )
+                .map_err(|e| e.to_string())?;
+                let suffix = options.placement.clone();
+                let mut driver = DockerDriver::new(options).map_err(|e| e.to_string())?;
+                if let Err(e) = driver.start().and_then(|_| driver.freeze()) {
+                    // Nothing half made is left behind for the next try.
+                    let _ = driver.destroy();
+                    return Err(e.to_string());
+                }
+                instance.container = Some(suffix);
+            }
+            _ => {
+                let datadir = dir.join("data");
+                let process = MariadbProcess::start(MariadbOptions {
+                    extra_args: process_driver::server_args(&datadir),
+                    datadir: Some(datadir),
+                    port: None,
+                    accounts: vec![Account::superuser(ADMIN_USER, &instance.admin_password)],
+                    buffer_pool: format!("{}M", self.config.buffer_pool_mib),
+                    ready_timeout: READY_TIMEOUT,
+                    cgroup_procs: Vec::new(),
+                })
+                .map_err(|e| e.to_string())?;
+                instance.process = Some(process);
+                let pid = instance.pid().ok_or("the server has no pid")?;
+                process_driver::freeze_pid(pid).map_err(|e| e.to_string())?;
+            }
         }
-    };
-    let datadir = dir.join("data");
-    let process = MariadbProcess::start(MariadbOptions {
-        extra_args: process_driver::server_args(&datadir),
-        datadir: Some(datadir),
-        port: None,
-        accounts: vec![Account::superuser(ADMIN_USER, &admin_password)],
-        buffer_pool: format!("{}M", config.buffer_pool_mib),
-        ready_timeout: READY_TIMEOUT,
-        cgroup_procs: Vec::new(),
-    })
-    .map_err(|e| e.to_string())?;
-    let instance = Instance {
-        dir: dir.to_path_buf(),
-        admin_password,
-        process: Some(process),
-    };
-    let pid = instance.pid().ok_or("the server has no pid")?;
-    process_driver::freeze_pid(pid).map_err(|e| e.to_string())?;
-    Ok(instance)
+        Ok(instance)
+    }
 }
 
 fn driver_name(driver: DriverKind) -> &'static str {

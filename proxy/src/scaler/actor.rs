@@ -461,7 +461,9 @@ impl Actor {
         }
         let started = Instant::now();
         self.transition(Event::WakeRequested);
-        let mut fresh_start = from == State::Parked;
+        // A warm pool's server (found paused, for a container) has none
+        // of the service's accounts yet: as a fresh start's.
+        let mut fresh_start = from == State::Parked || self.from_warm;
         let woke = match from {
             State::Suspended => self.driver.thaw().or_else(|e| {
                 // Frozen but gone (removed underneath): start it anew.

@@ -51,9 +51,11 @@ mod inspect;
 mod ready;
 mod relocation;
 mod storage;
+mod warm;
 
 pub use engine::capacity_mib;
 pub use relocation::placed_host;
+pub use warm::WARM_OWNER;
 
 use inspect::{inspected, short, Inspected, State};
 
@@ -120,7 +122,9 @@ pub struct DockerOptions {
     /// (a Torpor started again would look for the first pair).
     pub state_dir: Option<PathBuf>,
     /// What a relocated backend's container and volume names end with
-    /// (`-m<unix ms>`); empty for the service's first pair. Read from the
+    /// (`-m<unix ms>`), or a warm pool's pair (`-<id>`, see
+    /// [`DockerOptions::made_as`]); empty for the service's first pair.
+    /// Read from the
     /// state folder by [`DockerDriver::new`].
     pub placement: String,
     /// The host whose engine runs the containers.
@@ -128,6 +132,10 @@ pub struct DockerOptions {
     /// `[services.storage]`: the datadir is a volume of the service's own
     /// ([`storage`]) instead of a named Docker volume.
     pub storage: Option<crate::config::storage::StorageConfig>,
+    /// The name the container and volume were made under when it is not
+    /// the service's: a warm pool's pair (`warm`) the service took over.
+    /// Their names and label say it; the placement file keeps it.
+    pub made_as: Option<String>,
 }
 
 impl DockerOptions {
@@ -150,6 +158,7 @@ impl DockerOptions {
             socket_dir: None,
             state_dir: None,
             placement: String::new(),
+            made_as: None,
             host: crate::config::hosts::HostConfig::local(),
             storage: None,
         }
@@ -157,14 +166,22 @@ impl DockerOptions {
 
     /// The container's name.
     pub fn container_name(&self) -> String {
-        format!("{}{}{}", self.name_prefix, self.service, self.placement)
+        format!("{}{}{}", self.name_prefix, self.owner(), self.placement)
+    }
+
+    /// The name the container and volume were made under, which their
+    /// label carries: the service's, or [`DockerOptions::made_as`].
+    pub fn owner(&self) -> &str {
+        self.made_as.as_deref().unwrap_or(&self.service)
     }
 
     /// The datadir volume's name.
     pub fn volume_name(&self) -> String {
         format!(
             "{}{}{}-data",
-            self.name_prefix, self.service, self.placement
+            self.name_prefix,
+            self.owner(),
+            self.placement
         )
     }
 }
@@ -313,7 +330,7 @@ impl DockerDriver {
             .as_ref()
             .and_then(|config| config.labels.as_ref())
             .and_then(|labels| labels.get(SERVICE_LABEL));
-        if label.map(String::as_str) == Some(self.options.service.as_str()) {
+        if label.map(String::as_str) == Some(self.options.owner()) {
             return Ok(());
         }
         Err(DriverError::Failed(format!(
@@ -450,7 +467,7 @@ impl DockerDriver {
 
     /// The labels of the service's container and volume.
     fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(SERVICE_LABEL.to_string(), self.options.service.clone())])
+        HashMap::from([(SERVICE_LABEL.to_string(), self.options.owner().to_string())])
     }
 
     /// Checks that the image is on this machine (it is never pulled).

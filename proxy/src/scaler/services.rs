@@ -14,15 +14,16 @@ use rand::Rng;
 
 use super::actor::{self, Plan, Sizing, Timers};
 use super::docker::{DockerDriver, DockerOptions};
-use super::driver::{Driver, Resources};
+use super::driver::{Driver, DriverError, Resources};
 use super::policy::Autoscale;
-use super::process::{self, Account, MariadbProcess};
+use super::process::{self, Account};
 use super::process_driver::{ProcessDriver, ProcessOptions};
 use super::resize::PoolSizing;
 use crate::accounts::keeper::AdminLogin;
 use crate::config::hosts::{with_local, HostConfig, LOCAL_HOST};
 use crate::config::{BackendTlsOptions, Config, ConfigError, DriverKind, ServiceConfig};
 use crate::endpoint::Endpoint;
+use crate::provision::warm::WarmBackend;
 use crate::registry::Registry;
 use crate::service::lifecycle::State;
 use crate::service::{Request, Service};
@@ -137,7 +138,7 @@ pub fn start_managed(
     nudge: &Arc<Event>,
     registry: &Arc<Registry>,
     built: &mut Services,
-    warm: Option<MariadbProcess>,
+    warm: Option<WarmBackend>,
 ) -> Result<Arc<Service>, ConfigError> {
     let (tx, rx) = mpsc::channel();
     let service = Arc::new(Service::new(
@@ -293,8 +294,14 @@ fn driver_for(
     service: &ServiceConfig,
     accounts: Vec<Account>,
     built: &mut Services,
-    warm: Option<MariadbProcess>,
+    warm: Option<WarmBackend>,
 ) -> Result<(Box<dyn Driver>, actor::StartupSql), ConfigError> {
+    let taking_over = |e: DriverError| {
+        ConfigError::Invalid(format!(
+            "service '{}': taking over a warm pool's server: {e}",
+            service.name
+        ))
+    };
     let service_dir = config.state_dir.join("services").join(&service.name);
     match service.driver {
         DriverKind::Static => Err(ConfigError::Invalid(format!(
@@ -359,13 +366,12 @@ fn driver_for(
                 accounts: process::account_sql(&accounts_copy),
                 accounts_after_start: warm.is_some(),
             };
-            if let Some(process) = warm {
-                driver.adopt(process).map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "service '{}': taking over a warm instance: {e}",
-                        service.name
-                    ))
-                })?;
+            match warm {
+                Some(WarmBackend::Process(process)) => {
+                    driver.adopt(process).map_err(taking_over)?
+                }
+                Some(other) => return Err(taking_over(mismatched(other))),
+                None => {}
             }
             Ok((Box::new(driver), startup))
         }
@@ -404,8 +410,15 @@ fn driver_for(
             // A relocation records there which container is the service's.
             options.state_dir = Some(service_dir.clone());
             options.storage = service.storage.clone();
-            let driver = DockerDriver::new(options)
+            let mut driver = DockerDriver::new(options)
                 .map_err(|e| ConfigError::Invalid(format!("service '{}': {e}", service.name)))?;
+            match warm {
+                Some(WarmBackend::Docker(suffix)) => {
+                    driver.adopt_warm(&suffix).map_err(taking_over)?
+                }
+                Some(other) => return Err(taking_over(mismatched(other))),
+                None => {}
+            }
             // The image creates only root: the service's accounts (and
             // the `test` schema the process driver has too) are made, or
             // updated, after every fresh start.
@@ -417,6 +430,11 @@ fn driver_for(
             Ok((Box::new(driver), startup))
         }
     }
+}
+
+/// A warm pool's server handed to a service of another driver (a bug).
+fn mismatched(warm: WarmBackend) -> DriverError {
+    DriverError::Failed(format!("a warm pool's server of another driver: {warm:?}"))
 }
 
 /// The host a docker service runs on: where its last relocation put it

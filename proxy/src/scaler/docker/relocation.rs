@@ -27,7 +27,9 @@ use crate::scaler::feed::{backup_gtid, feed, BUFFER_POOL_DUMP};
 
 /// The file in a service's state folder that names the suffix of the
 /// container and volume it runs after a relocation, and the host they
-/// are on (`-m<unix ms> <host>`; no host: `local`).
+/// are on (`-m<unix ms> <host>`; no host: `local`); after it took over
+/// a warm pool's pair, the name they were made under too (`-<id> <host>
+/// warm`).
 const PLACEMENT_FILE: &str = "docker.placement";
 
 /// Where `mariadb-backup` keeps its few files of its own inside the
@@ -81,6 +83,11 @@ fn placed_socket_dir(home: &Path, placement: &str) -> Option<PathBuf> {
 /// The first pair's socket folder, from the one `options` name.
 fn home_socket_dir(options: &DockerOptions) -> Option<PathBuf> {
     let dir = options.socket_dir.as_ref()?;
+    if options.made_as.is_some() {
+        // A warm pool's pair's folder is the pool's; the service's first
+        // one is in its state folder.
+        return options.state_dir.as_ref().map(|dir| dir.join("run"));
+    }
     let name = dir.file_name()?.to_str()?;
     let home = name.strip_suffix(options.placement.as_str())?;
     Some(dir.with_file_name(home))
@@ -98,16 +105,44 @@ pub(super) fn apply_placement(options: &mut DockerOptions) {
     let Ok(text) = std::fs::read_to_string(&file) else {
         return;
     };
-    let suffix = text.split_whitespace().next().unwrap_or_default();
+    let mut words = text.split_whitespace();
+    let suffix = words.next().unwrap_or_default();
     if !valid_suffix(suffix) {
         tracing::warn!(file = %file.display(), "ignoring a placement that names no container");
         return;
     }
+    let made_as = words.nth(1).filter(|name| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    });
     options.placement = suffix.to_string();
-    options.socket_dir = options
-        .socket_dir
-        .as_deref()
-        .and_then(|home| placed_socket_dir(home, suffix));
+    options.made_as = made_as.map(str::to_string);
+    options.socket_dir = match made_as {
+        Some(_) => options
+            .socket_dir
+            .as_deref()
+            .and_then(|home| warm_socket_dir(home, &options.host.name, suffix)),
+        None => options
+            .socket_dir
+            .as_deref()
+            .and_then(|home| placed_socket_dir(home, suffix)),
+    };
+}
+
+/// The socket folder of a warm pool's pair (`suffix` `-<id>`) on `host`,
+/// from a service's first socket folder `home`
+/// (`<state_dir>/services/<name>/run`): the one the pool made it with,
+/// `<state_dir>/warm/docker-<host>/<id>/run`.
+pub fn warm_socket_dir(home: &Path, host: &str, suffix: &str) -> Option<PathBuf> {
+    let state_dir = home.parent()?.parent()?.parent()?;
+    let id = suffix.strip_prefix('-')?;
+    super::warm::socket_dir_within_limit(
+        &crate::config::warm_pool::pool_dir(state_dir, "docker", host)
+            .join(id)
+            .join("run"),
+    )
 }
 
 /// The host a relocated service's placement file names in `state_dir`;
@@ -141,6 +176,8 @@ impl DockerDriver {
         // Said now, before anything is made, rather than halfway.
         engine::cli(&self.options.host)?;
         options.placement = format!("-m{}", crate::scaler::autoscaler::unix_ms());
+        // The target is the service's own pair, named after it.
+        options.made_as = None;
         options.socket_dir = home_socket_dir(&self.options)
             .filter(|_| options.host.engine.is_none())
             .and_then(|home| placed_socket_dir(&home, &options.placement))
@@ -327,7 +364,13 @@ impl DockerDriver {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DriverError::Failed(format!("creating {}: {e}", dir.display())))?;
         }
-        let placement = format!("{} {}\n", self.options.placement, self.options.host.name);
+        let placement = match &self.options.made_as {
+            Some(made_as) => format!(
+                "{} {} {made_as}\n",
+                self.options.placement, self.options.host.name
+            ),
+            None => format!("{} {}\n", self.options.placement, self.options.host.name),
+        };
         std::fs::write(&partial, placement)
             .and_then(|()| std::fs::rename(&partial, &file))
             .map_err(|e| DriverError::Failed(format!("writing {}: {e}", file.display())))
@@ -387,6 +430,26 @@ mod tests {
         assert_eq!(options.volume_name(), "torpor-orders-m42-data");
         assert_eq!(options.socket_dir, Some(state.path().join("run-m42")));
         assert_eq!(home_socket_dir(&options), Some(state.path().join("run")));
+    }
+
+    #[test]
+    fn a_warm_placement_names_the_pools_pair_and_socket_folder() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let home = root.path().join("services/orders");
+        let mut options = DockerOptions::new("orders", "secret");
+        options.state_dir = Some(home.clone());
+        options.socket_dir = Some(home.join("run"));
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::write(home.join(PLACEMENT_FILE), "-17-1 local warm\n").expect("write");
+        apply_placement(&mut options);
+        assert_eq!(options.container_name(), "torpor-warm-17-1");
+        assert_eq!(options.volume_name(), "torpor-warm-17-1-data");
+        assert_eq!(options.owner(), "warm");
+        assert_eq!(
+            options.socket_dir,
+            Some(root.path().join("warm/docker-local/17-1/run"))
+        );
+        assert_eq!(home_socket_dir(&options), Some(home.join("run")));
     }
 
     #[test]
