@@ -41,6 +41,8 @@ const CLAIMED: &str = "claimed";
 const ADMIN_SECRET: &str = "admin.secret";
 /// How long an instance may take to boot.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long after a checkout the replacement starts booting.
+const REFILL_DELAY: Duration = Duration::from_millis(500);
 /// The pause after an instance failed to start, before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -264,9 +266,22 @@ impl Pool {
         loop {
             {
                 let mut ready = self.lock();
+                let mut waited = false;
                 while !self.stopping.load(Ordering::SeqCst) && ready.len() >= self.config.instances
                 {
                     ready = self.changed.wait(ready).unwrap_or_else(|p| p.into_inner());
+                    waited = true;
+                }
+                if waited {
+                    // A checkout: the new service's first queries go
+                    // before the replacement's boot takes the CPUs.
+                    drop(
+                        self.changed
+                            .wait_timeout_while(ready, REFILL_DELAY, |_| {
+                                !self.stopping.load(Ordering::SeqCst)
+                            })
+                            .unwrap_or_else(|p| p.into_inner()),
+                    );
                 }
             }
             if self.stopping.load(Ordering::SeqCst) {

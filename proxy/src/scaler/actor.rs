@@ -494,13 +494,15 @@ impl Actor {
                 self.autoscaler.restart();
                 self.transition(Event::Ready);
                 let took = started.elapsed();
-                let from = if std::mem::take(&mut self.from_warm) {
-                    "warm"
-                } else {
-                    from.name()
-                };
+                let from_warm = std::mem::take(&mut self.from_warm);
+                let from = if from_warm { "warm" } else { from.name() };
                 self.service.stats.woke(from, took);
                 info!(service = %self.service.name, from, ms = took.as_millis() as u64, "woke");
+                if from_warm {
+                    if let Err(e) = self.driver.take_service_limits() {
+                        warn!(service = %self.service.name, "the warm server keeps the pool's limits: {e}");
+                    }
+                }
                 self.after_wake();
                 Ok(())
             }
@@ -593,7 +595,8 @@ impl Actor {
         {
             return;
         }
-        if self.driver.found_frozen() {
+        // A warm pool's container is paused: no need to ask the engine.
+        if self.from_warm || self.driver.found_frozen() {
             self.transition(Event::FoundFrozen);
             self.suspended_at = Some(Instant::now());
             info!(service = %self.service.name, "found frozen, as it was left: suspended");

@@ -790,6 +790,11 @@ impl Driver for DockerDriver {
         self.import(data, copied)
     }
 
+    fn take_service_limits(&mut self) -> Result<(), DriverError> {
+        let resources = self.options.resources;
+        self.resize(resources)
+    }
+
     fn take_over(&mut self) -> Result<(), DriverError> {
         self.record_placement()
     }

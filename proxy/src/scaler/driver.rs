@@ -227,6 +227,13 @@ pub trait Driver: Send {
         )))
     }
 
+    /// Gives a warm pool's server this service took over the service's
+    /// own limits, once it serves (its first wake does not wait for
+    /// them): a container was made with the pool's.
+    fn take_service_limits(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Records this backend as the service's own, so that Torpor started
     /// again finds it (after a relocation's switch-over).
     fn take_over(&mut self) -> Result<(), DriverError> {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{DockerDriver, DockerOptions, SOCKET_NAME};
 use crate::config::hosts::HostConfig;
-use crate::scaler::driver::{Driver, DriverError, Resources};
+use crate::scaler::driver::{DriverError, Resources};
 
 /// The name a warm pool's containers and volumes are made under (and
 /// labelled with), before and after a service takes them over.
@@ -64,16 +64,14 @@ impl DockerDriver {
     /// driver's host (paused, made with [`DockerOptions::for_warm_pool`]
     /// and the admin password this driver has) as this service's: the
     /// placement file names it from now on, so that Torpor started again
-    /// finds it, and it gets the service's limits. The next
-    /// [`Driver::start`] unpauses it.
+    /// finds it. The next [`Driver::start`] unpauses it; the service's
+    /// limits follow ([`Driver::take_service_limits`]).
     pub fn adopt_warm(&mut self, suffix: &str) -> Result<(), DriverError> {
         self.options.made_as = Some(WARM_OWNER.to_string());
         self.options.placement = suffix.to_string();
         self.options.socket_dir = self.options.socket_dir.as_deref().and_then(|home| {
             super::relocation::warm_socket_dir(home, &self.options.host.name, suffix)
         });
-        self.record_placement()?;
-        let resources = self.options.resources;
-        self.resize(resources)
+        self.record_placement()
     }
 }
