@@ -221,10 +221,7 @@ fn a_created_service_serves_clients_across_restarts_and_is_deleted_as_told() {
     let (status, config_owned) = call("DELETE", admin, "/services/main?data=keep", None);
     assert_eq!(status, 409, "{config_owned}");
     // The count of clients drops once the session's close is seen.
-    let deleted = loop_until(|| {
-        let (status, body) = call("DELETE", admin, "/services/shop?data=keep", None);
-        (status != 409).then_some((status, body))
-    });
+    let deleted = delete_when_idle(admin, "/services/shop?data=keep");
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     assert_eq!(deleted.1["data"], "kept");
     assert!(!kept_file.exists());
@@ -247,10 +244,7 @@ fn a_created_service_serves_clients_across_restarts_and_is_deleted_as_told() {
     assert_eq!(count, 1);
     drop(shop);
 
-    let deleted = loop_until(|| {
-        let (status, body) = call("DELETE", admin, "/services/shop?data=drop", None);
-        (status != 409).then_some((status, body))
-    });
+    let deleted = delete_when_idle(admin, "/services/shop?data=drop");
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     assert_eq!(deleted.1["data"], "dropped");
     assert!(!datadir.exists(), "the datadir is gone");
@@ -310,15 +304,7 @@ fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
     assert_eq!(volumes_of(&name).len(), 1);
     drop(shop);
 
-    let deleted = loop_until(|| {
-        let (status, body) = call(
-            "DELETE",
-            admin,
-            &format!("/services/{name}?data=drop"),
-            None,
-        );
-        (status != 409).then_some((status, body))
-    });
+    let deleted = delete_when_idle(admin, &format!("/services/{name}?data=drop"));
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     assert_eq!(deleted.1["data"], "dropped");
     assert!(containers_of(&name).is_empty(), "the container is gone");
@@ -329,6 +315,15 @@ fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
         "the deleted service's account still logs in"
     );
     torpor.stop();
+}
+
+/// `DELETE path`, retried while it is refused (409) because the
+/// service's last client has not been seen closing yet.
+fn delete_when_idle(admin: SocketAddr, path: &str) -> (u16, Value) {
+    loop_until(|| {
+        let (status, body) = call("DELETE", admin, path, None);
+        (status != 409).then_some((status, body))
+    })
 }
 
 /// Retries `attempt` until it gives an answer (a bound against hangs
@@ -671,10 +666,7 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
     drop(first);
 
     // Deleted with its data: the datadir it took over goes.
-    let deleted = loop_until(|| {
-        let (status, body) = call("DELETE", admin, "/services/first?data=drop", None);
-        (status != 409).then_some((status, body))
-    });
+    let deleted = delete_when_idle(admin, "/services/first?data=drop");
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     assert!(!Path::new(&datadir).exists(), "{datadir} is still there");
     torpor.stop();
@@ -906,15 +898,7 @@ fn a_created_docker_service_takes_over_a_paused_warm_container() {
         "the pool's folder was reused, not a new one made"
     );
 
-    let deleted = loop_until(|| {
-        let (status, body) = call(
-            "DELETE",
-            admin,
-            &format!("/services/{name}?data=drop"),
-            None,
-        );
-        (status != 409).then_some((status, body))
-    });
+    let deleted = delete_when_idle(admin, &format!("/services/{name}?data=drop"));
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     let gone = docker(&["inspect", &container]).unwrap();
     assert!(!gone.status.success(), "{container} is still there");

@@ -193,41 +193,38 @@ pub fn start_serverless(
     }
     // The MySQL port can open before the admin listener does.
     let api = crate::admin::Admin::new(&admin.to_string(), None);
-    while !api.is_ready() {
-        if let Some(report) = child.exit_report() {
-            bail!("--spawn-torpor-serverless: {report}");
+    let mut wait = |ready: &dyn Fn() -> bool, what: &str| -> anyhow::Result<()> {
+        while !ready() {
+            if let Some(report) = child.exit_report() {
+                bail!("--spawn-torpor-serverless: {report}");
+            }
+            if stop.is_set() {
+                bail!("interrupted while starting Torpor");
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "--spawn-torpor-serverless: {what} within {}; its output:\n{}",
+                    humantime::format_duration(timeout),
+                    child.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if stop.is_set() {
-            bail!("interrupted while starting Torpor");
-        }
-        if started.elapsed() > timeout {
-            bail!(
-                "--spawn-torpor-serverless: its admin API on {admin} did not answer GET /readyz \
-                 with 200 within {} (does this torpor have --admin-listen?); its output:\n{}",
-                humantime::format_duration(timeout),
-                child.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Ok(())
+    };
+    wait(
+        &|| api.is_ready(),
+        &format!(
+            "its admin API on {admin} did not answer GET /readyz with 200 \
+             (does this torpor have --admin-listen?)"
+        ),
+    )?;
     // Its warm pool boots a server now: measured workloads start after
     // that boot, not beside it.
-    while api.warm_instances().ok().flatten().unwrap_or(0) == 0 {
-        if let Some(report) = child.exit_report() {
-            bail!("--spawn-torpor-serverless: {report}");
-        }
-        if stop.is_set() {
-            bail!("interrupted while starting Torpor");
-        }
-        if started.elapsed() > timeout {
-            bail!(
-                "--spawn-torpor-serverless: its warm pool held no ready server within {}; its output:\n{}",
-                humantime::format_duration(timeout),
-                child.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait(
+        &|| api.warm_instances().ok().flatten().unwrap_or(0) > 0,
+        "its warm pool held no ready server",
+    )?;
     Ok(ServerlessTorpor { child, admin })
 }
 

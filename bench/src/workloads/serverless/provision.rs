@@ -9,8 +9,8 @@
 //!   takes over;
 //! - `cold`: a datadir initialized and a server started. With a warm
 //!   pool, the cycle's second service is made at once after the first,
-//!   while the pool boots its replacement (a burst that drains the
-//!   pool); without one, every service is cold.
+//!   before the pool has its replacement (a burst that drains the pool);
+//!   without one, every service is cold.
 
 use std::time::{Duration, Instant};
 
