@@ -199,6 +199,17 @@ pub enum DriverKind {
     Static,
 }
 
+impl DriverKind {
+    /// The driver's name, as the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Docker => "docker",
+            DriverKind::Process => "process",
+            DriverKind::Static => "static",
+        }
+    }
+}
+
 /// A database service Torpor runs and scales: its backend is started,
 /// suspended when idle, parked after a longer silence and woken by the
 /// next query.

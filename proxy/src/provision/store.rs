@@ -78,11 +78,7 @@ pub fn load_all(state_dir: &Path) -> Vec<(PathBuf, Result<ServiceSpec, String>)>
 fn to_json(spec: &ServiceSpec) -> serde_json::Value {
     let mut body = serde_json::json!({
         "name": spec.name,
-        "driver": match spec.driver {
-            crate::config::DriverKind::Docker => "docker",
-            crate::config::DriverKind::Process => "process",
-            crate::config::DriverKind::Static => "static",
-        },
+        "driver": spec.driver.name(),
         "hosts": spec.hosts,
         "accounts": spec.accounts.iter().map(|a| serde_json::json!({
             "name": a.name,

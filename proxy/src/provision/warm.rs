@@ -145,7 +145,7 @@ impl WarmPools {
             .iter()
             .map(|pool| {
                 Arc::new(Pool {
-                    dir: pool_dir(&config.state_dir, driver_name(pool.driver), &pool.host),
+                    dir: pool_dir(&config.state_dir, pool.driver.name(), &pool.host),
                     host: with_local(&config.hosts)
                         .into_iter()
                         .find(|host| host.name == pool.host),
@@ -168,7 +168,7 @@ impl WarmPools {
         let mut fillers = self.fillers.lock().unwrap_or_else(|p| p.into_inner());
         for pool in &self.pools {
             let filling = Arc::clone(pool);
-            let name = format!("torpor-warm-{}", driver_name(pool.config.driver));
+            let name = format!("torpor-warm-{}", pool.config.driver.name());
             match std::thread::Builder::new()
                 .name(name)
                 .spawn(move || filling.fill())
@@ -230,7 +230,7 @@ impl WarmPools {
         self.pools
             .iter()
             .map(|pool| WarmCount {
-                driver: driver_name(pool.config.driver),
+                driver: pool.config.driver.name(),
                 host: pool.config.host.clone(),
                 instances: pool.lock().len(),
             })
@@ -398,14 +398,6 @@ impl Pool {
             }
         }
         Ok(instance)
-    }
-}
-
-fn driver_name(driver: DriverKind) -> &'static str {
-    match driver {
-        DriverKind::Docker => "docker",
-        DriverKind::Process => "process",
-        DriverKind::Static => "static",
     }
 }
 

@@ -144,11 +144,7 @@ pub fn start_managed(
     let service = Arc::new(Service::new(
         index,
         &service_config.name,
-        match service_config.driver {
-            DriverKind::Docker => "docker",
-            DriverKind::Process => "process",
-            DriverKind::Static => "static",
-        },
+        service_config.driver.name(),
         State::Parked,
         None,
         Duration::from_secs(5),
