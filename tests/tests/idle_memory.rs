@@ -30,6 +30,17 @@ const PER_CLIENT_KIB: f64 = 7.0;
 /// Share of what the burst added that must be given back once it left.
 const GIVEN_BACK: f64 = 0.75;
 
+/// What may stay besides, in KiB, whatever the burst's size: the
+/// allocator keeps some pages of its own (a partly used arena, the
+/// worker's connection table at its grown capacity). Since a client
+/// costs about 3.4 KiB, the 2,000 add only 6-7 MiB, and these fixed
+/// 1-2 MiB alone made the share miss 75 % (CI once measured 74 %).
+const MAY_STAY_KIB: u64 = 1024;
+
+/// The least the burst must add for the give-back check to mean
+/// something: a few times what may stay anyway.
+const LEAST_GROWTH_KIB: u64 = 4 * MAY_STAY_KIB;
+
 /// How long the burst's memory may take to come back (the trim comes at
 /// worker 0's next once-a-second look, after the sessions ended).
 const GIVE_BACK_WITHIN: Duration = Duration::from_secs(15);
@@ -90,7 +101,11 @@ fn idle_clients_cost_under_thirteen_kib_each_and_a_burst_gives_its_memory_back()
 
     drop(held);
     let grown = during.saturating_sub(before);
-    let allowed = before + ((1.0 - GIVEN_BACK) * grown as f64) as u64;
+    assert!(
+        grown >= LEAST_GROWTH_KIB,
+        "the {CLIENTS} clients added only {grown} KiB: too little to see it come back"
+    );
+    let allowed = before + ((1.0 - GIVEN_BACK) * grown as f64) as u64 + MAY_STAY_KIB;
     let deadline = Instant::now() + GIVE_BACK_WITHIN;
     let mut after = rss_kib(pid);
     while after > allowed && Instant::now() < deadline {
@@ -101,7 +116,8 @@ fn idle_clients_cost_under_thirteen_kib_each_and_a_burst_gives_its_memory_back()
     assert!(
         after <= allowed,
         "RSS stayed at {after} KiB after the {CLIENTS} clients left: {before} KiB before, \
-         {during} KiB with them; at least {:.0} % of the growth should come back",
+         {during} KiB with them; at least {:.0} % of the growth should come back, \
+         less {MAY_STAY_KIB} KiB",
         GIVEN_BACK * 100.0
     );
 }
