@@ -217,7 +217,8 @@ pub struct DockerDriver {
     runtime: tokio::runtime::Runtime,
     docker: Docker,
     /// Whether `docker` speaks the engine's API version yet. Negotiated
-    /// on first use, so a driver can be built while the engine restarts.
+    /// on first use, so a driver can be built while the engine restarts,
+    /// unless an earlier driver settled it with the same engine.
     negotiated: bool,
     /// Where the server answered last; `None` while stopped or unknown.
     address: Option<SocketAddr>,
@@ -253,12 +254,14 @@ impl DockerDriver {
         })?;
         // The client is built inside the runtime: its connector may need
         // one, even though it opens no connection before the first call.
-        let docker = runtime.block_on(async { engine::connect(&options.host) })?;
+        let settled = engine::settled_version(&options.host);
+        let version = settled.as_ref().unwrap_or(bollard::API_DEFAULT_VERSION);
+        let docker = runtime.block_on(async { engine::connect(&options.host, version) })?;
         Ok(DockerDriver {
             options,
             runtime,
             docker,
-            negotiated: false,
+            negotiated: settled.is_some(),
             address: None,
             container_id: None,
             usage_source: None,
@@ -286,6 +289,7 @@ impl DockerDriver {
         let docker = self
             .block_on(self.docker.clone().negotiate_version())
             .map_err(|e| DriverError::Failed(format!("the Docker engine does not answer: {e}")))?;
+        engine::remember_version(&self.options.host, docker.client_version());
         self.docker = docker;
         self.negotiated = true;
         Ok(())

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::models::{ContainerMemoryStats, ContainerStatsResponse};
 use bollard::query_parameters::{ListContainersOptions, StatsOptions};
-use bollard::Docker;
+use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 use super::{failed, DockerDriver, SERVICE_LABEL};
@@ -32,16 +33,59 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an engine call may take before the API client gives up.
 const ENGINE_TIMEOUT_SECS: u64 = 120;
 
-/// A client for `host`'s engine. Call inside a tokio runtime: the
+/// Docker's own socket, where bollard's local defaults look too.
+const DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// The API version each engine settled on ([`settled_version`]), by
+/// [`engine_key`].
+static SETTLED: Mutex<Vec<(String, ClientVersion)>> = Mutex::new(Vec::new());
+
+/// What tells engines apart: where Torpor reaches one and with what
+/// credentials (a reload may point a host's name elsewhere).
+fn engine_key(host: &HostConfig) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        host.engine, host.tls_ca, host.tls_cert, host.tls_key
+    )
+}
+
+/// The API version `host`'s engine settled on with an earlier driver:
+/// a new one (a service created at run time, each service at a start)
+/// then skips its own `/version` round trip, 5 ms here, which a warm
+/// pool's checkout would otherwise wait for.
+pub(super) fn settled_version(host: &HostConfig) -> Option<ClientVersion> {
+    let key = engine_key(host);
+    let settled = SETTLED.lock().unwrap_or_else(|e| e.into_inner());
+    settled
+        .iter()
+        .find(|(engine, _)| *engine == key)
+        .map(|(_, version)| *version)
+}
+
+/// Remembers the version `host`'s engine settled on.
+pub(super) fn remember_version(host: &HostConfig, version: ClientVersion) {
+    let key = engine_key(host);
+    let mut settled = SETTLED.lock().unwrap_or_else(|e| e.into_inner());
+    settled.retain(|(engine, _)| *engine != key);
+    settled.push((key, version));
+}
+
+/// A client for `host`'s engine speaking API `version` (bollard's
+/// default until one is settled). Call inside a tokio runtime: the
 /// connector may need one, though it opens no connection yet.
-pub(super) fn connect(host: &HostConfig) -> Result<Docker, DriverError> {
+pub(super) fn connect(host: &HostConfig, version: &ClientVersion) -> Result<Docker, DriverError> {
     let fail = |e: bollard::errors::Error| {
         DriverError::Failed(format!("host '{}': the Docker engine: {e}", host.name))
     };
     let Some(engine) = &host.engine else {
-        return Docker::connect_with_local_defaults().map_err(fail);
+        // As `Docker::connect_with_local_defaults`, which takes no
+        // version: `DOCKER_HOST` when it names a socket, else Docker's.
+        let path = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|p| p.starts_with("unix://"));
+        let path = path.as_deref().unwrap_or(DOCKER_SOCKET);
+        return Docker::connect_with_unix(path, ENGINE_TIMEOUT_SECS, version).map_err(fail);
     };
-    let version = bollard::API_DEFAULT_VERSION;
     if let Some(path) = engine.strip_prefix("unix://") {
         return Docker::connect_with_socket(path, ENGINE_TIMEOUT_SECS, version).map_err(fail);
     }
@@ -118,7 +162,11 @@ pub fn capacity_mib(host: &HostConfig) -> Result<u64, DriverError> {
         DriverError::Failed(format!("starting a runtime for host '{}': {e}", host.name))
     })?;
     runtime.block_on(async {
-        let docker = connect(host)?;
+        let settled = settled_version(host);
+        let docker = connect(
+            host,
+            settled.as_ref().unwrap_or(bollard::API_DEFAULT_VERSION),
+        )?;
         let info = tokio::time::timeout(Duration::from_secs(5), docker.info())
             .await
             .map_err(|_| {
