@@ -290,15 +290,15 @@ impl Admin {
         })
     }
 
-    /// How many servers Torpor's process warm pool holds ready now (its
-    /// metric `torpor_warm_pool_instances{driver="process"}`); `None`
-    /// when it has no such pool.
-    pub fn warm_instances(&self) -> anyhow::Result<Option<u64>> {
+    /// How many servers Torpor's local warm pool of `driver` holds
+    /// ready now (its metric `torpor_warm_pool_instances{driver,host}`);
+    /// `None` when it has no such pool.
+    pub fn warm_instances(&self, driver: &str) -> anyhow::Result<Option<u64>> {
         let (status, body) = self.call("GET", "/metrics")?;
         if status != 200 {
             bail!("GET {}/metrics answered {status}", self.base);
         }
-        Ok(warm_instances_in(&body))
+        Ok(warm_instances_in(&body, driver))
     }
 
     /// Whether `GET /readyz` answers 200 now.
@@ -339,12 +339,16 @@ fn answer(
     Ok((status, body))
 }
 
-/// The process warm pool's ready count in a metrics text.
-pub fn warm_instances_in(metrics: &str) -> Option<u64> {
+/// The ready count of the local warm pool of `driver` in a metrics
+/// text.
+pub fn warm_instances_in(metrics: &str, driver: &str) -> Option<u64> {
+    let driver = format!("driver=\"{driver}\"");
     metrics
         .lines()
         .filter(|line| {
-            line.starts_with("torpor_warm_pool_instances{") && line.contains("driver=\"process\"")
+            line.starts_with("torpor_warm_pool_instances{")
+                && line.contains(&driver)
+                && line.contains("host=\"local\"")
         })
         .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|count| count as u64)
@@ -446,9 +450,12 @@ mod tests {
     #[test]
     fn the_warm_pool_count_is_read_from_the_metrics() {
         let text = "# TYPE torpor_warm_pool_instances gauge\n\
-                    torpor_warm_pool_instances{driver=\"process\",host=\"local\"} 2\n";
-        assert_eq!(warm_instances_in(text), Some(2));
-        assert_eq!(warm_instances_in("torpor_up 1\n"), None);
+                    torpor_warm_pool_instances{driver=\"process\",host=\"local\"} 2\n\
+                    torpor_warm_pool_instances{driver=\"docker\",host=\"local\"} 1\n\
+                    torpor_warm_pool_instances{driver=\"docker\",host=\"far\"} 3\n";
+        assert_eq!(warm_instances_in(text, "process"), Some(2));
+        assert_eq!(warm_instances_in(text, "docker"), Some(1));
+        assert_eq!(warm_instances_in("torpor_up 1\n", "process"), None);
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //! (`--spawn-torpor-autoscale`), for the `autoscale` workload: the
 //! `docker` driver, the `torpor/mariadb:10.11` image
 //! (`docker/mariadb/build.sh`), starting at the smallest size of
-//! [`AutoscaleSettings`] with `[services.autoscale]` on.
+//! [`AutoscaleSettings`] with `[services.autoscale]` on, and a docker
+//! warm pool of one container (`[[warm_pools]]`) for the `provision`
+//! workload's services.
 //!
 //! Torpor's command line cannot describe a docker service, so the suite
 //! writes a config file ([`config_text`]) and starts
 //! `torpor --config FILE`. The service is named after this process, so
 //! runs side by side (or a neighbour's tests) never share a container;
-//! the container and its volume are removed when the target is dropped,
-//! after Torpor has stopped.
+//! the container and its volume, and the warm pool's, are removed when
+//! the target is dropped, after Torpor has stopped.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,15 +51,31 @@ pub struct AutoscaleTorpor {
     pub child: ChildProcess,
     /// Where its admin API listens.
     pub admin: SocketAddr,
-    /// Held for its `Drop`: the container and volume go last.
-    _leftovers: Leftovers,
+    /// Where its warm pool keeps a folder per container.
+    warm_pool: PathBuf,
+    /// Held for its `Drop`: the containers and volumes go last.
+    leftovers: Leftovers,
 }
 
-/// The container and volume of the service, removed on drop.
+impl Drop for AutoscaleTorpor {
+    fn drop(&mut self) {
+        // Read while Torpor runs: its folder goes with the child. The
+        // pool's containers outlive Torpor (a restart finds them again).
+        let names = std::fs::read_dir(&self.warm_pool)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .map(|id| format!("{}warm-{id}", torpor::scaler::docker::DEFAULT_PREFIX));
+        self.leftovers.containers.extend(names);
+    }
+}
+
+/// The containers of the service and of the warm pool, removed on drop
+/// with their volumes (`<container>-data`).
 #[derive(Debug)]
 struct Leftovers {
-    container: String,
-    volume: String,
+    containers: Vec<String>,
 }
 
 impl Drop for Leftovers {
@@ -71,8 +89,10 @@ impl Drop for Leftovers {
                 .stderr(Stdio::null())
                 .status();
         };
-        quiet(&["rm", "--force", &self.container]);
-        quiet(&["volume", "rm", "--force", &self.volume]);
+        for container in &self.containers {
+            quiet(&["rm", "--force", container]);
+            quiet(&["volume", "rm", "--force", &format!("{container}-data")]);
+        }
     }
 }
 
@@ -88,7 +108,8 @@ fn toml_string(text: &str) -> String {
 
 /// The config file: listeners, the bench account, one docker service of
 /// `service` starting at the smallest size with autoscaling between the
-/// bounds, and idle timers off (only the workload's load changes it).
+/// bounds, and idle timers off (only the workload's load changes it); a
+/// warm pool of one container of the same image.
 pub fn config_text(
     listen: SocketAddr,
     admin: SocketAddr,
@@ -130,6 +151,11 @@ memory_step_mib = {MEMORY_STEP_MIB}
 scale_up_after_ms = {SCALE_UP_AFTER_MS}
 scale_down_after_secs = {SCALE_DOWN_AFTER_SECS}
 reload_after_grow = {reload}
+
+[[warm_pools]]
+driver = "docker"
+instances = 1
+image = {image}
 "#,
         state = toml_string(&state_dir.display().to_string()),
         user = toml_string(&credentials.user),
@@ -146,7 +172,7 @@ reload_after_grow = {reload}
 
 /// The MariaDB image: `TORPOR_MARIADB_IMAGE`, as the tests read it, or
 /// Torpor's default.
-fn image() -> String {
+pub fn image() -> String {
     std::env::var("TORPOR_MARIADB_IMAGE")
         .unwrap_or_else(|_| torpor::scaler::docker::DEFAULT_IMAGE.to_string())
 }
@@ -188,9 +214,9 @@ pub fn start(
     let service = service_name(std::process::id());
     let prefix = torpor::scaler::docker::DEFAULT_PREFIX;
     let leftovers = Leftovers {
-        container: format!("{prefix}{service}"),
-        volume: format!("{prefix}{service}-data"),
+        containers: vec![format!("{prefix}{service}")],
     };
+    let warm_pool = dir.path().join("state/warm/docker-local");
     let config = dir.path().join("torpor.toml");
     std::fs::write(
         &config,
@@ -242,11 +268,30 @@ pub fn start(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(AutoscaleTorpor {
+    let mut target = AutoscaleTorpor {
         child,
         admin,
-        _leftovers: leftovers,
-    })
+        warm_pool,
+        leftovers,
+    };
+    // Its warm pool boots a container now: measured workloads start
+    // after that boot, not beside it (and a dropped target removes it).
+    while api.warm_instances("docker").ok().flatten().unwrap_or(0) == 0 {
+        if let Some(report) = target.child.exit_report() {
+            bail!("{report}");
+        }
+        if stop.is_set() {
+            bail!("interrupted while starting Torpor");
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "its warm pool held no ready container within {}",
+                humantime::format_duration(limit)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -291,6 +336,10 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 4001)))
         );
         assert!(autoscale.reload_after_grow);
+        let pool = config.warm_pools.first().expect("a warm pool");
+        assert_eq!(pool.driver, torpor::config::DriverKind::Docker);
+        assert_eq!(pool.instances, 1);
+        assert_eq!(pool.image.as_deref(), Some(image().as_str()));
         // --autoscale-no-reload reaches the service.
         let without = AutoscaleSettings {
             reload_after_grow: false,

@@ -222,7 +222,7 @@ pub fn start_serverless(
     // Its warm pool boots a server now: measured workloads start after
     // that boot, not beside it.
     wait(
-        &|| api.warm_instances().ok().flatten().unwrap_or(0) > 0,
+        &|| api.warm_instances("process").ok().flatten().unwrap_or(0) > 0,
         "its warm pool held no ready server",
     )?;
     Ok(ServerlessTorpor { child, admin })

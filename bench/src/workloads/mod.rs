@@ -237,10 +237,11 @@ impl WorkloadKind {
                  the switch-over's stall, each phase's time, and errors (want 0)"
             }
             WorkloadKind::Provision => {
-                "Torpor: a service created through the admin API (process driver), its account's \
+                "Torpor: a service created through the admin API (the driver of the target's own \
+                 service: process on torpor-serverless, docker on torpor-autoscale), its account's \
                  first SELECT 1, then deleted with its data, --wake-cycles times: POST to first \
-                 answer p50/p99/max on a server of the warm pool (--warm-pool 1) and cold (made at once \
-                 after, before the pool has its next), and errors (want 0)"
+                 answer p50/p99/max on a server of the warm pool (one on each spawned Torpor) and \
+                 cold (made at once after, before the pool has its next), and errors (want 0)"
             }
             WorkloadKind::Autoscale => {
                 "Torpor: an autoscaled service (--spawn-torpor-autoscale) under idle, 1 client, \

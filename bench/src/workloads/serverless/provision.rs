@@ -1,12 +1,14 @@
 //! How long a new database takes: each cycle creates a service through
-//! the admin API (`POST /services`, the `process` driver, one account),
-//! logs in as its account and runs `SELECT 1`, then deletes it with its
-//! data. Figures: the time from the POST to the first answer (p50, p99,
-//! max), the POST's own time, and errors (want 0), for each path:
+//! the admin API (`POST /services`, one account, the driver of the
+//! target's own service: `process` on `torpor-serverless`, `docker` on
+//! `torpor-autoscale`), logs in as its account and runs `SELECT 1`, then
+//! deletes it with its data. Figures: the time from the POST to the
+//! first answer (p50, p99, max), the POST's own time, and errors (want
+//! 0), for each path:
 //!
-//! - `warm`: Torpor has a process warm pool (`--warm-pool`) and the
-//!   cycle waits until it holds a ready server, which the new service
-//!   takes over;
+//! - `warm`: Torpor has a local warm pool of that driver (the suite's
+//!   Torpors have one of 1) and the cycle waits until it holds a ready
+//!   server, which the new service takes over;
 //! - `cold`: a datadir initialized and a server started. With a warm
 //!   pool, the cycle's second service is made at once after the first,
 //!   before the pool has its replacement (a burst that drains the pool);
@@ -39,34 +41,46 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, admin: &Admin, cycles: u32) -> anyhow
         .exec_first("SELECT PASSWORD(?)", (&ctx.settings.credentials.password,))?
         .with_context(|| format!("no password hash from {}", existing.name))?;
     drop(conn);
+    let driver = existing.driver.as_str();
+    if driver != "process" && driver != "docker" {
+        return Ok(Outcome::NotAvailable(format!(
+            "its service {} is {driver}: services are created with the process or docker driver",
+            existing.name
+        )));
+    }
 
     let clock = ctx.clock;
     let mut paths = [Path::new("warm"), Path::new("cold")];
     let mut errors = Tally::default();
-    let pooled = admin.warm_instances()?.is_some();
+    let pooled = admin.warm_instances(driver)?.is_some();
     for cycle in 0..cycles {
         if ctx.stop.is_set() {
             break;
         }
         if pooled {
-            if let Err(e) = wait_for_warm(admin, ctx) {
+            if let Err(e) = wait_for_warm(admin, driver, ctx) {
                 errors.add(format!("the warm pool: {e:#}"));
                 break;
             }
         }
         let mut made_now = Vec::new();
         for made in 0..if pooled { 2 } else { 1 } {
-            let warm = pooled && admin.warm_instances()?.unwrap_or(0) > 0;
+            let warm = pooled && admin.warm_instances(driver)?.unwrap_or(0) > 0;
             let path = &mut paths[usize::from(!warm)];
             let name = format!("bench-made-{}-{cycle}-{made}", std::process::id());
             let account = format!("made{}x{cycle}x{made}", std::process::id());
-            let body = json!({
+            let mut body = json!({
                 "name": name,
-                "driver": "process",
+                "driver": driver,
                 "buffer_pool_mib": 32,
                 "suspend_after_secs": 0,
                 "accounts": [{"name": account, "password_hash": hash}],
             });
+            if driver == "docker" {
+                // The warm pool's image, which a service must ask for to
+                // take one of its containers.
+                body["image"] = json!(crate::targets::autoscale::image());
+            }
             let begun = clock.now();
             match admin.create_service(&body) {
                 Ok(Ok(())) => path.post.record(clock.now().duration_since(begun)),
@@ -164,10 +178,10 @@ impl Path {
 /// How long the warm pool may take to hold a ready server again.
 const REFILL_LIMIT: Duration = Duration::from_secs(120);
 
-/// Waits until the warm pool holds a ready server.
-fn wait_for_warm(admin: &Admin, ctx: &Ctx<'_>) -> anyhow::Result<()> {
+/// Waits until the warm pool of `driver` holds a ready server.
+fn wait_for_warm(admin: &Admin, driver: &str, ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let deadline = Instant::now() + REFILL_LIMIT;
-    while admin.warm_instances()?.unwrap_or(0) == 0 {
+    while admin.warm_instances(driver)?.unwrap_or(0) == 0 {
         anyhow::ensure!(!ctx.stop.is_set(), "interrupted");
         anyhow::ensure!(
             Instant::now() < deadline,
