@@ -801,7 +801,8 @@ impl Drop for RemoveWarmOnDrop {
 /// service's memory limit, its accounts and its data; the pool fills
 /// again; after a restart of Torpor the service runs the same container
 /// with its data, and the pool finds its paused one; deleted with its
-/// data, the container and volume go.
+/// data, the container and volume go; started without the pool, Torpor
+/// removes the pool's paused container.
 #[test]
 fn a_created_docker_service_takes_over_a_paused_warm_container() {
     use torpor_tests::docker::{docker, images_ready, mariadb_image};
@@ -904,5 +905,37 @@ fn a_created_docker_service_takes_over_a_paused_warm_container() {
     assert!(!gone.status.success(), "{container} is still there");
     let volume = docker(&["volume", "inspect", &format!("{container}-data")]).unwrap();
     assert!(!volume.status.success(), "its volume is still there");
+
+    // The pool taken out of the config, its paused container goes at
+    // the next start, with its volume and folder.
+    let pool_dir = state_dir.join("warm/docker-local");
+    let unclaimed: Vec<_> = std::fs::read_dir(&pool_dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| !dir.join("claimed").exists())
+        .collect();
+    assert_eq!(unclaimed.len(), 1, "the pool's one ready container");
+    let id = unclaimed[0].file_name().unwrap().to_string_lossy();
+    let pooled = format!("torpor-warm-{id}");
+    let paused = docker(&["inspect", "-f", "{{.State.Status}}", &pooled]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "paused");
+    torpor.stop();
+    write_config(&config, &state_dir, "");
+    let mut torpor = start(&config, admin);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while docker(&["inspect", &pooled]).unwrap().status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pooled} is still there a minute after a start without its pool"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let volume = docker(&["volume", "inspect", &format!("{pooled}-data")]).unwrap();
+    assert!(!volume.status.success(), "the pool's volume is still there");
+    while unclaimed[0].exists() {
+        assert!(std::time::Instant::now() < deadline, "its folder stays");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     torpor.stop();
 }

@@ -15,6 +15,7 @@
 //! ([`Provisioned::settings_with`]).
 
 pub mod api;
+pub mod retire;
 pub mod spec;
 pub mod store;
 pub mod warm;

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::retire;
 use crate::config::hosts::{with_local, HostConfig};
 use crate::config::warm_pool::{pool_dir, WarmPoolConfig};
 use crate::config::{Config, DriverKind};
@@ -36,7 +37,7 @@ use crate::scaler::process::{Account, MariadbOptions, MariadbProcess};
 use crate::scaler::process_driver::{self, ADMIN_USER};
 
 /// The file that marks an instance's folder as a service's.
-const CLAIMED: &str = "claimed";
+pub(super) const CLAIMED: &str = "claimed";
 /// The instance's admin password, in its folder until a checkout.
 const ADMIN_SECRET: &str = "admin.secret";
 /// How long an instance may take to boot.
@@ -82,6 +83,8 @@ pub struct WarmCount {
 #[derive(Debug, Default)]
 pub struct WarmPools {
     pools: Vec<Arc<Pool>>,
+    /// Instances of pools no longer configured, removed by [`Self::fill`].
+    unwanted: Vec<retire::Unwanted>,
     fillers: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -140,15 +143,22 @@ impl Drop for Instance {
 impl WarmPools {
     /// The pools `config` declares; nothing starts until [`Self::fill`].
     pub fn new(config: &Config) -> WarmPools {
-        let pools = config
+        let hosts = with_local(&config.hosts);
+        let dirs: Vec<_> = config
             .warm_pools
             .iter()
             .map(|pool| {
+                let dir = pool_dir(&config.state_dir, pool.driver.name(), &pool.host);
+                (dir, pool)
+            })
+            .collect();
+        let unwanted = retire::of_removed_pools(&config.state_dir, &dirs, &hosts);
+        let pools = dirs
+            .into_iter()
+            .map(|(dir, pool)| {
                 Arc::new(Pool {
-                    dir: pool_dir(&config.state_dir, pool.driver.name(), &pool.host),
-                    host: with_local(&config.hosts)
-                        .into_iter()
-                        .find(|host| host.name == pool.host),
+                    dir,
+                    host: hosts.iter().find(|host| host.name == pool.host).cloned(),
                     config: pool.clone(),
                     ready: Mutex::new(VecDeque::new()),
                     changed: Condvar::new(),
@@ -158,14 +168,27 @@ impl WarmPools {
             .collect();
         WarmPools {
             pools,
+            unwanted,
             fillers: Mutex::new(Vec::new()),
         }
     }
 
     /// Starts each pool's filler thread: it brings the pool up to its
     /// size, and back up after every checkout, one instance at a time.
+    /// The instances of pools no longer configured are removed, on a
+    /// thread of their own.
     pub fn fill(&self) {
         let mut fillers = self.fillers.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.unwanted.is_empty() {
+            let unwanted = self.unwanted.clone();
+            match std::thread::Builder::new()
+                .name("torpor-warm-retire".to_string())
+                .spawn(move || unwanted.iter().for_each(retire::remove))
+            {
+                Ok(handle) => fillers.push(handle),
+                Err(e) => warn!("the unwanted warm instances stay: {e}"),
+            }
+        }
         for pool in &self.pools {
             let filling = Arc::clone(pool);
             let name = format!("torpor-warm-{}", pool.config.driver.name());
@@ -332,6 +355,15 @@ impl Pool {
                 remove_quietly(&dir);
             }
         }
+        // A pool made smaller keeps only what it holds now.
+        reusable.sort();
+        for dir in reusable.split_off(self.config.instances.min(reusable.len())) {
+            retire::remove(&retire::Unwanted {
+                dir,
+                driver: self.config.driver,
+                host: self.host.clone(),
+            });
+        }
         reusable
     }
 }
@@ -401,7 +433,8 @@ impl Pool {
     }
 }
 
-fn remove_quietly(dir: &Path) {
+/// Removes an instance's folder; a folder already gone is no error.
+pub(super) fn remove_quietly(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             warn!(dir = %dir.display(), "removing a warm instance's folder: {e}");
