@@ -781,6 +781,22 @@ impl Config {
                         service.name
                     ))
                 })?;
+                // The volume is a loop device mounted on this machine: a
+                // container on another engine could not bind it. Said
+                // now, not at the service's first wake.
+                let remote = service.runs_on.as_ref().and_then(|name| {
+                    self.hosts
+                        .iter()
+                        .find(|host| host.name == *name && host.engine.is_some())
+                });
+                if let Some(host) = remote {
+                    return Err(ConfigError::Invalid(format!(
+                        "service '{}': [services.storage] needs the local Docker Engine (its volume is mounted on this machine), and host '{}' is the engine at {}; leave out [services.storage] or runs_on",
+                        service.name,
+                        host.name,
+                        host.engine.as_deref().unwrap_or_default()
+                    )));
+                }
             }
             if !names.insert(&service.name) {
                 return Err(ConfigError::Invalid(format!(

@@ -391,3 +391,26 @@ fn warm_pool_on_the_command_line_is_a_process_pool_and_needs_services() {
         .to_string();
     assert!(err.contains("[[warm_pools]]"), "{err}");
 }
+
+#[test]
+fn storage_on_another_engine_is_refused_when_the_config_is_read() {
+    let text = |runs_on: &str| {
+        format!(
+            "[[hosts]]\nname = \"far\"\nengine = \"tcp://10.0.0.2:2375\"\n\n\
+             [[services]]\nname = \"shop\"\ndriver = \"docker\"\n{runs_on}\n\n\
+             [services.storage]\ninitial_mib = 512\n"
+        )
+    };
+    let far = Config::from_toml(&text("runs_on = \"far\""), "x.toml".into()).unwrap();
+    let err = far.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("service 'shop'")
+            && err.contains("local Docker Engine")
+            && err.contains("far"),
+        "{err}"
+    );
+    for here in ["", "runs_on = \"local\""] {
+        let config = Config::from_toml(&text(here), "x.toml".into()).unwrap();
+        config.validate().unwrap_or_else(|e| panic!("{here}: {e}"));
+    }
+}

@@ -163,7 +163,7 @@ fn refresh_settings(shared: &Shared) -> Result<(), ConfigError> {
 /// starts, so that a crash between the two still finds it.
 pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, ProvisionError> {
     let asked = std::time::Instant::now();
-    spec.validate()?;
+    spec.validate(&shared.config.hosts)?;
     if let Some(host) = &spec.runs_on {
         let known = shared.hosts.get(host).is_some_and(|h| h.takes("docker"));
         if spec.driver != crate::config::DriverKind::Docker || !known {
@@ -171,8 +171,10 @@ pub fn create(shared: &Shared, mut spec: ServiceSpec) -> Result<Arc<Service>, Pr
                 "runs_on '{host}' needs driver docker and a [[hosts]] entry of that name that is a Docker Engine"
             )));
         }
-    } else if spec.driver == crate::config::DriverKind::Docker {
-        // Placed once, where the most memory is free; kept with it.
+    } else if spec.driver == crate::config::DriverKind::Docker && spec.storage.is_none() {
+        // Placed once, where the most memory is free; kept with it. (A
+        // service with a volume of its own stays on the local engine:
+        // the volume is mounted on this machine.)
         let size = spec
             .memory_mib
             .unwrap_or(crate::config::ServiceConfig::new("", spec.driver).memory_mib);
@@ -401,7 +403,7 @@ pub fn restore(shared: &Shared) {
         }
         let name = spec.name.clone();
         if let Err(e) = spec
-            .validate()
+            .validate(&shared.config.hosts)
             .map_err(ProvisionError::from)
             .and_then(|()| start(shared, spec, None))
         {

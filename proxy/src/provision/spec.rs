@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::config::autoscale::AutoscaleConfig;
+use crate::config::hosts::HostConfig;
 use crate::config::storage::StorageConfig;
 use crate::config::{Config, ConfigError, DriverKind, ServiceConfig, UserConfig};
 use crate::scaler::process::{self, Account};
@@ -132,9 +133,9 @@ impl ServiceSpec {
     }
 
     /// Checks it as the config file's loader would check the same
-    /// `[[services]]` entry and `[[users]]`, and what is particular to a
-    /// created service.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// `[[services]]` entry and `[[users]]` beside the config's `hosts`,
+    /// and what is particular to a created service.
+    pub fn validate(&self, hosts: &[HostConfig]) -> Result<(), ConfigError> {
         let invalid = |why: String| Err(ConfigError::Invalid(why));
         if self.driver == DriverKind::Static {
             return invalid(format!(
@@ -160,6 +161,7 @@ impl ServiceSpec {
         let alone = Config {
             services: vec![self.service_config()],
             users: self.users(),
+            hosts: hosts.to_vec(),
             ..Config::default()
         };
         alone.validate()?;
@@ -184,7 +186,7 @@ mod tests {
     #[test]
     fn a_minimal_body_takes_the_config_defaults() {
         let spec = ServiceSpec::parse(body("").as_bytes()).unwrap();
-        spec.validate().unwrap();
+        spec.validate(&[]).unwrap();
         let service = spec.service_config();
         let defaults = ServiceConfig::new("shop", DriverKind::Process);
         assert_eq!(service.users, ["app"]);
@@ -194,13 +196,35 @@ mod tests {
     }
 
     #[test]
+    fn runs_on_is_checked_against_the_configs_hosts() {
+        let far = HostConfig {
+            name: "far".into(),
+            engine: Some("tcp://10.0.0.2:2375".into()),
+            ..HostConfig::local()
+        };
+        let docker = |extra: &str| {
+            let text = body(extra).replace("\"process\"", "\"docker\"");
+            ServiceSpec::parse(text.as_bytes()).unwrap()
+        };
+        let placed = docker(r#""runs_on": "far","#);
+        placed.validate(std::slice::from_ref(&far)).unwrap();
+        assert!(placed.validate(&[]).is_err(), "no such host");
+        let stored = docker(r#""runs_on": "far", "storage": {"initial_mib": 512},"#);
+        let err = stored
+            .validate(std::slice::from_ref(&far))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("local Docker Engine"), "{err}");
+    }
+
+    #[test]
     fn given_keys_are_used() {
         let spec = ServiceSpec::parse(
             body(r#""suspend_after_secs": 2, "park_after_secs": 0, "cpus": 2.0, "memory_mib": 2048,"#)
                 .as_bytes(),
         )
         .unwrap();
-        spec.validate().unwrap();
+        spec.validate(&[]).unwrap();
         let service = spec.service_config();
         assert_eq!(service.suspend_after_secs, 2);
         assert_eq!(service.park_after_secs, 0);
@@ -210,7 +234,7 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        grows.validate().unwrap();
+        grows.validate(&[]).unwrap();
         let storage = grows.service_config().storage.unwrap();
         assert_eq!(
             (storage.initial_mib, storage.step_mib, storage.max_mib),
@@ -243,11 +267,11 @@ mod tests {
             ),
         ] {
             let spec = ServiceSpec::parse(bad.as_bytes()).unwrap();
-            let err = spec.validate().unwrap_err().to_string();
+            let err = spec.validate(&[]).unwrap_err().to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
         let none =
             ServiceSpec::parse(br#"{"name": "a", "driver": "process", "accounts": []}"#).unwrap();
-        assert!(none.validate().is_err());
+        assert!(none.validate(&[]).is_err());
     }
 }
