@@ -536,3 +536,48 @@ fn a_parked_service_moves_at_rest_from_its_volume() {
     let device = mounted_source(&new_datadir).expect("the new volume is mounted");
     on.devices.push(device);
 }
+
+/// A docker service without `[services.storage]` on the local engine:
+/// the filesystem that holds its named volume is watched, as a process
+/// service's datadir is, so its use and size reach the metrics and the
+/// service's JSON (before, a docker service showed no storage at all).
+#[test]
+fn a_containers_named_volume_is_watched() {
+    if images_ready(&[mariadb_image()]).is_none() {
+        return;
+    }
+    let service = name("storage", "named");
+    let managed = Managed::start(DriverKind::Docker, &service, |_, _| {});
+    let volume = format!("torpor-{service}-data");
+    let mountpoint =
+        torpor_tests::docker::docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &volume]);
+    let filesystem = torpor::storage::usage::of(Path::new(mountpoint.trim())).expect("statvfs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let size = loop {
+        let size = metric(&managed, "torpor_service_storage_bytes", Some("size"));
+        if let Some(size) = size.filter(|&s| s > 0.0) {
+            break size;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no storage size for {service} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        size as u64, filesystem.size,
+        "the size of the filesystem under {volume}"
+    );
+    let used = metric(&managed, "torpor_service_storage_bytes", Some("used")).unwrap_or(0.0);
+    assert!(
+        used > 0.0 && used as u64 <= filesystem.size,
+        "used {used} of {}",
+        filesystem.size
+    );
+    let (_, json) = managed.get(&format!("/services/{service}"));
+    assert_eq!(
+        json["scaling"]["storage"]["size_bytes"].as_u64(),
+        Some(filesystem.size),
+        "{json}"
+    );
+}

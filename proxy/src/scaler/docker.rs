@@ -227,8 +227,11 @@ pub struct DockerDriver {
     /// Where the running container's usage is read (its cgroup), found
     /// once per start.
     usage_source: Option<UsageSource>,
-    /// The service's own volume, once mounted (`[services.storage]`).
+    /// The service's own volume, once mounted (`[services.storage]`);
+    /// else, on this machine, the watch of its named volume's filesystem.
     storage: Option<crate::storage::Watch>,
+    /// The named volume [`Self::watch_named_volume`] looked up last.
+    watched_volume: Option<String>,
 }
 
 impl std::fmt::Debug for DockerDriver {
@@ -266,6 +269,7 @@ impl DockerDriver {
             container_id: None,
             usage_source: None,
             storage: None,
+            watched_volume: None,
         })
     }
 
@@ -832,6 +836,7 @@ impl Driver for DockerDriver {
     }
 
     fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
+        self.watch_named_volume();
         Some(self.storage.as_mut()?.check())
     }
 }

@@ -89,6 +89,37 @@ impl DockerDriver {
         }
     }
 
+    /// Without `[services.storage]`, on this machine's engine, watches
+    /// the filesystem that holds the container's named volume, as the
+    /// process driver watches its datadir's: every service's storage is
+    /// shown. Looked up once per volume (a relocation makes a new one),
+    /// once the container runs; another machine's engine has no
+    /// filesystem here to watch.
+    pub(super) fn watch_named_volume(&mut self) {
+        if self.options.storage.is_some()
+            || self.address.is_none()
+            || !super::engine::on_this_machine(&self.options.host)
+        {
+            return;
+        }
+        let volume = self.options.volume_name();
+        if self.watched_volume.as_deref() == Some(volume.as_str()) {
+            return;
+        }
+        self.watched_volume = Some(volume.clone());
+        let found = self.block_on(async {
+            tokio::time::timeout(super::PING_TIMEOUT, self.docker.inspect_volume(&volume)).await
+        });
+        match found {
+            Ok(Ok(found)) => {
+                let mountpoint = PathBuf::from(found.mountpoint);
+                self.storage = Watch::attach(None, &self.options.service, &mountpoint).ok();
+            }
+            Ok(Err(e)) => tracing::debug!(%volume, "not watched: {e}"),
+            Err(_) => tracing::debug!(%volume, "not watched: the engine did not answer"),
+        }
+    }
+
     /// Removes the service's volume with its data (after the container).
     pub(super) fn remove_storage(&mut self) -> Result<(), DriverError> {
         self.attach_storage()?;
