@@ -234,6 +234,8 @@ context = ssl.create_default_context(cafile=ca)
 conn = pymysql.connect(host=host, port=port, user=user, password=password, database="test", ssl=context)
 sock = conn._sock
 print("socket", type(sock).__name__, sock.version())
+# OpenSSL offers AES-256 first; Torpor picks AES-128 (its own order).
+print("offered first", context.get_ciphers()[0]["name"], "chosen", sock.cipher()[0])
 cur = conn.cursor()
 cur.execute("CREATE OR REPLACE TABLE tls_pymysql (id INT PRIMARY KEY, v VARCHAR(20))")
 cur.executemany("INSERT INTO tls_pymysql VALUES (%s, %s)", [(1, "one"), (2, "two")])
@@ -261,6 +263,10 @@ except ssl.SSLEOFError as e:
     assert!(
         out.contains("socket SSLSocket TLSv1.3"),
         "PyMySQL's socket is TLS: {out}"
+    );
+    assert!(
+        out.contains("offered first TLS_AES_256_GCM_SHA384 chosen TLS_AES_128_GCM_SHA256"),
+        "the server's order of suites: {out}"
     );
     assert!(out.contains("rows ((1, 'one'), (2, 'two'))"), "rows: {out}");
     assert!(out.contains("big 17825792 True"), "large result: {out}");
