@@ -444,6 +444,30 @@ impl Drop for Prometheus {
     }
 }
 
+/// Creates a process service through the admin API (from the warm pool
+/// when it is ready by then, else cold: either is a provision time);
+/// returns its name.
+fn create_service(admin: SocketAddr, beside: &str) -> String {
+    let made = format!("{beside}-made");
+    let body = serde_json::json!({
+        "name": made,
+        "driver": "process",
+        "buffer_pool_mib": 16,
+        // PASSWORD('secret')
+        "accounts": [{"name": "made", "password_hash": "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"}],
+    });
+    let mut response = agent()
+        .post(&format!("http://{admin}/services"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap_or_else(|e| panic!("POST /services: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    assert_eq!(status, 201, "POST /services: {text}");
+    made
+}
+
 /// Drives a managed (process driver) service through what every panel
 /// shows: queries, a prepared statement, a pinned transaction, a suspend
 /// and the wake the next query causes. Returns the open connection (a
@@ -540,9 +564,12 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
     let service = name("dashboard", "panels");
     let managed = Managed::start(DriverKind::Process, &service, |_, config| {
         config.admin.token = Some(TOKEN.to_string());
+        // The provisioning panels: a pool's gauge, and a created service.
+        config.warm_pools = vec![torpor::config::warm_pool::WarmPoolConfig::process(1)];
     });
     let admin = managed.admin_addr().expect("admin API runs");
     let _conn = traffic(&managed, &service);
+    let made = create_service(admin, &service);
 
     // The wake is recorded at the next scrape, and workers publish once a
     // second: scrape until the query after the wake is counted too, and
@@ -556,6 +583,7 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
         );
         // 10 selects, an execute, BEGIN, COMMIT and the select that woke.
         if text.contains("torpor_wake_duration_seconds_count{")
+            && text.contains("torpor_provision_duration_seconds_count{")
             && text.contains("torpor_service_cpus_used{")
             && queries >= Some(14.0)
         {
@@ -608,7 +636,9 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
     // say so plainly).
     let up = prometheus.query("up{job=\"torpor\"} == 1");
     assert_eq!(up.len(), 1, "torpor target not up: {up:?}");
-    // The service variable lists the service.
+    // The service variable lists the services (in Prometheus' order).
+    let mut services = [made, service];
+    services.sort();
     for variable in &variables {
         let values = prometheus.api(
             "/api/v1/label/service/values",
@@ -616,7 +646,7 @@ fn every_panel_names_exported_metrics_and_evaluates_in_prometheus() {
         );
         assert_eq!(
             values["data"],
-            serde_json::json!([service]),
+            serde_json::json!(services),
             "{}",
             variable.panel
         );
