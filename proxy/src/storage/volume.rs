@@ -87,6 +87,9 @@ pub fn possible() -> Result<(), String> {
     Ok(())
 }
 
+/// How long a release waits for its device to let go of the image.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The programs a volume needs, with their Debian packages.
 const PROGRAMS: [(&str, &str); 5] = [
     ("losetup", "mount"),
@@ -305,9 +308,26 @@ impl Volume {
                 .any(|line| line.split(':').next() == Some(self.device.as_str()));
         if ours {
             run("losetup", &["-d".as_ref(), self.device.as_ref()])?;
+            self.wait_detached();
         }
         self.released = true;
         Ok(())
+    }
+
+    /// Waits a little until the device lets go of the image: `losetup -d`
+    /// on a device that something else has open at that moment (another
+    /// `losetup` listing devices, a prober) only marks it to be released
+    /// at its last close, and a start right after would find the image
+    /// still attached to a device on its way out.
+    fn wait_detached(&self) {
+        let deadline = std::time::Instant::now() + DETACH_WAIT;
+        while let Ok(Some(device)) = attached_device(&self.image) {
+            if device != self.device || std::time::Instant::now() >= deadline {
+                tracing::debug!(device, image = %self.image.display(), "still attached after losetup -d");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Releases the volume and deletes its image: its data is gone.
