@@ -317,6 +317,23 @@ fn a_created_docker_service_runs_in_a_container_and_goes_with_its_data() {
     torpor.stop();
 }
 
+/// Creates a service with `body` (its account is the shopper), logs in
+/// as it through Torpor at `addr` and runs `SELECT 1`; prints how long
+/// that took from the POST (`path`: which way the service was made).
+fn create_and_ask(admin: SocketAddr, addr: SocketAddr, body: &str, path: &str) -> mysql::Conn {
+    let asked = std::time::Instant::now();
+    let (status, created) = call("POST", admin, "/services", Some(body));
+    assert_eq!(status, 201, "{created}");
+    let mut conn = login(addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
+    let one: u32 = conn.query_first("SELECT 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    eprintln!(
+        "{path}: POST to the first query answered in {} ms",
+        asked.elapsed().as_millis()
+    );
+    conn
+}
+
 /// `DELETE path`, retried while it is refused (409) because the
 /// service's last client has not been seen closing yet.
 fn delete_when_idle(admin: SocketAddr, path: &str) -> (u16, Value) {
@@ -584,16 +601,7 @@ fn a_created_service_takes_over_a_warm_server_and_the_pool_fills_again() {
     let mut torpor = start(&config, admin);
     wait_for_pool(admin, "process", 1.0);
 
-    let asked = std::time::Instant::now();
-    let (status, created) = call("POST", admin, "/services", Some(&shop_body("first")));
-    assert_eq!(status, 201, "{created}");
-    let mut first = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
-    let one: u32 = first.query_first("SELECT 1").unwrap().unwrap();
-    assert_eq!(one, 1);
-    eprintln!(
-        "warm: POST to the first query answered in {} ms",
-        asked.elapsed().as_millis()
-    );
+    let mut first = create_and_ask(admin, torpor.addr, &shop_body("first"), "warm");
     let metrics = scrape(admin);
     for name in [
         "torpor_provision_duration_seconds_count",
@@ -836,16 +844,7 @@ fn a_created_docker_service_takes_over_a_paused_warm_container() {
         "accounts": [{"name": SHOPPER, "password_hash": native_hash(SHOPPER_PASSWORD)}],
     })
     .to_string();
-    let asked = std::time::Instant::now();
-    let (status, created) = call("POST", admin, "/services", Some(&body));
-    assert_eq!(status, 201, "{created}");
-    let mut shop = login(torpor.addr, SHOPPER, SHOPPER_PASSWORD).expect("the created account");
-    let one: u32 = shop.query_first("SELECT 1").unwrap().unwrap();
-    assert_eq!(one, 1);
-    eprintln!(
-        "warm docker: POST to the first query answered in {} ms",
-        asked.elapsed().as_millis()
-    );
+    let mut shop = create_and_ask(admin, torpor.addr, &body, "warm docker");
     let metrics = scrape(admin);
     assert_eq!(
         sample(

@@ -243,31 +243,27 @@ pub fn start(
     }
     let api = Admin::new(&admin.to_string(), None);
     let limit = timeout.max(FIRST_START);
-    loop {
-        let state = api
-            .services()
-            .ok()
-            .and_then(|all| all.into_iter().find(|s| s.name == service))
-            .map(|s| s.state);
-        if state == Some(ServiceState::Active) {
-            break;
-        }
-        if let Some(report) = child.exit_report() {
-            bail!("{report}");
-        }
-        if stop.is_set() {
-            bail!("interrupted while starting Torpor");
-        }
-        if started.elapsed() > limit {
-            bail!(
-                "its service {service} was not active within {} (state {}); its output:\n{}",
-                humantime::format_duration(limit),
-                state.as_ref().map_or("unknown", |s| s.name()),
-                child.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let every = Duration::from_millis(200);
+    let mut state = None;
+    child
+        .wait_until(
+            &mut || {
+                state = api
+                    .services()
+                    .ok()
+                    .and_then(|all| all.into_iter().find(|s| s.name == service))
+                    .map(|s| s.state);
+                state == Some(ServiceState::Active)
+            },
+            &format!("its service {service} was not active"),
+            (started, limit),
+            every,
+            stop,
+        )
+        .with_context(|| {
+            let state = state.as_ref().map_or("unknown", |s| s.name());
+            format!("last state of {service}: {state}")
+        })?;
     let mut target = AutoscaleTorpor {
         child,
         admin,
@@ -276,21 +272,13 @@ pub fn start(
     };
     // Its warm pool boots a container now: measured workloads start
     // after that boot, not beside it (and a dropped target removes it).
-    while api.warm_instances("docker").ok().flatten().unwrap_or(0) == 0 {
-        if let Some(report) = target.child.exit_report() {
-            bail!("{report}");
-        }
-        if stop.is_set() {
-            bail!("interrupted while starting Torpor");
-        }
-        if started.elapsed() > limit {
-            bail!(
-                "its warm pool held no ready container within {}",
-                humantime::format_duration(limit)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    target.child.wait_until(
+        &mut || api.warm_instances("docker").ok().flatten().unwrap_or(0) > 0,
+        "its warm pool held no ready container",
+        (started, limit),
+        every,
+        stop,
+    )?;
     Ok(target)
 }
 

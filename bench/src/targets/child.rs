@@ -103,6 +103,38 @@ impl ChildProcess {
         }
     }
 
+    /// Polls `ready` every `every` until it holds (a started process
+    /// getting ready beyond its handshake: its admin API, its services, a
+    /// warm pool). Fails when the process exits, the run is interrupted,
+    /// or `limit` has passed since `started`: then the error says `what`
+    /// did not happen, with the end of the process's output.
+    pub fn wait_until(
+        &mut self,
+        ready: &mut dyn FnMut() -> bool,
+        what: &str,
+        (started, limit): (Instant, Duration),
+        every: Duration,
+        stop: &Stop,
+    ) -> anyhow::Result<()> {
+        while !ready() {
+            if let Some(report) = self.exit_report() {
+                bail!("{report}");
+            }
+            if stop.is_set() {
+                bail!("interrupted while starting {}", self.what);
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "{what} within {}; its output:\n{}",
+                    humantime::format_duration(limit),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(every);
+        }
+        Ok(())
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -193,27 +193,19 @@ pub fn start_serverless(
     }
     // The MySQL port can open before the admin listener does.
     let api = crate::admin::Admin::new(&admin.to_string(), None);
-    let mut wait = |ready: &dyn Fn() -> bool, what: &str| -> anyhow::Result<()> {
-        while !ready() {
-            if let Some(report) = child.exit_report() {
-                bail!("--spawn-torpor-serverless: {report}");
-            }
-            if stop.is_set() {
-                bail!("interrupted while starting Torpor");
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "--spawn-torpor-serverless: {what} within {}; its output:\n{}",
-                    humantime::format_duration(timeout),
-                    child.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+    let mut wait = |ready: &mut dyn FnMut() -> bool, what: &str| {
+        child
+            .wait_until(
+                ready,
+                what,
+                (started, timeout),
+                Duration::from_millis(50),
+                stop,
+            )
+            .context("--spawn-torpor-serverless")
     };
     wait(
-        &|| api.is_ready(),
+        &mut || api.is_ready(),
         &format!(
             "its admin API on {admin} did not answer GET /readyz with 200 \
              (does this torpor have --admin-listen?)"
@@ -222,7 +214,7 @@ pub fn start_serverless(
     // Its warm pool boots a server now: measured workloads start after
     // that boot, not beside it.
     wait(
-        &|| api.warm_instances("process").ok().flatten().unwrap_or(0) > 0,
+        &mut || api.warm_instances("process").ok().flatten().unwrap_or(0) > 0,
         "its warm pool held no ready server",
     )?;
     Ok(ServerlessTorpor { child, admin })

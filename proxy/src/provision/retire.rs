@@ -11,7 +11,6 @@ use tracing::{info, warn};
 
 use super::warm::{remove_quietly, CLAIMED};
 use crate::config::hosts::HostConfig;
-use crate::config::warm_pool::WarmPoolConfig;
 use crate::config::DriverKind;
 use crate::scaler::docker::{DockerDriver, DockerOptions};
 use crate::scaler::driver::Driver;
@@ -27,11 +26,12 @@ pub struct Unwanted {
     pub host: Option<HostConfig>,
 }
 
-/// The unclaimed instances under `state_dir/warm` whose pool folder no
-/// pool of `pools` owns. `hosts` are the config's hosts with `local`.
+/// The unclaimed instances under `state_dir/warm` in a pool folder that
+/// is none of `pool_dirs` (the configured pools'). `hosts` are the
+/// config's hosts with `local`.
 pub fn of_removed_pools(
     state_dir: &Path,
-    pools: &[(PathBuf, &WarmPoolConfig)],
+    pool_dirs: &[&Path],
     hosts: &[HostConfig],
 ) -> Vec<Unwanted> {
     let Ok(entries) = std::fs::read_dir(state_dir.join("warm")) else {
@@ -39,9 +39,10 @@ pub fn of_removed_pools(
     };
     let mut unwanted = Vec::new();
     for pool_dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-        if pools.iter().any(|(dir, _)| *dir == pool_dir) {
+        if pool_dirs.contains(&pool_dir.as_path()) {
             continue;
         }
+        // Named `<driver>-<host>` (`config::warm_pool::pool_dir`).
         let Some(name) = pool_dir.file_name().and_then(|n| n.to_str()) else {
             continue;
         };

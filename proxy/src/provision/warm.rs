@@ -152,7 +152,8 @@ impl WarmPools {
                 (dir, pool)
             })
             .collect();
-        let unwanted = retire::of_removed_pools(&config.state_dir, &dirs, &hosts);
+        let wanted: Vec<&Path> = dirs.iter().map(|(dir, _)| dir.as_path()).collect();
+        let unwanted = retire::of_removed_pools(&config.state_dir, &wanted, &hosts);
         let pools = dirs
             .into_iter()
             .map(|(dir, pool)| {

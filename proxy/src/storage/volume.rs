@@ -322,7 +322,10 @@ impl Volume {
     fn wait_detached(&self) {
         let deadline = std::time::Instant::now() + DETACH_WAIT;
         while let Ok(Some(device)) = attached_device(&self.image) {
-            if device != self.device || std::time::Instant::now() >= deadline {
+            if device != self.device {
+                return; // attached again since, by someone else
+            }
+            if std::time::Instant::now() >= deadline {
                 tracing::debug!(device, image = %self.image.display(), "still attached after losetup -d");
                 return;
             }
