@@ -730,14 +730,15 @@ impl WorkerMetrics {
     }
 
     /// A query of service `service` that was taken up at `started` got
-    /// the end of its reply now.
+    /// the end of its reply at `now`.
     #[inline]
-    pub fn query_done(&self, service: usize, started: Instant) {
+    pub fn query_done(&self, service: usize, started: Instant, now: Instant) {
         if let Some(counters) = self.service(service) {
             counters.queries.set(counters.queries.get() + 1);
+            let took = now.saturating_duration_since(started);
             counters
                 .latency
-                .record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                .record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         }
     }
 

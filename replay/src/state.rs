@@ -97,7 +97,7 @@ pub fn is_carried(name: &str) -> bool {
 }
 
 /// A session's movable state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Eq)]
 pub struct SessionState {
     /// The current schema; `None` for none.
     pub schema: Option<String>,
@@ -118,6 +118,34 @@ pub struct SessionState {
     /// connection keeps it across statements, so it moves with the
     /// session — and a session never reads another's.
     pub last_insert_id: u64,
+}
+
+/// Written by hand, not derived: the proxy compares a session's state
+/// with a pooled connection's twice per autocommit statement (when it
+/// borrows one and when it gives it back), and the maps are nearly always
+/// empty, where the derived comparison sets up two iterators per map.
+/// Cheap fields first, maps only when both hold something.
+impl PartialEq for SessionState {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured, so that a new field cannot be left out.
+        let SessionState {
+            schema,
+            variables,
+            user_variables,
+            next_transaction,
+            sql_statements,
+            last_insert_id,
+        } = self;
+        fn same<K: Ord, V: PartialEq>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>) -> bool {
+            a.len() == b.len() && (a.is_empty() || a == b)
+        }
+        *last_insert_id == other.last_insert_id
+            && *schema == other.schema
+            && *next_transaction == other.next_transaction
+            && same(variables, &other.variables)
+            && same(user_variables, &other.user_variables)
+            && same(sql_statements, &other.sql_statements)
+    }
 }
 
 /// A state that no statement can reach from another.

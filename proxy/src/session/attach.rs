@@ -38,9 +38,11 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_millis(1);
 
 /// Whether a connection taken from the pool died while it waited there:
 /// one idle (no reply heard from its server) for longer than
-/// [`CHECK_AFTER_IDLE`] is peeked at.
-pub(super) fn died_idle(conn: &BackendConn) -> bool {
-    conn.idle_since.elapsed() >= CHECK_AFTER_IDLE && backend_closed(conn.conn.raw_fd())
+/// [`CHECK_AFTER_IDLE`] before `now` (a moment the caller read the clock
+/// at) is peeked at.
+pub(super) fn died_idle(conn: &BackendConn, now: std::time::Instant) -> bool {
+    now.saturating_duration_since(conn.idle_since) >= CHECK_AFTER_IDLE
+        && backend_closed(conn.conn.raw_fd())
 }
 
 /// Whether the backend closed a connection: a non-blocking peek sees the
@@ -260,7 +262,7 @@ impl Session {
                         mut state,
                         last_session,
                     } = pooled;
-                    if died_idle(&conn) {
+                    if died_idle(&conn, self.batch_started) {
                         // Died in the pool (idle timeout on the server, a
                         // restart): let it go and borrow again.
                         continue;
@@ -479,7 +481,14 @@ impl Session {
                 .store(0, Ordering::Release);
             let key = self.pool_key();
             let state = self.state_to_pool();
-            conn.give_back(key, state, self.guard.id);
+            // Its reply's end was read a moment ago (see `drain`): that is
+            // when it goes back, without another read of the clock.
+            let now = if conn.idle_since >= self.batch_started {
+                conn.idle_since
+            } else {
+                std::time::Instant::now()
+            };
+            conn.give_back_at(key, state, self.guard.id, now);
         }
     }
 

@@ -226,6 +226,9 @@ pub struct Session {
     /// When the current batch of commands was taken up: their latency
     /// runs from here to the end of each reply.
     pub(super) batch_started: Instant,
+    /// When the session's last wait for its client ended, until a batch
+    /// takes it as its start.
+    pub(super) woke_at: Option<Instant>,
     /// The open transaction's statements and their results, to replay it
     /// if its backend connection dies.
     pub(super) journal: torpor_replay::journal::TransactionJournal,
@@ -316,6 +319,7 @@ impl Session {
             statements: Statements::default(),
             metrics,
             batch_started: Instant::now(),
+            woke_at: None,
             accounts_change: std::cell::RefCell::new(None),
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
@@ -455,7 +459,7 @@ impl Session {
                 return Err(refusal);
             }
             let Some(want) = self.bytes_missing() else {
-                self.batch_started = Instant::now();
+                self.batch_started = self.woke_at.take().unwrap_or_else(Instant::now);
                 if let Err(failure) = self.attach().await {
                     // A failed wake fails the command, not the session;
                     // so does a backend that stayed unreachable.

@@ -76,16 +76,20 @@ impl SessionControl {
 
     /// Marks the session as waiting for the client, which it may do for
     /// `limit` at most (`None`: for ever).
-    pub fn go_idle(&self, limit: Option<Duration>) {
+    /// Returns the time it read, for a write to the client that starts
+    /// with the wait.
+    pub fn go_idle(&self, limit: Option<Duration>) -> Instant {
+        let now = Instant::now();
         self.idle.set(true);
         self.timed_out.set(false);
         self.idle_limit.set(limit);
-        self.since.set(Some(Instant::now()));
+        self.since.set(Some(now));
+        now
     }
 
     /// Marks the session as busy with a command; returns how long it was
-    /// idle (zero if it was not).
-    pub fn go_busy(&self) -> Duration {
+    /// idle (zero if it was not), and the time it read to know.
+    pub fn go_busy(&self) -> (Duration, Instant) {
         let now = Instant::now();
         let idle_for = match (self.idle.get(), self.since.get()) {
             (true, Some(since)) => now.saturating_duration_since(since),
@@ -93,13 +97,19 @@ impl SessionControl {
         };
         self.idle.set(false);
         self.since.set(Some(now));
-        idle_for
+        (idle_for, now)
     }
 
     /// A write to the client starts; it may wait up to `limit` for the
     /// client to read (see [`SessionControl::write_done`]).
     pub fn write_started(&self, limit: Duration) {
-        self.writing.set(Some((Instant::now(), limit)));
+        self.write_started_at(limit, Instant::now());
+    }
+
+    /// [`SessionControl::write_started`] for a write that starts at
+    /// `now`, a time the caller read a moment ago (no clock read here).
+    pub fn write_started_at(&self, limit: Duration, now: Instant) {
+        self.writing.set(Some((now, limit)));
     }
 
     /// The write to the client finished (or failed).

@@ -7,6 +7,8 @@
 //! re-encoded when the client must see them differently (without session
 //! tracking it did not ask for; with its own statement id).
 
+use std::time::Instant;
+
 use bytes::{BufMut, BytesMut};
 use monoio::buf::IoBuf;
 use torpor_protocol::command::Command;
@@ -48,6 +50,9 @@ impl Session {
     /// that waits for their replies.
     pub(super) async fn drain(&mut self, mut unsent: usize) -> Result<(), Failure> {
         let mut specials = Vec::new();
+        // When the server was last heard from: read once at the end of a
+        // query's reply, for its latency and for `idle_since` both.
+        let mut heard = None;
         while let Some(front) = self.ledger.front_mut() {
             let walk = match front {
                 Pending::Local(bytes) => {
@@ -109,8 +114,10 @@ impl Session {
                             }
                         }
                         if is_query(walk.command, &follow) {
-                            let started = self.batch_started;
-                            self.metrics.query_done(self.service.index, started);
+                            let now = Instant::now();
+                            heard = Some(now);
+                            self.metrics
+                                .query_done(self.service.index, self.batch_started, now);
                         }
                         let cursor = walk.tracker().cursor_requested();
                         self.reply_ended(follow, ending, cursor);
@@ -177,7 +184,7 @@ impl Session {
         // Commands that are owed no reply (COM_STMT_CLOSE) still go out.
         self.forward_run(unsent).await?;
         if let Some(backend) = self.backend.as_mut() {
-            backend.idle_since = std::time::Instant::now();
+            backend.idle_since = heard.unwrap_or_else(Instant::now);
         }
         self.release_backend_buffer();
         Ok(())

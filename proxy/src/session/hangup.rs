@@ -37,7 +37,7 @@ use std::io::ErrorKind;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use torpor_protocol::Capabilities;
 use tracing::debug;
@@ -193,7 +193,7 @@ impl Session {
             // reading them is closed after net_write_timeout (the watch
             // tells a finished write from a stuck one by the socket).
             let out = std::mem::take(&mut self.to_client);
-            self.control.write_started(wait.net_write);
+            self.control.write_started_at(wait.net_write, wait.since);
             let (written, mut out, read) = self.client.send_and_receive(out, want).await;
             self.control.write_done();
             out.clear();
@@ -226,7 +226,7 @@ impl Session {
             self.flush_client().await?;
             self.client.read_more(want).await
         } else {
-            match self.wait_holding_nothing(want).await {
+            match self.wait_holding_nothing(want, wait.since).await {
                 Ok(read) => read,
                 Err(e) => return Err(self.client_write_failed(e)),
             }
@@ -254,18 +254,22 @@ impl Session {
         };
         // The worker's watch shuts the socket's read side once the session
         // has waited past `allowed` (see `super::control`): no timer here.
-        self.control.go_idle(allowed);
+        let since = self.control.go_idle(allowed);
         Wait {
             mid_command,
             limit,
             net_write,
+            since,
         }
     }
 
     /// After a wait for the client that read `read`: what it means for
     /// the session (a time-out, a client gone, bytes to go on with).
     fn end_wait(&mut self, wait: Wait, read: std::io::Result<usize>) -> Result<(), Failure> {
-        let waited = self.control.go_busy();
+        let (waited, now) = self.control.go_busy();
+        // The command that woke the session is taken up in a moment: its
+        // batch starts now, without another read of the clock.
+        self.woke_at = Some(now);
         self.short_waits = if waited < SHORT_WAIT {
             self.short_waits.saturating_add(1)
         } else {
@@ -326,10 +330,12 @@ impl Session {
     /// Between commands: writes what the client is owed, gives the read
     /// and reply buffers back to the worker's pool, and waits for the
     /// client's next bytes holding neither (a held idle client costs no
-    /// buffer); then takes buffers again and reads.
+    /// buffer); then takes buffers again and reads. The wait began at
+    /// `since`.
     async fn wait_holding_nothing(
         &mut self,
         want: usize,
+        since: Instant,
     ) -> std::io::Result<std::io::Result<usize>> {
         let small = std::rc::Rc::clone(&self.small_buffers);
         small.give(std::mem::take(&mut self.client.rbuf));
@@ -347,7 +353,7 @@ impl Session {
             // closed after net_write_timeout.
             let out = std::mem::take(&mut self.to_client);
             let control = std::rc::Rc::clone(&self.control);
-            control.write_started(self.shared.settings().net_write_timeout);
+            control.write_started_at(self.shared.settings().net_write_timeout, since);
             let (written, ready) = self
                 .client
                 .send_then_readable(out, |mut out| {
@@ -395,6 +401,9 @@ struct Wait {
     /// `net_write_timeout`, read with `net_read_timeout` (one load of the
     /// settings per wait).
     net_write: Duration,
+    /// When it began: also when the write of what the client is owed,
+    /// which goes with the wait, starts.
+    since: Instant,
 }
 
 /// How long a session may sit idle, and what ends it then.

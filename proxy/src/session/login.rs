@@ -337,7 +337,11 @@ async fn run(
                         // a restart): let it go (dropped: closed, its place
                         // freed) and borrow again, so that no login starts
                         // on a dead connection.
-                        Borrowed::Conn(pooled) if super::attach::died_idle(&pooled.conn) => {}
+                        Borrowed::Conn(pooled)
+                            if super::attach::died_idle(
+                                &pooled.conn,
+                                std::time::Instant::now(),
+                            ) => {}
                         borrowed => break borrowed,
                     }
                 };
