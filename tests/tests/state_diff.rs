@@ -91,3 +91,67 @@ fn sessions_taking_turns_on_one_connection_run_each_statement_in_their_own_state
         .query_drop("DROP TABLE test.state_diff_short")
         .unwrap();
 }
+
+/// A login onto a pooled connection that another session left in another
+/// state (PyMySQL leaves `autocommit = 0` on every connection it closes,
+/// JDBC drivers their settings) needs no round trip to the backend: the
+/// connection goes back to the pool as it is, and the session's first
+/// statement takes the diff along. Shown on a frozen backend: the login
+/// is answered while mariadbd is stopped (SIGSTOP), and the first
+/// statement, once it runs on again, sees a fresh session's state.
+#[test]
+fn a_login_onto_a_connection_left_in_another_state_waits_for_no_backend() {
+    // A private server: this test freezes it.
+    let (server, _certificates) = torpor_tests::mariadb_with_tls(&[]);
+    let pid = server.pid().expect("a private MariaDB has a process id") as libc::pid_t;
+    let torpor = Torpor::start_with(server.addr(), |config| {
+        config.workers = 1;
+        config.max_backend_connections = 1;
+    });
+    let fresh_sql_mode: String = connect(server.addr())
+        .query_first("SELECT @@SESSION.sql_mode")
+        .unwrap()
+        .unwrap();
+    {
+        let mut leaving = connect(torpor.addr());
+        leaving
+            .query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', SESSION autocommit = 0")
+            .unwrap();
+        let _: Option<i64> = leaving.query_first("SELECT 1").unwrap();
+    }
+    // The connection is back in the pool once Torpor has read the quit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while torpor.connection_count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first session never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    // SAFETY: kill with SIGSTOP/SIGCONT on the pid of a child server this
+    // test started; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let opts = mysql::OptsBuilder::from_opts(torpor_tests::mysql_opts(
+        torpor.addr(),
+        torpor_tests::APP_USER,
+        torpor_tests::APP_PASSWORD,
+    ))
+    .read_timeout(Some(std::time::Duration::from_secs(3)))
+    // Known up front: the crate's own `SELECT @@max_allowed_packet` after
+    // the login would go to the frozen backend.
+    .max_allowed_packet(Some(16 * 1024 * 1024));
+    let login = mysql::Conn::new(opts);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let mut arriving = login.expect("the login is answered while the backend is frozen");
+    let (sql_mode, autocommit): (String, i64) = arriving
+        .query_first("SELECT @@SESSION.sql_mode, @@SESSION.autocommit")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (sql_mode.as_str(), autocommit),
+        (fresh_sql_mode.as_str(), 1),
+        "the first statement runs in a fresh session's state"
+    );
+}

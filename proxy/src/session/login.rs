@@ -371,24 +371,35 @@ async fn run(
                         }
                         let baseline = service.baseline(response.collation, &mut backend).await?;
                         let model = SessionModel::new(baseline, schema.clone());
-                        let replayed = super::attach::replay_onto(
-                            &mut backend,
-                            &state,
-                            &model.state,
-                            &model.baseline,
-                            verify,
-                        )
-                        .await;
-                        match replayed {
-                            Ok(_) => {
-                                let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
-                                Lending::Ready(Box::new((backend, model, ok)))
+                        if rides_with_first_command(&state, &model) {
+                            // Back to the pool as it is, in its own state:
+                            // the session's first command borrows it again
+                            // and takes the diff along in the same write
+                            // (see `Session::align`). No round trip here.
+                            backend.give_back(Rc::clone(&key), state, connection_id);
+                            let ok = fresh_session_ok(schema.as_deref(), &model, capabilities);
+                            Lending::Ready(Box::new((None, model, ok)))
+                        } else {
+                            let replayed = super::attach::replay_onto(
+                                &mut backend,
+                                &state,
+                                &model.state,
+                                &model.baseline,
+                                verify,
+                            )
+                            .await;
+                            match replayed {
+                                Ok(_) => {
+                                    let ok =
+                                        fresh_session_ok(schema.as_deref(), &model, capabilities);
+                                    Lending::Ready(Box::new((Some(backend), model, ok)))
+                                }
+                                Err(Some(error)) => return Err(error),
+                                // It cannot be brought there (it has a
+                                // schema, the session none): a new
+                                // connection in its place below.
+                                Err(None) => Lending::Open(backend.close()),
                             }
-                            Err(Some(error)) => return Err(error),
-                            // It cannot be brought there (it has a schema,
-                            // the session none): a new connection in its
-                            // place below.
-                            Err(None) => Lending::Open(backend.close()),
                         }
                     }
                 };
@@ -408,7 +419,7 @@ async fn run(
                             capabilities,
                             &model.baseline.tracking,
                         );
-                        (backend, model, ok)
+                        (Some(backend), model, ok)
                     }
                 };
                 Ok::<_, SessionError>(lent)
@@ -444,7 +455,7 @@ async fn run(
             // take the OK starts now.
             exchange.deadline = Instant::now() + shared.settings().login_timeout;
         }
-        (Some(backend), model, ok)
+        (backend, model, ok)
     };
     hold.got_through();
     drop(hold);
@@ -522,11 +533,31 @@ fn login_unreachable(hold: &Hold) -> SessionError {
     ))
 }
 
+/// Whether a pooled connection in `state` may go back to the pool as it
+/// is at a login, leaving the way to the fresh session's state to its
+/// first command: when that way is SETs alone, which the first command
+/// takes along in its own write and which cannot be refused for what
+/// happened since (see `Session::align`). A `USE` (another schema, which
+/// may be gone) or a `PREPARE` runs at the login, as before. Clients that
+/// set session variables as they connect (PyMySQL's `autocommit`, JDBC's
+/// settings) leave such a state behind on every connection they close.
+fn rides_with_first_command(state: &SessionState, model: &SessionModel) -> bool {
+    if *state == model.state {
+        return false;
+    }
+    model
+        .state
+        .diff_from(state, &model.baseline)
+        .is_ok_and(|statements| statements.iter().all(|sql| sql.starts_with("SET ")))
+}
+
 /// Where a login's backend connection comes from.
 enum Lending {
-    /// A pooled one, brought to a fresh session's state: with the
-    /// session's model and the OK that ends the login.
-    Ready(Box<(Lent<BackendConn>, SessionModel, Vec<u8>)>),
+    /// A pooled one, brought to a fresh session's state, or (`None`)
+    /// given back to the pool in its own state for the first command to
+    /// take with the diff: with the session's model and the OK that ends
+    /// the login.
+    Ready(Box<(Option<Lent<BackendConn>>, SessionModel, Vec<u8>)>),
     /// A place to open a new one in.
     Open(Place<BackendConn>),
 }
