@@ -51,6 +51,9 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The hosts services run on, and their moves.
     pub hosts: crate::hosts::Hosts,
+    /// Sessions per worker, and connections handed between workers to
+    /// keep those even.
+    pub balance: crate::worker::balance::Balance,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             metrics: Metrics::new(config.admin.listen.is_some()),
             hosts: crate::hosts::Hosts::new(&config.hosts),
+            balance: crate::worker::balance::Balance::new(config.worker_count()),
             config,
         })
     }

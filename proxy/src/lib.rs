@@ -304,6 +304,11 @@ impl Proxy {
         self.shared.connection_count()
     }
 
+    /// Sessions each worker serves now (see [`worker::balance`]).
+    pub fn sessions_per_worker(&self) -> Vec<usize> {
+        self.shared.balance.sessions()
+    }
+
     /// Starts a graceful shutdown and waits for the workers to finish.
     pub fn stop(self) -> bool {
         self.shared.shutdown.trigger();

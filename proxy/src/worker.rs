@@ -7,6 +7,7 @@
 //! otherwise; each worker logs which one it runs.
 
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::metrics::WorkerMetrics;
 use crate::net::{Conn, Peer};
 use crate::session;
 
+pub mod balance;
 mod pools;
 mod sessions;
 
@@ -184,9 +186,24 @@ pub fn uring_runtime(tuned: bool) -> std::io::Result<UringRuntime> {
 /// A client connection a listener accepted.
 type Accepted = std::io::Result<(Conn, Peer)>;
 
-async fn accept_tcp(listener: &monoio::net::TcpListener) -> Accepted {
-    let (stream, peer) = listener.accept().await?;
-    Ok((Conn::new(stream, 0)?, Peer::Tcp(peer)))
+/// Accepts the next TCP connection this worker keeps: one accepted while
+/// it serves more sessions than another worker goes to that worker
+/// ([`balance`]).
+async fn accept_tcp(
+    listener: &monoio::net::TcpListener,
+    shared: &Shared,
+    worker: usize,
+) -> Accepted {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let Some(to) = shared.balance.elsewhere(worker) else {
+            return Ok((Conn::new(stream, 0)?, Peer::Tcp(peer)));
+        };
+        // SAFETY: `into_raw_fd` gave up the socket's only owner, so the
+        // std stream made from it is now its sole owner and closes it.
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+        shared.balance.hand(to, balance::Handed { stream, peer });
+    }
 }
 
 async fn accept_local(listener: &monoio::net::UnixListener) -> Accepted {
@@ -253,7 +270,10 @@ impl Acceptor {
                 _ = &mut stop => return,
             };
             match accepted {
-                Ok((client, peer)) => self.serve(client, peer),
+                Ok((client, peer)) => {
+                    self.shared.balance.started(self.index);
+                    self.serve(client, peer);
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off a
                     // little instead of spinning, and say so once in a
@@ -267,6 +287,29 @@ impl Acceptor {
         }
     }
 
+    /// Serves the connections other workers hand to this one, until
+    /// shutdown.
+    async fn take_handed(&self) {
+        let shutdown = Arc::clone(&self.shared.shutdown);
+        let mut stop = std::pin::pin!(shutdown.wait());
+        loop {
+            let handed = monoio::select! {
+                handed = self.shared.balance.take_handed(self.index) => handed,
+                _ = &mut stop => return,
+            };
+            for balance::Handed { stream, peer } in handed {
+                // Counted for this worker when it was handed over.
+                match monoio::net::TcpStream::from_std(stream).and_then(|s| Conn::new(s, 0)) {
+                    Ok(client) => self.serve(client, Peer::Tcp(peer)),
+                    Err(e) => {
+                        self.shared.balance.ended(self.index);
+                        warn!(worker = self.index, %peer, "a handed connection failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     fn serve(&self, mut client: Conn, peer: Peer) {
         // The login's read buffer comes from the pool it goes back to
         // when the session first waits for its client.
@@ -274,6 +317,7 @@ impl Acceptor {
         let (slot, control) = self.sessions.insert();
         let index = self.index;
         let shared = Arc::clone(&self.shared);
+        let shared_at_end = Arc::clone(&self.shared);
         let parts = session::WorkerParts {
             index,
             control,
@@ -293,6 +337,7 @@ impl Acceptor {
                 if result.is_err() {
                     error!(worker = index, %peer, "session panicked; it was closed");
                 }
+                shared_at_end.balance.ended(index);
                 drop(slot);
             });
         monoio::spawn(serve);
@@ -339,7 +384,12 @@ async fn accept_loop(
         // Ends, dropping the socket, when the shutdown starts.
         monoio::spawn(async move { acceptor.run(|| accept_local(&local)).await });
     }
-    acceptor.run(|| accept_tcp(&listener)).await;
+    {
+        // Connections other workers accepted for this one.
+        let acceptor = acceptor.clone();
+        monoio::spawn(async move { acceptor.take_handed().await });
+    }
+    acceptor.run(|| accept_tcp(&listener, &shared, index)).await;
     drop(listener);
     // Idle sessions end now; busy ones finish their command, see the
     // shutdown as they go idle, and end then.

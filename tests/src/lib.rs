@@ -122,6 +122,13 @@ impl Torpor {
         self.proxy.as_ref().map_or(0, Proxy::connection_count)
     }
 
+    /// Sessions each of its workers serves now.
+    pub fn sessions_per_worker(&self) -> Vec<usize> {
+        self.proxy
+            .as_ref()
+            .map_or_else(Vec::new, Proxy::sessions_per_worker)
+    }
+
     /// Stops the proxy now and waits for it.
     pub fn stop(mut self) {
         if let Some(proxy) = self.proxy.take() {
