@@ -8,15 +8,29 @@ use crate::config::LogFormat;
 /// `filter`. Text is coloured only when stderr is a terminal (a file or a
 /// pipe gets plain text, without escape codes). Calling it twice is
 /// harmless (the second call does nothing).
-pub fn init(format: LogFormat, filter: &str) {
+///
+/// Lines are formatted where they are logged and written to stderr by a
+/// thread of their own (`tracing_appender::non_blocking`, which blocks
+/// the logger only when 128 000 lines wait, and drops none): a worker
+/// never waits on a slow reader of stderr (a full pipe to a log
+/// collector would stall every session on it), nor spends a system call
+/// on each connection's lines. The returned guard writes out what waits
+/// when it is dropped: hold it until the process ends.
+#[must_use = "lines still waiting are lost unless the guard lives until the end"]
+pub fn init(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("torpor-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }

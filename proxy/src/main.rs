@@ -14,7 +14,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    torpor::logging::init(config.log_format, &config.log_level);
+    // Held to the end of main: the lines still waiting are written out
+    // when it drops, on every way out below.
+    let _log_writer = torpor::logging::init(config.log_format, &config.log_level);
     for warning in torpor::config::secrets::command_line_warnings(&cli) {
         tracing::warn!("{warning}");
     }

@@ -70,6 +70,10 @@ impl Shutdown {
                 for signal in signals.forever() {
                     if shutdown.is_stopping() {
                         tracing::warn!(signal, "second signal while stopping: exiting now");
+                        // Log lines are written by a thread of their own
+                        // (crate::logging): a moment for this one to go
+                        // out, since exit skips main's flush.
+                        std::thread::sleep(std::time::Duration::from_millis(100));
                         std::process::exit(130);
                     }
                     tracing::info!(signal, "signal received: stopping");

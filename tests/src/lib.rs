@@ -94,7 +94,12 @@ impl Torpor {
     pub fn start_with(backend: SocketAddr, configure: impl FnOnce(&mut Config)) -> Torpor {
         // TORPOR_TEST_LOG=debug shows the proxy's log while debugging a test.
         if let Ok(filter) = std::env::var("TORPOR_TEST_LOG") {
-            torpor::logging::init(torpor::config::LogFormat::Text, &filter);
+            // Kept for the life of the test process: its log thread
+            // writes until the end.
+            std::mem::forget(torpor::logging::init(
+                torpor::config::LogFormat::Text,
+                &filter,
+            ));
         }
         let mut config = test_config(backend);
         configure(&mut config);

@@ -36,7 +36,12 @@ impl Managed {
         configure: impl FnOnce(&mut ServiceConfig, &mut Config),
     ) -> Managed {
         if let Ok(filter) = std::env::var("TORPOR_TEST_LOG") {
-            torpor::logging::init(torpor::config::LogFormat::Text, &filter);
+            // Kept for the life of the test process: its log thread
+            // writes until the end.
+            std::mem::forget(torpor::logging::init(
+                torpor::config::LogFormat::Text,
+                &filter,
+            ));
         }
         let state_dir = tempfile::Builder::new()
             .prefix("torpor-state-")
