@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 use torpor_protocol::Capabilities;
 use torpor_replay::state::SessionState;
 
+mod keep;
+pub use keep::{Keep, Kept};
+
 /// What makes two backend connections interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -267,6 +270,11 @@ pub struct BackendPool<C> {
     max_waiters: Cell<usize>,
     /// Counted in `borrow` (plain cells: the pool is its worker's own).
     stats: Cell<PoolStats>,
+    /// The keeps of sessions that kept a connection since the last
+    /// [`BackendPool::flush_kept`] (see [`Keep`]).
+    keeps: RefCell<Vec<std::rc::Weak<Keep<C>>>>,
+    /// Connections held in keeps now: idle, as those in `idle` are.
+    kept: Cell<usize>,
 }
 
 /// Why no connection could be had.
@@ -300,6 +308,8 @@ impl<C> BackendPool<C> {
             waiters: RefCell::new(VecDeque::new()),
             max_waiters: Cell::new(max_waiters),
             stats: Cell::new(PoolStats::default()),
+            keeps: RefCell::new(Vec::new()),
+            kept: Cell::new(0),
         }
     }
 
@@ -308,14 +318,20 @@ impl<C> BackendPool<C> {
         self.open.get()
     }
 
-    /// Idle connections.
+    /// Idle connections (kept by their sessions among them).
     pub fn idle(&self) -> usize {
-        self.idle.borrow().len()
+        self.idle.borrow().len() + self.kept.get()
     }
 
     /// What borrowers got since the last call.
     pub fn take_stats(&self) -> PoolStats {
         self.stats.take()
+    }
+
+    /// Counts a session's taking back of the connection it kept: a hit,
+    /// as finding it in the idle set would have been.
+    pub fn count_kept_hit(&self) {
+        self.count(|s| s.hits += 1);
     }
 
     fn count(&self, f: impl FnOnce(&mut PoolStats)) {
@@ -341,6 +357,7 @@ impl<C> BackendPool<C> {
         self.limit.set(bound(limit));
         self.idle_timeout.set(idle_timeout);
         self.max_waiters.set(max_waiters);
+        self.flush_kept();
         let mut idle = self.idle.borrow_mut();
         let excess = self.open.get().saturating_sub(self.limit.get());
         let closing = excess.min(idle.len());
@@ -408,7 +425,27 @@ impl<C> BackendPool<C> {
     /// `wait_timeout` is longer, and a connection the server closed is
     /// caught by the borrower's peek); expiring here as well cost a clock
     /// read and a pass over the idle set per statement.
+    ///
+    /// Connections sessions keep are looked at only when nothing else is
+    /// found (the pool at its bound): they move into the idle set first.
     fn find(&self, key: &Rc<PoolKey>, state: &SessionState, session: u32) -> Option<Found<C>> {
+        if let Some(found) = self.find_idle_or_room(key, state, session) {
+            return Some(found);
+        }
+        if self.kept.get() == 0 {
+            return None;
+        }
+        self.flush_kept();
+        self.find_idle_or_room(key, state, session)
+    }
+
+    /// [`BackendPool::find`] in the idle set and the room below the bound.
+    fn find_idle_or_room(
+        &self,
+        key: &Rc<PoolKey>,
+        state: &SessionState,
+        session: u32,
+    ) -> Option<Found<C>> {
         let mut idle = self.idle.borrow_mut();
         let own = (session != 0)
             .then(|| {
@@ -540,7 +577,9 @@ impl<C> BackendPool<C> {
     }
 
     fn wake_one_for_room(&self) {
-        let has_room = self.open.get() < self.limit.get() || !self.idle.borrow().is_empty();
+        let has_room = self.open.get() < self.limit.get()
+            || !self.idle.borrow().is_empty()
+            || self.kept.get() > 0;
         if !has_room {
             return;
         }
@@ -566,6 +605,7 @@ impl<C> BackendPool<C> {
     /// Closes connections idle longer than the idle timeout.
     pub fn expire(&self) {
         let timeout = self.idle_timeout.get();
+        self.flush_kept();
         let mut idle = self.idle.borrow_mut();
         let before = idle.len();
         // One clock read for all of them.
@@ -577,6 +617,7 @@ impl<C> BackendPool<C> {
 
     /// Takes every idle connection out (shutdown); their places are freed.
     pub fn drain(&self) -> Vec<Pooled<C>> {
+        self.flush_kept();
         let idle: Vec<Pooled<C>> = self
             .idle
             .borrow_mut()
@@ -593,12 +634,14 @@ impl<C> BackendPool<C> {
 
     /// When the most recently returned idle connection came back.
     pub fn last_returned(&self) -> Option<Instant> {
+        self.flush_kept();
         self.idle.borrow().iter().map(|i| i.since).max()
     }
 
     /// A session ended: the idle connections it used last are nobody's
     /// now, so the next borrower takes them before opening new ones.
     pub fn disown(&self, session: u32) {
+        self.flush_kept();
         for idle in self.idle.borrow_mut().iter_mut() {
             if idle.pooled.last_session == session {
                 idle.pooled.last_session = 0;
@@ -613,6 +656,7 @@ impl<C> BackendPool<C> {
         pick: impl Fn(&C, Duration) -> bool,
     ) -> Vec<(Rc<PoolKey>, Pooled<Lent<C>>)> {
         let mut picked = Vec::new();
+        self.flush_kept();
         {
             let mut idle = self.idle.borrow_mut();
             let mut at = 0;
@@ -634,6 +678,7 @@ impl<C> BackendPool<C> {
     /// Applies `f` to every idle connection (e.g. to queue closes of a
     /// finished session's statements).
     pub fn for_each_idle(&self, mut f: impl FnMut(&mut C)) {
+        self.flush_kept();
         for idle in self.idle.borrow_mut().iter_mut() {
             f(&mut idle.pooled.conn);
         }
@@ -641,233 +686,4 @@ impl<C> BackendPool<C> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(user: &str) -> Rc<PoolKey> {
-        Rc::new(PoolKey {
-            user: user.as_bytes().to_vec(),
-            account_host: None,
-            capabilities: Capabilities::CLIENT_PROTOCOL_41,
-            collation: 45,
-        })
-    }
-
-    fn state(schema: &str) -> Rc<SessionState> {
-        Rc::new(SessionState {
-            schema: Some(schema.to_string()),
-            ..SessionState::default()
-        })
-    }
-
-    fn pool(limit: usize, idle_timeout: Duration, max_waiters: usize) -> Rc<BackendPool<u32>> {
-        Rc::new(BackendPool::new(limit, idle_timeout, max_waiters))
-    }
-
-    /// A place to open a connection in (else the test fails).
-    #[track_caller]
-    fn place(pool: &Rc<BackendPool<u32>>, key: &Rc<PoolKey>, session: u32) -> Place<u32> {
-        match pool.try_borrow(key, &state("a"), session) {
-            Some(Borrowed::Open(place)) => place,
-            Some(Borrowed::Conn(_)) => panic!("an idle connection, not a place"),
-            None => panic!("nothing"),
-        }
-    }
-
-    /// An idle connection lent (else the test fails).
-    #[track_caller]
-    fn idle(
-        pool: &Rc<BackendPool<u32>>,
-        key: &Rc<PoolKey>,
-        state: &SessionState,
-        session: u32,
-    ) -> Lent<u32> {
-        match pool.try_borrow(key, state, session) {
-            Some(Borrowed::Conn(found)) => found.conn,
-            Some(Borrowed::Open(_)) => panic!("a place, not an idle connection"),
-            None => panic!("nothing"),
-        }
-    }
-
-    #[test]
-    fn a_bound_of_zero_is_none_of_torpors_own() {
-        let pool = pool(0, Duration::from_secs(60), 8);
-        let places: Vec<_> = (0..1000).map(|_| place(&pool, &key("app"), 1)).collect();
-        assert_eq!(pool.open(), 1000);
-        drop(places);
-        assert_eq!(pool.open(), 0);
-    }
-
-    #[test]
-    fn prefers_a_connection_already_in_the_sessions_state() {
-        let pool = pool(4, Duration::from_secs(60), 8);
-        let first = place(&pool, &key("app"), 0);
-        let second = place(&pool, &key("app"), 0);
-        first.fill(1).give_back(key("app"), state("a"), 0);
-        second.fill(2).give_back(key("app"), state("b"), 0);
-        let found = idle(&pool, &key("app"), &state("a"), 0);
-        assert_eq!(*found, 1);
-        assert_eq!(pool.open(), 2);
-        assert!(
-            pool.try_borrow(&key("other"), &state("a"), 0).is_some(),
-            "below the bound another user gets a new place"
-        );
-    }
-
-    #[test]
-    fn a_session_gets_back_the_connection_it_used_last_if_no_one_took_it() {
-        let pool = pool(4, Duration::from_secs(60), 8);
-        let first = place(&pool, &key("app"), 0);
-        let second = place(&pool, &key("app"), 0);
-        first.fill(1).give_back(key("app"), state("a"), 5);
-        second.fill(2).give_back(key("app"), state("a"), 6);
-        let take = |session| idle(&pool, &key("app"), &state("a"), session);
-        // Session 5's own, though connection 2 came back later.
-        let own = take(5);
-        assert_eq!(*own, 1);
-        own.give_back(key("app"), state("a"), 5);
-        // Session 7 has none of its own and there is room: a new place.
-        let _seventh = place(&pool, &key("app"), 7);
-        // At the bound (4), 8 takes the longest idle of another's (2),
-        // so that 5 still finds its own.
-        let _fourth = place(&pool, &key("app"), 0);
-        let eighth = take(8);
-        assert_eq!(*eighth, 2);
-        let own = take(5);
-        assert_eq!(*own, 1);
-        // A session that ended leaves its connection to anyone.
-        own.give_back(key("app"), state("a"), 5);
-        pool.disown(5);
-        assert_eq!(*take(9), 1);
-    }
-
-    #[test]
-    fn the_bound_holds_and_other_keys_make_room() {
-        let pool = pool(1, Duration::from_secs(60), 8);
-        let only = place(&pool, &key("app"), 0);
-        assert!(
-            pool.try_borrow(&key("app"), &state("a"), 0).is_none(),
-            "at the bound"
-        );
-        only.fill(1).give_back(key("app"), state("a"), 0);
-        // Another user: the idle connection of the first is closed for it.
-        let other = place(&pool, &key("other"), 0);
-        assert_eq!(pool.open(), 1);
-        assert_eq!(pool.idle(), 0);
-        drop(other);
-        assert_eq!(pool.open(), 0);
-    }
-
-    #[test]
-    fn idle_connections_expire() {
-        let pool = pool(2, Duration::from_millis(0), 8);
-        place(&pool, &key("app"), 0)
-            .fill(1)
-            .give_back(key("app"), state("a"), 0);
-        std::thread::sleep(Duration::from_millis(2));
-        pool.expire();
-        assert_eq!((pool.open(), pool.idle()), (0, 0));
-    }
-
-    #[test]
-    fn what_is_lent_frees_its_place_however_it_is_dropped() {
-        let pool = pool(2, Duration::from_secs(60), 8);
-        // Closed (an error): the place stays with the borrower, to open
-        // another connection in, until it is dropped.
-        let lent = place(&pool, &key("app"), 0).fill(1);
-        let place = lent.close();
-        assert_eq!(pool.open(), 1);
-        drop(place);
-        assert_eq!(pool.open(), 0);
-        // A session that panics while it holds a connection (the worker
-        // catches the panic): unwinding drops it, and its place is free.
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _held = super::tests::place(&pool, &key("app"), 0).fill(2);
-            panic!("a bug in the session");
-        }));
-        assert!(unwound.is_err());
-        assert_eq!(pool.open(), 0, "no place is counted lent forever");
-        // Given back, it is idle, not lent.
-        super::tests::place(&pool, &key("app"), 0)
-            .fill(3)
-            .give_back(key("app"), state("a"), 0);
-        assert_eq!((pool.open(), pool.idle()), (1, 1));
-    }
-
-    #[test]
-    fn waiters_get_returned_connections_first_come_first_served() {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let pool = pool(1, Duration::from_secs(60), 1);
-            let only = place(&pool, &key("app"), 0);
-            let waiting = {
-                let pool = Rc::clone(&pool);
-                monoio::spawn(async move {
-                    let borrowed = pool
-                        .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
-                        .await;
-                    match borrowed {
-                        Ok(Borrowed::Conn(pooled)) => Some(*pooled.conn),
-                        _ => None,
-                    }
-                })
-            };
-            monoio::time::sleep(Duration::from_millis(5)).await;
-            // The queue holds one: a second waiter is refused at once.
-            let refused = pool
-                .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
-                .await;
-            assert!(matches!(refused, Err(PoolError::QueueFull)));
-            only.fill(7).give_back(key("app"), state("a"), 0);
-            assert_eq!(waiting.await, Some(7), "the waiter gets it");
-            // The waiter dropped it: closed, its place free.
-            assert_eq!(pool.open(), 0);
-            let _again = place(&pool, &key("app"), 0);
-            let timed_out = pool
-                .borrow(&key("app"), &state("a"), 0, Duration::from_millis(10))
-                .await;
-            assert!(matches!(timed_out, Err(PoolError::Timeout)));
-            // Only `borrow` counts (try_borrow also serves the pool's own
-            // handoffs).
-            assert_eq!(
-                pool.take_stats(),
-                PoolStats {
-                    waited: 1,
-                    timeouts: 1,
-                    queue_full: 1,
-                    ..PoolStats::default()
-                }
-            );
-            assert_eq!(pool.take_stats(), PoolStats::default(), "taken");
-        });
-    }
-
-    #[test]
-    fn a_wait_given_up_after_its_handoff_landed_gives_it_back() {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let pool = pool(1, Duration::from_secs(60), 4);
-            let only = place(&pool, &key("app"), 0);
-            let (app, a) = (key("app"), state("a"));
-            let mut wait = Box::pin(pool.borrow(&app, &a, 0, Duration::from_secs(5)));
-            // Polled once: it is queued.
-            let polled = futures_util::poll!(wait.as_mut());
-            assert!(polled.is_pending());
-            // The handoff lands, then the waiting future is dropped (a
-            // cancelled select) before it ran again.
-            only.fill(9).give_back(key("app"), state("a"), 0);
-            drop(wait);
-            assert_eq!(
-                (pool.open(), pool.idle()),
-                (1, 1),
-                "back in the pool, not lost with the waiter"
-            );
-        });
-    }
-}
+mod tests;

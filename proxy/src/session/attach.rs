@@ -168,7 +168,7 @@ impl Session {
                 });
             }
         }
-        if quitting {
+        if quitting || self.take_kept() {
             return Ok(());
         }
         let started = self.batch_started;
@@ -189,6 +189,35 @@ impl Session {
         Ok(())
     }
 
+    /// Takes back the connection the session kept after its last batch
+    /// (see [`crate::pool::Keep`]) when it serves as it is: in the
+    /// session's state, of the session's key, nothing the session left on
+    /// it to learn, its backend neither moved nor asleep since, alive.
+    /// Otherwise it goes back to the pool (where the borrow that follows
+    /// finds it first, and does what it needs).
+    fn take_kept(&mut self) -> bool {
+        let Some(kept) = self.keep.take() else {
+            return false;
+        };
+        let serves = self.left.is_none()
+            && Rc::ptr_eq(&kept.key, &self.pool_key)
+            && kept.conn.generation == self.service.generation()
+            && self.service.lifecycle.is_active()
+            && *kept.state == self.model.state
+            && !died_idle(&kept.conn, self.batch_started);
+        if !serves {
+            kept.give_back();
+            return false;
+        }
+        self.pool.count_kept_hit();
+        self.guard
+            .entry
+            .backend_thread_id
+            .store(kept.conn.thread_id, Ordering::Release);
+        self.backend = Some(kept.conn);
+        true
+    }
+
     /// A backend connection in the session's state: from the pool (live,
     /// aligned) or newly opened. Whatever fails on the way drops what was
     /// lent, which closes it and frees its place. While the backend cannot
@@ -203,6 +232,10 @@ impl Session {
         started: std::time::Instant,
         pipelined: bool,
     ) -> Result<Lent<BackendConn>, SessionError> {
+        // What the session kept is the pool's again, found first.
+        if let Some(kept) = self.keep.take() {
+            kept.give_back();
+        }
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
@@ -488,7 +521,14 @@ impl Session {
             } else {
                 std::time::Instant::now()
             };
-            conn.give_back_at(key, state, self.guard.id, now);
+            if self.left.is_none() {
+                // Nothing for another session to read on it first: kept
+                // for the session's next statement while nobody else
+                // needs it.
+                conn.keep_at(&self.keep, key, state, self.guard.id, now);
+            } else {
+                conn.give_back_at(key, state, self.guard.id, now);
+            }
         }
     }
 
@@ -545,6 +585,9 @@ impl Session {
         }
         if clean {
             self.release_if_free();
+        }
+        if let Some(kept) = self.keep.take() {
+            kept.give_back();
         }
         self.pool.disown(session);
         self.drop_backend();

@@ -171,6 +171,9 @@ pub struct Session {
     pub(super) backend_caps: Capabilities,
     /// The worker's pool of backend connections to the session's service.
     pub(super) pool: Rc<BackendPool<BackendConn>>,
+    /// Where the session keeps its free backend connection between
+    /// statements while nobody else needs it ([`crate::pool::Keep`]).
+    pub(super) keep: Rc<crate::pool::Keep<BackendConn>>,
     /// The key of the session's connections in the pool
     /// ([`Session::pool_key`]).
     pub(super) pool_key: Rc<crate::pool::PoolKey>,
@@ -300,6 +303,7 @@ impl Session {
             backend_caps: authenticated.backend_caps,
             backend: authenticated.backend,
             pool,
+            keep: Rc::default(),
             pool_key,
             pooled_state: None,
             _client_count: ClientCount::new(Arc::clone(&service), index),
