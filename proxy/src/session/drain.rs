@@ -287,6 +287,7 @@ impl Session {
                     return;
                 };
                 let id = self.statements.add(ClientStatement {
+                    may_change_state: torpor_replay::classify::may_change_state(sql),
                     sql: sql.clone(),
                     params: prepared.params,
                     columns: prepared.columns,

@@ -41,6 +41,10 @@ pub struct ClientStatement {
     /// The parameter types the client last bound (two bytes each), for
     /// executes that do not send them.
     pub param_types: Option<Vec<u8>>,
+    /// Whether the text may do anything to the session Torpor follows
+    /// ([`torpor_replay::classify::may_change_state`]): read once, at the
+    /// prepare, not at every execute (~200 instructions each).
+    pub may_change_state: bool,
 }
 
 /// A session's prepared statements, by client-visible id.
@@ -309,6 +313,7 @@ mod tests {
             params: 1,
             columns: 1,
             param_types: None,
+            may_change_state: false,
         }
     }
 

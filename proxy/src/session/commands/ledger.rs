@@ -179,6 +179,7 @@ impl Session {
                 facts: self
                     .statements
                     .get(id)
+                    .filter(|s| s.may_change_state)
                     .and_then(|s| crate::session::model::execute_facts(&s.sql)),
             }),
             Command::StmtFetch => Some(Follow::Fetch { id }),
