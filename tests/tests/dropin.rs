@@ -363,3 +363,45 @@ for setup, end in [(None, "COMMIT RELEASE"), ("SET SESSION completion_type = 'RE
     let again = run(torpor.addr());
     assert_eq!(again, direct);
 }
+
+/// How a login refused with `error` reads in the `mysql` crate: MariaDB's
+/// code and SQLSTATE, or what else went wrong.
+fn refusal(error: mysql::Error) -> (u16, String) {
+    match error {
+        mysql::Error::MySqlError(e) => (e.code, e.state),
+        other => panic!("not an error packet the client could read: {other:?}"),
+    }
+}
+
+/// MariaDB refuses a connection over `max_connections` before its
+/// handshake, with an ERR packet that has no SQLSTATE marker (nothing is
+/// negotiated yet). Torpor, which has answered the handshake itself,
+/// passes the refusal on where the client expects the marker: the `mysql`
+/// crate read the bare packet as "Invalid SqlStateMarker value", an I/O
+/// error. The client must read the same 1040 as from MariaDB directly.
+#[test]
+fn a_login_refused_by_a_full_backend_reads_as_mariadbs_own_refusal() {
+    use mysql::prelude::Queryable;
+    let (server, _certificates) = torpor_tests::mariadb_with_tls(&["--max-connections=10"]);
+    let torpor = Torpor::start_with(server.addr(), |config| config.workers = 1);
+    // A session in a transaction holds Torpor's backend connection: the
+    // next login needs a new one.
+    let mut pinned = torpor_tests::connect(torpor.addr());
+    pinned.query_drop("BEGIN").unwrap();
+    let opts = |addr| torpor_tests::mysql_opts(addr, APP_USER, APP_PASSWORD);
+    let mut held = Vec::new();
+    let direct = loop {
+        match mysql::Conn::new(opts(server.addr())) {
+            Ok(conn) => held.push(conn),
+            Err(error) => break refusal(error),
+        }
+        assert!(held.len() < 50, "max_connections never refused a login");
+    };
+    assert_eq!(direct.0, 1040, "{direct:?}");
+    let through_torpor = mysql::Conn::new(opts(torpor.addr()))
+        .map(drop)
+        .expect_err("the backend is full");
+    assert_eq!(refusal(through_torpor), direct);
+    // The session that held its connection is not harmed.
+    pinned.query_drop("COMMIT").unwrap();
+}

@@ -685,8 +685,26 @@ async fn native_response(
 }
 
 /// Relays a backend's ERR packet at the client's sequence id.
+///
+/// One the server sent before its handshake (too many connections, a
+/// blocked host) has no SQLSTATE marker: nothing was negotiated yet. The
+/// client has negotiated `CLIENT_PROTOCOL_41` with Torpor (it is
+/// required) and reads a marker after the code, so it gets the state a
+/// client assumes when none came, `HY000`: what it reads from MariaDB
+/// directly (the `mysql` crate took the bare packet for a protocol error).
 pub fn relay_error(err: &BackendErr, seq: u8, dst: &mut BytesMut) {
-    write_payload(dst, seq, &err.payload);
+    match err.payload.as_slice() {
+        [0xff, low, high, message @ ..] if message.first() != Some(&b'#') => {
+            let mut payload = Vec::with_capacity(err.payload.len() + 6);
+            payload.extend_from_slice(&[0xff, *low, *high, b'#']);
+            payload.extend_from_slice(b"HY000");
+            payload.extend_from_slice(message);
+            write_payload(dst, seq, &payload);
+        }
+        _ => {
+            write_payload(dst, seq, &err.payload);
+        }
+    }
 }
 
 /// `ok` (as a client with `client` capabilities reads it) with `info` as
