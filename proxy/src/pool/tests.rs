@@ -154,25 +154,11 @@ fn what_is_lent_frees_its_place_however_it_is_dropped() {
 
 #[test]
 fn waiters_get_returned_connections_first_come_first_served() {
-    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
+    let mut runtime = runtime();
     runtime.block_on(async {
         let pool = pool(1, Duration::from_secs(60), 1);
         let only = place(&pool, &key("app"), 0);
-        let waiting = {
-            let pool = Rc::clone(&pool);
-            monoio::spawn(async move {
-                let borrowed = pool
-                    .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
-                    .await;
-                match borrowed {
-                    Ok(Borrowed::Conn(pooled)) => Some(*pooled.conn),
-                    _ => None,
-                }
-            })
-        };
+        let waiting = waiter(&pool, 0);
         monoio::time::sleep(Duration::from_millis(5)).await;
         // The queue holds one: a second waiter is refused at once.
         let refused = pool
@@ -205,10 +191,7 @@ fn waiters_get_returned_connections_first_come_first_served() {
 
 #[test]
 fn a_wait_given_up_after_its_handoff_landed_gives_it_back() {
-    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
+    let mut runtime = runtime();
     runtime.block_on(async {
         let pool = pool(1, Duration::from_secs(60), 4);
         let only = place(&pool, &key("app"), 0);
@@ -227,6 +210,29 @@ fn a_wait_given_up_after_its_handoff_landed_gives_it_back() {
             "back in the pool, not lost with the waiter"
         );
     });
+}
+
+/// A runtime for the tests that wait (the pool's queue).
+fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+}
+
+/// A waiter for a connection of `key("app")` as session `session`: what
+/// it got, once it got it.
+fn waiter(pool: &Rc<BackendPool<u32>>, session: u32) -> monoio::task::JoinHandle<Option<u32>> {
+    let pool = Rc::clone(pool);
+    monoio::spawn(async move {
+        match pool
+            .borrow(&key("app"), &state("a"), session, Duration::from_secs(5))
+            .await
+        {
+            Ok(Borrowed::Conn(pooled)) => Some(*pooled.conn),
+            _ => None,
+        }
+    })
 }
 
 /// A connection opened in a new place and kept in `keep` by `session`.
@@ -277,25 +283,11 @@ fn a_borrower_at_the_bound_takes_what_a_session_keeps() {
 
 #[test]
 fn a_session_does_not_keep_while_others_wait() {
-    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
+    let mut runtime = runtime();
     runtime.block_on(async {
         let pool = pool(1, Duration::from_secs(60), 8);
         let only = place(&pool, &key("app"), 5);
-        let waiting = {
-            let pool = Rc::clone(&pool);
-            monoio::spawn(async move {
-                match pool
-                    .borrow(&key("app"), &state("a"), 6, Duration::from_secs(5))
-                    .await
-                {
-                    Ok(Borrowed::Conn(pooled)) => Some(*pooled.conn),
-                    _ => None,
-                }
-            })
-        };
+        let waiting = waiter(&pool, 6);
         monoio::time::sleep(Duration::from_millis(5)).await;
         let keep = Rc::new(Keep::default());
         only.fill(3)
