@@ -24,6 +24,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -527,26 +530,22 @@ impl Conn {
             Halves::Tcp(reader, writer) => {
                 // SAFETY: as in `readable`.
                 let stream = unsafe { &*reader.0.get() };
-                monoio::join!(
-                    async {
-                        let (result, out) = writer.write_all(out).await;
-                        written(out);
-                        result
-                    },
-                    stream.readable(false)
-                )
+                let write = std::pin::pin!(async {
+                    let (result, out) = writer.write_all(out).await;
+                    written(out);
+                    result
+                });
+                join_pinned(write, std::pin::pin!(stream.readable(false))).await
             }
             Halves::Unix(reader, writer) => {
                 // SAFETY: as in `readable`.
                 let stream = unsafe { &*reader.0.get() };
-                monoio::join!(
-                    async {
-                        let (result, out) = writer.write_all(out).await;
-                        written(out);
-                        result
-                    },
-                    stream.readable(false)
-                )
+                let write = std::pin::pin!(async {
+                    let (result, out) = writer.write_all(out).await;
+                    written(out);
+                    result
+                });
+                join_pinned(write, std::pin::pin!(stream.readable(false))).await
             }
         };
         if write.is_ok() {
@@ -706,7 +705,46 @@ async fn write_and_read<R: AsyncReadRent, W: AsyncWriteRent, B: IoBuf>(
     out: B,
     target: SliceMut<BytesMut>,
 ) -> (BufResult<usize, B>, BufResult<usize, SliceMut<BytesMut>>) {
-    monoio::join!(writer.write_all(out), reader.read(target))
+    let write = std::pin::pin!(writer.write_all(out));
+    let read = std::pin::pin!(reader.read(target));
+    join_pinned(write, read).await
+}
+
+/// Runs `first` and `second` together until both are done.
+///
+/// A join written out by hand: the callers pin both futures where they
+/// make them, and they are polled there, where `monoio::join!` moves
+/// each into a wrapper and the wrappers into its own state: copies of
+/// futures some hundred bytes large on every statement's round trip,
+/// about 400 of a point select's 10 000 instructions (callgrind).
+async fn join_pinned<A: Future, B: Future>(
+    mut first: Pin<&mut A>,
+    mut second: Pin<&mut B>,
+) -> (A::Output, B::Output) {
+    let mut first_done = None;
+    let mut second_done = None;
+    std::future::poll_fn(move |cx| {
+        // A future that finished is never polled again.
+        if first_done.is_none() {
+            if let Poll::Ready(output) = first.as_mut().poll(cx) {
+                first_done = Some(output);
+            }
+        }
+        if second_done.is_none() {
+            if let Poll::Ready(output) = second.as_mut().poll(cx) {
+                second_done = Some(output);
+            }
+        }
+        match (first_done.take(), second_done.take()) {
+            (Some(first), Some(second)) => Poll::Ready((first, second)),
+            (first, second) => {
+                first_done = first;
+                second_done = second;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Who is at the other end of a client connection, for logs and for the
