@@ -22,9 +22,9 @@
 //! descriptor (the worker's peek, shutdown(2)) and the read buffer stay
 //! as they are.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;

@@ -37,9 +37,13 @@ pub fn socket_opts(path: &std::path::Path) -> mysql::OptsBuilder {
         .prefer_socket(false)
 }
 
+/// How long an admin connection waits for each read or write: a backend
+/// that hangs must not hang the control plane. A statement that waits on
+/// the server on purpose (`MASTER_GTID_WAIT`) must ask for less.
+pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An admin connection with `opts` as `user`: connect within 5 s, each
-/// read and write within 10 s (a backend that hangs must not hang the
-/// control plane).
+/// read and write within [`ADMIN_IO_TIMEOUT`].
 pub fn admin_connect(
     opts: mysql::OptsBuilder,
     user: &str,
@@ -49,8 +53,8 @@ pub fn admin_connect(
         .user(Some(user))
         .pass(Some(password))
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
-        .read_timeout(Some(Duration::from_secs(10)))
-        .write_timeout(Some(Duration::from_secs(10)));
+        .read_timeout(Some(ADMIN_IO_TIMEOUT))
+        .write_timeout(Some(ADMIN_IO_TIMEOUT));
     mysql::Conn::new(opts).map_err(|e| e.to_string())
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use serde::Serialize;
 
-use super::admin_sql::{admin_connect, run_admin_sql, tcp_opts};
+use super::admin_sql::{admin_connect, run_admin_sql, tcp_opts, ADMIN_IO_TIMEOUT};
 use super::autoscaler::unix_ms;
 use super::driver::{AdminAccess, Driver, Resources};
 use crate::endpoint::Endpoint;
@@ -43,8 +43,11 @@ const CLOSE_ENOUGH: Duration = Duration::from_millis(800);
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long the target may take, during the switch-over, to apply what
-/// the source wrote last.
-const FINAL_WAIT_SECS: u64 = 10;
+/// the source wrote last. Less than the admin connection's read timeout,
+/// so that a wait that runs out ends in its own clear message rather than
+/// in a read error.
+const FINAL_WAIT_SECS: u64 = 8;
+const _: () = assert!(FINAL_WAIT_SECS + 1 < ADMIN_IO_TIMEOUT.as_secs());
 
 /// A relocation as the admin API shows it.
 #[derive(Debug, Clone, Default, Serialize)]
