@@ -147,9 +147,10 @@ impl ReplyDigest {
                 let rest = head.get(1..).unwrap_or_default();
                 let (affected, n) = lenenc::read_int(rest).unwrap_or((0, 0));
                 let (insert_id, _) = rest.get(n..).and_then(lenenc::read_int).unwrap_or((0, 0));
-                self.feed(&[0]);
-                self.feed(&affected.to_le_bytes());
-                self.feed(&insert_id.to_le_bytes());
+                let mut fields = [0u8; 17];
+                fields[1..9].copy_from_slice(&affected.to_le_bytes());
+                fields[9..].copy_from_slice(&insert_id.to_le_bytes());
+                self.feed_fixed(fields);
                 self.outcome.affected_rows = affected;
                 if self.outcome.last_insert_id == 0 {
                     self.outcome.last_insert_id = insert_id;
@@ -167,8 +168,9 @@ impl ReplyDigest {
             // Terminators carry only status flags and warnings.
             PacketClass::Eof(_) => false,
             PacketClass::PrepareOk | PacketClass::Other => {
-                self.feed(&[1]);
-                self.feed(&(len as u64).to_le_bytes());
+                let mut tag_and_len = [1u8; 9];
+                tag_and_len[1..].copy_from_slice(&(len as u64).to_le_bytes());
+                self.feed_fixed(tag_and_len);
                 true
             }
         }
@@ -191,6 +193,19 @@ impl ReplyDigest {
         Outcome {
             digest,
             ..self.outcome
+        }
+    }
+
+    /// [`ReplyDigest::feed`] for a few bytes of a size known here: copied
+    /// into the stage inline, not by a call to `memcpy`.
+    fn feed_fixed<const N: usize>(&mut self, bytes: [u8; N]) {
+        if self.staged + N > STAGE_BYTES {
+            self.hasher.write(&self.stage[..self.staged]);
+            self.staged = 0;
+        }
+        if let Some(place) = self.stage.get_mut(self.staged..self.staged + N) {
+            place.copy_from_slice(&bytes);
+            self.staged += N;
         }
     }
 
