@@ -187,7 +187,7 @@ impl ReplyDigest {
             self.hasher.finish()
         } else {
             let mut hasher = self.hasher.clone();
-            hasher.write(&self.stage[..self.staged]);
+            hasher.write(self.staged_bytes());
             hasher.finish()
         };
         Outcome {
@@ -200,12 +200,18 @@ impl ReplyDigest {
     /// into the stage inline, not by a call to `memcpy`.
     fn feed_fixed<const N: usize>(&mut self, bytes: [u8; N]) {
         if self.staged + N > STAGE_BYTES {
-            self.hasher.write(&self.stage[..self.staged]);
-            self.staged = 0;
+            self.flush();
         }
-        if let Some(place) = self.stage.get_mut(self.staged..self.staged + N) {
-            place.copy_from_slice(&bytes);
-            self.staged += N;
+        match self.stage.get_mut(self.staged..self.staged + N) {
+            Some(place) => {
+                place.copy_from_slice(&bytes);
+                self.staged += N;
+            }
+            // Only when N exceeds the stage: straight through, in order.
+            None => {
+                self.flush();
+                self.hasher.write(&bytes);
+            }
         }
     }
 
@@ -214,15 +220,38 @@ impl ReplyDigest {
     /// bytes' order, never on how they were cut.
     fn feed(&mut self, bytes: &[u8]) {
         if self.staged + bytes.len() > STAGE_BYTES {
-            self.hasher.write(&self.stage[..self.staged]);
-            self.staged = 0;
+            self.flush();
             if bytes.len() > STAGE_BYTES / 2 {
                 self.hasher.write(bytes);
                 return;
             }
         }
-        self.stage[self.staged..self.staged + bytes.len()].copy_from_slice(bytes);
-        self.staged += bytes.len();
+        match self.stage.get_mut(self.staged..self.staged + bytes.len()) {
+            Some(place) => {
+                place.copy_from_slice(bytes);
+                self.staged += bytes.len();
+            }
+            None => {
+                self.flush();
+                self.hasher.write(bytes);
+            }
+        }
+    }
+
+    /// Hands what waits on the stage to the hasher.
+    fn flush(&mut self) {
+        if self.staged > 0 {
+            let staged = self.staged;
+            self.staged = 0;
+            if let Some(bytes) = self.stage.get(..staged) {
+                self.hasher.write(bytes);
+            }
+        }
+    }
+
+    /// The bytes that wait on the stage.
+    fn staged_bytes(&self) -> &[u8] {
+        self.stage.get(..self.staged).unwrap_or_default()
     }
 }
 
