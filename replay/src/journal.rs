@@ -197,21 +197,14 @@ impl ReplyDigest {
     }
 
     /// [`ReplyDigest::feed`] for a few bytes of a size known here: copied
-    /// into the stage inline, not by a call to `memcpy`.
+    /// into the stage inline, not by a call to `memcpy`, when they fit.
     fn feed_fixed<const N: usize>(&mut self, bytes: [u8; N]) {
-        if self.staged + N > STAGE_BYTES {
-            self.flush();
-        }
         match self.stage.get_mut(self.staged..self.staged + N) {
             Some(place) => {
                 place.copy_from_slice(&bytes);
                 self.staged += N;
             }
-            // Only when N exceeds the stage: straight through, in order.
-            None => {
-                self.flush();
-                self.hasher.write(&bytes);
-            }
+            None => self.feed(&bytes),
         }
     }
 
@@ -226,15 +219,11 @@ impl ReplyDigest {
                 return;
             }
         }
-        match self.stage.get_mut(self.staged..self.staged + bytes.len()) {
-            Some(place) => {
-                place.copy_from_slice(bytes);
-                self.staged += bytes.len();
-            }
-            None => {
-                self.flush();
-                self.hasher.write(bytes);
-            }
+        // Always there: the stage had room, or was just emptied for bytes
+        // of at most half its size.
+        if let Some(place) = self.stage.get_mut(self.staged..self.staged + bytes.len()) {
+            place.copy_from_slice(bytes);
+            self.staged += bytes.len();
         }
     }
 
