@@ -30,7 +30,9 @@ pub type Attributes = Vec<(Vec<u8>, Vec<u8>)>;
 /// value a length-encoded string, in the order sent, with no outer
 /// length. One allocation however many pairs a client sends: what a
 /// proxy keeps for each held client, to pass them on to the connections
-/// it opens for it.
+/// it opens for it. A client's are kept as it sent them, byte for byte
+/// (checked, never taken apart and put together again: a login does not
+/// pay two allocations a pair for attributes nobody reads).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackedAttributes(Box<[u8]>);
 
@@ -45,16 +47,35 @@ impl PackedAttributes {
         PackedAttributes(block.to_vec().into_boxed_slice())
     }
 
+    /// The attributes in `block` (as a client sends them, without the
+    /// outer length), checked to be whole pairs.
+    pub fn parse(block: &[u8]) -> Result<PackedAttributes, ProtocolError> {
+        let mut r = Reader::new(block, "connection attributes");
+        while !r.is_empty() {
+            r.lenenc_bytes()?;
+            r.lenenc_bytes()?;
+        }
+        Ok(PackedAttributes(block.into()))
+    }
+
+    /// The pairs, in their order, borrowed.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut r = Reader::new(&self.0, "connection attributes");
+        // Only whole pairs are ever kept: a pair cut short cannot happen,
+        // and would only end the list.
+        std::iter::from_fn(move || Some((r.lenenc_bytes().ok()?, r.lenenc_bytes().ok()?)))
+    }
+
     /// The pairs again, in their order.
     pub fn unpack(&self) -> Attributes {
-        let mut r = Reader::new(&self.0, "connection attributes");
-        let mut attributes = Vec::new();
-        // `pack` wrote whole pairs: a pair cut short cannot happen, and
-        // would only end the list.
-        while let (Ok(key), Ok(value)) = (r.lenenc_bytes(), r.lenenc_bytes()) {
-            attributes.push((key.to_vec(), value.to_vec()));
-        }
-        attributes
+        self.pairs()
+            .map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .collect()
+    }
+
+    /// The block as it goes on the wire (without its outer length).
+    pub fn as_wire(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -269,7 +290,7 @@ pub struct HandshakeResponse {
     /// The plugin the response was made with, when CLIENT_PLUGIN_AUTH.
     pub auth_plugin: Option<Vec<u8>>,
     /// Connection attributes in the order the client sent them.
-    pub attributes: Attributes,
+    pub attributes: PackedAttributes,
 }
 
 impl ClientHello {
@@ -321,7 +342,7 @@ impl ClientHello {
             if capabilities.contains(Capabilities::CLIENT_CONNECT_ATTRS) && !r.is_empty() {
                 parse_attributes(&mut r)?
             } else {
-                Vec::new()
+                PackedAttributes::default()
             };
         Ok(ClientHello::Response(HandshakeResponse {
             capabilities,
@@ -336,25 +357,12 @@ impl ClientHello {
     }
 }
 
-fn parse_attributes(r: &mut Reader<'_>) -> Result<Attributes, ProtocolError> {
-    let block = r.lenenc_bytes()?;
-    let mut inner = Reader::new(block, "connection attributes");
-    let mut attributes = Vec::new();
-    while !inner.is_empty() {
-        let key = inner.lenenc_bytes()?.to_vec();
-        let value = inner.lenenc_bytes()?.to_vec();
-        attributes.push((key, value));
-    }
-    Ok(attributes)
+fn parse_attributes(r: &mut Reader<'_>) -> Result<PackedAttributes, ProtocolError> {
+    PackedAttributes::parse(r.lenenc_bytes()?)
 }
 
-fn put_attributes(dst: &mut BytesMut, attributes: &[(Vec<u8>, Vec<u8>)]) {
-    let mut block = BytesMut::new();
-    for (key, value) in attributes {
-        lenenc::put_bytes(&mut block, key);
-        lenenc::put_bytes(&mut block, value);
-    }
-    lenenc::put_bytes(dst, &block);
+fn put_attributes(dst: &mut BytesMut, attributes: &PackedAttributes) {
+    lenenc::put_bytes(dst, attributes.as_wire());
 }
 
 impl HandshakeResponse {
@@ -454,7 +462,7 @@ pub struct ChangeUser {
     /// The plugin the response was made with, when sent.
     pub auth_plugin: Option<Vec<u8>>,
     /// Connection attributes, when sent.
-    pub attributes: Attributes,
+    pub attributes: PackedAttributes,
 }
 
 impl ChangeUser {
@@ -477,7 +485,7 @@ impl ChangeUser {
             database,
             collation: None,
             auth_plugin: None,
-            attributes: Vec::new(),
+            attributes: PackedAttributes::default(),
         };
         if r.is_empty() {
             return Ok(change);

@@ -259,7 +259,7 @@ pub async fn connect(
         auth_response: login.password.respond(&greeting.seed),
         database: login.database.map(<[u8]>::to_vec),
         auth_plugin: Some(NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec()),
-        attributes: login.attributes.unpack(),
+        attributes: login.attributes.clone(),
     };
     let mut payload = BytesMut::new();
     response.encode(&mut payload);

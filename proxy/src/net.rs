@@ -771,8 +771,50 @@ impl Peer {
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Peer::Tcp(std::net::SocketAddr::V4(addr)) => write_ipv4(f, addr),
             Peer::Tcp(addr) => write!(f, "{addr}"),
             Peer::Local => f.write_str("unix-socket"),
+        }
+    }
+}
+
+/// Writes `addr` as `a.b.c.d:port`, as its `Display` does, in one piece:
+/// the peer is in both lines every connection logs, and the standard
+/// `Display` goes through the formatter once per octet (~1 700
+/// instructions a line, against ~200).
+fn write_ipv4(f: &mut std::fmt::Formatter<'_>, addr: &std::net::SocketAddrV4) -> std::fmt::Result {
+    // "255.255.255.255:65535" is 21 bytes.
+    let mut text = [0u8; 21];
+    let mut len = 0;
+    let mut digits = itoa::Buffer::new();
+    let mut push = |part: &[u8]| {
+        if let Some(slot) = text.get_mut(len..len + part.len()) {
+            slot.copy_from_slice(part);
+            len += part.len();
+        }
+    };
+    for (index, octet) in addr.ip().octets().into_iter().enumerate() {
+        if index > 0 {
+            push(b".");
+        }
+        push(digits.format(octet).as_bytes());
+    }
+    push(b":");
+    push(digits.format(addr.port()).as_bytes());
+    // Digits, dots and a colon: ASCII.
+    f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| std::fmt::Error)?)
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::Peer;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_peer_reads_as_its_address_does(ip: u32, port: u16) {
+            let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::from(ip), port));
+            prop_assert_eq!(Peer::Tcp(addr).to_string(), addr.to_string());
         }
     }
 }

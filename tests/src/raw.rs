@@ -373,7 +373,7 @@ impl RawClient {
             auth_response: native_response(&options.password, &greeting.seed),
             database: options.database.as_ref().map(|d| d.as_bytes().to_vec()),
             auth_plugin: Some(NATIVE_PASSWORD_PLUGIN.as_bytes().to_vec()),
-            attributes: options.attributes.clone(),
+            attributes: torpor_protocol::handshake::PackedAttributes::pack(&options.attributes),
         };
         let mut payload = BytesMut::new();
         response.encode(&mut payload);

@@ -279,7 +279,10 @@ fn handshake_response(client: &RawClient) -> Vec<u8> {
         auth_response: native_response(torpor_tests::APP_PASSWORD, &greeting.seed),
         database: Some(b"test".to_vec()),
         auth_plugin: Some(b"mysql_native_password".to_vec()),
-        attributes: vec![(b"_client_name".to_vec(), b"bad-input".to_vec())],
+        attributes: torpor_protocol::handshake::PackedAttributes::pack(&[(
+            b"_client_name".to_vec(),
+            b"bad-input".to_vec(),
+        )]),
     };
     let mut payload = BytesMut::new();
     response.encode(&mut payload);

@@ -53,7 +53,7 @@ fn response_fixture_round_trips_and_verifies() {
         .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA));
     assert!(response
         .attributes
-        .iter()
+        .pairs()
         .any(|(k, v)| k == b"_client_name" && v == b"libmariadb"));
     let proven =
         StoredPassword::from_plaintext("secret").verify(&greeting.seed, &response.auth_response);
@@ -109,7 +109,7 @@ fn change_user_round_trip() {
         database: b"test".to_vec(),
         collation: Some(224),
         auth_plugin: Some(b"mysql_native_password".to_vec()),
-        attributes: vec![(b"_client_name".to_vec(), b"x".to_vec())],
+        attributes: PackedAttributes::pack(&[(b"_client_name".to_vec(), b"x".to_vec())]),
     };
     let mut wire = BytesMut::new();
     change.encode(&mut wire, caps);
@@ -119,6 +119,16 @@ fn change_user_round_trip() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
+
+    /// Bytes of a length-encoded length for `len`, as `pack` writes it.
+    fn lenenc_len(len: usize) -> usize {
+        match len {
+            0..=250 => 1,
+            251..=0xffff => 3,
+            0x10000..=0xff_ffff => 4,
+            _ => 9,
+        }
+    }
 
     proptest! {
         #[test]
@@ -134,6 +144,36 @@ mod properties {
             attributes in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..10), proptest::collection::vec(any::<u8>(), 0..300)), 0..8),
         ) {
             prop_assert_eq!(PackedAttributes::pack(&attributes).unpack(), attributes);
+        }
+
+        #[test]
+        fn attributes_are_kept_as_sent_and_read_back_pair_by_pair(
+            attributes in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..10), proptest::collection::vec(any::<u8>(), 0..300)), 0..8),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let packed = PackedAttributes::pack(&attributes);
+            let parsed = PackedAttributes::parse(packed.as_wire()).unwrap();
+            prop_assert_eq!(parsed.as_wire(), packed.as_wire());
+            let pairs: Vec<(&[u8], &[u8])> = parsed.pairs().collect();
+            let expected: Vec<(&[u8], &[u8])> =
+                attributes.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            prop_assert_eq!(pairs, expected);
+            // A block cut inside a pair is refused, never kept.
+            let wire = packed.as_wire();
+            if !wire.is_empty() {
+                let short = &wire[..cut.index(wire.len())];
+                let whole_pairs = PackedAttributes::parse(short).is_ok();
+                let boundary = short.is_empty() || {
+                    let mut at = 0;
+                    let mut ends = vec![0];
+                    for (k, v) in &attributes {
+                        at += lenenc_len(k.len()) + k.len() + lenenc_len(v.len()) + v.len();
+                        ends.push(at);
+                    }
+                    ends.contains(&short.len())
+                };
+                prop_assert_eq!(whole_pairs, boundary);
+            }
         }
 
         #[test]
@@ -161,7 +201,7 @@ mod properties {
                 auth_response: response,
                 database,
                 auth_plugin: Some(b"mysql_native_password".to_vec()),
-                attributes,
+                attributes: PackedAttributes::pack(&attributes),
             };
             let mut wire = BytesMut::new();
             original.encode(&mut wire);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use torpor_protocol::auth::NATIVE_PASSWORD_PLUGIN;
 use torpor_protocol::frame::write_payload;
-use torpor_protocol::handshake::{AuthSwitch, ChangeUser, PackedAttributes};
+use torpor_protocol::handshake::{AuthSwitch, ChangeUser};
 use tracing::debug;
 
 use super::be;
@@ -143,7 +143,7 @@ impl Session {
         if let Some(collation) = change.collation {
             self.collation = collation as u8;
         }
-        self.attributes = PackedAttributes::pack(&change.attributes);
+        self.attributes = change.attributes;
         self.user = change.user;
         self.account_host = identified.account_host;
         self.pool_key = std::rc::Rc::new(self.fresh_pool_key());

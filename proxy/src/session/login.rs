@@ -232,7 +232,7 @@ async fn run(
         let hello = exchange.receive().await?;
         parsed = ClientHello::parse(&hello).map_err(SessionError::ClientProtocol)?;
     }
-    let response = match parsed {
+    let mut response = match parsed {
         // A second SSLRequest, or one over TLS.
         ClientHello::SslRequest { .. } => {
             return Err(SessionError::ClientProtocol(
@@ -282,7 +282,7 @@ async fn run(
             Err(error) => return Err(error),
         }
     };
-    let attributes = PackedAttributes::pack(&response.attributes);
+    let attributes = std::mem::take(&mut response.attributes);
     let login = Login {
         user: &response.user,
         password: &password,
