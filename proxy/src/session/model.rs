@@ -141,7 +141,7 @@ impl SessionModel {
     /// A session that starts in `schema` on a fresh connection.
     pub fn new(baseline: Arc<Baseline>, schema: Option<String>) -> SessionModel {
         let baseline_tracking = baseline.tracking.clone();
-        let baseline_numbers = BaselineNumbers::of(&baseline);
+        let baseline_numbers = BaselineNumbers::remembered(&baseline);
         SessionModel {
             state: SessionState {
                 schema,
@@ -535,6 +535,31 @@ mod tests {
     use torpor_replay::classify::classify;
 
     #[test]
+    fn each_baseline_gives_its_own_numbers_however_logins_alternate() {
+        let with_wait = |seconds: &str| {
+            let mut baseline = Baseline::default();
+            baseline.variables.insert(
+                "wait_timeout".into(),
+                (seconds.into(), torpor_replay::state::VarKind::Number),
+            );
+            Arc::new(baseline)
+        };
+        let wait = |baseline: &Arc<Baseline>| {
+            SessionModel::new(Arc::clone(baseline), None).number(NumericVariable::WaitTimeout)
+        };
+        let (short, long) = (with_wait("5"), with_wait("600"));
+        assert_eq!(wait(&short), Some(5));
+        assert_eq!(wait(&long), Some(600));
+        assert_eq!(wait(&short), Some(5), "back to the first");
+        assert_eq!(wait(&short), Some(5), "remembered");
+        // A baseline made after another was dropped, perhaps where it was.
+        drop(short);
+        let other = with_wait("7");
+        assert_eq!(wait(&other), Some(7));
+        assert_eq!(wait(&long), Some(600));
+    }
+
+    #[test]
     fn pins_follow_statements() {
         let mut model = SessionModel::new(Arc::new(Baseline::default()), None);
         assert!(!model.is_pinned());
@@ -628,7 +653,28 @@ impl NumericVariable {
 #[derive(Debug, Clone, Copy, Default)]
 struct BaselineNumbers([Option<u64>; 3]);
 
+thread_local! {
+    /// The last baseline this worker parsed the numbers of, and them: a
+    /// service's sessions share one baseline, so a login finds its numbers
+    /// here instead of looking up three names among the ~600 variables
+    /// (~2 400 instructions a login). Held weakly: the allocation cannot be
+    /// reused by another baseline while the entry points at it.
+    static LAST_NUMBERS: std::cell::RefCell<(std::sync::Weak<Baseline>, BaselineNumbers)> =
+        std::cell::RefCell::new((std::sync::Weak::new(), BaselineNumbers::default()));
+}
+
 impl BaselineNumbers {
+    /// The numbers of `baseline`, remembered from the last call with it.
+    fn remembered(baseline: &Arc<Baseline>) -> BaselineNumbers {
+        LAST_NUMBERS.with(|last| {
+            let mut last = last.borrow_mut();
+            if !std::ptr::eq(last.0.as_ptr(), Arc::as_ptr(baseline)) {
+                *last = (Arc::downgrade(baseline), BaselineNumbers::of(baseline));
+            }
+            last.1
+        })
+    }
+
     fn of(baseline: &Baseline) -> BaselineNumbers {
         BaselineNumbers(NumericVariable::ALL.map(|name| {
             baseline
