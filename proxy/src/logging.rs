@@ -4,7 +4,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+mod batch;
 mod plain;
+pub use batch::{flush_this_thread, BatchThisThread, Batched};
 pub use plain::{PlainFields, PlainLine};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over
@@ -18,7 +20,8 @@ pub use plain::{PlainFields, PlainLine};
 /// the logger only when 128 000 lines wait, and drops none): a worker
 /// never waits on a slow reader of stderr (a full pipe to a log
 /// collector would stall every session on it), nor spends a system call
-/// on each connection's lines. The returned guard writes out what waits
+/// on each connection's lines: a worker hands its quiet lines over a
+/// batch at a time (see [`Batched`]). The returned guard writes out what waits
 /// when it is dropped: hold it until the process ends.
 #[must_use = "lines still waiting are lost unless the guard lives until the end"]
 pub fn init(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
@@ -32,7 +35,7 @@ pub fn init(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(terminal)
-        .with_writer(writer);
+        .with_writer(Batched::new(writer));
     let _ = match format {
         LogFormat::Text if terminal => builder.try_init(),
         LogFormat::Text => builder

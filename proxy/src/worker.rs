@@ -107,6 +107,9 @@ pub fn run_worker(
     driver: IoDriver,
     ready: ReadySender,
 ) -> std::io::Result<()> {
+    // Its sessions' lines go to the log thread a batch a tick (see
+    // `crate::logging::Batched`), and what waits goes when it ends.
+    let _batch = crate::logging::BatchThisThread::start();
     let try_uring = match driver {
         IoDriver::Epoll => false,
         IoDriver::IoUring => true,
@@ -436,6 +439,7 @@ async fn tick(
             _ = monoio::time::sleep(Duration::from_secs(1)) => {},
             _ = nudged => {},
         }
+        crate::logging::flush_this_thread();
         // Services created since the last tick get pools and counters.
         pools.grow(&shared);
         shared.metrics.grow_worker(&metrics, &shared.services.all());
