@@ -16,7 +16,9 @@
 #   autocommit text query per event (what `torpor-bench`'s cpu-per-query
 #   sends): the pool path, borrow and give-back, per query;
 # - point-select-ps: the same with server-side prepared statements;
-# - read-only: oltp_read_only (16 queries per event, in a transaction).
+# - read-only: oltp_read_only (16 queries per event, in a transaction);
+# - login: a new connection per `SELECT 1` (torpor-bench's `connect`),
+#   per login.
 #
 # With KEEP=DIR, each workload's dump of the worker thread is kept as
 # DIR/NAME.callgrind (for callgrind_annotate).
@@ -99,19 +101,21 @@ worker_dump() {
     done | sort -n | tail -n 1
 }
 
-measure() {
-    name=$1
-    shift
-    # Warm-up, not counted: the pool, the statement cache, the allocator.
-    $sb $ssl --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events=500 --time=0 "$@" run >/dev/null
+# Counts the worker's instructions while "$@" runs (instrumentation on,
+# counters zeroed; dumped after).
+counted() {
     callgrind_control -i on "$tpid" >/dev/null 2>&1
     callgrind_control -z "$tpid" >/dev/null 2>&1
-    $sb $ssl --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --events="$events" --time=0 "$@" run \
-        >"$dir/$name.txt"
+    "$@"
     rm -f "$dir"/cg.out.*
     callgrind_control -d "$tpid" >/dev/null 2>&1
     callgrind_control -i off "$tpid" >/dev/null 2>&1
-    queries=$(sed -n 's/^ *total: *\([0-9]*\)$/\1/p' "$dir/$name.txt" | head -n 1)
+}
+
+# Prints NAME's instructions per ONE (COUNT of them, MANY) from the last
+# dump: report NAME COUNT MANY ONE.
+report() {
+    name=$1 count=$2 many=$3 one=$4
     dump=$(worker_dump)
     ir=${dump%% *}
     if [ -n "${KEEP:-}" ]; then
@@ -124,10 +128,50 @@ measure() {
     # machine's load).
     session=$(callgrind_annotate --inclusive=yes "${dump#* }" 2>/dev/null |
         sed -n 's/^ *\([0-9,]*\) .*Session::run::{{closure}}.*/\1/p' | head -n 1 | tr -d ,)
-    echo "$name: $ir instructions / $queries queries = $((ir / queries)) per query" \
-        "(session tasks: $((session / queries)))"
+    echo "$name: $ir instructions / $count $many = $((ir / count)) per $one" \
+        "(session tasks: $((${session:-0} / count)))"
+}
+
+sysbench_run() {
+    $sb $ssl --mysql-host=127.0.0.1 --mysql-port="$tport" --threads=1 --time=0 "$@" run
+}
+
+measure() {
+    name=$1
+    shift
+    # Warm-up, not counted: the pool, the statement cache, the allocator.
+    sysbench_run --events=500 "$@" >/dev/null
+    counted sysbench_run --events="$events" "$@" >"$dir/$name.txt"
+    queries=$(sed -n 's/^ *total: *\([0-9]*\)$/\1/p' "$dir/$name.txt" | head -n 1)
+    report "$name" "$queries" queries query
 }
 
 measure point-select-text oltp_point_select --db-ps-mode=disable
 measure point-select-ps oltp_point_select
 measure read-only oltp_read_only
+
+# Logins: torpor-bench's `connect` workload (connect, log in, `SELECT 1`,
+# quit; a new connection each time) for 3 s, counted by the "logged in"
+# lines of Torpor's log. Needs torpor-bench beside the Torpor binary (or
+# TORPOR_BENCH); over TLS it is left out (sysbench's files are the
+# client's certificates there).
+bench=${TORPOR_BENCH:-$(dirname "$torpor")/torpor-bench}
+if [ -x "$bench" ] && [ "${TLS:-0}" != 1 ]; then
+    connect_for() {
+        "$bench" run --target "torpor=127.0.0.1:$tport" --user bench --password bench \
+            --database sbtest --workload connect --rounds 1 --duration "$1" \
+            --out "$dir/connect" >/dev/null 2>&1
+    }
+    # A worker hands its lines to the log a batch a second.
+    logins_logged() {
+        sleep 2
+        grep -c "logged in" "$dir/torpor.log"
+    }
+    connect_for 1s
+    before=$(logins_logged)
+    counted connect_for 3s
+    logins=$(($(logins_logged) - before))
+    report login "$logins" logins login
+else
+    echo "login: not measured (no $bench, or TLS=1)"
+fi
