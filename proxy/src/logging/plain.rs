@@ -23,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -43,7 +44,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // A `log` record's own target and level, not the bridge's.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         write_timestamp(&mut writer, SystemTime::now())?;
         writer.write_char(' ')?;
         writer.write_str(level_name(meta.level()))?;
@@ -165,7 +168,8 @@ impl PlainVisitor<'_> {
     }
 
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Self) -> fmt::Result) {
-        if self.result.is_ok() {
+        // A `log` record's metadata, shown already as the line's target.
+        if self.result.is_ok() && !field.name().starts_with("log.") {
             self.result = self.start(field).and_then(|()| value(self));
         }
     }
@@ -305,6 +309,17 @@ mod tests {
         let _entered = span.enter();
         tracing::debug!(n = 1u64, "inside {} of {}", 1, "span");
         tracing::trace!("no fields");
+        // A crate that logs through `log`, as the bridge hands it on.
+        let _ = tracing_log::format_trace(
+            &tracing_log::log::Record::builder()
+                .target("tiny_http")
+                .module_path(Some("tiny_http::server"))
+                .file(Some("server.rs"))
+                .line(Some(7))
+                .level(tracing_log::log::Level::Warn)
+                .args(format_args!("from log {}", 42))
+                .build(),
+        );
     }
 
     fn lines_from(make: impl FnOnce(Captured) -> tracing::Dispatch) -> Vec<String> {
@@ -338,7 +353,7 @@ mod tests {
                 .finish()
                 .into()
         });
-        assert_eq!(default.len(), 6, "{default:#?}");
+        assert_eq!(default.len(), 7, "{default:#?}");
         assert_eq!(plain.len(), default.len(), "{plain:#?}");
         for (ours, theirs) in plain.iter().zip(&default) {
             // The times differ by when each was taken; their shape does not.
