@@ -353,6 +353,10 @@ async fn accept_loop(
     local: Option<std::os::unix::net::UnixListener>,
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
+    // The worker's start line (with its I/O driver) goes out now, not
+    // with its first batch a second later: it is what an operator, or a
+    // test, looks for as soon as Torpor serves.
+    crate::logging::flush_this_thread();
     let listener = monoio::net::TcpListener::from_std(listener)?;
     let local = local.map(monoio::net::UnixListener::from_std).transpose()?;
     let sessions = Rc::new(Sessions::default());
