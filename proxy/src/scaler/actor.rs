@@ -509,12 +509,13 @@ impl Actor {
             Err(e) => {
                 let cause = e.to_string();
                 warn!(service = %self.service.name, from = from.name(), "wake failed: {cause}");
+                // Clients get the kind of failure; the operator (the log,
+                // the admin API's answer) gets the whole text. Recorded
+                // before the transition, whose notice wakes the waiters.
+                self.service.wake_failed(e.client_cause().to_string());
                 // The driver may have left nothing running: a parked
                 // service is the honest state for a later retry.
                 self.transition(Event::WakeFailed);
-                // Clients get the kind of failure; the operator (the log,
-                // the admin API's answer) gets the whole text.
-                self.service.wake_failed(e.client_cause().to_string());
                 Err(cause)
             }
         }

@@ -464,13 +464,16 @@ impl Service {
         self.changed.notify(usize::MAX);
     }
 
-    /// Records a failed wake: sessions waiting for it get `cause`.
+    /// Records a failed wake: sessions waiting for it get `cause` when
+    /// the transition that follows wakes them. Recorded first, so that a
+    /// session woken by the state change sees why at once; woken by the
+    /// state alone, it took the service's new state for an operator's
+    /// and asked for another wake, which then ran behind its error.
     pub fn wake_failed(&self, cause: String) {
         if let Ok(mut last) = self.last_wake_error.lock() {
             *last = cause;
         }
         self.wake_failures.fetch_add(1, Ordering::AcqRel);
-        self.notify_changed();
     }
 
     /// Backend connections lent out over all workers, as last published.
