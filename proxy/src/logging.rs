@@ -46,3 +46,30 @@ pub fn init(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::
     };
     guard
 }
+
+/// A log destination the tests read back.
+#[cfg(test)]
+mod captured {
+    use std::sync::{Arc, Mutex};
+
+    /// Lines written, shared with whoever writes them.
+    #[derive(Clone, Default)]
+    pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// What was written so far.
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -159,26 +159,13 @@ impl Write for LineWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::captured::Captured;
 
     /// Waits (at most 5 s) until the log thread wrote `expected`.
     fn settles_at(captured: &Captured, expected: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            let text = captured.text();
             if text == expected || std::time::Instant::now() > deadline {
                 assert_eq!(text, expected);
                 return;

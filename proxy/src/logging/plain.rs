@@ -265,21 +265,7 @@ fn needs_escape(ch: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// A log destination the test reads back.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::captured::Captured;
 
     #[derive(Debug)]
     struct Failure(Option<Box<Failure>>, &'static str);
@@ -325,12 +311,7 @@ mod tests {
     fn lines_from(make: impl FnOnce(Captured) -> tracing::Dispatch) -> Vec<String> {
         let captured = Captured::default();
         tracing::dispatcher::with_default(&make(captured.clone()), log_a_bit_of_everything);
-        let bytes = captured.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        captured.text().lines().map(str::to_owned).collect()
     }
 
     #[test]
