@@ -125,7 +125,7 @@ async fn with_timeout<T>(
     what: &'static str,
     future: impl std::future::Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
-    match monoio::time::timeout(limit, future).await {
+    match crate::timer::timeout(limit, future).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, what)),
     }

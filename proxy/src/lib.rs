@@ -19,6 +19,8 @@
 //!   leg's CA or pinned fingerprint.
 //! - [`endpoint`]: where a backend listens (TCP address or Unix socket).
 //! - [`buffers`]: each worker's pools of read and reply buffers.
+//! - [`timer`]: sleeps and time limits, kept by one helper thread (the
+//!   workers' runtimes have no time driver).
 //! - [`trim`]: giving freed memory back to the system after a burst of
 //!   connections.
 //! - [`pool`]: each worker's pool of backend connections, which sessions
@@ -78,6 +80,7 @@ pub mod session;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;
+pub mod timer;
 pub mod tls;
 pub mod trim;
 pub mod unread;

@@ -353,7 +353,7 @@ impl Conn {
     pub async fn read_more_within(&mut self, want: usize, limit: Duration) -> io::Result<usize> {
         let fd = self.fd;
         let read = std::pin::pin!(self.read_more(want));
-        let sleep = std::pin::pin!(monoio::time::sleep(limit));
+        let sleep = std::pin::pin!(crate::timer::sleep(limit));
         match select(read, sleep).await {
             Either::Left((read, _)) => read,
             Either::Right(((), read)) => {

@@ -165,12 +165,12 @@ impl Outage {
         // Listen before looking, so an end in between is not missed.
         let over = self.over.listen();
         if self.is_down() {
-            let _ = monoio::time::timeout(delay, over).await;
+            let _ = crate::timer::timeout(delay, over).await;
         } else {
             // Not known to be down (the error came from elsewhere, or the
             // outage just ended): still a pause, so a loop of failures
             // cannot spin.
-            monoio::time::sleep(delay).await;
+            crate::timer::sleep(delay).await;
         }
     }
 
@@ -319,7 +319,6 @@ mod tests {
     #[test]
     fn a_hold_ends_at_its_bound() {
         let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
             .build()
             .expect("runtime");
         runtime.block_on(async {
@@ -361,7 +360,6 @@ mod tests {
     #[test]
     fn the_end_of_an_outage_wakes_held_sessions_at_once() {
         let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
             .build()
             .expect("runtime");
         runtime.block_on(async {
@@ -373,7 +371,7 @@ mod tests {
             let ender = {
                 let outage = std::rc::Rc::clone(&outage);
                 monoio::spawn(async move {
-                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    crate::timer::sleep(Duration::from_millis(20)).await;
                     outage.ended("db");
                 })
             };

@@ -525,7 +525,7 @@ impl<C> BackendPool<C> {
             *queued.slot.waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         });
-        let handoff = match monoio::time::timeout(timeout, wait).await {
+        let handoff = match crate::timer::timeout(timeout, wait).await {
             Ok(handoff) => Some(handoff),
             // A handoff may have landed as the time ran out.
             Err(_) => queued.slot.handoff.borrow_mut().take(),

@@ -147,10 +147,7 @@ pub fn run_worker(
             }
         }
     }
-    let mut runtime = match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-    {
+    let mut runtime = match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             let report = std::io::Error::new(e.kind(), format!("epoll: {e}"));
@@ -163,8 +160,9 @@ pub fn run_worker(
     runtime.block_on(accept_loop(index, listener, local, shared))
 }
 
-/// A worker's io_uring runtime (with timers).
-pub type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+/// A worker's io_uring runtime. It has no time driver: Torpor's timers
+/// are kept by [`crate::timer`], so a park costs the I/O wait alone.
+pub type UringRuntime = monoio::Runtime<monoio::IoUringDriver>;
 
 /// An io_uring runtime. With `tuned`, the ring is set up for one thread
 /// that both submits and reaps (SINGLE_ISSUER), with completion work
@@ -182,7 +180,6 @@ pub fn uring_runtime(tuned: bool) -> std::io::Result<UringRuntime> {
     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .with_entries(URING_ENTRIES)
         .uring_builder(ring)
-        .enable_timer()
         .build()
 }
 
@@ -284,7 +281,7 @@ impl Acceptor {
                     if let Some(suppressed) = failures.record(Instant::now()) {
                         warn!(worker = self.index, suppressed, "accept failed: {e}");
                     }
-                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    crate::timer::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
@@ -404,7 +401,7 @@ async fn accept_loop(
     let grace = shared.settings().shutdown_grace;
     let deadline = Instant::now() + grace;
     while sessions.len() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(20)).await;
+        crate::timer::sleep(Duration::from_millis(20)).await;
     }
     if sessions.len() > 0 {
         warn!(
@@ -440,7 +437,7 @@ async fn tick(
     loop {
         let nudged = shared.nudge.listen();
         monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(1)) => {},
+            _ = crate::timer::sleep(Duration::from_secs(1)) => {},
             _ = nudged => {},
         }
         crate::logging::flush_this_thread();

@@ -163,7 +163,7 @@ impl AccountKeeper {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || monoio::time::timeout(left, listener).await.is_err() {
+            if left.is_zero() || crate::timer::timeout(left, listener).await.is_err() {
                 return;
             }
         }
@@ -200,7 +200,7 @@ impl AccountKeeper {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || monoio::time::timeout(left, listener).await.is_err() {
+            if left.is_zero() || crate::timer::timeout(left, listener).await.is_err() {
                 return self.answered.load(Ordering::Acquire) >= target;
             }
         }

@@ -25,7 +25,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// query the server refuses is an error naming it.
 pub fn query(access: &AdminLogin, tls: &BackendTls, queries: &[&str]) -> Result<Vec<Rows>, String> {
     let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
         .build()
         .map_err(|e| format!("cannot make a runtime to read accounts: {e}"))?;
     runtime.block_on(async {
@@ -45,11 +44,11 @@ pub fn query(access: &AdminLogin, tls: &BackendTls, queries: &[&str]) -> Result<
             max_packet_size: 16 * 1024 * 1024,
         };
         let connect = backend::connect(&access.endpoint, &login, LIMIT, Some(tls));
-        let (mut conn, _ok) = monoio::time::timeout(LIMIT, connect)
+        let (mut conn, _ok) = crate::timer::timeout(LIMIT, connect)
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string())?;
-        let replies = monoio::time::timeout(LIMIT, backend::run_queries(&mut conn, queries))
+        let replies = crate::timer::timeout(LIMIT, backend::run_queries(&mut conn, queries))
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string());

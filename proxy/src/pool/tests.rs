@@ -159,7 +159,7 @@ fn waiters_get_returned_connections_first_come_first_served() {
         let pool = pool(1, Duration::from_secs(60), 1);
         let only = place(&pool, &key("app"), 0);
         let waiting = waiter(&pool, 0);
-        monoio::time::sleep(Duration::from_millis(5)).await;
+        crate::timer::sleep(Duration::from_millis(5)).await;
         // The queue holds one: a second waiter is refused at once.
         let refused = pool
             .borrow(&key("app"), &state("a"), 0, Duration::from_secs(5))
@@ -213,9 +213,8 @@ fn a_wait_given_up_after_its_handoff_landed_gives_it_back() {
 }
 
 /// A runtime for the tests that wait (the pool's queue).
-fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+fn runtime() -> monoio::Runtime<monoio::LegacyDriver> {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
         .build()
         .expect("runtime")
 }
@@ -288,7 +287,7 @@ fn a_session_does_not_keep_while_others_wait() {
         let pool = pool(1, Duration::from_secs(60), 8);
         let only = place(&pool, &key("app"), 5);
         let waiting = waiter(&pool, 6);
-        monoio::time::sleep(Duration::from_millis(5)).await;
+        crate::timer::sleep(Duration::from_millis(5)).await;
         let keep = Rc::new(Keep::default());
         only.fill(3)
             .keep_at(&keep, key("app"), state("a"), 5, Instant::now());

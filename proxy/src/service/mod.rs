@@ -408,7 +408,7 @@ impl Service {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero()
-                || monoio::time::timeout(left, listener).await.is_err()
+                || crate::timer::timeout(left, listener).await.is_err()
                     && !self.lifecycle.is_active()
             {
                 return Err(SessionError::WakeFailed {

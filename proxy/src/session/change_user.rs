@@ -56,7 +56,7 @@ impl Session {
             // a read dropped half done loses nothing anyone reads).
             let read_limit = self.shared.settings().net_read_timeout;
             let answer = read_packet(&mut self.client, WHOLE_PACKET_LIMIT);
-            let (seq, answer) = match monoio::time::timeout(read_limit, answer).await {
+            let (seq, answer) = match crate::timer::timeout(read_limit, answer).await {
                 Ok(answer) => answer.map_err(|e| Failure::from(SessionError::client_io(e)))?,
                 Err(_) => return Err(self.stalled()),
             };

@@ -122,7 +122,7 @@ impl Session {
             side.conn.close().await;
             result.map(drop)
         };
-        match monoio::time::timeout(KILL_LIMIT, kill).await {
+        match crate::timer::timeout(KILL_LIMIT, kill).await {
             Ok(Ok(())) => debug!(
                 id = self.guard.id,
                 thread, "client hung up: statement killed"

@@ -23,9 +23,9 @@ use crate::outage::{self, Hold, Holding};
 use crate::pool::{BackendPool, Borrowed, Lent, Place, PoolKey, Pooled};
 use crate::service::Service;
 use crate::session::model::SessionModel;
-use monoio::time::Instant;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::{debug, info};
 
 /// Largest packet accepted from a client before it has logged in.
@@ -103,7 +103,7 @@ impl Exchange<'_> {
     async fn send(&mut self, payload: &[u8]) -> Result<(), SessionError> {
         let mut wire = BytesMut::with_capacity(payload.len() + 4);
         self.seq = write_payload(&mut wire, self.seq, payload);
-        monoio::time::timeout_at(self.deadline, self.client.write_all(wire))
+        crate::timer::timeout_at(self.deadline, self.client.write_all(wire))
             .await
             .map_err(|_| login_timed_out())?
             .0
@@ -112,7 +112,7 @@ impl Exchange<'_> {
 
     async fn receive(&mut self) -> Result<Vec<u8>, SessionError> {
         let read = backend::read_packet(self.client, LOGIN_PACKET_LIMIT);
-        let (seq, payload) = monoio::time::timeout_at(self.deadline, read)
+        let (seq, payload) = crate::timer::timeout_at(self.deadline, read)
             .await
             .map_err(|_| login_timed_out())?
             .map_err(|e| match e.kind() {
@@ -216,7 +216,7 @@ async fn run(
         let handshake = exchange
             .client
             .start_tls(std::sync::Arc::clone(&tls.config));
-        monoio::time::timeout_at(exchange.deadline, handshake)
+        crate::timer::timeout_at(exchange.deadline, handshake)
             .await
             .map_err(|_| login_timed_out())?
             .map_err(|e| match e.kind() {

@@ -164,7 +164,6 @@ mod tests {
             let balance = std::sync::Arc::clone(&balance);
             std::thread::spawn(move || {
                 let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                    .enable_timer()
                     .build()
                     .unwrap();
                 runtime.block_on(async move { balance.take_handed(1).await })

@@ -69,7 +69,7 @@ impl Sessions {
     /// worker stops.
     pub async fn watch(self: Rc<Self>, stopping: impl Fn() -> bool) {
         while !stopping() {
-            monoio::time::sleep(WATCH_EVERY).await;
+            crate::timer::sleep(WATCH_EVERY).await;
             self.look();
         }
     }
