@@ -161,8 +161,10 @@ struct Book {
     /// middle of a heap would cost more than skipping it.
     due: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Each entered timer that has not ended: its waker, or, once due and
-    /// until its future sees it, nothing.
-    entered: HashMap<u64, Option<Waker>>,
+    /// until its future sees it, nothing. Hashed with foldhash: the ids
+    /// are Torpor's own count, and SipHash cost a login ~600
+    /// instructions here (callgrind).
+    entered: HashMap<u64, Option<Waker>, foldhash::fast::RandomState>,
     /// When the helper wakes next, if it sleeps with a limit.
     helper_wakes: Option<Instant>,
     /// The next timer's id.
