@@ -99,11 +99,6 @@ impl Sleep {
             entry: Entry::Unentered,
         }
     }
-
-    /// When it ends (`None`: never).
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
 }
 
 impl Future for Sleep {
@@ -165,8 +160,6 @@ struct Book {
     /// are Torpor's own count, and SipHash cost a login ~600
     /// instructions here (callgrind).
     entered: HashMap<u64, Option<Waker>, foldhash::fast::RandomState>,
-    /// When the helper wakes next, if it sleeps with a limit.
-    helper_wakes: Option<Instant>,
     /// The next timer's id.
     next_id: u64,
 }
@@ -214,14 +207,15 @@ impl Helper {
         let mut book = self.lock();
         let id = book.next_id;
         book.next_id += 1;
+        // The helper sleeps until the soonest deadline in the heap (a
+        // dropped timer's too), and looks at the heap again whenever it
+        // wakes: only a deadline sooner than all of them needs a signal.
+        let sooner = book
+            .due
+            .peek()
+            .is_none_or(|Reverse((soonest, _))| deadline < *soonest);
         book.due.push(Reverse((deadline, id)));
         book.entered.insert(id, Some(waker.clone()));
-        let sooner = book.helper_wakes.is_none_or(|wakes| deadline < wakes);
-        if sooner {
-            // Later timers entered before the helper looks again need not
-            // signal it once more: it will see them all.
-            book.helper_wakes = Some(deadline);
-        }
         drop(book);
         if sooner {
             self.sooner.notify_one();
@@ -270,7 +264,6 @@ impl Helper {
                     due_now.extend(waiting.take());
                 }
             }
-            book.helper_wakes = book.due.peek().map(|Reverse((deadline, _))| *deadline);
             if !due_now.is_empty() {
                 // Woken outside the lock: a waker may run its task's
                 // thread code (monoio sends it to the owning worker).
@@ -279,7 +272,7 @@ impl Helper {
                 book = self.lock();
                 continue;
             }
-            book = match book.helper_wakes {
+            book = match book.due.peek().map(|Reverse((deadline, _))| *deadline) {
                 Some(wakes) => {
                     let left = wakes.saturating_duration_since(now);
                     self.sooner
