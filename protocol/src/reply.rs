@@ -36,7 +36,7 @@
 
 use crate::caps::Capabilities;
 use crate::command::ReplyKind;
-use crate::frame::{PacketHeader, MAX_PAYLOAD};
+use crate::frame::{PacketHeader, HEADER_LEN, MAX_PAYLOAD};
 use crate::lenenc;
 use crate::packets::{
     eof_status, ok_status, terminator_status, ServerStatus, EOF_HEADER, ERR_HEADER,
@@ -240,6 +240,30 @@ impl ReplyTracker {
             self.classify(before, header, head)
         };
         Ok(step)
+    }
+
+    /// Takes the row that starts `buf`, when a whole one does, and returns
+    /// its header: what [`ReplyTracker::on_packet`] would do with it, in
+    /// a few comparisons. `None` leaves the tracker as it was, for
+    /// anything else: no rows expected now, a packet not all in `buf`, one
+    /// that ends the rows (a terminator, an ERR), a full packet (a row of
+    /// 16 MiB or more, continued in the next one) or an empty one.
+    ///
+    /// Rows are most of a large result, and each needs only its first
+    /// byte looked at; the whole step of `on_packet` cost about as much
+    /// again as the rest of a row's way through the proxy (callgrind).
+    #[inline]
+    pub fn take_row(&mut self, buf: &[u8]) -> Option<PacketHeader> {
+        if self.state != State::Rows || self.continuation {
+            return None;
+        }
+        let header = PacketHeader::parse(buf)?;
+        let first = *buf.get(HEADER_LEN..header.total_len())?.first()?;
+        if header.is_continued() || first == EOF_HEADER || first == ERR_HEADER {
+            return None;
+        }
+        self.last = PacketClass::Other;
+        Some(header)
     }
 
     /// What a packet just taken in state `before` was.

@@ -452,3 +452,94 @@ fn packets_are_classified() {
     tracker.on_packet(header(ERR.len()), ERR).unwrap();
     assert_eq!(tracker.last_packet(), PacketClass::Err);
 }
+
+/// `payload` as one packet on the wire.
+fn wire(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = PacketHeader {
+        len: payload.len(),
+        seq,
+    }
+    .encode()
+    .to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn whole_rows_are_taken_and_nothing_else_is() {
+    let mut tracker = ReplyTracker::new(ReplyKind::Results, DEP).unwrap();
+    // Not before the rows: a column count, a column definition.
+    assert_eq!(tracker.take_row(&wire(1, b"\x01")), None);
+    tracker
+        .on_packet(PacketHeader { len: 1, seq: 1 }, b"\x01")
+        .unwrap();
+    assert_eq!(tracker.take_row(&wire(2, COLUMN_A)), None);
+    tracker
+        .on_packet(
+            PacketHeader {
+                len: COLUMN_A.len(),
+                seq: 2,
+            },
+            COLUMN_A,
+        )
+        .unwrap();
+    // A whole row is taken, as `on_packet` would take it.
+    let row = wire(3, TEXT_ROW);
+    assert_eq!(
+        tracker.take_row(&row),
+        Some(PacketHeader {
+            len: TEXT_ROW.len(),
+            seq: 3
+        })
+    );
+    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    // Not a row cut short, nor a header alone, nor nothing.
+    assert_eq!(tracker.take_row(&row[..row.len() - 1]), None);
+    assert_eq!(tracker.take_row(&row[..HEADER_LEN]), None);
+    assert_eq!(tracker.take_row(&[]), None);
+    // Not what ends the rows: the terminator, an ERR (a progress report
+    // too: `on_packet` tells them apart).
+    assert_eq!(tracker.take_row(&wire(4, OK_END)), None);
+    assert_eq!(tracker.take_row(&wire(4, ERR)), None);
+    // Not an empty packet, nor a full one (continued: its next packet is
+    // data, which only `on_packet` knows to skip).
+    assert_eq!(tracker.take_row(&wire(4, b"")), None);
+    let mut full = PacketHeader {
+        len: MAX_PAYLOAD,
+        seq: 4,
+    }
+    .encode()
+    .to_vec();
+    full.resize(HEADER_LEN + MAX_PAYLOAD, b'x');
+    assert_eq!(tracker.take_row(&full), None);
+    // After a full packet, its continuation is not a row either.
+    tracker
+        .on_packet(
+            PacketHeader {
+                len: MAX_PAYLOAD,
+                seq: 4,
+            },
+            b"\x00",
+        )
+        .unwrap();
+    assert_eq!(tracker.take_row(&wire(5, TEXT_ROW)), None);
+    tracker
+        .on_packet(PacketHeader { len: 3, seq: 5 }, TEXT_ROW)
+        .unwrap();
+    assert_eq!(
+        tracker.take_row(&wire(6, BINARY_ROW)).map(|h| h.seq),
+        Some(6)
+    );
+    // Once the reply ended, nothing is a row.
+    tracker
+        .on_packet(
+            PacketHeader {
+                len: OK_END.len(),
+                seq: 7,
+            },
+            OK_END,
+        )
+        .unwrap();
+    assert!(tracker.is_finished());
+    assert_eq!(tracker.take_row(&wire(8, TEXT_ROW)), None);
+}
