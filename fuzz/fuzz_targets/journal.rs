@@ -15,6 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use torpor_protocol::frame::{PacketHeader, MAX_PAYLOAD};
 use torpor_protocol::packets::ServerStatus;
 use torpor_protocol::reply::PacketClass;
 use torpor_replay::journal::{
@@ -83,9 +84,14 @@ fuzz_target!(|data: &[u8]| {
                     1 => PacketClass::Eof(status),
                     2 => PacketClass::Err,
                     3 => PacketClass::PrepareOk,
+                    4 => PacketClass::Row,
                     _ => PacketClass::Other,
                 };
-                if digest.packet(class, bytes.len(), bytes) {
+                let header = PacketHeader {
+                    len: bytes.len().min(MAX_PAYLOAD),
+                    seq: op,
+                };
+                if digest.packet(class, header, bytes) {
                     digest.body(bytes);
                 }
             }

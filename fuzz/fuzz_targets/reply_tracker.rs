@@ -52,8 +52,16 @@ fuzz_target!(|data: &[u8]| {
         let Some(head) = body.get(..shown) else {
             break;
         };
+        // A row taken whole (the drain's shortcut) is what the packet
+        // by packet path makes of it.
+        let taken = whole.clone().take_row(&stream[at..]);
         let was_finished = whole.is_finished();
         let step = whole.on_packet(header, head);
+        if let Some(taken) = taken {
+            assert_eq!(taken, header);
+            assert_eq!(step, Ok(Step::More), "a row taken whole ends nothing");
+            assert_eq!(whole.last_packet(), PacketClass::Row);
+        }
         let short = &head[..head.len().min(HEAD_LEN)];
         assert_eq!(heads.on_packet(header, short), step, "the head is enough");
         assert_eq!(heads.last_packet(), whole.last_packet());
@@ -86,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(kind, ReplyKind::Prepare);
             assert!(whole.prepare_ok().is_some());
         }
-        if digest.packet(whole.last_packet(), header.len, head) {
+        if digest.packet(whole.last_packet(), header, head) {
             digest.body(head);
         }
     }

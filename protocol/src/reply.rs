@@ -85,7 +85,10 @@ pub enum PacketClass {
     Err,
     /// A COM_STMT_PREPARE reply's first packet.
     PrepareOk,
-    /// Anything else: column count or definition, row, continuation,
+    /// A row of a result set (the first packet of one, when it is
+    /// continued).
+    Row,
+    /// Anything else: column count or definition, continuation,
     /// progress report, LOCAL INFILE request, COM_STATISTICS text.
     #[default]
     Other,
@@ -262,7 +265,7 @@ impl ReplyTracker {
         if header.is_continued() || first == EOF_HEADER || first == ERR_HEADER {
             return None;
         }
-        self.last = PacketClass::Other;
+        self.last = PacketClass::Row;
         Some(header)
     }
 
@@ -270,6 +273,7 @@ impl ReplyTracker {
     fn classify(&self, before: State, header: PacketHeader, head: &[u8]) -> PacketClass {
         match head.first() {
             Some(&ERR_HEADER) if !self.is_progress_report(head) => PacketClass::Err,
+            Some(&ERR_HEADER) => PacketClass::Other,
             Some(&OK_HEADER) if before == State::PrepareStart => PacketClass::PrepareOk,
             Some(&OK_HEADER) if matches!(before, State::ResultStart | State::Single) => {
                 ok_status(head).map_or(PacketClass::Other, PacketClass::Ok)
@@ -282,6 +286,7 @@ impl ReplyTracker {
                     eof_status(head).map_or(PacketClass::Other, PacketClass::Eof)
                 }
             }
+            _ if before == State::Rows => PacketClass::Row,
             _ => PacketClass::Other,
         }
     }

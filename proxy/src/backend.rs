@@ -480,7 +480,7 @@ impl QueryReply {
                     what: "LOCAL INFILE request to a query of Torpor's",
                 }))
             }
-            (Step::More, PacketClass::Other) => match self.columns {
+            (Step::More, PacketClass::Other | PacketClass::Row) => match self.columns {
                 None => {
                     let (count, used) = torpor_protocol::lenenc::read_int(&packet)
                         .ok_or(protocol(ProtocolError::malformed("column count")))?;

@@ -427,7 +427,7 @@ fn packets_are_classified() {
     tracker.on_packet(header(COLUMN_A.len()), COLUMN_A).unwrap();
     assert_eq!(tracker.last_packet(), PacketClass::Other);
     tracker.on_packet(header(3), TEXT_ROW).unwrap();
-    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    assert_eq!(tracker.last_packet(), PacketClass::Row);
     tracker.on_packet(header(7), OK_END_MORE).unwrap();
     assert_eq!(tracker.last_packet(), PacketClass::Ok(ServerStatus(0x0a)));
     tracker.on_packet(header(7), OK).unwrap();
@@ -492,7 +492,7 @@ fn whole_rows_are_taken_and_nothing_else_is() {
             seq: 3
         })
     );
-    assert_eq!(tracker.last_packet(), PacketClass::Other);
+    assert_eq!(tracker.last_packet(), PacketClass::Row);
     // Not a row cut short, nor a header alone, nor nothing.
     assert_eq!(tracker.take_row(&row[..row.len() - 1]), None);
     assert_eq!(tracker.take_row(&row[..HEADER_LEN]), None);

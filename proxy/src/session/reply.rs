@@ -144,19 +144,18 @@ impl ReplyWalk {
                 Some(Step::More) | None => {}
             }
             // Whole rows, a result's bulk, go by in a few comparisons
-            // each; anything else takes the packet-by-packet path below.
+            // each, and into the digest in one piece; anything else takes
+            // the packet-by-packet path below.
+            let rows_from = at;
             while let Some(header) = self.tracker.take_row(buf.get(at..).unwrap_or_default()) {
-                let end = at + header.total_len();
-                if let (Some(digest), Some(payload)) =
-                    (self.digest.as_mut(), buf.get(at + HEADER_LEN..end))
-                {
-                    if digest.packet(PacketClass::Other, header.len, payload) {
-                        digest.body(payload);
-                    }
-                }
                 self.started = true;
                 self.next_seq = header.seq.wrapping_add(1);
-                at = end;
+                at += header.total_len();
+            }
+            if at > rows_from {
+                if let (Some(digest), Some(rows)) = (self.digest.as_mut(), buf.get(rows_from..at)) {
+                    digest.rows(rows);
+                }
             }
             let rest = &buf[at..];
             let Some(header) = PacketHeader::parse(rest) else {
@@ -185,7 +184,7 @@ impl ReplyWalk {
             let step = self.tracker.on_packet(header, head)?;
             self.started = true;
             self.hash_body = match self.digest.as_mut() {
-                Some(digest) => digest.packet(self.tracker.last_packet(), header.len, head),
+                Some(digest) => digest.packet(self.tracker.last_packet(), header, head),
                 None => false,
             };
             let special = match self.tracker.last_packet() {
@@ -370,8 +369,8 @@ mod tests {
         wire
     }
 
-    /// The digest of `wire` as a transaction's replay takes it: packet by
-    /// packet through a tracker (see `session::transaction`).
+    /// The digest of `wire` as a transaction's replay takes it: payload
+    /// by payload through a tracker (`session::transaction`).
     fn digest_packet_by_packet(wire: &[u8]) -> Outcome {
         let caps = Capabilities::CLIENT_DEPRECATE_EOF;
         let mut tracker = ReplyTracker::new(ReplyKind::Results, caps).unwrap();
@@ -380,9 +379,12 @@ mod tests {
         while let Some(header) = PacketHeader::parse(rest) {
             let payload = &rest[HEADER_LEN..header.total_len()];
             tracker.on_packet(header, payload).unwrap();
-            if digest.packet(tracker.last_packet(), header.len, payload) {
-                digest.body(payload);
-            }
+            super::super::transaction::digest_payload(
+                &mut digest,
+                tracker.last_packet(),
+                header.seq,
+                payload,
+            );
             rest = &rest[header.total_len()..];
         }
         digest.finish()

@@ -31,7 +31,7 @@
 use bytes::BytesMut;
 use torpor_protocol::command::Command;
 use torpor_protocol::frame::{write_payload, PacketHeader, HEADER_LEN, MAX_PAYLOAD};
-use torpor_protocol::reply::{ReplyTracker, Step};
+use torpor_protocol::reply::{PacketClass, ReplyTracker, Step};
 use torpor_protocol::{stmt, ProtocolError};
 use torpor_replay::journal::{
     interrupted, is_plain_begin, is_plain_rollback, Interrupted, JournalCommand, JournalEntry,
@@ -623,21 +623,7 @@ async fn run_digested(
         let step = tracker
             .on_packet(header, &packet)
             .map_err(SessionError::BackendProtocol)?;
-        // The payload came reassembled; the drain saw its wire packets.
-        let mut rest = &packet[..];
-        let mut class = tracker.last_packet();
-        loop {
-            let take = rest.len().min(MAX_PAYLOAD);
-            let (chunk, after) = rest.split_at(take);
-            if digest.packet(class, take, chunk) {
-                digest.body(chunk);
-            }
-            rest = after;
-            class = torpor_protocol::reply::PacketClass::Other;
-            if take < MAX_PAYLOAD {
-                break;
-            }
-        }
+        digest_payload(&mut digest, tracker.last_packet(), seq, &packet);
         match step {
             Step::More => {}
             Step::Done(_) => return Ok(digest.finish()),
@@ -645,6 +631,37 @@ async fn run_digested(
                 return Err(unexpected("LOCAL INFILE during a transaction replay"))
             }
         }
+    }
+}
+
+/// Digests a payload that came reassembled, whose class is `class` and
+/// whose last packet's sequence id is `last_seq`, as the packets it came
+/// in: the digest a drain's walk of them gives.
+pub(super) fn digest_payload(
+    digest: &mut ReplyDigest,
+    class: PacketClass,
+    last_seq: u8,
+    payload: &[u8],
+) {
+    // A payload of n·MAX_PAYLOAD bytes or more came in n + 1 packets, the
+    // last of them short (empty when it is an exact multiple).
+    let packets = payload.len() / MAX_PAYLOAD + 1;
+    let mut seq = last_seq.wrapping_sub((packets - 1) as u8);
+    let mut class = class;
+    let mut rest = payload;
+    loop {
+        let take = rest.len().min(MAX_PAYLOAD);
+        let (chunk, after) = rest.split_at(take);
+        if digest.packet(class, PacketHeader { len: take, seq }, chunk) {
+            digest.body(chunk);
+        }
+        if take < MAX_PAYLOAD {
+            break;
+        }
+        rest = after;
+        seq = seq.wrapping_add(1);
+        // What follows a full packet continues it.
+        class = PacketClass::Other;
     }
 }
 

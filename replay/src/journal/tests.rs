@@ -2,6 +2,11 @@ use super::*;
 use proptest::prelude::*;
 use torpor_protocol::packets::ServerStatus;
 
+/// A header for a packet of `len` bytes.
+fn header(len: usize) -> PacketHeader {
+    PacketHeader { len, seq: 1 }
+}
+
 fn query(sql: &str) -> Option<JournalCommand> {
     Some(JournalCommand::Query(sql.as_bytes().to_vec()))
 }
@@ -11,7 +16,7 @@ fn ok(affected: u64, insert_id: u64) -> Outcome {
     let payload = [0u8, affected as u8, insert_id as u8, 2, 0, 0, 0];
     digest.packet(
         PacketClass::Ok(ServerStatus(ServerStatus::IN_TRANS)),
-        payload.len(),
+        header(payload.len()),
         &payload,
     );
     digest.finish()
@@ -211,7 +216,7 @@ fn refusals_last_until_the_transaction_ends() {
     deadlocked.reply_ended(query("BEGIN"), ok(0, 0), true, None);
     let mut digest = ReplyDigest::new();
     let err = b"\xff\xbd\x04#40001Deadlock";
-    digest.packet(PacketClass::Err, err.len(), err);
+    digest.packet(PacketClass::Err, header(err.len()), err);
     deadlocked.reply_ended(query("UPDATE t SET a = 1"), digest.finish(), true, None);
     assert_eq!(
         deadlocked.replayable().unwrap_err(),
@@ -232,15 +237,27 @@ fn ok_packets_compare_by_rows_and_ids_not_by_flags() {
     // and session-state bytes.
     let first = b"\x00\x01\x05\x03\x40\x00\x00\x05hello";
     let second = b"\x00\x01\x05\x01\x00\x02\x00";
-    a.packet(PacketClass::Ok(ServerStatus(0x4003)), first.len(), first);
-    b.packet(PacketClass::Ok(ServerStatus(1)), second.len(), second);
+    a.packet(
+        PacketClass::Ok(ServerStatus(0x4003)),
+        header(first.len()),
+        first,
+    );
+    b.packet(
+        PacketClass::Ok(ServerStatus(1)),
+        header(second.len()),
+        second,
+    );
     assert_eq!(a.finish(), b.finish());
     assert_eq!(a.finish().affected_rows, 1);
     assert_eq!(a.finish().last_insert_id, 5);
 
     let mut c = ReplyDigest::new();
     let other_id = b"\x00\x01\x06\x03\x00\x00\x00";
-    c.packet(PacketClass::Ok(ServerStatus(3)), other_id.len(), other_id);
+    c.packet(
+        PacketClass::Ok(ServerStatus(3)),
+        header(other_id.len()),
+        other_id,
+    );
     let difference = a.finish().difference(&c.finish()).unwrap();
     assert!(difference.contains("id 6 instead of 5"), "{difference}");
 }
@@ -262,7 +279,7 @@ fn over_budget_refuses_and_keeps_nothing() {
 fn rows_digest(packets: &[Vec<u8>], chunk: usize) -> Outcome {
     let mut digest = ReplyDigest::new();
     for packet in packets {
-        if digest.packet(PacketClass::Other, packet.len(), packet) {
+        if digest.packet(PacketClass::Other, header(packet.len()), packet) {
             for piece in packet.chunks(chunk.max(1)) {
                 digest.body(piece);
             }
@@ -271,7 +288,47 @@ fn rows_digest(packets: &[Vec<u8>], chunk: usize) -> Outcome {
     digest.finish()
 }
 
+/// `rows` as wire packets (sequence ids from 2), digested a row at a
+/// time through `packet` and `body`, or in runs: rows `cuts` apart handed
+/// to `ReplyDigest::rows` whole.
+fn wire_rows_digest(rows: &[Vec<u8>], cuts: Option<usize>) -> Outcome {
+    let mut digest = ReplyDigest::new();
+    let headers: Vec<PacketHeader> = rows
+        .iter()
+        .zip(2u8..)
+        .map(|(row, seq)| PacketHeader {
+            len: row.len(),
+            seq,
+        })
+        .collect();
+    let Some(every) = cuts else {
+        for (row, header) in rows.iter().zip(&headers) {
+            if digest.packet(PacketClass::Row, *header, row) {
+                digest.body(row);
+            }
+        }
+        return digest.finish();
+    };
+    for (run, run_headers) in rows.chunks(every.max(1)).zip(headers.chunks(every.max(1))) {
+        let mut wire = Vec::new();
+        for (row, header) in run.iter().zip(run_headers) {
+            wire.extend_from_slice(&header.encode());
+            wire.extend_from_slice(row);
+        }
+        digest.rows(&wire);
+    }
+    digest.finish()
+}
+
 proptest! {
+    #[test]
+    fn rows_in_runs_digest_as_rows_one_by_one(
+        rows in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20),
+        every in 1usize..8,
+    ) {
+        prop_assert_eq!(wire_rows_digest(&rows, Some(every)), wire_rows_digest(&rows, None));
+    }
+
     #[test]
     fn the_journal_never_holds_more_than_its_budget(
         budget in 0usize..4000,
