@@ -7,11 +7,11 @@
 //! more per query than the rest of the statement's handling (callgrind:
 //! ~900 instructions for a 35-byte point select through the automaton).
 //! Every word but `@` starts with one of two-letter pairs that SQL text
-//! rarely holds together, so one pass finds where a pair starts (16
-//! bytes at a time, SIMD on x86_64) and compares whole words only there
-//! (ASCII case-insensitive); `@` is one `memchr`. A mention is only a hint: the words may sit
-//! inside a string or a comment, and the lexer ([`crate::sql`]) decides.
-//! A missing mention is certain.
+//! rarely holds together, so one pass finds where a pair starts, and
+//! where an `@` is (16 bytes at a time, SIMD on x86_64), and compares
+//! whole words only there (ASCII case-insensitive). A mention is only a
+//! hint: the words may sit inside a string or a comment, and the lexer
+//! ([`crate::sql`]) decides. A missing mention is certain.
 
 /// What a statement's text mentions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,30 +62,35 @@ const WORDS: &[(&str, u8)] = &[
 /// Every mention Torpor looks for.
 const ALL: u8 = STATE | CONNECTION_ID | KILL;
 
-/// The first two letters of every word but `@` (lower case): each of
-/// [`FOLLOWERS`]' pairs.
+/// The first two letters of every word but `@` (lower case).
+#[cfg(not(target_arch = "x86_64"))]
 const PAIRS: [[u8; 2]; 10] = [
     *b"pr", *b"te", *b"lo", *b"la", *b"fo", *b"ro", *b"ex", *b"ca", *b"co", *b"ki",
 ];
 
+/// How many pair starts one look covers: the pairs that start in the
+/// first 15 of its 16 bytes (the 16th's follower is in the next look).
+const STRIDE: usize = 15;
+
 /// What `sql` mentions, in one pass (stopping once everything is found).
 ///
 /// Per 16 bytes, first which of them start one of the words' first two
-/// letters (SIMD: each byte and the next compared with each pair at
+/// letters (SIMD: each byte and the next compared with the letters at
 /// once), then a look at those only. SQL text rarely holds the pairs,
 /// and letters alone are common: a loop that looked at each byte and
 /// its follower cost about 15 instructions per byte (callgrind, a
 /// 35-byte point select).
 pub fn mentions(sql: &[u8]) -> Mentions {
-    let mut found = if memchr::memchr(b'@', sql).is_some() {
-        STATE
-    } else {
-        0
-    };
+    let mut found = 0;
     let mut base = 0;
     while base < sql.len() {
-        let chunk = sql.get(base..).unwrap_or_default();
-        let mut starts = pair_starts(chunk);
+        let Look {
+            mut starts,
+            at_sign,
+        } = look(sql, base);
+        if at_sign {
+            found |= STATE;
+        }
         while starts != 0 {
             let at = base + starts.trailing_zeros() as usize;
             starts &= starts - 1;
@@ -97,60 +102,99 @@ pub fn mentions(sql: &[u8]) -> Mentions {
                 }
             }
         }
-        base += 16;
+        base += STRIDE;
     }
     Mentions(found)
 }
 
-/// Of the first 16 bytes of `chunk` (fewer if it is shorter), those that
-/// start one of [`PAIRS`] (any case): bit `i` for byte `i`. It may name
-/// a byte that starts no word (`| 0x20` also maps a few symbols onto
-/// letters; [`word_at`] tells), never miss one that does.
-fn pair_starts(chunk: &[u8]) -> u32 {
-    if let Some(block) = chunk.first_chunk::<17>() {
-        return pair_starts_in(block);
-    }
-    // The text's last bytes: zeros past its end start no pair.
-    let mut block = [0u8; 17];
-    for (to, from) in block.iter_mut().zip(chunk) {
-        *to = *from;
-    }
-    pair_starts_in(&block)
+/// What one look at [`STRIDE`] bytes found.
+struct Look {
+    /// The bytes that start a word's first two letters (any case): bit
+    /// `i` for byte `base + i`. It may name a byte that starts no word
+    /// (`| 0x20` also maps a few symbols onto letters; [`word_at`]
+    /// tells), never miss one that does.
+    starts: u32,
+    /// Whether one of the bytes is `@`.
+    at_sign: bool,
 }
 
-/// [`pair_starts`] of the 16 bytes that start `block` (its 17th is the
-/// follower of the 16th).
+/// Bits of a look's 16 bytes that stand for its [`STRIDE`] bytes.
+const STRIDE_BITS: u32 = (1 << STRIDE) - 1;
+
+/// A look at the [`STRIDE`] bytes of `sql` from `base` on (fewer at its
+/// end).
+fn look(sql: &[u8], base: usize) -> Look {
+    let (starts, at_signs) =
+        if let Some(block) = sql.get(base..).and_then(<[u8]>::first_chunk::<16>) {
+            look_at(block)
+        } else if let Some(block) = sql.last_chunk::<16>() {
+            // The text's end, when the text is long enough: the 16 bytes that
+            // end it, shifted to start at `base` (the bytes before were
+            // looked at); its last byte is followed by nothing, as the look's
+            // last is.
+            let skip = base + 16 - sql.len();
+            let (starts, at_signs) = look_at(block);
+            (starts >> skip, at_signs >> skip)
+        } else {
+            // A text shorter than 16 bytes: zeros past its end start no pair.
+            let mut block = [0u8; 16];
+            if let Some(place) = block.get_mut(..sql.len()) {
+                place.copy_from_slice(sql);
+            }
+            look_at(&block)
+        };
+    Look {
+        starts: starts & STRIDE_BITS,
+        at_sign: at_signs & STRIDE_BITS != 0,
+    }
+}
+
+/// Of the 16 bytes of `block`, those that start a word's first two
+/// letters (the 16th, whose follower is not in `block`, never does), and
+/// those that are `@`: one bit a byte each.
 #[cfg(target_arch = "x86_64")]
-fn pair_starts_in(block: &[u8; 17]) -> u32 {
+fn look_at(block: &[u8; 16]) -> (u32, u32) {
     use std::arch::x86_64::{
         __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8, _mm_setzero_si128,
+        _mm_set1_epi8, _mm_srli_si128,
     };
-    // SAFETY: SSE2 is part of every x86_64 target. Both unaligned loads
-    // read 16 bytes inside `block`'s 17: from its start, and from its
-    // second byte.
+    // SAFETY: SSE2 is part of every x86_64 target. The unaligned load
+    // reads `block`'s 16 bytes.
     unsafe {
-        let lower = _mm_set1_epi8(0x20);
-        let firsts = _mm_or_si128(_mm_loadu_si128(block.as_ptr().cast::<__m128i>()), lower);
-        let seconds = _mm_or_si128(
-            _mm_loadu_si128(block.as_ptr().add(1).cast::<__m128i>()),
-            lower,
+        let bytes = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let at_signs = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'@' as i8));
+        let firsts = _mm_or_si128(bytes, _mm_set1_epi8(0x20));
+        // Each byte's follower; the last byte's is 0, which no word has.
+        let seconds = _mm_srli_si128::<1>(firsts);
+        let first = |letter: u8| _mm_cmpeq_epi8(firsts, _mm_set1_epi8(letter as i8));
+        let second = |letter: u8| _mm_cmpeq_epi8(seconds, _mm_set1_epi8(letter as i8));
+        // The pairs pr te lo la fo ro ex ca co ki, grouped by the letters
+        // they share: (l|c)(o|a), (f|r)o, pr, te, ex, ki.
+        let o = second(b'o');
+        let l_or_c = _mm_or_si128(first(b'l'), first(b'c'));
+        let f_or_r = _mm_or_si128(first(b'f'), first(b'r'));
+        let shared = _mm_or_si128(
+            _mm_and_si128(l_or_c, _mm_or_si128(o, second(b'a'))),
+            _mm_and_si128(f_or_r, o),
         );
-        let mut hits = _mm_setzero_si128();
-        for [first, second] in PAIRS {
-            let pair = _mm_and_si128(
-                _mm_cmpeq_epi8(firsts, _mm_set1_epi8(first as i8)),
-                _mm_cmpeq_epi8(seconds, _mm_set1_epi8(second as i8)),
-            );
-            hits = _mm_or_si128(hits, pair);
-        }
-        u32::from(_mm_movemask_epi8(hits) as u16)
+        let own = _mm_or_si128(
+            _mm_or_si128(
+                _mm_and_si128(first(b'p'), second(b'r')),
+                _mm_and_si128(first(b't'), second(b'e')),
+            ),
+            _mm_or_si128(
+                _mm_and_si128(first(b'e'), second(b'x')),
+                _mm_and_si128(first(b'k'), second(b'i')),
+            ),
+        );
+        let mask = |bytes: __m128i| u32::from(_mm_movemask_epi8(bytes) as u16);
+        (mask(_mm_or_si128(shared, own)), mask(at_signs))
     }
 }
 
-/// [`pair_starts`] of the 16 bytes that start `block`, byte by byte.
+/// [`look_at`], byte by byte.
 #[cfg(not(target_arch = "x86_64"))]
-fn pair_starts_in(block: &[u8; 17]) -> u32 {
+fn look_at(block: &[u8; 16]) -> (u32, u32) {
     let mut starts = 0;
     for (bit, pair) in block.windows(2).enumerate() {
         if let &[first, second] = pair {
@@ -159,7 +203,13 @@ fn pair_starts_in(block: &[u8; 17]) -> u32 {
             }
         }
     }
-    starts
+    let mut at_signs = 0;
+    for (bit, byte) in block.iter().enumerate() {
+        if *byte == b'@' {
+            at_signs |= 1 << bit;
+        }
+    }
+    (starts, at_signs)
 }
 
 /// What the text at the start of `rest` mentions, given its first two

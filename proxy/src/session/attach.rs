@@ -121,10 +121,11 @@ impl Session {
             // would leave a dead one, at a command boundary — an open
             // transaction is carried over by its journal.
             let moved = backend.generation != self.service.generation();
-            let idle = backend.idle_since.elapsed() >= CHECK_AFTER_IDLE;
+            // The batch started a moment ago: its time stands for now,
+            // without another read of the clock.
             if !self.ledger.is_empty()
                 || quitting
-                || !(moved || (idle && backend_closed(backend.conn.raw_fd())))
+                || !(moved || died_idle(backend, self.batch_started))
             {
                 return Ok(());
             }
