@@ -278,4 +278,5 @@ pub mod raw;
 pub mod relocation;
 pub mod second_host;
 pub mod serverless;
+pub mod stacks;
 pub mod sysbench;

@@ -183,7 +183,7 @@ impl Managed {
         let mut response = agent()
             .get(&self.admin_url(path))
             .call()
-            .unwrap_or_else(|e| panic!("admin API: {e}"));
+            .unwrap_or_else(|e| admin_failed(e));
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().expect("body"))
     }
@@ -193,7 +193,7 @@ impl Managed {
         let mut response = agent()
             .get(&self.admin_url(path))
             .call()
-            .unwrap_or_else(|e| panic!("admin API: {e}"));
+            .unwrap_or_else(|e| admin_failed(e));
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().expect("body");
         (status, serde_json::from_str(&body).expect("JSON"))
@@ -225,10 +225,19 @@ pub fn admin_call(admin: SocketAddr, method: &str, path: &str, body: Option<&str
 
 /// An admin API answer's status code and JSON body.
 fn json_answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = response.unwrap_or_else(|e| panic!("admin API: {e}"));
+    let mut response = response.unwrap_or_else(|e| admin_failed(e));
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().expect("body");
     (status, serde_json::from_str(&body).expect("JSON"))
+}
+
+/// Fails the test on an admin API call that got no answer; one that
+/// timed out prints every thread's stack first, to show where it waits.
+fn admin_failed(e: ureq::Error) -> ! {
+    if matches!(e, ureq::Error::Timeout(_)) {
+        crate::stacks::print_all_threads("the admin API did not answer");
+    }
+    panic!("admin API: {e}")
 }
 
 fn agent() -> ureq::Agent {

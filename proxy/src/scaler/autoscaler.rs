@@ -4,6 +4,7 @@
 //! decisions with their reasons).
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::driver::{Driver, Resources};
@@ -112,12 +113,16 @@ impl Autoscaler {
     /// Reads the backend's usage when a sample is due, publishes it in
     /// `view`, and returns what the policy decides for a service that
     /// runs with `current` and a buffer pool of `pool_bytes`.
+    ///
+    /// The view is locked only to publish: the admin API reads it, and
+    /// must not wait on an engine's answer (up to its timeout, on a
+    /// remote one).
     pub fn sample(
         &mut self,
         driver: &mut dyn Driver,
         current: Resources,
         pool_bytes: u64,
-        view: &mut ScalingView,
+        view: &Mutex<ScalingView>,
     ) -> Option<Decision> {
         let now = Instant::now();
         if now < self.next_sample {
@@ -133,15 +138,18 @@ impl Autoscaler {
         };
         let at = now.duration_since(self.origin);
         // The last rate stays shown until two samples make a new one.
-        if let Some(used) = self.last.and_then(|(then, before)| {
+        let used = self.last.and_then(|(then, before)| {
             let seconds = at.saturating_sub(then).as_secs_f64();
             let nanos = usage.cpu_nanos.checked_sub(before.cpu_nanos)?;
             (seconds > 0.0).then(|| nanos as f64 / 1e9 / seconds)
-        }) {
-            view.cpus_used = Some(used);
+        });
+        if let Ok(mut view) = view.lock() {
+            if used.is_some() {
+                view.cpus_used = used;
+            }
+            view.usage = Some(usage);
+            view.sampled_at_unix_ms = Some(unix_ms());
         }
-        view.usage = Some(usage);
-        view.sampled_at_unix_ms = Some(unix_ms());
         self.last = Some((at, usage));
         if !self.enabled {
             return None;

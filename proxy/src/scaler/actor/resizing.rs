@@ -31,17 +31,12 @@ impl Actor {
     /// Samples the backend when a sample is due and applies what the
     /// policy decides.
     pub(super) fn autoscale(&mut self) {
-        let decision = {
-            let Ok(mut view) = self.service.scaling.lock() else {
-                return;
-            };
-            self.autoscaler.sample(
-                self.driver.as_mut(),
-                self.resources,
-                self.timers.buffer_pool_bytes,
-                &mut view,
-            )
-        };
+        let decision = self.autoscaler.sample(
+            self.driver.as_mut(),
+            self.resources,
+            self.timers.buffer_pool_bytes,
+            &self.service.scaling,
+        );
         if let Some(decision) = decision {
             let _ = self.resize_to(decision.to, Some(decision.reason));
         }
