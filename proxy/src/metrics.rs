@@ -13,8 +13,9 @@
 //! - The data path records into its worker's [`WorkerMetrics`]: plain
 //!   `Cell`s and a bucketed latency histogram, owned by one thread. Each
 //!   worker's one-second tick ([`crate::worker`]) moves what accumulated
-//!   into the exporter's handles ([`WorkerMetrics::flush`]). A scrape sees
-//!   the data path at most a tick late.
+//!   into the exporter's handles, and the latencies into their service's
+//!   buckets ([`latency`]), ([`WorkerMetrics::flush`]). A scrape sees the
+//!   data path at most a tick late.
 //! - The scaler's actor records into its service's
 //!   [`ServiceStats`](crate::service::stats::ServiceStats) (atomics; a few
 //!   events an hour).
@@ -28,8 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
-    Histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Unit,
 };
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -41,27 +41,9 @@ use crate::registry::Registry;
 use crate::service::stats::Decision;
 use crate::service::Service;
 
-/// Upper bounds of the query latency buckets, in nanoseconds: 50 µs (a
-/// point select on loopback) to 10 s, roughly 1-2.5-5 per decade.
-const QUERY_BOUNDS_NS: [u64; 17] = [
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
+mod latency;
+
+use latency::{Latencies, LocalLatency, SharedLatency};
 
 /// Upper bounds of the wake latency buckets, in seconds: thawing a frozen
 /// process takes milliseconds, starting a parked container tens of
@@ -78,7 +60,6 @@ const HOLD_BOUNDS: [f64; 13] = [
 ];
 
 const QUERIES: &str = "torpor_queries_total";
-const QUERY_DURATION: &str = "torpor_query_duration_seconds";
 const BYTES_RECEIVED: &str = "torpor_client_bytes_received_total";
 const BYTES_SENT: &str = "torpor_client_bytes_sent_total";
 const CLIENTS: &str = "torpor_client_connections";
@@ -125,6 +106,9 @@ pub struct Metrics {
     /// Pin gauges ever set, by service and reason, so that a reason no
     /// session has any more is shown as 0 instead of its last count.
     pins_shown: Mutex<HashSet<(usize, &'static str)>>,
+    /// `torpor_query_duration_seconds`, rendered by hand (see
+    /// [`latency`]).
+    latencies: Latencies,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -139,12 +123,8 @@ impl Metrics {
     /// A recorder with Torpor's histogram buckets and descriptions;
     /// `enabled` false makes every handle a no-op.
     pub fn new(enabled: bool) -> Metrics {
-        let query_bounds: Vec<f64> = QUERY_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
         let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(QUERY_DURATION.into()), &query_bounds)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(WAKE_DURATION.into()), &WAKE_BOUNDS)
-            })
+            .set_buckets_for_metric(Matcher::Full(WAKE_DURATION.into()), &WAKE_BOUNDS)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(HOLD_DURATION.into()), &HOLD_BOUNDS)
             })
@@ -171,6 +151,7 @@ impl Metrics {
             handle,
             enabled,
             pins_shown: Mutex::new(HashSet::new()),
+            latencies: Latencies::default(),
         };
         metrics.with(describe_all);
         metrics
@@ -189,7 +170,7 @@ impl Metrics {
     /// A worker's recording state, with its handles for `services`.
     pub fn worker(&self, services: &[Arc<Service>]) -> WorkerMetrics {
         let handles = if self.enabled {
-            self.with(|| WorkerHandles::register(services))
+            self.with(|| WorkerHandles::register(services, &self.latencies))
         } else {
             WorkerHandles::noop(services.len())
         };
@@ -213,7 +194,7 @@ impl Metrics {
         let mut handles = worker.handles.services.borrow_mut();
         for service in services.iter().skip(handles.len()) {
             handles.push(if self.enabled {
-                self.with(|| ServiceHandles::register(service))
+                self.with(|| ServiceHandles::register(service, &self.latencies))
             } else {
                 ServiceHandles::noop()
             });
@@ -241,7 +222,11 @@ impl Metrics {
                 }
             });
         }
-        self.handle.render()
+        let mut text = self.handle.render();
+        if self.enabled {
+            self.latencies.render(services, &mut text);
+        }
+        text
     }
 
     /// Folds histogram samples into their buckets so that they do not
@@ -281,7 +266,6 @@ fn describe_all() {
         Unit::Count,
         "Queries (COM_QUERY, COM_STMT_EXECUTE) answered, per service."
     );
-    describe_histogram!(QUERY_DURATION, Unit::Seconds, "Time from taking a batch of commands up (including a wait for a backend connection or a wake) to the end of each query's reply.");
     describe_counter!(
         BYTES_RECEIVED,
         Unit::Bytes,
@@ -574,44 +558,11 @@ impl CloseReason {
     }
 }
 
-/// Latency samples bucketed on the worker: per bucket, how many and
-/// their sum. The sum per bucket lets the flush hand the exporter
-/// samples that land in the same buckets and add up to the same total
-/// (each bucket's mean, as many times as it was hit), with no per-query
-/// allocation or atomic.
-#[derive(Debug, Default)]
-struct LocalHistogram {
-    /// One per bound, and one past the last.
-    counts: [Cell<u64>; QUERY_BOUNDS_NS.len() + 1],
-    sums_ns: [Cell<u64>; QUERY_BOUNDS_NS.len() + 1],
-}
-
-impl LocalHistogram {
-    fn record(&self, ns: u64) {
-        let at = QUERY_BOUNDS_NS.partition_point(|&bound| bound < ns);
-        self.counts[at].set(self.counts[at].get() + 1);
-        self.sums_ns[at].set(self.sums_ns[at].get().saturating_add(ns));
-    }
-
-    /// Moves what accumulated into `histogram`.
-    fn flush(&self, histogram: &Histogram) {
-        for (count, sum) in self.counts.iter().zip(&self.sums_ns) {
-            let n = count.replace(0);
-            let sum = sum.replace(0);
-            if n == 0 {
-                continue;
-            }
-            // The mean of samples in (lower, upper] lies in it too.
-            histogram.record_many(seconds(sum / n), n as usize);
-        }
-    }
-}
-
 /// One service's events on one worker since the last flush.
 #[derive(Debug, Default)]
 struct ServiceCounters {
     queries: Cell<u64>,
-    latency: LocalHistogram,
+    latency: LocalLatency,
     bytes_received: Cell<u64>,
     bytes_sent: Cell<u64>,
     replays_ok: Cell<u64>,
@@ -623,7 +574,8 @@ struct ServiceCounters {
 /// The exporter handles a worker flushes into, per service.
 struct ServiceHandles {
     queries: Counter,
-    latency: Histogram,
+    /// `None`: nothing scrapes.
+    latency: Option<Arc<SharedLatency>>,
     bytes_received: Counter,
     bytes_sent: Counter,
     replays_ok: Counter,
@@ -638,12 +590,12 @@ struct ServiceHandles {
 }
 
 impl ServiceHandles {
-    fn register(service: &Service) -> ServiceHandles {
+    fn register(service: &Service, latencies: &Latencies) -> ServiceHandles {
         let name = service.name.clone();
         let s = move || name.clone();
         ServiceHandles {
             queries: counter!(QUERIES, "service" => s()),
-            latency: histogram!(QUERY_DURATION, "service" => s()),
+            latency: Some(latencies.of(service.index)),
             bytes_received: counter!(BYTES_RECEIVED, "service" => s()),
             bytes_sent: counter!(BYTES_SENT, "service" => s()),
             replays_ok: counter!(REPLAYS, "service" => s(), "result" => "ok"),
@@ -665,7 +617,7 @@ impl ServiceHandles {
     fn noop() -> ServiceHandles {
         ServiceHandles {
             queries: Counter::noop(),
-            latency: Histogram::noop(),
+            latency: None,
             bytes_received: Counter::noop(),
             bytes_sent: Counter::noop(),
             replays_ok: Counter::noop(),
@@ -689,7 +641,7 @@ struct WorkerHandles {
 }
 
 impl WorkerHandles {
-    fn register(services: &[Arc<Service>]) -> WorkerHandles {
+    fn register(services: &[Arc<Service>], latencies: &Latencies) -> WorkerHandles {
         WorkerHandles {
             clients_opened: counter!(CLIENTS_OPENED),
             clients_closed: CloseReason::ALL
@@ -697,7 +649,7 @@ impl WorkerHandles {
             services: RefCell::new(
                 services
                     .iter()
-                    .map(|s| ServiceHandles::register(s))
+                    .map(|s| ServiceHandles::register(s, latencies))
                     .collect(),
             ),
         }
@@ -803,7 +755,9 @@ impl WorkerMetrics {
         let service_handles = h.services.borrow();
         for (counters, handles) in services.iter().zip(service_handles.iter()) {
             add(&handles.queries, &counters.queries);
-            counters.latency.flush(&handles.latency);
+            if let Some(latency) = &handles.latency {
+                counters.latency.flush(latency);
+            }
             add(&handles.bytes_received, &counters.bytes_received);
             add(&handles.bytes_sent, &counters.bytes_sent);
             add(&handles.replays_ok, &counters.replays_ok);
@@ -842,19 +796,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latency_buckets_keep_counts_and_sum() {
-        let local = LocalHistogram::default();
-        for ns in [40_000, 50_000, 60_000, 2_000_000, 20_000_000_000] {
-            local.record(ns);
-        }
-        assert_eq!(local.counts[0].get(), 2, "50 µs is in the first bucket");
-        assert_eq!(local.counts[1].get(), 1);
-        assert_eq!(local.counts[QUERY_BOUNDS_NS.len()].get(), 1, "past 10 s");
+    fn the_query_histogram_renders_every_worker_s_buckets() {
         let metrics = Metrics::new(true);
-        let handle = metrics.with(|| histogram!(QUERY_DURATION, "service" => "t"));
-        local.flush(&handle);
-        assert!(local.counts.iter().all(|c| c.get() == 0));
-        let text = metrics.handle.render();
+        let service = Arc::new(Service::new(
+            0,
+            "t",
+            "static",
+            crate::service::lifecycle::State::Active,
+            None,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
+            2,
+            Arc::new(event_listener::Event::new()),
+            None,
+        ));
+        let services = [service];
+        let workers = [metrics.worker(&services), metrics.worker(&services)];
+        let at = Instant::now();
+        let after = |ns| at + std::time::Duration::from_nanos(ns);
+        for ns in [40_000, 50_000, 60_000, 2_000_000] {
+            workers[0].query_done(0, at, after(ns));
+        }
+        workers[1].query_done(0, at, after(20_000_000_000));
+        for worker in &workers {
+            worker.flush([]);
+        }
+        let text = metrics.render(&services, &Registry::default(), &[]);
         let line = |prefix: &str| {
             text.lines()
                 .find(|l| l.starts_with(prefix))
@@ -864,7 +831,10 @@ mod tests {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(f64::NAN)
         };
-        assert_eq!(line("torpor_query_duration_seconds_count"), 5.0);
+        assert_eq!(
+            line("torpor_query_duration_seconds_count{service=\"t\"}"),
+            5.0
+        );
         assert_eq!(
             line("torpor_query_duration_seconds_bucket{service=\"t\",le=\"0.00005\"}"),
             2.0
@@ -873,8 +843,17 @@ mod tests {
             line("torpor_query_duration_seconds_bucket{service=\"t\",le=\"0.0025\"}"),
             4.0
         );
-        let sum = line("torpor_query_duration_seconds_sum");
-        assert!((sum - 20.00215).abs() < 1e-6, "sum {sum}");
+        assert_eq!(
+            line("torpor_query_duration_seconds_bucket{service=\"t\",le=\"+Inf\"}"),
+            5.0
+        );
+        let sum = line("torpor_query_duration_seconds_sum{service=\"t\"}");
+        assert!((sum - 20.00215).abs() < 1e-9, "sum {sum}");
+        assert_eq!(
+            text.matches("# TYPE torpor_query_duration_seconds histogram")
+                .count(),
+            1
+        );
     }
 
     #[test]
