@@ -151,7 +151,29 @@ fn sighup_reloads_accounts_and_limits_without_dropping_a_session() {
     let one: u8 = third.query_first("SELECT 1").unwrap().unwrap();
     assert_eq!(one, 1);
     check_kept(&mut kept);
-    drop((kept, other, third));
+    drop((other, third));
+
+    // A data-path limit reaches a session that logged in before it: the
+    // kept session, idle in a transaction past the reloaded limit, is
+    // closed, and its next command reads why.
+    write_config(
+        &path,
+        &format!("idle_in_transaction_timeout_secs = 1\n{base}"),
+    );
+    torpor.signal(libc::SIGHUP);
+    torpor.wait_log(RELOADED, 3);
+    kept.query_drop("BEGIN").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let closed = kept.query_drop("SELECT 1").map_err(|e| match e {
+        mysql::Error::MySqlError(e) => e.code,
+        other => panic!("not a server error: {other}"),
+    });
+    assert_eq!(
+        closed,
+        Err(1927),
+        "idle in a transaction past the new limit"
+    );
+    drop(kept);
     torpor.stop();
 }
 

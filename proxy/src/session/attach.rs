@@ -240,9 +240,8 @@ impl Session {
         // Already read by whoever took the connection the session left:
         // learned now, before a state is chosen in the pool.
         self.take_left(false).await?;
-        // One read of the settings for both (an atomic load each).
         let (outage_hold, pool_wait) = {
-            let settings = self.shared.settings();
+            let settings = self.settings.load();
             (settings.outage_hold, settings.pool_wait)
         };
         let mut hold = Hold::since(started, outage_hold, Holding::Command);

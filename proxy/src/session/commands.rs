@@ -206,6 +206,9 @@ pub struct Session {
     pub(super) max_packet_size: u32,
     pub(super) guard: SessionGuard,
     pub(super) shared: Arc<Shared>,
+    /// What `shared.settings()` gives, kept for the statements' reads
+    /// of their timeouts.
+    pub(super) settings: crate::context::SettingsCache,
     pub(super) peer: Peer,
     pub(super) control: Rc<SessionControl>,
     pub(super) buffers: Rc<BufferPool>,
@@ -329,6 +332,7 @@ impl Session {
                 shared.settings().transaction_replay_max_bytes,
             ),
             left: None,
+            settings: shared.settings_cache(),
             shared,
             reset_on_close: false,
             released: false,
@@ -754,7 +758,7 @@ impl Session {
                 query(&mut wire, sql);
                 self.expect_reply(Command::Query, Follow::Swallow, JournalNote::Neutral);
             }
-            if self.shared.settings().verify_replay {
+            if self.settings.load().verify_replay {
                 let expected = Box::new(self.model.state.clone());
                 query(&mut wire, &super::attach::verify_sql(&expected));
                 let follow = Follow::VerifyDiff {

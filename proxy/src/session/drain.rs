@@ -161,7 +161,7 @@ impl Session {
                 Walked::LocalInfile => {
                     debug_assert_eq!(unsent, 0, "a reply started, so its command was sent");
                     self.flush_client().await?;
-                    let read_limit = self.shared.settings().net_read_timeout;
+                    let read_limit = self.settings.load().net_read_timeout;
                     // MariaDB reads the file packet by packet: one that
                     // reaches max_allowed_packet is refused as a command
                     // would be (1153 after its header, then the close).
@@ -346,7 +346,7 @@ impl Session {
         }
         self.flush_client().await?;
         self.control
-            .write_started(self.shared.settings().net_write_timeout);
+            .write_started(self.settings.load().net_write_timeout);
         let result = self.client.forward_from(&mut be!(self).conn.rbuf, n).await;
         self.control.write_done();
         result.map_err(|e| self.client_write_failed(e))
@@ -360,7 +360,7 @@ impl Session {
         }
         let buf = std::mem::take(&mut self.to_client);
         self.control
-            .write_started(self.shared.settings().net_write_timeout);
+            .write_started(self.settings.load().net_write_timeout);
         let (result, mut buf) = self.client.write_all(buf).await;
         self.control.write_done();
         buf.clear();

@@ -141,9 +141,9 @@ impl Session {
     /// How long the session may sit idle before it is closed: its
     /// [`Session::wait_timeout`], or, inside an open transaction, Torpor's
     /// idle-in-transaction limit when that is shorter. `None`: no limit.
-    pub(super) fn idle_limit(&self) -> Option<IdleLimit> {
+    pub(super) fn idle_limit(&mut self) -> Option<IdleLimit> {
         let in_transaction = if self.model.in_transaction() {
-            self.shared.settings().idle_in_transaction_timeout
+            self.settings.load().idle_in_transaction_timeout
         } else {
             None
         };
@@ -244,7 +244,7 @@ impl Session {
         let mid_command = !self.client.rbuf.is_empty();
         let limit = self.idle_limit();
         let (net_read, net_write) = {
-            let settings = self.shared.settings();
+            let settings = self.settings.load();
             (settings.net_read_timeout, settings.net_write_timeout)
         };
         let allowed = match limit.map(IdleLimit::after) {
@@ -353,7 +353,7 @@ impl Session {
             // closed after net_write_timeout.
             let out = std::mem::take(&mut self.to_client);
             let control = std::rc::Rc::clone(&self.control);
-            control.write_started_at(self.shared.settings().net_write_timeout, since);
+            control.write_started_at(self.settings.load().net_write_timeout, since);
             let (written, ready) = self
                 .client
                 .send_then_readable(out, |mut out| {

@@ -207,7 +207,7 @@ impl Session {
                 ))
             }
         }
-        let read_limit = self.shared.settings().net_read_timeout;
+        let read_limit = self.settings.load().net_read_timeout;
         let max = self.max_allowed_packet();
         let mut so_far = 0usize;
         let result = relay_packets(&mut self.client, &mut be!(self).conn, read_limit, |h| {
