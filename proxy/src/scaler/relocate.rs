@@ -12,9 +12,8 @@
 //! lent again and every session moves at its next statement, replaying
 //! its state (and an open transaction's journal) there.
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +25,10 @@ use super::admin_sql::{admin_connect, run_admin_sql, tcp_opts, ADMIN_IO_TIMEOUT}
 use super::autoscaler::unix_ms;
 use super::driver::{AdminAccess, Driver, Resources};
 use crate::endpoint::Endpoint;
+
+mod stream;
+
+use stream::pipe;
 
 /// How far the target may trail the source when the switch-over starts:
 /// a GTID wait for the source's position of a moment ago must end within
@@ -323,59 +326,6 @@ fn copy(
     })
 }
 
-/// Runs `source` (named `what` in errors) and gives its standard output
-/// to `take`; fails when either does, the source with the last lines of
-/// what it said.
-fn pipe<T>(
-    source: &mut Command,
-    what: &str,
-    take: impl FnOnce(&mut dyn Read) -> Result<T, String>,
-) -> Result<T, String> {
-    let log = tempfile::tempfile().map_err(|e| format!("a file for {what}'s log: {e}"))?;
-    let mut log_reader = log
-        .try_clone()
-        .map_err(|e| format!("a file for {what}'s log: {e}"))?;
-    let mut child = source
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("starting {what}: {e}"))?;
-    let Some(mut stream) = child.stdout.take() else {
-        let _ = child.kill();
-        return Err(format!("{what} has no output"));
-    };
-    let taken = take(&mut stream);
-    drop(stream);
-    if let Err(why) = taken {
-        // The taker's failure is the cause; the source then dies of the
-        // closed pipe (SIGPIPE), which says nothing.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(why);
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {what}: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "{what} failed ({status}): {}",
-            tail(&mut log_reader)
-        ));
-    }
-    taken
-}
-
-/// The last lines of a log file, for an error message.
-fn tail(file: &mut std::fs::File) -> String {
-    use std::io::Seek;
-    let mut text = String::new();
-    let _ = file.seek(std::io::SeekFrom::Start(0));
-    let _ = file.read_to_string(&mut text);
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
-}
-
 /// Quotes `text` as an SQL string literal.
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -422,17 +372,13 @@ fn replicate(
 /// read by `read` ([`Driver::hot_pages_command`]).
 fn hot_page_list(source: &AdminAccess, mut read: Command) -> Result<Vec<u8>, String> {
     dump_hot_pages(source)?;
-    let output = read
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("reading the buffer pool dump: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "reading the buffer pool dump: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    Ok(output.stdout)
+    pipe(&mut read, "the buffer pool dump's reader", |stream| {
+        let mut pages = Vec::new();
+        stream
+            .read_to_end(&mut pages)
+            .map(|_| pages)
+            .map_err(|e| format!("reading the buffer pool dump: {e}"))
+    })
 }
 
 /// How long the source may take to write its buffer pool dump: a list
