@@ -13,9 +13,9 @@
 //! - The data path records into its worker's [`WorkerMetrics`]: plain
 //!   `Cell`s and a bucketed latency histogram, owned by one thread. Each
 //!   worker's one-second tick ([`crate::worker`]) moves what accumulated
-//!   into the exporter's handles, and the latencies into their service's
-//!   buckets ([`latency`]), ([`WorkerMetrics::flush`]). A scrape sees the
-//!   data path at most a tick late.
+//!   into the exporter's handles and the latencies into their service's
+//!   buckets ([`WorkerMetrics::flush`]; the buckets are [`latency`]'s). A
+//!   scrape sees the data path at most a tick late.
 //! - The scaler's actor records into its service's
 //!   [`ServiceStats`](crate::service::stats::ServiceStats) (atomics; a few
 //!   events an hour).
