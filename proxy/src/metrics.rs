@@ -14,7 +14,7 @@
 //!   `Cell`s and a bucketed latency histogram, owned by one thread. Each
 //!   worker's one-second tick ([`crate::worker`]) moves what accumulated
 //!   into the exporter's handles and the latencies into their service's
-//!   buckets ([`WorkerMetrics::flush`]; the buckets are [`latency`]'s). A
+//!   buckets ([`WorkerMetrics::flush`]; the buckets are the `latency` module's). A
 //!   scrape sees the data path at most a tick late.
 //! - The scaler's actor records into its service's
 //!   [`ServiceStats`](crate::service::stats::ServiceStats) (atomics; a few
