@@ -13,11 +13,7 @@ use std::os::fd::AsRawFd;
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-/// How long a stream may go without a byte before the move gives up on
-/// it. mariadb-backup is silent while it waits for its locks (a long DDL
-/// or transaction on the source holds `BACKUP STAGE` back), so minutes,
-/// not seconds.
-const STALL_LIMIT: Duration = Duration::from_secs(300);
+use crate::scaler::feed::STALL_LIMIT;
 
 /// Runs `source` (named `what` in errors) and gives its standard output
 /// to `take`; fails when either does, the source with the last lines of
