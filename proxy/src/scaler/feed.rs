@@ -130,30 +130,38 @@ impl BoundedInput {
 
     /// Waits until the pipe takes bytes again, at most the limit.
     fn wait_writable(&self) -> std::io::Result<()> {
-        let mut ready = libc::pollfd {
-            fd: self.pipe.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let millis = i32::try_from(self.limit.as_millis()).unwrap_or(i32::MAX);
-        loop {
-            // SAFETY: one pollfd on this stack frame, for the pipe this
-            // writer owns (open for as long as `self.pipe` lives).
-            match unsafe { libc::poll(&mut ready, 1, millis) } {
-                0 => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("took no bytes for {:?}", self.limit),
-                    ))
-                }
-                // Writable, or the reader closed its end (the write
-                // then fails with a broken pipe).
-                n if n > 0 => return Ok(()),
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    if error.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(error);
-                    }
+        wait_ready(self.pipe.as_raw_fd(), libc::POLLOUT, self.limit, || {
+            format!("took no bytes for {:?}", self.limit)
+        })
+    }
+}
+
+/// Waits at most `limit` for the pipe `fd` to be ready for `events`
+/// (`POLLIN`, `POLLOUT`); then fails with `TimedOut`, in `stalled`'s
+/// words. A pipe whose other end closed counts as ready: the read or
+/// write that follows tells.
+pub(crate) fn wait_ready(
+    fd: std::os::fd::RawFd,
+    events: libc::c_short,
+    limit: Duration,
+    stalled: impl FnOnce() -> String,
+) -> std::io::Result<()> {
+    let mut ready = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    loop {
+        // SAFETY: one pollfd on this stack frame, for a descriptor the
+        // caller keeps open for the call.
+        match unsafe { libc::poll(&mut ready, 1, millis) } {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled())),
+            n if n > 0 => return Ok(()),
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
                 }
             }
         }

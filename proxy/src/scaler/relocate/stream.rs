@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use crate::scaler::feed::STALL_LIMIT;
+use crate::scaler::feed::{wait_ready, STALL_LIMIT};
 
 /// Runs `source` (named `what` in errors) and gives its standard output
 /// to `take`; fails when either does, the source with the last lines of
@@ -84,34 +84,10 @@ struct Watched<'a> {
 
 impl Read for Watched<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut ready = libc::pollfd {
-            fd: self.inner.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = i32::try_from(self.limit.as_millis()).unwrap_or(i32::MAX);
-        loop {
-            // SAFETY: one pollfd on this stack frame, for the pipe this
-            // reader owns (open for as long as `self.inner` lives).
-            let polled = unsafe { libc::poll(&mut ready, 1, millis) };
-            match polled {
-                0 => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no bytes from {} for {:?}", self.what, self.limit),
-                    ))
-                }
-                // Readable, or the writer closed its end (POLLHUP: the
-                // read sees the end of the stream).
-                n if n > 0 => return self.inner.read(buf),
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    if error.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(error);
-                    }
-                }
-            }
-        }
+        wait_ready(self.inner.as_raw_fd(), libc::POLLIN, self.limit, || {
+            format!("no bytes from {} for {:?}", self.what, self.limit)
+        })?;
+        self.inner.read(buf)
     }
 }
 
