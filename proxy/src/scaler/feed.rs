@@ -53,12 +53,12 @@ fn feed_within(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| failed(&format!("starting {program}"), &e))?;
-    let Some(input) = child.stdin.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(DriverError::Failed(format!("{program} has no input")));
-    };
-    let mut input = match BoundedInput::new(input, stall_limit) {
+    let input = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("none"))
+        .and_then(|pipe| BoundedInput::new(pipe, stall_limit));
+    let mut input = match input {
         Ok(input) => input,
         Err(e) => {
             let _ = child.kill();

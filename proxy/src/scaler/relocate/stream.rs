@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use crate::scaler::feed::{wait_ready, STALL_LIMIT};
+use crate::scaler::feed::{last_lines, wait_ready, STALL_LIMIT};
 
 /// Runs `source` (named `what` in errors) and gives its standard output
 /// to `take`; fails when either does, the source with the last lines of
@@ -94,11 +94,10 @@ impl Read for Watched<'_> {
 /// The last lines of a log file, for an error message.
 fn tail(file: &mut std::fs::File) -> String {
     use std::io::Seek;
-    let mut text = String::new();
+    let mut text = Vec::new();
     let _ = file.seek(std::io::SeekFrom::Start(0));
-    let _ = file.read_to_string(&mut text);
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    let _ = file.read_to_end(&mut text);
+    last_lines(&text)
 }
 
 #[cfg(test)]
