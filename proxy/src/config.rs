@@ -475,6 +475,25 @@ pub struct Config {
     /// to it directly, and past it the client gets MariaDB's own 1040.
     #[serde(default = "default_max_backend_connections")]
     pub max_backend_connections: usize,
+    /// Backend connections the sessions share before the pool opens more,
+    /// over all workers (each worker gets its share; 0, the default: no
+    /// such target, a session opens a connection whenever none is idle).
+    /// At the target, a session waits for a connection to come back; one
+    /// that waited [`Config::pool_reserve_after_ms`] opens a new one
+    /// anyway (below `max_backend_connections`), so connections all held
+    /// — long statements, open transactions, a client holding one
+    /// transaction while it opens another — cost a wait, never an error.
+    /// Connections over the target are closed once idle (within a
+    /// second). Many clients on a small backend: the backend runs a few
+    /// statements at once instead of one thread per client contending
+    /// for its cores, and the tail of every statement falls (PgBouncer's
+    /// `default_pool_size` and reserve pool).
+    #[serde(default)]
+    pub pool_size: usize,
+    /// How long, in milliseconds, a session waits at `pool_size` before
+    /// it opens a connection over it.
+    #[serde(default = "default_pool_reserve_after_ms")]
+    pub pool_reserve_after_ms: u64,
     /// How long a session waits for a free backend connection before it
     /// gets an error, in milliseconds.
     #[serde(default = "default_pool_wait_timeout_ms")]
@@ -594,6 +613,9 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_max_backend_connections() -> usize {
     0
 }
+fn default_pool_reserve_after_ms() -> u64 {
+    50
+}
 fn default_pool_wait_timeout_ms() -> u64 {
     10_000
 }
@@ -620,6 +642,8 @@ impl Default for Config {
             shutdown_grace_secs: default_shutdown_grace_secs(),
             io_driver: IoDriver::Auto,
             max_backend_connections: default_max_backend_connections(),
+            pool_size: 0,
+            pool_reserve_after_ms: default_pool_reserve_after_ms(),
             pool_wait_timeout_ms: default_pool_wait_timeout_ms(),
             outage_hold_secs: default_outage_hold_secs(),
             backend_idle_timeout_secs: default_backend_idle_timeout_secs(),
@@ -677,6 +701,14 @@ impl Config {
         self.max_backend_connections
             .div_ceil(self.worker_count())
             .max(1)
+    }
+
+    /// Each worker's share of `pool_size` (0: none).
+    pub fn pool_size_per_worker(&self) -> usize {
+        if self.pool_size == 0 {
+            return 0;
+        }
+        self.pool_size.div_ceil(self.worker_count()).max(1)
     }
 
     /// The shutdown grace period.

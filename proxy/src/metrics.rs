@@ -302,7 +302,7 @@ fn describe_all() {
         Unit::Count,
         "Backend connections opened, per service."
     );
-    describe_counter!(CHECKOUTS, Unit::Count, "Backend connections taken from the pool: hit (an idle one), opened (room for a new one), waited (queued first).");
+    describe_counter!(CHECKOUTS, Unit::Count, "Backend connections taken from the pool: hit (an idle one), opened (room for a new one), waited (queued first), reserve (over pool_size, after waiting pool_reserve_after_ms).");
     describe_counter!(WAIT_TIMEOUTS, Unit::Count, "Pool waits that timed out.");
     describe_counter!(
         QUEUE_FULL,
@@ -585,6 +585,7 @@ struct ServiceHandles {
     hits: Counter,
     opened: Counter,
     waited: Counter,
+    reserved: Counter,
     wait_timeouts: Counter,
     queue_full: Counter,
 }
@@ -609,6 +610,7 @@ impl ServiceHandles {
             hits: counter!(CHECKOUTS, "service" => s(), "result" => "hit"),
             opened: counter!(CHECKOUTS, "service" => s(), "result" => "opened"),
             waited: counter!(CHECKOUTS, "service" => s(), "result" => "waited"),
+            reserved: counter!(CHECKOUTS, "service" => s(), "result" => "reserve"),
             wait_timeouts: counter!(WAIT_TIMEOUTS, "service" => s()),
             queue_full: counter!(QUEUE_FULL, "service" => s()),
         }
@@ -627,6 +629,7 @@ impl ServiceHandles {
             hits: Counter::noop(),
             opened: Counter::noop(),
             waited: Counter::noop(),
+            reserved: Counter::noop(),
             wait_timeouts: Counter::noop(),
             queue_full: Counter::noop(),
         }
@@ -775,6 +778,7 @@ impl WorkerMetrics {
             increment(&handles.hits, stats.hits);
             increment(&handles.opened, stats.opened);
             increment(&handles.waited, stats.waited);
+            increment(&handles.reserved, stats.reserved);
             increment(&handles.wait_timeouts, stats.timeouts);
             increment(&handles.queue_full, stats.queue_full);
         }

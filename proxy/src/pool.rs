@@ -18,6 +18,15 @@
 //! and none may be opened waits in a bounded queue, first come first
 //! served, and gets a clear error when its wait times out.
 //!
+//! A pool may also have a target size below its bound (`pool_size`): at
+//! the target a borrower waits for a connection to come back, as at the
+//! bound, but one that has waited the reserve time opens a new one anyway
+//! (PgBouncer's reserve pool). So many clients share a few connections
+//! while connections come back, and connections all held (long
+//! statements, open transactions, a client holding one transaction while
+//! it opens another) cost a short wait, not an error. Connections over
+//! the target are closed once they have been idle a while.
+//!
 //! What the pool lends is a value: a [`Lent`] connection, or a [`Place`]
 //! to open one in. Either counts as lent while it lives; given back with
 //! [`Lent::give_back`] it goes to a waiter or the idle set, and dropped
@@ -216,6 +225,24 @@ impl<C> Drop for Queued<'_, C> {
     }
 }
 
+impl<C> Queued<'_, C> {
+    /// Waits up to `timeout` for a handoff.
+    async fn wait(&self, timeout: Duration) -> Option<Handoff<C>> {
+        let handed = std::future::poll_fn(|cx| {
+            if let Some(handoff) = self.slot.handoff.borrow_mut().take() {
+                return Poll::Ready(handoff);
+            }
+            *self.slot.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        match crate::timer::timeout(timeout, handed).await {
+            Ok(handoff) => Some(handoff),
+            // A handoff may have landed as the time ran out.
+            Err(_) => self.slot.handoff.borrow_mut().take(),
+        }
+    }
+}
+
 /// A borrower in the queue: the key it wants, and its slot.
 type Waiter<C> = (Rc<PoolKey>, Rc<Slot<C>>);
 
@@ -252,6 +279,9 @@ pub struct PoolStats {
     pub opened: u64,
     /// A connection or room after waiting in the queue.
     pub waited: u64,
+    /// Room over the target after the reserve time (see the module's
+    /// doc): a pool size too small for what holds it.
+    pub reserved: u64,
     /// Waits that timed out.
     pub timeouts: u64,
     /// Borrows refused because the queue was full.
@@ -265,6 +295,10 @@ pub struct BackendPool<C> {
     open: Cell<usize>,
     // Cells: a config reload changes them (on the worker's own thread).
     limit: Cell<usize>,
+    /// The target size (`usize::MAX`: none): see the module's doc.
+    target: Cell<usize>,
+    /// How long a borrower waits at the target before opening one more.
+    reserve_after: Cell<Duration>,
     idle_timeout: Cell<Duration>,
     waiters: RefCell<VecDeque<Waiter<C>>>,
     max_waiters: Cell<usize>,
@@ -286,6 +320,11 @@ pub enum PoolError {
     Timeout,
 }
 
+/// How long a connection over the target stays idle before it is closed:
+/// long enough that one a busy pool lends again and again is kept (a
+/// close and a reopen each time would cost a backend login).
+pub const SURPLUS_IDLE: Duration = Duration::from_secs(1);
+
 /// The bound a configured `limit` stands for: 0 is none.
 fn bound(limit: usize) -> usize {
     if limit == 0 {
@@ -304,6 +343,8 @@ impl<C> BackendPool<C> {
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
             limit: Cell::new(bound(limit)),
+            target: Cell::new(usize::MAX),
+            reserve_after: Cell::new(Duration::ZERO),
             idle_timeout: Cell::new(idle_timeout),
             waiters: RefCell::new(VecDeque::new()),
             max_waiters: Cell::new(max_waiters),
@@ -343,6 +384,20 @@ impl<C> BackendPool<C> {
     /// The most connections this pool opens.
     pub fn limit(&self) -> usize {
         self.limit.get()
+    }
+
+    /// A target size (0: none) and the wait at it before a borrower opens
+    /// one more (see the module's doc). Connections over a lowered target
+    /// are closed once idle (see [`BackendPool::expire`]).
+    pub fn set_target(&self, target: usize, reserve_after: Duration) {
+        self.target.set(bound(target));
+        self.reserve_after.set(reserve_after);
+    }
+
+    /// Connections a borrower may open without waiting: the bound, or the
+    /// target below it.
+    fn room(&self) -> usize {
+        self.limit.get().min(self.target.get())
     }
 
     /// Whether the pool has no bound yet (a service whose backend's
@@ -468,7 +523,7 @@ impl<C> BackendPool<C> {
         if let Some(at) = unowned {
             return Some(Found::Idle(idle.swap_remove(at).pooled));
         }
-        if self.open.get() < self.limit.get() {
+        if self.open.get() < self.room() {
             self.open.set(self.open.get() + 1);
             return Some(Found::Open);
         }
@@ -518,18 +573,25 @@ impl<C> BackendPool<C> {
         self.waiters
             .borrow_mut()
             .push_back((Rc::clone(key), Rc::clone(&queued.slot)));
-        let wait = std::future::poll_fn(|cx| {
-            if let Some(handoff) = queued.slot.handoff.borrow_mut().take() {
-                return Poll::Ready(handoff);
+        let mut handoff = None;
+        let mut reserved = false;
+        let mut left = timeout;
+        if self.target.get() < self.limit.get() {
+            // Waiting at the target, not at the bound: past the reserve
+            // time (or the whole wait, if shorter), one more connection
+            // is opened.
+            let reserve_after = self.reserve_after.get().min(timeout);
+            handoff = queued.wait(reserve_after).await;
+            if handoff.is_none() && self.open.get() < self.limit.get() {
+                self.open.set(self.open.get() + 1);
+                handoff = Some(Handoff::Room);
+                reserved = true;
             }
-            *queued.slot.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        });
-        let handoff = match crate::timer::timeout(timeout, wait).await {
-            Ok(handoff) => Some(handoff),
-            // A handoff may have landed as the time ran out.
-            Err(_) => queued.slot.handoff.borrow_mut().take(),
-        };
+            left = timeout - reserve_after;
+        }
+        if handoff.is_none() && !left.is_zero() {
+            handoff = queued.wait(left).await;
+        }
         drop(queued);
         let result = match handoff {
             Some(Handoff::Conn(pooled)) => Ok(self.lend(Found::Idle(pooled))),
@@ -537,6 +599,7 @@ impl<C> BackendPool<C> {
             None => Err(PoolError::Timeout),
         };
         self.count(|s| match result {
+            Ok(_) if reserved => s.reserved += 1,
             Ok(_) => s.waited += 1,
             Err(_) => s.timeouts += 1,
         });
@@ -577,9 +640,8 @@ impl<C> BackendPool<C> {
     }
 
     fn wake_one_for_room(&self) {
-        let has_room = self.open.get() < self.limit.get()
-            || !self.idle.borrow().is_empty()
-            || self.kept.get() > 0;
+        let has_room =
+            self.open.get() < self.room() || !self.idle.borrow().is_empty() || self.kept.get() > 0;
         if !has_room {
             return;
         }
@@ -602,7 +664,8 @@ impl<C> BackendPool<C> {
         }
     }
 
-    /// Closes connections idle longer than the idle timeout.
+    /// Closes connections idle longer than the idle timeout, and those
+    /// over the target idle [`SURPLUS_IDLE`] or longer (the oldest first).
     pub fn expire(&self) {
         let timeout = self.idle_timeout.get();
         self.flush_kept();
@@ -611,6 +674,20 @@ impl<C> BackendPool<C> {
         // One clock read for all of them.
         let now = Instant::now();
         idle.retain(|i| now.saturating_duration_since(i.since) < timeout);
+        let mut surplus = self
+            .open
+            .get()
+            .saturating_sub(before - idle.len())
+            .saturating_sub(self.target.get());
+        if surplus > 0 {
+            // Oldest first: the front.
+            idle.sort_by_key(|i| i.since);
+            idle.retain(|i| {
+                let close = surplus > 0 && now.saturating_duration_since(i.since) >= SURPLUS_IDLE;
+                surplus -= usize::from(close);
+                !close
+            });
+        }
         let closed = before - idle.len();
         self.open.set(self.open.get().saturating_sub(closed));
     }

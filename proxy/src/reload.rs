@@ -90,6 +90,11 @@ pub fn plan(old: &Config, new: Config) -> Result<Plan, ReloadError> {
         old.max_backend_connections != new.max_backend_connections,
         "max_backend_connections",
     );
+    note(old.pool_size != new.pool_size, "pool_size");
+    note(
+        old.pool_reserve_after_ms != new.pool_reserve_after_ms,
+        "pool_reserve_after_ms",
+    );
     note(
         old.pool_wait_timeout_ms != new.pool_wait_timeout_ms,
         "pool_wait_timeout_ms",
@@ -201,6 +206,8 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         users: _,
         max_connections: _,
         max_backend_connections: _,
+        pool_size: _,
+        pool_reserve_after_ms: _,
         pool_wait_timeout_ms: _,
         outage_hold_secs: _,
         backend_idle_timeout_secs: _,

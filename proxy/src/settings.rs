@@ -24,6 +24,9 @@ pub struct Settings {
     pub outage_hold: Duration,
     /// Each worker's share of the backend connection bound.
     pub backend_connections_per_worker: usize,
+    /// Each worker's share of `pool_size` (0: none), and how long a
+    /// session waits at it before opening one more.
+    pub pool_size: PoolSize,
     /// Idle backend connections are closed after this long.
     pub backend_idle_timeout: Duration,
     /// Read back replayed session state after each move.
@@ -48,6 +51,15 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Plain TCP logins are refused.
     pub require_secure_transport: bool,
+}
+
+/// The pool's target size on one worker (see `Config::pool_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolSize {
+    /// Connections sessions share before more are opened (0: no target).
+    pub per_worker: usize,
+    /// How long a session waits at the target before opening one more.
+    pub reserve_after: Duration,
 }
 
 impl Settings {
@@ -90,6 +102,10 @@ impl Settings {
             pool_wait: Duration::from_millis(config.pool_wait_timeout_ms),
             outage_hold: Duration::from_secs(config.outage_hold_secs),
             backend_connections_per_worker: config.backend_connections_per_worker(),
+            pool_size: PoolSize {
+                per_worker: config.pool_size_per_worker(),
+                reserve_after: Duration::from_millis(config.pool_reserve_after_ms),
+            },
             backend_idle_timeout: Duration::from_secs(config.backend_idle_timeout_secs),
             verify_replay: cfg!(debug_assertions) || config.verify_replay,
             admin_token: config.admin.token().map(str::to_string),

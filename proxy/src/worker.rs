@@ -463,6 +463,10 @@ async fn tick(
                 settings.backend_idle_timeout,
                 settings.max_connections,
             );
+            pool.set_target(
+                settings.pool_size.per_worker,
+                settings.pool_size.reserve_after,
+            );
         }
         let settings_idle_timeout = settings.backend_idle_timeout;
         drop(settings);

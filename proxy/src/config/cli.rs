@@ -110,6 +110,15 @@ pub struct Cli {
     /// Backend connections open at most (sessions share them).
     #[arg(long, value_name = "N")]
     pub max_backend_connections: Option<usize>,
+    /// Backend connections sessions share before more are opened: at it,
+    /// a session waits for one to come back, and opens one more only
+    /// after --pool-reserve-after-ms.
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Milliseconds a session waits at --pool-size before it opens a
+    /// connection over it.
+    #[arg(long, value_name = "MS")]
+    pub pool_reserve_after_ms: Option<u64>,
     /// Seconds a command or login waits for an unreachable backend
     /// (stopped, restarting) before it gets an error; the session stays
     /// open (default 60; 0: no wait).
@@ -180,6 +189,11 @@ pub(super) fn shown_defaults() -> Vec<(&'static str, String)> {
                 "{} (the backend's max_connections less a reserve)",
                 config.max_backend_connections
             ),
+        ),
+        ("pool_size", format!("{} (none)", config.pool_size)),
+        (
+            "pool_reserve_after_ms",
+            config.pool_reserve_after_ms.to_string(),
         ),
         (
             "idle_in_transaction_timeout_secs",
@@ -401,6 +415,12 @@ impl Cli {
         }
         if let Some(max) = self.max_backend_connections {
             config.max_backend_connections = max;
+        }
+        if let Some(size) = self.pool_size {
+            config.pool_size = size;
+        }
+        if let Some(ms) = self.pool_reserve_after_ms {
+            config.pool_reserve_after_ms = ms;
         }
         if let Some(secs) = self.outage_hold_secs {
             config.outage_hold_secs = secs;

@@ -321,3 +321,110 @@ fn what_is_kept_expires_drains_and_closes_with_its_keep() {
     pool.expire();
     assert!(pool.keeps.borrow().is_empty());
 }
+
+/// A borrow of `key("app")` for session 2 that may wait `timeout`: the
+/// connection it got (`Some(Some(n))`), a place to open one in
+/// (`Some(None)`), or nothing.
+async fn borrow_for(pool: &Rc<BackendPool<u32>>, timeout: Duration) -> Option<Option<u32>> {
+    match pool.borrow(&key("app"), &state("a"), 2, timeout).await {
+        // What is lent counts open while it lives: kept, so that the
+        // caller sees it counted.
+        Ok(Borrowed::Conn(pooled)) => {
+            let conn = *pooled.conn;
+            std::mem::forget(pooled.conn);
+            Some(Some(conn))
+        }
+        Ok(Borrowed::Open(place)) => {
+            std::mem::forget(place);
+            Some(None)
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn at_the_target_a_borrower_waits_for_a_connection_to_come_back() {
+    let mut runtime = runtime();
+    runtime.block_on(async {
+        let pool = pool(0, Duration::from_secs(60), 8);
+        pool.set_target(1, Duration::from_secs(5));
+        let only = place(&pool, &key("app"), 1);
+        assert!(
+            pool.try_borrow(&key("app"), &state("a"), 2).is_none(),
+            "no bound, but the target is reached"
+        );
+        let pool2 = Rc::clone(&pool);
+        let waiting =
+            monoio::spawn(async move { borrow_for(&pool2, Duration::from_secs(10)).await });
+        crate::timer::sleep(Duration::from_millis(5)).await;
+        only.fill(7).give_back(key("app"), state("a"), 1);
+        assert_eq!(waiting.await, Some(Some(7)), "the one that came back");
+        assert_eq!(pool.open(), 1, "none opened over the target");
+    });
+}
+
+#[test]
+fn a_borrower_that_waited_the_reserve_time_opens_one_more_below_the_bound() {
+    let mut runtime = runtime();
+    runtime.block_on(async {
+        let pool = pool(2, Duration::from_secs(60), 8);
+        pool.set_target(1, Duration::from_millis(20));
+        let _held = place(&pool, &key("app"), 1);
+        assert_eq!(
+            borrow_for(&pool, Duration::from_secs(5)).await,
+            Some(None),
+            "a place over the target, after the reserve time"
+        );
+        assert_eq!(pool.open(), 2);
+        assert_eq!(
+            pool.take_stats(),
+            PoolStats {
+                reserved: 1,
+                ..PoolStats::default()
+            }
+        );
+        // A pool wait shorter than the reserve time ends in a place as
+        // well: below the bound, nothing is refused at the target.
+        pool.set_target(1, Duration::from_secs(60));
+        pool.set_limits(3, Duration::from_secs(60), 8);
+        assert_eq!(
+            borrow_for(&pool, Duration::from_millis(30)).await,
+            Some(None)
+        );
+        assert_eq!(pool.open(), 3);
+        // At the bound the reserve time changes nothing: the wait times
+        // out as it would without a target.
+        assert_eq!(borrow_for(&pool, Duration::from_millis(100)).await, None);
+        assert_eq!(
+            pool.take_stats(),
+            PoolStats {
+                reserved: 1,
+                timeouts: 1,
+                ..PoolStats::default()
+            }
+        );
+    });
+}
+
+#[test]
+fn connections_over_the_target_close_once_idle_a_while() {
+    let pool = pool(0, Duration::from_secs(60), 8);
+    let (a, b, c) = (
+        place(&pool, &key("app"), 1),
+        place(&pool, &key("app"), 2),
+        place(&pool, &key("app"), 3),
+    );
+    pool.set_target(1, Duration::from_millis(20));
+    let long_ago = Instant::now() - SURPLUS_IDLE * 2;
+    a.fill(1).give_back_at(key("app"), state("a"), 1, long_ago);
+    b.fill(2).give_back_at(key("app"), state("a"), 2, long_ago);
+    c.fill(3).give_back(key("app"), state("a"), 3);
+    pool.expire();
+    assert_eq!(
+        (pool.open(), pool.idle()),
+        (1, 1),
+        "two over the target, both idle long enough: closed"
+    );
+    // The one left is the one given back just now.
+    assert_eq!(*idle(&pool, &key("app"), &state("a"), 3), 3);
+}

@@ -47,11 +47,16 @@ impl ServicePools {
         let settings = shared.settings();
         let workers = shared.config.worker_count();
         for service in &all[pools.len()..] {
-            pools.push(Rc::new(BackendPool::new(
+            let pool = BackendPool::new(
                 service.pool_bound_per_worker(settings.backend_connections_per_worker, workers),
                 settings.backend_idle_timeout,
                 settings.max_connections,
-            )));
+            );
+            pool.set_target(
+                settings.pool_size.per_worker,
+                settings.pool_size.reserve_after,
+            );
+            pools.push(Rc::new(pool));
         }
     }
 
