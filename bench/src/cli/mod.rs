@@ -159,6 +159,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "N,...", value_delimiter = ',',
           value_parser = clap::value_parser!(u32).range(1..))]
     pub spawn_torpor_pool: Vec<u32>,
+    /// Start one more Torpor in front of the baseline per N, as
+    /// `torpor-sizeN`: the plain `torpor`'s binary and arguments plus
+    /// `--pool-size N` (backend connections that sessions share before
+    /// more are opened), default workers kept. For many clients on a
+    /// small backend: compare `torpor-sizeN` with `torpor` on the
+    /// `throughput` workload at 64 and 256 connections
+    /// (`--connections 64,256`).
+    #[arg(long, value_name = "N,...", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub spawn_torpor_pool_size: Vec<u32>,
     /// Build and start a Torpor whose one service is a MariaDB container
     /// (the `docker` driver, image torpor/mariadb:10.11) that starts at
     /// the --autoscale-min-* size with autoscaling on, as
@@ -330,6 +340,9 @@ pub struct SpawnPlan {
     /// Pool bounds of the Torpors with one worker and a small pool,
     /// `torpor-poolN` each.
     pub torpor_pools: Vec<u32>,
+    /// Pool sizes (`--pool-size`) of the Torpors set up as the plain
+    /// `torpor` otherwise, `torpor-sizeN` each.
+    pub torpor_pool_sizes: Vec<u32>,
     /// Where the `torpor` binary comes from, when either Torpor is spawned.
     pub torpor_source: Option<TorporSource>,
     /// How long each may take to accept connections.
@@ -464,6 +477,11 @@ pub fn pool_target_name(bound: u32) -> String {
     format!("torpor-pool{bound}")
 }
 
+/// The name of the spawned Torpor started with `--pool-size size`.
+pub fn pool_size_target_name(size: u32) -> String {
+    format!("torpor-size{size}")
+}
+
 /// Where the `torpor` binary comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TorporSource {
@@ -533,55 +551,18 @@ impl Settings {
     /// Checks the arguments as a whole.
     pub fn from_args(args: RunArgs) -> anyhow::Result<Settings> {
         let autoscale = AutoscaleSettings::from_args(&args)?;
-        let mut names: Vec<&str> = Vec::new();
-        if args.spawn_mariadb {
-            names.push("direct");
-        }
-        for target in &args.targets {
-            names.push(&target.name);
-        }
-        if args.spawn_haproxy {
-            names.push("haproxy");
-        }
-        if args.spawn_torpor {
-            names.push("torpor");
-        }
-        if args.spawn_socket && args.spawn_haproxy {
-            names.push("haproxy-socket");
-        }
-        if args.spawn_socket && args.spawn_torpor {
-            names.push("torpor-socket");
-        }
-        if args.spawn_tls {
-            names.push("direct-tls");
-            names.push("torpor-tls");
-        }
-        if args.spawn_floor {
-            names.push("floor");
-        }
-        if args.spawn_torpor_serverless {
-            names.push("torpor-serverless");
-        }
-        if args.spawn_torpor_autoscale {
-            names.push("torpor-autoscale");
-        }
-        let pool_names: Vec<String> = args
-            .spawn_torpor_pool
-            .iter()
-            .map(|&bound| pool_target_name(bound))
-            .collect();
-        names.extend(pool_names.iter().map(String::as_str));
+        let names = planned_names(&args);
         if names.is_empty() {
             bail!("nothing to measure: give --target NAME=HOST:PORT, --spawn-mariadb, --spawn-torpor-serverless or --spawn-torpor-autoscale");
         }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, direct-tls, torpor-tls, floor, torpor-serverless, torpor-autoscale and torpor-poolN)");
+                bail!("target name {name:?} is used twice (spawned targets are named direct, haproxy, torpor, haproxy-socket, torpor-socket, direct-tls, torpor-tls, floor, torpor-serverless, torpor-autoscale, torpor-poolN and torpor-sizeN)");
             }
         }
         for pid in &args.pids {
             if !args.targets.iter().any(|t| t.name == pid.name) {
-                if names.contains(&pid.name.as_str()) {
+                if names.contains(&pid.name) {
                     bail!(
                         "--pid {}={}: {} is spawned, its pid is known",
                         pid.name,
@@ -601,9 +582,10 @@ impl Settings {
         let in_front = args.spawn_haproxy
             || args.spawn_torpor
             || args.spawn_floor
-            || !args.spawn_torpor_pool.is_empty();
+            || !args.spawn_torpor_pool.is_empty()
+            || !args.spawn_torpor_pool_size.is_empty();
         if in_front && !args.spawn_mariadb && targets.is_empty() {
-            bail!("--spawn-haproxy, --spawn-torpor, --spawn-floor and --spawn-torpor-pool need a database behind them: --spawn-mariadb or a first --target");
+            bail!("--spawn-haproxy, --spawn-torpor, --spawn-floor, --spawn-torpor-pool and --spawn-torpor-pool-size need a database behind them: --spawn-mariadb or a first --target");
         }
         if args.spawn_socket && !args.spawn_mariadb {
             // Only a MariaDB the suite started has a socket it knows of.
@@ -634,16 +616,16 @@ impl Settings {
         let any_torpor = args.spawn_torpor
             || args.spawn_torpor_serverless
             || args.spawn_torpor_autoscale
-            || !args.spawn_torpor_pool.is_empty();
+            || !args.spawn_torpor_pool.is_empty()
+            || !args.spawn_torpor_pool_size.is_empty();
         let torpor_source = match (any_torpor, args.torpor_bin) {
             (false, Some(_)) => {
-                bail!("--torpor-bin only matters with --spawn-torpor, --spawn-torpor-pool, --spawn-torpor-serverless or --spawn-torpor-autoscale")
+                bail!("--torpor-bin only matters with --spawn-torpor, --spawn-torpor-pool, --spawn-torpor-pool-size, --spawn-torpor-serverless or --spawn-torpor-autoscale")
             }
             (false, None) => None,
             (true, Some(path)) => Some(TorporSource::Binary(path)),
             (true, None) => Some(TorporSource::Build(args.workspace)),
         };
-        let names = names.iter().map(|name| name.to_string()).collect();
         Ok(Settings {
             names,
             targets,
@@ -672,6 +654,7 @@ impl Settings {
                 torpor_serverless: args.spawn_torpor_serverless,
                 torpor_autoscale: args.spawn_torpor_autoscale,
                 torpor_pools: args.spawn_torpor_pool,
+                torpor_pool_sizes: args.spawn_torpor_pool_size,
                 torpor_source,
                 timeout: args.spawn_timeout,
             },
@@ -693,6 +676,53 @@ impl Settings {
     }
 }
 
+/// Every target's name in measuring order, the baseline first. Each
+/// `torpor-sizeN` follows the plain `torpor`, which it differs from only
+/// by its pool size, so the two read side by side in every table.
+fn planned_names(args: &RunArgs) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if args.spawn_mariadb {
+        names.push("direct".into());
+    }
+    names.extend(args.targets.iter().map(|target| target.name.clone()));
+    if args.spawn_haproxy {
+        names.push("haproxy".into());
+    }
+    if args.spawn_torpor {
+        names.push("torpor".into());
+    }
+    names.extend(
+        args.spawn_torpor_pool_size
+            .iter()
+            .map(|&size| pool_size_target_name(size)),
+    );
+    if args.spawn_socket && args.spawn_haproxy {
+        names.push("haproxy-socket".into());
+    }
+    if args.spawn_socket && args.spawn_torpor {
+        names.push("torpor-socket".into());
+    }
+    if args.spawn_tls {
+        names.push("direct-tls".into());
+        names.push("torpor-tls".into());
+    }
+    if args.spawn_floor {
+        names.push("floor".into());
+    }
+    if args.spawn_torpor_serverless {
+        names.push("torpor-serverless".into());
+    }
+    if args.spawn_torpor_autoscale {
+        names.push("torpor-autoscale".into());
+    }
+    names.extend(
+        args.spawn_torpor_pool
+            .iter()
+            .map(|&bound| pool_target_name(bound)),
+    );
+    names
+}
+
 /// The workspace this binary was built from: `bench/..`.
 fn default_workspace() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/..")
@@ -702,11 +732,11 @@ fn default_workspace() -> &'static str {
 fn with_admin_addresses(
     mut targets: Vec<TargetArg>,
     admins: &[AdminArg],
-    names: &[&str],
+    names: &[String],
 ) -> anyhow::Result<Vec<TargetArg>> {
     for admin in admins {
         let Some(target) = targets.iter_mut().find(|t| t.name == admin.name) else {
-            if names.contains(&admin.name.as_str()) {
+            if names.contains(&admin.name) {
                 bail!(
                     "--admin {}={}: {} is spawned; torpor-serverless gets its admin address \
                      by itself, and the others have none",

@@ -249,6 +249,95 @@ fn pool_torpors_are_named_by_their_bound_and_need_a_database() {
 }
 
 #[test]
+fn pool_size_torpors_are_named_by_their_size_and_need_a_database() {
+    let s = settings(&["--spawn-mariadb", "--spawn-torpor-pool-size", "16,64"])
+        .expect("valid arguments");
+    assert_eq!(s.spawn.torpor_pool_sizes, [16, 64]);
+    assert!(s.spawn.torpor_pools.is_empty() && !s.spawn.torpor);
+    assert!(matches!(
+        s.spawn.torpor_source,
+        Some(TorporSource::Build(_))
+    ));
+    assert_eq!(s.names, ["direct", "torpor-size16", "torpor-size64"]);
+    assert_eq!(pool_size_target_name(16), "torpor-size16");
+    let error = settings(&["--spawn-torpor-pool-size", "16"]).expect_err("no database");
+    assert!(
+        error.to_string().contains("--spawn-torpor-pool-size"),
+        "{error}"
+    );
+    assert!(settings(&["--spawn-mariadb", "--spawn-torpor-pool-size", "0"]).is_err());
+    assert!(settings(&["--spawn-mariadb", "--spawn-torpor-pool-size", "2,2"]).is_err());
+    assert!(settings(&[
+        "--spawn-mariadb",
+        "--spawn-torpor-pool-size",
+        "16",
+        "--target",
+        "torpor-size16=h:1"
+    ])
+    .is_err());
+    // In front of a given first target, as the other spawned proxies.
+    let s = settings(&["--target", "db=h:1", "--spawn-torpor-pool-size", "8"])
+        .expect("valid arguments");
+    assert_eq!(s.names, ["db", "torpor-size8"]);
+    // The same bound as a pool Torpor's is a different target.
+    let s = settings(&[
+        "--spawn-mariadb",
+        "--spawn-torpor-pool",
+        "8",
+        "--spawn-torpor-pool-size",
+        "8",
+    ])
+    .expect("valid arguments");
+    assert_eq!(s.names, ["direct", "torpor-size8", "torpor-pool8"]);
+}
+
+#[test]
+fn pool_size_torpors_follow_the_plain_torpor() {
+    let s = settings(&[
+        "--spawn-mariadb",
+        "--spawn-haproxy",
+        "--spawn-torpor",
+        "--spawn-torpor-pool-size",
+        "16,64",
+        "--spawn-socket",
+        "--spawn-floor",
+        "--spawn-torpor-pool",
+        "8",
+    ])
+    .expect("valid arguments");
+    assert_eq!(
+        s.names,
+        [
+            "direct",
+            "haproxy",
+            "torpor",
+            "torpor-size16",
+            "torpor-size64",
+            "haproxy-socket",
+            "torpor-socket",
+            "floor",
+            "torpor-pool8"
+        ]
+    );
+}
+
+#[test]
+fn torpor_bin_is_taken_for_pool_size_torpors() {
+    let s = settings(&[
+        "--spawn-mariadb",
+        "--spawn-torpor-pool-size",
+        "16",
+        "--torpor-bin",
+        "/bin/true",
+    ])
+    .expect("valid arguments");
+    assert_eq!(
+        s.spawn.torpor_source,
+        Some(TorporSource::Binary(PathBuf::from("/bin/true")))
+    );
+}
+
+#[test]
 fn socket_and_floor_targets_follow_the_tcp_proxies_in_order() {
     let s = settings(&[
         "--spawn-mariadb",

@@ -287,7 +287,7 @@ fn summarize_target(target: &Target) -> TargetSummary {
         Origin::SpawnedFloor => Some("floor-proxy"),
         Origin::SpawnedTorporServerless => Some("torpor-serverless"),
         Origin::SpawnedTorporAutoscale => Some("torpor-autoscale, docker"),
-        Origin::SpawnedTorporPool(_) => Some("torpor"),
+        Origin::SpawnedTorporPool(_) | Origin::SpawnedTorporPoolSize(_) => Some("torpor"),
     };
     TargetSummary {
         name: target.name.clone(),

@@ -3,8 +3,9 @@
 //!
 //! The first target is the baseline every ratio refers to. With
 //! `--spawn-mariadb` that is the private server, `direct`; targets from
-//! the command line follow in their order, then `haproxy`, `torpor`,
-//! `haproxy-socket` and `torpor-socket` (`--spawn-socket`), `floor`,
+//! the command line follow in their order, then `haproxy`, `torpor`, the
+//! `torpor-sizeN` of `--spawn-torpor-pool-size`, `haproxy-socket` and
+//! `torpor-socket` (`--spawn-socket`), `floor`,
 //! `torpor-serverless`, `torpor-autoscale` and the `torpor-poolN` of
 //! `--spawn-torpor-pool`.
 //!
@@ -45,6 +46,11 @@ pub enum Origin {
     /// and a pool of this many backend connections
     /// (`--spawn-torpor-pool N`), so that sessions share connections.
     SpawnedTorporPool(u32),
+    /// Torpor the suite started in front of the baseline as the plain
+    /// `SpawnedTorpor` plus `--pool-size` this many
+    /// (`--spawn-torpor-pool-size N`): sessions share that many backend
+    /// connections before more are opened.
+    SpawnedTorporPoolSize(u32),
     /// Torpor the suite started with its own MariaDB (`--spawn-mariadb`,
     /// the `process` driver) and its admin API: for the serverless
     /// workloads only.
@@ -101,6 +107,7 @@ impl Target {
                 | Origin::SpawnedTorporServerless
                 | Origin::SpawnedTorporAutoscale
                 | Origin::SpawnedTorporPool(_)
+                | Origin::SpawnedTorporPoolSize(_)
         ) || self.admin.is_some()
             || self.name.starts_with("torpor")
     }
@@ -175,6 +182,12 @@ pub fn assemble(settings: &Settings, spawned: &spawn::Spawned) -> anyhow::Result
     }
     if let Some(torpor) = &spawned.torpor {
         targets.push(torpor.target("torpor", Origin::SpawnedTorpor));
+    }
+    for (size, child) in &spawned.torpor_pool_sizes {
+        targets.push(child.target(
+            &crate::cli::pool_size_target_name(*size),
+            Origin::SpawnedTorporPoolSize(*size),
+        ));
     }
     if let Some(haproxy) = &spawned.haproxy_socket {
         targets.push(haproxy.target("haproxy-socket", Origin::SpawnedHaproxySocket));
@@ -271,6 +284,8 @@ mod tests {
         let socket = target("torpor-socket", "h", Origin::SpawnedTorporSocket);
         assert!(socket.is_torpor() && !socket.serverless_only());
         assert!(target("p", "h", Origin::SpawnedTorporPool(8)).is_torpor());
+        let size = target("s", "h", Origin::SpawnedTorporPoolSize(16));
+        assert!(size.is_torpor() && !size.serverless_only());
         assert!(!target("direct", "h", Origin::SpawnedMariadb).is_torpor());
         let mut proxy = target("proxy", "h", Origin::Given);
         assert!(!proxy.is_torpor());

@@ -1,8 +1,9 @@
 //! Launching what is measured: a private MariaDB (`--spawn-mariadb`),
 //! HAProxy (`--spawn-haproxy`) and Torpor (`--spawn-torpor`) in front of
 //! the baseline, and again in front of the MariaDB's Unix socket
-//! (`--spawn-socket`), the byte forwarder (`--spawn-floor`), Torpors with
-//! one worker and a small pool in front of the baseline
+//! (`--spawn-socket`), Torpors set up as that Torpor plus a pool size
+//! (`--spawn-torpor-pool-size`), the byte forwarder (`--spawn-floor`),
+//! Torpors with one worker and a small pool in front of the baseline
 //! (`--spawn-torpor-pool`), and a Torpor with a MariaDB of its own
 //! (`--spawn-torpor-serverless`) or of an autoscaled container
 //! (`--spawn-torpor-autoscale`). Dropping [`Spawned`] stops them,
@@ -28,6 +29,8 @@ pub struct Spawned {
     pub torpor_autoscale: Option<super::autoscale::AutoscaleTorpor>,
     /// Torpor, when spawned.
     pub torpor: Option<ChildProcess>,
+    /// Torpors set up as `torpor` plus `--pool-size`: (size, process).
+    pub torpor_pool_sizes: Vec<(u32, ChildProcess)>,
     /// HAProxy in front of the MariaDB's Unix socket, when spawned.
     pub haproxy_socket: Option<ChildProcess>,
     /// Torpor in front of the MariaDB's Unix socket, when spawned.
@@ -98,24 +101,33 @@ impl Spawned {
         }
         if let (true, Some(binary), Some(backend)) = (plan.torpor, &torpor_binary, &backend) {
             eprintln!("starting Torpor in front of {backend} …");
-            // With --spawn-tls, MariaDB's certificate: one CA for both.
-            let tls: Vec<String> = match &spawned.tls {
-                Some(files) => vec![
-                    "--tls-cert".to_string(),
-                    files.cert.display().to_string(),
-                    "--tls-key".to_string(),
-                    files.key.display().to_string(),
-                ],
-                None => Vec::new(),
-            };
             spawned.torpor = Some(torpor_target::start(
                 binary,
                 backend,
-                &tls,
+                &spawned.tls_arguments(),
                 &settings.credentials,
                 plan.timeout,
                 stop,
             )?);
+        }
+        if let (Some(binary), Some(backend)) = (&torpor_binary, &backend) {
+            for &size in &plan.torpor_pool_sizes {
+                eprintln!("starting Torpor with a pool size of {size} in front of {backend} …");
+                // The plain `torpor`'s arguments, so that the pool size
+                // is the one difference between the two.
+                let mut extra = spawned.tls_arguments();
+                extra.extend(torpor_target::pool_size_arguments(size));
+                let child = torpor_target::start(
+                    binary,
+                    backend,
+                    &extra,
+                    &settings.credentials,
+                    plan.timeout,
+                    stop,
+                )
+                .with_context(|| format!("--spawn-torpor-pool-size {size}"))?;
+                spawned.torpor_pool_sizes.push((size, child));
+            }
         }
         let socket = match (&spawned.mariadb, plan.socket) {
             (Some(mariadb), true) => Some(mariadb.socket().to_path_buf()),
@@ -210,6 +222,20 @@ impl Spawned {
         Ok((cert, key))
     }
 
+    /// The TLS arguments of the Torpors in front of the baseline: with
+    /// `--spawn-tls`, MariaDB's certificate, so that one CA verifies both.
+    fn tls_arguments(&self) -> Vec<String> {
+        match &self.tls {
+            Some(files) => vec![
+                "--tls-cert".to_string(),
+                files.cert.display().to_string(),
+                "--tls-key".to_string(),
+                files.key.display().to_string(),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     /// The CA file TLS clients verify the spawned servers with, when
     /// `--spawn-tls` made one.
     pub fn tls_ca(&self) -> Option<&Path> {
@@ -233,6 +259,12 @@ impl Spawned {
                 .torpor_pools
                 .iter_mut()
                 .find(|(b, _)| *b == bound)?
+                .1
+                .exit_report(),
+            Origin::SpawnedTorporPoolSize(size) => self
+                .torpor_pool_sizes
+                .iter_mut()
+                .find(|(s, _)| *s == size)?
                 .1
                 .exit_report(),
             Origin::SpawnedMariadb => {

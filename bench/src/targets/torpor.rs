@@ -3,7 +3,9 @@
 //! - in front of the baseline (`--spawn-torpor`), for the data path:
 //!   `torpor --listen 127.0.0.1:PORT --backend HOST:PORT --user NAME:PASSWORD`,
 //!   and the same with `--workers 1 --max-backend-connections N`
-//!   (`--spawn-torpor-pool N`) for sessions that share connections;
+//!   (`--spawn-torpor-pool N`) for sessions that share connections, and
+//!   with `--pool-size N` (`--spawn-torpor-pool-size N`) for many clients
+//!   on a small backend;
 //! - with a MariaDB of its own that it suspends and parks
 //!   (`--spawn-torpor-serverless`), for the serverless workloads:
 //!   `torpor --listen … --spawn-mariadb --user … --admin-listen 127.0.0.1:PORT
@@ -111,6 +113,14 @@ pub fn pool_arguments(bound: u32) -> Vec<String> {
         "--max-backend-connections".to_string(),
         bound.to_string(),
     ]
+}
+
+/// The extra arguments of a Torpor whose sessions share `size` backend
+/// connections before more are opened (`--spawn-torpor-pool-size`).
+/// Nothing else: it keeps the default workers, one per core, so that it
+/// differs from the plain `torpor` target by its pool size alone.
+pub fn pool_size_arguments(size: u32) -> Vec<String> {
+    vec!["--pool-size".to_string(), size.to_string()]
 }
 
 /// Starts `binary` in front of `backend`, with `extra` arguments after
@@ -290,6 +300,25 @@ mod tests {
             pool_arguments(8),
             ["--workers", "1", "--max-backend-connections", "8"]
         );
+    }
+
+    #[test]
+    fn pool_size_arguments_name_the_size_and_keep_the_workers() {
+        assert_eq!(pool_size_arguments(16), ["--pool-size", "16"]);
+        // Torpor's own parser reads them: the flag exists, and nothing
+        // but the pool size differs from the plain `torpor` target.
+        let credentials = Credentials {
+            user: "bench".into(),
+            password: "pw".into(),
+            database: "test".into(),
+        };
+        let mut argv = vec!["torpor".to_string()];
+        argv.extend(arguments(6033, "127.0.0.1:3306", &credentials));
+        argv.extend(pool_size_arguments(16));
+        let cli = <torpor::config::Cli as clap::Parser>::try_parse_from(argv)
+            .expect("torpor accepts the arguments");
+        assert_eq!(cli.pool_size, Some(16));
+        assert_eq!((cli.workers, cli.max_backend_connections), (None, None));
     }
 
     #[test]

@@ -118,7 +118,10 @@ pub fn availability(target: &Target) -> Result<&str, &'static str> {
         (Some(address), _) => Ok(address),
         (
             None,
-            Origin::SpawnedTorpor | Origin::SpawnedTorporSocket | Origin::SpawnedTorporPool(_),
+            Origin::SpawnedTorpor
+            | Origin::SpawnedTorporSocket
+            | Origin::SpawnedTorporPool(_)
+            | Origin::SpawnedTorporPoolSize(_),
         ) => Err(DATA_PATH_TORPOR),
         (None, _) => Err(NO_ADMIN_ADDRESS),
     }
@@ -309,6 +312,10 @@ mod tests {
         );
         assert_eq!(
             availability(&target("torpor", Origin::SpawnedTorpor, None)),
+            Err(DATA_PATH_TORPOR)
+        );
+        assert_eq!(
+            availability(&target("t", Origin::SpawnedTorporPoolSize(16), None)),
             Err(DATA_PATH_TORPOR)
         );
         assert_eq!(
