@@ -401,7 +401,8 @@ impl Session {
         // their frees).
         self.small_buffers
             .give(std::mem::take(&mut self.client.rbuf));
-        self.small_buffers.give(std::mem::take(&mut self.to_client));
+        let to_client = std::mem::take(&mut self.to_client);
+        super::drain::give_reply_buffer(&self.small_buffers, &self.buffers, to_client);
         self.count_traffic();
         self.metrics.client_closed(reason);
         // No KILL may touch the socket once it closes (its number is

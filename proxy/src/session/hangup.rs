@@ -296,9 +296,7 @@ impl Session {
             return Err(SessionError::ClientGone.into());
         }
         self.count_traffic();
-        if self.to_client.capacity() > 64 * 1024 {
-            self.to_client = bytes::BytesMut::new();
-        }
+        self.settle_to_client();
         match read {
             Ok(0) if self.guard.entry.killed.load(Ordering::Acquire) => {
                 Err(SessionError::Killed.into())
@@ -338,6 +336,7 @@ impl Session {
         since: Instant,
     ) -> std::io::Result<std::io::Result<usize>> {
         let small = std::rc::Rc::clone(&self.small_buffers);
+        let large = std::rc::Rc::clone(&self.buffers);
         small.give(std::mem::take(&mut self.client.rbuf));
         // Nor the ledger's room (four entries of a couple of hundred bytes
         // once a command ran): taken again with the next command's reply.
@@ -346,7 +345,8 @@ impl Session {
             self.ledger = std::collections::VecDeque::new();
         }
         let ready = if self.to_client.is_empty() {
-            small.give(std::mem::take(&mut self.to_client));
+            let emptied = std::mem::take(&mut self.to_client);
+            super::drain::give_reply_buffer(&small, &large, emptied);
             self.client.readable().await
         } else {
             // As in `wait_for_client`: a client that stops reading is
@@ -356,10 +356,9 @@ impl Session {
             control.write_started_at(self.settings.load().net_write_timeout, since);
             let (written, ready) = self
                 .client
-                .send_then_readable(out, |mut out| {
+                .send_then_readable(out, |out| {
                     control.write_done();
-                    out.clear();
-                    small.give(out);
+                    super::drain::give_reply_buffer(&small, &large, out);
                 })
                 .await;
             self.control.write_done();
