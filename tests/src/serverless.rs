@@ -223,6 +223,18 @@ pub fn admin_call(admin: SocketAddr, method: &str, path: &str, body: Option<&str
     json_answer(response)
 }
 
+/// The text of `/metrics` on the admin API at `admin`; `None` while it
+/// does not answer.
+pub fn metrics_text(admin: SocketAddr) -> Option<String> {
+    agent()
+        .get(&format!("http://{admin}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()
+}
+
 /// An admin API answer's status code and JSON body.
 fn json_answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
     let mut response = response.unwrap_or_else(|e| admin_failed(e));

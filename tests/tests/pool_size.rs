@@ -22,13 +22,8 @@ fn app_connections(admin: &mut mysql::Conn) -> i64 {
 /// `torpor_pool_checkouts_total{result="reserve"}` in `/metrics`, once
 /// the workers have published it.
 fn reserve_checkouts(admin_api: std::net::SocketAddr) -> Option<u64> {
-    let text = ureq::get(&format!("http://{admin_api}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    text.lines()
+    torpor_tests::serverless::metrics_text(admin_api)?
+        .lines()
         .find(|l| l.starts_with("torpor_pool_checkouts_total{") && l.contains("result=\"reserve\""))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())

@@ -494,13 +494,7 @@ fn a_user_created_on_a_created_service_logs_in_at_once() {
     // Its queries are counted in /metrics (published at the workers'
     // next tick).
     loop_until(|| {
-        let text = agent()
-            .get(&format!("http://{admin}/metrics"))
-            .call()
-            .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()?;
+        let text = torpor_tests::serverless::metrics_text(admin)?;
         text.lines()
             .any(|l| l.starts_with("torpor_queries_total{service=\"crm\"}") && !l.ends_with(" 0"))
             .then_some(())

@@ -292,36 +292,6 @@ fn pool_size_torpors_are_named_by_their_size_and_need_a_database() {
 }
 
 #[test]
-fn pool_size_torpors_follow_the_plain_torpor() {
-    let s = settings(&[
-        "--spawn-mariadb",
-        "--spawn-haproxy",
-        "--spawn-torpor",
-        "--spawn-torpor-pool-size",
-        "16,64",
-        "--spawn-socket",
-        "--spawn-floor",
-        "--spawn-torpor-pool",
-        "8",
-    ])
-    .expect("valid arguments");
-    assert_eq!(
-        s.names,
-        [
-            "direct",
-            "haproxy",
-            "torpor",
-            "torpor-size16",
-            "torpor-size64",
-            "haproxy-socket",
-            "torpor-socket",
-            "floor",
-            "torpor-pool8"
-        ]
-    );
-}
-
-#[test]
 fn torpor_bin_is_taken_for_pool_size_torpors() {
     let s = settings(&[
         "--spawn-mariadb",
@@ -343,6 +313,8 @@ fn socket_and_floor_targets_follow_the_tcp_proxies_in_order() {
         "--spawn-mariadb",
         "--spawn-haproxy",
         "--spawn-torpor",
+        "--spawn-torpor-pool-size",
+        "16,64",
         "--spawn-socket",
         "--spawn-floor",
         "--spawn-torpor-pool",
@@ -355,6 +327,10 @@ fn socket_and_floor_targets_follow_the_tcp_proxies_in_order() {
             "direct",
             "haproxy",
             "torpor",
+            // Right after the plain Torpor, which they differ from by
+            // their pool size alone.
+            "torpor-size16",
+            "torpor-size64",
             "haproxy-socket",
             "torpor-socket",
             "floor",
