@@ -695,20 +695,21 @@ impl Config {
 
     /// Each worker's share of the backend connection bound (0: none).
     pub fn backend_connections_per_worker(&self) -> usize {
-        if self.max_backend_connections == 0 {
-            return 0;
-        }
-        self.max_backend_connections
-            .div_ceil(self.worker_count())
-            .max(1)
+        self.per_worker(self.max_backend_connections)
     }
 
     /// Each worker's share of `pool_size` (0: none).
     pub fn pool_size_per_worker(&self) -> usize {
-        if self.pool_size == 0 {
+        self.per_worker(self.pool_size)
+    }
+
+    /// Each worker's share of a count over all workers, at least one;
+    /// 0 (none) stays 0.
+    fn per_worker(&self, total: usize) -> usize {
+        if total == 0 {
             return 0;
         }
-        self.pool_size.div_ceil(self.worker_count()).max(1)
+        total.div_ceil(self.worker_count()).max(1)
     }
 
     /// The shutdown grace period.

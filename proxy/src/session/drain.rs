@@ -403,7 +403,7 @@ impl Session {
     /// replies) goes back to its pool, and a small one takes its place,
     /// so that no session holds 128 KiB between its commands.
     pub(super) fn settle_to_client(&mut self) {
-        if self.to_client.is_empty() && self.to_client.capacity() > 2 * crate::net::SMALL_BUFFER {
+        if self.to_client.is_empty() && is_large(&self.to_client) {
             let written = std::mem::replace(&mut self.to_client, self.small_buffers.take());
             give_reply_buffer(&self.small_buffers, &self.buffers, written);
         }
@@ -443,11 +443,17 @@ impl Session {
 /// large buffer would be dropped, and the large pool allocate anew.
 pub(super) fn give_reply_buffer(small: &BufferPool, large: &BufferPool, mut buf: BytesMut) {
     buf.clear();
-    if buf.capacity() > 2 * crate::net::SMALL_BUFFER {
+    if is_large(&buf) {
         large.give(buf);
     } else {
         small.give(buf);
     }
+}
+
+/// Whether an outgoing buffer is more than a client's small one (a
+/// backend's read buffer, or one that grew): the large pool's.
+fn is_large(buf: &BytesMut) -> bool {
+    buf.capacity() > 2 * crate::net::SMALL_BUFFER
 }
 
 /// Compares the read-back of a pipelined state diff (`captured`, the
