@@ -191,8 +191,8 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 /// service has connections lent out.
 const PIN_CHECK: Duration = Duration::from_secs(1);
 
-/// How often the storage is sampled (a `statvfs`), and grown when due: a
-/// step of headroom must outlast the writes of this long.
+/// How often the storage's view is published (and, where no volume
+/// grows on its own thread, the filesystem sampled).
 const STORAGE_CHECK: Duration = Duration::from_millis(250);
 
 impl Actor {
@@ -308,9 +308,9 @@ impl Actor {
         }
     }
 
-    /// Samples the storage and grows it when due, at most once per
-    /// [`STORAGE_CHECK`]; whatever the lifecycle is doing, since writes
-    /// that were already running go on.
+    /// Publishes the storage's view (sampled here where no thread of its
+    /// own grows it), at most once per [`STORAGE_CHECK`]; whatever the
+    /// lifecycle is doing, since writes that were already running go on.
     fn watch_storage(&mut self) {
         if self
             .storage_checked

@@ -97,10 +97,11 @@ pub trait Driver: Send {
     /// policy's 200 ms sampling. Frozen backends read too.
     fn usage(&mut self) -> Result<Usage, DriverError>;
 
-    /// Samples the backend's storage and grows its volume when it is
-    /// past its threshold (`[services.storage]`); `None` for a backend
-    /// with no storage to watch. Called from the actor's timer, about
-    /// every 250 ms.
+    /// The backend's storage as last sampled; `None` for a backend with
+    /// no storage to watch. A volume that can grow is sampled and grown
+    /// by its own thread ([`crate::storage::Watch`]); any other storage
+    /// is sampled here. Called from the actor's timer, about every
+    /// 250 ms.
     fn check_storage(&mut self) -> Option<crate::storage::StorageView> {
         None
     }

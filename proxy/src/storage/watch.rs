@@ -1,9 +1,17 @@
 //! One service's storage as its driver holds it: the volume under its
 //! datadir (or, where none can be made, just the datadir's filesystem),
 //! sampled and grown when the policy says so.
+//!
+//! A volume that can grow is checked by a thread of its own, every
+//! [`GROW_CHECK`]: a writer fills a small volume's headroom in about a
+//! second, and the service's actor, which sampled it before, can be busy
+//! that long with something else (an engine call, a resize, an admin
+//! request). The actor only reads what that thread saw.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::policy::{self, Decision};
 use super::usage::{self, Usage};
@@ -11,6 +19,10 @@ use super::volume::{self, Volume};
 use crate::config::storage::StorageConfig;
 
 const MIB: u64 = 1 << 20;
+
+/// How often a growable volume is sampled (a `statvfs` and a `stat`):
+/// a step of headroom must outlast this long of writes, plus the grow.
+pub const GROW_CHECK: Duration = Duration::from_millis(100);
 
 /// What the admin API and the metrics show of a service's storage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -31,9 +43,31 @@ pub struct StorageView {
     pub last_grow_ms: Option<u64>,
 }
 
-/// A service's storage: its volume, or the filesystem it watches.
+/// A service's storage: its volume, or the filesystem it watches. A
+/// volume that can grow is grown by a thread of its own; dropping the
+/// watch stops that thread, then releases the volume.
 #[derive(Debug)]
 pub struct Watch {
+    storage: Arc<Shared>,
+    /// The thread that grows the volume; `None` when there is nothing
+    /// Torpor can grow.
+    grower: Option<JoinHandle<()>>,
+    /// What the last sample showed, for when the grower holds the lock.
+    last_view: StorageView,
+}
+
+/// What a watch and its grower share.
+#[derive(Debug)]
+struct Shared {
+    sampled: Mutex<Sampled>,
+    /// Set when the grower must stop; `stopping` wakes it.
+    stop: Mutex<bool>,
+    stopping: Condvar,
+}
+
+/// The storage itself, sampled and grown under [`Shared::sampled`].
+#[derive(Debug)]
+struct Sampled {
     /// `None`: a service with no `[services.storage]`, only watched.
     config: Option<StorageConfig>,
     service: String,
@@ -60,14 +94,14 @@ impl Watch {
         datadir: &Path,
     ) -> Result<Watch, String> {
         let Some(wanted) = &config else {
-            return Ok(Watch {
+            return Ok(Watch::new(Sampled {
                 config,
                 service: service.to_string(),
                 datadir: datadir.to_path_buf(),
                 volume: None,
                 told_full: false,
                 view: StorageView::default(),
-            });
+            }));
         };
         let image = volume::image_for(datadir);
         let volume = volume::possible()
@@ -98,7 +132,7 @@ impl Watch {
             ));
         }
         let growable = volume.is_some();
-        Ok(Watch {
+        Ok(Watch::new(Sampled {
             config,
             service: service.to_string(),
             datadir: datadir.to_path_buf(),
@@ -108,18 +142,128 @@ impl Watch {
                 growable,
                 ..StorageView::default()
             },
-        })
+        }))
+    }
+
+    /// Wraps `sampled`, with a grower thread when it can grow. A thread
+    /// that cannot be started leaves the growing to [`Watch::check`].
+    fn new(sampled: Sampled) -> Watch {
+        let growable = sampled.volume.is_some() && sampled.config.is_some();
+        let service = sampled.service.clone();
+        let last_view = sampled.view;
+        let storage = Arc::new(Shared {
+            sampled: Mutex::new(sampled),
+            stop: Mutex::new(false),
+            stopping: Condvar::new(),
+        });
+        let grower = growable
+            .then(|| {
+                let storage = Arc::clone(&storage);
+                std::thread::Builder::new()
+                    .name("torpor-storage".into())
+                    .spawn(move || storage.grow_until_stopped())
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            service,
+                            "no storage thread ({e}): the volume is grown at the scaler's checks"
+                        );
+                    })
+                    .ok()
+            })
+            .flatten();
+        Watch {
+            storage,
+            grower,
+            last_view,
+        }
     }
 
     /// The last sample.
     pub fn view(&self) -> StorageView {
-        self.view
+        self.last_view
     }
 
+    /// The storage's view now: where a grower runs, what it saw last
+    /// (without waiting for a grow under way); elsewhere a new sample,
+    /// grown when past its threshold.
+    pub fn check(&mut self) -> StorageView {
+        if self.grower.is_some() {
+            if let Ok(sampled) = self.storage.sampled.try_lock() {
+                self.last_view = sampled.view;
+            }
+            return self.last_view;
+        }
+        self.last_view = self.storage.lock().check();
+        self.last_view
+    }
+
+    /// Stops the grower and waits for it (a grow under way finishes).
+    fn stop_grower(&mut self) {
+        let Some(grower) = self.grower.take() else {
+            return;
+        };
+        *self
+            .storage
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.storage.stopping.notify_all();
+        if grower.join().is_err() {
+            tracing::warn!("the storage thread panicked");
+        }
+    }
+
+    /// Releases the volume and deletes its image: the data is gone.
+    pub fn remove(mut self) -> Result<(), String> {
+        self.stop_grower();
+        let volume = self.storage.lock().volume.take();
+        match volume {
+            Some(volume) => volume.remove().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Watch {
+    /// The grower stops before the volume goes (with the last
+    /// [`Shared`]): it never grows a released volume.
+    fn drop(&mut self) {
+        self.stop_grower();
+    }
+}
+
+impl Shared {
+    /// The storage, whatever a panic elsewhere left in it: its fields
+    /// are each consistent on their own.
+    fn lock(&self) -> MutexGuard<'_, Sampled> {
+        self.sampled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The grower: checks the volume every [`GROW_CHECK`] until told to
+    /// stop.
+    fn grow_until_stopped(&self) {
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*stop {
+            drop(stop);
+            self.lock().check();
+            stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            if *stop {
+                break;
+            }
+            stop = self
+                .stopping
+                .wait_timeout(stop, GROW_CHECK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Sampled {
     /// Samples the filesystem and grows the volume when it is past its
     /// threshold. A grow that fails is logged and tried at the next
     /// check.
-    pub fn check(&mut self) -> StorageView {
+    fn check(&mut self) -> StorageView {
         let Some(used) = self.sample() else {
             return self.view;
         };
@@ -206,23 +350,6 @@ impl Watch {
             "the storage is past its threshold and stays as it is: {why}; writes fail once it is full"
         );
     }
-
-    /// Unmounts and detaches the volume (its server must have stopped);
-    /// it is mounted again by the next [`Watch::attach`].
-    pub fn release(&mut self) -> Result<(), String> {
-        match &mut self.volume {
-            Some(volume) => volume.release().map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
-    }
-
-    /// Releases the volume and deletes its image: the data is gone.
-    pub fn remove(mut self) -> Result<(), String> {
-        match self.volume.take() {
-            Some(volume) => volume.remove().map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -264,6 +391,64 @@ mod tests {
         let mut watch = Watch::attach(None, "plain", &dir.path().join("data")).expect("watched");
         let view = watch.check();
         assert!(!view.growable && view.size_bytes > 0, "{view:?}");
+    }
+
+    /// A volume past its threshold grows on its own thread, with nobody
+    /// calling [`Watch::check`]: a busy scaler does not hold it back.
+    /// Dropping the watch stops the thread and releases the volume.
+    #[test]
+    fn a_volume_past_its_threshold_grows_with_nobody_checking() {
+        if let Err(why) = volume::possible() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let datadir = dir.path().join("data");
+        let config = StorageConfig {
+            initial_mib: 320,
+            step_mib: 128,
+            max_mib: 448,
+        };
+        let watch = Watch::attach(Some(config), "busy", &datadir).expect("a volume");
+        assert!(watch.view().growable);
+        let before = usage::of(&datadir).expect("usage");
+        // Past the 60 % threshold, written for real (a sparse file
+        // takes no space).
+        let fill = vec![7u8; MIB as usize];
+        let mut file = std::fs::File::create(datadir.join("fill")).expect("file");
+        for _ in 0..(before.size * 7 / 10 / MIB) {
+            std::io::Write::write_all(&mut file, &fill).expect("write");
+        }
+        file.sync_all().expect("sync");
+        // Nobody calls check() until the image has grown.
+        let image = volume::image_for(&datadir);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&image).expect("image").len() < 448 * MIB {
+            assert!(Instant::now() < deadline, "the volume did not grow");
+            std::thread::sleep(GROW_CHECK);
+        }
+        // Then check() shows what the grower did, once its grow is done.
+        let mut watch = watch;
+        let view = loop {
+            let view = watch.check();
+            if view.grows > 0 || Instant::now() > deadline {
+                break view;
+            }
+            std::thread::sleep(GROW_CHECK);
+        };
+        assert_eq!((view.grows, view.volume_bytes), (1, 448 * MIB), "{view:?}");
+        assert_eq!(std::fs::metadata(&image).expect("image").len(), 448 * MIB);
+        assert!(
+            view.size_bytes > before.size + 100 * MIB,
+            "{before:?} -> {view:?}"
+        );
+        drop(file);
+        drop(watch);
+        // Unmounted: the file written on the volume is no longer there.
+        assert!(
+            !datadir.join("fill").exists(),
+            "the volume is still mounted after the watch went"
+        );
     }
 
     /// An image that cannot be mounted (here: not a filesystem) stops
