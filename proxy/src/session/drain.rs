@@ -129,6 +129,9 @@ impl Session {
                         let cursor = walk.tracker().cursor_requested();
                         self.reply_ended(follow, ending, cursor);
                         self.journal_reply_ended(note, &walk);
+                        if let Some(digest) = walk.into_digest() {
+                            self.spare_digest = Some(digest);
+                        }
                     }
                 }
                 Walked::NeedMore { want } => {
@@ -301,7 +304,7 @@ impl Session {
                 };
                 let id = self.statements.add(ClientStatement {
                     may_change_state: torpor_replay::classify::may_change_state(sql),
-                    sql: sql.clone(),
+                    sql: sql.as_slice().into(),
                     params: prepared.params,
                     columns: prepared.columns,
                     param_types: None,

@@ -82,9 +82,28 @@ impl ReplyWalk {
     }
 
     /// The same walk, digesting the reply as it goes.
-    pub fn digested(mut self) -> ReplyWalk {
-        self.digest = Some(Box::default());
+    #[cfg(test)]
+    pub fn digested(self) -> ReplyWalk {
+        self.digested_in(None)
+    }
+
+    /// The same walk, digesting the reply as it goes in `spare` (an
+    /// earlier walk's, from [`ReplyWalk::into_digest`]) when there is
+    /// one.
+    pub fn digested_in(mut self, spare: Option<Box<ReplyDigest>>) -> ReplyWalk {
+        self.digest = Some(match spare {
+            Some(mut digest) => {
+                *digest = ReplyDigest::default();
+                digest
+            }
+            None => Box::default(),
+        });
         self
+    }
+
+    /// The walk's digest, for the next digested walk to reuse.
+    pub fn into_digest(self) -> Option<Box<ReplyDigest>> {
+        self.digest
     }
 
     /// The digest of the reply walked so far, if it is digested.

@@ -32,8 +32,9 @@ pub const MAX_PER_CONNECTION: usize = 256;
 /// What Torpor remembers of a client's prepared statement.
 #[derive(Debug, Clone)]
 pub struct ClientStatement {
-    /// The statement text, as prepared.
-    pub sql: Vec<u8>,
+    /// The statement text, as prepared; shared with the transaction
+    /// journal's entries that execute it.
+    pub sql: std::rc::Rc<[u8]>,
     /// Parameter count.
     pub params: u16,
     /// Result column count.
@@ -309,7 +310,7 @@ mod tests {
 
     fn statement() -> ClientStatement {
         ClientStatement {
-            sql: b"SELECT ?".to_vec(),
+            sql: b"SELECT ?".as_slice().into(),
             params: 1,
             columns: 1,
             param_types: None,

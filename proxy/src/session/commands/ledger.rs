@@ -89,7 +89,7 @@ impl Session {
             let tracker = tracker.with_cursor_requested(cursor);
             let walk = ReplyWalk::new(command, tracker, 1);
             let walk = match note {
-                JournalNote::Recorded(_) => walk.digested(),
+                JournalNote::Recorded(_) => walk.digested_in(self.spare_digest.take()),
                 _ => walk,
             };
             self.ledger.push_back(Pending::Reply { walk, follow, note });
@@ -207,14 +207,20 @@ impl Session {
                     // if those are not this client's (it sent them to
                     // another connection, or another session shares the
                     // statement), the client's are added back.
-                    let mine = self.statements.get(id).and_then(|s| s.param_types.clone());
+                    // Borrowed, not cloned: a copy of the types was an
+                    // allocation per execute (~100 instructions).
+                    let mine = self
+                        .statements
+                        .get(id)
+                        .and_then(|s| s.param_types.as_deref());
+                    let backend = be!(self);
                     if let Some(types) = mine {
-                        if be!(self).statements.last_types(backend_id) != Some(&types[..]) {
+                        if backend.statements.last_types(backend_id) != Some(types) {
                             if let Ok(Some(mut with_types)) =
-                                stmt::with_param_types(payload, params, &types)
+                                stmt::with_param_types(payload, params, types)
                             {
                                 stmt::set_statement_id(&mut with_types, backend_id);
-                                be!(self).statements.set_last_types(backend_id, &types);
+                                backend.statements.set_last_types(backend_id, types);
                                 rewritten = Some(with_types);
                             }
                         }
