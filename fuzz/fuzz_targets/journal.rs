@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
                     1 => Some(JournalCommand::Execute {
                         statement: len as u32,
                         payload: bytes.to_vec(),
-                        sql: bytes.to_vec(),
+                        sql: bytes.into(),
                     }),
                     _ => None,
                 };
