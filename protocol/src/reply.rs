@@ -175,6 +175,12 @@ pub struct ReplyTracker {
     /// The reply may hold several results ([`ReplyKind::Results`]): a
     /// terminator with SERVER_MORE_RESULTS_EXISTS is followed by another.
     multi_results: bool,
+    /// Results ended so far (an OK, or a result set's terminator),
+    /// saturating.
+    results: u8,
+    /// What the last result leaves in `ROW_COUNT()`: an OK's affected
+    /// rows, -1 after a result set.
+    last_row_count: i64,
 }
 
 impl ReplyTracker {
@@ -198,6 +204,8 @@ impl ReplyTracker {
             last: PacketClass::Other,
             cursor_requested: false,
             multi_results: kind == ReplyKind::Results,
+            results: 0,
+            last_row_count: -1,
         })
     }
 
@@ -224,6 +232,20 @@ impl ReplyTracker {
     /// What the packet last given to [`ReplyTracker::on_packet`] was.
     pub fn last_packet(&self) -> PacketClass {
         self.last
+    }
+
+    /// What `ROW_COUNT()` reads on the connection after this reply, when
+    /// it answered one statement (COM_QUERY, COM_STMT_EXECUTE) and ended:
+    /// its OK's affected rows, -1 after a result set or an error (MariaDB,
+    /// checked against the server). `None` while the reply goes on, and
+    /// for a reply of several results (a multi-statement text, a `CALL`),
+    /// whose last statement's count depends on what it was.
+    pub fn row_count(&self) -> Option<i64> {
+        match (self.state, self.results) {
+            (State::Finished, 0) => Some(-1),
+            (State::Finished, 1) if self.last != PacketClass::Err => Some(self.last_row_count),
+            _ => None,
+        }
     }
 
     /// The decoded prepare-OK, once a COM_STMT_PREPARE reply has given it.
@@ -412,6 +434,7 @@ impl ReplyTracker {
 
     /// After an OK or a result set's terminator: another result, or the end.
     fn end_of_result(&mut self, status: ServerStatus) -> Step {
+        self.results = self.results.saturating_add(1);
         if self.multi_results && status.has(ServerStatus::MORE_RESULTS_EXISTS) {
             self.state = State::ResultStart;
             Step::More
@@ -433,6 +456,12 @@ impl ReplyTracker {
             None => Err(ProtocolError::malformed("empty reply packet")),
             Some(&OK_HEADER) => {
                 let status = ok_status(head)?;
+                // `ok_status` read the affected rows' field already.
+                let affected = head
+                    .get(1..)
+                    .and_then(lenenc::read_int)
+                    .map_or(0, |(n, _)| n);
+                self.last_row_count = i64::try_from(affected).unwrap_or(i64::MAX);
                 Ok(self.end_of_result(status))
             }
             Some(&LOCAL_INFILE_HEADER) => {
@@ -449,6 +478,7 @@ impl ReplyTracker {
                 if count == 0 {
                     return Err(ProtocolError::malformed("column count"));
                 }
+                self.last_row_count = -1;
                 let metadata_follows = if self
                     .caps
                     .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)

@@ -35,11 +35,17 @@ impl Mentions {
     pub fn kill(self) -> bool {
         self.0 & KILL != 0
     }
+
+    /// `row_count` (any case): the text may call `ROW_COUNT()`.
+    pub fn row_count(self) -> bool {
+        self.0 & ROW_COUNT != 0
+    }
 }
 
 const STATE: u8 = 1;
 const CONNECTION_ID: u8 = 2;
 const KILL: u8 = 4;
+const ROW_COUNT: u8 = 8;
 
 /// The words, and what each one's presence means.
 #[cfg(test)]
@@ -49,7 +55,7 @@ const WORDS: &[(&str, u8)] = &[
     ("temporary", STATE),
     ("lock", STATE),
     ("found_rows", STATE),
-    ("row_count", STATE),
+    ("row_count", STATE | ROW_COUNT),
     ("last_insert_id", STATE),
     ("execute", STATE),
     ("call", STATE),
@@ -60,7 +66,7 @@ const WORDS: &[(&str, u8)] = &[
 ];
 
 /// Every mention Torpor looks for.
-const ALL: u8 = STATE | CONNECTION_ID | KILL;
+const ALL: u8 = STATE | CONNECTION_ID | KILL | ROW_COUNT;
 
 /// The first two letters of every word but `@` (lower case).
 #[cfg(not(target_arch = "x86_64"))]
@@ -228,7 +234,13 @@ fn word_at(rest: &[u8], pair: [u8; 2]) -> u8 {
         b"lo" => state(b"lock"),
         b"la" => state(b"last_insert_id"),
         b"fo" => state(b"found_rows"),
-        b"ro" => state(b"row_count") | state(b"rollback"),
+        b"ro" => {
+            (if is(b"row_count") {
+                STATE | ROW_COUNT
+            } else {
+                0
+            }) | state(b"rollback")
+        }
         b"ex" => state(b"execute"),
         b"ca" => state(b"call"),
         b"ki" if is(b"kill") => KILL,

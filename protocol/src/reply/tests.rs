@@ -543,3 +543,60 @@ fn whole_rows_are_taken_and_nothing_else_is() {
     assert!(tracker.is_finished());
     assert_eq!(tracker.take_row(&wire(8, TEXT_ROW)), None);
 }
+
+/// The tracker that took every packet of `packets`.
+fn tracked(kind: ReplyKind, caps: Capabilities, packets: &[&[u8]]) -> ReplyTracker {
+    let mut tracker = ReplyTracker::new(kind, caps).expect("tracked kind");
+    for (i, payload) in packets.iter().enumerate() {
+        let header = PacketHeader {
+            len: payload.len(),
+            seq: (i + 1) as u8,
+        };
+        tracker
+            .on_packet(header, payload)
+            .unwrap_or_else(|e| panic!("packet {i}: {e}"));
+    }
+    tracker
+}
+
+#[test]
+fn row_count_is_what_the_server_reads_after_one_statement() {
+    // UPDATE of 3 rows: OK with affected rows 3.
+    let ok3: &[u8] = b"\x00\x03\x00\x02\x00\x00\x00";
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &[ok3]).row_count(),
+        Some(3)
+    );
+    // A two-byte affected count (300).
+    let ok300: &[u8] = b"\x00\xfc\x2c\x01\x00\x02\x00\x00\x00";
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &[ok300]).row_count(),
+        Some(300)
+    );
+    // A result set: -1, with either terminator.
+    let select = [b"\x01" as &[u8], COLUMN_A, TEXT_ROW, OK_END];
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &select).row_count(),
+        Some(-1)
+    );
+    let classic = [b"\x01" as &[u8], COLUMN_A, EOF, TEXT_ROW, EOF];
+    assert_eq!(
+        tracked(ReplyKind::Results, CLASSIC, &classic).row_count(),
+        Some(-1)
+    );
+    // An error: -1.
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &[ERR]).row_count(),
+        Some(-1)
+    );
+    // Several results, or an error after one: not one statement's.
+    let multi = [b"\x01" as &[u8], COLUMN_A, TEXT_ROW, OK_END_MORE, ok3];
+    assert_eq!(tracked(ReplyKind::Results, DEP, &multi).row_count(), None);
+    let failed = [b"\x01" as &[u8], COLUMN_A, TEXT_ROW, OK_END_MORE, ERR];
+    assert_eq!(tracked(ReplyKind::Results, DEP, &failed).row_count(), None);
+    // Not ended yet.
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &select[..3]).row_count(),
+        None
+    );
+}

@@ -279,6 +279,9 @@ impl Session {
         pipelined: bool,
     ) -> Result<Lent<BackendConn>, SessionError> {
         let key = self.pool_key();
+        // Until the connection found is the one that ran the session's
+        // last command, untouched since.
+        self.row_count.left_connection();
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -335,8 +338,17 @@ impl Session {
                         let place = conn.close();
                         return Ok(place.fill(self.open_backend().await?));
                     }
+                    // Its own connection, untouched since (nothing for
+                    // `align` to send): the server's ROW_COUNT() is the
+                    // session's.
+                    let untouched = last_session == self.guard.id && *state == self.model.state;
                     match self.align(&mut conn, &state, pipelined).await {
-                        Ok(()) => return Ok(conn),
+                        Ok(()) => {
+                            if untouched {
+                                self.row_count.back_on_own_connection();
+                            }
+                            return Ok(conn);
+                        }
                         Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
                         // the session none): a new connection in its place.

@@ -241,6 +241,9 @@ pub struct Session {
     /// `malloc` and a `free` (~150 instructions a query). Dropped when
     /// the client goes idle.
     pub(super) spare_digest: Option<Box<ReplyDigest>>,
+    /// What `ROW_COUNT()` reads for the session, and whether its backend
+    /// connection still says so.
+    pub(super) row_count: super::row_count::RowCount,
     /// The open transaction's statements and their results, to replay it
     /// if its backend connection dies.
     pub(super) journal: torpor_replay::journal::TransactionJournal,
@@ -334,6 +337,7 @@ impl Session {
             batch_started: Instant::now(),
             woke_at: None,
             spare_digest: None,
+            row_count: Default::default(),
             accounts_change: std::cell::RefCell::new(None),
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
@@ -646,6 +650,7 @@ impl Session {
                     self.forward_run(run).await?;
                     run = 0;
                     self.client.consume(total);
+                    self.row_count.pinged_locally();
                     self.reply_ok_locally();
                     continue;
                 }
@@ -758,6 +763,11 @@ impl Session {
             return 0;
         }
         let needs_tracking = std::mem::replace(&mut backend.needs_tracking, false);
+        if needs_tracking || !backend.state_diff.is_empty() {
+            // Torpor's statements run first there: what `ROW_COUNT()`
+            // reads on the connection is theirs.
+            self.row_count.left_connection();
+        }
         let to_close: Vec<u32> = backend.to_close.drain(..).collect();
         let state_diff = std::mem::take(&mut backend.state_diff);
         let mut wire = BytesMut::new();

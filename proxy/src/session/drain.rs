@@ -127,6 +127,10 @@ impl Session {
                                 .query_done(self.service.index, self.batch_started, now);
                         }
                         let cursor = walk.tracker().cursor_requested();
+                        if !follow.is_swallowed() {
+                            let count = walk.tracker().row_count();
+                            self.row_count.after_reply(walk.command, ending, count);
+                        }
                         self.reply_ended(follow, ending, cursor);
                         self.journal_reply_ended(note, &walk);
                         if let Some(digest) = walk.into_digest() {

@@ -67,9 +67,9 @@ pub async fn settle_idle(
             if let Some(id) = learned.last_insert_id {
                 state.last_insert_id = id;
             }
-            pooled
-                .conn
-                .give_back(key, pooled.state, pooled.last_session);
+            // The read was a statement: what `ROW_COUNT()` reads there is
+            // no longer the owner's, so the connection is nobody's.
+            pooled.conn.give_back(key, pooled.state, 0);
         }
     }
 }

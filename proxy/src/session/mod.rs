@@ -43,6 +43,7 @@ pub mod model;
 pub mod relay;
 pub mod reply;
 pub mod rewrite;
+mod row_count;
 pub mod statements;
 mod transaction;
 

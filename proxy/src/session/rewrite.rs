@@ -1,6 +1,8 @@
-//! The two places where a client's SQL names a connection id: `KILL` and
-//! `CONNECTION_ID()`. Clients know Torpor's connection ids, the backend
-//! knows its own thread ids; these rewrites translate.
+//! The places where a client's SQL names what belongs to its own
+//! connection: `KILL` and `CONNECTION_ID()` (clients know Torpor's
+//! connection ids, the backend knows its own thread ids; these rewrites
+//! translate), and `ROW_COUNT()` (what the session's previous statement
+//! left, on whichever connection it ran).
 //!
 //! - `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>` with a Torpor id becomes
 //!   the same statement with the backend thread that serves that session.
@@ -8,8 +10,14 @@
 //!   where the expression's text names the result column, it keeps that
 //!   name (`… AS \`CONNECTION_ID()\``), and it keeps the function's type
 //!   (unsigned, 10 wide) with a CAST of a zero-padded literal.
+//! - `ROW_COUNT()` becomes what the session's previous statement left,
+//!   when the statement runs on a connection where another session's
+//!   statement ran since (the same way, BIGINT 21 wide).
 //!
-//! Both are found with the lexer, so words inside strings and comments are
+//! Neither is rewritten inside a `CREATE` or `ALTER` statement, whose
+//! calls the server keeps in a definition and evaluates later.
+//!
+//! All are found with the lexer, so words inside strings and comments are
 //! never touched. Anything not in these exact shapes is left alone.
 
 use torpor_replay::sql::{significant, tokenize, Token, TokenKind};
@@ -117,20 +125,81 @@ const ITEM_END_WORDS: &[&str] = &[
 /// Rewrites every `CONNECTION_ID()` call in `sql` to the literal `id`.
 /// Returns `None` when there is none.
 pub fn rewrite_connection_id(sql: &[u8], id: u32) -> Option<Vec<u8>> {
+    // Ten digits, zero-padded: MariaDB sizes the column from the literal,
+    // and CONNECTION_ID()'s column is 10 wide. In KILL the id stays a
+    // bare number, so that the KILL rewrite that follows can map it to a
+    // backend thread.
+    let literal = format!("CAST({id:010} AS UNSIGNED)");
+    replace_calls(
+        sql,
+        "connection_id",
+        Reach::Everywhere,
+        &literal,
+        Some(&id.to_string()),
+    )
+}
+
+/// Rewrites the `ROW_COUNT()` calls of the first statement of `sql` to
+/// the literal `value`: what the session's previous statement left, for a
+/// statement that runs on a connection where another session's statement
+/// ran since. The statements after the first in a multi-statement text
+/// ask for the text's own statements, and are left alone. Returns `None`
+/// when there is none.
+pub fn rewrite_row_count(sql: &[u8], value: i64) -> Option<Vec<u8>> {
+    // Twenty-one characters, zero-padded (a sign among them): the column
+    // is then BIGINT, 21 wide, as ROW_COUNT()'s (checked with `mariadb
+    // --column-type-info`).
+    let literal = format!("CAST({value:021} AS SIGNED)");
+    replace_calls(sql, "row_count", Reach::FirstStatement, &literal, None)
+}
+
+/// Which statements of a text a rewrite reaches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Every statement.
+    Everywhere,
+    /// The first statement only (up to the first `;`).
+    FirstStatement,
+}
+
+/// Replaces every call `name()` in `sql` (within `reach`) with `literal`,
+/// or with `in_kill` in a `KILL` statement. In a select list, where the
+/// call's text names the result column, the replacement keeps that name.
+///
+/// Nothing is replaced from the first `CREATE` or `ALTER` statement on:
+/// there a call is part of a definition the server keeps (a view, a
+/// routine's or trigger's body, an event, a column's default), evaluated
+/// each time it runs, for whoever runs it; a literal would freeze one
+/// session's value into it.
+fn replace_calls(
+    sql: &[u8],
+    name: &str,
+    reach: Reach,
+    literal: &str,
+    in_kill: Option<&str>,
+) -> Option<Vec<u8>> {
     let tokens = tokenize(sql);
     let sig: Vec<(usize, &Token)> = tokens
         .iter()
         .enumerate()
         .filter(|(_, t)| t.is_significant())
         .collect();
-    // In KILL the id must stay a bare number, so that the KILL rewrite
-    // that follows can map it to a backend thread.
-    let bare = sig.first().is_some_and(|(_, t)| t.is_word(sql, "kill"));
+    let in_kill = in_kill.filter(|_| sig.first().is_some_and(|(_, t)| t.is_word(sql, "kill")));
     let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     let mut i = 0;
-    while i + 2 < sig.len() {
-        let (name, open, close) = (sig[i].1, sig[i + 1].1, sig[i + 2].1);
-        let is_call = name.is_word(sql, "connection_id")
+    while i < sig.len() {
+        let token = sig[i].1;
+        let starts_statement = i == 0 || sig[i - 1].1.is_punct(sql, b';');
+        if starts_statement && (token.is_word(sql, "create") || token.is_word(sql, "alter")) {
+            break;
+        }
+        if reach == Reach::FirstStatement && token.is_punct(sql, b';') {
+            break;
+        }
+        let (Some((_, open)), Some((_, close))) = (sig.get(i + 1), sig.get(i + 2)) else {
+            break;
+        };
+        let is_call = token.is_word(sql, name)
             && open.is_punct(sql, b'(')
             && close.is_punct(sql, b')')
             // `x.connection_id()` would be some other function.
@@ -139,7 +208,12 @@ pub fn rewrite_connection_id(sql: &[u8], id: u32) -> Option<Vec<u8>> {
             i += 1;
             continue;
         }
-        let range = name.range.start..close.range.end;
+        let range = token.range.start..close.range.end;
+        if let Some(bare) = in_kill {
+            edits.push((range, bare.as_bytes().to_vec()));
+            i += 3;
+            continue;
+        }
         let before = i.checked_sub(1).map(|j| sig[j].1);
         let after = sig.get(i + 3).map(|(_, t)| *t);
         let starts_item = before.is_some_and(|t| t.is_word(sql, "select") || t.is_punct(sql, b','));
@@ -149,14 +223,7 @@ pub fn rewrite_connection_id(sql: &[u8], id: u32) -> Option<Vec<u8>> {
                 || ITEM_END_WORDS.iter().any(|w| t.is_word(sql, w))
         });
         let in_select_list = starts_item && ends_item && inside_select(sql, &sig[..i]);
-        if bare {
-            edits.push((range, id.to_string().into_bytes()));
-            i += 3;
-            continue;
-        }
-        // Ten digits, zero-padded: MariaDB sizes the column from the
-        // literal, and CONNECTION_ID()'s column is 10 wide.
-        let mut replacement = format!("CAST({id:010} AS UNSIGNED)").into_bytes();
+        let mut replacement = literal.as_bytes().to_vec();
         if in_select_list {
             // The column keeps the name the client's text gave it.
             let original = &sql[range.clone()];
@@ -277,5 +344,63 @@ mod tests {
         assert!(might_be_kill(b"  KILL 5"));
         assert!(might_be_kill(b"/* c */ kill 5"));
         assert!(!might_be_kill(b"select 1"));
+    }
+
+    fn row_count(sql: &str, value: i64) -> Option<String> {
+        rewrite_row_count(sql.as_bytes(), value).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn row_count_keeps_its_type_and_name_in_the_first_statement_only() {
+        assert_eq!(
+            row_count("SELECT ROW_COUNT()", 3).as_deref(),
+            Some("SELECT CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`")
+        );
+        assert_eq!(
+            row_count("select row_count() as n, 1", -1).as_deref(),
+            Some("select CAST(-00000000000000000001 AS SIGNED) as n, 1")
+        );
+        assert_eq!(
+            row_count("INSERT INTO log VALUES (ROW_COUNT())", 12).as_deref(),
+            Some("INSERT INTO log VALUES (CAST(000000000000000000012 AS SIGNED))")
+        );
+        // The second statement asks for the first one's count.
+        assert_eq!(
+            row_count(
+                "SELECT ROW_COUNT(); UPDATE t SET a = 1; SELECT ROW_COUNT()",
+                2
+            )
+            .as_deref(),
+            Some(
+                "SELECT CAST(000000000000000000002 AS SIGNED) AS `ROW_COUNT()`; \
+                 UPDATE t SET a = 1; SELECT ROW_COUNT()"
+            )
+        );
+        assert_eq!(row_count("UPDATE t SET a = 1; SELECT ROW_COUNT()", 2), None);
+        assert_eq!(row_count("SELECT 'ROW_COUNT()', x.row_count()", 2), None);
+    }
+
+    #[test]
+    fn definitions_keep_their_calls() {
+        for sql in [
+            "CREATE VIEW v AS SELECT CONNECTION_ID() AS c",
+            "create or replace procedure p() begin select connection_id(); end",
+            "CREATE TABLE t (c BIGINT DEFAULT (CONNECTION_ID()))",
+            "ALTER TABLE t ALTER COLUMN c SET DEFAULT (CONNECTION_ID())",
+            "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.c = CONNECTION_ID()",
+            "ALTER EVENT e DO INSERT INTO t VALUES (CONNECTION_ID())",
+        ] {
+            assert_eq!(rewrite(sql), None, "{sql}");
+        }
+        assert_eq!(
+            row_count("CREATE PROCEDURE p() SELECT ROW_COUNT()", 1),
+            None
+        );
+        // A statement before the definition is rewritten; the definition
+        // is not.
+        assert_eq!(
+            rewrite("SET @a = CONNECTION_ID(); CREATE VIEW v AS SELECT CONNECTION_ID()").as_deref(),
+            Some("SET @a = CAST(0016777216 AS UNSIGNED); CREATE VIEW v AS SELECT CONNECTION_ID()")
+        );
     }
 }

@@ -85,6 +85,9 @@ impl Session {
         follow: Follow,
         note: JournalNote,
     ) {
+        if !follow.is_swallowed() {
+            self.row_count.sent_here();
+        }
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
             let tracker = tracker.with_cursor_requested(cursor);
             let walk = ReplyWalk::new(command, tracker, 1);
