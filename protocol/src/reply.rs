@@ -181,6 +181,8 @@ pub struct ReplyTracker {
     /// What the last result leaves in `ROW_COUNT()`: an OK's affected
     /// rows, -1 after a result set.
     last_row_count: i64,
+    /// Rows of the last result set.
+    rows: u64,
 }
 
 impl ReplyTracker {
@@ -206,6 +208,7 @@ impl ReplyTracker {
             multi_results: kind == ReplyKind::Results,
             results: 0,
             last_row_count: -1,
+            rows: 0,
         })
     }
 
@@ -248,6 +251,16 @@ impl ReplyTracker {
         }
     }
 
+    /// How many rows the reply's result set held, when the reply ended
+    /// and was one result set (no OK, error or second result): what
+    /// `FOUND_ROWS()` reads after a `SELECT` without
+    /// `SQL_CALC_FOUND_ROWS`.
+    pub fn result_rows(&self) -> Option<u64> {
+        let one_result_set = self.results == 1 && self.last_row_count == -1;
+        (self.state == State::Finished && one_result_set && self.last != PacketClass::Err)
+            .then_some(self.rows)
+    }
+
     /// The decoded prepare-OK, once a COM_STMT_PREPARE reply has given it.
     pub fn prepare_ok(&self) -> Option<PrepareOk> {
         self.prepare_ok
@@ -288,6 +301,7 @@ impl ReplyTracker {
             return None;
         }
         self.last = PacketClass::Row;
+        self.rows += 1;
         Some(header)
     }
 
@@ -355,6 +369,8 @@ impl ReplyTracker {
                     let status = terminator_status(head, self.caps)?;
                     Ok(self.end_of_result(status))
                 } else {
+                    // A row (or its first packet, when it is continued).
+                    self.rows += 1;
                     Ok(Step::More)
                 }
             }
@@ -479,6 +495,7 @@ impl ReplyTracker {
                     return Err(ProtocolError::malformed("column count"));
                 }
                 self.last_row_count = -1;
+                self.rows = 0;
                 let metadata_follows = if self
                     .caps
                     .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)

@@ -40,12 +40,19 @@ impl Mentions {
     pub fn row_count(self) -> bool {
         self.0 & ROW_COUNT != 0
     }
+
+    /// `found_rows` (any case): the text may call `FOUND_ROWS()`, or
+    /// select `SQL_CALC_FOUND_ROWS`.
+    pub fn found_rows(self) -> bool {
+        self.0 & FOUND_ROWS != 0
+    }
 }
 
 const STATE: u8 = 1;
 const CONNECTION_ID: u8 = 2;
 const KILL: u8 = 4;
 const ROW_COUNT: u8 = 8;
+const FOUND_ROWS: u8 = 16;
 
 /// The words, and what each one's presence means.
 #[cfg(test)]
@@ -54,7 +61,7 @@ const WORDS: &[(&str, u8)] = &[
     ("prepare", STATE),
     ("temporary", STATE),
     ("lock", STATE),
-    ("found_rows", STATE),
+    ("found_rows", STATE | FOUND_ROWS),
     ("row_count", STATE | ROW_COUNT),
     ("last_insert_id", STATE),
     ("execute", STATE),
@@ -66,7 +73,7 @@ const WORDS: &[(&str, u8)] = &[
 ];
 
 /// Every mention Torpor looks for.
-const ALL: u8 = STATE | CONNECTION_ID | KILL | ROW_COUNT;
+const ALL: u8 = STATE | CONNECTION_ID | KILL | ROW_COUNT | FOUND_ROWS;
 
 /// The first two letters of every word but `@` (lower case).
 #[cfg(not(target_arch = "x86_64"))]
@@ -233,7 +240,7 @@ fn word_at(rest: &[u8], pair: [u8; 2]) -> u8 {
         b"te" => state(b"temporary"),
         b"lo" => state(b"lock"),
         b"la" => state(b"last_insert_id"),
-        b"fo" => state(b"found_rows"),
+        b"fo" if is(b"found_rows") => STATE | FOUND_ROWS,
         b"ro" => {
             (if is(b"row_count") {
                 STATE | ROW_COUNT

@@ -600,3 +600,58 @@ fn row_count_is_what_the_server_reads_after_one_statement() {
         None
     );
 }
+
+#[test]
+fn result_rows_count_the_rows_of_one_result_set() {
+    let select = [
+        b"\x01" as &[u8],
+        COLUMN_A,
+        TEXT_ROW,
+        TEXT_ROW,
+        TEXT_ROW,
+        OK_END,
+    ];
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &select).result_rows(),
+        Some(3)
+    );
+    let classic = [b"\x01" as &[u8], COLUMN_A, EOF, EOF];
+    assert_eq!(
+        tracked(ReplyKind::Results, CLASSIC, &classic).result_rows(),
+        Some(0)
+    );
+    // Rows taken by the fast path count the same.
+    let mut tracker = tracked(ReplyKind::Results, DEP, &select[..2]);
+    let mut wire = bytes::BytesMut::new();
+    crate::frame::write_payload(&mut wire, 3, TEXT_ROW);
+    assert!(tracker.take_row(&wire).is_some());
+    tracker
+        .on_packet(
+            PacketHeader {
+                len: OK_END.len(),
+                seq: 4,
+            },
+            OK_END,
+        )
+        .unwrap();
+    assert_eq!(tracker.result_rows(), Some(1));
+    // An OK, an error, several results: no one result set.
+    let ok: &[u8] = b"\x00\x03\x00\x02\x00\x00\x00";
+    assert_eq!(tracked(ReplyKind::Results, DEP, &[ok]).result_rows(), None);
+    assert_eq!(tracked(ReplyKind::Results, DEP, &[ERR]).result_rows(), None);
+    let failed = [b"\x01" as &[u8], COLUMN_A, TEXT_ROW, ERR];
+    assert_eq!(
+        tracked(ReplyKind::Results, DEP, &failed).result_rows(),
+        None
+    );
+    let multi = [
+        b"\x01" as &[u8],
+        COLUMN_A,
+        TEXT_ROW,
+        OK_END_MORE,
+        b"\x01",
+        COLUMN_A,
+        OK_END,
+    ];
+    assert_eq!(tracked(ReplyKind::Results, DEP, &multi).result_rows(), None);
+}

@@ -281,7 +281,7 @@ impl Session {
         let key = self.pool_key();
         // Until the connection found is the one that ran the session's
         // last command, untouched since.
-        self.row_count.left_connection();
+        self.counts.left_connection();
         loop {
             // Nothing may yield between this check and the borrow: a
             // suspending worker counts lent connections (scaler::actor).
@@ -345,7 +345,7 @@ impl Session {
                     match self.align(&mut conn, &state, pipelined).await {
                         Ok(()) => {
                             if untouched {
-                                self.row_count.back_on_own_connection();
+                                self.counts.back_on_own_connection();
                             }
                             return Ok(conn);
                         }

@@ -134,7 +134,7 @@ impl Session {
         let schema = (!change.database.is_empty())
             .then(|| String::from_utf8_lossy(&change.database).into_owned());
         self.model.reset(Some(schema));
-        self.row_count.forget();
+        self.counts.forget();
         self.left = None;
         // The transaction went with the old session.
         self.journal.clear();

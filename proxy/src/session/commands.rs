@@ -241,9 +241,9 @@ pub struct Session {
     /// `malloc` and a `free` (~150 instructions a query). Dropped when
     /// the client goes idle.
     pub(super) spare_digest: Option<Box<ReplyDigest>>,
-    /// What `ROW_COUNT()` reads for the session, and whether its backend
-    /// connection still says so.
-    pub(super) row_count: super::row_count::RowCount,
+    /// What `ROW_COUNT()` and `FOUND_ROWS()` read for the session, and
+    /// whether its backend connection still says so.
+    pub(super) counts: super::counts::Counts,
     /// The open transaction's statements and their results, to replay it
     /// if its backend connection dies.
     pub(super) journal: torpor_replay::journal::TransactionJournal,
@@ -337,7 +337,7 @@ impl Session {
             batch_started: Instant::now(),
             woke_at: None,
             spare_digest: None,
-            row_count: Default::default(),
+            counts: Default::default(),
             accounts_change: std::cell::RefCell::new(None),
             journal: torpor_replay::journal::TransactionJournal::new(
                 shared.settings().transaction_replay_max_bytes,
@@ -650,7 +650,7 @@ impl Session {
                     self.forward_run(run).await?;
                     run = 0;
                     self.client.consume(total);
-                    self.row_count.pinged_locally();
+                    self.counts.pinged_locally();
                     self.reply_ok_locally();
                     continue;
                 }
@@ -740,15 +740,41 @@ impl Session {
                 run = 0;
                 self.client.consume(total);
                 self.expect_reply(command, follow, note);
+                self.note_found_rows(command, &rewritten, mentioned);
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
             let follow = self.follow_for(command, payload, mentioned);
             let note = self.note_for(command, payload);
+            let selects = command == Command::Query
+                && super::counts::sets_found_rows(
+                    payload.get(1..).unwrap_or_default(),
+                    mentioned.found_rows(),
+                );
             self.expect_reply(command, follow, note);
+            if selects {
+                self.reply_sets_found_rows();
+            }
             run += total;
         };
         Ok((result, run))
+    }
+
+    /// The reply to `payload`, just queued, sets `FOUND_ROWS()` to its
+    /// rows when the text is a `SELECT` (see `super::counts`).
+    fn note_found_rows(&mut self, command: Command, payload: &[u8], mentioned: Mentions) {
+        let sql = payload.get(1..).unwrap_or_default();
+        if command == Command::Query && super::counts::sets_found_rows(sql, mentioned.found_rows())
+        {
+            self.reply_sets_found_rows();
+        }
+    }
+
+    /// Marks the reply queued last as one that sets `FOUND_ROWS()`.
+    fn reply_sets_found_rows(&mut self) {
+        if let Some(Pending::Reply { walk, .. }) = self.ledger.back_mut() {
+            walk.sets_found_rows = true;
+        }
     }
 
     /// Queues what the backend connection must get before the client's
@@ -766,7 +792,7 @@ impl Session {
         if needs_tracking || !backend.state_diff.is_empty() {
             // Torpor's statements run first there: what `ROW_COUNT()`
             // reads on the connection is theirs.
-            self.row_count.left_connection();
+            self.counts.left_connection();
         }
         let to_close: Vec<u32> = backend.to_close.drain(..).collect();
         let state_diff = std::mem::take(&mut backend.state_diff);

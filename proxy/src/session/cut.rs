@@ -131,7 +131,7 @@ impl Session {
             let seq = walk.next_seq;
             // The model learns it as a failed command (a prepare that
             // failed, a statement that changed nothing).
-            self.row_count.forget();
+            self.counts.forget();
             self.reply_ended(follow, Ending::Error, walk.tracker().cursor_requested());
             let error = match answers.next().unwrap_or(CutAnswer::Unknown) {
                 CutAnswer::RolledBack => {

@@ -22,6 +22,7 @@ use torpor_replay::classify::Completion;
 
 use super::be;
 use super::commands::{Follow, Pending, Session};
+use super::counts::ReplyCounts;
 use super::relay::{relay_packets, Relayed};
 use super::reply::{Special, Walked};
 use super::statements::{BackendStatements, ClientStatement};
@@ -128,8 +129,8 @@ impl Session {
                         }
                         let cursor = walk.tracker().cursor_requested();
                         if !follow.is_swallowed() {
-                            let count = walk.tracker().row_count();
-                            self.row_count.after_reply(walk.command, ending, count);
+                            let counts = ReplyCounts::read(walk.tracker(), walk.sets_found_rows);
+                            self.counts.after_reply(walk.command, ending, counts);
                         }
                         self.reply_ended(follow, ending, cursor);
                         self.journal_reply_ended(note, &walk);

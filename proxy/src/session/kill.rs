@@ -10,12 +10,15 @@ use torpor_protocol::command::Command;
 use super::commands::Session;
 use torpor_replay::mentions::Mentions;
 
-use super::rewrite::{might_be_kill, parse_kill, rewrite_connection_id, rewrite_row_count, splice};
+use super::rewrite::{
+    might_be_kill, parse_kill, rewrite_connection_id, rewrite_found_rows, rewrite_row_count, splice,
+};
 
 impl Session {
     /// The payload to send instead of `payload`, when the command names a
-    /// connection id that must be translated, or asks `ROW_COUNT()` on a
-    /// connection that lost the session's (see `super::row_count`).
+    /// connection id that must be translated, or asks `ROW_COUNT()` or
+    /// `FOUND_ROWS()` on a connection that lost the session's (see
+    /// `super::counts`).
     /// `mentions`: what the text of a query or prepare mentions.
     pub(super) fn rewrite(
         &self,
@@ -33,9 +36,15 @@ impl Session {
                 // A prepared statement's ROW_COUNT() asks at each execute,
                 // not now: only a query's is given the session's value.
                 if command == Command::Query && mentions.row_count() {
-                    if let Some(value) = self.row_count.value_to_restore() {
+                    if let Some(value) = self.counts.row_count_to_restore() {
                         let current = changed.as_deref().unwrap_or(sql);
                         changed = rewrite_row_count(current, value).or(changed);
+                    }
+                }
+                if command == Command::Query && mentions.found_rows() {
+                    if let Some(value) = self.counts.found_rows_to_restore() {
+                        let current = changed.as_deref().unwrap_or(sql);
+                        changed = rewrite_found_rows(current, value).or(changed);
                     }
                 }
                 let current = changed.as_deref().unwrap_or(sql);

@@ -33,6 +33,7 @@ mod attach;
 mod change_user;
 pub mod commands;
 pub mod control;
+mod counts;
 mod cut;
 mod drain;
 mod hangup;
@@ -43,7 +44,6 @@ pub mod model;
 pub mod relay;
 pub mod reply;
 pub mod rewrite;
-mod row_count;
 pub mod statements;
 mod transaction;
 

@@ -1,8 +1,8 @@
 //! The places where a client's SQL names what belongs to its own
 //! connection: `KILL` and `CONNECTION_ID()` (clients know Torpor's
 //! connection ids, the backend knows its own thread ids; these rewrites
-//! translate), and `ROW_COUNT()` (what the session's previous statement
-//! left, on whichever connection it ran).
+//! translate), and `ROW_COUNT()` and `FOUND_ROWS()` (what the session's
+//! previous statements left, on whichever connection they ran).
 //!
 //! - `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>` with a Torpor id becomes
 //!   the same statement with the backend thread that serves that session.
@@ -10,9 +10,10 @@
 //!   where the expression's text names the result column, it keeps that
 //!   name (`… AS \`CONNECTION_ID()\``), and it keeps the function's type
 //!   (unsigned, 10 wide) with a CAST of a zero-padded literal.
-//! - `ROW_COUNT()` becomes what the session's previous statement left,
-//!   when the statement runs on a connection where another session's
-//!   statement ran since (the same way, BIGINT 21 wide).
+//! - `ROW_COUNT()` and `FOUND_ROWS()` become what the session's previous
+//!   statements left, when the statement runs on a connection where
+//!   another session's statement ran since (the same way, BIGINT 21
+//!   wide; see [`super::counts`]).
 //!
 //! Neither is rewritten inside a `CREATE` or `ALTER` statement, whose
 //! calls the server keeps in a definition and evaluates later.
@@ -151,6 +152,13 @@ pub fn rewrite_row_count(sql: &[u8], value: i64) -> Option<Vec<u8>> {
     // --column-type-info`).
     let literal = format!("CAST({value:021} AS SIGNED)");
     replace_calls(sql, "row_count", Reach::FirstStatement, &literal, None)
+}
+
+/// [`rewrite_row_count`] for `FOUND_ROWS()` (typed the same: BIGINT, 21
+/// wide).
+pub fn rewrite_found_rows(sql: &[u8], value: u64) -> Option<Vec<u8>> {
+    let literal = format!("CAST({value:021} AS SIGNED)");
+    replace_calls(sql, "found_rows", Reach::FirstStatement, &literal, None)
 }
 
 /// Which statements of a text a rewrite reaches.
@@ -402,5 +410,16 @@ mod tests {
             rewrite("SET @a = CONNECTION_ID(); CREATE VIEW v AS SELECT CONNECTION_ID()").as_deref(),
             Some("SET @a = CAST(0016777216 AS UNSIGNED); CREATE VIEW v AS SELECT CONNECTION_ID()")
         );
+    }
+
+    #[test]
+    fn found_rows_is_typed_as_row_count() {
+        assert_eq!(
+            rewrite_found_rows(b"SELECT FOUND_ROWS()", 4)
+                .map(|v| String::from_utf8(v).unwrap())
+                .as_deref(),
+            Some("SELECT CAST(000000000000000000004 AS SIGNED) AS `FOUND_ROWS()`")
+        );
+        assert_eq!(rewrite_found_rows(b"SELECT SQL_CALC_FOUND_ROWS 1", 4), None);
     }
 }

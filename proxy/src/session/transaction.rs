@@ -332,7 +332,7 @@ impl Session {
 
     /// Makes `conn` the session's backend connection.
     fn hold(&mut self, conn: Lent<BackendConn>) {
-        self.row_count.left_connection();
+        self.counts.left_connection();
         self.guard
             .entry
             .backend_thread_id

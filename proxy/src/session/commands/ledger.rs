@@ -86,7 +86,7 @@ impl Session {
         note: JournalNote,
     ) {
         if !follow.is_swallowed() {
-            self.row_count.sent_here();
+            self.counts.sent_here();
         }
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
             let tracker = tracker.with_cursor_requested(cursor);

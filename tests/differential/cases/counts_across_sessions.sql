@@ -1,6 +1,7 @@
-# about: ROW_COUNT() answers for the session's own previous statement when
-# the other session ran statements in between (in the one-connection run
-# both sessions take turns on the same backend connection).
+# about: ROW_COUNT() and FOUND_ROWS() answer for the session's own previous
+# statements when the other session ran statements in between (in the
+# one-connection run both sessions take turns on the same backend
+# connection).
 CREATE OR REPLACE TABLE diff_rc (id INT PRIMARY KEY, v INT)
 INSERT INTO diff_rc VALUES (1, 0), (2, 0), (3, 0), (4, 0)
 UPDATE diff_rc SET v = 1 WHERE id <= 3
@@ -22,4 +23,15 @@ B: SELECT 1
 INSERT INTO diff_rc SELECT id + 10, ROW_COUNT() FROM diff_rc WHERE id = 1
 SELECT id, v FROM diff_rc WHERE id > 10
 B: SELECT ROW_COUNT()
+SELECT id FROM diff_rc WHERE id <= 2
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS()
+B: SELECT FOUND_ROWS() AS f
+WITH w AS (SELECT id FROM diff_rc) SELECT id FROM w WHERE id > 1
+B: SELECT 1 FROM diff_rc WHERE id = 99
+SELECT FOUND_ROWS() AS fr, FOUND_ROWS() + ROW_COUNT() AS sum
+SELECT id FROM diff_rc WHERE id = 99
+B: SELECT 1
+INSERT INTO diff_rc (id, v) SELECT 100, FOUND_ROWS()
+B: SELECT v FROM diff_rc WHERE id = 100
 DROP TABLE diff_rc

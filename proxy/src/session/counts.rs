@@ -1,0 +1,299 @@
+//! What `ROW_COUNT()` and `FOUND_ROWS()` read for a session, and whether
+//! its backend connection still says so.
+//!
+//! MariaDB keeps both per connection: what the connection's last commands
+//! left. A session that moves to a connection where another session ran a
+//! statement since (it gave its own back between two autocommit
+//! statements, and the pool lent it out) would read the other session's
+//! counts there. So Torpor remembers what each reply leaves, and a
+//! statement that asks for them on such a connection gets the remembered
+//! values as literals ([`super::rewrite::rewrite_row_count`],
+//! [`super::rewrite::rewrite_found_rows`]). On the connection that ran the
+//! session's last command, untouched since, the server's own answers
+//! stand and nothing is rewritten.
+//!
+//! What each command leaves, as MariaDB 10.11 does (read off the server,
+//! command by command, against a direct connection):
+//!
+//! | command | `ROW_COUNT()` after it | `FOUND_ROWS()` after it |
+//! |---|---|---|
+//! | a statement (COM_QUERY, COM_STMT_EXECUTE) that succeeded | its OK's affected rows; -1 after a result set | a `SELECT`'s rows; see below |
+//! | a statement that failed | -1 | unchanged |
+//! | COM_PING, COM_INIT_DB, COM_STMT_RESET | 0 | unchanged |
+//! | COM_RESET_CONNECTION | 0 | unknown |
+//! | COM_FIELD_LIST, COM_SET_OPTION | -1 | unchanged |
+//! | COM_STATISTICS, COM_STMT_PREPARE, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA | unchanged | unchanged |
+//!
+//! `FOUND_ROWS()` is set by some statements only: a `SELECT` sets it to
+//! the rows it sent (`SQL_CALC_FOUND_ROWS` to the rows it would have sent
+//! without `LIMIT`, which Torpor does not see: the session stays pinned
+//! until the next statement instead), `SELECT … INTO` to the rows it
+//! read, `SHOW TABLES` to its rows, `SHOW WARNINGS` not at all, an
+//! `UPDATE` not at all. Torpor takes only what it can tell apart: a text
+//! query whose first word is `SELECT`, `WITH` or `(`, answered with one
+//! result set, and not mentioning `found_rows`. After any other
+//! statement the value is unknown.
+//!
+//! Anything else (a text of several statements or a `CALL`, whose counts
+//! are their last statement's; a fetch; another command that failed)
+//! leaves the counts unknown, and an unknown count is never rewritten:
+//! the statement reads whatever its connection says, as before.
+
+use torpor_protocol::command::Command;
+use torpor_protocol::reply::{Ending, ReplyTracker};
+
+/// A session's `ROW_COUNT()` and `FOUND_ROWS()`: see the module's text.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Counts {
+    /// What `ROW_COUNT()` reads, when Torpor knows it.
+    row_count: Option<i64>,
+    /// What `FOUND_ROWS()` reads, when Torpor knows it.
+    found_rows: Option<u64>,
+    /// Whether the session's backend connection ran the session's last
+    /// command and nothing since, so that the server's own answers are the
+    /// session's.
+    here: bool,
+}
+
+impl Default for Counts {
+    /// A new session: a new MariaDB connection reads 0 for `ROW_COUNT()`.
+    fn default() -> Counts {
+        Counts {
+            row_count: Some(0),
+            found_rows: None,
+            here: false,
+        }
+    }
+}
+
+/// What a reply showed of the counts it leaves.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReplyCounts {
+    /// [`ReplyTracker::row_count`].
+    pub row_count: Option<i64>,
+    /// The rows of its one result set, when the command was a `SELECT`
+    /// whose rows `FOUND_ROWS()` reads after it
+    /// ([`sets_found_rows`]).
+    pub selected_rows: Option<u64>,
+}
+
+impl ReplyCounts {
+    /// What `tracker`, at the end of its reply, showed; `selects` when
+    /// the command was a query that sets `FOUND_ROWS()` to its rows.
+    pub fn read(tracker: &ReplyTracker, selects: bool) -> ReplyCounts {
+        ReplyCounts {
+            row_count: tracker.row_count(),
+            selected_rows: if selects { tracker.result_rows() } else { None },
+        }
+    }
+}
+
+/// Whether a text query sets `FOUND_ROWS()` to the rows of its result
+/// set, as far as a look at its first word tells (`mentions_found_rows`:
+/// the text mentions `found_rows`, so it may select `SQL_CALC_FOUND_ROWS`).
+/// A text that starts with a comment is not looked into: `false`.
+pub(super) fn sets_found_rows(sql: &[u8], mentions_found_rows: bool) -> bool {
+    if mentions_found_rows {
+        return false;
+    }
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let rest = &sql[start..];
+    let word = |w: &[u8]| {
+        rest.get(..w.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(w))
+            && rest
+                .get(w.len())
+                .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+    };
+    rest.first() == Some(&b'(') || word(b"select") || word(b"with")
+}
+
+impl Counts {
+    /// The session's backend connection is another one now, or ran
+    /// statements of Torpor's own: it no longer holds the session's counts.
+    pub(super) fn left_connection(&mut self) {
+        self.here = false;
+    }
+
+    /// The session got back the connection that ran its last command,
+    /// untouched since.
+    pub(super) fn back_on_own_connection(&mut self) {
+        self.here = true;
+    }
+
+    /// A command of the client's goes to the session's backend
+    /// connection: whatever it leaves there is the session's.
+    pub(super) fn sent_here(&mut self) {
+        self.here = true;
+    }
+
+    /// The reply to the client's `command` ended with `ending`, showing
+    /// `reply`.
+    pub(super) fn after_reply(&mut self, command: Command, ending: Ending, reply: ReplyCounts) {
+        let failed = matches!(ending, Ending::Error);
+        match command {
+            Command::Query | Command::StmtExecute => {
+                self.row_count = reply.row_count;
+                // A statement that failed leaves FOUND_ROWS() as it was;
+                // one of several results, or any other, unknown.
+                if !(failed && reply.row_count.is_some()) {
+                    self.found_rows = reply.selected_rows;
+                }
+            }
+            _ if failed => self.forget(),
+            Command::Ping | Command::InitDb | Command::StmtReset => self.row_count = Some(0),
+            Command::ResetConnection => {
+                self.row_count = Some(0);
+                self.found_rows = None;
+            }
+            Command::FieldList | Command::SetOption => self.row_count = Some(-1),
+            Command::Statistics
+            | Command::StmtPrepare
+            | Command::StmtClose
+            | Command::StmtSendLongData => {}
+            _ => self.forget(),
+        }
+    }
+
+    /// Torpor answered a COM_PING itself (no backend connection): the
+    /// server would have left `ROW_COUNT()` at 0.
+    pub(super) fn pinged_locally(&mut self) {
+        self.row_count = Some(0);
+    }
+
+    /// Torpor no longer knows the counts (a reply cut short, a change of
+    /// user).
+    pub(super) fn forget(&mut self) {
+        self.row_count = None;
+        self.found_rows = None;
+    }
+
+    /// The value a statement's `ROW_COUNT()` must be given as a literal:
+    /// `Some` only when the connection does not hold the session's count
+    /// and Torpor knows it.
+    pub(super) fn row_count_to_restore(&self) -> Option<i64> {
+        self.row_count.filter(|_| !self.here)
+    }
+
+    /// [`Counts::row_count_to_restore`] for `FOUND_ROWS()`.
+    pub(super) fn found_rows_to_restore(&self) -> Option<u64> {
+        self.found_rows.filter(|_| !self.here)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torpor_protocol::packets::ServerStatus;
+
+    const OK: Ending = Ending::Status(ServerStatus(2));
+
+    fn reply(row_count: Option<i64>, selected_rows: Option<u64>) -> ReplyCounts {
+        ReplyCounts {
+            row_count,
+            selected_rows,
+        }
+    }
+
+    #[test]
+    fn counts_are_restored_only_where_the_connection_lost_them() {
+        let mut counts = Counts::default();
+        assert_eq!(
+            counts.row_count_to_restore(),
+            Some(0),
+            "a new session reads 0"
+        );
+        assert_eq!(counts.found_rows_to_restore(), None);
+        counts.sent_here();
+        counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
+        assert_eq!(
+            counts.row_count_to_restore(),
+            None,
+            "its own connection says -1"
+        );
+        counts.left_connection();
+        assert_eq!(counts.row_count_to_restore(), Some(-1));
+        assert_eq!(counts.found_rows_to_restore(), Some(4));
+        counts.back_on_own_connection();
+        assert_eq!(counts.found_rows_to_restore(), None);
+    }
+
+    #[test]
+    fn each_command_leaves_what_the_server_leaves() {
+        let after = |command, ending, last: ReplyCounts| {
+            let mut counts = Counts::default();
+            counts.after_reply(Command::Query, OK, reply(Some(-1), Some(7)));
+            counts.after_reply(command, ending, last);
+            counts.left_connection();
+            (
+                counts.row_count_to_restore(),
+                counts.found_rows_to_restore(),
+            )
+        };
+        let none = reply(None, None);
+        let error = Ending::Error;
+        assert_eq!(
+            after(Command::Query, OK, reply(Some(3), None)),
+            (Some(3), None)
+        );
+        assert_eq!(
+            after(Command::Query, error, reply(Some(-1), None)),
+            (Some(-1), Some(7))
+        );
+        assert_eq!(
+            after(Command::Query, error, none),
+            (None, None),
+            "after a result"
+        );
+        assert_eq!(
+            after(Command::Query, OK, none),
+            (None, None),
+            "several results"
+        );
+        assert_eq!(
+            after(Command::StmtExecute, OK, reply(Some(-1), None)),
+            (Some(-1), None)
+        );
+        assert_eq!(after(Command::Ping, OK, none), (Some(0), Some(7)));
+        assert_eq!(after(Command::InitDb, OK, none), (Some(0), Some(7)));
+        assert_eq!(after(Command::InitDb, error, none), (None, None));
+        assert_eq!(after(Command::ResetConnection, OK, none), (Some(0), None));
+        assert_eq!(after(Command::FieldList, OK, none), (Some(-1), Some(7)));
+        assert_eq!(after(Command::StmtPrepare, OK, none), (Some(-1), Some(7)));
+        assert_eq!(
+            after(Command::Statistics, Ending::Other, none),
+            (Some(-1), Some(7))
+        );
+        assert_eq!(after(Command::StmtFetch, OK, none), (None, None));
+        assert_eq!(after(Command::ChangeUser, OK, none), (None, None));
+    }
+
+    #[test]
+    fn only_a_plain_select_sets_found_rows_to_its_rows() {
+        for sql in [
+            "SELECT 1",
+            "  select * from t",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "(SELECT 1) UNION (SELECT 2)",
+        ] {
+            assert!(sets_found_rows(sql.as_bytes(), false), "{sql}");
+        }
+        for sql in [
+            "SHOW TABLES",
+            "SHOW WARNINGS",
+            "selection",
+            "/* c */ SELECT 1",
+            "EXPLAIN SELECT 1",
+            "",
+        ] {
+            assert!(!sets_found_rows(sql.as_bytes(), false), "{sql}");
+        }
+        assert!(!sets_found_rows(
+            b"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+            true
+        ));
+    }
+}
