@@ -18,7 +18,7 @@
 //! | command | `ROW_COUNT()` after it | `FOUND_ROWS()` after it |
 //! |---|---|---|
 //! | a statement (COM_QUERY, COM_STMT_EXECUTE) that succeeded | its OK's affected rows; -1 after a result set | a `SELECT`'s rows; see below |
-//! | a statement that failed | -1 | unchanged |
+//! | a statement that failed | -1 | unchanged (Torpor: unknown) |
 //! | COM_PING, COM_INIT_DB, COM_STMT_RESET | 0 | unchanged |
 //! | COM_RESET_CONNECTION | 0 | unknown |
 //! | COM_FIELD_LIST, COM_SET_OPTION | -1 | unchanged |
@@ -49,10 +49,12 @@ pub(super) struct Counts {
     row_count: Option<i64>,
     /// What `FOUND_ROWS()` reads, when Torpor knows it.
     found_rows: Option<u64>,
-    /// Whether the session's backend connection ran the session's last
-    /// command and nothing since, so that the server's own answers are the
-    /// session's.
-    here: bool,
+    /// Whether the session's backend connection holds the session's
+    /// `ROW_COUNT()`: it ran the session's last command that sets it (or
+    /// one is on its way there), and nothing of anyone else's since.
+    row_count_here: bool,
+    /// [`Counts::row_count_here`] for `FOUND_ROWS()`.
+    found_rows_here: bool,
 }
 
 impl Default for Counts {
@@ -61,7 +63,8 @@ impl Default for Counts {
         Counts {
             row_count: Some(0),
             found_rows: None,
-            here: false,
+            row_count_here: false,
+            found_rows_here: false,
         }
     }
 }
@@ -115,19 +118,33 @@ impl Counts {
     /// The session's backend connection is another one now, or ran
     /// statements of Torpor's own: it no longer holds the session's counts.
     pub(super) fn left_connection(&mut self) {
-        self.here = false;
+        self.row_count_here = false;
+        self.found_rows_here = false;
     }
 
     /// The session got back the connection that ran its last command,
     /// untouched since.
     pub(super) fn back_on_own_connection(&mut self) {
-        self.here = true;
+        self.row_count_here = true;
+        self.found_rows_here = true;
     }
 
-    /// A command of the client's goes to the session's backend
-    /// connection: whatever it leaves there is the session's.
-    pub(super) fn sent_here(&mut self) {
-        self.here = true;
+    /// The client's `command` goes to the session's backend connection:
+    /// what it sets there is the session's (a statement sets both counts,
+    /// or leaves `FOUND_ROWS()` unknown; most other commands set only
+    /// `ROW_COUNT()`, and a few neither).
+    pub(super) fn sent_here(&mut self, command: Command) {
+        match command {
+            Command::Query | Command::StmtExecute => {
+                self.row_count_here = true;
+                self.found_rows_here = true;
+            }
+            Command::Statistics
+            | Command::StmtPrepare
+            | Command::StmtClose
+            | Command::StmtSendLongData => {}
+            _ => self.row_count_here = true,
+        }
     }
 
     /// The reply to the client's `command` ended with `ending`, showing
@@ -137,11 +154,11 @@ impl Counts {
         match command {
             Command::Query | Command::StmtExecute => {
                 self.row_count = reply.row_count;
-                // A statement that failed leaves FOUND_ROWS() as it was;
-                // one of several results, or any other, unknown.
-                if !(failed && reply.row_count.is_some()) {
-                    self.found_rows = reply.selected_rows;
-                }
+                // A statement that failed leaves FOUND_ROWS() as it was
+                // on its connection: another session's, if the session
+                // had just moved there. Unknown, as after any statement
+                // but a SELECT.
+                self.found_rows = reply.selected_rows;
             }
             _ if failed => self.forget(),
             Command::Ping | Command::InitDb | Command::StmtReset => self.row_count = Some(0),
@@ -175,12 +192,12 @@ impl Counts {
     /// `Some` only when the connection does not hold the session's count
     /// and Torpor knows it.
     pub(super) fn row_count_to_restore(&self) -> Option<i64> {
-        self.row_count.filter(|_| !self.here)
+        self.row_count.filter(|_| !self.row_count_here)
     }
 
     /// [`Counts::row_count_to_restore`] for `FOUND_ROWS()`.
     pub(super) fn found_rows_to_restore(&self) -> Option<u64> {
-        self.found_rows.filter(|_| !self.here)
+        self.found_rows.filter(|_| !self.found_rows_here)
     }
 }
 
@@ -207,7 +224,7 @@ mod tests {
             "a new session reads 0"
         );
         assert_eq!(counts.found_rows_to_restore(), None);
-        counts.sent_here();
+        counts.sent_here(Command::Query);
         counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
         assert_eq!(
             counts.row_count_to_restore(),
@@ -241,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             after(Command::Query, error, reply(Some(-1), None)),
-            (Some(-1), Some(7))
+            (Some(-1), None)
         );
         assert_eq!(
             after(Command::Query, error, none),
@@ -269,6 +286,23 @@ mod tests {
         );
         assert_eq!(after(Command::StmtFetch, OK, none), (None, None));
         assert_eq!(after(Command::ChangeUser, OK, none), (None, None));
+    }
+
+    #[test]
+    fn a_command_that_leaves_a_count_keeps_the_connection_from_holding_it() {
+        let mut counts = Counts::default();
+        counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
+        // Moved: a ping there sets ROW_COUNT() (0), not FOUND_ROWS().
+        counts.left_connection();
+        counts.sent_here(Command::Ping);
+        counts.after_reply(Command::Ping, OK, reply(None, None));
+        assert_eq!(counts.row_count_to_restore(), None);
+        assert_eq!(counts.found_rows_to_restore(), Some(4));
+        // A prepare sets neither.
+        counts.left_connection();
+        counts.sent_here(Command::StmtPrepare);
+        assert_eq!(counts.row_count_to_restore(), Some(0));
+        assert_eq!(counts.found_rows_to_restore(), Some(4));
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Session {
         note: JournalNote,
     ) {
         if !follow.is_swallowed() {
-            self.counts.sent_here();
+            self.counts.sent_here(command);
         }
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
             let tracker = tracker.with_cursor_requested(cursor);
