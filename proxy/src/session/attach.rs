@@ -338,17 +338,14 @@ impl Session {
                         let place = conn.close();
                         return Ok(place.fill(self.open_backend().await?));
                     }
-                    // Its own connection, untouched since (nothing for
-                    // `align` to send): the server's ROW_COUNT() is the
-                    // session's.
-                    let untouched = last_session == self.guard.id && *state == self.model.state;
+                    if last_session == self.guard.id {
+                        // Its own connection, untouched since: the
+                        // server's counts are the session's (unless
+                        // `align` has statements to run there first).
+                        self.counts.back_on_own_connection();
+                    }
                     match self.align(&mut conn, &state, pipelined).await {
-                        Ok(()) => {
-                            if untouched {
-                                self.counts.back_on_own_connection();
-                            }
-                            return Ok(conn);
-                        }
+                        Ok(()) => return Ok(conn),
                         Err(Some(error)) => return Err(error),
                         // Cannot be brought to this state (it has a schema,
                         // the session none): a new connection in its place.
@@ -451,6 +448,9 @@ impl Session {
             // `idle_since` stays.
             return Ok(());
         }
+        // Torpor's statements run on the connection first (now, or ahead
+        // of the client's): what `ROW_COUNT()` reads there is theirs.
+        self.counts.left_connection();
         if pipelined {
             let statements = self
                 .model

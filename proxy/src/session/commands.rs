@@ -740,17 +740,15 @@ impl Session {
                 run = 0;
                 self.client.consume(total);
                 self.expect_reply(command, follow, note);
-                self.note_found_rows(command, &rewritten, mentioned);
+                if sets_found_rows(command, &rewritten, mentioned) {
+                    self.reply_sets_found_rows();
+                }
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
             let follow = self.follow_for(command, payload, mentioned);
             let note = self.note_for(command, payload);
-            let selects = command == Command::Query
-                && super::counts::sets_found_rows(
-                    payload.get(1..).unwrap_or_default(),
-                    mentioned.found_rows(),
-                );
+            let selects = sets_found_rows(command, payload, mentioned);
             self.expect_reply(command, follow, note);
             if selects {
                 self.reply_sets_found_rows();
@@ -758,16 +756,6 @@ impl Session {
             run += total;
         };
         Ok((result, run))
-    }
-
-    /// The reply to `payload`, just queued, sets `FOUND_ROWS()` to its
-    /// rows when the text is a `SELECT` (see `super::counts`).
-    fn note_found_rows(&mut self, command: Command, payload: &[u8], mentioned: Mentions) {
-        let sql = payload.get(1..).unwrap_or_default();
-        if command == Command::Query && super::counts::sets_found_rows(sql, mentioned.found_rows())
-        {
-            self.reply_sets_found_rows();
-        }
     }
 
     /// Marks the reply queued last as one that sets `FOUND_ROWS()`.
@@ -789,9 +777,10 @@ impl Session {
             return 0;
         }
         let needs_tracking = std::mem::replace(&mut backend.needs_tracking, false);
-        if needs_tracking || !backend.state_diff.is_empty() {
-            // Torpor's statements run first there: what `ROW_COUNT()`
-            // reads on the connection is theirs.
+        if needs_tracking {
+            // Torpor's statement runs first there: what `ROW_COUNT()`
+            // reads on the connection is its (a state diff told the
+            // counts so in `align`).
             self.counts.left_connection();
         }
         let to_close: Vec<u32> = backend.to_close.drain(..).collect();
@@ -875,6 +864,17 @@ impl Session {
 /// that panics leaves behind. It takes both the statement
 /// `SELECT 'torpor-test-panic'` and `TORPOR_TEST_PANIC=1` in the
 /// environment (read only when the statement comes).
+/// Whether the reply to `payload` (a command's, its first byte the
+/// command) sets `FOUND_ROWS()` to its rows: a text `SELECT` (see
+/// `super::counts`).
+fn sets_found_rows(command: Command, payload: &[u8], mentioned: Mentions) -> bool {
+    command == Command::Query
+        && super::counts::sets_found_rows(
+            payload.get(1..).unwrap_or_default(),
+            mentioned.found_rows(),
+        )
+}
+
 #[cfg(debug_assertions)]
 fn panic_if_a_test_asks(command: Command, payload: &[u8]) {
     if command == Command::Query
