@@ -36,8 +36,11 @@ fn volumes_possible() -> bool {
     }
 }
 
-/// A Torpor with one process service on a 320 MiB volume (step 256 MiB,
-/// at most 832 MiB). On drop, after Torpor stopped, whatever it left
+/// A Torpor with one process service on a 384 MiB volume (step 256 MiB,
+/// at most 896 MiB). Not smaller: a fresh datadir fills 156 MiB, and on
+/// a 320 MiB volume (256 MiB of filesystem) that sat at the 60 %
+/// threshold, so the volume's own thread sometimes grew it before a test
+/// had looked at it. On drop, after Torpor stopped, whatever it left
 /// mounted or attached is unmounted and detached: a failed test leaves
 /// no loop device behind.
 struct OnVolume {
@@ -50,9 +53,9 @@ impl OnVolume {
     fn start(driver: DriverKind, service: &str) -> OnVolume {
         let managed = Managed::start(driver, service, |service, _| {
             service.storage = Some(StorageConfig {
-                initial_mib: 320,
+                initial_mib: 384,
                 step_mib: 256,
-                max_mib: 832,
+                max_mib: 896,
             });
         });
         let datadir = managed
@@ -227,8 +230,8 @@ fn grows_under_writes(driver: DriverKind, service: &str) {
     let mut on = OnVolume::start(driver, service);
     let first = on.size();
     assert!(
-        (250 * MIB..=320 * MIB).contains(&first),
-        "a 320 MiB volume's filesystem is {} MiB",
+        (300 * MIB..=384 * MIB).contains(&first),
+        "a 384 MiB volume's filesystem is {} MiB",
         first / MIB
     );
     {
@@ -316,10 +319,10 @@ fn grows_under_writes(driver: DriverKind, service: &str) {
     let image = std::fs::metadata(on.datadir.with_extension("img"))
         .expect("the image")
         .len();
-    assert_eq!(image, 832 * MIB, "the image at its maximum");
+    assert_eq!(image, 896 * MIB, "the image at its maximum");
     let last = on.size();
     assert!(
-        (700 * MIB..832 * MIB).contains(&last),
+        (764 * MIB..896 * MIB).contains(&last),
         "at its maximum the filesystem is {} MiB",
         last / MIB
     );
