@@ -6,9 +6,10 @@
 //!
 //! - `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>` with a Torpor id becomes
 //!   the same statement with the backend thread that serves that session.
-//! - `CONNECTION_ID()` becomes the session's Torpor id. In a select list,
-//!   where the expression's text names the result column, it keeps that
-//!   name (`… AS \`CONNECTION_ID()\``), and it keeps the function's type
+//! - `CONNECTION_ID()` becomes the session's Torpor id. A select-list
+//!   item that holds it and has no alias keeps the column name its text
+//!   gives it (`… AS \`CONNECTION_ID() > 0\``; see [`items`]), and the
+//!   call keeps the function's type
 //!   (unsigned, 10 wide) with a CAST of a zero-padded literal.
 //! - `ROW_COUNT()` and `FOUND_ROWS()` become what the session's previous
 //!   statements left, when the statement runs on a connection where
@@ -22,6 +23,8 @@
 //! never touched. Anything not in these exact shapes is left alone.
 
 use torpor_replay::sql::{significant, tokenize, Token, TokenKind};
+
+mod items;
 
 /// A `KILL` statement that names a thread by number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,8 +174,8 @@ enum Reach {
 }
 
 /// Replaces every call `name()` in `sql` (within `reach`) with `literal`,
-/// or with `in_kill` in a `KILL` statement. In a select list, where the
-/// call's text names the result column, the replacement keeps that name.
+/// or with `in_kill` in a `KILL` statement. A select-list item whose
+/// text names its column keeps that name ([`name_columns`]).
 ///
 /// Nothing is replaced from the first `CREATE` or `ALTER` statement on:
 /// there a call is part of a definition the server keeps (a view, a
@@ -194,6 +197,8 @@ fn replace_calls(
         .collect();
     let in_kill = in_kill.filter(|_| sig.first().is_some_and(|(_, t)| t.is_word(sql, "kill")));
     let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+    // Where the replaced calls are (significant-token indexes).
+    let mut calls = Vec::new();
     let mut i = 0;
     while i < sig.len() {
         let token = sig[i].1;
@@ -222,68 +227,63 @@ fn replace_calls(
             i += 3;
             continue;
         }
-        let before = i.checked_sub(1).map(|j| sig[j].1);
-        let after = sig.get(i + 3).map(|(_, t)| *t);
-        let starts_item = before.is_some_and(|t| t.is_word(sql, "select") || t.is_punct(sql, b','));
-        let ends_item = after.is_none_or(|t| {
-            t.is_punct(sql, b',')
-                || t.is_punct(sql, b';')
-                || ITEM_END_WORDS.iter().any(|w| t.is_word(sql, w))
-        });
-        let in_select_list = starts_item && ends_item && inside_select(sql, &sig[..i]);
-        let mut replacement = literal.as_bytes().to_vec();
-        if in_select_list {
-            // The column keeps the name the client's text gave it.
-            let original = &sql[range.clone()];
-            replacement.extend_from_slice(b" AS `");
-            for &b in original {
-                if b == b'`' {
-                    replacement.push(b'`');
-                }
-                replacement.push(b);
-            }
-            replacement.push(b'`');
-        }
-        edits.push((range, replacement));
+        calls.push(i);
+        edits.push((range, literal.as_bytes().to_vec()));
         i += 3;
     }
     if edits.is_empty() {
         return None;
     }
+    if in_kill.is_none() {
+        name_columns(sql, &sig, &calls, &mut edits);
+    }
+    edits.sort_by_key(|(range, _)| (range.start, range.end));
     let mut out = Vec::with_capacity(sql.len() + 32 * edits.len());
     let mut at = 0;
     for (range, replacement) in edits {
-        out.extend_from_slice(&sql[at..range.start]);
+        // Edits never overlap (calls are whole tokens, aliases go after
+        // an item's last token); should two, the text is left alone.
+        out.extend_from_slice(sql.get(at..range.start)?);
         out.extend_from_slice(&replacement);
         at = range.end;
     }
-    out.extend_from_slice(&sql[at..]);
+    out.extend_from_slice(sql.get(at..)?);
     Some(out)
 }
 
-/// Whether the nearest unclosed clause before a position is a SELECT list
-/// at the same parenthesis depth (so `WHERE a IN (1, CONNECTION_ID())`
-/// does not count).
-fn inside_select(sql: &[u8], before: &[(usize, &Token)]) -> bool {
-    let mut depth = 0i32;
-    for (_, token) in before.iter().rev() {
-        if token.is_punct(sql, b')') {
-            depth += 1;
-        } else if token.is_punct(sql, b'(') {
-            if depth == 0 {
-                return false;
-            }
-            depth -= 1;
-        } else if depth == 0 {
-            if token.is_word(sql, "select") {
-                return true;
-            }
-            if ITEM_END_WORDS.iter().any(|w| token.is_word(sql, w)) || token.is_word(sql, "set") {
-                return false;
-            }
+/// Gives each select-list item that holds one of the replaced `calls`
+/// and has no alias of its own the name its text gives it (an alias
+/// after the item, in `edits`): MariaDB names such a column after the
+/// item's text, which the replacement changed (`CONNECTION_ID() > 0`, not
+/// `CAST(… AS UNSIGNED) > 0`). Items at every depth: a derived table's
+/// columns are named so too.
+fn name_columns(
+    sql: &[u8],
+    sig: &[(usize, &Token)],
+    calls: &[usize],
+    edits: &mut Vec<(std::ops::Range<usize>, Vec<u8>)>,
+) {
+    for item in items::select_items(sql, sig) {
+        if item.aliased || !calls.iter().any(|&c| (item.first..=item.last).contains(&c)) {
+            continue;
         }
+        let (Some((_, first)), Some((_, last))) = (sig.get(item.first), sig.get(item.last)) else {
+            continue;
+        };
+        let text = sql
+            .get(first.range.start..last.range.end)
+            .unwrap_or_default();
+        let mut alias = Vec::with_capacity(text.len() + 6);
+        alias.extend_from_slice(b" AS `");
+        for &b in text {
+            if b == b'`' {
+                alias.push(b'`');
+            }
+            alias.push(b);
+        }
+        alias.push(b'`');
+        edits.push((last.range.end..last.range.end, alias));
     }
-    false
 }
 
 #[cfg(test)]
@@ -320,6 +320,36 @@ mod tests {
         assert_eq!(
             rewrite("select 1, connection_id( ) from dual").as_deref(),
             Some("select 1, CAST(0016777216 AS UNSIGNED) AS `connection_id( )` from dual")
+        );
+    }
+
+    #[test]
+    fn an_expression_keeps_its_column_name_at_every_depth() {
+        assert_eq!(
+            rewrite("SELECT CONNECTION_ID() > 0, 1").as_deref(),
+            Some("SELECT CAST(0016777216 AS UNSIGNED) > 0 AS `CONNECTION_ID() > 0`, 1")
+        );
+        assert_eq!(
+            rewrite("SELECT CONCAT('`', CONNECTION_ID()) c, CONNECTION_ID()+1 FROM t").as_deref(),
+            Some(
+                "SELECT CONCAT('`', CAST(0016777216 AS UNSIGNED)) c, \
+                 CAST(0016777216 AS UNSIGNED)+1 AS `CONNECTION_ID()+1` FROM t"
+            )
+        );
+        assert_eq!(
+            rewrite("SELECT (SELECT CONNECTION_ID() + 1) * 2").as_deref(),
+            Some(
+                "SELECT (SELECT CAST(0016777216 AS UNSIGNED) + 1 AS `CONNECTION_ID() + 1`) * 2 \
+                 AS `(SELECT CONNECTION_ID() + 1) * 2`"
+            )
+        );
+        // A backtick of the item's text is doubled in the name.
+        assert_eq!(
+            rewrite("SELECT CONNECTION_ID() + `a``b`.c FROM t").as_deref(),
+            Some(
+                "SELECT CAST(0016777216 AS UNSIGNED) + `a``b`.c \
+                 AS `CONNECTION_ID() + ``a````b``.c` FROM t"
+            )
         );
     }
 
