@@ -605,7 +605,9 @@ impl Session {
         self.drop_backend();
     }
 
-    /// After a batch: reads back what the server does not report.
+    /// After a batch: reads back what the server does not report. Only
+    /// when `tracking_dirty` or `unexplained_change` says there is
+    /// something (the command loop tests them before it calls this).
     pub(super) async fn after_batch(&mut self) -> Result<(), Failure> {
         if self.model.tracking_dirty {
             // The client changed session_track_* (or reset the session):

@@ -537,7 +537,12 @@ impl Session {
                     self.drop_backend();
                     return Ok(Spell::Ended);
                 }
-                self.after_batch().await?;
+                if self.model.tracking_dirty || self.model.unexplained_change {
+                    // Tested here, not in the call: a future made, polled
+                    // and dropped on every batch for the rare one that
+                    // needs it.
+                    self.after_batch().await?;
+                }
                 // The accounts are read again now that the statement ran.
                 drop(self.accounts_change.take());
                 match batch {
