@@ -158,10 +158,58 @@ pub fn rewrite_row_count(sql: &[u8], value: i64) -> Option<Vec<u8>> {
 }
 
 /// [`rewrite_row_count`] for `FOUND_ROWS()` (typed the same: BIGINT, 21
-/// wide).
+/// wide). Not in a statement that reads a derived table or a CTE: there
+/// MariaDB's `FOUND_ROWS()` reads 0, whatever came before (the derived
+/// table's own select sets it first; read off MariaDB 10.11 after
+/// selects of 1 and of 4 rows), so the server's answer is already the
+/// session's.
 pub fn rewrite_found_rows(sql: &[u8], value: u64) -> Option<Vec<u8>> {
+    if reads_derived_table(sql) {
+        return None;
+    }
     let literal = format!("CAST({value:021} AS SIGNED)");
     replace_calls(sql, "found_rows", Reach::FirstStatement, &literal, None)
+}
+
+/// Whether the first statement of `sql` starts with `WITH` or selects
+/// from a `(SELECT …)` in a `FROM` clause (after `FROM`, a `JOIN` or a
+/// `,` of it).
+fn reads_derived_table(sql: &[u8]) -> bool {
+    let sig = significant(sql);
+    if sig.first().is_some_and(|t| t.is_word(sql, "with")) {
+        return true;
+    }
+    // The clause each open parenthesis level is in: `true` in a FROM.
+    let mut in_from = vec![false];
+    for (at, token) in sig.iter().enumerate() {
+        if token.is_punct(sql, b';') {
+            break;
+        }
+        if token.is_punct(sql, b'(') {
+            let derived = in_from.last() == Some(&true)
+                && sig.get(at + 1).is_some_and(|t| t.is_word(sql, "select"));
+            if derived {
+                return true;
+            }
+            in_from.push(false);
+        } else if token.is_punct(sql, b')') {
+            in_from.pop();
+            if in_from.is_empty() {
+                in_from.push(false);
+            }
+        } else if let Some(level) = in_from.last_mut() {
+            if token.is_word(sql, "from") {
+                *level = true;
+            } else if token.is_word(sql, "on")
+                || token.is_word(sql, "using")
+                || token.is_word(sql, "select")
+                || ITEM_END_WORDS.iter().any(|w| token.is_word(sql, w))
+            {
+                *level = false;
+            }
+        }
+    }
+    false
 }
 
 /// Which statements of a text a rewrite reaches.
@@ -451,5 +499,26 @@ mod tests {
             Some("SELECT CAST(000000000000000000004 AS SIGNED) AS `FOUND_ROWS()`")
         );
         assert_eq!(rewrite_found_rows(b"SELECT SQL_CALC_FOUND_ROWS 1", 4), None);
+    }
+
+    #[test]
+    fn found_rows_beside_a_derived_table_is_the_servers() {
+        for sql in [
+            "SELECT FOUND_ROWS(), d.* FROM (SELECT 1) d",
+            "select found_rows() from t join (select 2) e on 1",
+            "SELECT FOUND_ROWS() FROM t, (SELECT 2) e",
+            "WITH w AS (SELECT 1) SELECT FOUND_ROWS() FROM w",
+            "SELECT (SELECT FOUND_ROWS() FROM (SELECT 1) x)",
+        ] {
+            assert_eq!(rewrite_found_rows(sql.as_bytes(), 4), None, "{sql}");
+        }
+        for sql in [
+            "SELECT FOUND_ROWS() FROM t WHERE a IN (SELECT a FROM u)",
+            "SELECT FOUND_ROWS(), (SELECT 5)",
+            "SELECT FOUND_ROWS() FROM t JOIN u ON u.a = (SELECT 1)",
+            "SELECT FOUND_ROWS(); SELECT * FROM (SELECT 1) d",
+        ] {
+            assert!(rewrite_found_rows(sql.as_bytes(), 4).is_some(), "{sql}");
+        }
     }
 }

@@ -34,4 +34,10 @@ SELECT id FROM diff_rc WHERE id = 99
 B: SELECT 1
 INSERT INTO diff_rc (id, v) SELECT 100, FOUND_ROWS()
 B: SELECT v FROM diff_rc WHERE id = 100
+SELECT id FROM diff_rc WHERE id <= 2
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS() AS beside_derived, d.* FROM (SELECT 1 AS one) d
+SELECT id FROM diff_rc WHERE id <= 2
+B: SELECT id FROM diff_rc
+WITH w AS (SELECT 1 AS one) SELECT FOUND_ROWS() AS beside_cte, one FROM w
 DROP TABLE diff_rc
