@@ -38,7 +38,7 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// Replies from this size up to [`COPY_LIMIT`] that fill the backend's
 /// read buffer, with nothing queued for the client yet, are not copied:
 /// the read buffer itself becomes the client's outgoing one (see
-/// [`Session::pass_plain`]). Below it the copy is cheaper than the
+/// [`Session::queue_plain`]). Below it the copy is cheaper than the
 /// buffers' trips to and from their pools.
 const SWAP_FROM: usize = 2 * 1024;
 
@@ -283,14 +283,14 @@ impl Session {
         let mut done = 0;
         for special in specials {
             if !self.queue_plain(special.at - done) {
-                self.pass_plain(special.at - done).await?;
+                self.write_plain(special.at - done).await?;
             }
             let packet = be!(self).conn.rbuf.split_to(special.len);
             self.take_special(&packet, special.class);
             done = special.at + special.len;
         }
         if !self.queue_plain(n - done) {
-            self.pass_plain(n - done).await?;
+            self.write_plain(n - done).await?;
         }
         Ok(())
     }
@@ -363,21 +363,10 @@ impl Session {
         }
     }
 
-    /// Moves `n` bytes as they are: copied when small (to batch replies),
-    /// written directly when large.
-    ///
-    /// A reply that is the whole of the backend's read buffer, with
-    /// nothing queued before it, is not copied: the buffer is handed
-    /// over as the client's outgoing one, and goes back to the large
-    /// pool once written ([`give_reply_buffer`]). The read-only mix's
-    /// range queries (100 rows, ~13 KiB) spent a fifth of Torpor's
-    /// instructions per query copying their rows.
-    ///
-    /// [`Session::queue_plain`] first: the paths that need no write.
-    async fn pass_plain(&mut self, n: usize) -> Result<(), Failure> {
-        if self.queue_plain(n) {
-            return Ok(());
-        }
+    /// Moves `n` bytes as they are, written directly: what
+    /// [`Session::queue_plain`] (which its callers try first) could not
+    /// queue.
+    async fn write_plain(&mut self, n: usize) -> Result<(), Failure> {
         self.flush_client().await?;
         self.control
             .write_started(self.settings.load().net_write_timeout);
@@ -386,16 +375,22 @@ impl Session {
         result.map_err(|e| self.client_write_failed(e))
     }
 
-    /// The part of [`Session::pass_plain`] that only queues: nothing to
-    /// move, a reply handed over whole, or a copy. Whether it did.
-    /// Checked before the `async` call, which (a future made, polled and
+    /// Moves `n` bytes as they are, when that needs no write: nothing to
+    /// move, a small reply copied (to batch replies), or a reply that is
+    /// the whole of the backend's read buffer, with nothing queued before
+    /// it, handed over as the client's outgoing buffer instead of copied
+    /// (it goes back to the large pool once written,
+    /// [`give_reply_buffer`]; the read-only mix's range queries, 100 rows,
+    /// ~13 KiB, spent a fifth of Torpor's instructions per query copying
+    /// their rows). Whether it did; if not, [`Session::write_plain`].
+    /// Tested before that `async` call, which (a future made, polled and
     /// dropped) cost more per query than the copy of a point select's
     /// reply (callgrind).
     fn queue_plain(&mut self, n: usize) -> bool {
         if n == 0 {
             return true;
         }
-        // No backend: `pass_plain` reports it.
+        // No backend: `write_plain` reports it.
         let Some(backend) = self.backend.as_mut() else {
             return false;
         };
@@ -473,7 +468,7 @@ impl Session {
 
 /// Gives an emptied outgoing buffer back to the pool of its size: a
 /// client's small one, or a larger one — a backend's read buffer that
-/// carried a reply out ([`Session::pass_plain`]), or a small one that
+/// carried a reply out ([`Session::queue_plain`]), or a small one that
 /// grew with pipelined replies — to the large pool (which reclaims its
 /// used front, or grows it once to its size). Given to the small pool, a
 /// large buffer would be dropped, and the large pool allocate anew.
