@@ -35,6 +35,7 @@ mod ledger;
 
 use super::be;
 use super::control::SessionControl;
+use super::counts::FoundRows;
 use super::model::SessionModel;
 use super::reply::{ReplyWalk, WHOLE_PACKET_LIMIT};
 use super::statements::{BackendStatements, Statements};
@@ -741,33 +742,21 @@ impl Session {
                 let mentioned = mentions(rewritten.get(1..).unwrap_or_default());
                 let follow = self.follow_for(command, &rewritten, mentioned);
                 let note = self.note_for(command, &rewritten);
+                let found_rows = found_rows(command, &rewritten, mentioned);
                 self.forward_run(run).await?;
                 run = 0;
                 self.client.consume(total);
-                self.expect_reply(command, follow, note);
-                if sets_found_rows(command, &rewritten, mentioned) {
-                    self.reply_sets_found_rows();
-                }
+                self.expect_statement_reply(command, follow, note, found_rows);
                 self.send_to_backend(&rewritten).await?;
                 continue;
             }
             let follow = self.follow_for(command, payload, mentioned);
             let note = self.note_for(command, payload);
-            let selects = sets_found_rows(command, payload, mentioned);
-            self.expect_reply(command, follow, note);
-            if selects {
-                self.reply_sets_found_rows();
-            }
+            let found_rows = found_rows(command, payload, mentioned);
+            self.expect_statement_reply(command, follow, note, found_rows);
             run += total;
         };
         Ok((result, run))
-    }
-
-    /// Marks the reply queued last as one that sets `FOUND_ROWS()`.
-    fn reply_sets_found_rows(&mut self) {
-        if let Some(Pending::Reply { walk, .. }) = self.ledger.back_mut() {
-            walk.sets_found_rows = true;
-        }
     }
 
     /// Queues what the backend connection must get before the client's
@@ -869,15 +858,16 @@ impl Session {
 /// that panics leaves behind. It takes both the statement
 /// `SELECT 'torpor-test-panic'` and `TORPOR_TEST_PANIC=1` in the
 /// environment (read only when the statement comes).
-/// Whether the reply to `payload` (a command's, its first byte the
-/// command) sets `FOUND_ROWS()` to its rows: a text `SELECT` (see
-/// `super::counts`).
-fn sets_found_rows(command: Command, payload: &[u8], mentioned: Mentions) -> bool {
-    command == Command::Query
-        && super::counts::sets_found_rows(
-            payload.get(1..).unwrap_or_default(),
-            mentioned.found_rows(),
-        )
+/// What `payload` (a command's, its first byte the command) does to
+/// `FOUND_ROWS()`: a text query's as its text tells (see
+/// `super::counts`); any other command's is not a statement's.
+fn found_rows(command: Command, payload: &[u8], mentioned: Mentions) -> FoundRows {
+    match command {
+        Command::Query => {
+            super::counts::found_rows(payload.get(1..).unwrap_or_default(), mentioned.found_rows())
+        }
+        _ => FoundRows::Unknown,
+    }
 }
 
 #[cfg(debug_assertions)]

@@ -28,11 +28,14 @@
 //! the rows it sent (`SQL_CALC_FOUND_ROWS` to the rows it would have sent
 //! without `LIMIT`, which Torpor does not see: the session stays pinned
 //! until the next statement instead), `SELECT … INTO` to the rows it
-//! read, `SHOW TABLES` to its rows, `SHOW WARNINGS` not at all, an
-//! `UPDATE` not at all. Torpor takes only what it can tell apart: a text
-//! query whose first word is `SELECT`, `WITH` or `(`, answered with one
-//! result set, and not mentioning `found_rows`. After any other
-//! statement the value is unknown.
+//! read, `SHOW TABLES` to its rows, `SHOW WARNINGS` not at all, a
+//! single-table `UPDATE` not at all, one with a subquery or a join does.
+//! Torpor takes only what it can tell apart from the text (text queries
+//! and prepared statements alike, [`text`]): a `SELECT` answered with one
+//! result set sets it to its rows, a statement whose text proves it
+//! leaves the count (`INSERT … VALUES`, a single-table `UPDATE`, `SET`,
+//! `COMMIT`, …) leaves Torpor's value too, also when it fails. After any
+//! other statement the value is unknown.
 //!
 //! Anything else (a text of several statements or a `CALL`, whose counts
 //! are their last statement's; a fetch; another command that failed)
@@ -69,59 +72,48 @@ impl Default for Counts {
     }
 }
 
+mod text;
+
+pub(super) use text::{found_rows, FoundRows};
+
 /// What a reply showed of the counts it leaves.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ReplyCounts {
     /// [`ReplyTracker::row_count`].
     pub row_count: Option<i64>,
-    /// The rows of its one result set, when the command was a `SELECT`
-    /// whose rows `FOUND_ROWS()` reads after it
-    /// ([`sets_found_rows`]).
-    pub selected_rows: Option<u64>,
+    /// What `FOUND_ROWS()` reads after it.
+    pub found_rows: FoundRowsAfter,
+}
+
+/// What `FOUND_ROWS()` reads after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FoundRowsAfter {
+    /// Torpor cannot tell.
+    Unknown,
+    /// The rows of the reply's one result set.
+    Rows(u64),
+    /// What it read before the command.
+    Kept,
 }
 
 impl ReplyCounts {
-    /// What `tracker`, at the end of its reply, showed; `selects` when
-    /// the command was a query that sets `FOUND_ROWS()` to its rows.
-    pub fn read(tracker: &ReplyTracker, selects: bool) -> ReplyCounts {
+    /// What `tracker`, at the end of its reply, showed; `effect` what the
+    /// command's text does to `FOUND_ROWS()` ([`found_rows`]).
+    pub fn read(tracker: &ReplyTracker, effect: FoundRows) -> ReplyCounts {
+        let row_count = tracker.row_count();
+        let found_rows = match effect {
+            FoundRows::Rows => tracker
+                .result_rows()
+                .map_or(FoundRowsAfter::Unknown, FoundRowsAfter::Rows),
+            // One statement ran (`row_count` is `None` after several):
+            // the text's own, which leaves the count also when it failed.
+            FoundRows::Kept if row_count.is_some() => FoundRowsAfter::Kept,
+            FoundRows::Kept | FoundRows::Unknown => FoundRowsAfter::Unknown,
+        };
         ReplyCounts {
-            row_count: tracker.row_count(),
-            selected_rows: if selects { tracker.result_rows() } else { None },
+            row_count,
+            found_rows,
         }
-    }
-}
-
-/// Whether a text query sets `FOUND_ROWS()` to the rows of its result
-/// set, as far as its first bytes tell (`mentions_found_rows`: the text
-/// mentions `found_rows`, so it may select `SQL_CALC_FOUND_ROWS`). A text
-/// that starts with a comment is not looked into: `false`.
-///
-/// Only a reply of one result set counts
-/// ([`ReplyTracker::result_rows`]), and of the statements that send one,
-/// those whose first word starts with `sel` are SELECTs, `wit` WITH …
-/// SELECT, `(` a SELECT or UNION in parentheses. Every text query comes
-/// here, so three bytes are all it looks at (a word compare cost ~60
-/// instructions a query, callgrind).
-pub(super) fn sets_found_rows(sql: &[u8], mentions_found_rows: bool) -> bool {
-    if mentions_found_rows {
-        return false;
-    }
-    let rest = match sql.first() {
-        Some(b) if b.is_ascii_whitespace() => {
-            let start = sql.iter().take_while(|b| b.is_ascii_whitespace()).count();
-            sql.get(start..).unwrap_or_default()
-        }
-        _ => sql,
-    };
-    match rest {
-        [b'(', ..] => true,
-        // `| 0x20` lower-cases exactly the ASCII letters, and maps no
-        // other byte onto one.
-        [a, b, c, ..] => matches!(
-            [a | 0x20, b | 0x20, c | 0x20],
-            [b's', b'e', b'l'] | [b'w', b'i', b't']
-        ),
-        _ => false,
     }
 }
 
@@ -142,13 +134,19 @@ impl Counts {
 
     /// The client's `command` goes to the session's backend connection:
     /// what it sets there is the session's (a statement sets both counts,
-    /// or leaves `FOUND_ROWS()` unknown; most other commands set only
-    /// `ROW_COUNT()`, and a few neither).
-    pub(super) fn sent_here(&mut self, command: Command) {
+    /// or only `ROW_COUNT()` when `found_rows` says its text leaves the
+    /// other; most other commands set only `ROW_COUNT()`, and a few
+    /// neither).
+    pub(super) fn sent_here(&mut self, command: Command, found_rows: FoundRows) {
         match command {
             Command::Query | Command::StmtExecute => {
                 self.row_count_here = true;
-                self.found_rows_here = true;
+                // A statement that leaves `FOUND_ROWS()` leaves the
+                // connection's: another session's, if this one just moved
+                // there.
+                if found_rows != FoundRows::Kept {
+                    self.found_rows_here = true;
+                }
             }
             Command::Statistics
             | Command::StmtPrepare
@@ -165,11 +163,15 @@ impl Counts {
         match command {
             Command::Query | Command::StmtExecute => {
                 self.row_count = reply.row_count;
-                // A statement that failed leaves FOUND_ROWS() as it was
-                // on its connection: another session's, if the session
-                // had just moved there. Unknown, as after any statement
-                // but a SELECT.
-                self.found_rows = reply.selected_rows;
+                match reply.found_rows {
+                    FoundRowsAfter::Rows(rows) => self.found_rows = Some(rows),
+                    FoundRowsAfter::Kept => {}
+                    // A SELECT that failed also leaves FOUND_ROWS() as it
+                    // was on its connection (another session's, if the
+                    // session had just moved there); as after a text that
+                    // proves nothing, Torpor forgets it.
+                    FoundRowsAfter::Unknown => self.found_rows = None,
+                }
             }
             _ if failed => self.forget(),
             Command::Ping | Command::InitDb | Command::StmtReset => self.row_count = Some(0),
@@ -222,7 +224,7 @@ mod tests {
     fn reply(row_count: Option<i64>, selected_rows: Option<u64>) -> ReplyCounts {
         ReplyCounts {
             row_count,
-            selected_rows,
+            found_rows: selected_rows.map_or(FoundRowsAfter::Unknown, FoundRowsAfter::Rows),
         }
     }
 
@@ -235,7 +237,7 @@ mod tests {
             "a new session reads 0"
         );
         assert_eq!(counts.found_rows_to_restore(), None);
-        counts.sent_here(Command::Query);
+        counts.sent_here(Command::Query, FoundRows::Rows);
         counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
         assert_eq!(
             counts.row_count_to_restore(),
@@ -305,41 +307,44 @@ mod tests {
         counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
         // Moved: a ping there sets ROW_COUNT() (0), not FOUND_ROWS().
         counts.left_connection();
-        counts.sent_here(Command::Ping);
+        counts.sent_here(Command::Ping, FoundRows::Unknown);
         counts.after_reply(Command::Ping, OK, reply(None, None));
         assert_eq!(counts.row_count_to_restore(), None);
         assert_eq!(counts.found_rows_to_restore(), Some(4));
         // A prepare sets neither.
         counts.left_connection();
-        counts.sent_here(Command::StmtPrepare);
+        counts.sent_here(Command::StmtPrepare, FoundRows::Unknown);
         assert_eq!(counts.row_count_to_restore(), Some(0));
         assert_eq!(counts.found_rows_to_restore(), Some(4));
     }
 
     #[test]
-    fn only_a_plain_select_sets_found_rows_to_its_rows() {
-        for sql in [
-            "SELECT 1",
-            "  select * from t",
-            "WITH a AS (SELECT 1) SELECT * FROM a",
-            "(SELECT 1) UNION (SELECT 2)",
-        ] {
-            assert!(sets_found_rows(sql.as_bytes(), false), "{sql}");
-        }
-        for sql in [
-            "SHOW TABLES",
-            "SHOW WARNINGS",
-            "SET STATEMENT max_statement_time = 1 FOR SHOW WARNINGS",
-            "se",
-            "/* c */ SELECT 1",
-            "EXPLAIN SELECT 1",
-            "",
-        ] {
-            assert!(!sets_found_rows(sql.as_bytes(), false), "{sql}");
-        }
-        assert!(!sets_found_rows(
-            b"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
-            true
-        ));
+    fn a_statement_that_leaves_found_rows_leaves_the_connections() {
+        let mut counts = Counts::default();
+        counts.sent_here(Command::Query, FoundRows::Rows);
+        counts.after_reply(Command::Query, OK, reply(Some(-1), Some(4)));
+        // Moved: an UPDATE there sets ROW_COUNT(), and leaves FOUND_ROWS()
+        // as the other session left it on that connection.
+        counts.left_connection();
+        counts.sent_here(Command::Query, FoundRows::Kept);
+        let kept = ReplyCounts {
+            row_count: Some(2),
+            found_rows: FoundRowsAfter::Kept,
+        };
+        counts.after_reply(Command::Query, OK, kept);
+        assert_eq!(counts.row_count_to_restore(), None);
+        assert_eq!(counts.found_rows_to_restore(), Some(4));
+        // It fails: the same.
+        let failed = ReplyCounts {
+            row_count: Some(-1),
+            found_rows: FoundRowsAfter::Kept,
+        };
+        counts.sent_here(Command::Query, FoundRows::Kept);
+        counts.after_reply(Command::Query, Ending::Error, failed);
+        assert_eq!(counts.found_rows_to_restore(), Some(4));
+        // A text that proves nothing: forgotten.
+        counts.sent_here(Command::Query, FoundRows::Unknown);
+        counts.after_reply(Command::Query, OK, reply(Some(1), None));
+        assert_eq!(counts.found_rows_to_restore(), None);
     }
 }

@@ -129,7 +129,7 @@ impl Session {
                         }
                         let cursor = walk.tracker().cursor_requested();
                         if !follow.is_swallowed() {
-                            let counts = ReplyCounts::read(walk.tracker(), walk.sets_found_rows);
+                            let counts = ReplyCounts::read(walk.tracker(), walk.found_rows);
                             self.counts.after_reply(walk.command, ending, counts);
                         }
                         self.reply_ended(follow, ending, cursor);
@@ -316,8 +316,13 @@ impl Session {
                     self.to_client.put_slice(packet);
                     return;
                 };
+                let found_rows = super::counts::found_rows(
+                    sql,
+                    torpor_replay::mentions::mentions(sql).found_rows(),
+                );
                 let id = self.statements.add(ClientStatement {
                     may_change_state: torpor_replay::classify::may_change_state(sql),
+                    found_rows,
                     sql: sql.as_slice().into(),
                     params: prepared.params,
                     columns: prepared.columns,

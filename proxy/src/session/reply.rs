@@ -64,9 +64,9 @@ pub struct ReplyWalk {
     hash_body: bool,
     /// Whether any of the reply has been walked (and so forwarded).
     started: bool,
-    /// The command was a query that sets `FOUND_ROWS()` to the rows of
-    /// its result set (see `super::counts`).
-    pub sets_found_rows: bool,
+    /// What the command's statement does to `FOUND_ROWS()` (see
+    /// `super::counts`).
+    pub found_rows: super::counts::FoundRows,
 }
 
 impl ReplyWalk {
@@ -81,7 +81,7 @@ impl ReplyWalk {
             digest: None,
             hash_body: false,
             started: false,
-            sets_found_rows: false,
+            found_rows: super::counts::FoundRows::Unknown,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct ClientStatement {
     /// ([`torpor_replay::classify::may_change_state`]): read once, at the
     /// prepare, not at every execute (~200 instructions each).
     pub may_change_state: bool,
+    /// What an execute of it does to `FOUND_ROWS()`
+    /// ([`super::counts::found_rows`]), read at the prepare.
+    pub found_rows: super::counts::FoundRows,
 }
 
 /// A session's prepared statements, by client-visible id.
@@ -315,6 +318,7 @@ mod tests {
             columns: 1,
             param_types: None,
             may_change_state: false,
+            found_rows: crate::session::counts::FoundRows::Unknown,
         }
     }
 

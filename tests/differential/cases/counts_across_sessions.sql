@@ -40,4 +40,22 @@ SELECT FOUND_ROWS() AS beside_derived, d.* FROM (SELECT 1 AS one) d
 SELECT id FROM diff_rc WHERE id <= 2
 B: SELECT id FROM diff_rc
 WITH w AS (SELECT 1 AS one) SELECT FOUND_ROWS() AS beside_cte, one FROM w
+SELECT id FROM diff_rc WHERE id <= 2
+B: SELECT id FROM diff_rc
+UPDATE diff_rc SET v = 7 WHERE id = 1
+SELECT FOUND_ROWS() AS kept_by_update
+SELECT id FROM diff_rc WHERE id <= 3
+B: SELECT id FROM diff_rc
+INSERT INTO diff_rc VALUES (200, 0)
+B: SELECT 1
+SET @k = 1
+B: SELECT id FROM diff_rc
+INSERT INTO diff_rc VALUES (200, 0)
+SELECT FOUND_ROWS() AS kept_by_insert_set_and_a_failure
+@binary SELECT id FROM diff_rc WHERE id <= ? ||| [2]
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS() AS after_a_prepared_select
+@binary UPDATE diff_rc SET v = ? WHERE id = 1 ||| [8]
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS() AS kept_by_a_prepared_update
 DROP TABLE diff_rc

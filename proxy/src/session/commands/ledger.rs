@@ -72,25 +72,40 @@ impl Session {
         follow: Follow,
         note: JournalNote,
     ) {
-        self.expect_reply_to(command, false, follow, note);
+        self.expect_reply_to(command, false, follow, note, FoundRows::Unknown);
+    }
+
+    /// [`Session::expect_reply`] for a client's text query, which does
+    /// `found_rows` to `FOUND_ROWS()`.
+    pub(in crate::session) fn expect_statement_reply(
+        &mut self,
+        command: Command,
+        follow: Follow,
+        note: JournalNote,
+        found_rows: FoundRows,
+    ) {
+        self.expect_reply_to(command, false, follow, note, found_rows);
     }
 
     /// Queues the reply `command` is owed; `cursor` when it is an execute
     /// that asked for a cursor (its rows may then come with
-    /// COM_STMT_FETCH instead).
+    /// COM_STMT_FETCH instead); `found_rows` what a statement does to
+    /// `FOUND_ROWS()`.
     pub(in crate::session) fn expect_reply_to(
         &mut self,
         command: Command,
         cursor: bool,
         follow: Follow,
         note: JournalNote,
+        found_rows: FoundRows,
     ) {
         if !follow.is_swallowed() {
-            self.counts.sent_here(command);
+            self.counts.sent_here(command, found_rows);
         }
         if let Some(tracker) = ReplyTracker::new(command.reply_kind(), self.backend_caps) {
             let tracker = tracker.with_cursor_requested(cursor);
-            let walk = ReplyWalk::new(command, tracker, 1);
+            let mut walk = ReplyWalk::new(command, tracker, 1);
+            walk.found_rows = found_rows;
             let walk = match note {
                 JournalNote::Recorded(_) => walk.digested_in(self.spare_digest.take()),
                 _ => walk,
@@ -243,7 +258,15 @@ impl Session {
             };
             let payload = &self.client.rbuf[at + HEADER_LEN..at + total];
             let cursor = stmt::requests_cursor(payload);
-            self.expect_reply_to(command, cursor, follow, note);
+            // A cursor's rows come with COM_STMT_FETCH: not counted.
+            let found_rows = match (command, cursor) {
+                (Command::StmtExecute, false) => self
+                    .statements
+                    .get(id)
+                    .map_or(FoundRows::Unknown, |s| s.found_rows),
+                _ => FoundRows::Unknown,
+            };
+            self.expect_reply_to(command, cursor, follow, note, found_rows);
         }
         if let Some(payload) = rewritten {
             return Ok(StatementStep::Rewritten(payload));
