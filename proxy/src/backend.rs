@@ -568,6 +568,27 @@ pub async fn read_last_insert_id(backend: &mut BackendConn) -> Result<u64, Sessi
         .unwrap_or(0))
 }
 
+/// Reads what `ROW_COUNT()` and `FOUND_ROWS()` say on the connection:
+/// the counts its last statement left (a SELECT without a table changes
+/// neither before it is done).
+pub async fn read_counts(backend: &mut BackendConn) -> Result<(i64, u64), SessionError> {
+    let rows = rows_of(run_query(backend, "SELECT ROW_COUNT(), FOUND_ROWS()").await?)?;
+    let value = |at: usize| {
+        rows.first()
+            .and_then(|row| row.get(at))
+            .and_then(|value| value.as_deref())
+            .and_then(|text| std::str::from_utf8(text).ok())
+    };
+    let row_count = value(0).and_then(|text| text.parse().ok());
+    let found_rows = value(1).and_then(|text| text.parse().ok());
+    match (row_count, found_rows) {
+        (Some(row_count), Some(found_rows)) => Ok((row_count, found_rows)),
+        _ => Err(SessionError::Internal(
+            "unreadable ROW_COUNT() and FOUND_ROWS()",
+        )),
+    }
+}
+
 /// Reads a session's user variables exactly, as SQL expressions that
 /// recreate each value with its type and character set.
 ///

@@ -7,13 +7,56 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use torpor_replay::state::SessionState;
+
 /// What was read on the connection a session left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Learned {
-    /// The session's user variables, as recreating expressions.
-    pub user_variables: BTreeMap<String, String>,
+    /// The session's user variables, as recreating expressions, when
+    /// they were unknown.
+    pub user_variables: Option<BTreeMap<String, String>>,
     /// What `LAST_INSERT_ID()` returns, when it was unknown.
     pub last_insert_id: Option<u64>,
+    /// What `ROW_COUNT()` and `FOUND_ROWS()` read, when the session's
+    /// last commands there left values Torpor could not tell.
+    pub counts: Option<(i64, u64)>,
+}
+
+impl Learned {
+    /// Makes `state` (the connection's, as the pool holds it) say what
+    /// was read there.
+    pub fn apply_to(self, state: &mut SessionState) {
+        if let Some(user_variables) = self.user_variables {
+            state.user_variables = user_variables;
+        }
+        if let Some(id) = self.last_insert_id {
+            state.last_insert_id = id;
+        }
+    }
+}
+
+/// What a session left unknown on the connection it gave back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its user variables (a statement wrote some).
+    pub user_variables: bool,
+    /// `LAST_INSERT_ID()`.
+    pub last_insert_id: bool,
+    /// `ROW_COUNT()` and `FOUND_ROWS()`: losing them costs the session
+    /// nothing but the two values (they are then unknown, as before).
+    pub counts: bool,
+}
+
+impl Wanted {
+    /// Whether anything is wanted at all.
+    pub fn any(self) -> bool {
+        self.user_variables || self.last_insert_id || self.counts
+    }
+
+    /// Whether the session cannot go on without the values: its state.
+    pub fn is_state(self) -> bool {
+        self.user_variables || self.last_insert_id
+    }
 }
 
 enum Outcome {
@@ -30,7 +73,7 @@ enum Outcome {
 /// The owner's end: what it left unread, and whether it was read.
 pub struct Unread {
     outcome: RefCell<Outcome>,
-    wants_last_insert_id: bool,
+    wanted: Wanted,
     wakers: RefCell<Vec<Waker>>,
 }
 
@@ -39,10 +82,10 @@ pub struct LeftBehind(Rc<Unread>);
 
 impl Unread {
     /// A new pair: the owner's end and the connection's.
-    pub fn new(wants_last_insert_id: bool) -> (Rc<Unread>, LeftBehind) {
+    pub fn new(wanted: Wanted) -> (Rc<Unread>, LeftBehind) {
         let unread = Rc::new(Unread {
             outcome: RefCell::new(Outcome::Pending),
-            wants_last_insert_id,
+            wanted,
             wakers: RefCell::new(Vec::new()),
         });
         let left = LeftBehind(Rc::clone(&unread));
@@ -54,6 +97,11 @@ impl Unread {
         for waker in self.wakers.borrow_mut().drain(..) {
             waker.wake();
         }
+    }
+
+    /// What the owner left unknown.
+    pub fn wanted(&self) -> Wanted {
+        self.wanted
     }
 
     /// What was read, once it was: `Ok(Some)` the values, `Ok(None)`
@@ -101,9 +149,9 @@ impl LeftBehind {
         Rc::strong_count(&self.0) == 1
     }
 
-    /// Whether the owner also lacks `LAST_INSERT_ID()`.
-    pub fn wants_last_insert_id(&self) -> bool {
-        self.0.wants_last_insert_id
+    /// What the owner lacks.
+    pub fn wanted(&self) -> Wanted {
+        self.0.wanted
     }
 
     /// The owner got its connection back: nothing to read.

@@ -319,13 +319,7 @@ impl Session {
                             // connection, so it is read now (for the
                             // owner, and as the connection's state).
                             match super::left::read(left, &mut conn).await {
-                                Ok(learned) => {
-                                    let state = Rc::make_mut(&mut state);
-                                    state.user_variables = learned.user_variables;
-                                    if let Some(id) = learned.last_insert_id {
-                                        state.last_insert_id = id;
-                                    }
-                                }
+                                Ok(learned) => learned.apply_to(Rc::make_mut(&mut state)),
                                 Err(_) => continue,
                             }
                         }
@@ -379,14 +373,21 @@ impl Session {
         self.left = None;
         match taken {
             Ok(Some(learned)) => {
-                self.model.user_variables_read(learned.user_variables);
+                if let Some(user_variables) = learned.user_variables {
+                    self.model.user_variables_read(user_variables);
+                }
                 if let Some(id) = learned.last_insert_id {
                     self.model.state.last_insert_id = id;
                     self.model.last_insert_id_dirty = false;
                 }
+                if let Some((row_count, found_rows)) = learned.counts {
+                    self.counts.learned(row_count, found_rows);
+                }
                 Ok(())
             }
             Ok(None) => Ok(()),
+            // Only the counts: they stay unknown.
+            Err(()) if !left.wanted().is_state() => Ok(()),
             Err(()) => Err(SessionError::BackendLost(std::io::Error::other(
                 "the backend connection holding the session's user variables closed",
             ))),
@@ -514,9 +515,14 @@ impl Session {
         // it nothing, then gave it back, hid a connection killed in the
         // pool from the next borrow's check).
         if let Some(mut conn) = self.backend.take() {
-            if self.model.user_variables_dirty || self.model.last_insert_id_dirty {
+            let wanted = super::left::Wanted {
+                user_variables: self.model.user_variables_dirty,
+                last_insert_id: self.model.last_insert_id_dirty,
+                counts: self.counts.leaving_unknown(),
+            };
+            if wanted.any() {
                 // Read only when the state must leave the connection.
-                let (unread, left) = super::left::Unread::new(self.model.last_insert_id_dirty);
+                let (unread, left) = super::left::Unread::new(wanted);
                 conn.left_by = Some(left);
                 self.left = Some(unread);
             }

@@ -58,6 +58,9 @@ pub(super) struct Counts {
     row_count_here: bool,
     /// [`Counts::row_count_here`] for `FOUND_ROWS()`.
     found_rows_here: bool,
+    /// Which unknown counts (`ROW_COUNT()`, `FOUND_ROWS()`) the connection
+    /// the session gave back last holds for it, to be read there.
+    awaited: (bool, bool),
 }
 
 impl Default for Counts {
@@ -68,6 +71,7 @@ impl Default for Counts {
             found_rows: None,
             row_count_here: false,
             found_rows_here: false,
+            awaited: (false, false),
         }
     }
 }
@@ -185,6 +189,32 @@ impl Counts {
             | Command::StmtClose
             | Command::StmtSendLongData => {}
             _ => self.forget(),
+        }
+    }
+
+    /// The session gives its backend connection back: whether that
+    /// connection holds counts of the session's that Torpor does not know
+    /// (after a `CALL`, a text of several statements, a `SHOW`, …), to be
+    /// read there if another session takes it ([`super::left`]).
+    pub(super) fn leaving_unknown(&mut self) -> bool {
+        self.awaited = (
+            self.row_count.is_none() && self.row_count_here,
+            self.found_rows.is_none() && self.found_rows_here,
+        );
+        self.awaited != (false, false)
+    }
+
+    /// What the connection the session left read for its counts, once
+    /// another session took it: fills those it held for the session and
+    /// that are still unknown (a command since, such as a ping Torpor
+    /// answered, set its own).
+    pub(super) fn learned(&mut self, row_count: i64, found_rows: u64) {
+        let (row_count_awaited, found_rows_awaited) = std::mem::take(&mut self.awaited);
+        if row_count_awaited {
+            self.row_count = self.row_count.or(Some(row_count));
+        }
+        if found_rows_awaited {
+            self.found_rows = self.found_rows.or(Some(found_rows));
         }
     }
 
@@ -346,5 +376,26 @@ mod tests {
         counts.sent_here(Command::Query, FoundRows::Unknown);
         counts.after_reply(Command::Query, OK, reply(Some(1), None));
         assert_eq!(counts.found_rows_to_restore(), None);
+    }
+
+    #[test]
+    fn unknown_counts_are_learned_from_the_connection_that_holds_them() {
+        let mut counts = Counts::default();
+        // A text of several statements on its own connection: both
+        // unknown, and that connection holds them.
+        counts.sent_here(Command::Query, FoundRows::Unknown);
+        counts.after_reply(Command::Query, OK, reply(None, None));
+        assert!(counts.leaving_unknown());
+        counts.left_connection();
+        // A ping Torpor answered while the session had no connection.
+        counts.pinged_locally();
+        counts.learned(5, 9);
+        assert_eq!(counts.row_count_to_restore(), Some(0), "the ping's, not the read's");
+        assert_eq!(counts.found_rows_to_restore(), Some(9));
+        // Only what that connection held for the session is taken.
+        let mut fresh = Counts::default();
+        assert!(!fresh.leaving_unknown(), "a new session left nothing there");
+        fresh.learned(5, 9);
+        assert_eq!(fresh.found_rows_to_restore(), None);
     }
 }

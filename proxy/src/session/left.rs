@@ -1,7 +1,9 @@
 //! What a session leaves unread on a backend connection it gives back.
 //!
 //! The server does not report user variables (nor `LAST_INSERT_ID(expr)`
-//! inside a result set); Torpor reads them back. Reading them on the
+//! inside a result set, nor what `ROW_COUNT()` and `FOUND_ROWS()` read
+//! after a `CALL`, a text of several statements, a `SHOW`, …); Torpor
+//! reads them back. Reading them on the
 //! session's own connection right after its statement would change what
 //! the client reads next: MariaDB clears the warnings of the previous
 //! statement at the next one that opens a table (the read of
@@ -22,19 +24,29 @@ use crate::error::SessionError;
 use std::rc::Rc;
 
 use crate::pool::BackendPool;
-pub use crate::unread::{Learned, LeftBehind, Unread};
+pub use crate::unread::{Learned, LeftBehind, Unread, Wanted};
 
 /// Reads what the owner of `left` left on `conn`, hands it to the owner,
 /// and returns it (it is also the connection's state now).
 pub async fn read(left: LeftBehind, conn: &mut BackendConn) -> Result<Learned, SessionError> {
-    let user_variables = backend::read_user_variables(conn).await?;
-    let last_insert_id = match left.wants_last_insert_id() {
+    let wanted = left.wanted();
+    // First: any statement changes them (the read of the variables too).
+    let counts = match wanted.counts {
+        true => Some(backend::read_counts(conn).await?),
+        false => None,
+    };
+    let user_variables = match wanted.user_variables || wanted.last_insert_id {
+        true => Some(backend::read_user_variables(conn).await?),
+        false => None,
+    };
+    let last_insert_id = match wanted.last_insert_id {
         true => Some(backend::read_last_insert_id(conn).await?),
         false => None,
     };
     let learned = Learned {
         user_variables,
         last_insert_id,
+        counts,
     };
     left.resolve(learned.clone());
     Ok(learned)
@@ -62,11 +74,7 @@ pub async fn settle_idle(
         // Dead, it is dropped (its place freed); the owner hears the
         // values were lost.
         if let Ok(learned) = read(left, &mut pooled.conn).await {
-            let state = std::rc::Rc::make_mut(&mut pooled.state);
-            state.user_variables = learned.user_variables;
-            if let Some(id) = learned.last_insert_id {
-                state.last_insert_id = id;
-            }
+            learned.apply_to(std::rc::Rc::make_mut(&mut pooled.state));
             // The read was a statement: what `ROW_COUNT()` reads there is
             // no longer the owner's, so the connection is nobody's.
             pooled.conn.give_back(key, pooled.state, 0);

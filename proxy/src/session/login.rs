@@ -363,11 +363,7 @@ async fn run(
                         // the state here).
                         if let Some(left) = backend.left_by.take() {
                             let learned = super::left::read(left, &mut backend).await?;
-                            let state = std::rc::Rc::make_mut(&mut state);
-                            state.user_variables = learned.user_variables;
-                            if let Some(id) = learned.last_insert_id {
-                                state.last_insert_id = id;
-                            }
+                            learned.apply_to(std::rc::Rc::make_mut(&mut state));
                         }
                         let baseline = service.baseline(response.collation, &mut backend).await?;
                         let model = SessionModel::new(baseline, schema.clone());

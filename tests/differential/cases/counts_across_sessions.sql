@@ -58,4 +58,13 @@ SELECT FOUND_ROWS() AS after_a_prepared_select
 @binary UPDATE diff_rc SET v = ? WHERE id = 1 ||| [8]
 B: SELECT id FROM diff_rc
 SELECT FOUND_ROWS() AS kept_by_a_prepared_update
+SHOW TABLES LIKE 'diff_rc'
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS() AS after_a_show
+UPDATE diff_rc SET v = 9 WHERE id <= 2; UPDATE diff_rc SET v = 9 WHERE id <= 3
+B: UPDATE diff_rc SET v = 10
+SELECT ROW_COUNT() AS after_several_statements
+SELECT id FROM diff_rc WHERE id <= 2; SELECT id FROM diff_rc WHERE id <= 3
+B: SELECT id FROM diff_rc
+SELECT FOUND_ROWS() AS after_several_selects
 DROP TABLE diff_rc
