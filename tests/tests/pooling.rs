@@ -440,14 +440,31 @@ fn sessions_sharing_a_connection_keep_their_own_last_insert_id_and_found_rows() 
     assert_eq!(rows, [1, 2, 3]);
     let other = std::thread::spawn(move || {
         let rows: Vec<u64> = b.query("SELECT seq FROM seq_1_to_7").unwrap();
-        rows.len()
+        let len = rows.len();
+        (b, len)
     });
     // Long enough for b's query to reach Torpor (and, without the pin, to
     // run on the connection before a asks).
     std::thread::sleep(Duration::from_millis(300));
     let found: u64 = a.query_first("SELECT FOUND_ROWS()").unwrap().unwrap();
     assert_eq!(found, 100, "a's own FOUND_ROWS()");
-    assert_eq!(other.join().unwrap(), 7, "b ran once a was done");
+    let mut b = other.join().unwrap();
+    assert_eq!(b.1, 7, "b ran once a was done");
+
+    // Any next statement ends the pin, also one whose text names nothing
+    // Torpor follows: b gets the only connection while a idles.
+    let _: Vec<u64> = a
+        .query("SELECT SQL_CALC_FOUND_ROWS seq FROM seq_1_to_100 LIMIT 3")
+        .unwrap();
+    let one: u64 = a.query_first("SELECT 1").unwrap().unwrap();
+    assert_eq!(one, 1);
+    let rows: Vec<u64> = b.0.query("SELECT seq FROM seq_1_to_7").unwrap();
+    assert_eq!(rows.len(), 7, "b was not kept waiting for a pinned a");
+    let found: u64 = a.query_first("SELECT FOUND_ROWS()").unwrap().unwrap();
+    assert_eq!(
+        found, 1,
+        "a's own FOUND_ROWS(), after b used the connection"
+    );
 }
 
 /// Two sessions interleave autocommit statements on a pool of two

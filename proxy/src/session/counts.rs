@@ -390,7 +390,11 @@ mod tests {
         // A ping Torpor answered while the session had no connection.
         counts.pinged_locally();
         counts.learned(5, 9);
-        assert_eq!(counts.row_count_to_restore(), Some(0), "the ping's, not the read's");
+        assert_eq!(
+            counts.row_count_to_restore(),
+            Some(0),
+            "the ping's, not the read's"
+        );
         assert_eq!(counts.found_rows_to_restore(), Some(9));
         // Only what that connection held for the session is taken.
         let mut fresh = Counts::default();

@@ -131,6 +131,9 @@ impl Session {
                         if !follow.is_swallowed() {
                             let counts = ReplyCounts::read(walk.tracker(), walk.found_rows);
                             self.counts.after_reply(walk.command, ending, counts);
+                            if matches!(walk.command, Command::Query | Command::StmtExecute) {
+                                self.model.statement_ended();
+                            }
                         }
                         self.reply_ended(follow, ending, cursor);
                         self.journal_reply_ended(note, &walk);

@@ -322,6 +322,14 @@ impl SessionModel {
         Some(values)
     }
 
+    /// A client's statement ended (before [`SessionModel::after_statement`]
+    /// takes what it did, when its text says anything): the one after a
+    /// `SQL_CALC_FOUND_ROWS` query was the last that could ask
+    /// `FOUND_ROWS()` for it, whatever its text.
+    pub fn statement_ended(&mut self) {
+        self.found_rows_pending = false;
+    }
+
     /// Takes a statement's outcome: `ok` when it succeeded.
     pub fn after_statement(&mut self, facts: &StatementFacts, sql: &[u8], ok: bool) {
         let explains = facts.writes_user_variables
