@@ -90,26 +90,6 @@ struct Scan {
     comma_before_set: bool,
 }
 
-/// A word of up to 12 bytes, lower-cased (longer words are never looked
-/// at by name).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Word([u8; 12], usize);
-
-impl Word {
-    fn new(text: &[u8]) -> Word {
-        let mut bytes = [0u8; 12];
-        let len = text.len().min(12);
-        for (place, byte) in bytes.iter_mut().zip(text) {
-            *place = byte.to_ascii_lowercase();
-        }
-        Word(bytes, if text.len() > 12 { usize::MAX } else { len })
-    }
-
-    fn is(&self, word: &[u8]) -> bool {
-        self.1 == word.len() && self.0.get(..word.len()) == Some(word)
-    }
-}
-
 /// One pass over `sql`: what makes it doubtful, and where its `SET` is.
 fn scan(sql: &[u8]) -> Scan {
     let mut found = Scan::default();
@@ -123,15 +103,15 @@ fn scan(sql: &[u8]) -> Scan {
                 .iter()
                 .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'$')
                 .count();
-            let text = sql.get(at..at + len).unwrap_or_default();
-            let word = Word::new(text);
-            if word.is(b"select") || word.is(b"join") || word.is(b"using") || word.is(b"for") {
+            let word = sql.get(at..at + len).unwrap_or_default();
+            let is = |name: &[u8]| word.eq_ignore_ascii_case(name);
+            if is(b"select") || is(b"join") || is(b"using") || is(b"for") {
                 found.doubtful = true;
                 return found;
             }
             let spaced = |place: Option<&u8>| place.is_some_and(u8::is_ascii_whitespace);
             if !seen_set
-                && word.is(b"set")
+                && is(b"set")
                 && spaced(at.checked_sub(1).and_then(|i| sql.get(i)))
                 && spaced(sql.get(at + len))
             {
@@ -159,7 +139,7 @@ fn scan(sql: &[u8]) -> Scan {
 fn leaves_found_rows(sql: &[u8]) -> bool {
     // Only these first words can: anything else is not looked into.
     let first = sql.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-    let first = Word::new(sql.get(..first).unwrap_or_default());
+    let first = sql.get(..first).unwrap_or_default();
     let candidates: [&[u8]; 9] = [
         b"insert",
         b"replace",
@@ -171,17 +151,20 @@ fn leaves_found_rows(sql: &[u8]) -> bool {
         b"rollback",
         b"start",
     ];
-    if !candidates.iter().any(|word| first.is(word)) {
+    if !candidates
+        .iter()
+        .any(|word| first.eq_ignore_ascii_case(word))
+    {
         return false;
     }
     let scan = scan(sql);
     if scan.doubtful {
         return false;
     }
-    if first.is(b"update") {
+    if first.eq_ignore_ascii_case(b"update") {
         return !scan.comma_before_set;
     }
-    if first.is(b"delete") {
+    if first.eq_ignore_ascii_case(b"delete") {
         // `DELETE [LOW_PRIORITY] [QUICK] [IGNORE] FROM t …`: a table
         // name before `FROM` is the multi-table form.
         let modifiers: [&[u8]; 3] = [b"low_priority", b"quick", b"ignore"];
@@ -189,9 +172,8 @@ fn leaves_found_rows(sql: &[u8]) -> bool {
             .split(u8::is_ascii_whitespace)
             .filter(|token| !token.is_empty())
             .skip(1)
-            .map(Word::new)
-            .find(|word| !modifiers.iter().any(|m| word.is(m)));
-        return from.is_some_and(|word| word.is(b"from"));
+            .find(|word| !modifiers.iter().any(|m| word.eq_ignore_ascii_case(m)));
+        return from.is_some_and(|word| word.eq_ignore_ascii_case(b"from"));
     }
     true
 }
