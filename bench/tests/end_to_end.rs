@@ -138,6 +138,33 @@ fn short_run_with_spawned_mariadb_and_haproxy_writes_every_report() {
         }
     }
 
+    // `connect`'s hand-made logins went through on both targets: each
+    // phase has a time, and the phases add up to their sum's order.
+    let connect = workloads
+        .iter()
+        .find(|w| w["name"] == "connect")
+        .expect("connect in the JSON");
+    let median = |metric: &str, target: usize| -> f64 {
+        connect["metrics"]
+            .as_array()
+            .and_then(|metrics| metrics.iter().find(|m| m["name"] == metric))
+            .and_then(|m| m["values"][target]["median"].as_f64())
+            .unwrap_or_else(|| panic!("{metric} of target {target} missing\n{connect}"))
+    };
+    for target in 0..2 {
+        let phases = ["tcp p50", "greeting p50", "login p50", "first query p50"];
+        for phase in phases {
+            assert!(median(phase, target) > 0.0, "{phase} of target {target}");
+        }
+        // Medians of parts need not add up to the median of sums, but
+        // none may exceed it by far.
+        let by_hand = median("by hand p50", target);
+        assert!(
+            phases.iter().all(|p| median(p, target) < by_hand),
+            "a phase longer than the whole login\n{connect}"
+        );
+    }
+
     // Markdown, with the charts linked.
     let md = read(&out_dir.join("report.md"));
     for expected in [

@@ -8,7 +8,7 @@ use anyhow::Context;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
-use super::{Ctx, Outcome, Sample};
+use super::{connect_phases, Ctx, Outcome, Sample};
 use crate::client::opts;
 use crate::procfs;
 use crate::stats::{Better, Figure, LatencyHistogram, Metric, Unit};
@@ -22,7 +22,11 @@ const CONNECT_PACE: Duration = Duration::from_millis(2);
 /// allocated buffers and thread stacks show up in RSS only once touched.
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// Connect + authenticate + `SELECT 1`, a fresh connection each time.
+/// Connect + authenticate + `SELECT 1`, a fresh connection each time,
+/// through the `mysql` crate; and, taking turns with it, the same login
+/// made by hand and timed phase by phase ([`connect_phases`]), for where
+/// the time goes. The phases are left out over TLS (the hand-made login
+/// speaks plain TCP only).
 pub fn setup(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
     let options = opts(target, &ctx.settings.credentials);
     let clock = ctx.clock;
@@ -36,6 +40,12 @@ pub fn setup(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
         drop(conn);
         Ok(took)
     };
+    let address = target.address();
+    let in_phases = target.tls_ca.is_none();
+    let phased_once = || {
+        connect_phases::connect_in_phases(&address, &ctx.settings.credentials, clock)
+            .context("connecting phase by phase")
+    };
     let paced = |took: Duration| {
         if took < CONNECT_PACE {
             std::thread::sleep(CONNECT_PACE - took);
@@ -44,22 +54,72 @@ pub fn setup(ctx: &Ctx<'_>, target: &Target) -> anyhow::Result<Outcome> {
     let warm_until = clock.now() + ctx.settings.warmup;
     while clock.now() < warm_until && !ctx.stop.is_set() {
         paced(connect_once()?);
+        if in_phases {
+            paced(phased_once()?.total());
+        }
     }
     let mut histogram = LatencyHistogram::new();
+    let mut phases = PhaseHistograms::default();
     let start = clock.now();
     let end = start + ctx.settings.duration;
     while clock.now() < end && !ctx.stop.is_set() {
         let took = connect_once()?;
         histogram.record(took);
         paced(took);
+        if in_phases {
+            let phased = phased_once()?;
+            phases.record(&phased);
+            paced(phased.total());
+        }
     }
     let mut figures = histogram.figures();
     figures.retain(|f| f.metric.name != "p99.9");
+    if in_phases {
+        figures.extend(phases.figures());
+    }
     Ok(Outcome::Measured(Sample {
         figures,
         histogram: Some(histogram),
         notes: Vec::new(),
     }))
+}
+
+/// The phases of the hand-made logins, one histogram each.
+#[derive(Default)]
+struct PhaseHistograms {
+    tcp: LatencyHistogram,
+    greeting: LatencyHistogram,
+    login: LatencyHistogram,
+    first_query: LatencyHistogram,
+    total: LatencyHistogram,
+}
+
+impl PhaseHistograms {
+    fn record(&mut self, phases: &connect_phases::Phases) {
+        self.tcp.record(phases.tcp);
+        self.greeting.record(phases.greeting);
+        self.login.record(phases.login);
+        self.first_query.record(phases.first_query);
+        self.total.record(phases.total());
+    }
+
+    /// The median of each phase, and of their sum (the hand-made login's
+    /// own `p50`, beside the library's).
+    fn figures(&self) -> Vec<Figure> {
+        [
+            ("tcp p50", &self.tcp),
+            ("greeting p50", &self.greeting),
+            ("login p50", &self.login),
+            ("first query p50", &self.first_query),
+            ("by hand p50", &self.total),
+        ]
+        .into_iter()
+        .map(|(name, histogram)| Figure {
+            metric: Metric::latency(name),
+            value: histogram.micros_at(50.0),
+        })
+        .collect()
+    }
 }
 
 /// Resident memory of the target's process per idle connection: RSS

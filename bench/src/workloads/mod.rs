@@ -20,6 +20,7 @@
 //!   follows a stepped load, and (later) the stall of a relocation.
 
 pub mod concurrent;
+pub mod connect_phases;
 pub mod connections;
 pub mod large_result;
 pub mod latency;
@@ -179,7 +180,9 @@ impl WorkloadKind {
                 "CPU time (user+sys, /proc/PID/stat) of the target's process per point select"
             }
             WorkloadKind::Connect => {
-                "connect + authenticate + first query, a new connection each time"
+                "connect + authenticate + first query, a new connection each time; \
+                 and, taking turns with it, the same login by hand, timed phase by phase \
+                 (tcp, greeting, login, first query)"
             }
             WorkloadKind::IdleConnections => {
                 "resident memory of the target's process per idle connection held open \
