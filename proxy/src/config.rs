@@ -685,11 +685,18 @@ impl Config {
     }
 
     /// Worker threads to run: the configured number, or one per core.
+    ///
+    /// The core count is read once per process: the workers are started
+    /// from the first answer, and every per-worker share after it must
+    /// divide by that same number, also after a `docker update --cpus`
+    /// changed what `available_parallelism` (cgroup reads, several system
+    /// calls, on each worker tick otherwise) would say now.
     pub fn worker_count(&self) -> usize {
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         }
     }
 

@@ -414,3 +414,25 @@ fn storage_on_another_engine_is_refused_when_the_config_is_read() {
         config.validate().unwrap_or_else(|e| panic!("{here}: {e}"));
     }
 }
+
+#[test]
+fn the_worker_count_is_the_configured_one_or_the_cores_read_once() {
+    let auto = Cli::parse_from(["torpor", "--backend", "x:1"])
+        .into_config()
+        .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(auto.worker_count(), cores);
+    // Shares divide by it: 7 connections over the cores, at least one each.
+    let mut shared = auto.clone();
+    shared.max_backend_connections = 7;
+    assert_eq!(
+        shared.backend_connections_per_worker(),
+        7usize.div_ceil(cores)
+    );
+    // The core count read once does not hide a configured number.
+    let three = Cli::parse_from(["torpor", "--backend", "x:1", "--workers", "3"])
+        .into_config()
+        .unwrap();
+    assert_eq!(three.worker_count(), 3);
+    assert_eq!(auto.worker_count(), cores);
+}
