@@ -4,7 +4,7 @@
 //! phase boundaries drawn across all three.
 //!
 //! [`series`] turns the sampled points into the lines to draw (pure,
-//! tested); [`write`] draws them with `plotters`' SVG backend.
+//! tested); [`write()`] draws them with `plotters`' SVG backend.
 
 use std::path::Path;
 

@@ -43,7 +43,7 @@ pub struct Cli {
     /// (Debian's mariadb-server must be installed) with the --user
     /// accounts: suspended when idle, parked after a longer silence,
     /// woken by the next query. Its data is kept between runs, in
-    /// <state-dir>/services/default/data unless --spawn-datadir says.
+    /// `<state-dir>/services/default/data` unless --spawn-datadir says.
     #[arg(long, conflicts_with = "backend")]
     pub spawn_mariadb: bool,
     /// Datadir for --spawn-mariadb, kept between runs.
@@ -142,7 +142,7 @@ pub struct Cli {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tls: Option<bool>,
     /// The TLS certificate chain (PEM); with --tls-key. Without both, a
-    /// self-signed certificate kept in <state-dir>/tls/.
+    /// self-signed certificate kept in `<state-dir>/tls/`.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The TLS certificate's private key (PEM).

@@ -10,12 +10,12 @@
 //! may hand out a new host port on every start, so the address is read
 //! back from the engine each time, never remembered across a stop.
 //!
-//! The engine is the service's host's ([`engine`], `[[hosts]]`): the
+//! The engine is the service's host's (`engine`, `[[hosts]]`): the
 //! local one by default, or another reached by its socket or over TCP,
 //! whose containers publish on the host's address or listen on its own
 //! network.
 //!
-//! A relocation ([`relocation`]) moves the service to a new container and
+//! A relocation (`relocation`) moves the service to a new container and
 //! volume, on the same engine or another host's, named with a suffix; a
 //! file in the service's state folder says which pair, on which host, is
 //! the service's now.
@@ -130,7 +130,7 @@ pub struct DockerOptions {
     /// The host whose engine runs the containers.
     pub host: crate::config::hosts::HostConfig,
     /// `[services.storage]`: the datadir is a volume of the service's own
-    /// ([`storage`]) instead of a named Docker volume.
+    /// (`storage`) instead of a named Docker volume.
     pub storage: Option<crate::config::storage::StorageConfig>,
     /// The name the container and volume were made under when it is not
     /// the service's: a warm pool's pair (`warm`) the service took over.

@@ -5,7 +5,7 @@
 //! keeps answering ([`prepare`]): a physical backup of the running source
 //! (`mariadb-backup --stream`) is restored into the target, the target
 //! starts and replicates from the source by GTID until it has caught up.
-//! The short one is the actor's switch-over ([`switch_over`]): new
+//! The short one is the actor's switch-over (`actor::relocation`'s `switch_over`): new
 //! statements wait (the service is `Moving`), the source stops taking
 //! writes, the target applies the last of them, and the service's address
 //! changes — a new backend generation, so no connection to the source is

@@ -4,7 +4,7 @@
 //! The loop is sequential per session: take every complete command the
 //! client has sent (several when it pipelines), forward them in one write,
 //! then walk the replies the backend owes until none is left
-//! ([`super::drain`]). A ledger keeps, in order, one entry per reply the
+//! (`super::drain`). A ledger keeps, in order, one entry per reply the
 //! client is owed: a reply to forward from the backend (with what Torpor
 //! must learn from it), or one Torpor writes itself. Commands that need
 //! the whole connection (COM_CHANGE_USER, COM_QUIT, a statement that must

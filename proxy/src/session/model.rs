@@ -26,7 +26,7 @@
 //! A pinned session keeps its backend connection; if that connection dies
 //! the client gets an error instead of a silent move — unless the open
 //! transaction is its only pin and its journal replays on a new
-//! connection with the same results ([`super::txn_replay`]).
+//! connection with the same results (`super::transaction`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! brings it there arrives (the command so far plus that packet's length
 //! at or past the limit), with ERR 1153 (08S01) at the sequence id after
 //! that packet's, and the connection closes. Torpor answers in its place
-//! ([`Session::too_large`]): nothing of it goes to the backend when it is
+//! (`Session::too_large`): nothing of it goes to the backend when it is
 //! the first packet, and a multi-packet command refused half-way leaves
 //! its backend connection mid-command, so it is closed with the session.
 

@@ -14,7 +14,7 @@
 //! - `ROW_COUNT()` and `FOUND_ROWS()` become what the session's previous
 //!   statements left, when the statement runs on a connection where
 //!   another session's statement ran since (the same way, BIGINT 21
-//!   wide; see [`super::counts`]).
+//!   wide; see `super::counts`).
 //!
 //! Neither is rewritten inside a `CREATE` or `ALTER` statement, whose
 //! calls the server keeps in a definition and evaluates later.

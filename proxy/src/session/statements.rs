@@ -47,7 +47,7 @@ pub struct ClientStatement {
     /// prepare, not at every execute (~200 instructions each).
     pub may_change_state: bool,
     /// What an execute of it does to `FOUND_ROWS()`
-    /// ([`super::counts::found_rows`]), read at the prepare.
+    /// (`super::counts::found_rows`), read at the prepare.
     pub found_rows: super::counts::FoundRows,
 }
 

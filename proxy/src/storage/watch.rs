@@ -226,7 +226,7 @@ impl Watch {
 
 impl Drop for Watch {
     /// The grower stops before the volume goes (with the last
-    /// [`Shared`]): it never grows a released volume.
+    /// `Shared`): it never grows a released volume.
     fn drop(&mut self) {
         self.stop_grower();
     }

@@ -64,8 +64,8 @@ impl DockerDriver {
     /// driver's host (paused, made with [`DockerOptions::for_warm_pool`]
     /// and the admin password this driver has) as this service's: the
     /// placement file names it from now on, so that Torpor started again
-    /// finds it. The next [`Driver::start`] unpauses it; the service's
-    /// limits follow ([`Driver::take_service_limits`]).
+    /// finds it. The next [`Driver::start`](crate::scaler::driver::Driver::start) unpauses it; the service's
+    /// limits follow ([`Driver::take_service_limits`](crate::scaler::driver::Driver::take_service_limits)).
     pub fn adopt_warm(&mut self, suffix: &str) -> Result<(), DriverError> {
         self.options.made_as = Some(WARM_OWNER.to_string());
         self.options.placement = suffix.to_string();
