@@ -30,6 +30,7 @@ use torpor_protocol::frame::PacketHeader;
 use torpor_protocol::lenenc;
 use torpor_protocol::reply::PacketClass;
 use twox_hash::xxhash3_64::{RawHasher, SecretBuffer, DEFAULT_SECRET_LENGTH};
+use twox_hash::XxHash3_64;
 
 /// XXH3 over a static secret: streaming (the same digest however the
 /// bytes arrive in reads), allocation-free, and several times faster than
@@ -99,6 +100,15 @@ impl Outcome {
 /// bytes of each packet it said to hash.
 pub struct ReplyDigest {
     hasher: Xxh3,
+    /// Whether `hasher` has been given any bytes. A reply that fits the
+    /// stage (most: an OK, a row or a few) never reaches it, and is
+    /// hashed at the end in one call of XXH3's one-shot form, which gives
+    /// the same digest as the streaming one for the same bytes at a
+    /// fraction of its cost: the streaming hasher's end (a copy of it,
+    /// its buffered stripes, its long-input finalization) cost about 280
+    /// instructions a reply in callgrind, a fifth of a journaled point
+    /// select's digest.
+    hashed: bool,
     /// Bytes not yet given to `hasher`: each call into the streaming
     /// hasher has a fixed cost (its feature dispatch and buffering) that a
     /// reply of many small rows, three writes a row, paid dozens of times
@@ -131,10 +141,24 @@ impl ReplyDigest {
     pub fn new() -> ReplyDigest {
         ReplyDigest {
             hasher: RawHasher::new(SecretBuffer::default()),
+            hashed: false,
             stage: [0; STAGE_BYTES],
             staged: 0,
             outcome: Outcome::default(),
         }
+    }
+
+    /// Makes this a digest of nothing yet, as [`ReplyDigest::new`] would,
+    /// without writing the whole of it again: the stage's bytes are dead
+    /// once `staged` is 0, and a hasher that was never given a byte is as
+    /// new.
+    pub fn reset(&mut self) {
+        if self.hashed {
+            self.hasher = RawHasher::new(SecretBuffer::default());
+            self.hashed = false;
+        }
+        self.staged = 0;
+        self.outcome = Outcome::default();
     }
 
     /// Takes one packet, whose header is `header` and whose class is
@@ -202,7 +226,9 @@ impl ReplyDigest {
 
     /// The outcome of the reply.
     pub fn finish(&self) -> Outcome {
-        let digest = if self.staged == 0 {
+        let digest = if !self.hashed {
+            XxHash3_64::oneshot(self.staged_bytes())
+        } else if self.staged == 0 {
             self.hasher.finish()
         } else {
             let mut hasher = self.hasher.clone();
@@ -235,6 +261,7 @@ impl ReplyDigest {
             self.flush();
             if bytes.len() > STAGE_BYTES / 2 {
                 self.hasher.write(bytes);
+                self.hashed = true;
                 return;
             }
         }
@@ -253,6 +280,7 @@ impl ReplyDigest {
             self.staged = 0;
             if let Some(bytes) = self.stage.get(..staged) {
                 self.hasher.write(bytes);
+                self.hashed = true;
             }
         }
     }

@@ -97,7 +97,7 @@ impl ReplyWalk {
     pub fn digested_in(mut self, spare: Option<Box<ReplyDigest>>) -> ReplyWalk {
         self.digest = Some(match spare {
             Some(mut digest) => {
-                *digest = ReplyDigest::default();
+                digest.reset();
                 digest
             }
             None => Box::default(),

@@ -1,6 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 use torpor_protocol::packets::ServerStatus;
+use twox_hash::XxHash3_64;
 
 /// A header for a packet of `len` bytes.
 fn header(len: usize) -> PacketHeader {
@@ -355,6 +356,39 @@ proptest! {
         chunk in 1usize..600,
     ) {
         prop_assert_eq!(rows_digest(&packets, chunk), rows_digest(&packets, usize::MAX));
+    }
+
+    #[test]
+    fn a_digest_is_xxh3_of_the_bytes_whether_they_fit_the_stage_or_not(
+        // Around the 512-byte stage: replies that stay on it end in the
+        // one-shot hash, longer ones in the streaming hasher.
+        packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..6),
+        chunk in 1usize..300,
+    ) {
+        let mut hashed = Vec::new();
+        for packet in &packets {
+            hashed.push(1u8);
+            hashed.extend_from_slice(&(packet.len() as u64).to_le_bytes());
+            hashed.extend_from_slice(packet);
+        }
+        prop_assert_eq!(rows_digest(&packets, chunk).digest, XxHash3_64::oneshot(&hashed));
+    }
+
+    #[test]
+    fn a_reset_digest_is_a_new_one(
+        before in proptest::collection::vec(any::<u8>(), 0..1500),
+        after in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        let mut reused = ReplyDigest::new();
+        reused.packet(PacketClass::Other, header(before.len()), &before);
+        reused.body(&before);
+        reused.reset();
+        let mut new = ReplyDigest::new();
+        for digest in [&mut reused, &mut new] {
+            digest.packet(PacketClass::Other, header(after.len()), &after);
+            digest.body(&after);
+        }
+        prop_assert_eq!(reused.finish(), new.finish());
     }
 
     #[test]
