@@ -31,17 +31,20 @@ pub use crate::unread::{Learned, LeftBehind, Unread, Wanted};
 pub async fn read(left: LeftBehind, conn: &mut BackendConn) -> Result<Learned, SessionError> {
     let wanted = left.wanted();
     // First: any statement changes them (the read of the variables too).
-    let counts = match wanted.counts {
-        true => Some(backend::read_counts(conn).await?),
-        false => None,
+    let counts = if wanted.counts {
+        Some(backend::read_counts(conn).await?)
+    } else {
+        None
     };
-    let user_variables = match wanted.user_variables || wanted.last_insert_id {
-        true => Some(backend::read_user_variables(conn).await?),
-        false => None,
+    let user_variables = if wanted.user_variables || wanted.last_insert_id {
+        Some(backend::read_user_variables(conn).await?)
+    } else {
+        None
     };
-    let last_insert_id = match wanted.last_insert_id {
-        true => Some(backend::read_last_insert_id(conn).await?),
-        false => None,
+    let last_insert_id = if wanted.last_insert_id {
+        Some(backend::read_last_insert_id(conn).await?)
+    } else {
+        None
     };
     let learned = Learned {
         user_variables,
