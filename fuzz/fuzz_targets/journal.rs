@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
                     1 => Some(JournalCommand::Execute {
                         statement: len as u32,
                         payload: bytes.to_vec(),
+                        types: (op & 0x40 != 0).then(|| bytes.into()),
                         sql: bytes.into(),
                     }),
                     _ => None,

@@ -469,6 +469,82 @@ fn a_transaction_opened_by_a_prepared_begin_survives_a_killed_backend() {
     assert_eq!(rows, vec!["one".to_string(), "two".to_string()]);
 }
 
+/// libmariadb's and sysbench's way: a statement's parameter types go with
+/// its first execute only. The journal keeps the executes that came
+/// without them, and the replay, which prepares the statements again on a
+/// new connection, must send each with the types its client bound.
+#[test]
+fn executes_sent_without_parameter_types_are_replayed_with_them() {
+    use torpor_tests::raw::{base_capabilities, com_stmt_execute, LoginOptions, Param, RawClient};
+
+    let torpor = torpor_with_metrics();
+    let schema = "replay_txn_untyped";
+    transaction_schema(schema);
+    let mut options = LoginOptions::app(base_capabilities());
+    options.database = Some(schema.to_string());
+    let mut client = RawClient::connect(torpor.addr(), &options);
+    let execute = |client: &mut RawClient, id: u32, params: &[Param], send_types: bool| {
+        let payload = com_stmt_execute(id, 0, params, send_types);
+        let reply = client
+            .command(&payload)
+            .expect("execute")
+            .expect("an execute has a reply");
+        assert!(reply.error().is_none(), "execute: {:?}", reply.error());
+    };
+    let (insert, _) = client.prepare("INSERT INTO t (v) VALUES (?)");
+    let (read, _) = client.prepare("SELECT balance FROM acct WHERE id = ?");
+    let (debit, _) = client.prepare("UPDATE acct SET balance = balance - ? WHERE id = ?");
+    // Types bound before the transaction (autocommit): inside it, every
+    // execute comes without them, and the journal has none to copy.
+    execute(
+        &mut client,
+        insert.statement_id,
+        &[Param::text("one")],
+        true,
+    );
+    execute(&mut client, read.statement_id, &[Param::Int(2)], true);
+    execute(
+        &mut client,
+        debit.statement_id,
+        &[Param::Int(25), Param::Int(2)],
+        true,
+    );
+    client.query("BEGIN").expect_ok("BEGIN");
+    execute(
+        &mut client,
+        insert.statement_id,
+        &[Param::text("two")],
+        false,
+    );
+    execute(&mut client, read.statement_id, &[Param::Int(2)], false);
+    execute(
+        &mut client,
+        debit.statement_id,
+        &[Param::Int(5), Param::Int(2)],
+        false,
+    );
+
+    kill_transaction_backend(schema);
+    execute(
+        &mut client,
+        insert.statement_id,
+        &[Param::text("three")],
+        false,
+    );
+    let seen = client.query("SELECT balance FROM acct WHERE id = 2");
+    assert_eq!(
+        seen.text_rows(client.capabilities),
+        vec![vec![Some(b"70".to_vec())]],
+        "the replayed transaction holds both debits"
+    );
+    client.query("COMMIT").expect_ok("COMMIT");
+    assert_transaction_replays(&torpor, "ok", 1);
+
+    let rows: Vec<String> = stored_rows(schema).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(rows, ["one", "two", "three"]);
+    assert_eq!(balance(schema, 2), 70);
+}
+
 #[test]
 fn a_conflicting_change_makes_replay_refuse_cleanly() {
     let torpor = torpor_with_metrics();

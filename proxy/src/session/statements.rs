@@ -40,8 +40,9 @@ pub struct ClientStatement {
     /// Result column count.
     pub columns: u16,
     /// The parameter types the client last bound (two bytes each), for
-    /// executes that do not send them.
-    pub param_types: Option<Vec<u8>>,
+    /// executes that do not send them; shared with the transaction
+    /// journal's entries of such executes.
+    pub param_types: Option<std::rc::Rc<[u8]>>,
     /// Whether the text may do anything to the session Torpor follows
     /// ([`torpor_replay::classify::may_change_state`]): read once, at the
     /// prepare, not at every execute (~200 instructions each).

@@ -161,26 +161,24 @@ impl Session {
         if !wanted || self.model.has_long_data(id) {
             return JournalNote::Unrecorded;
         }
-        let payload = match stmt::param_types(payload, statement.params) {
-            Ok(Some(_)) => payload.to_vec(),
-            Ok(None) if statement.params == 0 => payload.to_vec(),
-            Ok(None) => {
-                let with_types = statement.param_types.as_deref().and_then(|types| {
-                    stmt::with_param_types(payload, statement.params, types)
-                        .ok()
-                        .flatten()
-                });
-                match with_types {
-                    Some(with_types) => with_types,
-                    None => return JournalNote::Unrecorded,
+        let types = match stmt::param_types(payload, statement.params) {
+            Ok(Some(_)) => None,
+            Ok(None) if statement.params == 0 => None,
+            // Sent without types: the ones its client bound before, added
+            // only if the transaction is replayed (`execute_payload`).
+            Ok(None) => match &statement.param_types {
+                Some(types) if types.len() == 2 * usize::from(statement.params) => {
+                    Some(std::rc::Rc::clone(types))
                 }
-            }
+                _ => return JournalNote::Unrecorded,
+            },
             Err(_) => return JournalNote::Unrecorded,
         };
         JournalNote::Recorded(Box::new(Recorded {
             command: JournalCommand::Execute {
                 statement: id,
-                payload,
+                payload: payload.to_vec(),
+                types,
                 sql: statement.sql.clone(),
             },
             characteristics: self.pending_characteristics(),
@@ -482,7 +480,11 @@ impl Session {
                 payload.extend_from_slice(&sql);
                 payload
             }
-            JournalCommand::Execute { payload, .. } => payload,
+            // The ledger adds the types where the statement needs them;
+            // added here all the same, so it sees the execute as it was.
+            JournalCommand::Execute { payload, types, .. } => {
+                execute_payload(&payload, types.as_deref()).unwrap_or(payload)
+            }
         };
         let mut wire = BytesMut::with_capacity(payload.len() + 4 + self.client.rbuf.len());
         write_payload(&mut wire, 0, &payload);
@@ -503,6 +505,20 @@ impl Session {
             Err(failure) => self.refuse_after_replay(failure),
         }
     }
+}
+
+/// A journaled execute's payload as it runs again: with `types`, the
+/// parameter types its client bound before, added when it came without
+/// them. `None`: they do not fit it (the journal takes only executes
+/// they fit, see [`Session::note_for_execute`]).
+fn execute_payload(payload: &[u8], types: Option<&[u8]>) -> Option<Vec<u8>> {
+    let Some(types) = types else {
+        return Some(payload.to_vec());
+    };
+    let params = u16::try_from(types.len() / 2).ok()?;
+    stmt::with_param_types(payload, params, types)
+        .ok()
+        .flatten()
 }
 
 /// Runs `entries` on `conn`, comparing each reply with the journaled one.
@@ -535,7 +551,10 @@ async fn replay_entries(
                 (Command::Query, payload)
             }
             JournalCommand::Execute {
-                statement, payload, ..
+                statement,
+                payload,
+                types,
+                ..
             } => {
                 let Some(backend_id) = statement_on(conn, session, *statement, statements).await?
                 else {
@@ -543,7 +562,12 @@ async fn replay_entries(
                         "statement {n}'s prepared statement cannot be prepared again"
                     )));
                 };
-                let mut payload = payload.clone();
+                // Prepared anew: its first execute carries the types.
+                let Some(mut payload) = execute_payload(payload, types.as_deref()) else {
+                    return Ok(Err(format!(
+                        "statement {n}'s parameter types cannot be added back"
+                    )));
+                };
                 stmt::set_statement_id(&mut payload, backend_id);
                 (Command::StmtExecute, payload)
             }

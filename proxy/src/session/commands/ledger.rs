@@ -216,7 +216,7 @@ impl Session {
                     // them without an allocation per execute.
                     if let Some(statement) = self.statements.get_mut(id) {
                         if statement.param_types.as_deref() != Some(types) {
-                            statement.param_types = Some(types.to_vec());
+                            statement.param_types = Some(types.into());
                         }
                     }
                 }
