@@ -491,46 +491,40 @@ fn executes_sent_without_parameter_types_are_replayed_with_them() {
             .expect("an execute has a reply");
         assert!(reply.error().is_none(), "execute: {:?}", reply.error());
     };
-    let (insert, _) = client.prepare("INSERT INTO t (v) VALUES (?)");
-    let (read, _) = client.prepare("SELECT balance FROM acct WHERE id = ?");
-    let (debit, _) = client.prepare("UPDATE acct SET balance = balance - ? WHERE id = ?");
-    // Types bound before the transaction (autocommit): inside it, every
-    // execute comes without them, and the journal has none to copy.
-    execute(
-        &mut client,
-        insert.statement_id,
-        &[Param::text("one")],
-        true,
-    );
-    execute(&mut client, read.statement_id, &[Param::Int(2)], true);
-    execute(
-        &mut client,
-        debit.statement_id,
-        &[Param::Int(25), Param::Int(2)],
-        true,
-    );
+    let insert = client
+        .prepare("INSERT INTO t (v) VALUES (?)")
+        .0
+        .statement_id;
+    let read = client
+        .prepare("SELECT balance FROM acct WHERE id = ?")
+        .0
+        .statement_id;
+    let debit = client
+        .prepare("UPDATE acct SET balance = balance - ? WHERE id = ?")
+        .0
+        .statement_id;
+    // Each statement's first execute, with its types, before the
+    // transaction (autocommit); inside it, every execute comes without
+    // them, and the journal has none to copy.
+    let executes = [
+        (insert, vec![Param::text("one")], vec![Param::text("two")]),
+        (read, vec![Param::Int(2)], vec![Param::Int(2)]),
+        (
+            debit,
+            vec![Param::Int(25), Param::Int(2)],
+            vec![Param::Int(5), Param::Int(2)],
+        ),
+    ];
+    for (id, before, _) in &executes {
+        execute(&mut client, *id, before, true);
+    }
     client.query("BEGIN").expect_ok("BEGIN");
-    execute(
-        &mut client,
-        insert.statement_id,
-        &[Param::text("two")],
-        false,
-    );
-    execute(&mut client, read.statement_id, &[Param::Int(2)], false);
-    execute(
-        &mut client,
-        debit.statement_id,
-        &[Param::Int(5), Param::Int(2)],
-        false,
-    );
+    for (id, _, inside) in &executes {
+        execute(&mut client, *id, inside, false);
+    }
 
     kill_transaction_backend(schema);
-    execute(
-        &mut client,
-        insert.statement_id,
-        &[Param::text("three")],
-        false,
-    );
+    execute(&mut client, insert, &[Param::text("three")], false);
     let seen = client.query("SELECT balance FROM acct WHERE id = 2");
     assert_eq!(
         seen.text_rows(client.capabilities),
