@@ -242,6 +242,15 @@ pub struct Session {
     /// `malloc` and a `free` (~150 instructions a query). Dropped when
     /// the client goes idle.
     pub(super) spare_digest: Option<Box<ReplyDigest>>,
+    /// The boxes of journal notes whose replies ended, kept for the next
+    /// commands' notes: every statement of a transaction is journalled,
+    /// and a new box each was a `malloc` and a `free`. A `RefCell`: a
+    /// note is made while the command's bytes are borrowed from the
+    /// client's buffer. Dropped when the client goes idle.
+    // The boxes themselves are what is kept (a note is a box): a `Vec` of
+    // the values would need a new box for each note again.
+    #[allow(clippy::vec_box)]
+    pub(super) journal_shells: std::cell::RefCell<Vec<Box<super::transaction::Recorded>>>,
     /// What `ROW_COUNT()` and `FOUND_ROWS()` read for the session, and
     /// whether its backend connection still says so.
     pub(super) counts: super::counts::Counts,
@@ -338,6 +347,7 @@ impl Session {
             batch_started: Instant::now(),
             woke_at: None,
             spare_digest: None,
+            journal_shells: std::cell::RefCell::new(Vec::new()),
             counts: Default::default(),
             accounts_change: std::cell::RefCell::new(None),
             journal: torpor_replay::journal::TransactionJournal::new(
@@ -466,9 +476,12 @@ impl Session {
             match Box::pin(self.spell()).await? {
                 Spell::Ended => return Ok(()),
                 Spell::Idle(want) => {
-                    // An idle client holds no spare digest (its memory is
-                    // counted per idle client).
+                    // An idle client holds no spare digest, note shells or
+                    // journal buffers (its memory is counted per idle
+                    // client).
                     self.spare_digest = None;
+                    self.journal_shells = std::cell::RefCell::new(Vec::new());
+                    self.journal.release_spares();
                     self.wait_idle(want).await?
                 }
             }

@@ -73,6 +73,14 @@ impl JournalNote {
     }
 }
 
+/// A command with nothing in it, no allocation: what a kept shell holds
+/// until its next command.
+const EMPTY_COMMAND: JournalCommand = JournalCommand::Query(Vec::new());
+
+/// Shells of journal notes a session keeps for its next commands: as
+/// many as the commands of a pipelined batch that are usually in flight.
+const KEPT_SHELLS: usize = 8;
+
 /// A journaled command, as dispatched.
 #[derive(Debug)]
 pub(super) struct Recorded {
@@ -131,10 +139,7 @@ impl Session {
                 if !wanted {
                     return JournalNote::Unrecorded;
                 }
-                JournalNote::Recorded(Box::new(Recorded {
-                    command: JournalCommand::Query(sql.to_vec()),
-                    characteristics: self.pending_characteristics(),
-                }))
+                self.recorded(sql, JournalCommand::Query)
             }
             Command::Ping
             | Command::Statistics
@@ -174,15 +179,36 @@ impl Session {
             },
             Err(_) => return JournalNote::Unrecorded,
         };
-        JournalNote::Recorded(Box::new(Recorded {
-            command: JournalCommand::Execute {
-                statement: id,
-                payload: payload.to_vec(),
-                types,
-                sql: statement.sql.clone(),
-            },
-            characteristics: self.pending_characteristics(),
-        }))
+        let sql = statement.sql.clone();
+        self.recorded(payload, |payload| JournalCommand::Execute {
+            statement: id,
+            payload,
+            types,
+            sql,
+        })
+    }
+
+    /// A note of the command `command` makes of `bytes` (copied): in a
+    /// shell and a buffer kept from earlier notes when there are some, so
+    /// that a transaction's statements allocate nothing once the session
+    /// has run one or two (see [`Session::journal_shells`]).
+    fn recorded(
+        &self,
+        bytes: &[u8],
+        command: impl FnOnce(Vec<u8>) -> JournalCommand,
+    ) -> JournalNote {
+        let characteristics = self.pending_characteristics();
+        let Some(mut shell) = self.journal_shells.borrow_mut().pop() else {
+            return JournalNote::Recorded(Box::new(Recorded {
+                command: command(bytes.to_vec()),
+                characteristics,
+            }));
+        };
+        let mut buffer = std::mem::replace(&mut shell.command, EMPTY_COMMAND).into_buffer();
+        buffer.extend_from_slice(bytes);
+        shell.command = command(buffer);
+        shell.characteristics = characteristics;
+        JournalNote::Recorded(shell)
     }
 
     /// A reply ended (the model already learnt from it): the journal
@@ -195,11 +221,9 @@ impl Session {
                 self.journal
                     .reply_ended(None, Outcome::default(), in_transaction, None)
             }
-            JournalNote::Recorded(recorded) => {
-                let Recorded {
-                    command,
-                    characteristics,
-                } = *recorded;
+            JournalNote::Recorded(mut shell) => {
+                let command = std::mem::replace(&mut shell.command, EMPTY_COMMAND);
+                let characteristics = shell.characteristics.take();
                 let outcome = walk.outcome().unwrap_or_default();
                 self.journal.reply_ended(
                     Some(command),
@@ -207,6 +231,15 @@ impl Session {
                     in_transaction,
                     characteristics.as_deref(),
                 );
+                // The shell is kept for the next note, with a buffer of
+                // an ended transaction's when there is one.
+                if let Some(buffer) = self.journal.take_spare_buffer() {
+                    shell.command = JournalCommand::Query(buffer);
+                }
+                let shells = self.journal_shells.get_mut();
+                if shells.len() < KEPT_SHELLS {
+                    shells.push(shell);
+                }
             }
         }
     }

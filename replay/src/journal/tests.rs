@@ -403,3 +403,47 @@ proptest! {
         prop_assert_ne!(rows_digest(&packets, 7), rows_digest(&changed, 7));
     }
 }
+
+#[test]
+fn an_ended_transaction_leaves_its_buffers_for_the_next_commands() {
+    let mut journal = TransactionJournal::new(DEFAULT_MAX_BYTES);
+    assert_eq!(journal.take_spare_buffer(), None, "nothing ended yet");
+    let big = "x".repeat(KEPT_BUFFER_BYTES + 1);
+    let mut statements = vec!["BEGIN".to_string(), big];
+    statements.extend((0..KEPT_BUFFERS + 4).map(|i| format!("UPDATE t SET a = {i}")));
+    for sql in &statements {
+        journal.reply_ended(query(sql), ok(1, 0), true, None);
+    }
+    assert_eq!(journal.take_spare_buffer(), None, "the transaction is open");
+    journal.reply_ended(query("COMMIT"), ok(0, 0), false, None);
+    let mut spares = Vec::new();
+    while let Some(buffer) = journal.take_spare_buffer() {
+        spares.push(buffer);
+    }
+    // BEGIN and the first updates' buffers, the large one left out, at
+    // most KEPT_BUFFERS of them, each emptied.
+    assert_eq!(spares.len(), KEPT_BUFFERS);
+    for buffer in &spares {
+        assert!(buffer.is_empty(), "a kept buffer is emptied");
+        assert!(buffer.capacity() > 0 && buffer.capacity() <= KEPT_BUFFER_BYTES);
+    }
+    // A refused transaction's entries are kept the same way; an idle
+    // session gives them back.
+    journal.reply_ended(query("BEGIN"), ok(0, 0), true, None);
+    journal.reply_ended(query("UPDATE t SET a = 1"), ok(1, 0), true, None);
+    journal.refuse(Refusal::Unrecorded {
+        statement: 3,
+        what: "long data",
+    });
+    assert!(journal.take_spare_buffer().is_some());
+    journal.release_spares();
+    assert_eq!(journal.take_spare_buffer(), None);
+}
+
+#[test]
+fn a_recycled_buffer_carries_nothing_of_its_command() {
+    let command = JournalCommand::Query(b"UPDATE t SET a = 1".to_vec());
+    let buffer = command.into_buffer();
+    assert!(buffer.is_empty());
+    assert!(buffer.capacity() >= "UPDATE t SET a = 1".len());
+}

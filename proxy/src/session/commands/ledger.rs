@@ -162,7 +162,11 @@ impl Session {
             }
             return Ok(StatementStep::Consumed);
         };
+        // What the rest needs of the statement, read once (each lookup of
+        // it is a hash probe).
         let params = statement.params;
+        let may_change_state = statement.may_change_state;
+        let found_rows_effect = statement.found_rows;
         if command == Command::StmtClose {
             self.statements.remove(id);
             self.model.statement_settled(id, true);
@@ -194,11 +198,13 @@ impl Session {
         let follow = match command {
             Command::StmtExecute | Command::StmtBulkExecute => Some(Follow::Execute {
                 id,
-                facts: self
-                    .statements
-                    .get(id)
-                    .filter(|s| s.may_change_state)
-                    .and_then(|s| crate::session::model::execute_facts(&s.sql)),
+                facts: if may_change_state {
+                    self.statements
+                        .get(id)
+                        .and_then(|s| crate::session::model::execute_facts(&s.sql))
+                } else {
+                    None
+                },
             }),
             Command::StmtFetch => Some(Follow::Fetch { id }),
             Command::StmtReset => Some(Follow::StatementReset { id }),
@@ -260,10 +266,7 @@ impl Session {
             let cursor = stmt::requests_cursor(payload);
             // A cursor's rows come with COM_STMT_FETCH: not counted.
             let found_rows = match (command, cursor) {
-                (Command::StmtExecute, false) => self
-                    .statements
-                    .get(id)
-                    .map_or(FoundRows::Unknown, |s| s.found_rows),
+                (Command::StmtExecute, false) => found_rows_effect,
                 _ => FoundRows::Unknown,
             };
             self.expect_reply_to(command, cursor, follow, note, found_rows);
