@@ -297,9 +297,10 @@ pub enum JournalCommand {
     /// A COM_QUERY: its text.
     Query(Vec<u8>),
     /// A COM_STMT_EXECUTE of the client's statement `statement`: its
-    /// payload, with parameter types included (the new connection has
-    /// never seen this statement's types); the statement id in it is
-    /// replaced by the new connection's when it is run.
+    /// payload as the client sent it, and the parameter types to add when
+    /// it came without them (the new connection has never seen this
+    /// statement's types); the statement id in it is replaced by the new
+    /// connection's when it is run.
     Execute {
         /// Client statement id.
         statement: u32,
